@@ -1,0 +1,69 @@
+//! HTTP routes. No business rule lives here: handlers extract, call a service, render.
+
+mod assets;
+mod auth;
+mod catalog;
+mod error;
+mod tasks;
+mod view;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+
+pub use catalog::CatalogBodies;
+pub use error::HttpError;
+
+use crate::service::Services;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub services: Arc<Services>,
+    pub catalog: Arc<CatalogBodies>,
+}
+
+pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/videos/generations", post(tasks::create))
+        .route("/v1/tasks", get(tasks::list))
+        .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
+        .route("/v1/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/v1/models", get(catalog::list_models))
+        .route("/v1/models/{id}", get(catalog::get_model))
+        .route("/v1/pricing", get(catalog::pricing))
+        .route("/v1/assets/{task_id}/{file}", get(assets::download))
+        .fallback(|| async { error::not_found() })
+        .method_not_allowed_fallback(|| async { error::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(
+            // Spans carry method and path only: query strings hold download signatures.
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
+            }),
+        )
+        .with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
+    if state.services.store.ping().await {
+        (StatusCode::OK, Json(json!({"status": "ready"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "reason": "database unreachable"})),
+        )
+    }
+}

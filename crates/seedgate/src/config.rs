@@ -1,0 +1,204 @@
+//! Settings as data with defaults, layered: built-in defaults → TOML file → environment/flags.
+//! Unknown keys in the file are errors, so a typo never silently changes behaviour.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything the server needs, parsed once at start-up.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `sqlite:…`; defaults to `seedgate.db` inside `data_dir`.
+    pub database_url: Option<String>,
+    /// Base of the absolute result URLs; defaults to the request's own scheme and Host.
+    pub public_url: Option<String>,
+    /// Largest request body accepted (data: URIs of video inputs need tens of MB).
+    pub max_body_bytes: usize,
+    /// Opening balance of the development key created on an empty database.
+    pub dev_key_balance_usd: u64,
+    /// A catalog TOML that replaces the built-in one (adding a model needs no code change).
+    pub catalog_file: Option<PathBuf>,
+    pub engine: EngineConfig,
+    pub sandbox: SandboxConfig,
+    pub fetch: FetchConfig,
+    pub assets: AssetsConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Concurrent task workers in this process.
+    pub workers: usize,
+    /// How long a claimed task stays with its worker without a heartbeat; a dead process's
+    /// tasks are picked up again after this.
+    pub lease_seconds: u64,
+    /// Idle poll interval when no wake-up arrives (other replicas may have queued work).
+    pub idle_poll_ms: u64,
+    /// Attempts before a task that keeps failing transiently (or crashing its worker) fails.
+    pub max_attempts: i64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Renders at once; each one is CPU-bound on one core.
+    pub max_concurrent_renders: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FetchConfig {
+    pub connect_timeout_seconds: u64,
+    pub timeout_seconds: u64,
+    pub max_image_bytes: u64,
+    pub max_video_bytes: u64,
+    pub max_audio_bytes: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssetsConfig {
+    /// Lifetime of a signed result URL; each task read mints fresh ones.
+    pub url_ttl_seconds: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            public_url: None,
+            max_body_bytes: 75 * 1024 * 1024,
+            dev_key_balance_usd: 100,
+            catalog_file: None,
+            engine: EngineConfig::default(),
+            sandbox: SandboxConfig::default(),
+            fetch: FetchConfig::default(),
+            assets: AssetsConfig::default(),
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            lease_seconds: 30,
+            idle_poll_ms: 1000,
+            max_attempts: 5,
+        }
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_renders: std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(2),
+        }
+    }
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_seconds: 10,
+            timeout_seconds: 60,
+            max_image_bytes: 30 * 1024 * 1024,
+            max_video_bytes: 50 * 1024 * 1024,
+            max_audio_bytes: 15 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for AssetsConfig {
+    fn default() -> Self {
+        Self {
+            url_ttl_seconds: 24 * 3600,
+        }
+    }
+}
+
+/// Configuration errors stop start-up with a message naming the file and key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid catalog file {path}: {message}")]
+    Catalog { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Defaults, overlaid by the file when one is given.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = file else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("seedgate.db").display()))
+    }
+
+    pub fn assets_dir(&self) -> PathBuf {
+        self.data_dir.join("assets")
+    }
+
+    /// The model catalog: the built-in one unless `catalog_file` replaces it.
+    pub fn catalog(&self) -> Result<seedgate_contract::Catalog, ConfigError> {
+        let Some(path) = &self.catalog_file else {
+            return Ok(seedgate_contract::Catalog::builtin());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        seedgate_contract::Catalog::from_toml(&text).map_err(|e| ConfigError::Catalog {
+            path: path.clone(),
+            message: e.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_config_key_is_rejected() {
+        let err = toml::from_str::<Config>("listen = \"127.0.0.1:1\"\nlisten_port = 3\n");
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn partial_file_keeps_defaults() {
+        let config: Config = toml::from_str("[engine]\nworkers = 1\n").unwrap();
+        assert_eq!(config.engine.workers, 1);
+        assert_eq!(config.engine.lease_seconds, 30);
+        assert_eq!(config.listen.port(), 8080);
+    }
+}

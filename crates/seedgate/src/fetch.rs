@@ -1,0 +1,111 @@
+//! The one HTTP client the gateway uses to fetch media inputs: http/https and data: URIs only,
+//! with connect/overall timeouts, at most 3 redirects and a size cap enforced while streaming.
+
+use std::time::Duration;
+
+use seedgate_contract::MediaInput;
+
+use crate::config::FetchConfig;
+
+/// Which size cap applies to an input.
+#[derive(Clone, Copy, Debug)]
+pub enum MediaKind {
+    Image,
+    Video,
+    Audio,
+}
+
+/// Why an input could not be had; becomes the task's error (the task fails, nothing is charged).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("input {url} is larger than {limit} bytes")]
+    TooLarge { url: String, limit: u64 },
+    #[error("input {url} answered HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("input {url} could not be fetched: {reason}")]
+    Transport { url: String, reason: String },
+    #[error("input is not an http(s) URL or a valid data: URI")]
+    Unsupported,
+}
+
+impl FetchError {
+    /// Stable code for the task's `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FetchError::TooLarge { .. } => "input_too_large",
+            FetchError::Status { .. } | FetchError::Transport { .. } => "input_fetch_failed",
+            FetchError::Unsupported => "invalid_media_url",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    config: FetchConfig,
+}
+
+impl Fetcher {
+    pub fn new(config: FetchConfig) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(config.connect_timeout_seconds))
+            .timeout(Duration::from_secs(config.timeout_seconds))
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .user_agent(concat!("seedgate/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { client, config })
+    }
+
+    fn limit(&self, kind: MediaKind) -> u64 {
+        match kind {
+            MediaKind::Image => self.config.max_image_bytes,
+            MediaKind::Video => self.config.max_video_bytes,
+            MediaKind::Audio => self.config.max_audio_bytes,
+        }
+    }
+
+    /// The bytes behind an input. The URL never appears in full in errors when it is a data: URI.
+    pub async fn fetch(&self, input: &MediaInput, kind: MediaKind) -> Result<Vec<u8>, FetchError> {
+        let limit = self.limit(kind);
+        if input.is_data_uri() {
+            let bytes = input.data_bytes().ok_or(FetchError::Unsupported)?;
+            if bytes.len() as u64 > limit {
+                return Err(FetchError::TooLarge {
+                    url: "data: URI".into(),
+                    limit,
+                });
+            }
+            return Ok(bytes);
+        }
+        let url = input.as_str();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(FetchError::Unsupported);
+        }
+        let transport = |e: reqwest::Error| FetchError::Transport {
+            url: url.to_owned(),
+            reason: e.without_url().to_string(),
+        };
+        let mut response = self.client.get(url).send().await.map_err(transport)?;
+        if !response.status().is_success() {
+            return Err(FetchError::Status {
+                url: url.to_owned(),
+                status: response.status().as_u16(),
+            });
+        }
+        let too_large = || FetchError::TooLarge {
+            url: url.to_owned(),
+            limit,
+        };
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}

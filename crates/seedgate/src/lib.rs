@@ -1,0 +1,144 @@
+//! Seedgate: one asynchronous HTTP API for the Seedance 2.0 video models.
+//!
+//! Data flows one way: request → `api` → `service` (validate with `seedgate_contract`, price,
+//! persist task + reservation) → `engine` (lease) → `providers` → settle in `store` → `assets`.
+
+pub mod api;
+pub mod assets;
+pub mod config;
+pub mod engine;
+pub mod fetch;
+pub mod providers;
+pub mod service;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rand::RngCore;
+use tokio::net::TcpListener;
+
+use crate::api::{ApiState, CatalogBodies};
+use crate::assets::AssetStore;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::fetch::Fetcher;
+use crate::providers::sandbox::Sandbox;
+use crate::providers::Provider;
+use crate::service::Services;
+use crate::store::{KeyMode, NewKey, Store};
+
+/// Start-up failures, reported to the operator with their cause.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot prepare data directory: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot build HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// The whole server, wired once. `main` and every integration test build it the same way.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    engine: Arc<Engine>,
+    store: Store,
+    /// The key created on an empty database, for the operator to see once.
+    pub dev_key: Option<NewKey>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        tokio::fs::create_dir_all(&config.data_dir).await?;
+        let store = Store::connect(&config.database_url()).await?;
+        let catalog = Arc::new(config.catalog()?);
+        let signing_key = store
+            .setting_or_insert("asset_signing_key", &random_hex(32))
+            .await?;
+        let assets = AssetStore::new(config.assets_dir(), signing_key.into_bytes());
+        let fetcher = Fetcher::new(config.fetch.clone())?;
+        let sandbox: Arc<dyn Provider> = Arc::new(Sandbox::new(
+            catalog.clone(),
+            fetcher,
+            assets.clone(),
+            config.sandbox.max_concurrent_renders,
+        ));
+        let engine = Arc::new(Engine::new(
+            store.clone(),
+            catalog.clone(),
+            assets.clone(),
+            vec![sandbox],
+            config.engine.clone(),
+        ));
+        let dev_key = if store.count_keys().await? == 0 {
+            Some(
+                store
+                    .create_key(
+                        "development",
+                        KeyMode::Test,
+                        config.dev_key_balance_usd as i64 * 1_000_000,
+                    )
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let services = Arc::new(Services {
+            store: store.clone(),
+            catalog: catalog.clone(),
+            assets,
+            engine_wake: engine.waker(),
+            public_url: config.public_url.clone(),
+            url_ttl_seconds: config.assets.url_ttl_seconds,
+        });
+        let state = ApiState {
+            services,
+            catalog: CatalogBodies::render(&catalog),
+        };
+        let router = api::router(state, config.max_body_bytes);
+        let listener = TcpListener::bind(config.listen).await?;
+        Ok(Self {
+            listener,
+            router,
+            engine,
+            store,
+            dev_key,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Serves HTTP and runs the engine workers until `shutdown` resolves.
+    pub async fn run(
+        self,
+        run_workers: bool,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        if run_workers {
+            self.engine.spawn_workers();
+        }
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}

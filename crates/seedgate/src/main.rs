@@ -1,0 +1,257 @@
+//! The `seedgate` command: the server and its operator tools (SPEC §6).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand};
+use rust_decimal::Decimal;
+use seedgate::config::Config;
+use seedgate::service::usd;
+use seedgate::store::{KeyMode, Store};
+use seedgate::Application;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "seedgate",
+    version,
+    about = "One asynchronous HTTP API for the Seedance 2.0 video models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API and the task engine.
+    Serve {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Address to listen on.
+        #[arg(long, env = "SEEDGATE_LISTEN")]
+        listen: Option<SocketAddr>,
+    },
+    /// Create, list, revoke and top up API keys.
+    Keys {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// Settings every server-side command shares; each also reads its environment variable.
+#[derive(Args)]
+struct ServerArgs {
+    /// Directory for the SQLite database and result files.
+    #[arg(long, env = "SEEDGATE_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Database URL (`sqlite:…`); defaults to `seedgate.db` in the data directory.
+    #[arg(long, env = "SEEDGATE_DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// TOML configuration file.
+    #[arg(long, env = "SEEDGATE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    fn load(&self) -> Result<Config, String> {
+        let mut config = Config::load(self.config.as_deref()).map_err(|e| e.to_string())?;
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(url) = &self.database_url {
+            config.database_url = Some(url.clone());
+        }
+        Ok(config)
+    }
+
+    async fn store(&self) -> Result<Store, String> {
+        let config = self.load()?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| e.to_string())?;
+        Store::connect(&config.database_url())
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key and print it (alone, once) on stdout.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Opening balance in USD.
+        #[arg(long, default_value = "0")]
+        balance_usd: String,
+        /// A test key: always served by the sandbox, billed in play money.
+        #[arg(long)]
+        test: bool,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by id.
+    Revoke { key_id: String },
+    /// Add funds to a key.
+    TopUp {
+        key_id: String,
+        #[arg(long)]
+        usd: String,
+    },
+}
+
+fn usd_to_micros(text: &str) -> Result<i64, String> {
+    let amount =
+        Decimal::from_str(text).map_err(|_| format!("`{text}` is not an amount in USD"))?;
+    if amount.is_sign_negative() || amount.scale() > 6 {
+        return Err(format!(
+            "`{text}`: use a non-negative amount with at most 6 decimals"
+        ));
+    }
+    (amount * Decimal::from(1_000_000))
+        .trunc()
+        .to_string()
+        .parse()
+        .map_err(|_| format!("`{text}` is too large"))
+}
+
+fn out(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            let _ = writeln!(std::io::stderr(), "error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve { server, listen } => {
+            let mut config = server.load()?;
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            serve(config).await
+        }
+        Command::Migrate { server } => {
+            server.store().await?;
+            out("database is up to date");
+            Ok(())
+        }
+        Command::Keys { server, action } => keys(server.store().await?, action).await,
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let app = Application::build(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = app.local_addr().map_err(|e| e.to_string())?;
+    if let Some(key) = &app.dev_key {
+        out(&format!(
+            "Created a development API key (test mode, ${} play money). It is shown only once:\n\n    {}\n",
+            usd(key.account.balance_usd_micros),
+            key.secret
+        ));
+    }
+    tracing::info!(%addr, "seedgate listening");
+    app.run(true, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+async fn keys(store: Store, action: KeysAction) -> Result<(), String> {
+    match action {
+        KeysAction::Create {
+            name,
+            balance_usd,
+            test,
+        } => {
+            let mode = if test { KeyMode::Test } else { KeyMode::Live };
+            let key = store
+                .create_key(&name, mode, usd_to_micros(&balance_usd)?)
+                .await
+                .map_err(|e| e.to_string())?;
+            out(&key.secret);
+        }
+        KeysAction::List => {
+            out("ID                                  NAME                MODE  PREFIX        BALANCE_USD    STATUS");
+            for a in store.list_keys().await.map_err(|e| e.to_string())? {
+                out(&format!(
+                    "{:<35} {:<19} {:<5} {:<13} {:>14} {}",
+                    a.id,
+                    a.name,
+                    a.mode.as_str(),
+                    a.key_prefix,
+                    usd(a.balance_usd_micros),
+                    if a.revoked { "revoked" } else { "active" }
+                ));
+            }
+        }
+        KeysAction::Revoke { key_id } => {
+            if !store.revoke_key(&key_id).await.map_err(|e| e.to_string())? {
+                return Err(format!("no active key with id {key_id}"));
+            }
+            out(&format!("revoked {key_id}"));
+        }
+        KeysAction::TopUp {
+            key_id,
+            usd: amount,
+        } => {
+            let micros = usd_to_micros(&amount)?;
+            if micros == 0 {
+                return Err("top-up amount must be positive".into());
+            }
+            let balance = store
+                .top_up(&key_id, micros)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no key with id {key_id}"))?;
+            out(&format!("{key_id} balance: {} USD", usd(balance)));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! The embedded sandbox: renders a real, deterministic H.264 MP4 locally, so the whole flow runs
+//! with no key and no network. Rendering is CPU-bound and runs on blocking threads, bounded by a
+//! semaphore, so the async runtime keeps answering while a 4k render is under way.
+
+use std::sync::Arc;
+
+use seedgate_contract::{pricing, AspectRatio, Catalog, DurationRequest, Operation, VideoJob};
+use seedgate_media::{RenderRequest, Scene};
+use tokio::sync::Semaphore;
+
+use super::{Generated, Provider, ProviderError, ProviderFuture};
+use crate::assets::{AssetKind, AssetStore};
+use crate::fetch::{Fetcher, MediaKind};
+
+const FPS: u32 = 24;
+
+pub struct Sandbox {
+    catalog: Arc<Catalog>,
+    fetcher: Fetcher,
+    assets: AssetStore,
+    renders: Arc<Semaphore>,
+}
+
+/// Inputs fetched for one task, in the shape the renderer wants.
+#[derive(Default)]
+struct Inputs {
+    images: Vec<Vec<u8>>,
+    videos: Vec<Vec<u8>>,
+}
+
+impl Sandbox {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        fetcher: Fetcher,
+        assets: AssetStore,
+        max_concurrent_renders: usize,
+    ) -> Self {
+        Self {
+            catalog,
+            fetcher,
+            assets,
+            renders: Arc::new(Semaphore::new(max_concurrent_renders.max(1))),
+        }
+    }
+
+    async fn fetch_inputs(&self, job: &VideoJob) -> Result<Inputs, ProviderError> {
+        let failed =
+            |e: crate::fetch::FetchError| ProviderError::permanent(e.code(), e.to_string());
+        let mut inputs = Inputs::default();
+        let i = &job.inputs;
+        let images = i
+            .image
+            .iter()
+            .chain(i.start_image.iter())
+            .chain(i.end_image.iter())
+            .chain(i.reference_images.iter());
+        for image in images {
+            inputs.images.push(
+                self.fetcher
+                    .fetch(image, MediaKind::Image)
+                    .await
+                    .map_err(failed)?,
+            );
+        }
+        for video in i.video.iter().chain(i.reference_videos.iter()) {
+            inputs.videos.push(
+                self.fetcher
+                    .fetch(video, MediaKind::Video)
+                    .await
+                    .map_err(failed)?,
+            );
+        }
+        if let Some(source) = &i.source_task_id {
+            let bytes = self
+                .assets
+                .read(source, AssetKind::Video)
+                .await
+                .map_err(|e| {
+                    ProviderError::permanent(
+                        "source_video_unavailable",
+                        format!("the source task's video could not be read: {e}"),
+                    )
+                })?;
+            inputs.videos.push(bytes);
+        }
+        // Audio references only steer the upstream model; the sandbox checks they can be fetched.
+        for audio in &i.reference_audios {
+            self.fetcher
+                .fetch(audio, MediaKind::Audio)
+                .await
+                .map_err(failed)?;
+        }
+        Ok(inputs)
+    }
+
+    /// Output size: the catalog's for a fixed ratio; for `adaptive`, the ratio closest to the
+    /// first visual input.
+    fn output_size(&self, job: &VideoJob, inputs: &Inputs) -> Result<(u32, u32), ProviderError> {
+        let ratio = match job.aspect_ratio {
+            AspectRatio::Adaptive => {
+                let (w, h) = if let Some(image) = inputs.images.first() {
+                    seedgate_media::image_dimensions(image).map_err(media_error)?
+                } else if let Some(video) = inputs.videos.first() {
+                    let info = seedgate_media::probe_mp4(video).map_err(media_error)?;
+                    (info.width, info.height)
+                } else {
+                    return Err(ProviderError::permanent(
+                        "adaptive_requires_visual_input",
+                        "adaptive aspect ratio needs an image or video input",
+                    ));
+                };
+                Catalog::closest_ratio(w, h)
+            }
+            fixed => fixed,
+        };
+        self.catalog
+            .output_size(job.resolution, ratio)
+            .ok_or_else(|| {
+                ProviderError::permanent(
+                    "unsupported_resolution",
+                    format!(
+                        "no output size for {} at {}",
+                        job.resolution.as_str(),
+                        ratio.as_str()
+                    ),
+                )
+            })
+    }
+
+    async fn render(&self, task_id: &str, job: &VideoJob) -> Result<Generated, ProviderError> {
+        let inputs = self.fetch_inputs(job).await?;
+        let (width, height) = self.output_size(job, &inputs)?;
+        let seconds = match job.duration {
+            DurationRequest::Seconds(s) => s,
+            DurationRequest::ModelDecides => self
+                .catalog
+                .model(&job.model)
+                .map(|m| m.duration.default)
+                .unwrap_or(5),
+        };
+        let seed = render_seed(task_id, job);
+        let operation = job.operation;
+        let prompt = job.prompt.clone().unwrap_or_default();
+        let audio = job.generate_audio;
+        let _permit = self.renders.acquire().await.map_err(|_| {
+            ProviderError::transient("sandbox_shutting_down", "sandbox is stopping")
+        })?;
+        let rendered = tokio::task::spawn_blocking(move || {
+            let scene = scene_for(operation, &prompt, &inputs);
+            seedgate_media::render(&RenderRequest {
+                scene,
+                width,
+                height,
+                fps: FPS,
+                frames: FPS * seconds,
+                seed,
+                audio,
+            })
+        })
+        .await
+        .map_err(|e| ProviderError::transient("render_crashed", e.to_string()))?
+        .map_err(media_error)?;
+
+        let mut usage_tokens = pricing::output_tokens(rendered.width, rendered.height, seconds);
+        if job.has_video_input() {
+            let input_millis = (rendered.input_video_seconds * 1000.0).round() as u64;
+            usage_tokens += pricing::input_tokens(rendered.width, rendered.height, input_millis);
+        }
+        Ok(Generated {
+            video: rendered.mp4,
+            last_frame_png: rendered.last_frame_png,
+            width: rendered.width,
+            height: rendered.height,
+            fps: FPS,
+            duration_secs: rendered.duration_secs,
+            has_audio: rendered.has_audio,
+            usage_tokens,
+        })
+    }
+}
+
+/// Same request and seed → same bytes; without a seed, the task id decides.
+fn render_seed(task_id: &str, job: &VideoJob) -> u64 {
+    match job.seed {
+        Some(seed) => seed as u64,
+        None => task_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        }),
+    }
+}
+
+fn scene_for<'a>(operation: Operation, prompt: &'a str, inputs: &'a Inputs) -> Scene<'a> {
+    let image = |i: usize| inputs.images.get(i).map(Vec::as_slice).unwrap_or(&[]);
+    let video = |i: usize| inputs.videos.get(i).map(Vec::as_slice).unwrap_or(&[]);
+    match operation {
+        Operation::TextToVideo => Scene::Pattern { prompt },
+        Operation::ImageToVideo => Scene::ZoomPan { image: image(0) },
+        Operation::StartEndToVideo => Scene::Crossfade {
+            start: image(0),
+            end: image(1),
+        },
+        Operation::ReferenceToVideo => Scene::Sequence {
+            images: inputs.images.iter().map(Vec::as_slice).collect(),
+            videos: inputs.videos.iter().map(Vec::as_slice).collect(),
+        },
+        Operation::VideoToVideo => Scene::Recolour { video: video(0) },
+        Operation::VideoExtension => Scene::Continue { video: video(0) },
+    }
+}
+
+fn media_error(e: seedgate_media::MediaError) -> ProviderError {
+    ProviderError::permanent(e.code(), e.to_string())
+}
+
+impl Provider for Sandbox {
+    fn name(&self) -> &'static str {
+        "sandbox"
+    }
+
+    fn generate<'a>(&'a self, task_id: &'a str, job: &'a VideoJob) -> ProviderFuture<'a> {
+        Box::pin(self.render(task_id, job))
+    }
+}

@@ -1,0 +1,246 @@
+//! The use cases behind the HTTP API: create, read, list and cancel tasks. Handlers call exactly
+//! one of these; the rules live in `seedgate_contract`, the persistence in `store`.
+
+use std::sync::Arc;
+
+use seedgate_contract::{
+    parse_create_request, pricing, ApiError, Catalog, DurationRequest, ErrorType, VideoJob,
+};
+use tokio::sync::Notify;
+use tracing::error;
+
+use crate::assets::AssetStore;
+use crate::engine::StoredResult;
+use crate::store::{Account, NewTask, Store, StoreError, TaskFilter, TaskRecord, TaskState};
+
+/// Shared, immutable after start-up.
+pub struct Services {
+    pub store: Store,
+    pub catalog: Arc<Catalog>,
+    pub assets: AssetStore,
+    pub engine_wake: Arc<Notify>,
+    pub public_url: Option<String>,
+    pub url_ttl_seconds: u64,
+}
+
+/// One page of `GET /v1/tasks`.
+pub struct TaskPage {
+    pub tasks: Vec<TaskRecord>,
+    pub has_more: bool,
+}
+
+const MAX_PAGE: i64 = 100;
+
+/// Our own fault: logged in full, shown as a generic 500.
+pub fn internal(e: StoreError) -> ApiError {
+    error!(error = %e, "storage failure");
+    ApiError::new(
+        500,
+        ErrorType::ApiError,
+        "internal_error",
+        "The server failed to process the request. It is safe to retry.",
+    )
+}
+
+pub fn task_not_found() -> ApiError {
+    ApiError::new(
+        404,
+        ErrorType::AsyncTaskNotFound,
+        "async_task_not_found",
+        "Task not found or no longer available.",
+    )
+}
+
+impl Services {
+    /// Validates, prices and stores a task with its reservation; nothing is written on any error.
+    pub async fn create_task(
+        &self,
+        account: &Account,
+        body: &[u8],
+    ) -> Result<TaskRecord, ApiError> {
+        let job = parse_create_request(&self.catalog, body)?;
+        let input_video_millis = self.source_video_millis(account, &job).await?;
+        let quote = pricing::quote(&self.catalog, &job, input_video_millis)?;
+        let job_json = serde_json::to_string(&job)
+            .map_err(|e| internal(StoreError::Corrupt(e.to_string())))?;
+        let request_json = request_echo(&job).to_string();
+        let created = self
+            .store
+            .create_task(NewTask {
+                id: format!("vtask_{}", ulid::Ulid::new()),
+                account_id: account.id.clone(),
+                model: job.model.clone(),
+                operation: job.operation.as_str().to_owned(),
+                provider: route(account, &job).to_owned(),
+                job_json,
+                request_json,
+                reserved_usd_micros: quote.cost.usd_micros,
+                estimated_tokens: quote.billed_tokens as i64,
+            })
+            .await;
+        match created {
+            Ok(task) => {
+                self.engine_wake.notify_one();
+                Ok(task)
+            }
+            Err(StoreError::InsufficientBalance {
+                balance_usd_micros,
+                required_usd_micros,
+            }) => Err(ApiError::new(
+                402,
+                ErrorType::InsufficientBalance,
+                "insufficient_balance",
+                format!(
+                    "This request needs up to ${} but the balance is ${}.",
+                    usd(required_usd_micros),
+                    usd(balance_usd_micros)
+                ),
+            )
+            .with_extra("required_usd", usd(required_usd_micros).into())
+            .with_extra("balance_usd", usd(balance_usd_micros).into())),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// For video-extension of one of our tasks: the source must be this account's succeeded
+    /// task, and its real length prices the input.
+    async fn source_video_millis(
+        &self,
+        account: &Account,
+        job: &VideoJob,
+    ) -> Result<Option<u64>, ApiError> {
+        let Some(source_id) = &job.inputs.source_task_id else {
+            return Ok(None);
+        };
+        let source = self
+            .store
+            .task_for_account(&account.id, source_id)
+            .await
+            .map_err(internal)?;
+        let not_usable = |message: &str| {
+            ApiError::invalid(
+                "source_task_not_usable",
+                Some("task_id"),
+                message.to_owned(),
+            )
+        };
+        let Some(source) = source else {
+            return Err(not_usable("No task with this id exists for this account."));
+        };
+        if source.state != TaskState::Succeeded {
+            return Err(not_usable("Only a completed task can be extended."));
+        }
+        let result: Option<StoredResult> = source
+            .result_json
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok());
+        Ok(result.map(|r| (r.duration * 1000.0).round() as u64))
+    }
+
+    pub async fn task(&self, account: &Account, id: &str) -> Result<TaskRecord, ApiError> {
+        self.store
+            .task_for_account(&account.id, id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(task_not_found)
+    }
+
+    /// Cancels while nothing has started; afterwards `409 task_not_cancellable`.
+    pub async fn cancel_task(&self, account: &Account, id: &str) -> Result<TaskRecord, ApiError> {
+        match self
+            .store
+            .cancel_queued_task(&account.id, id)
+            .await
+            .map_err(internal)?
+        {
+            None => Err(task_not_found()),
+            Some((task, true)) => Ok(task),
+            Some((task, false)) if task.state == TaskState::Cancelled => Ok(task),
+            Some((task, false)) => Err(ApiError::new(
+                409,
+                ErrorType::InvalidRequestError,
+                "task_not_cancellable",
+                if task.state.is_terminal() {
+                    "The task has already finished and can no longer be cancelled."
+                } else {
+                    "The task is already being generated and can no longer be cancelled."
+                },
+            )
+            .with_extra("status", task.state.public_status().into())),
+        }
+    }
+
+    pub async fn list_tasks(
+        &self,
+        account: &Account,
+        status: Option<&str>,
+        model: Option<&str>,
+        limit: Option<i64>,
+        after: Option<&str>,
+    ) -> Result<TaskPage, ApiError> {
+        let states = match status {
+            None => None,
+            Some(s) => Some(TaskState::for_public_status(s).ok_or_else(|| {
+                ApiError::invalid(
+                    "invalid_status",
+                    Some("status"),
+                    "status must be one of pending, processing, completed, failed.",
+                )
+            })?),
+        };
+        let limit = limit.unwrap_or(20);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ApiError::invalid(
+                "invalid_limit",
+                Some("limit"),
+                format!("limit must be between 1 and {MAX_PAGE}."),
+            ));
+        }
+        let mut tasks = self
+            .store
+            .list_tasks(
+                &account.id,
+                &TaskFilter {
+                    states,
+                    model,
+                    after,
+                    limit: limit + 1,
+                },
+            )
+            .await
+            .map_err(internal)?;
+        let has_more = tasks.len() as i64 > limit;
+        tasks.truncate(limit as usize);
+        Ok(TaskPage { tasks, has_more })
+    }
+}
+
+/// Which provider serves a task. With no upstream channel configured the sandbox is the only
+/// channel, and test keys always use it.
+fn route(_account: &Account, _job: &VideoJob) -> &'static str {
+    "sandbox"
+}
+
+/// The small public echo of a request: the knobs that decide size, length and price.
+fn request_echo(job: &VideoJob) -> serde_json::Value {
+    let duration = match job.duration {
+        DurationRequest::Seconds(s) => i64::from(s),
+        DurationRequest::ModelDecides => -1,
+    };
+    let mut echo = serde_json::json!({
+        "resolution": job.resolution.as_str(),
+        "aspect_ratio": job.aspect_ratio.as_str(),
+        "duration": duration,
+        "generate_audio": job.generate_audio,
+        "watermark": job.watermark,
+    });
+    if let Some(seed) = job.seed {
+        echo["seed"] = seed.into();
+    }
+    echo
+}
+
+/// Micro-dollars as the API shows money: six decimals, exact.
+pub fn usd(micros: i64) -> String {
+    rust_decimal::Decimal::new(micros, 6).to_string()
+}

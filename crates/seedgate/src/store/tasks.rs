@@ -1,0 +1,459 @@
+//! Task rows: created with their reservation, leased by the engine, finished with their settlement.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::ledger::{self, LedgerKind};
+use super::{now_ms, Store, StoreError};
+
+/// The engine's state machine (DESIGN.md). Only the engine moves a task forward, and terminal
+/// states never change again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskState {
+    Queued,
+    Submitting,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Expired,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Submitting => "submitting",
+            TaskState::Running => "running",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::Cancelled => "cancelled",
+            TaskState::Expired => "expired",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "queued" => TaskState::Queued,
+            "submitting" => TaskState::Submitting,
+            "running" => TaskState::Running,
+            "succeeded" => TaskState::Succeeded,
+            "failed" => TaskState::Failed,
+            "cancelled" => TaskState::Cancelled,
+            "expired" => TaskState::Expired,
+            other => return Err(StoreError::Corrupt(format!("unknown task state {other}"))),
+        })
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled | TaskState::Expired
+        )
+    }
+
+    /// The four statuses clients see (SPEC §3).
+    pub fn public_status(self) -> &'static str {
+        match self {
+            TaskState::Queued | TaskState::Submitting => "pending",
+            TaskState::Running => "processing",
+            TaskState::Succeeded => "completed",
+            TaskState::Failed | TaskState::Cancelled | TaskState::Expired => "failed",
+        }
+    }
+
+    /// Internal states behind a public status filter; None for an unknown status.
+    pub fn for_public_status(status: &str) -> Option<&'static [TaskState]> {
+        Some(match status {
+            "pending" => &[TaskState::Queued, TaskState::Submitting],
+            "processing" => &[TaskState::Running],
+            "completed" => &[TaskState::Succeeded],
+            "failed" => &[TaskState::Failed, TaskState::Cancelled, TaskState::Expired],
+            _ => return None,
+        })
+    }
+}
+
+/// Everything needed to insert a task and reserve its estimated cost in one transaction.
+pub struct NewTask {
+    pub id: String,
+    pub account_id: String,
+    pub model: String,
+    pub operation: String,
+    pub provider: String,
+    pub job_json: String,
+    /// The small public echo of the request (`request` in the task object).
+    pub request_json: String,
+    pub reserved_usd_micros: i64,
+    pub estimated_tokens: i64,
+}
+
+/// A task row as stored.
+#[derive(Clone, Debug)]
+pub struct TaskRecord {
+    pub id: String,
+    pub account_id: String,
+    pub model: String,
+    pub operation: String,
+    pub provider: String,
+    pub state: TaskState,
+    pub request_json: String,
+    pub reserved_usd_micros: i64,
+    pub estimated_tokens: i64,
+    pub usage_tokens: Option<i64>,
+    pub cost_usd_micros: Option<i64>,
+    pub cost_cny: Option<String>,
+    pub result_json: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub attempts: i64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub completed_at_ms: Option<i64>,
+}
+
+// The job itself (which may carry data: URIs of many MB) is read only by the engine.
+const TASK_COLUMNS: &str = "id, account_id, model, operation, provider, state, request, \
+    reserved_usd_micros, estimated_tokens, usage_tokens, cost_usd_micros, cost_cny, result, \
+    error_code, error_message, attempts, created_at_ms, updated_at_ms, completed_at_ms";
+
+fn task_from_row(row: &SqliteRow) -> Result<TaskRecord, StoreError> {
+    Ok(TaskRecord {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        model: row.try_get("model")?,
+        operation: row.try_get("operation")?,
+        provider: row.try_get("provider")?,
+        state: TaskState::parse(row.try_get::<&str, _>("state")?)?,
+        request_json: row.try_get("request")?,
+        reserved_usd_micros: row.try_get("reserved_usd_micros")?,
+        estimated_tokens: row.try_get("estimated_tokens")?,
+        usage_tokens: row.try_get("usage_tokens")?,
+        cost_usd_micros: row.try_get("cost_usd_micros")?,
+        cost_cny: row.try_get("cost_cny")?,
+        result_json: row.try_get("result")?,
+        error_code: row.try_get("error_code")?,
+        error_message: row.try_get("error_message")?,
+        attempts: row.try_get("attempts")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+        completed_at_ms: row.try_get("completed_at_ms")?,
+    })
+}
+
+/// List filters for `GET /v1/tasks`; `after` is the id of the last task of the previous page.
+pub struct TaskFilter<'a> {
+    pub states: Option<&'static [TaskState]>,
+    pub model: Option<&'a str>,
+    pub after: Option<&'a str>,
+    pub limit: i64,
+}
+
+/// The outcome of a settlement the engine hands to [`Store::finish_succeeded`].
+pub struct Settlement<'a> {
+    pub result_json: &'a str,
+    pub usage_tokens: i64,
+    pub cost_usd_micros: i64,
+    pub cost_cny: &'a str,
+}
+
+impl Store {
+    /// Inserts the task and its reservation atomically, refusing when the balance cannot cover it.
+    pub async fn create_task(&self, task: NewTask) -> Result<TaskRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let balance = ledger::balance(&mut tx, &task.account_id).await?;
+        if balance < task.reserved_usd_micros {
+            return Err(StoreError::InsufficientBalance {
+                balance_usd_micros: balance,
+                required_usd_micros: task.reserved_usd_micros,
+            });
+        }
+        let now = now_ms();
+        let row = sqlx::query(&format!(
+            "INSERT INTO tasks (id, account_id, model, operation, provider, state, job, request, \
+             reserved_usd_micros, estimated_tokens, next_attempt_at_ms, created_at_ms, updated_at_ms) \
+             VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) RETURNING {TASK_COLUMNS}"
+        ))
+        .bind(&task.id)
+        .bind(&task.account_id)
+        .bind(&task.model)
+        .bind(&task.operation)
+        .bind(&task.provider)
+        .bind(&task.job_json)
+        .bind(&task.request_json)
+        .bind(task.reserved_usd_micros)
+        .bind(task.estimated_tokens)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        ledger::append(
+            &mut tx,
+            &task.account_id,
+            Some(&task.id),
+            LedgerKind::Reserve,
+            -task.reserved_usd_micros,
+        )
+        .await?;
+        tx.commit().await?;
+        task_from_row(&row)
+    }
+
+    /// A task as its owner sees it: another account's id is indistinguishable from a missing one.
+    pub async fn task_for_account(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ? AND account_id = ?"
+        ))
+        .bind(id)
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(task_from_row).transpose()
+    }
+
+    pub async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(task_from_row).transpose()
+    }
+
+    /// Newest first, one page; the caller asks for `limit + 1` rows to learn whether more exist.
+    pub async fn list_tasks(
+        &self,
+        account_id: &str,
+        filter: &TaskFilter<'_>,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE account_id = ?");
+        if let Some(states) = filter.states {
+            let marks = vec!["?"; states.len()].join(", ");
+            sql.push_str(&format!(" AND state IN ({marks})"));
+        }
+        if filter.model.is_some() {
+            sql.push_str(" AND model = ?");
+        }
+        if filter.after.is_some() {
+            sql.push_str(" AND id < ?");
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        let mut query = sqlx::query(&sql).bind(account_id);
+        for state in filter.states.unwrap_or(&[]) {
+            query = query.bind(state.as_str());
+        }
+        if let Some(model) = filter.model {
+            query = query.bind(model);
+        }
+        if let Some(after) = filter.after {
+            query = query.bind(after);
+        }
+        let rows = query.bind(filter.limit).fetch_all(&self.pool).await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    /// Cancels a task that no provider has started, releasing its reservation in the same
+    /// transaction. Returns the task as it now stands (cancelled or not), or None when unknown.
+    pub async fn cancel_queued_task(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<(TaskRecord, bool)>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let now = now_ms();
+        let cancelled = sqlx::query(&format!(
+            "UPDATE tasks SET state = 'cancelled', error_code = 'cancelled', \
+             error_message = 'The task was cancelled.', updated_at_ms = ?, completed_at_ms = ? \
+             WHERE id = ? AND account_id = ? AND state = 'queued' RETURNING {TASK_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .bind(account_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = cancelled {
+            let task = task_from_row(&row)?;
+            ledger::append(
+                &mut tx,
+                account_id,
+                Some(id),
+                LedgerKind::Release,
+                task.reserved_usd_micros,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Some((task, true)));
+        }
+        drop(tx);
+        Ok(self
+            .task_for_account(account_id, id)
+            .await?
+            .map(|task| (task, false)))
+    }
+
+    /// Leases one task for `owner`: first a task whose previous holder's lease ran out (it died
+    /// mid-work), else the oldest queued one. One UPDATE statement, so the claim is atomic.
+    pub async fn claim_task(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<Option<(TaskRecord, String)>, StoreError> {
+        let now = now_ms();
+        for pick in [
+            "SELECT id FROM tasks WHERE state IN ('submitting', 'running') AND lease_until_ms < ?1 \
+             ORDER BY lease_until_ms LIMIT 1",
+            "SELECT id FROM tasks WHERE state = 'queued' AND next_attempt_at_ms <= ?1 \
+             ORDER BY next_attempt_at_ms, id LIMIT 1",
+        ] {
+            let row = sqlx::query(&format!(
+                "UPDATE tasks SET state = 'running', lease_owner = ?2, lease_until_ms = ?3, \
+                 attempts = attempts + 1, updated_at_ms = ?1 \
+                 WHERE id = ({pick}) RETURNING {TASK_COLUMNS}, job"
+            ))
+            .bind(now)
+            .bind(owner)
+            .bind(now + lease_ms)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(row) = row {
+                return Ok(Some((task_from_row(&row)?, row.try_get("job")?)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Keeps a lease alive while work continues; false means the lease was lost.
+    pub async fn extend_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tasks SET lease_until_ms = ? WHERE id = ? AND lease_owner = ? AND state = 'running'",
+        )
+        .bind(now_ms() + lease_ms)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks a leased task succeeded and settles it: release the reservation, charge the cost,
+    /// all in one transaction. False when this worker no longer holds the task.
+    pub async fn finish_succeeded(
+        &self,
+        id: &str,
+        owner: &str,
+        settlement: Settlement<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let now = now_ms();
+        let row = sqlx::query(
+            "UPDATE tasks SET state = 'succeeded', result = ?, usage_tokens = ?, cost_usd_micros = ?, \
+             cost_cny = ?, lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ?, completed_at_ms = ? \
+             WHERE id = ? AND lease_owner = ? AND state = 'running' RETURNING account_id, reserved_usd_micros",
+        )
+        .bind(settlement.result_json)
+        .bind(settlement.usage_tokens)
+        .bind(settlement.cost_usd_micros)
+        .bind(settlement.cost_cny)
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(false) };
+        let account_id: String = row.try_get("account_id")?;
+        let reserved: i64 = row.try_get("reserved_usd_micros")?;
+        ledger::append(
+            &mut tx,
+            &account_id,
+            Some(id),
+            LedgerKind::Release,
+            reserved,
+        )
+        .await?;
+        ledger::append(
+            &mut tx,
+            &account_id,
+            Some(id),
+            LedgerKind::Charge,
+            -settlement.cost_usd_micros,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Marks a leased task failed and releases its whole reservation: failures cost nothing.
+    pub async fn finish_failed(
+        &self,
+        id: &str,
+        owner: &str,
+        code: &str,
+        message: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let now = now_ms();
+        let row = sqlx::query(
+            "UPDATE tasks SET state = 'failed', error_code = ?, error_message = ?, lease_owner = NULL, \
+             lease_until_ms = NULL, updated_at_ms = ?, completed_at_ms = ? \
+             WHERE id = ? AND lease_owner = ? AND state = 'running' RETURNING account_id, reserved_usd_micros",
+        )
+        .bind(code)
+        .bind(message)
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(false) };
+        let account_id: String = row.try_get("account_id")?;
+        let reserved: i64 = row.try_get("reserved_usd_micros")?;
+        ledger::append(
+            &mut tx,
+            &account_id,
+            Some(id),
+            LedgerKind::Release,
+            reserved,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Hands a task back to the queue after a transient failure, to be retried after `delay_ms`.
+    pub async fn requeue(&self, id: &str, owner: &str, delay_ms: i64) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_until_ms = NULL, \
+             next_attempt_at_ms = ?, updated_at_ms = ? WHERE id = ? AND lease_owner = ? AND state = 'running'",
+        )
+        .bind(now + delay_ms)
+        .bind(now)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Tasks per account (tests prove rejected requests store nothing).
+    pub async fn count_tasks(&self, account_id: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE account_id = ?")
+                .bind(account_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}

@@ -1,0 +1,358 @@
+//! The test harness: a real server on a random port with its own data dir, a local media
+//! server for inputs, and ffprobe (a tool we did not write) to check every MP4.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use seedgate::config::Config;
+use seedgate::store::{KeyMode, Store};
+use seedgate::Application;
+use serde_json::Value;
+
+pub struct TestApp {
+    pub address: String,
+    pub key: String,
+    pub account_id: String,
+    pub store: Store,
+    pub engine: std::sync::Arc<seedgate::engine::Engine>,
+    pub client: reqwest::Client,
+    /// Held so the directory lives as long as the server.
+    _data_dir: tempfile::TempDir,
+}
+
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.data_dir = data_dir.to_owned();
+    config.engine.workers = 2;
+    config.engine.lease_seconds = 3;
+    config.engine.idle_poll_ms = 100;
+    config.sandbox.max_concurrent_renders = 2;
+    config
+}
+
+impl TestApp {
+    /// A server with running workers and a test key holding $100.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}, true).await
+    }
+
+    /// A server whose tasks stay queued until the test drives the engine itself.
+    pub async fn spawn_without_workers() -> Self {
+        Self::spawn_with(|_| {}, false).await
+    }
+
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config), run_workers: bool) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(data_dir.path());
+        tweak(&mut config);
+        let app = Application::build(config).await.unwrap();
+        let address = format!("http://{}", app.local_addr().unwrap());
+        let dev_key = app.dev_key.as_ref().unwrap();
+        let key = dev_key.secret.clone();
+        let account_id = dev_key.account.id.clone();
+        let store = app.store().clone();
+        let engine = app.engine().clone();
+        tokio::spawn(app.run(run_workers, std::future::pending()));
+        Self {
+            address,
+            key,
+            account_id,
+            store,
+            engine,
+            client: reqwest::Client::new(),
+            _data_dir: data_dir,
+        }
+    }
+
+    /// Another account on the same server.
+    pub async fn new_key(&self, balance_usd_micros: i64) -> (String, String) {
+        let key = self
+            .store
+            .create_key("other", KeyMode::Test, balance_usd_micros)
+            .await
+            .unwrap();
+        (key.secret, key.account.id)
+    }
+
+    pub async fn create_with_key(&self, key: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/v1/videos/generations", self.address))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        decode(response).await
+    }
+
+    pub async fn create(&self, body: &Value) -> (u16, Value) {
+        self.create_with_key(&self.key, body).await
+    }
+
+    pub async fn create_raw(&self, body: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/v1/videos/generations", self.address))
+            .bearer_auth(&self.key)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        decode(response).await
+    }
+
+    pub async fn get_path(&self, path: &str) -> (u16, Value) {
+        self.get_path_with_key(&self.key, path).await
+    }
+
+    pub async fn get_path_with_key(&self, key: &str, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        decode(response).await
+    }
+
+    pub async fn task(&self, id: &str) -> (u16, Value) {
+        self.get_path(&format!("/v1/tasks/{id}")).await
+    }
+
+    pub async fn cancel(&self, id: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .delete(format!("{}/v1/tasks/{id}", self.address))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        decode(response).await
+    }
+
+    pub async fn cancel_by_post(&self, id: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/v1/tasks/{id}/cancel", self.address))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        decode(response).await
+    }
+
+    /// Polls the task's `poll_url` until it is `completed` or `failed`.
+    pub async fn wait_terminal(&self, id: &str, timeout: Duration) -> Value {
+        wait_terminal(&self.client, &self.address, &self.key, id, timeout).await
+    }
+
+    pub async fn download(&self, url: &str) -> (u16, Vec<u8>) {
+        let response = self.client.get(url).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.bytes().await.unwrap().to_vec())
+    }
+
+    pub async fn balance(&self, account_id: &str) -> i64 {
+        self.store
+            .account(account_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .balance_usd_micros
+    }
+
+    /// Proves a rejected request stored and charged nothing.
+    pub async fn assert_nothing_written(&self) {
+        assert_eq!(self.store.count_tasks(&self.account_id).await.unwrap(), 0);
+        // Only the opening top-up.
+        assert_eq!(
+            self.store
+                .ledger_entries_for_account(&self.account_id)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(self.balance(&self.account_id).await, 100_000_000);
+    }
+}
+
+pub async fn decode(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+pub async fn wait_terminal(
+    client: &reqwest::Client,
+    address: &str,
+    key: &str,
+    id: &str,
+    timeout: Duration,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let response = client
+            .get(format!("{address}/v1/tasks/{id}"))
+            .bearer_auth(key)
+            .send()
+            .await;
+        if let Ok(response) = response {
+            let (status, body) = decode(response).await;
+            assert_eq!(status, 200, "{body}");
+            let state = body["status"].as_str().unwrap().to_owned();
+            if state == "completed" || state == "failed" {
+                return body;
+            }
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "task {id} did not finish within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// ffprobe's view of a file.
+pub struct Probe {
+    pub codec: String,
+    pub width: u64,
+    pub height: u64,
+    pub fps: String,
+    pub duration: f64,
+    pub has_audio: bool,
+}
+
+pub fn ffprobe(bytes: &[u8]) -> Probe {
+    let dir = tempfile::tempdir().unwrap();
+    let path: PathBuf = dir.path().join("probe.mp4");
+    std::fs::write(&path, bytes).unwrap();
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+        ])
+        .arg(&path)
+        .output()
+        .expect("ffprobe must be installed (Debian package ffmpeg)");
+    assert!(
+        output.status.success(),
+        "ffprobe rejected the file: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let streams = json["streams"].as_array().unwrap();
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .expect("a video stream");
+    Probe {
+        codec: video["codec_name"].as_str().unwrap().to_owned(),
+        width: video["width"].as_u64().unwrap(),
+        height: video["height"].as_u64().unwrap(),
+        fps: video["r_frame_rate"].as_str().unwrap().to_owned(),
+        duration: json["format"]["duration"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+        has_audio: streams.iter().any(|s| s["codec_type"] == "audio"),
+    }
+}
+
+/// Media the tests serve as inputs, generated here.
+pub struct MediaServer {
+    pub base: String,
+}
+
+pub fn png_bytes(width: u32, height: u32, tint: u8) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, tint])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+pub fn jpeg_bytes(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([((x + y) % 256) as u8, 128, (y % 256) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+/// A 2 s 320×240 H.264 clip with moving bars.
+pub fn mp4_bytes() -> Vec<u8> {
+    seedgate_media::encode_mp4(320, 240, 24, 48, None, &mut |i, rgb| {
+        for (n, px) in rgb.chunks_mut(3).enumerate() {
+            let x = (n % 320) as u32;
+            px[0] = ((x + i * 4) % 256) as u8;
+            px[1] = 90;
+            px[2] = (i * 5 % 256) as u8;
+        }
+    })
+    .unwrap()
+}
+
+/// A 3 s mono 16-bit WAV tone.
+pub fn wav_bytes() -> Vec<u8> {
+    let rate = 16_000u32;
+    let samples: Vec<i16> = (0..rate * 3)
+        .map(|n| ((n as f32 * 440.0 * std::f32::consts::TAU / rate as f32).sin() * 8000.0) as i16)
+        .collect();
+    let data_len = (samples.len() * 2) as u32;
+    let mut out = Vec::with_capacity(44 + data_len as usize);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}
+
+impl MediaServer {
+    pub async fn start() -> Self {
+        let start = png_bytes(640, 360, 20);
+        let end = png_bytes(640, 360, 220);
+        let portrait = jpeg_bytes(400, 720);
+        let video = mp4_bytes();
+        let audio = wav_bytes();
+        let router = axum::Router::new()
+            .route("/start.png", get(move || async move { start }))
+            .route("/end.png", get(move || async move { end }))
+            .route("/portrait.jpg", get(move || async move { portrait }))
+            .route("/clip.mp4", get(move || async move { video }))
+            .route("/tone.wav", get(move || async move { audio }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { base }
+    }
+
+    pub fn url(&self, file: &str) -> String {
+        format!("{}/{file}", self.base)
+    }
+}

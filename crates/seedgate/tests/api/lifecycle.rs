@@ -1,0 +1,191 @@
+//! Cancel, read, list and download rules of the task lifecycle.
+
+use std::time::Duration;
+
+use seedgate::engine::Outcome;
+use serde_json::{json, Value};
+
+use crate::helpers::TestApp;
+
+fn small_task(prompt: &str) -> Value {
+    json!({"model": "seedance-2.0-fast", "operation": "text-to-video", "prompt": prompt,
+        "resolution": "480p", "duration": 4, "generate_audio": false})
+}
+
+async fn drain(app: &TestApp) {
+    while app.engine.run_one().await.unwrap() == Outcome::Done {}
+}
+
+#[tokio::test]
+async fn cancel_of_a_queued_task_releases_the_reservation() {
+    let app = TestApp::spawn_without_workers().await;
+    let (status, created) = app.create(&small_task("to be cancelled")).await;
+    assert_eq!(status, 202);
+    let id = created["id"].as_str().unwrap();
+    assert!(app.balance(&app.account_id).await < 100_000_000);
+
+    let (status, cancelled) = app.cancel(id).await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "failed");
+    assert_eq!(cancelled["cancelled"], true);
+    assert_eq!(cancelled["cancellation_status"], "cancelled");
+    assert_eq!(app.balance(&app.account_id).await, 100_000_000);
+    assert_eq!(
+        app.store.ledger_sum(&app.account_id).await.unwrap(),
+        100_000_000
+    );
+
+    // Cancelling again is harmless, and the engine never picks the task up.
+    let (status, again) = app.cancel_by_post(id).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["cancelled"], true);
+    assert_eq!(app.engine.run_one().await.unwrap(), Outcome::Empty);
+    let (_, read) = app.task(id).await;
+    assert_eq!(read["status"], "failed");
+    assert_eq!(read["cancelled"], true);
+}
+
+#[tokio::test]
+async fn cancel_of_a_finished_task_is_409() {
+    let app = TestApp::spawn_without_workers().await;
+    let (_, created) = app.create(&small_task("finish me")).await;
+    let id = created["id"].as_str().unwrap();
+    drain(&app).await;
+    let (_, done) = app.task(id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let balance = app.balance(&app.account_id).await;
+
+    for (status, body) in [app.cancel(id).await, app.cancel_by_post(id).await] {
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(body["error"]["code"], "task_not_cancellable");
+    }
+    assert_eq!(app.balance(&app.account_id).await, balance);
+}
+
+#[tokio::test]
+async fn another_accounts_task_is_404() {
+    let app = TestApp::spawn_without_workers().await;
+    let (_, created) = app.create(&small_task("mine")).await;
+    let id = created["id"].as_str().unwrap();
+    let (other_key, _) = app.new_key(1_000_000).await;
+    let (status, body) = app
+        .get_path_with_key(&other_key, &format!("/v1/tasks/{id}"))
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "async_task_not_found");
+    assert_eq!(
+        body["error"]["message"],
+        "Task not found or no longer available."
+    );
+    let (status, _) = app.task("vtask_01JZZZZZZZZZZZZZZZZZZZZZZZ").await;
+    assert_eq!(status, 404);
+    // Nor can the other account cancel it.
+    let response = app
+        .client
+        .delete(format!("{}/v1/tasks/{id}", app.address))
+        .bearer_auth(&other_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let (_, mine) = app.task(id).await;
+    assert_eq!(mine["status"], "pending");
+}
+
+#[tokio::test]
+async fn list_pages_newest_first_with_a_cursor() {
+    let app = TestApp::spawn_without_workers().await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let (_, created) = app.create(&small_task(&format!("task {n}"))).await;
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut path = "/v1/tasks?limit=2".to_owned();
+    loop {
+        let (status, page) = app.get_path(&path).await;
+        assert_eq!(status, 200, "{page}");
+        for task in page["data"].as_array().unwrap() {
+            seen.push(task["id"].as_str().unwrap().to_owned());
+        }
+        if page["has_more"] == false {
+            assert!(page["next_cursor"].is_null());
+            break;
+        }
+        path = format!(
+            "/v1/tasks?limit=2&after={}",
+            page["next_cursor"].as_str().unwrap()
+        );
+    }
+    assert_eq!(seen, ids);
+
+    let (_, pending) = app
+        .get_path("/v1/tasks?status=pending&model=seedance-2.0-fast")
+        .await;
+    assert_eq!(pending["data"].as_array().unwrap().len(), 5);
+    let (_, completed) = app.get_path("/v1/tasks?status=completed").await;
+    assert_eq!(completed["data"].as_array().unwrap().len(), 0);
+    let (status, bad) = app.get_path("/v1/tasks?status=done").await;
+    assert_eq!(status, 400);
+    assert_eq!(bad["error"]["code"], "invalid_status");
+    let (status, bad) = app.get_path("/v1/tasks?limit=0").await;
+    assert_eq!(status, 400);
+    assert_eq!(bad["error"]["code"], "invalid_limit");
+}
+
+#[tokio::test]
+async fn tampered_or_unsigned_download_is_403() {
+    let app = TestApp::spawn().await;
+    let (_, created) = app.create(&small_task("download me")).await;
+    let done = app
+        .wait_terminal(created["id"].as_str().unwrap(), Duration::from_secs(120))
+        .await;
+    let url = done["video_url"].as_str().unwrap();
+    let (status, _) = app.download(url).await;
+    assert_eq!(status, 200);
+
+    let (base, query) = url.split_once('?').unwrap();
+    let tampered_sig = format!("{base}?{}", query.replace("sig=", "sig=00"));
+    let later_exp = {
+        let exp: u64 = query
+            .split('&')
+            .find_map(|p| p.strip_prefix("exp="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        url.replace(&format!("exp={exp}"), &format!("exp={}", exp + 1))
+    };
+    let other_file = url.replace("video.mp4", "last_frame.png");
+    for bad in [tampered_sig, later_exp, other_file, base.to_owned()] {
+        let (status, body) = app.download(&bad).await;
+        assert_eq!(status, 403, "{bad}: {}", String::from_utf8_lossy(&body));
+    }
+}
+
+#[tokio::test]
+async fn health_and_readiness_need_no_key() {
+    let app = TestApp::spawn_without_workers().await;
+    for path in ["/healthz", "/readyz"] {
+        let response = app
+            .client
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    }
+    let (status, body) = app.get_path("/v1/nothing-here").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn revoked_key_is_refused() {
+    let app = TestApp::spawn_without_workers().await;
+    let (key, account) = app.new_key(1_000_000).await;
+    assert!(app.store.revoke_key(&account).await.unwrap());
+    let (status, body) = app.get_path_with_key(&key, "/v1/tasks").await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "invalid_api_key");
+}

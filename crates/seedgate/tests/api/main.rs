@@ -1,0 +1,11 @@
+//! All API tests in one binary (one link on a 2-core machine). Each test starts its own server
+//! on a random port with its own data dir.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod catalog;
+mod helpers;
+mod lifecycle;
+mod money;
+mod operations;
+mod restart;
+mod validation;

@@ -1,0 +1,179 @@
+//! Every operation end to end: create → poll → completed → download → ffprobe.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{ffprobe, MediaServer, TestApp};
+
+const RENDER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Creates, waits, downloads and checks the MP4 against the expected size, length and audio.
+async fn assert_renders(
+    app: &TestApp,
+    body: Value,
+    width: u64,
+    height: u64,
+    seconds: f64,
+    audio: bool,
+) -> Value {
+    let (status, created) = app.create(&body).await;
+    assert_eq!(status, 202, "{created}");
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["provider"], "sandbox");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["task_id"], id.as_str());
+    assert_eq!(created["poll_url"], format!("/v1/tasks/{id}"));
+    assert!(created["estimated_cost"]["amount"].as_str().is_some());
+
+    let done = app.wait_terminal(&id, RENDER_TIMEOUT).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["width"].as_u64(), Some(width));
+    assert_eq!(done["result"]["height"].as_u64(), Some(height));
+    assert_eq!(done["result"]["has_audio"].as_bool(), Some(audio));
+    assert!(done["usage"]["tokens"].as_u64().unwrap() > 0);
+    assert!(done["cost"]["amount"].as_str().is_some());
+
+    let url = done["video_url"].as_str().unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert_eq!(done["result"]["video_url"], url);
+    let (status, mp4) = app.download(url).await;
+    assert_eq!(status, 200);
+    let probe = ffprobe(&mp4);
+    assert_eq!(probe.codec, "h264");
+    assert_eq!((probe.width, probe.height), (width, height));
+    assert_eq!(probe.fps, "24/1");
+    assert!(
+        (probe.duration - seconds).abs() <= 0.1,
+        "duration {} vs {seconds}",
+        probe.duration
+    );
+    assert_eq!(probe.has_audio, audio);
+
+    let (status, png) = app.download(done["last_frame_url"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(&png[1..4], b"PNG");
+    done
+}
+
+#[tokio::test]
+async fn text_to_video_renders_exact_mp4() {
+    let app = TestApp::spawn().await;
+    let body = json!({"model": "seedance-2.0", "operation": "text-to-video",
+        "prompt": "a lighthouse at dusk", "resolution": "480p", "duration": 4, "aspect_ratio": "9:16"});
+    let done = assert_renders(&app, body, 496, 864, 4.0, true).await;
+    // 496 × 864 × (24 × 4 + 1) / 1024 = 40,596 tokens at 46 CNY per million.
+    assert_eq!(done["usage"]["tokens"], 40_596);
+}
+
+#[tokio::test]
+async fn image_to_video_renders_exact_mp4() {
+    let app = TestApp::spawn().await;
+    let media = MediaServer::start().await;
+    let body = json!({"model": "seedance-2.0-fast", "operation": "image-to-video",
+        "prompt": "slow push in", "image_url": media.url("start.png"), "resolution": "480p",
+        "duration": 4, "aspect_ratio": "16:9", "generate_audio": false});
+    assert_renders(&app, body, 864, 496, 4.0, false).await;
+}
+
+#[tokio::test]
+async fn image_to_video_adaptive_follows_the_image() {
+    let app = TestApp::spawn().await;
+    let media = MediaServer::start().await;
+    // A 400×720 portrait image is closest to 9:16.
+    let body = json!({"model": "seedance-2.0-mini", "operation": "image-to-video",
+        "prompt": "a portrait comes alive", "image": media.url("portrait.jpg"), "resolution": "480p",
+        "seconds": 4, "output_audio": false});
+    assert_renders(&app, body, 496, 864, 4.0, false).await;
+}
+
+#[tokio::test]
+async fn start_end_to_video_renders_exact_mp4() {
+    let app = TestApp::spawn().await;
+    let media = MediaServer::start().await;
+    let body = json!({"model": "seedance-2.0", "operation": "start-end-to-video",
+        "prompt": "day turns to night", "start_image": media.url("start.png"),
+        "end_image": media.url("end.png"), "resolution": "480p", "duration": 4, "aspect_ratio": "1:1"});
+    assert_renders(&app, body, 640, 640, 4.0, true).await;
+}
+
+#[tokio::test]
+async fn reference_to_video_renders_exact_mp4() {
+    let app = TestApp::spawn().await;
+    let media = MediaServer::start().await;
+    let body = json!({"model": "seedance-2.0", "operation": "reference-to-video",
+        "prompt": "keep the product identity", "reference_images": [media.url("start.png"), media.url("portrait.jpg")],
+        "video_urls": [media.url("clip.mp4")], "audio_urls": [media.url("tone.wav")],
+        "resolution": "480p", "duration": 5, "aspect_ratio": "4:3"});
+    let done = assert_renders(&app, body, 752, 560, 5.0, true).await;
+    // Output tokens plus the 2 s reference video's input tokens.
+    let output = 752 * 560 * (24 * 5 + 1) / 1024;
+    let input = 752 * 560 * 24 * 2 / 1024;
+    assert_eq!(done["usage"]["tokens"].as_u64(), Some(output + input));
+}
+
+#[tokio::test]
+async fn video_to_video_renders_exact_mp4() {
+    let app = TestApp::spawn().await;
+    let media = MediaServer::start().await;
+    let body = json!({"model": "seedance-2.0-fast", "operation": "video-to-video",
+        "prompt": "make it look like film", "video_url": media.url("clip.mp4"),
+        "resolution": "480p", "duration": 4, "aspect_ratio": "21:9", "generate_audio": false});
+    assert_renders(&app, body, 992, 432, 4.0, false).await;
+}
+
+#[tokio::test]
+async fn video_extension_continues_a_finished_task() {
+    let app = TestApp::spawn().await;
+    let source = json!({"model": "seedance-2.0", "operation": "text-to-video",
+        "prompt": "waves", "resolution": "480p", "duration": 4, "generate_audio": false});
+    let first = assert_renders(&app, source, 864, 496, 4.0, false).await;
+    let body = json!({"model": "seedance-2.0", "operation": "video-extension",
+        "task_id": first["id"], "prompt": "the waves calm down", "resolution": "480p", "duration": 4});
+    assert_renders(&app, body, 864, 496, 4.0, true).await;
+}
+
+#[tokio::test]
+async fn video_extension_of_a_url_renders_exact_mp4() {
+    let app = TestApp::spawn().await;
+    let media = MediaServer::start().await;
+    let body = json!({"model": "seedance-2.0-mini", "operation": "video-extension",
+        "video_url": media.url("clip.mp4"), "resolution": "480p", "duration": 4, "aspect_ratio": "16:9",
+        "generate_audio": false});
+    assert_renders(&app, body, 864, 496, 4.0, false).await;
+}
+
+/// The vendor page's own example for the fast model, verbatim but for key and host.
+#[tokio::test]
+async fn seed_page_fast_text_to_video_example_succeeds() {
+    let app = TestApp::spawn().await;
+    let body = json!({
+        "model": "seedance-2.0-fast",
+        "operation": "text-to-video",
+        "prompt": "白色棚拍背景上的干净商品揭示镜头，镜头轻微推进。",
+        "duration": 5,
+        "resolution": "720p",
+        "aspect_ratio": "16:9"
+    });
+    let done = assert_renders(&app, body, 1280, 720, 5.0, true).await;
+    assert_eq!(done["usage"]["tokens"], 108_900);
+    // 108,900 tokens × 37 CNY per million = 4.0293 CNY = 0.592544 USD.
+    assert_eq!(done["cost"]["amount"], "0.592544");
+}
+
+#[tokio::test]
+async fn unreachable_input_fails_the_task_without_charge() {
+    let app = TestApp::spawn().await;
+    let body = json!({"model": "seedance-2.0", "operation": "image-to-video",
+        "prompt": "x", "image_url": "http://127.0.0.1:9/missing.png", "resolution": "480p"});
+    let (status, created) = app.create(&body).await;
+    assert_eq!(status, 202, "{created}");
+    let done = app
+        .wait_terminal(created["id"].as_str().unwrap(), RENDER_TIMEOUT)
+        .await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["cancelled"], false);
+    assert_eq!(done["error"]["code"], "input_fetch_failed");
+    assert!(done["cost"].is_null());
+    assert_eq!(app.balance(&app.account_id).await, 100_000_000);
+}

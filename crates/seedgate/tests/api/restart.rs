@@ -1,0 +1,153 @@
+//! A `kill -9` of the server loses no task: after a restart on the same data dir, every queued
+//! and half-rendered task finishes, and money adds up.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rust_decimal::Decimal;
+use serde_json::json;
+
+use crate::helpers::{decode, wait_terminal};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the real binary; on a first start, also reads the development key it prints.
+fn start(
+    data_dir: &std::path::Path,
+    config: &std::path::Path,
+    port: u16,
+    first: bool,
+) -> (Server, Option<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seedgate"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    if !first {
+        return (Server { child }, None);
+    }
+    let key = BufReader::new(stdout)
+        .lines()
+        .take(4)
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.trim()
+                .starts_with("sg_")
+                .then(|| line.trim().to_owned())
+        });
+    (Server { child }, key)
+}
+
+async fn wait_ready(client: &reqwest::Client, address: &str) {
+    let started = Instant::now();
+    while client
+        .get(format!("{address}/readyz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn kill_9_mid_render_loses_no_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("seedgate.toml");
+    std::fs::write(
+        &config,
+        "[engine]\nworkers = 1\nlease_seconds = 2\nidle_poll_ms = 100\n[sandbox]\nmax_concurrent_renders = 1\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let address = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+
+    // A stdout line is printed only once: the key must come back on the first start.
+    let (server, key) = start(&data, &config, port, true);
+    let key = key.expect("development key printed on first start");
+    wait_ready(&client, &address).await;
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let body = json!({"model": "seedance-2.0", "operation": "text-to-video",
+            "prompt": format!("restart {n}"), "resolution": "720p", "duration": 5});
+        let response = client
+            .post(format!("{address}/v1/videos/generations"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let (status, created) = decode(response).await;
+        assert_eq!(status, 202, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    // Let the first render start, then kill the process without warning.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    drop(server);
+
+    let (server, _) = start(&data, &config, port, false);
+    wait_ready(&client, &address).await;
+    let mut charged = Decimal::ZERO;
+    for id in &ids {
+        let done = wait_terminal(&client, &address, &key, id, Duration::from_secs(180)).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        charged += done["cost"]["amount"]
+            .as_str()
+            .unwrap()
+            .parse::<Decimal>()
+            .unwrap();
+    }
+    drop(server);
+
+    // Every task was charged exactly once: the balance is the opening amount minus the costs.
+    let store = seedgate::store::Store::connect(&format!(
+        "sqlite://{}",
+        data.join("seedgate.db").display()
+    ))
+    .await
+    .unwrap();
+    let keys = store.list_keys().await.unwrap();
+    assert_eq!(
+        keys.len(),
+        1,
+        "a restart on a non-empty database creates no new key"
+    );
+    let account = &keys[0];
+    let balance = Decimal::new(account.balance_usd_micros, 6);
+    assert_eq!(balance, Decimal::from(100) - charged);
+    assert_eq!(
+        store.ledger_sum(&account.id).await.unwrap(),
+        account.balance_usd_micros
+    );
+}

@@ -24,9 +24,11 @@ pub struct TestApp {
 }
 
 pub fn test_config(data_dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.data_dir = data_dir.to_owned();
+    let mut config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: data_dir.to_owned(),
+        ..Config::default()
+    };
     config.engine.workers = 2;
     config.engine.lease_seconds = 3;
     config.engine.idle_poll_ms = 100;

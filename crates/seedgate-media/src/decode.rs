@@ -14,7 +14,11 @@ fn unreadable(e: impl std::fmt::Display) -> MediaError {
     MediaError::UnreadableVideo(e.to_string())
 }
 
-fn open(bytes: &[u8]) -> Result<(Mp4Reader<Cursor<&[u8]>>, u32), MediaError> {
+/// An MP4 read from memory.
+type Reader<'a> = Mp4Reader<Cursor<&'a [u8]>>;
+
+/// The container and the id of its first video track.
+fn open(bytes: &[u8]) -> Result<(Reader<'_>, u32), MediaError> {
     let reader =
         Mp4Reader::read_header(Cursor::new(bytes), bytes.len() as u64).map_err(unreadable)?;
     let track_id = reader
@@ -44,7 +48,7 @@ pub fn probe_mp4(bytes: &[u8]) -> Result<VideoInfo, MediaError> {
 
 /// A decoder that yields an input video's frames in order, as RGB.
 pub struct FrameStream<'a> {
-    reader: Mp4Reader<Cursor<&'a [u8]>>,
+    reader: Reader<'a>,
     track_id: u32,
     samples: u32,
     next_sample: u32,

@@ -63,7 +63,7 @@ pub fn encode_mp4(
         // Quality-mode rate control at about 0.12 bits per pixel; skipping frames would break
         // the exact frame count, so it is off.
         .bitrate(BitRate::from_bps((pixels * fps as f32 * 0.12) as u32))
-        .rate_control_mode(RateControlMode::Quality)
+        .rate_control_mode(RateControlMode::Off)
         .skip_frames(false)
         .intra_frame_period(IntraFramePeriod::from_num_frames(fps * 2));
     let mut encoder =

@@ -73,7 +73,7 @@ fn fitted(image: &RgbImage, dw: usize, dh: usize) -> Vec<u8> {
 /// A slow push-in with a drift; `progress` runs 0..1 over the shot.
 fn push_in(image: &RgbImage, progress: f32, seed: u64, dst: &mut [u8], dw: usize, dh: usize) {
     let (sw, sh) = (image.width() as usize, image.height() as usize);
-    let direction = if seed % 2 == 0 { 1.0 } else { -1.0 };
+    let direction = if seed.is_multiple_of(2) { 1.0 } else { -1.0 };
     let crop = zoomed(
         cover_crop(sw, sh, dw, dh),
         1.0 + 0.15 * progress,
@@ -251,7 +251,7 @@ impl<'a> Painter<'a> {
                 for image in images {
                     slices.push(Slice::Image(decode_image(image)?));
                 }
-                slices.extend(videos.iter().map(|v| Slice::Video(*v)));
+                slices.extend(videos.iter().map(|v| Slice::Video(v)));
                 if slices.is_empty() {
                     return Err(MediaError::InvalidRequest(
                         "a sequence needs at least one reference".into(),

@@ -246,27 +246,3 @@ fn broken_inputs_are_errors_not_panics() {
     };
     assert_eq!(render(&odd).err().unwrap().code(), "invalid_render_request");
 }
-
-/// Timing of the headline render; run with
-/// `cargo test -p seedgate-media --release -- --ignored --nocapture render_timing`.
-#[test]
-#[ignore]
-fn render_timing() {
-    for (w, h) in [(1280, 720), (1920, 1080), (3840, 2160)] {
-        let started = std::time::Instant::now();
-        render(&RenderRequest {
-            scene: Scene::Pattern { prompt: "timing" },
-            width: w,
-            height: h,
-            fps: 24,
-            frames: 120,
-            seed: 1,
-            audio: true,
-        })
-        .unwrap();
-        println!(
-            "5 s {w}x{h} with audio: {:.2} s",
-            started.elapsed().as_secs_f64()
-        );
-    }
-}

@@ -105,3 +105,6 @@ impl Store {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+//! Store invariants that the engine relies on: exclusive claims, lease takeover, settlement
+//! at most once, and a balance that always equals the ledger sum.
+
+use std::collections::HashSet;
+
+use super::*;
+
+async fn store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    (Store::connect(&url).await.unwrap(), dir)
+}
+
+fn new_task(account_id: &str, n: usize, reserved: i64) -> NewTask {
+    NewTask {
+        id: format!("vtask_{n:026}"),
+        account_id: account_id.to_owned(),
+        model: "seedance-2.0".into(),
+        operation: "text-to-video".into(),
+        provider: "sandbox".into(),
+        job_json: "{}".into(),
+        request_json: "{}".into(),
+        reserved_usd_micros: reserved,
+        estimated_tokens: 1,
+    }
+}
+
+fn settlement(cost: i64) -> Settlement<'static> {
+    Settlement {
+        result_json: "{}",
+        usage_tokens: 1,
+        cost_usd_micros: cost,
+        cost_cny: "0",
+    }
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_share_a_task() {
+    let (store, _dir) = store().await;
+    let key = store
+        .create_key("k", KeyMode::Test, 1_000_000)
+        .await
+        .unwrap();
+    for n in 0..30 {
+        store
+            .create_task(new_task(&key.account.id, n, 100))
+            .await
+            .unwrap();
+    }
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        workers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some((task, _)) = store.claim_task(&format!("w{w}"), 60_000).await.unwrap() {
+                mine.push(task.id);
+            }
+            mine
+        }));
+    }
+    let mut seen = HashSet::new();
+    for worker in workers {
+        for id in worker.await.unwrap() {
+            assert!(seen.insert(id), "a task was claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), 30);
+}
+
+#[tokio::test]
+async fn an_expired_lease_moves_to_a_new_owner_and_the_old_one_cannot_settle() {
+    let (store, _dir) = store().await;
+    let key = store
+        .create_key("k", KeyMode::Test, 1_000_000)
+        .await
+        .unwrap();
+    let account = key.account.id;
+    store
+        .create_task(new_task(&account, 1, 5_000))
+        .await
+        .unwrap();
+    let (first, _) = store.claim_task("dead", 0).await.unwrap().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (second, _) = store.claim_task("alive", 60_000).await.unwrap().unwrap();
+    assert_eq!(first.id, second.id);
+    assert_eq!(second.attempts, 2);
+
+    assert!(!store.extend_lease(&first.id, "dead", 60_000).await.unwrap());
+    assert!(!store
+        .finish_succeeded(&first.id, "dead", settlement(4_000))
+        .await
+        .unwrap());
+    assert!(store
+        .finish_succeeded(&first.id, "alive", settlement(4_000))
+        .await
+        .unwrap());
+    // A replayed settlement changes nothing.
+    assert!(!store
+        .finish_succeeded(&first.id, "alive", settlement(4_000))
+        .await
+        .unwrap());
+    assert!(!store
+        .finish_failed(&first.id, "alive", "x", "y")
+        .await
+        .unwrap());
+
+    let balance = store
+        .account(&account)
+        .await
+        .unwrap()
+        .unwrap()
+        .balance_usd_micros;
+    assert_eq!(balance, 1_000_000 - 4_000);
+    assert_eq!(store.ledger_sum(&account).await.unwrap(), balance);
+}
+
+#[tokio::test]
+async fn reservation_is_refused_beyond_the_balance() {
+    let (store, _dir) = store().await;
+    let key = store.create_key("k", KeyMode::Test, 10_000).await.unwrap();
+    let account = key.account.id;
+    store
+        .create_task(new_task(&account, 1, 6_000))
+        .await
+        .unwrap();
+    let refused = store.create_task(new_task(&account, 2, 6_000)).await;
+    assert!(matches!(
+        refused,
+        Err(StoreError::InsufficientBalance {
+            balance_usd_micros: 4_000,
+            required_usd_micros: 6_000
+        })
+    ));
+    assert_eq!(store.count_tasks(&account).await.unwrap(), 1);
+    // Failure releases the whole reservation.
+    let (task, _) = store.claim_task("w", 60_000).await.unwrap().unwrap();
+    assert!(store
+        .finish_failed(&task.id, "w", "boom", "failed")
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .account(&account)
+            .await
+            .unwrap()
+            .unwrap()
+            .balance_usd_micros,
+        10_000
+    );
+    assert_eq!(store.ledger_sum(&account).await.unwrap(), 10_000);
+}
+
+#[tokio::test]
+async fn a_requeued_task_waits_for_its_retry_time() {
+    let (store, _dir) = store().await;
+    let key = store.create_key("k", KeyMode::Test, 10_000).await.unwrap();
+    store
+        .create_task(new_task(&key.account.id, 1, 100))
+        .await
+        .unwrap();
+    let (task, _) = store.claim_task("w", 60_000).await.unwrap().unwrap();
+    assert!(store.requeue(&task.id, "w", 60_000).await.unwrap());
+    assert!(store.claim_task("w", 60_000).await.unwrap().is_none());
+    let (_, cancelled) = store
+        .cancel_queued_task(&key.account.id, &task.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(cancelled);
+}

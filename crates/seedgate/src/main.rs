@@ -136,6 +136,7 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -171,8 +172,8 @@ async fn serve(config: Config) -> Result<(), String> {
     let addr = app.local_addr().map_err(|e| e.to_string())?;
     if let Some(key) = &app.dev_key {
         out(&format!(
-            "Created a development API key (test mode, ${} play money). It is shown only once:\n\n    {}\n",
-            usd(key.account.balance_usd_micros),
+            "Created a development API key (test mode, {} USD of play money). It is shown only once:\n\n    {}\n",
+            Decimal::new(key.account.balance_usd_micros, 6).normalize(),
             key.secret
         ));
     }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod catalog;
+mod cli;
 mod helpers;
 mod lifecycle;
 mod money;

@@ -42,7 +42,10 @@ pub fn probe_mp4(bytes: &[u8]) -> Result<VideoInfo, MediaError> {
         width: u32::from(track.width()),
         height: u32::from(track.height()),
         duration_secs: track.duration().as_secs_f64(),
-        has_video: true,
+        has_audio: reader
+            .tracks()
+            .values()
+            .any(|t| matches!(t.track_type(), Ok(TrackType::Audio))),
     })
 }
 

@@ -89,7 +89,7 @@ pub struct VideoInfo {
     pub width: u32,
     pub height: u32,
     pub duration_secs: f64,
-    pub has_video: bool,
+    pub has_audio: bool,
 }
 
 pub use decode::probe_mp4;
@@ -101,6 +101,13 @@ pub fn image_dimensions(bytes: &[u8]) -> Result<(u32, u32), MediaError> {
         .map_err(|e| MediaError::UnreadableImage(e.to_string()))?
         .into_dimensions()
         .map_err(|e| MediaError::UnreadableImage(e.to_string()))
+}
+
+/// The last frame of an MP4 as PNG (for upstream results that came without one).
+pub fn last_frame_png(mp4: &[u8]) -> Result<Vec<u8>, MediaError> {
+    let frame = scenes::last_frame(mp4)?;
+    let (width, height) = frame.dimensions();
+    encode::png(width, height, frame.into_raw())
 }
 
 /// Renders a scene into an MP4 and its last frame as PNG.

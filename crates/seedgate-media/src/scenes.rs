@@ -211,7 +211,7 @@ pub struct Painter<'a> {
     input_video_seconds: f64,
 }
 
-fn last_frame(bytes: &[u8]) -> Result<RgbImage, MediaError> {
+pub fn last_frame(bytes: &[u8]) -> Result<RgbImage, MediaError> {
     let mut stream = FrameStream::open(bytes)?;
     let mut any = false;
     while stream.advance()? {

@@ -202,6 +202,11 @@ fn probe_reads_size_and_duration() {
     let info = probe_mp4(&clip(320, 240, 48)).unwrap();
     assert_eq!((info.width, info.height), (320, 240));
     assert!((info.duration_secs - 2.0).abs() < 0.01);
+    assert!(!info.has_audio);
+    let with_audio = encode_mp4(320, 240, 24, 24, Some(1), &mut |_, rgb| rgb.fill(9)).unwrap();
+    assert!(probe_mp4(&with_audio).unwrap().has_audio);
+    let png = last_frame_png(&with_audio).unwrap();
+    assert_eq!(image_dimensions(&png).unwrap(), (320, 240));
 }
 
 #[test]

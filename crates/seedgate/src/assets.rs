@@ -84,6 +84,15 @@ impl AssetStore {
             .is_ok()
     }
 
+    /// The token that authenticates an upstream's callback about one task.
+    pub fn callback_token(&self, task_id: &str) -> String {
+        self.signature(task_id, "callback", 0)
+    }
+
+    pub fn verify_callback(&self, task_id: &str, token: &str) -> bool {
+        self.verify(task_id, "callback", 0, token, 0)
+    }
+
     fn signature(&self, task_id: &str, file: &str, expires_at: u64) -> String {
         hex::encode(self.mac(task_id, file, expires_at).finalize().into_bytes())
     }

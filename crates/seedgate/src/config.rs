@@ -26,6 +26,44 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     pub fetch: FetchConfig,
     pub assets: AssetsConfig,
+    /// Upstream channels; with none, the sandbox is the only channel.
+    pub channels: Vec<ChannelConfig>,
+}
+
+/// One upstream account: a provider, where it lives, its key, which models it serves.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub id: String,
+    /// Only `ark` (Volcengine Ark and BytePlus ModelArk) exists.
+    pub provider: String,
+    /// Ends in `/api/v3`.
+    pub base_url: String,
+    /// The environment variable holding the API key (never the key itself).
+    pub api_key_env: String,
+    /// Our model id → the upstream's model id.
+    pub models: std::collections::BTreeMap<String, String>,
+    /// Output resolutions this channel serves.
+    pub resolutions: Vec<seedgate_contract::Resolution>,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Upstream tasks in flight at once; more wait queued.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_tasks: u32,
+    #[serde(default = "default_channel_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn default_max_concurrent() -> u32 {
+    100
+}
+
+fn default_channel_timeout() -> u64 {
+    30
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -40,6 +78,19 @@ pub struct EngineConfig {
     pub idle_poll_ms: u64,
     /// Attempts before a task that keeps failing transiently (or crashing its worker) fails.
     pub max_attempts: i64,
+    /// A task not finished this long after creation is `expired` and costs nothing.
+    pub task_deadline_seconds: u64,
+    /// First poll of an upstream task after submission.
+    pub first_poll_ms: u64,
+    /// Longest wait between two polls once a task is overdue.
+    pub max_poll_interval_ms: u64,
+    /// Expected upstream time per second of 720p output; polls cluster around it.
+    pub expected_ms_per_output_second: u64,
+    /// Consecutive failures that take a channel out of rotation, and for how long.
+    pub breaker_failures: u32,
+    pub breaker_cooldown_seconds: u64,
+    /// Largest result file copied from an upstream.
+    pub max_result_bytes: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -80,6 +131,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             fetch: FetchConfig::default(),
             assets: AssetsConfig::default(),
+            channels: Vec::new(),
         }
     }
 }
@@ -91,6 +143,13 @@ impl Default for EngineConfig {
             lease_seconds: 30,
             idle_poll_ms: 1000,
             max_attempts: 5,
+            task_deadline_seconds: 6 * 3600,
+            first_poll_ms: 5_000,
+            max_poll_interval_ms: 30_000,
+            expected_ms_per_output_second: 12_000,
+            breaker_failures: 3,
+            breaker_cooldown_seconds: 30,
+            max_result_bytes: 1024 * 1024 * 1024,
         }
     }
 }

@@ -77,7 +77,11 @@ impl Fetcher {
             }
             return Ok(bytes);
         }
-        let url = input.as_str();
+        self.fetch_url(input.as_str(), limit).await
+    }
+
+    /// The body behind an http(s) URL, refused past `limit` bytes.
+    pub async fn fetch_url(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(FetchError::Unsupported);
         }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod fetch;
 pub mod providers;
+pub mod secret;
 pub mod service;
 pub mod store;
 
@@ -23,8 +24,9 @@ use crate::assets::AssetStore;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::fetch::Fetcher;
+use crate::providers::ark::{Ark, ChannelSetupError};
 use crate::providers::sandbox::Sandbox;
-use crate::providers::Provider;
+use crate::providers::Registry;
 use crate::service::Services;
 use crate::store::{KeyMode, NewKey, Store};
 
@@ -39,6 +41,8 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error("cannot build HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Channels(#[from] ChannelSetupError),
 }
 
 /// The whole server, wired once. `main` and every integration test build it the same way.
@@ -61,18 +65,27 @@ impl Application {
             .await?;
         let assets = AssetStore::new(config.assets_dir(), signing_key.into_bytes());
         let fetcher = Fetcher::new(config.fetch.clone())?;
-        let sandbox: Arc<dyn Provider> = Arc::new(Sandbox::new(
-            catalog.clone(),
-            fetcher,
-            assets.clone(),
-            config.sandbox.max_concurrent_renders,
-        ));
+        let providers = Arc::new(Registry {
+            sandbox: Arc::new(Sandbox::new(
+                catalog.clone(),
+                fetcher.clone(),
+                assets.clone(),
+                config.sandbox.max_concurrent_renders,
+            )),
+            ark: Arc::new(Ark::new(
+                &config.channels,
+                config.engine.breaker_failures,
+                std::time::Duration::from_secs(config.engine.breaker_cooldown_seconds),
+            )?),
+        });
         let engine = Arc::new(Engine::new(
             store.clone(),
             catalog.clone(),
             assets.clone(),
-            vec![sandbox],
+            providers.clone(),
+            fetcher,
             config.engine.clone(),
+            config.public_url.clone(),
         ));
         let dev_key = if store.count_keys().await? == 0 {
             Some(
@@ -92,8 +105,10 @@ impl Application {
             catalog: catalog.clone(),
             assets,
             engine_wake: engine.waker(),
+            providers,
             public_url: config.public_url.clone(),
             url_ttl_seconds: config.assets.url_ttl_seconds,
+            task_deadline_ms: config.engine.task_deadline_seconds as i64 * 1000,
         });
         let state = ApiState {
             services,

@@ -11,7 +11,10 @@ use tracing::error;
 
 use crate::assets::AssetStore;
 use crate::engine::StoredResult;
-use crate::store::{Account, NewTask, Store, StoreError, TaskFilter, TaskRecord, TaskState};
+use crate::providers::{CancelOutcome, Registry, UpstreamRef};
+use crate::store::{
+    now_ms, Account, KeyMode, NewTask, Store, StoreError, TaskFilter, TaskRecord, TaskState,
+};
 
 /// Shared, immutable after start-up.
 pub struct Services {
@@ -19,8 +22,10 @@ pub struct Services {
     pub catalog: Arc<Catalog>,
     pub assets: AssetStore,
     pub engine_wake: Arc<Notify>,
+    pub providers: Arc<Registry>,
     pub public_url: Option<String>,
     pub url_ttl_seconds: u64,
+    pub task_deadline_ms: i64,
 }
 
 /// One page of `GET /v1/tasks`.
@@ -59,6 +64,20 @@ impl Services {
         body: &[u8],
     ) -> Result<TaskRecord, ApiError> {
         let job = parse_create_request(&self.catalog, body)?;
+        let provider = self
+            .providers
+            .route(account.mode == KeyMode::Live, &job)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "no_channel_for_request",
+                    Some("model"),
+                    format!(
+                        "No configured channel serves {} at {}.",
+                        job.model,
+                        job.resolution.as_str()
+                    ),
+                )
+            })?;
         let input_video_millis = self.source_video_millis(account, &job).await?;
         let quote = pricing::quote(&self.catalog, &job, input_video_millis)?;
         let job_json = serde_json::to_string(&job)
@@ -71,11 +90,12 @@ impl Services {
                 account_id: account.id.clone(),
                 model: job.model.clone(),
                 operation: job.operation.as_str().to_owned(),
-                provider: route(account, &job).to_owned(),
+                provider: provider.to_owned(),
                 job_json,
                 request_json,
                 reserved_usd_micros: quote.cost.usd_micros,
                 estimated_tokens: quote.billed_tokens as i64,
+                deadline_at_ms: now_ms() + self.task_deadline_ms,
             })
             .await;
         match created {
@@ -156,6 +176,9 @@ impl Services {
             None => Err(task_not_found()),
             Some((task, true)) => Ok(task),
             Some((task, false)) if task.state == TaskState::Cancelled => Ok(task),
+            Some((task, false)) if self.cancel_upstream(account, &task).await? => {
+                self.task(account, id).await
+            }
             Some((task, false)) => Err(ApiError::new(
                 409,
                 ErrorType::InvalidRequestError,
@@ -168,6 +191,55 @@ impl Services {
             )
             .with_extra("status", task.state.public_status().into())),
         }
+    }
+
+    /// A task queued at its upstream can still be withdrawn there; true when it was.
+    async fn cancel_upstream(
+        &self,
+        account: &Account,
+        task: &TaskRecord,
+    ) -> Result<bool, ApiError> {
+        let (Some(channel), Some(upstream_id)) = (&task.channel, &task.upstream_id) else {
+            return Ok(false);
+        };
+        if task.state != TaskState::Running {
+            return Ok(false);
+        }
+        let Some(provider) = self.providers.get(&task.provider) else {
+            return Ok(false);
+        };
+        let upstream = UpstreamRef {
+            channel: channel.clone(),
+            upstream_id: upstream_id.clone(),
+        };
+        match provider.cancel(&upstream).await {
+            Ok(CancelOutcome::Cancelled) => self
+                .store
+                .cancel_running_task(&account.id, &task.id)
+                .await
+                .map_err(internal),
+            Ok(CancelOutcome::NotCancellable) => Ok(false),
+            Err(e) => Err(ApiError::new(
+                503,
+                ErrorType::UpstreamError,
+                "upstream_unavailable",
+                format!(
+                    "The upstream could not be reached to cancel the task; try again. ({})",
+                    e.code
+                ),
+            )),
+        }
+    }
+
+    /// An upstream says a task changed: poll it now. The hint is never trusted alone.
+    pub async fn upstream_callback(&self, task_id: &str, token: &str) -> Result<(), ApiError> {
+        if !self.assets.verify_callback(task_id, token) {
+            return Err(task_not_found());
+        }
+        if self.store.poll_soon(task_id).await.map_err(internal)? {
+            self.engine_wake.notify_one();
+        }
+        Ok(())
     }
 
     pub async fn list_tasks(
@@ -213,12 +285,6 @@ impl Services {
         tasks.truncate(limit as usize);
         Ok(TaskPage { tasks, has_more })
     }
-}
-
-/// Which provider serves a task. With no upstream channel configured the sandbox is the only
-/// channel, and test keys always use it.
-fn route(_account: &Account, _job: &VideoJob) -> &'static str {
-    "sandbox"
 }
 
 /// The small public echo of a request: the knobs that decide size, length and price.

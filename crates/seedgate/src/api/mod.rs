@@ -41,6 +41,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/models/{id}", get(catalog::get_model))
         .route("/v1/pricing", get(catalog::pricing))
         .route("/v1/assets/{task_id}/{file}", get(assets::download))
+        .route("/v1/upstream/callback/{id}", post(tasks::upstream_callback))
         .fallback(|| async { error::not_found() })
         .method_not_allowed_fallback(|| async { error::method_not_allowed() })
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -122,3 +122,22 @@ pub async fn list(
         "next_cursor": next_cursor,
     })))
 }
+
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    token: Option<String>,
+}
+
+/// Upstream task notifications (the `callback_url` we hand the upstream): a hint to poll the
+/// task now. Authenticated by a per-task token; the body is not trusted.
+pub async fn upstream_callback(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Query(query): Query<CallbackQuery>,
+) -> Result<Json<Value>, HttpError> {
+    state
+        .services
+        .upstream_callback(&id, query.token.as_deref().unwrap_or(""))
+        .await?;
+    Ok(Json(json!({"received": true})))
+}

@@ -8,7 +8,10 @@ use seedgate_contract::{pricing, AspectRatio, Catalog, DurationRequest, Operatio
 use seedgate_media::{RenderRequest, Scene};
 use tokio::sync::Semaphore;
 
-use super::{Generated, Provider, ProviderError, ProviderFuture};
+use super::{
+    BoxFuture, CancelOutcome, Generated, Provider, ProviderError, Submission, SubmitRequest,
+    UpstreamRef, UpstreamStatus,
+};
 use crate::assets::{AssetKind, AssetStore};
 use crate::fetch::{Fetcher, MediaKind};
 
@@ -127,7 +130,8 @@ impl Sandbox {
             })
     }
 
-    async fn render(&self, task_id: &str, job: &VideoJob) -> Result<Generated, ProviderError> {
+    async fn render(&self, request: SubmitRequest<'_>) -> Result<Submission, ProviderError> {
+        let (task_id, job) = (request.task_id, request.job);
         let inputs = self.fetch_inputs(job).await?;
         let (width, height) = self.output_size(job, &inputs)?;
         let seconds = match job.duration {
@@ -166,7 +170,7 @@ impl Sandbox {
             let input_millis = (rendered.input_video_seconds * 1000.0).round() as u64;
             usage_tokens += pricing::input_tokens(rendered.width, rendered.height, input_millis);
         }
-        Ok(Generated {
+        Ok(Submission::Finished(Generated {
             video: rendered.mp4,
             last_frame_png: rendered.last_frame_png,
             width: rendered.width,
@@ -175,7 +179,7 @@ impl Sandbox {
             duration_secs: rendered.duration_secs,
             has_audio: rendered.has_audio,
             usage_tokens,
-        })
+        }))
     }
 }
 
@@ -212,12 +216,52 @@ fn media_error(e: seedgate_media::MediaError) -> ProviderError {
     ProviderError::permanent(e.code(), e.to_string())
 }
 
+fn not_upstream() -> ProviderError {
+    ProviderError::permanent(
+        "not_an_upstream_task",
+        "sandbox tasks finish when submitted",
+    )
+}
+
 impl Provider for Sandbox {
     fn name(&self) -> &'static str {
         "sandbox"
     }
 
-    fn generate<'a>(&'a self, task_id: &'a str, job: &'a VideoJob) -> ProviderFuture<'a> {
-        Box::pin(self.render(task_id, job))
+    fn is_local(&self) -> bool {
+        true
+    }
+
+    fn can_serve(&self, _job: &VideoJob) -> bool {
+        true
+    }
+
+    fn submit<'a>(
+        &'a self,
+        request: SubmitRequest<'a>,
+    ) -> BoxFuture<'a, Result<Submission, ProviderError>> {
+        Box::pin(self.render(request))
+    }
+
+    fn poll<'a>(
+        &'a self,
+        _upstream: &'a UpstreamRef,
+    ) -> BoxFuture<'a, Result<UpstreamStatus, ProviderError>> {
+        Box::pin(async { Err(not_upstream()) })
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        _upstream: &'a UpstreamRef,
+    ) -> BoxFuture<'a, Result<CancelOutcome, ProviderError>> {
+        Box::pin(async { Ok(CancelOutcome::NotCancellable) })
+    }
+
+    fn recent_tasks<'a>(
+        &'a self,
+        _job: &'a VideoJob,
+        _since_ms: i64,
+    ) -> BoxFuture<'a, Result<Vec<UpstreamRef>, ProviderError>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
 }

@@ -86,6 +86,8 @@ pub struct NewTask {
     pub request_json: String,
     pub reserved_usd_micros: i64,
     pub estimated_tokens: i64,
+    /// After this the task is `expired` (and costs nothing) if it has not finished.
+    pub deadline_at_ms: i64,
 }
 
 /// A task row as stored.
@@ -107,6 +109,11 @@ pub struct TaskRecord {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub attempts: i64,
+    pub channel: Option<String>,
+    pub upstream_id: Option<String>,
+    pub polls: i64,
+    pub deadline_at_ms: Option<i64>,
+    pub submit_started_at_ms: Option<i64>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub completed_at_ms: Option<i64>,
@@ -115,7 +122,8 @@ pub struct TaskRecord {
 // The job itself (which may carry data: URIs of many MB) is read only by the engine.
 const TASK_COLUMNS: &str = "id, account_id, model, operation, provider, state, request, \
     reserved_usd_micros, estimated_tokens, usage_tokens, cost_usd_micros, cost_cny, result, \
-    error_code, error_message, attempts, created_at_ms, updated_at_ms, completed_at_ms";
+    error_code, error_message, attempts, channel, upstream_id, polls, deadline_at_ms, \
+    submit_started_at_ms, created_at_ms, updated_at_ms, completed_at_ms";
 
 fn task_from_row(row: &SqliteRow) -> Result<TaskRecord, StoreError> {
     Ok(TaskRecord {
@@ -135,6 +143,11 @@ fn task_from_row(row: &SqliteRow) -> Result<TaskRecord, StoreError> {
         error_code: row.try_get("error_code")?,
         error_message: row.try_get("error_message")?,
         attempts: row.try_get("attempts")?,
+        channel: row.try_get("channel")?,
+        upstream_id: row.try_get("upstream_id")?,
+        polls: row.try_get("polls")?,
+        deadline_at_ms: row.try_get("deadline_at_ms")?,
+        submit_started_at_ms: row.try_get("submit_started_at_ms")?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
         completed_at_ms: row.try_get("completed_at_ms")?,
@@ -171,8 +184,8 @@ impl Store {
         let now = now_ms();
         let row = sqlx::query(&format!(
             "INSERT INTO tasks (id, account_id, model, operation, provider, state, job, request, \
-             reserved_usd_micros, estimated_tokens, next_attempt_at_ms, created_at_ms, updated_at_ms) \
-             VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) RETURNING {TASK_COLUMNS}"
+             reserved_usd_micros, estimated_tokens, deadline_at_ms, next_attempt_at_ms, created_at_ms, \
+             updated_at_ms) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {TASK_COLUMNS}"
         ))
         .bind(&task.id)
         .bind(&task.account_id)
@@ -183,6 +196,7 @@ impl Store {
         .bind(&task.request_json)
         .bind(task.reserved_usd_micros)
         .bind(task.estimated_tokens)
+        .bind(task.deadline_at_ms)
         .bind(now)
         .bind(now)
         .bind(now)
@@ -296,8 +310,9 @@ impl Store {
             .map(|task| (task, false)))
     }
 
-    /// Leases one task for `owner`: first a task whose previous holder's lease ran out (it died
-    /// mid-work), else the oldest queued one. One UPDATE statement, so the claim is atomic.
+    /// Leases one task for `owner`: first one whose previous holder's lease ran out (it died
+    /// mid-work), then the oldest queued one (→ `submitting`), then an upstream task due for a
+    /// poll. One UPDATE statement each, so a claim is atomic.
     pub async fn claim_task(
         &self,
         owner: &str,
@@ -309,10 +324,16 @@ impl Store {
              ORDER BY lease_until_ms LIMIT 1",
             "SELECT id FROM tasks WHERE state = 'queued' AND next_attempt_at_ms <= ?1 \
              ORDER BY next_attempt_at_ms, id LIMIT 1",
+            "SELECT id FROM tasks WHERE state = 'running' AND upstream_id IS NOT NULL \
+             AND next_poll_at_ms <= ?1 AND lease_until_ms IS NULL ORDER BY next_poll_at_ms LIMIT 1",
         ] {
+            // Polls are not attempts: only (re)submissions count towards max_attempts.
             let row = sqlx::query(&format!(
-                "UPDATE tasks SET state = 'running', lease_owner = ?2, lease_until_ms = ?3, \
-                 attempts = attempts + 1, updated_at_ms = ?1 \
+                "UPDATE tasks SET \
+                   attempts = attempts + CASE WHEN upstream_id IS NULL THEN 1 ELSE 0 END, \
+                   submit_started_at_ms = CASE WHEN state = 'queued' THEN ?1 ELSE submit_started_at_ms END, \
+                   state = CASE WHEN state = 'queued' THEN 'submitting' ELSE state END, \
+                   lease_owner = ?2, lease_until_ms = ?3, updated_at_ms = ?1 \
                  WHERE id = ({pick}) RETURNING {TASK_COLUMNS}, job"
             ))
             .bind(now)
@@ -327,6 +348,128 @@ impl Store {
         Ok(None)
     }
 
+    /// `submitting` → `running` for work that is now under way (a local render).
+    pub async fn mark_running(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tasks SET state = 'running', updated_at_ms = ? \
+             WHERE id = ? AND lease_owner = ? AND state = 'submitting'",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records the upstream's id for a submitted task in the same statement that marks it
+    /// `running`, and hands it to the poller. False when this worker no longer holds the task.
+    pub async fn record_submission(
+        &self,
+        id: &str,
+        owner: &str,
+        channel: &str,
+        upstream_id: &str,
+        next_poll_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tasks SET state = 'running', channel = ?, upstream_id = ?, next_poll_at_ms = ?, \
+             lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ? \
+             WHERE id = ? AND lease_owner = ? AND state = 'submitting'",
+        )
+        .bind(channel)
+        .bind(upstream_id)
+        .bind(next_poll_at_ms)
+        .bind(now_ms())
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Releases a polled task until its next poll.
+    pub async fn schedule_poll(
+        &self,
+        id: &str,
+        owner: &str,
+        next_poll_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tasks SET next_poll_at_ms = ?, polls = polls + 1, lease_owner = NULL, \
+             lease_until_ms = NULL, updated_at_ms = ? WHERE id = ? AND lease_owner = ? AND state = 'running'",
+        )
+        .bind(next_poll_at_ms)
+        .bind(now_ms())
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Makes a running upstream task due for a poll now (an upstream callback's hint).
+    pub async fn poll_soon(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tasks SET next_poll_at_ms = MIN(next_poll_at_ms, ?) \
+             WHERE id = ? AND state = 'running' AND upstream_id IS NOT NULL",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Upstream tasks in flight per channel, for concurrency limits.
+    pub async fn in_flight_by_channel(
+        &self,
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT channel, COUNT(*) AS n FROM tasks \
+             WHERE state IN ('submitting', 'running') AND channel IS NOT NULL GROUP BY channel",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("channel")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    /// Whether an upstream task already belongs to one of ours (reconciliation after a crash).
+    pub async fn upstream_id_known(
+        &self,
+        channel: &str,
+        upstream_id: &str,
+    ) -> Result<bool, StoreError> {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT id FROM tasks WHERE channel = ? AND upstream_id = ?")
+                .bind(channel)
+                .bind(upstream_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    /// Remembers the channel a submission is being attempted on, before the attempt, so a
+    /// crash between the upstream's answer and [`Store::record_submission`] can be reconciled.
+    pub async fn note_submit_channel(
+        &self,
+        id: &str,
+        owner: &str,
+        channel: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tasks SET channel = ? WHERE id = ? AND lease_owner = ? AND state = 'submitting'",
+        )
+        .bind(channel)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Keeps a lease alive while work continues; false means the lease was lost.
     pub async fn extend_lease(
         &self,
@@ -335,7 +478,8 @@ impl Store {
         lease_ms: i64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE tasks SET lease_until_ms = ? WHERE id = ? AND lease_owner = ? AND state = 'running'",
+            "UPDATE tasks SET lease_until_ms = ? \
+             WHERE id = ? AND lease_owner = ? AND state IN ('submitting', 'running')",
         )
         .bind(now_ms() + lease_ms)
         .bind(id)
@@ -358,7 +502,8 @@ impl Store {
         let row = sqlx::query(
             "UPDATE tasks SET state = 'succeeded', result = ?, usage_tokens = ?, cost_usd_micros = ?, \
              cost_cny = ?, lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ?, completed_at_ms = ? \
-             WHERE id = ? AND lease_owner = ? AND state = 'running' RETURNING account_id, reserved_usd_micros",
+             WHERE id = ? AND lease_owner = ? AND state IN ('submitting', 'running') \
+             RETURNING account_id, reserved_usd_micros",
         )
         .bind(settlement.result_json)
         .bind(settlement.usage_tokens)
@@ -393,7 +538,20 @@ impl Store {
         Ok(true)
     }
 
-    /// Marks a leased task failed and releases its whole reservation: failures cost nothing.
+    /// Ends a leased task without charge — `failed` or `expired` — releasing its whole
+    /// reservation in the same transaction. False when this worker no longer holds the task.
+    pub async fn finish_unpaid(
+        &self,
+        id: &str,
+        owner: &str,
+        state: TaskState,
+        code: &str,
+        message: &str,
+    ) -> Result<bool, StoreError> {
+        self.end_unpaid(id, Some(owner), None, state, code, message)
+            .await
+    }
+
     pub async fn finish_failed(
         &self,
         id: &str,
@@ -401,19 +559,54 @@ impl Store {
         code: &str,
         message: &str,
     ) -> Result<bool, StoreError> {
+        self.finish_unpaid(id, owner, TaskState::Failed, code, message)
+            .await
+    }
+
+    /// Cancels a task its upstream has just cancelled (it was still queued there).
+    pub async fn cancel_running_task(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        self.end_unpaid(
+            id,
+            None,
+            Some(account_id),
+            TaskState::Cancelled,
+            "cancelled",
+            "The task was cancelled.",
+        )
+        .await
+    }
+
+    async fn end_unpaid(
+        &self,
+        id: &str,
+        owner: Option<&str>,
+        account_id: Option<&str>,
+        state: TaskState,
+        code: &str,
+        message: &str,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let now = now_ms();
         let row = sqlx::query(
-            "UPDATE tasks SET state = 'failed', error_code = ?, error_message = ?, lease_owner = NULL, \
+            "UPDATE tasks SET state = ?, error_code = ?, error_message = ?, lease_owner = NULL, \
              lease_until_ms = NULL, updated_at_ms = ?, completed_at_ms = ? \
-             WHERE id = ? AND lease_owner = ? AND state = 'running' RETURNING account_id, reserved_usd_micros",
+             WHERE id = ? AND (? IS NULL OR lease_owner = ?) AND (? IS NULL OR account_id = ?) \
+             AND state IN ('submitting', 'running') RETURNING account_id, reserved_usd_micros",
         )
+        .bind(state.as_str())
         .bind(code)
         .bind(message)
         .bind(now)
         .bind(now)
         .bind(id)
         .bind(owner)
+        .bind(owner)
+        .bind(account_id)
+        .bind(account_id)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(false) };
@@ -432,12 +625,22 @@ impl Store {
     }
 
     /// Hands a task back to the queue after a transient failure, to be retried after `delay_ms`.
-    pub async fn requeue(&self, id: &str, owner: &str, delay_ms: i64) -> Result<bool, StoreError> {
+    /// `counts_attempt` false gives the attempt back (waiting for capacity is not a failure).
+    pub async fn requeue(
+        &self,
+        id: &str,
+        owner: &str,
+        delay_ms: i64,
+        counts_attempt: bool,
+    ) -> Result<bool, StoreError> {
         let now = now_ms();
         let done = sqlx::query(
             "UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_until_ms = NULL, \
-             next_attempt_at_ms = ?, updated_at_ms = ? WHERE id = ? AND lease_owner = ? AND state = 'running'",
+             attempts = attempts - CASE WHEN ? THEN 0 ELSE 1 END, \
+             next_attempt_at_ms = ?, updated_at_ms = ? \
+             WHERE id = ? AND lease_owner = ? AND state IN ('submitting', 'running')",
         )
+        .bind(counts_attempt)
         .bind(now + delay_ms)
         .bind(now)
         .bind(id)

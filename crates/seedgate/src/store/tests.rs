@@ -22,6 +22,7 @@ fn new_task(account_id: &str, n: usize, reserved: i64) -> NewTask {
         request_json: "{}".into(),
         reserved_usd_micros: reserved,
         estimated_tokens: 1,
+        deadline_at_ms: i64::MAX,
     }
 }
 
@@ -159,7 +160,7 @@ async fn a_requeued_task_waits_for_its_retry_time() {
         .await
         .unwrap();
     let (task, _) = store.claim_task("w", 60_000).await.unwrap().unwrap();
-    assert!(store.requeue(&task.id, "w", 60_000).await.unwrap());
+    assert!(store.requeue(&task.id, "w", 60_000, true).await.unwrap());
     assert!(store.claim_task("w", 60_000).await.unwrap().is_none());
     let (_, cancelled) = store
         .cancel_queued_task(&key.account.id, &task.id)

@@ -1,0 +1,748 @@
+//! The real Seedance: the Ark / ModelArk content-generation task API (SPEC §7). Volcengine Ark
+//! and BytePlus ModelArk differ only in base URL and model ids, so one provider serves every
+//! configured channel, choosing among healthy ones by weight and failing over on 429, 5xx and
+//! timeouts before a task is accepted upstream.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use reqwest::StatusCode;
+use seedgate_contract::{AspectRatio, DurationRequest, MediaInput, Operation, VideoJob};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{
+    BoxFuture, CancelOutcome, Provider, ProviderError, Submission, SubmitRequest, UpstreamRef,
+    UpstreamStatus,
+};
+use crate::config::ChannelConfig;
+use crate::secret::Secret;
+
+/// Prompt sent for a video-extension that came without one.
+const CONTINUE_PROMPT: &str = "Continue this video seamlessly from its last frame.";
+
+/// Start-up problems with the channel configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelSetupError {
+    #[error("channel {channel}: environment variable {env} (api_key_env) is not set")]
+    MissingKey { channel: String, env: String },
+    #[error("channel {channel}: unknown provider `{provider}` (only `ark` exists)")]
+    UnknownProvider { channel: String, provider: String },
+    #[error("channel {0} is configured twice")]
+    Duplicate(String),
+    #[error("channel {channel}: {reason}")]
+    Invalid { channel: String, reason: String },
+}
+
+/// Circuit breaker of one channel: closed, open for a cooldown after repeated failures, then
+/// one probe request decides.
+#[derive(Default)]
+struct Breaker {
+    consecutive_failures: u32,
+    open_until: Option<Instant>,
+    probing: bool,
+}
+
+impl Breaker {
+    fn allows(&mut self, now: Instant) -> bool {
+        match self.open_until {
+            None => true,
+            Some(until) if now < until => false,
+            Some(_) if self.probing => false,
+            Some(_) => {
+                self.probing = true;
+                true
+            }
+        }
+    }
+
+    fn record(&mut self, ok: bool, threshold: u32, cooldown: Duration) {
+        self.probing = false;
+        if ok {
+            self.consecutive_failures = 0;
+            self.open_until = None;
+        } else {
+            self.consecutive_failures += 1;
+            if self.consecutive_failures >= threshold {
+                self.open_until = Some(Instant::now() + cooldown);
+            }
+        }
+    }
+}
+
+struct Channel {
+    config: ChannelConfig,
+    api_key: Secret,
+    client: reqwest::Client,
+    breaker: Mutex<Breaker>,
+}
+
+/// How an upstream call failed, before it is judged.
+#[derive(Debug)]
+enum CallError {
+    /// Non-2xx with the upstream's error body.
+    Status {
+        status: StatusCode,
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Timeout, refused or reset connection.
+    Transport(String),
+    /// A 2xx whose body is not what SPEC §7 says.
+    BadBody(String),
+}
+
+impl CallError {
+    /// 429, 5xx, timeouts and garbage are worth another try (on another channel at submit).
+    fn retryable(&self) -> bool {
+        match self {
+            CallError::Status { status, .. } => {
+                *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+            }
+            CallError::Transport(_) | CallError::BadBody(_) => true,
+        }
+    }
+
+    fn into_provider_error(self) -> ProviderError {
+        let retryable = self.retryable();
+        match self {
+            CallError::Status {
+                status,
+                code,
+                message,
+                retry_after,
+            } => ProviderError {
+                retryable,
+                code: if code.is_empty() {
+                    format!("upstream_http_{}", status.as_u16())
+                } else {
+                    code
+                },
+                message: if message.is_empty() {
+                    format!("upstream answered HTTP {status}")
+                } else {
+                    message
+                },
+                retry_after,
+            },
+            CallError::Transport(reason) => {
+                ProviderError::transient("upstream_unreachable", reason)
+            }
+            CallError::BadBody(reason) => ProviderError::transient("upstream_bad_response", reason),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CreatedTask {
+    id: String,
+}
+
+#[derive(Deserialize, Default)]
+struct TaskContent {
+    video_url: Option<String>,
+    last_frame_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TaskUsage {
+    completion_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct TaskError {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+/// A task as `GET …/tasks/{id}` and the list endpoint return it.
+#[derive(Deserialize)]
+struct ArkTask {
+    id: String,
+    status: String,
+    content: Option<TaskContent>,
+    usage: Option<TaskUsage>,
+    error: Option<TaskError>,
+    created_at: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct TaskList {
+    items: Vec<ArkTask>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: Option<TaskError>,
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+impl Channel {
+    fn url(&self, path: &str) -> String {
+        format!(
+            "{}/contents/generations/tasks{path}",
+            self.config.base_url.trim_end_matches('/')
+        )
+    }
+
+    /// Sends a request and decodes a 2xx body as `T`; anything else is a [`CallError`].
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, CallError> {
+        let response = request
+            .bearer_auth(self.api_key.expose())
+            .send()
+            .await
+            .map_err(|e| CallError::Transport(e.without_url().to_string()))?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| CallError::Transport(e.without_url().to_string()))?;
+        if !status.is_success() {
+            let error = serde_json::from_slice::<ErrorBody>(&body)
+                .ok()
+                .and_then(|b| b.error);
+            return Err(CallError::Status {
+                status,
+                code: error
+                    .as_ref()
+                    .and_then(|e| e.code.clone())
+                    .unwrap_or_default(),
+                message: error.and_then(|e| e.message).unwrap_or_default(),
+                retry_after,
+            });
+        }
+        // DELETE may answer with an empty body.
+        let body: &[u8] = if body.is_empty() { b"null" } else { &body };
+        serde_json::from_slice(body).map_err(|e| CallError::BadBody(e.to_string()))
+    }
+
+    fn serves(&self, job: &VideoJob) -> bool {
+        self.config.models.contains_key(&job.model)
+            && self.config.resolutions.contains(&job.resolution)
+    }
+}
+
+/// The `ark` provider: every configured Ark/ModelArk channel.
+pub struct Ark {
+    channels: Vec<Channel>,
+    breaker_failures: u32,
+    breaker_cooldown: Duration,
+}
+
+fn media(kind: &str, role: &str, input: &str) -> Value {
+    json!({"type": format!("{kind}_url"), format!("{kind}_url"): {"url": input}, "role": role})
+}
+
+/// The create body of SPEC §7 for one job.
+fn create_body(
+    job: &VideoJob,
+    upstream_model: &str,
+    callback_url: Option<&str>,
+    source_video: Option<&str>,
+) -> Value {
+    let i = &job.inputs;
+    let text = job
+        .prompt
+        .clone()
+        .unwrap_or_else(|| CONTINUE_PROMPT.to_owned());
+    let mut content = vec![json!({"type": "text", "text": text})];
+    let url = MediaInput::as_str;
+    match job.operation {
+        Operation::TextToVideo => {}
+        Operation::ImageToVideo => content.extend(
+            i.image
+                .iter()
+                .map(|m| media("image", "first_frame", url(m))),
+        ),
+        Operation::StartEndToVideo => {
+            content.extend(
+                i.start_image
+                    .iter()
+                    .map(|m| media("image", "first_frame", url(m))),
+            );
+            content.extend(
+                i.end_image
+                    .iter()
+                    .map(|m| media("image", "last_frame", url(m))),
+            );
+        }
+        Operation::ReferenceToVideo => {
+            content.extend(
+                i.reference_images
+                    .iter()
+                    .map(|m| media("image", "reference_image", url(m))),
+            );
+            content.extend(
+                i.reference_videos
+                    .iter()
+                    .map(|m| media("video", "reference_video", url(m))),
+            );
+            content.extend(
+                i.reference_audios
+                    .iter()
+                    .map(|m| media("audio", "reference_audio", url(m))),
+            );
+        }
+        Operation::VideoToVideo | Operation::VideoExtension => {
+            let video = i.video.as_ref().map(|m| m.as_str()).or(source_video);
+            content.extend(video.map(|v| media("video", "reference_video", v)));
+        }
+    }
+    let duration = match job.duration {
+        DurationRequest::Seconds(s) => i64::from(s),
+        DurationRequest::ModelDecides => -1,
+    };
+    let mut body = json!({
+        "model": upstream_model,
+        "content": content,
+        "resolution": job.resolution.as_str(),
+        "ratio": match job.aspect_ratio {
+            AspectRatio::Adaptive => "adaptive",
+            fixed => fixed.as_str(),
+        },
+        "duration": duration,
+        "generate_audio": job.generate_audio,
+        "watermark": job.watermark,
+        "return_last_frame": true,
+    });
+    if let Some(seed) = job.seed {
+        body["seed"] = seed.into();
+    }
+    if let Some(url) = callback_url {
+        body["callback_url"] = url.into();
+    }
+    body
+}
+
+fn status_of(task: ArkTask) -> Result<UpstreamStatus, ProviderError> {
+    Ok(match task.status.as_str() {
+        "queued" | "running" => UpstreamStatus::Pending,
+        "succeeded" => {
+            let content = task.content.unwrap_or_default();
+            let video_url = content.video_url.ok_or_else(|| {
+                ProviderError::transient(
+                    "upstream_bad_response",
+                    "a succeeded task without content.video_url",
+                )
+            })?;
+            UpstreamStatus::Succeeded {
+                video_url,
+                last_frame_url: content.last_frame_url,
+                usage_tokens: task.usage.and_then(|u| u.completion_tokens),
+            }
+        }
+        "failed" => {
+            let error = task.error;
+            UpstreamStatus::Failed {
+                code: error
+                    .as_ref()
+                    .and_then(|e| e.code.clone())
+                    .unwrap_or_else(|| "upstream_failed".into()),
+                message: error
+                    .and_then(|e| e.message)
+                    .unwrap_or_else(|| "The upstream failed the task.".into()),
+            }
+        }
+        "cancelled" => UpstreamStatus::Cancelled,
+        "expired" => UpstreamStatus::Expired,
+        other => {
+            return Err(ProviderError::transient(
+                "upstream_bad_response",
+                format!("unknown upstream status `{other}`"),
+            ))
+        }
+    })
+}
+
+impl Ark {
+    /// Builds the channels, reading each key from its environment variable now, so a missing
+    /// key stops start-up instead of failing tasks later.
+    pub fn new(
+        configs: &[ChannelConfig],
+        breaker_failures: u32,
+        breaker_cooldown: Duration,
+    ) -> Result<Self, ChannelSetupError> {
+        let mut channels: Vec<Channel> = Vec::new();
+        for config in configs {
+            let invalid = |reason: &str| ChannelSetupError::Invalid {
+                channel: config.id.clone(),
+                reason: reason.to_owned(),
+            };
+            if config.provider != "ark" {
+                return Err(ChannelSetupError::UnknownProvider {
+                    channel: config.id.clone(),
+                    provider: config.provider.clone(),
+                });
+            }
+            if channels.iter().any(|c| c.config.id == config.id) {
+                return Err(ChannelSetupError::Duplicate(config.id.clone()));
+            }
+            if !(config.base_url.starts_with("https://") || config.base_url.starts_with("http://"))
+            {
+                return Err(invalid("base_url must be an http(s) URL"));
+            }
+            if config.weight == 0 || config.max_concurrent_tasks == 0 {
+                return Err(invalid("weight and max_concurrent_tasks must be positive"));
+            }
+            let key =
+                std::env::var(&config.api_key_env).map_err(|_| ChannelSetupError::MissingKey {
+                    channel: config.id.clone(),
+                    env: config.api_key_env.clone(),
+                })?;
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(config.timeout_seconds))
+                .connect_timeout(Duration::from_secs(config.timeout_seconds.min(10)))
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("seedgate/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| invalid(&e.to_string()))?;
+            channels.push(Channel {
+                config: config.clone(),
+                api_key: Secret::new(key),
+                client,
+                breaker: Mutex::new(Breaker::default()),
+            });
+        }
+        Ok(Self {
+            channels,
+            breaker_failures,
+            breaker_cooldown,
+        })
+    }
+
+    pub fn has_channels(&self) -> bool {
+        !self.channels.is_empty()
+    }
+
+    fn channel(&self, id: &str) -> Result<&Channel, ProviderError> {
+        self.channels
+            .iter()
+            .find(|c| c.config.id == id)
+            .ok_or_else(|| {
+                ProviderError::permanent(
+                    "channel_removed",
+                    format!("channel {id} is no longer configured"),
+                )
+            })
+    }
+
+    fn record(&self, channel: &Channel, ok: bool) {
+        if let Ok(mut breaker) = channel.breaker.lock() {
+            breaker.record(ok, self.breaker_failures, self.breaker_cooldown);
+        }
+    }
+
+    /// Channels to try for a job, best first: serving it, under their concurrency limit,
+    /// not tripped, in a weighted random order.
+    fn candidates(
+        &self,
+        job: &VideoJob,
+        in_flight: &HashMap<String, i64>,
+    ) -> (Vec<&Channel>, bool) {
+        let now = Instant::now();
+        let serving: Vec<&Channel> = self.channels.iter().filter(|c| c.serves(job)).collect();
+        let with_room: Vec<&Channel> = serving
+            .iter()
+            .copied()
+            .filter(|c| {
+                in_flight.get(&c.config.id).copied().unwrap_or(0)
+                    < i64::from(c.config.max_concurrent_tasks)
+            })
+            .collect();
+        let all_full = !serving.is_empty() && with_room.is_empty();
+        let mut pool: Vec<&Channel> = with_room
+            .into_iter()
+            .filter(|c| c.breaker.lock().map(|mut b| b.allows(now)).unwrap_or(true))
+            .collect();
+        let mut ordered = Vec::with_capacity(pool.len());
+        let mut rng = rand::thread_rng();
+        while !pool.is_empty() {
+            let total: u32 = pool.iter().map(|c| c.config.weight).sum();
+            let mut pick = rng.gen_range(0..total);
+            let index = pool
+                .iter()
+                .position(|c| {
+                    if pick < c.config.weight {
+                        true
+                    } else {
+                        pick -= c.config.weight;
+                        false
+                    }
+                })
+                .unwrap_or(0);
+            ordered.push(pool.remove(index));
+        }
+        (ordered, all_full)
+    }
+
+    async fn submit_job(&self, request: SubmitRequest<'_>) -> Result<Submission, ProviderError> {
+        let job = request.job;
+        let (channels, all_full) = self.candidates(job, request.in_flight);
+        if channels.is_empty() {
+            let mut error = ProviderError::transient(
+                if all_full {
+                    "channels_at_capacity"
+                } else {
+                    "all_channels_failed"
+                },
+                if all_full {
+                    "Every channel serving this request is at its concurrency limit; the task waits."
+                } else {
+                    "Every channel serving this request is failing; the task will be retried."
+                },
+            );
+            error.retry_after = Some(Duration::from_secs(if all_full { 1 } else { 5 }));
+            return Err(error);
+        }
+        let mut last_error = None;
+        for channel in channels {
+            let Some(upstream_model) = channel.config.models.get(&job.model) else {
+                continue;
+            };
+            let body = create_body(
+                job,
+                upstream_model,
+                request.callback_url.as_deref(),
+                request.source_video.as_deref(),
+            );
+            let result = channel
+                .call::<CreatedTask>(channel.client.post(channel.url("")).json(&body))
+                .await;
+            match result {
+                Ok(created) => {
+                    self.record(channel, true);
+                    tracing::info!(channel = %channel.config.id, upstream_id = %created.id, "submitted upstream");
+                    return Ok(Submission::Accepted(UpstreamRef {
+                        channel: channel.config.id.clone(),
+                        upstream_id: created.id,
+                    }));
+                }
+                Err(e) if e.retryable() => {
+                    self.record(channel, false);
+                    tracing::warn!(channel = %channel.config.id, error = ?e, "submit failed; trying the next channel");
+                    last_error = Some(e.into_provider_error());
+                }
+                Err(e) => {
+                    // The request itself was refused: another channel would refuse it too.
+                    self.record(channel, true);
+                    return Err(e.into_provider_error());
+                }
+            }
+        }
+        let mut error = last_error.unwrap_or_else(|| {
+            ProviderError::transient("all_channels_failed", "no channel accepted the task")
+        });
+        error.message = format!("All channels failed; last: {}", error.message);
+        error.code = "all_channels_failed".into();
+        Err(error)
+    }
+
+    async fn poll_task(&self, upstream: &UpstreamRef) -> Result<UpstreamStatus, ProviderError> {
+        let channel = self.channel(&upstream.channel)?;
+        let task = channel
+            .call::<ArkTask>(
+                channel
+                    .client
+                    .get(channel.url(&format!("/{}", upstream.upstream_id))),
+            )
+            .await;
+        match task {
+            Ok(task) => status_of(task),
+            Err(CallError::Status {
+                status: StatusCode::NOT_FOUND,
+                ..
+            }) => Err(ProviderError::permanent(
+                "upstream_task_missing",
+                "The upstream no longer knows this task.",
+            )),
+            Err(e) => Err(e.into_provider_error()),
+        }
+    }
+
+    async fn cancel_task(&self, upstream: &UpstreamRef) -> Result<CancelOutcome, ProviderError> {
+        let channel = self.channel(&upstream.channel)?;
+        let path = format!("/{}", upstream.upstream_id);
+        let task = channel
+            .call::<ArkTask>(channel.client.get(channel.url(&path)))
+            .await
+            .map_err(CallError::into_provider_error)?;
+        // Deleting a finished upstream task erases its record, so only a queued one is touched.
+        if task.status != "queued" {
+            return Ok(CancelOutcome::NotCancellable);
+        }
+        match channel
+            .call::<Value>(channel.client.delete(channel.url(&path)))
+            .await
+        {
+            Ok(_) => Ok(CancelOutcome::Cancelled),
+            Err(e) if e.retryable() => Err(e.into_provider_error()),
+            // It started running in the meantime.
+            Err(_) => Ok(CancelOutcome::NotCancellable),
+        }
+    }
+
+    async fn list_recent(
+        &self,
+        job: &VideoJob,
+        since_ms: i64,
+    ) -> Result<Vec<UpstreamRef>, ProviderError> {
+        let mut found = Vec::new();
+        for channel in self.channels.iter().filter(|c| c.serves(job)) {
+            let Some(model) = channel.config.models.get(&job.model) else {
+                continue;
+            };
+            let list = channel
+                .call::<TaskList>(channel.client.get(channel.url("")).query(&[
+                    ("page_num", "1"),
+                    ("page_size", "100"),
+                    ("filter.model", model.as_str()),
+                ]))
+                .await
+                .map_err(CallError::into_provider_error)?;
+            // Clocks differ: accept tasks created a little before our submission started.
+            let since_s = since_ms / 1000 - 5;
+            found.extend(
+                list.items
+                    .into_iter()
+                    .filter(|t| t.created_at.is_some_and(|c| c >= since_s))
+                    .map(|t| UpstreamRef {
+                        channel: channel.config.id.clone(),
+                        upstream_id: t.id,
+                    }),
+            );
+        }
+        Ok(found)
+    }
+
+    /// Lists each channel's tasks once: reachability, key validity and latency for operators.
+    pub async fn check_channels(&self) -> Vec<ChannelCheck> {
+        let mut checks = Vec::new();
+        for channel in &self.channels {
+            let started = Instant::now();
+            let result = channel
+                .call::<TaskList>(
+                    channel
+                        .client
+                        .get(channel.url(""))
+                        .query(&[("page_num", "1"), ("page_size", "1")]),
+                )
+                .await;
+            let latency = started.elapsed();
+            let (reachable, auth_ok, detail) = match result {
+                Ok(_) => (true, true, "ok".to_owned()),
+                Err(CallError::Status {
+                    status,
+                    code,
+                    message,
+                    ..
+                }) => (
+                    true,
+                    !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN),
+                    format!("HTTP {} {code} {message}", status.as_u16()),
+                ),
+                Err(CallError::Transport(reason)) => (false, false, reason),
+                Err(CallError::BadBody(reason)) => {
+                    (true, true, format!("unexpected body: {reason}"))
+                }
+            };
+            checks.push(ChannelCheck {
+                channel: channel.config.id.clone(),
+                base_url: channel.config.base_url.clone(),
+                reachable,
+                auth_ok,
+                latency,
+                detail,
+            });
+        }
+        checks
+    }
+}
+
+/// The result of `seedgate channels check` for one channel.
+pub struct ChannelCheck {
+    pub channel: String,
+    pub base_url: String,
+    pub reachable: bool,
+    pub auth_ok: bool,
+    pub latency: Duration,
+    pub detail: String,
+}
+
+impl Provider for Ark {
+    fn name(&self) -> &'static str {
+        "ark"
+    }
+
+    fn can_serve(&self, job: &VideoJob) -> bool {
+        self.channels.iter().any(|c| c.serves(job))
+    }
+
+    fn submit<'a>(
+        &'a self,
+        request: SubmitRequest<'a>,
+    ) -> BoxFuture<'a, Result<Submission, ProviderError>> {
+        Box::pin(self.submit_job(request))
+    }
+
+    fn poll<'a>(
+        &'a self,
+        upstream: &'a UpstreamRef,
+    ) -> BoxFuture<'a, Result<UpstreamStatus, ProviderError>> {
+        Box::pin(self.poll_task(upstream))
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        upstream: &'a UpstreamRef,
+    ) -> BoxFuture<'a, Result<CancelOutcome, ProviderError>> {
+        Box::pin(self.cancel_task(upstream))
+    }
+
+    fn recent_tasks<'a>(
+        &'a self,
+        job: &'a VideoJob,
+        since_ms: i64,
+    ) -> BoxFuture<'a, Result<Vec<UpstreamRef>, ProviderError>> {
+        Box::pin(self.list_recent(job, since_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_opens_after_repeated_failures_and_probes_back() {
+        let mut b = Breaker::default();
+        let cooldown = Duration::from_millis(20);
+        for _ in 0..2 {
+            b.record(false, 3, cooldown);
+            assert!(b.allows(Instant::now()));
+        }
+        b.record(false, 3, cooldown);
+        assert!(!b.allows(Instant::now()));
+        std::thread::sleep(Duration::from_millis(25));
+        assert!(b.allows(Instant::now()), "one probe after the cooldown");
+        assert!(!b.allows(Instant::now()), "only one probe at a time");
+        b.record(true, 3, cooldown);
+        assert!(b.allows(Instant::now()));
+        assert!(b.allows(Instant::now()));
+    }
+}

@@ -254,6 +254,19 @@ mod tests {
     }
 
     #[test]
+    fn documented_channel_configs_parse() {
+        let volc: Config = toml::from_str(include_str!("../../../docs/volcengine.toml")).unwrap();
+        assert_eq!(volc.channels.len(), 1);
+        assert_eq!(
+            volc.channels[0].models["seedance-2.0"],
+            "doubao-seedance-2-0-260128"
+        );
+        let byteplus: Config = toml::from_str(include_str!("../../../docs/byteplus.toml")).unwrap();
+        assert_eq!(byteplus.channels.len(), 2);
+        assert_eq!(byteplus.channels[0].weight, 3);
+    }
+
+    #[test]
     fn partial_file_keeps_defaults() {
         let config: Config = toml::from_str("[engine]\nworkers = 1\n").unwrap();
         assert_eq!(config.engine.workers, 1);

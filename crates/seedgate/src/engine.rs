@@ -244,8 +244,11 @@ impl Engine {
                 Ok(())
             }
             Err(e) if e.retryable && task.attempts < self.config.max_attempts => {
-                // Waiting for a free channel is not a failed attempt.
-                let counts = e.code != "channels_at_capacity";
+                // Waiting for a free or recovering channel is not a failed attempt.
+                let counts = !matches!(
+                    e.code.as_str(),
+                    "channels_at_capacity" | "channels_unavailable"
+                );
                 let delay = retry_delay_ms(task.attempts, e.retry_after);
                 warn!(code = %e.code, delay_ms = delay, "submission will be retried");
                 self.store

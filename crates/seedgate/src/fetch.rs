@@ -87,7 +87,7 @@ impl Fetcher {
         }
         let transport = |e: reqwest::Error| FetchError::Transport {
             url: url.to_owned(),
-            reason: e.without_url().to_string(),
+            reason: describe(e),
         };
         let mut response = self.client.get(url).send().await.map_err(transport)?;
         if !response.status().is_success() {
@@ -112,4 +112,18 @@ impl Fetcher {
         }
         Ok(body)
     }
+}
+
+/// A transport error with its causes ("error sending request: connection refused"), without
+/// the URL (which may carry a signature).
+pub fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

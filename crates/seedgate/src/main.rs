@@ -9,6 +9,7 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand};
 use rust_decimal::Decimal;
 use seedgate::config::Config;
+use seedgate::providers::ark::Ark;
 use seedgate::service::usd;
 use seedgate::store::{KeyMode, Store};
 use seedgate::Application;
@@ -47,6 +48,19 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Inspect the configured upstream channels.
+    Channels {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        action: ChannelsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChannelsAction {
+    /// Call each channel's list endpoint with its key: reachable, key accepted, latency.
+    Check,
 }
 
 /// Settings every server-side command shares; each also reads its environment variable.
@@ -162,6 +176,42 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Keys { server, action } => keys(server.store().await?, action).await,
+        Command::Channels {
+            server,
+            action: ChannelsAction::Check,
+        } => check_channels(server.load()?).await,
+    }
+}
+
+async fn check_channels(config: Config) -> Result<(), String> {
+    let ark = Ark::new(
+        &config.channels,
+        config.engine.breaker_failures,
+        std::time::Duration::from_secs(config.engine.breaker_cooldown_seconds),
+    )
+    .map_err(|e| e.to_string())?;
+    if !ark.has_channels() {
+        out("no channels configured: every task is served by the sandbox");
+        return Ok(());
+    }
+    out("CHANNEL          REACHABLE  AUTH  LATENCY_MS  DETAIL");
+    let mut all_ok = true;
+    for check in ark.check_channels().await {
+        all_ok &= check.reachable && check.auth_ok;
+        out(&format!(
+            "{:<16} {:<10} {:<5} {:>10}  {} ({})",
+            check.channel,
+            if check.reachable { "yes" } else { "no" },
+            if check.auth_ok { "ok" } else { "fail" },
+            check.latency.as_millis(),
+            check.detail,
+            check.base_url
+        ));
+    }
+    if all_ok {
+        Ok(())
+    } else {
+        Err("some channels failed the check".into())
     }
 }
 

@@ -207,13 +207,13 @@ impl Channel {
             .bearer_auth(self.api_key.expose())
             .send()
             .await
-            .map_err(|e| CallError::Transport(e.without_url().to_string()))?;
+            .map_err(|e| CallError::Transport(crate::fetch::describe(e)))?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
         let body = response
             .bytes()
             .await
-            .map_err(|e| CallError::Transport(e.without_url().to_string()))?;
+            .map_err(|e| CallError::Transport(crate::fetch::describe(e)))?;
         if !status.is_success() {
             let error = serde_json::from_slice::<ErrorBody>(&body)
                 .ok()

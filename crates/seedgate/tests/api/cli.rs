@@ -68,3 +68,66 @@ fn keys_lifecycle_through_the_cli() {
     let (_, listing, _) = seedgate(dir.path(), &["keys", "list"]);
     assert!(listing.contains("revoked"), "{listing}");
 }
+
+#[tokio::test]
+async fn channels_check_reports_reachability_and_key_validity() {
+    let fake = crate::fake_ark::FakeArk::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("seedgate.toml");
+    let channel = |id: &str, env: &str, base: &str| {
+        format!(
+            "[[channels]]\nid = \"{id}\"\nprovider = \"ark\"\nbase_url = \"{base}\"\napi_key_env = \"{env}\"\n\
+             resolutions = [\"720p\"]\nmodels = {{ \"seedance-2.0\" = \"doubao-seedance-2-0-260128\" }}\ntimeout_seconds = 2\n"
+        )
+    };
+    std::fs::write(
+        &config,
+        [
+            channel("good", crate::fake_ark::FAKE_KEY_ENV, &fake.base_url),
+            channel("wrong-key", "SEEDGATE_TEST_WRONG_KEY", &fake.base_url),
+            channel(
+                "down",
+                crate::fake_ark::FAKE_KEY_ENV,
+                "http://127.0.0.1:9/api/v3",
+            ),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    // The fake upstream runs on this test's runtime: wait for the command off it.
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_seedgate"))
+            .args(["channels", "check", "--config"])
+            .arg(&config)
+            .env("SEEDGATE_TEST_WRONG_KEY", "not-the-key")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        !output.status.success(),
+        "a failing channel fails the check"
+    );
+    let line = |id: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{stdout}"))
+            .to_owned()
+    };
+    assert!(
+        line("good").contains("yes") && line("good").contains(" ok "),
+        "{stdout}"
+    );
+    assert!(
+        line("wrong-key").contains("fail") && line("wrong-key").contains("401"),
+        "{stdout}"
+    );
+    assert!(line("down").contains(" no "), "{stdout}");
+    assert!(
+        !stdout.contains(crate::fake_ark::FAKE_KEY) && !stdout.contains("not-the-key"),
+        "keys never printed"
+    );
+}

@@ -72,12 +72,37 @@ impl TestApp {
 
     /// Another account on the same server.
     pub async fn new_key(&self, balance_usd_micros: i64) -> (String, String) {
+        self.new_key_in_mode(KeyMode::Test, balance_usd_micros)
+            .await
+    }
+
+    pub async fn new_key_in_mode(
+        &self,
+        mode: KeyMode,
+        balance_usd_micros: i64,
+    ) -> (String, String) {
         let key = self
             .store
-            .create_key("other", KeyMode::Test, balance_usd_micros)
+            .create_key("other", mode, balance_usd_micros)
             .await
             .unwrap();
         (key.secret, key.account.id)
+    }
+
+    pub async fn task_with_key(&self, key: &str, id: &str) -> (u16, Value) {
+        self.get_path_with_key(key, &format!("/v1/tasks/{id}"))
+            .await
+    }
+
+    pub async fn cancel_with_key(&self, key: &str, id: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .delete(format!("{}/v1/tasks/{id}", self.address))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        decode(response).await
     }
 
     pub async fn create_with_key(&self, key: &str, body: &Value) -> (u16, Value) {

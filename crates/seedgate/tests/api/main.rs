@@ -4,9 +4,11 @@
 
 mod catalog;
 mod cli;
+mod fake_ark;
 mod helpers;
 mod lifecycle;
 mod money;
 mod operations;
 mod restart;
+mod upstream;
 mod validation;

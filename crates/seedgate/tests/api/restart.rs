@@ -151,3 +151,75 @@ async fn kill_9_mid_render_loses_no_task() {
         account.balance_usd_micros
     );
 }
+
+/// A restart between the upstream submit and the first poll must not submit the task again.
+#[tokio::test]
+async fn restart_after_upstream_submit_does_not_submit_twice() {
+    let fake = crate::fake_ark::FakeArk::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("seedgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[engine]\nworkers = 1\nlease_seconds = 2\nidle_poll_ms = 100\nfirst_poll_ms = 2500\n\
+             max_poll_interval_ms = 500\nexpected_ms_per_output_second = 0\n\n\
+             [[channels]]\nid = \"volc\"\nprovider = \"ark\"\nbase_url = \"{}\"\napi_key_env = \"{}\"\n\
+             resolutions = [\"480p\", \"720p\"]\nmodels = {{ \"seedance-2.0-fast\" = \"doubao-seedance-2-0-fast-260128\" }}\n",
+            fake.base_url,
+            crate::fake_ark::FAKE_KEY_ENV
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let created = Command::new(env!("CARGO_BIN_EXE_seedgate"))
+        .args(["keys", "create", "--name", "live", "--balance-usd", "50"])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+
+    let port = free_port();
+    let address = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let (server, _) = start(&data, &config, port, false);
+    wait_ready(&client, &address).await;
+    let response = client
+        .post(format!("{address}/v1/videos/generations"))
+        .bearer_auth(&key)
+        .json(
+            &json!({"model": "seedance-2.0-fast", "operation": "text-to-video", "prompt": "once",
+            "resolution": "480p", "duration": 4}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, task) = decode(response).await;
+    assert_eq!(status, 202, "{task}");
+    assert_eq!(task["provider"], "ark");
+    let started = Instant::now();
+    while fake.tasks_created() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never submitted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(server);
+
+    let (server, _) = start(&data, &config, port, false);
+    wait_ready(&client, &address).await;
+    let id = task["id"].as_str().unwrap();
+    let done = wait_terminal(&client, &address, &key, id, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    drop(server);
+    assert_eq!(fake.tasks_created(), 1, "submitted upstream exactly once");
+    fake.assert_no_violations();
+}

@@ -1,0 +1,613 @@
+//! A fake Ark / ModelArk upstream that speaks SPEC §7: `cgt-…` task ids, queued → running →
+//! succeeded over a configurable time, real MP4 results (the sandbox renderer), usage by the
+//! SPEC formula, list and delete semantics, and scriptable faults. It checks every request
+//! against the SPEC §7 schema and records anything unexpected as a violation.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use seedgate_contract::{pricing, AspectRatio, Catalog, Resolution};
+use serde_json::{json, Value};
+
+pub const FAKE_KEY_ENV: &str = "SEEDGATE_TEST_ARK_KEY";
+pub const FAKE_KEY: &str = "ark-test-key-0123456789";
+
+/// What happens to a task once it has waited out its queue.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Ending {
+    Succeed,
+    FailReview,
+    Never,
+}
+
+/// A scripted misbehaviour for the next matching request.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    Status(u16, Option<u64>),
+    Slow(Duration),
+    Reset,
+    Garbage,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+pub enum Endpoint {
+    Create,
+    Get,
+}
+
+struct FakeTask {
+    id: String,
+    model: String,
+    created: Instant,
+    created_unix: i64,
+    body: Value,
+    ending: Ending,
+    cancelled: bool,
+}
+
+pub struct Behaviour {
+    pub queued: Duration,
+    pub running: Duration,
+    pub ending: Ending,
+    /// Every create answers this status (a channel that is down).
+    pub always_fail_create: Option<u16>,
+}
+
+#[derive(Default)]
+struct Files {
+    video: HashMap<String, Vec<u8>>,
+    frame: HashMap<String, Vec<u8>>,
+}
+
+pub struct FakeState {
+    tasks: Mutex<HashMap<String, FakeTask>>,
+    faults: Mutex<VecDeque<(Endpoint, Fault)>>,
+    violations: Mutex<Vec<String>>,
+    creates: Mutex<Vec<(Instant, Value)>>,
+    files: Mutex<Files>,
+    pub behaviour: Mutex<Behaviour>,
+    base: Mutex<String>,
+    counter: Mutex<u32>,
+}
+
+pub struct FakeArk {
+    pub base_url: String,
+    pub state: Arc<FakeState>,
+}
+
+impl FakeArk {
+    pub async fn start() -> Self {
+        std::env::set_var(FAKE_KEY_ENV, FAKE_KEY);
+        let state = Arc::new(FakeState {
+            tasks: Mutex::default(),
+            faults: Mutex::default(),
+            violations: Mutex::default(),
+            creates: Mutex::default(),
+            files: Mutex::default(),
+            behaviour: Mutex::new(Behaviour {
+                queued: Duration::from_millis(200),
+                running: Duration::from_millis(300),
+                ending: Ending::Succeed,
+                always_fail_create: None,
+            }),
+            base: Mutex::default(),
+            counter: Mutex::new(0),
+        });
+        let router = Router::new()
+            .route("/api/v3/contents/generations/tasks", get(list).post(create))
+            .route(
+                "/api/v3/contents/generations/tasks/{id}",
+                get(fetch).delete(delete),
+            )
+            .route("/files/{name}", get(file))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let root = format!("http://{}", listener.local_addr().unwrap());
+        *state.base.lock().unwrap() = root.clone();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self {
+            base_url: format!("{root}/api/v3"),
+            state,
+        }
+    }
+
+    pub fn fault(&self, endpoint: Endpoint, fault: Fault) {
+        self.state
+            .faults
+            .lock()
+            .unwrap()
+            .push_back((endpoint, fault));
+    }
+
+    pub fn set_ending(&self, ending: Ending) {
+        self.state.behaviour.lock().unwrap().ending = ending;
+    }
+
+    pub fn set_timing(&self, queued: Duration, running: Duration) {
+        let mut b = self.state.behaviour.lock().unwrap();
+        b.queued = queued;
+        b.running = running;
+    }
+
+    pub fn always_fail_create(&self, status: u16) {
+        self.state.behaviour.lock().unwrap().always_fail_create = Some(status);
+    }
+
+    /// The create bodies received, in order, with their arrival time.
+    pub fn creates(&self) -> Vec<(Instant, Value)> {
+        self.state.creates.lock().unwrap().clone()
+    }
+
+    pub fn tasks_created(&self) -> usize {
+        self.state.tasks.lock().unwrap().len()
+    }
+
+    pub fn status_of(&self, id: &str) -> Option<String> {
+        let tasks = self.state.tasks.lock().unwrap();
+        let behaviour = self.state.behaviour.lock().unwrap();
+        tasks.get(id).map(|t| status(t, &behaviour).to_owned())
+    }
+
+    pub fn task_ids(&self) -> Vec<String> {
+        self.state.tasks.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// Upstream result URLs die after 24 h; this makes them die now.
+    pub fn delete_files(&self) {
+        let mut files = self.state.files.lock().unwrap();
+        files.video.clear();
+        files.frame.clear();
+    }
+
+    /// Fails the test on any request that broke the SPEC §7 contract.
+    pub fn assert_no_violations(&self) {
+        let violations = self.state.violations.lock().unwrap();
+        assert!(
+            violations.is_empty(),
+            "requests broke the Ark contract: {violations:?}"
+        );
+    }
+}
+
+fn status(task: &FakeTask, behaviour: &Behaviour) -> &'static str {
+    if task.cancelled {
+        return "cancelled";
+    }
+    let age = task.created.elapsed();
+    if age < behaviour.queued {
+        "queued"
+    } else if age < behaviour.queued + behaviour.running || task.ending == Ending::Never {
+        "running"
+    } else if task.ending == Ending::FailReview {
+        "failed"
+    } else {
+        "succeeded"
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+/// Applies the next scripted fault for this endpoint, if any.
+async fn injected(state: &FakeState, endpoint: Endpoint) -> Option<Response> {
+    let fault = {
+        let mut faults = state.faults.lock().unwrap();
+        let index = faults.iter().position(|(e, _)| *e == endpoint)?;
+        faults.remove(index).map(|(_, f)| f)?
+    };
+    match fault {
+        Fault::Status(code, retry_after) => {
+            let status = StatusCode::from_u16(code).unwrap();
+            let mut response = error(status, "ServerOverloaded", "injected fault");
+            if let Some(seconds) = retry_after {
+                response
+                    .headers_mut()
+                    .insert("retry-after", seconds.to_string().parse().unwrap());
+            }
+            Some(response)
+        }
+        Fault::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            None
+        }
+        // Unwinding out of the handler makes the server drop the connection without an
+        // answer: the client sees a reset. `resume_unwind` skips the panic hook's noise.
+        Fault::Reset => {
+            std::panic::resume_unwind(Box::new("connection reset by the fake upstream"))
+        }
+        Fault::Garbage => Some((StatusCode::OK, "{\"id\": \"cgt-").into_response()),
+    }
+}
+
+fn check(violations: &mut Vec<String>, ok: bool, what: impl Into<String>) {
+    if !ok {
+        violations.push(what.into());
+    }
+}
+
+const KNOWN_MODELS: [&str; 5] = [
+    "doubao-seedance-2-0-260128",
+    "doubao-seedance-2-0-fast-260128",
+    "dreamina-seedance-2-0-260128",
+    "dreamina-seedance-2-0-fast-260128",
+    "doubao-seedance-2-0-mini-260615",
+];
+
+/// Checks a create body against SPEC §7; returns what is wrong.
+fn validate_create(body: &Value) -> Vec<String> {
+    let mut v = Vec::new();
+    let Some(object) = body.as_object() else {
+        return vec!["body is not an object".into()];
+    };
+    const FIELDS: [&str; 19] = [
+        "model",
+        "content",
+        "resolution",
+        "ratio",
+        "duration",
+        "generate_audio",
+        "watermark",
+        "seed",
+        "return_last_frame",
+        "callback_url",
+        "camera_fixed",
+        "service_tier",
+        "execution_expires_after",
+        "priority",
+        "frames",
+        "draft",
+        "tools",
+        "output_format",
+        "safety_identifier",
+    ];
+    for key in object.keys() {
+        check(
+            &mut v,
+            FIELDS.contains(&key.as_str()),
+            format!("unknown field {key}"),
+        );
+    }
+    check(
+        &mut v,
+        body["model"]
+            .as_str()
+            .is_some_and(|m| KNOWN_MODELS.contains(&m)),
+        format!("model {}", body["model"]),
+    );
+    check(
+        &mut v,
+        ["480p", "720p", "1080p", "4k"].contains(&body["resolution"].as_str().unwrap_or("")),
+        "resolution",
+    );
+    check(
+        &mut v,
+        ["16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "adaptive"]
+            .contains(&body["ratio"].as_str().unwrap_or("")),
+        "ratio",
+    );
+    check(
+        &mut v,
+        body["duration"]
+            .as_i64()
+            .is_some_and(|d| d == -1 || (4..=15).contains(&d)),
+        "duration",
+    );
+    for flag in ["generate_audio", "watermark", "return_last_frame"] {
+        check(
+            &mut v,
+            body.get(flag).is_none_or(Value::is_boolean),
+            format!("{flag} must be a bool"),
+        );
+    }
+    check(
+        &mut v,
+        body.get("seed").is_none_or(|s| s.as_i64().is_some()),
+        "seed",
+    );
+    let Some(content) = body["content"].as_array() else {
+        v.push("content must be an array".into());
+        return v;
+    };
+    check(
+        &mut v,
+        content.first().is_some_and(|c| c["type"] == "text"),
+        "content starts with the text item",
+    );
+    for item in content {
+        let kind = item["type"].as_str().unwrap_or("");
+        let role = item["role"].as_str().unwrap_or("");
+        match kind {
+            "text" => check(
+                &mut v,
+                item["text"].as_str().is_some_and(|t| !t.is_empty()),
+                "text item",
+            ),
+            "image_url" => check(
+                &mut v,
+                ["first_frame", "last_frame", "reference_image"].contains(&role)
+                    && item["image_url"]["url"]
+                        .as_str()
+                        .is_some_and(|u| !u.is_empty()),
+                format!("image item {item}"),
+            ),
+            "video_url" => check(
+                &mut v,
+                role == "reference_video"
+                    && item["video_url"]["url"]
+                        .as_str()
+                        .is_some_and(|u| !u.is_empty()),
+                format!("video item {item}"),
+            ),
+            "audio_url" => check(
+                &mut v,
+                role == "reference_audio"
+                    && item["audio_url"]["url"]
+                        .as_str()
+                        .is_some_and(|u| !u.is_empty()),
+                format!("audio item {item}"),
+            ),
+            other => v.push(format!("content type {other}")),
+        }
+    }
+    v
+}
+
+fn authorised(headers: &HeaderMap) -> bool {
+    headers.get("authorization").and_then(|h| h.to_str().ok())
+        == Some(&format!("Bearer {FAKE_KEY}"))
+}
+
+async fn create(State(state): State<Arc<FakeState>>, headers: HeaderMap, body: String) -> Response {
+    if !authorised(&headers) {
+        state
+            .violations
+            .lock()
+            .unwrap()
+            .push("create without the channel key".into());
+        return error(StatusCode::UNAUTHORIZED, "AuthenticationError", "bad key");
+    }
+    if let Some(response) = injected(&state, Endpoint::Create).await {
+        return response;
+    }
+    if let Some(code) = state.behaviour.lock().unwrap().always_fail_create {
+        return error(
+            StatusCode::from_u16(code).unwrap(),
+            "InternalServiceError",
+            "channel is down",
+        );
+    }
+    let Ok(body) = serde_json::from_str::<Value>(&body) else {
+        state
+            .violations
+            .lock()
+            .unwrap()
+            .push("create body is not JSON".into());
+        return error(StatusCode::BAD_REQUEST, "InvalidParameter", "not JSON");
+    };
+    let problems = validate_create(&body);
+    if !problems.is_empty() {
+        state.violations.lock().unwrap().extend(problems);
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            "invalid request",
+        );
+    }
+    state
+        .creates
+        .lock()
+        .unwrap()
+        .push((Instant::now(), body.clone()));
+    let id = {
+        let mut counter = state.counter.lock().unwrap();
+        *counter += 1;
+        format!("cgt-20260617212928-{:05}", *counter)
+    };
+    let ending = state.behaviour.lock().unwrap().ending;
+    let created_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    state.tasks.lock().unwrap().insert(
+        id.clone(),
+        FakeTask {
+            id: id.clone(),
+            model: body["model"].as_str().unwrap_or("").to_owned(),
+            created: Instant::now(),
+            created_unix,
+            body,
+            ending,
+            cancelled: false,
+        },
+    );
+    Json(json!({"id": id})).into_response()
+}
+
+/// Renders a succeeded task's video once, as the real upstream would have it ready.
+async fn ensure_rendered(state: &Arc<FakeState>, id: &str, body: &Value) -> (u32, u32, u32) {
+    let resolution: Resolution = serde_json::from_value(body["resolution"].clone()).unwrap();
+    let ratio = match serde_json::from_value::<AspectRatio>(body["ratio"].clone()).unwrap() {
+        AspectRatio::Adaptive => AspectRatio::W16H9,
+        fixed => fixed,
+    };
+    let (width, height) = Catalog::builtin().output_size(resolution, ratio).unwrap();
+    let seconds = match body["duration"].as_i64().unwrap() {
+        -1 => 5,
+        s => s as u32,
+    };
+    if state.files.lock().unwrap().video.contains_key(id) {
+        return (width, height, seconds);
+    }
+    let audio = body["generate_audio"].as_bool().unwrap_or(true);
+    let prompt = body["content"][0]["text"].as_str().unwrap_or("").to_owned();
+    let rendered = tokio::task::spawn_blocking(move || {
+        seedgate_media::render(&seedgate_media::RenderRequest {
+            scene: seedgate_media::Scene::Pattern { prompt: &prompt },
+            width,
+            height,
+            fps: 24,
+            frames: 24 * seconds,
+            seed: 1,
+            audio,
+        })
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let mut files = state.files.lock().unwrap();
+    files.video.insert(id.to_owned(), rendered.mp4);
+    files.frame.insert(id.to_owned(), rendered.last_frame_png);
+    (width, height, seconds)
+}
+
+async fn task_json(state: &Arc<FakeState>, id: &str) -> Option<Value> {
+    let (status, body, model, created_unix) = {
+        let tasks = state.tasks.lock().unwrap();
+        let task = tasks.get(id)?;
+        let behaviour = state.behaviour.lock().unwrap();
+        (
+            status(task, &behaviour),
+            task.body.clone(),
+            task.model.clone(),
+            task.created_unix,
+        )
+    };
+    let mut json = json!({
+        "id": id, "model": model, "status": status, "created_at": created_unix, "updated_at": created_unix,
+        "resolution": body["resolution"], "ratio": body["ratio"], "duration": body["duration"],
+        "framespersecond": 24, "generate_audio": body["generate_audio"], "service_tier": "default",
+        "execution_expires_after": 172800, "seed": body.get("seed").cloned().unwrap_or(json!(42)),
+    });
+    match status {
+        "succeeded" => {
+            let (w, h, s) = ensure_rendered(state, id, &body).await;
+            let root = state.base.lock().unwrap().clone();
+            let tokens = pricing::output_tokens(w, h, s);
+            json["content"] = json!({"video_url": format!("{root}/files/{id}.mp4"), "last_frame_url": format!("{root}/files/{id}.png")});
+            json["usage"] = json!({"completion_tokens": tokens, "total_tokens": tokens});
+        }
+        "failed" => {
+            json["error"] = json!({"code": "OutputVideoSensitiveContentDetected", "message": "The output video may contain sensitive content."});
+        }
+        _ => {}
+    }
+    Some(json)
+}
+
+async fn fetch(
+    State(state): State<Arc<FakeState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !authorised(&headers) {
+        state
+            .violations
+            .lock()
+            .unwrap()
+            .push("get without the channel key".into());
+        return error(StatusCode::UNAUTHORIZED, "AuthenticationError", "bad key");
+    }
+    if let Some(response) = injected(&state, Endpoint::Get).await {
+        return response;
+    }
+    match task_json(&state, &id).await {
+        Some(json) => Json(json).into_response(),
+        None => error(StatusCode::NOT_FOUND, "ResourceNotFound", "no such task"),
+    }
+}
+
+async fn list(
+    State(state): State<Arc<FakeState>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if !authorised(&headers) {
+        return error(StatusCode::UNAUTHORIZED, "AuthenticationError", "bad key");
+    }
+    for key in query.keys() {
+        let known = [
+            "page_num",
+            "page_size",
+            "filter.status",
+            "filter.task_ids",
+            "filter.model",
+        ];
+        if !known.contains(&key.as_str()) {
+            state
+                .violations
+                .lock()
+                .unwrap()
+                .push(format!("list parameter {key}"));
+        }
+    }
+    let ids: Vec<String> = {
+        let tasks = state.tasks.lock().unwrap();
+        let mut matching: Vec<&FakeTask> = tasks
+            .values()
+            .filter(|t| query.get("filter.model").is_none_or(|m| *m == t.model))
+            .collect();
+        matching.sort_by_key(|t| std::cmp::Reverse(t.created));
+        matching.iter().map(|t| t.id.clone()).collect()
+    };
+    let mut items = Vec::new();
+    for id in &ids {
+        if let Some(json) = task_json(&state, id).await {
+            items.push(json);
+        }
+    }
+    Json(json!({"items": items, "total": ids.len()})).into_response()
+}
+
+async fn delete(
+    State(state): State<Arc<FakeState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !authorised(&headers) {
+        return error(StatusCode::UNAUTHORIZED, "AuthenticationError", "bad key");
+    }
+    let mut tasks = state.tasks.lock().unwrap();
+    let behaviour = state.behaviour.lock().unwrap();
+    let Some(task) = tasks.get_mut(&id) else {
+        return error(StatusCode::NOT_FOUND, "ResourceNotFound", "no such task");
+    };
+    match status(task, &behaviour) {
+        "queued" => {
+            task.cancelled = true;
+            Json(json!({})).into_response()
+        }
+        "running" => error(
+            StatusCode::CONFLICT,
+            "InvalidAction.TaskRunning",
+            "a running task cannot be cancelled",
+        ),
+        _ => {
+            tasks.remove(&id);
+            Json(json!({})).into_response()
+        }
+    }
+}
+
+async fn file(State(state): State<Arc<FakeState>>, Path(name): Path<String>) -> Response {
+    let files = state.files.lock().unwrap();
+    let found = match name.rsplit_once('.') {
+        Some((id, "mp4")) => files.video.get(id).cloned(),
+        Some((id, "png")) => files.frame.get(id).cloned(),
+        _ => None,
+    };
+    match found {
+        Some(bytes) => bytes.into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}

@@ -1,0 +1,432 @@
+//! The `ark` provider against a fake upstream that speaks SPEC §7 and misbehaves on cue.
+
+use std::time::{Duration, Instant};
+
+use seedgate::config::{ChannelConfig, Config};
+use seedgate::store::KeyMode;
+use seedgate_contract::Resolution;
+use serde_json::{json, Value};
+
+use crate::fake_ark::{Ending, Endpoint, FakeArk, Fault, FAKE_KEY_ENV};
+use crate::helpers::{ffprobe, TestApp};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+pub fn channel(id: &str, fake: &FakeArk, weight: u32) -> ChannelConfig {
+    ChannelConfig {
+        id: id.into(),
+        provider: "ark".into(),
+        base_url: fake.base_url.clone(),
+        api_key_env: FAKE_KEY_ENV.into(),
+        models: [
+            ("seedance-2.0", "doubao-seedance-2-0-260128"),
+            ("seedance-2.0-fast", "doubao-seedance-2-0-fast-260128"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .collect(),
+        resolutions: vec![Resolution::P480, Resolution::P720, Resolution::P1080],
+        weight,
+        max_concurrent_tasks: 10,
+        timeout_seconds: 2,
+    }
+}
+
+pub fn fast_polls(config: &mut Config) {
+    config.engine.first_poll_ms = 150;
+    config.engine.max_poll_interval_ms = 400;
+    config.engine.expected_ms_per_output_second = 0;
+    config.engine.breaker_cooldown_seconds = 60;
+}
+
+/// A server whose live keys go to the given fake upstreams; returns it with a live key.
+async fn live_app(
+    channels: Vec<ChannelConfig>,
+    tweak: impl FnOnce(&mut Config),
+) -> (TestApp, String, String) {
+    let app = TestApp::spawn_with(
+        |c| {
+            fast_polls(c);
+            c.channels = channels;
+            tweak(c);
+        },
+        true,
+    )
+    .await;
+    let (key, account) = app.new_key_in_mode(KeyMode::Live, 100_000_000).await;
+    (app, key, account)
+}
+
+fn t2v() -> Value {
+    json!({"model": "seedance-2.0-fast", "operation": "text-to-video", "prompt": "a red kite",
+        "resolution": "480p", "duration": 4, "aspect_ratio": "16:9", "seed": 7})
+}
+
+async fn create_ok(app: &TestApp, key: &str, body: &Value) -> String {
+    let (status, created) = app.create_with_key(key, body).await;
+    assert_eq!(status, 202, "{created}");
+    assert_eq!(created["provider"], "ark");
+    created["id"].as_str().unwrap().to_owned()
+}
+
+async fn wait_done(app: &TestApp, key: &str, id: &str) -> Value {
+    crate::helpers::wait_terminal(&app.client, &app.address, key, id, WAIT).await
+}
+
+#[tokio::test]
+async fn success_is_copied_probed_and_settled_to_the_micro_dollar() {
+    let fake = FakeArk::start().await;
+    let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |_| {}).await;
+    let id = create_ok(&app, &key, &t2v()).await;
+    let done = wait_done(&app, &key, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    // 864 × 496 × (24 × 4 + 1) / 1024 tokens at 37 CNY per million, ÷ 6.8.
+    let tokens = 864 * 496 * 97 / 1024;
+    assert_eq!(done["usage"]["tokens"], tokens);
+    let expected = seedgate_contract::pricing::price_tokens(
+        &seedgate_contract::Catalog::builtin(),
+        "seedance-2.0-fast",
+        Resolution::P480,
+        false,
+        tokens,
+    )
+    .unwrap();
+    assert_eq!(done["cost"]["amount"], expected.usd_string());
+    assert_eq!(
+        app.balance(&account).await,
+        100_000_000 - expected.usd_micros
+    );
+    assert_eq!(
+        app.store.ledger_sum(&account).await.unwrap(),
+        100_000_000 - expected.usd_micros
+    );
+    assert_eq!(
+        (
+            done["result"]["width"].as_u64(),
+            done["result"]["height"].as_u64()
+        ),
+        (Some(864), Some(496))
+    );
+    assert_eq!(done["result"]["has_audio"], true);
+
+    // The upstream's files die; ours live on.
+    fake.delete_files();
+    let (status, mp4) = app.download(done["video_url"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    let probe = ffprobe(&mp4);
+    assert_eq!(
+        (probe.codec.as_str(), probe.width, probe.height),
+        ("h264", 864, 496)
+    );
+    let (status, _) = app.download(done["last_frame_url"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(fake.tasks_created(), 1);
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn every_operation_sends_the_right_content() {
+    let fake = FakeArk::start().await;
+    let (app, key, _) = live_app(vec![channel("volc", &fake, 1)], |_| {}).await;
+    let img = |n: &str| format!("https://media.example.com/{n}.png");
+    let bodies = [
+        json!({"model": "seedance-2.0", "operation": "text-to-video", "prompt": "p0", "resolution": "480p",
+            "duration": 5, "aspect_ratio": "9:16", "generate_audio": false, "watermark": true, "seed": 11}),
+        json!({"model": "seedance-2.0", "operation": "image-to-video", "prompt": "p1", "resolution": "480p",
+            "image_url": img("first")}),
+        json!({"model": "seedance-2.0", "operation": "start-end-to-video", "prompt": "p2", "resolution": "480p",
+            "start_image": img("start"), "end_image": img("end")}),
+        json!({"model": "seedance-2.0", "operation": "reference-to-video", "prompt": "p3", "resolution": "480p",
+            "reference_images": [img("r1"), img("r2")], "video_urls": ["https://media.example.com/v.mp4"],
+            "audio_urls": ["https://media.example.com/a.wav"]}),
+        json!({"model": "seedance-2.0", "operation": "video-to-video", "prompt": "p4", "resolution": "480p",
+            "video_url": "https://media.example.com/src.mp4", "duration": -1}),
+        json!({"model": "seedance-2.0", "operation": "video-extension", "resolution": "480p",
+            "video_url": "https://media.example.com/ext.mp4"}),
+    ];
+    let mut ids = Vec::new();
+    for body in &bodies {
+        ids.push(create_ok(&app, &key, body).await);
+    }
+    for id in &ids {
+        wait_done(&app, &key, id).await;
+    }
+    fake.assert_no_violations();
+    let creates: Vec<Value> = fake.creates().into_iter().map(|(_, b)| b).collect();
+    let by_text = |text: &str| {
+        creates
+            .iter()
+            .find(|b| b["content"][0]["text"] == text)
+            .unwrap_or_else(|| panic!("no create with text {text}: {creates:?}"))
+            .clone()
+    };
+    let items = |b: &Value| -> Vec<(String, String, String)> {
+        b["content"].as_array().unwrap()[1..]
+            .iter()
+            .map(|i| {
+                let kind = i["type"].as_str().unwrap().to_owned();
+                let url = i[&kind]["url"].as_str().unwrap().to_owned();
+                (kind, i["role"].as_str().unwrap().to_owned(), url)
+            })
+            .collect()
+    };
+    let t = by_text("p0");
+    assert_eq!(t["model"], "doubao-seedance-2-0-260128");
+    assert_eq!(
+        (
+            t["resolution"].as_str(),
+            t["ratio"].as_str(),
+            t["duration"].as_i64()
+        ),
+        (Some("480p"), Some("9:16"), Some(5))
+    );
+    assert_eq!(
+        (
+            t["generate_audio"].as_bool(),
+            t["watermark"].as_bool(),
+            t["seed"].as_i64()
+        ),
+        (Some(false), Some(true), Some(11))
+    );
+    assert_eq!(t["return_last_frame"], true);
+    assert!(items(&t).is_empty());
+    let s = |k: &str, r: &str, u: String| (k.to_owned(), r.to_owned(), u);
+    assert_eq!(
+        items(&by_text("p1")),
+        [s("image_url", "first_frame", img("first"))]
+    );
+    assert_eq!(by_text("p1")["ratio"], "adaptive");
+    assert_eq!(
+        items(&by_text("p2")),
+        [
+            s("image_url", "first_frame", img("start")),
+            s("image_url", "last_frame", img("end"))
+        ]
+    );
+    assert_eq!(
+        items(&by_text("p3")),
+        [
+            s("image_url", "reference_image", img("r1")),
+            s("image_url", "reference_image", img("r2")),
+            s(
+                "video_url",
+                "reference_video",
+                "https://media.example.com/v.mp4".into()
+            ),
+            s(
+                "audio_url",
+                "reference_audio",
+                "https://media.example.com/a.wav".into()
+            ),
+        ]
+    );
+    let v2v = by_text("p4");
+    assert_eq!(
+        items(&v2v),
+        [s(
+            "video_url",
+            "reference_video",
+            "https://media.example.com/src.mp4".into()
+        )]
+    );
+    assert_eq!(v2v["duration"], -1);
+    let ext = creates
+        .iter()
+        .find(|b| items(b).iter().any(|(_, _, u)| u.ends_with("ext.mp4")))
+        .unwrap();
+    assert!(ext["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_lowercase()
+        .contains("continue"));
+    assert_eq!(
+        items(ext),
+        [s(
+            "video_url",
+            "reference_video",
+            "https://media.example.com/ext.mp4".into()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn extension_of_our_own_task_sends_its_stored_video() {
+    let fake = FakeArk::start().await;
+    let (app, key, _) = live_app(vec![channel("volc", &fake, 1)], |_| {}).await;
+    let first = create_ok(&app, &key, &t2v()).await;
+    assert_eq!(wait_done(&app, &key, &first).await["status"], "completed");
+    let body = json!({"model": "seedance-2.0-fast", "operation": "video-extension", "task_id": first,
+        "prompt": "keep going", "resolution": "480p", "duration": 4});
+    let second = create_ok(&app, &key, &body).await;
+    assert_eq!(wait_done(&app, &key, &second).await["status"], "completed");
+    let creates = fake.creates();
+    let ext = &creates.last().unwrap().1;
+    assert_eq!(ext["content"][1]["role"], "reference_video");
+    let url = ext["content"][1]["video_url"]["url"].as_str().unwrap();
+    assert!(
+        url.starts_with("data:video/mp4;base64,"),
+        "the stored result, not the upstream's dying URL"
+    );
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn failover_from_a_failing_channel_to_a_healthy_one() {
+    let broken = FakeArk::start().await;
+    broken.always_fail_create(500);
+    let healthy = FakeArk::start().await;
+    // The broken channel carries almost all the weight, so it is tried first.
+    let (app, key, _) = live_app(
+        vec![
+            channel("broken", &broken, 1000),
+            channel("healthy", &healthy, 1),
+        ],
+        |_| {},
+    )
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(create_ok(&app, &key, &t2v()).await);
+    }
+    for id in &ids {
+        assert_eq!(wait_done(&app, &key, id).await["status"], "completed");
+    }
+    assert_eq!(healthy.tasks_created(), 3);
+    assert_eq!(broken.tasks_created(), 0);
+    healthy.assert_no_violations();
+}
+
+#[tokio::test]
+async fn rate_limit_backs_off_for_retry_after() {
+    let fake = FakeArk::start().await;
+    fake.fault(Endpoint::Create, Fault::Status(429, Some(2)));
+    let (app, key, _) = live_app(vec![channel("volc", &fake, 1)], |_| {}).await;
+    let started = Instant::now();
+    let id = create_ok(&app, &key, &t2v()).await;
+    assert_eq!(wait_done(&app, &key, &id).await["status"], "completed");
+    let creates = fake.creates();
+    assert_eq!(creates.len(), 1, "a 429 creates nothing upstream");
+    assert!(
+        creates[0].0.duration_since(started) >= Duration::from_secs(2),
+        "Retry-After was honoured"
+    );
+}
+
+#[tokio::test]
+async fn transient_faults_are_retried_without_duplicates() {
+    let fake = FakeArk::start().await;
+    for fault in [
+        Fault::Garbage,
+        Fault::Reset,
+        Fault::Status(503, None),
+        Fault::Slow(Duration::from_secs(3)),
+    ] {
+        fake.fault(Endpoint::Create, fault);
+    }
+    fake.fault(Endpoint::Get, Fault::Status(500, None));
+    fake.fault(Endpoint::Get, Fault::Garbage);
+    let (app, key, _) = live_app(vec![channel("volc", &fake, 1)], |c| {
+        c.engine.max_attempts = 8;
+        c.engine.breaker_failures = 10;
+    })
+    .await;
+    let id = create_ok(&app, &key, &t2v()).await;
+    let done = crate::helpers::wait_terminal(
+        &app.client,
+        &app.address,
+        &key,
+        &id,
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    // The slow answer timed out on our side but the fake created that task: one orphan at most.
+    assert!(fake.tasks_created() <= 2);
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn a_task_failing_review_fails_uncharged() {
+    let fake = FakeArk::start().await;
+    fake.set_ending(Ending::FailReview);
+    let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |_| {}).await;
+    let id = create_ok(&app, &key, &t2v()).await;
+    let done = wait_done(&app, &key, &id).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["cancelled"], false);
+    assert_eq!(done["error"]["code"], "OutputVideoSensitiveContentDetected");
+    assert!(done["cost"].is_null());
+    assert_eq!(app.balance(&account).await, 100_000_000);
+}
+
+#[tokio::test]
+async fn a_task_that_never_finishes_expires_uncharged() {
+    let fake = FakeArk::start().await;
+    fake.set_ending(Ending::Never);
+    let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |c| {
+        c.engine.task_deadline_seconds = 2
+    })
+    .await;
+    let id = create_ok(&app, &key, &t2v()).await;
+    let done = wait_done(&app, &key, &id).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["error"]["code"], "task_expired");
+    assert_eq!(app.balance(&account).await, 100_000_000);
+    assert_eq!(app.store.ledger_sum(&account).await.unwrap(), 100_000_000);
+}
+
+#[tokio::test]
+async fn cancel_withdraws_a_task_queued_upstream_but_not_a_running_one() {
+    let fake = FakeArk::start().await;
+    fake.set_timing(Duration::from_secs(30), Duration::from_secs(30));
+    let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |_| {}).await;
+    let id = create_ok(&app, &key, &t2v()).await;
+    // Wait until it is submitted upstream.
+    let started = Instant::now();
+    while fake.tasks_created() == 0
+        || app.task_with_key(&key, &id).await.1["status"] != "processing"
+    {
+        assert!(started.elapsed() < WAIT);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, cancelled) = app.cancel_with_key(&key, &id).await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["cancelled"], true);
+    assert_eq!(
+        fake.status_of(&fake.task_ids()[0]).as_deref(),
+        Some("cancelled")
+    );
+    assert_eq!(app.balance(&account).await, 100_000_000);
+
+    fake.set_timing(Duration::ZERO, Duration::from_secs(30));
+    let running = create_ok(&app, &key, &t2v()).await;
+    let started = Instant::now();
+    while app.task_with_key(&key, &running).await.1["status"] != "processing" {
+        assert!(started.elapsed() < WAIT);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, refused) = app.cancel_with_key(&key, &running).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "task_not_cancellable");
+}
+
+#[tokio::test]
+async fn a_request_no_channel_serves_is_refused_before_any_charge() {
+    let fake = FakeArk::start().await;
+    let mut only_fast = channel("volc", &fake, 1);
+    only_fast.models.remove("seedance-2.0");
+    let (app, key, account) = live_app(vec![only_fast], |_| {}).await;
+    let body = json!({"model": "seedance-2.0", "operation": "text-to-video", "prompt": "x"});
+    let (status, refused) = app.create_with_key(&key, &body).await;
+    assert_eq!(status, 400);
+    assert_eq!(refused["error"]["code"], "no_channel_for_request");
+    let (status, refused) = app
+        .create_with_key(&key, &json!({"model": "seedance-2.0-fast", "operation": "text-to-video", "prompt": "x", "resolution": "480p", "duration": 4}))
+        .await;
+    assert_eq!(status, 202, "{refused}");
+    assert_eq!(app.store.count_tasks(&account).await.unwrap(), 1);
+    // Test keys never reach the upstream.
+    let (status, sandboxed) = app.create(&t2v()).await;
+    assert_eq!(status, 202);
+    assert_eq!(sandboxed["provider"], "sandbox");
+}

@@ -430,3 +430,145 @@ async fn a_request_no_channel_serves_is_refused_before_any_charge() {
     assert_eq!(status, 202);
     assert_eq!(sandboxed["provider"], "sandbox");
 }
+
+#[tokio::test]
+async fn a_refused_request_is_not_retried() {
+    let fake = FakeArk::start().await;
+    fake.fault(Endpoint::Create, Fault::Status(400, None));
+    let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |_| {}).await;
+    let id = create_ok(&app, &key, &t2v()).await;
+    let done = wait_done(&app, &key, &id).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(
+        done["error"]["code"], "ServerOverloaded",
+        "the upstream's own code"
+    );
+    assert_eq!(fake.tasks_created(), 0);
+    assert_eq!(app.balance(&account).await, 100_000_000);
+}
+
+#[tokio::test]
+async fn tasks_beyond_a_channels_concurrency_wait_queued() {
+    let fake = FakeArk::start().await;
+    fake.set_timing(Duration::ZERO, Duration::from_millis(1500));
+    let mut narrow = channel("volc", &fake, 1);
+    narrow.max_concurrent_tasks = 1;
+    let (app, key, _) = live_app(vec![narrow], |_| {}).await;
+    let first = create_ok(&app, &key, &t2v()).await;
+    let second = create_ok(&app, &key, &t2v()).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        fake.tasks_created(),
+        1,
+        "the second task waits for the first"
+    );
+    let (_, waiting) = app.task_with_key(&key, &second).await;
+    assert_eq!(waiting["status"], "pending");
+    for id in [&first, &second] {
+        assert_eq!(wait_done(&app, &key, id).await["status"], "completed");
+    }
+    assert_eq!(fake.tasks_created(), 2);
+}
+
+#[tokio::test]
+async fn an_interrupted_submission_adopts_its_upstream_task() {
+    let fake = FakeArk::start().await;
+    let app = TestApp::spawn_with(
+        |c| {
+            fast_polls(c);
+            c.channels = vec![channel("volc", &fake, 1)];
+        },
+        false,
+    )
+    .await;
+    let (key, _) = app.new_key_in_mode(KeyMode::Live, 100_000_000).await;
+    let id = create_ok(&app, &key, &t2v()).await;
+    // A worker claims the task, the upstream accepts it, and the worker dies before recording.
+    let (claimed, _) = app
+        .store
+        .claim_task("dead-worker", 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, id);
+    let upstream = reqwest::Client::new()
+        .post(format!("{}/contents/generations/tasks", fake.base_url))
+        .bearer_auth(crate::fake_ark::FAKE_KEY)
+        .json(&json!({"model": "doubao-seedance-2-0-fast-260128", "content": [{"type": "text", "text": "a red kite"}],
+            "resolution": "480p", "ratio": "16:9", "duration": 4}))
+        .send()
+        .await
+        .unwrap();
+    assert!(upstream.status().is_success());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let started = Instant::now();
+    loop {
+        while app.engine.run_one().await.unwrap() == seedgate::engine::Outcome::Done {}
+        let (_, task) = app.task_with_key(&key, &id).await;
+        if task["status"] == "completed" {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "{task}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(fake.tasks_created(), 1, "adopted, not submitted again");
+}
+
+#[tokio::test]
+async fn an_upstream_callback_is_a_signed_hint_to_poll() {
+    let fake = FakeArk::start().await;
+    // Polls would otherwise wait a minute.
+    let (app, key, _) = live_app(vec![channel("volc", &fake, 1)], |c| {
+        c.engine.first_poll_ms = 60_000;
+        c.engine.max_poll_interval_ms = 60_000;
+    })
+    .await;
+    let id = create_ok(&app, &key, &t2v()).await;
+    let started = Instant::now();
+    while fake.tasks_created() == 0 {
+        assert!(started.elapsed() < WAIT);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let secret = app
+        .store
+        .setting("asset_signing_key")
+        .await
+        .unwrap()
+        .unwrap();
+    let token = seedgate::assets::AssetStore::new(std::path::PathBuf::new(), secret.into_bytes())
+        .callback_token(&id);
+    let callback = |token: String| {
+        let url = format!("{}/v1/upstream/callback/{id}?token={token}", app.address);
+        let client = app.client.clone();
+        async move {
+            client
+                .post(url)
+                .json(&json!({"status": "succeeded"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        callback("00".repeat(32)).await,
+        404,
+        "a forged callback is ignored"
+    );
+    assert_eq!(callback(token).await, 200);
+    let done = crate::helpers::wait_terminal(
+        &app.client,
+        &app.address,
+        &key,
+        &id,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(done["status"], "completed");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "finished well before the first scheduled poll"
+    );
+}

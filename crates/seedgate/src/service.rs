@@ -86,7 +86,7 @@ impl Services {
         let created = self
             .store
             .create_task(NewTask {
-                id: format!("vtask_{}", ulid::Ulid::new()),
+                id: new_task_id(),
                 account_id: account.id.clone(),
                 model: job.model.clone(),
                 operation: job.operation.as_str().to_owned(),
@@ -285,6 +285,19 @@ impl Services {
         tasks.truncate(limit as usize);
         Ok(TaskPage { tasks, has_more })
     }
+}
+
+/// Task ids sort by creation time (the list's order and cursor), also for ids minted within the
+/// same millisecond: a monotonic generator bumps the random part instead of redrawing it.
+fn new_task_id() -> String {
+    static GENERATOR: std::sync::LazyLock<std::sync::Mutex<ulid::Generator>> =
+        std::sync::LazyLock::new(|| std::sync::Mutex::new(ulid::Generator::new()));
+    let ulid = GENERATOR
+        .lock()
+        .ok()
+        .and_then(|mut g| g.generate().ok())
+        .unwrap_or_else(ulid::Ulid::new);
+    format!("vtask_{ulid}")
 }
 
 /// The small public echo of a request: the knobs that decide size, length and price.

@@ -154,6 +154,26 @@ fn task_from_row(row: &SqliteRow) -> Result<TaskRecord, StoreError> {
     })
 }
 
+/// Releases the reservation of a task an `UPDATE … RETURNING account_id, reserved_usd_micros`
+/// has just ended; returns its account.
+async fn release_reservation(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    row: &SqliteRow,
+    task_id: &str,
+) -> Result<String, StoreError> {
+    let account_id: String = row.try_get("account_id")?;
+    let reserved: i64 = row.try_get("reserved_usd_micros")?;
+    ledger::append(
+        tx,
+        &account_id,
+        Some(task_id),
+        LedgerKind::Release,
+        reserved,
+    )
+    .await?;
+    Ok(account_id)
+}
+
 /// List filters for `GET /v1/tasks`; `after` is the id of the last task of the previous page.
 pub struct TaskFilter<'a> {
     pub states: Option<&'static [TaskState]>,
@@ -516,16 +536,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(false) };
-        let account_id: String = row.try_get("account_id")?;
-        let reserved: i64 = row.try_get("reserved_usd_micros")?;
-        ledger::append(
-            &mut tx,
-            &account_id,
-            Some(id),
-            LedgerKind::Release,
-            reserved,
-        )
-        .await?;
+        let account_id = release_reservation(&mut tx, &row, id).await?;
         ledger::append(
             &mut tx,
             &account_id,
@@ -610,16 +621,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(false) };
-        let account_id: String = row.try_get("account_id")?;
-        let reserved: i64 = row.try_get("reserved_usd_micros")?;
-        ledger::append(
-            &mut tx,
-            &account_id,
-            Some(id),
-            LedgerKind::Release,
-            reserved,
-        )
-        .await?;
+        release_reservation(&mut tx, &row, id).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -175,6 +175,15 @@ impl FakeArk {
     }
 }
 
+/// Every test that used the fake fails if any request broke the contract.
+impl Drop for FakeArk {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.assert_no_violations();
+        }
+    }
+}
+
 fn status(task: &FakeTask, behaviour: &Behaviour) -> &'static str {
     if task.cancelled {
         return "cancelled";

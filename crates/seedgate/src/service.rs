@@ -292,11 +292,11 @@ impl Services {
 fn new_task_id() -> String {
     static GENERATOR: std::sync::LazyLock<std::sync::Mutex<ulid::Generator>> =
         std::sync::LazyLock::new(|| std::sync::Mutex::new(ulid::Generator::new()));
-    let ulid = GENERATOR
-        .lock()
-        .ok()
-        .and_then(|mut g| g.generate().ok())
-        .unwrap_or_else(ulid::Ulid::new);
+    let ulid = match GENERATOR.lock().ok().and_then(|mut g| g.generate().ok()) {
+        Some(ulid) => ulid,
+        // Overflow within one millisecond or a poisoned lock: a fresh id still sorts by time.
+        None => ulid::Ulid::new(),
+    };
     format!("vtask_{ulid}")
 }
 

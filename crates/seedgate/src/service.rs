@@ -6,6 +6,7 @@ use std::sync::Arc;
 use seedgate_contract::{
     parse_create_request, pricing, ApiError, Catalog, DurationRequest, ErrorType, VideoJob,
 };
+use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tracing::error;
 
@@ -13,7 +14,8 @@ use crate::assets::AssetStore;
 use crate::engine::StoredResult;
 use crate::providers::{CancelOutcome, Registry, UpstreamRef};
 use crate::store::{
-    now_ms, Account, KeyMode, NewTask, Store, StoreError, TaskFilter, TaskRecord, TaskState,
+    now_ms, Account, Created, IdempotencyKey, KeyMode, NewTask, Store, StoreError, TaskFilter,
+    TaskRecord, TaskState,
 };
 
 /// Shared, immutable after start-up.
@@ -58,11 +60,15 @@ pub fn task_not_found() -> ApiError {
 
 impl Services {
     /// Validates, prices and stores a task with its reservation; nothing is written on any error.
+    /// With an idempotency key, a repeat of the same body returns the original task.
     pub async fn create_task(
         &self,
         account: &Account,
         body: &[u8],
-    ) -> Result<TaskRecord, ApiError> {
+        idempotency_key: Option<&str>,
+    ) -> Result<Created, ApiError> {
+        let key = idempotency_key.map(check_idempotency_key).transpose()?;
+        let request_hash = Sha256::digest(body);
         let job = parse_create_request(&self.catalog, body)?;
         let provider = self
             .providers
@@ -85,24 +91,38 @@ impl Services {
         let request_json = request_echo(&job).to_string();
         let created = self
             .store
-            .create_task(NewTask {
-                id: new_task_id(),
-                account_id: account.id.clone(),
-                model: job.model.clone(),
-                operation: job.operation.as_str().to_owned(),
-                provider: provider.to_owned(),
-                job_json,
-                request_json,
-                reserved_usd_micros: quote.cost.usd_micros,
-                estimated_tokens: quote.billed_tokens as i64,
-                deadline_at_ms: now_ms() + self.task_deadline_ms,
-            })
+            .create_task(
+                NewTask {
+                    id: new_task_id(),
+                    account_id: account.id.clone(),
+                    model: job.model.clone(),
+                    operation: job.operation.as_str().to_owned(),
+                    provider: provider.to_owned(),
+                    job_json,
+                    request_json,
+                    reserved_usd_micros: quote.cost.usd_micros,
+                    estimated_tokens: quote.billed_tokens as i64,
+                    deadline_at_ms: now_ms() + self.task_deadline_ms,
+                },
+                key.map(|key| IdempotencyKey {
+                    key,
+                    request_hash: &request_hash,
+                }),
+            )
             .await;
         match created {
-            Ok(task) => {
-                self.engine_wake.notify_one();
-                Ok(task)
+            Ok(created) => {
+                if !created.replayed {
+                    self.engine_wake.notify_one();
+                }
+                Ok(created)
             }
+            Err(StoreError::IdempotencyConflict) => Err(ApiError::new(
+                409,
+                ErrorType::InvalidRequestError,
+                "idempotency_conflict",
+                "This Idempotency-Key was already used with a different request in the last 24 hours.",
+            )),
             Err(StoreError::InsufficientBalance {
                 balance_usd_micros,
                 required_usd_micros,
@@ -284,6 +304,19 @@ impl Services {
         let has_more = tasks.len() as i64 > limit;
         tasks.truncate(limit as usize);
         Ok(TaskPage { tasks, has_more })
+    }
+}
+
+/// An `Idempotency-Key` is 1–255 visible ASCII characters (a UUID fits).
+fn check_idempotency_key(key: &str) -> Result<&str, ApiError> {
+    if !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(key)
+    } else {
+        Err(ApiError::invalid(
+            "invalid_idempotency_key",
+            Some("Idempotency-Key"),
+            "Idempotency-Key must be 1 to 255 visible ASCII characters.",
+        ))
     }
 }
 

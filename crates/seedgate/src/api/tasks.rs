@@ -4,7 +4,8 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use seedgate_contract::{ApiError, ErrorType};
 use serde::Deserialize;
@@ -42,14 +43,32 @@ pub async fn create(
     State(state): State<ApiState>,
     Authed(account): Authed,
     BaseUrl(base): BaseUrl,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), HttpError> {
+) -> Result<Response, HttpError> {
     let body = body.map_err(body_error)?;
-    let task = state.services.create_task(&account, &body).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(task_object(&task, &state.services, &base, now_s())),
-    ))
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            HttpError(ApiError::invalid(
+                "invalid_idempotency_key",
+                Some("Idempotency-Key"),
+                "Idempotency-Key must be visible ASCII.",
+            ))
+        })?),
+    };
+    let created = state
+        .services
+        .create_task(&account, &body, idempotency_key)
+        .await?;
+    let object = task_object(&created.task, &state.services, &base, now_s());
+    let mut response = (StatusCode::ACCEPTED, Json(object)).into_response();
+    if created.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 pub async fn get(

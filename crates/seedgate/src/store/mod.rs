@@ -15,7 +15,7 @@ use sqlx::SqlitePool;
 
 pub use keys::{Account, KeyMode, NewKey};
 pub use ledger::LedgerKind;
-pub use tasks::{NewTask, Settlement, TaskFilter, TaskRecord, TaskState};
+pub use tasks::{Created, IdempotencyKey, NewTask, Settlement, TaskFilter, TaskRecord, TaskState};
 
 /// Failures of the storage layer; the API maps them to 5xx (our fault) except the business outcomes.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,8 @@ pub enum StoreError {
         balance_usd_micros: i64,
         required_usd_micros: i64,
     },
+    #[error("idempotency key reused with a different request")]
+    IdempotencyConflict,
     #[error("corrupt row: {0}")]
     Corrupt(String),
 }

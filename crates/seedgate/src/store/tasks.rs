@@ -90,6 +90,21 @@ pub struct NewTask {
     pub deadline_at_ms: i64,
 }
 
+/// How long an idempotency key holds.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// A client's `Idempotency-Key` and the hash of the request it came with.
+pub struct IdempotencyKey<'a> {
+    pub key: &'a str,
+    pub request_hash: &'a [u8],
+}
+
+/// A created task, or the original one when the request was a repeat.
+pub struct Created {
+    pub task: TaskRecord,
+    pub replayed: bool,
+}
+
 /// A task row as stored.
 #[derive(Clone, Debug)]
 pub struct TaskRecord {
@@ -191,9 +206,43 @@ pub struct Settlement<'a> {
 }
 
 impl Store {
-    /// Inserts the task and its reservation atomically, refusing when the balance cannot cover it.
-    pub async fn create_task(&self, task: NewTask) -> Result<TaskRecord, StoreError> {
+    /// Inserts the task and its reservation atomically, refusing when the balance cannot cover
+    /// it. With an idempotency key, a repeat of the same request within 24 h returns the
+    /// original task and reserves nothing; the same key with another request is refused. The
+    /// check and the insert share one write transaction, so concurrent repeats create one task.
+    pub async fn create_task(
+        &self,
+        task: NewTask,
+        idempotency: Option<IdempotencyKey<'_>>,
+    ) -> Result<Created, StoreError> {
         let mut tx = self.begin_write().await?;
+        if let Some(key) = &idempotency {
+            let window_start = now_ms() - IDEMPOTENCY_WINDOW_MS;
+            let previous = sqlx::query(
+                "SELECT request_hash, task_id FROM idempotency_keys \
+                 WHERE account_id = ? AND key = ? AND created_at_ms >= ?",
+            )
+            .bind(&task.account_id)
+            .bind(key.key)
+            .bind(window_start)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(previous) = previous {
+                let hash: Vec<u8> = previous.try_get("request_hash")?;
+                if hash != key.request_hash {
+                    return Err(StoreError::IdempotencyConflict);
+                }
+                let task_id: String = previous.try_get("task_id")?;
+                let row = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"))
+                    .bind(&task_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                return Ok(Created {
+                    task: task_from_row(&row)?,
+                    replayed: true,
+                });
+            }
+        }
         let balance = ledger::balance(&mut tx, &task.account_id).await?;
         if balance < task.reserved_usd_micros {
             return Err(StoreError::InsufficientBalance {
@@ -230,8 +279,26 @@ impl Store {
             -task.reserved_usd_micros,
         )
         .await?;
+        if let Some(key) = idempotency {
+            // An expired record for the key makes way for the new one.
+            sqlx::query(
+                "INSERT INTO idempotency_keys (account_id, key, request_hash, task_id, created_at_ms) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, key) DO UPDATE SET \
+                 request_hash = excluded.request_hash, task_id = excluded.task_id, created_at_ms = excluded.created_at_ms",
+            )
+            .bind(&task.account_id)
+            .bind(key.key)
+            .bind(key.request_hash)
+            .bind(&task.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
-        task_from_row(&row)
+        Ok(Created {
+            task: task_from_row(&row)?,
+            replayed: false,
+        })
     }
 
     /// A task as its owner sees it: another account's id is indistinguishable from a missing one.

@@ -44,7 +44,7 @@ async fn concurrent_claims_never_share_a_task() {
         .unwrap();
     for n in 0..30 {
         store
-            .create_task(new_task(&key.account.id, n, 100))
+            .create_task(new_task(&key.account.id, n, 100), None)
             .await
             .unwrap();
     }
@@ -77,7 +77,7 @@ async fn an_expired_lease_moves_to_a_new_owner_and_the_old_one_cannot_settle() {
         .unwrap();
     let account = key.account.id;
     store
-        .create_task(new_task(&account, 1, 5_000))
+        .create_task(new_task(&account, 1, 5_000), None)
         .await
         .unwrap();
     let (first, _) = store.claim_task("dead", 0).await.unwrap().unwrap();
@@ -121,10 +121,10 @@ async fn reservation_is_refused_beyond_the_balance() {
     let key = store.create_key("k", KeyMode::Test, 10_000).await.unwrap();
     let account = key.account.id;
     store
-        .create_task(new_task(&account, 1, 6_000))
+        .create_task(new_task(&account, 1, 6_000), None)
         .await
         .unwrap();
-    let refused = store.create_task(new_task(&account, 2, 6_000)).await;
+    let refused = store.create_task(new_task(&account, 2, 6_000), None).await;
     assert!(matches!(
         refused,
         Err(StoreError::InsufficientBalance {
@@ -156,7 +156,7 @@ async fn a_requeued_task_waits_for_its_retry_time() {
     let (store, _dir) = store().await;
     let key = store.create_key("k", KeyMode::Test, 10_000).await.unwrap();
     store
-        .create_task(new_task(&key.account.id, 1, 100))
+        .create_task(new_task(&key.account.id, 1, 100), None)
         .await
         .unwrap();
     let (task, _) = store.claim_task("w", 60_000).await.unwrap().unwrap();

@@ -6,6 +6,7 @@ mod catalog;
 mod cli;
 mod fake_ark;
 mod helpers;
+mod idempotency;
 mod lifecycle;
 mod money;
 mod operations;

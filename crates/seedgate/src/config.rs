@@ -108,6 +108,9 @@ pub struct FetchConfig {
     pub max_image_bytes: u64,
     pub max_video_bytes: u64,
     pub max_audio_bytes: u64,
+    /// Internal networks the gateway may fetch from anyway (e.g. `["10.0.0.0/8"]` for an
+    /// in-house media server). Empty: loopback, private and metadata addresses are refused.
+    pub allow_private: Vec<ipnet::IpNet>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -172,6 +175,7 @@ impl Default for FetchConfig {
             max_image_bytes: 30 * 1024 * 1024,
             max_video_bytes: 50 * 1024 * 1024,
             max_audio_bytes: 15 * 1024 * 1024,
+            allow_private: Vec::new(),
         }
     }
 }

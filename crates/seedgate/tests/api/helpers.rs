@@ -33,6 +33,8 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.engine.lease_seconds = 3;
     config.engine.idle_poll_ms = 100;
     config.sandbox.max_concurrent_renders = 2;
+    // Test servers (media inputs, the fake upstream) live on loopback.
+    config.fetch.allow_private = vec!["127.0.0.1/32".parse().unwrap()];
     config
 }
 
@@ -362,6 +364,11 @@ pub fn wav_bytes() -> Vec<u8> {
 
 impl MediaServer {
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1").await
+    }
+
+    /// Serves on another loopback address (Linux routes all of 127/8 to lo).
+    pub async fn start_on(ip: &str) -> Self {
         let start = png_bytes(640, 360, 20);
         let end = png_bytes(640, 360, 220);
         let portrait = jpeg_bytes(400, 720);
@@ -372,8 +379,18 @@ impl MediaServer {
             .route("/end.png", get(move || async move { end }))
             .route("/portrait.jpg", get(move || async move { portrait }))
             .route("/clip.mp4", get(move || async move { video }))
-            .route("/tone.wav", get(move || async move { audio }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            .route("/tone.wav", get(move || async move { audio }))
+            .route(
+                "/redirect",
+                get(
+                    |axum::extract::Query(q): axum::extract::Query<
+                        std::collections::HashMap<String, String>,
+                    >| async move { axum::response::Redirect::temporary(&q["to"]) },
+                ),
+            );
+        let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
+            .await
+            .unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router).await });
         Self { base }

@@ -5,6 +5,7 @@
 mod catalog;
 mod cli;
 mod fake_ark;
+mod guard;
 mod helpers;
 mod idempotency;
 mod lifecycle;

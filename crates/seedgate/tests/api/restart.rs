@@ -163,6 +163,7 @@ async fn restart_after_upstream_submit_does_not_submit_twice() {
         format!(
             "[engine]\nworkers = 1\nlease_seconds = 2\nidle_poll_ms = 100\nfirst_poll_ms = 2500\n\
              max_poll_interval_ms = 500\nexpected_ms_per_output_second = 0\n\n\
+             [fetch]\nallow_private = [\"127.0.0.1/32\"]\n\n\
              [[channels]]\nid = \"volc\"\nprovider = \"ark\"\nbase_url = \"{}\"\napi_key_env = \"{}\"\n\
              resolutions = [\"480p\", \"720p\"]\nmodels = {{ \"seedance-2.0-fast\" = \"doubao-seedance-2-0-fast-260128\" }}\n",
             fake.base_url,

@@ -1,7 +1,14 @@
-//! The one HTTP client the gateway uses to fetch media inputs: http/https and data: URIs only,
-//! with connect/overall timeouts, at most 3 redirects and a size cap enforced while streaming.
+//! The one guarded HTTP client for every URL the gateway fetches on someone's behalf (media
+//! inputs, upstream results): http/https and data: URIs only, internal addresses refused unless
+//! allow-listed (see [`guard`]), connect/overall timeouts, at most 3 redirects — each one checked
+//! again — and a size cap enforced while streaming.
 
+pub mod guard;
+
+use std::sync::Arc;
 use std::time::Duration;
+
+use guard::{AddressPolicy, Forbidden, GuardedResolver};
 
 use seedgate_contract::MediaInput;
 
@@ -26,6 +33,8 @@ pub enum FetchError {
     Transport { url: String, reason: String },
     #[error("input is not an http(s) URL or a valid data: URI")]
     Unsupported,
+    #[error("input URL refused: {0}")]
+    Forbidden(String),
 }
 
 impl FetchError {
@@ -35,6 +44,7 @@ impl FetchError {
             FetchError::TooLarge { .. } => "input_too_large",
             FetchError::Status { .. } | FetchError::Transport { .. } => "input_fetch_failed",
             FetchError::Unsupported => "invalid_media_url",
+            FetchError::Forbidden(_) => "input_url_forbidden",
         }
     }
 }
@@ -42,18 +52,44 @@ impl FetchError {
 #[derive(Clone)]
 pub struct Fetcher {
     client: reqwest::Client,
+    policy: Arc<AddressPolicy>,
     config: FetchConfig,
 }
 
+/// At most this many redirects, each re-checked against the policy.
+const MAX_REDIRECTS: usize = 3;
+
 impl Fetcher {
     pub fn new(config: FetchConfig) -> Result<Self, reqwest::Error> {
+        let policy = Arc::new(AddressPolicy::new(config.allow_private.clone()));
+        let redirect_policy = policy.clone();
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            // `previous` holds the original URL and every hop so far.
+            if attempt.previous().len() > MAX_REDIRECTS {
+                return attempt.error("too many redirects");
+            }
+            if !matches!(attempt.url().scheme(), "http" | "https") {
+                return attempt.error("redirect to a non-http URL");
+            }
+            match redirect_policy.check_url(attempt.url()) {
+                Ok(()) => attempt.follow(),
+                Err(forbidden) => attempt.error(forbidden),
+            }
+        });
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(config.connect_timeout_seconds))
             .timeout(Duration::from_secs(config.timeout_seconds))
-            .redirect(reqwest::redirect::Policy::limited(3))
+            .redirect(redirects)
+            .dns_resolver(Arc::new(GuardedResolver {
+                policy: policy.clone(),
+            }))
             .user_agent(concat!("seedgate/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { client, config })
+        Ok(Self {
+            client,
+            policy,
+            config,
+        })
     }
 
     fn limit(&self, kind: MediaKind) -> u64 {
@@ -85,11 +121,18 @@ impl Fetcher {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(FetchError::Unsupported);
         }
-        let transport = |e: reqwest::Error| FetchError::Transport {
-            url: url.to_owned(),
-            reason: describe(e),
+        let parsed = reqwest::Url::parse(url).map_err(|_| FetchError::Unsupported)?;
+        self.policy
+            .check_url(&parsed)
+            .map_err(|e| FetchError::Forbidden(e.to_string()))?;
+        let transport = |e: reqwest::Error| match forbidden_in(&e) {
+            Some(reason) => FetchError::Forbidden(reason),
+            None => FetchError::Transport {
+                url: url.to_owned(),
+                reason: describe(e),
+            },
         };
-        let mut response = self.client.get(url).send().await.map_err(transport)?;
+        let mut response = self.client.get(parsed).send().await.map_err(transport)?;
         if !response.status().is_success() {
             return Err(FetchError::Status {
                 url: url.to_owned(),
@@ -126,4 +169,16 @@ pub fn describe(error: reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The guard's refusal, if that is what stopped a request (at DNS or on a redirect).
+fn forbidden_in(error: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if let Some(forbidden) = cause.downcast_ref::<Forbidden>() {
+            return Some(forbidden.to_string());
+        }
+        source = cause.source();
+    }
+    None
 }

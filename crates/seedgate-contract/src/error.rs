@@ -1,5 +1,7 @@
 //! One error shape for the whole API: an HTTP status plus
 //! `{"error":{"message","type","code","param",…extra}}`, with stable machine-readable codes.
+//! The contract produces the `400`s; the server maps every other failure onto the same type,
+//! so clients parse exactly one shape.
 
 use serde_json::{Map, Value};
 
@@ -7,19 +9,28 @@ use serde_json::{Map, Value};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorType {
+    /// Bad input (400, or 409/413 for conflicts and oversized bodies).
     InvalidRequestError,
+    /// Missing, unknown or revoked key (401).
     InvalidApiKey,
+    /// The reservation does not fit the balance (402).
     InsufficientBalance,
+    /// The model id is not in the catalog.
     ModelNotFound,
+    /// Too many requests (429, with `Retry-After`).
     RateLimitExceeded,
+    /// An upstream provider failed (5xx from us only when it did).
     UpstreamError,
+    /// Every channel that could serve the request failed.
     AllChannelsFailed,
+    /// Unknown task id, or another account's task (404).
     AsyncTaskNotFound,
     /// Our own fault (500); never used for bad input.
     ApiError,
 }
 
 impl ErrorType {
+    /// The `type` string of the error body.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorType::InvalidRequestError => "invalid_request_error",
@@ -35,15 +46,22 @@ impl ErrorType {
     }
 }
 
-/// An error as the API reports it. `code` is stable: clients may match on it.
+/// An error as the API reports it. `code` is stable (clients match on it), `message` is for
+/// humans and may change, `param` names the offending request field.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: u16,
+    /// The `type` field: the family of the error.
     pub error_type: ErrorType,
+    /// The `code` field: the specific, stable reason.
     pub code: &'static str,
+    /// The `message` field: what went wrong and how to fix it.
     pub message: String,
+    /// The `param` field: the request field at fault, if one is.
     pub param: Option<String>,
+    /// Further fields of the error object, e.g. `allowed_resolutions`.
     pub extra: Map<String, Value>,
 }
 
@@ -60,6 +78,7 @@ impl ApiError {
         }
     }
 
+    /// Any error; add `param` and extras with the builder methods.
     pub fn new(
         status: u16,
         error_type: ErrorType,
@@ -76,6 +95,7 @@ impl ApiError {
         }
     }
 
+    /// Names the request field at fault.
     pub fn with_param(mut self, param: &str) -> Self {
         self.param = Some(param.to_owned());
         self
@@ -87,7 +107,8 @@ impl ApiError {
         self
     }
 
-    /// The response body.
+    /// The response body: `{"error":{"message","type","code","param",…extra}}`, with `param`
+    /// `null` when no field is at fault. Extras never overwrite the four standard keys.
     pub fn body(&self) -> Value {
         let mut error = Map::new();
         error.insert("message".into(), self.message.clone().into());
@@ -98,7 +119,9 @@ impl ApiError {
             self.param.clone().map(Value::String).unwrap_or(Value::Null),
         );
         for (key, value) in &self.extra {
-            error.insert(key.clone(), value.clone());
+            if !error.contains_key(key) {
+                error.insert(key.clone(), value.clone());
+            }
         }
         serde_json::json!({ "error": error })
     }
@@ -125,5 +148,32 @@ mod tests {
         );
         assert_eq!(e.body()["error"]["param"], Value::Null);
         assert_eq!(e.body()["error"]["type"], "async_task_not_found");
+    }
+
+    #[test]
+    fn extras_cannot_overwrite_the_standard_fields() {
+        let e = ApiError::invalid("invalid_seed", Some("seed"), "bad")
+            .with_extra("code", "other".into())
+            .with_extra("min", (-1).into());
+        assert_eq!(e.body()["error"]["code"], "invalid_seed");
+        assert_eq!(e.body()["error"]["min"], -1);
+        assert_eq!(e.to_string(), "invalid_seed: bad");
+    }
+
+    #[test]
+    fn types_serialize_as_their_wire_names() {
+        for t in [
+            ErrorType::InvalidRequestError,
+            ErrorType::InvalidApiKey,
+            ErrorType::InsufficientBalance,
+            ErrorType::ModelNotFound,
+            ErrorType::RateLimitExceeded,
+            ErrorType::UpstreamError,
+            ErrorType::AllChannelsFailed,
+            ErrorType::AsyncTaskNotFound,
+            ErrorType::ApiError,
+        ] {
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
     }
 }

@@ -1,24 +1,87 @@
 //! The typed, validated request. Everything after parsing takes a [`VideoJob`] and never
-//! re-checks strings; it is persisted as JSON, so its serialized form is stable.
+//! re-checks strings. The server persists it as JSON, so its serialized form is stable: the
+//! enums use their wire names and `tests` prove the round trip.
 
+use std::fmt;
 use std::str::FromStr;
 
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-/// The six workflows of the Seedance 2.0 family.
+/// A string that is not one of an enum's wire names (`"8k"` as a [`Resolution`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{value}` is not a valid {kind}")]
+pub struct UnknownVariant {
+    /// What was being parsed: `"operation"`, `"resolution"` or `"aspect ratio"`.
+    pub kind: &'static str,
+    /// The rejected text.
+    pub value: String,
+}
+
+/// Implements `as_str`, `FromStr` and `Display` from one table of wire names, so the three can
+/// never disagree with each other or with the serde names (a test checks the latter).
+macro_rules! wire_names {
+    ($ty:ident, $kind:literal, [$($variant:ident => $name:literal),+ $(,)?]) => {
+        impl $ty {
+            /// The name on the wire and in the catalog.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name,)+
+                }
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = UnknownVariant;
+
+            /// Exact, case-sensitive wire names only: a near miss is an error, never a guess.
+            fn from_str(s: &str) -> Result<Self, UnknownVariant> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err(UnknownVariant { kind: $kind, value: s.to_owned() }),
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+/// The six workflows of the Seedance 2.0 family (SPEC §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Operation {
+    /// A prompt alone.
     TextToVideo,
+    /// A prompt and a first frame (`image_url`).
     ImageToVideo,
+    /// A prompt, a first frame and a last frame.
     StartEndToVideo,
+    /// A prompt and reference images and/or videos, optionally audio.
     ReferenceToVideo,
+    /// A prompt and a video to edit.
     VideoToVideo,
+    /// Continues a video: one of the account's tasks or a URL.
     VideoExtension,
 }
 
+wire_names!(Operation, "operation", [
+    TextToVideo => "text-to-video",
+    ImageToVideo => "image-to-video",
+    StartEndToVideo => "start-end-to-video",
+    ReferenceToVideo => "reference-to-video",
+    VideoToVideo => "video-to-video",
+    VideoExtension => "video-extension",
+]);
+
 impl Operation {
+    /// Every operation, in the order of SPEC §2.
     pub const ALL: [Operation; 6] = [
         Operation::TextToVideo,
         Operation::ImageToVideo,
@@ -28,94 +91,94 @@ impl Operation {
         Operation::VideoExtension,
     ];
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::TextToVideo => "text-to-video",
-            Operation::ImageToVideo => "image-to-video",
-            Operation::StartEndToVideo => "start-end-to-video",
-            Operation::ReferenceToVideo => "reference-to-video",
-            Operation::VideoToVideo => "video-to-video",
-            Operation::VideoExtension => "video-extension",
-        }
-    }
-
-    /// Whether the operation always has an image or video to follow (so `adaptive` makes sense).
+    /// Whether every valid request of this operation carries an image or a video, which is
+    /// what `adaptive` follows.
     pub fn has_visual_input(self) -> bool {
         self != Operation::TextToVideo
     }
-}
 
-impl FromStr for Operation {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Operation::ALL
-            .into_iter()
-            .find(|o| o.as_str() == s)
-            .ok_or(())
+    /// The aspect ratio used when a request names none (SPEC §1): the frame inputs' own shape
+    /// for image-to-video and start-end-to-video, 16:9 otherwise.
+    pub fn default_aspect_ratio(self) -> AspectRatio {
+        match self {
+            Operation::ImageToVideo | Operation::StartEndToVideo => AspectRatio::Adaptive,
+            _ => AspectRatio::W16H9,
+        }
     }
 }
 
-/// Output resolution tiers.
+/// Output resolution tiers, ordered from smallest to largest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Resolution {
+    /// 480p.
     #[serde(rename = "480p")]
     P480,
+    /// 720p, the default of the built-in models.
     #[serde(rename = "720p")]
     P720,
+    /// 1080p.
     #[serde(rename = "1080p")]
     P1080,
+    /// 4k (seedance-2.0 only in the built-in catalog).
     #[serde(rename = "4k")]
     K4,
 }
 
+wire_names!(Resolution, "resolution", [
+    P480 => "480p",
+    P720 => "720p",
+    P1080 => "1080p",
+    K4 => "4k",
+]);
+
 impl Resolution {
+    /// Every tier, smallest first.
     pub const ALL: [Resolution; 4] = [
         Resolution::P480,
         Resolution::P720,
         Resolution::P1080,
         Resolution::K4,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Resolution::P480 => "480p",
-            Resolution::P720 => "720p",
-            Resolution::P1080 => "1080p",
-            Resolution::K4 => "4k",
-        }
-    }
 }
 
-impl FromStr for Resolution {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Resolution::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or(())
-    }
-}
-
-/// Output aspect ratio; `Adaptive` follows the input image or video.
+/// Output aspect ratio (width:height); `Adaptive` follows the input image or video.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AspectRatio {
+    /// 16:9 landscape, the default without a visual input.
     #[serde(rename = "16:9")]
     W16H9,
+    /// 4:3.
     #[serde(rename = "4:3")]
     W4H3,
+    /// 1:1 square.
     #[serde(rename = "1:1")]
     W1H1,
+    /// 3:4.
     #[serde(rename = "3:4")]
     W3H4,
+    /// 9:16 portrait.
     #[serde(rename = "9:16")]
     W9H16,
+    /// 21:9 cinema.
     #[serde(rename = "21:9")]
     W21H9,
+    /// The fixed ratio closest to the input's (see `Catalog::closest_ratio`).
     #[serde(rename = "adaptive")]
     Adaptive,
 }
 
+wire_names!(AspectRatio, "aspect ratio", [
+    W16H9 => "16:9",
+    W4H3 => "4:3",
+    W1H1 => "1:1",
+    W3H4 => "3:4",
+    W9H16 => "9:16",
+    W21H9 => "21:9",
+    Adaptive => "adaptive",
+]);
+
 impl AspectRatio {
+    /// The six ratios with a size of their own in the catalog.
     pub const FIXED: [AspectRatio; 6] = [
         AspectRatio::W16H9,
         AspectRatio::W4H3,
@@ -124,6 +187,8 @@ impl AspectRatio {
         AspectRatio::W9H16,
         AspectRatio::W21H9,
     ];
+
+    /// Every ratio the API accepts.
     pub const ALL: [AspectRatio; 7] = [
         AspectRatio::W16H9,
         AspectRatio::W4H3,
@@ -134,19 +199,8 @@ impl AspectRatio {
         AspectRatio::Adaptive,
     ];
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AspectRatio::W16H9 => "16:9",
-            AspectRatio::W4H3 => "4:3",
-            AspectRatio::W1H1 => "1:1",
-            AspectRatio::W3H4 => "3:4",
-            AspectRatio::W9H16 => "9:16",
-            AspectRatio::W21H9 => "21:9",
-            AspectRatio::Adaptive => "adaptive",
-        }
-    }
-
-    /// Width over height for fixed ratios.
+    /// Width over height of a fixed ratio; `None` for `Adaptive`. Only used to compare shapes,
+    /// never for sizes or money (those come from the catalog's integer table).
     pub fn ratio(self) -> Option<f64> {
         Some(match self {
             AspectRatio::W16H9 => 16.0 / 9.0,
@@ -160,100 +214,135 @@ impl AspectRatio {
     }
 }
 
-impl FromStr for AspectRatio {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        AspectRatio::ALL
-            .into_iter()
-            .find(|a| a.as_str() == s)
-            .ok_or(())
-    }
-}
-
-/// Requested length: whole seconds, or `-1` on the wire, letting the model decide.
+/// The requested length. Persisted as `{"seconds":5}` or `"model_decides"`; on the wire the
+/// request says `5` or `-1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DurationRequest {
+    /// Whole seconds within the model's range.
     Seconds(u32),
+    /// `duration: -1`: the model picks; reserved at the model's maximum, settled on actual.
     ModelDecides,
 }
 
-/// A media input: an http(s) URL or a data: URI whose size and type were checked at parse time.
+/// Base64 as clients send it in data: URIs: the standard alphabet, padding optional (some
+/// encoders drop it, and it carries no information).
+pub(crate) const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// The parts of a `data:<mime>[;param]*;base64,<payload>` URI.
+pub(crate) struct DataUri<'a> {
+    /// The declared media type, as sent (compare case-insensitively).
+    pub mime: &'a str,
+    /// The base64 text.
+    pub payload: &'a str,
+}
+
+impl<'a> DataUri<'a> {
+    /// Splits a base64 data URI; `None` if it is not one (percent-encoded data URIs included:
+    /// media is binary, so only base64 makes sense).
+    pub fn parse(uri: &'a str) -> Option<Self> {
+        let rest = uri.strip_prefix("data:")?;
+        let (header, payload) = rest.split_once(',')?;
+        let mut parts = header.split(';');
+        let mime = parts.next().filter(|m| m.contains('/'))?;
+        let is_base64 = parts
+            .next_back()
+            .is_some_and(|p| p.eq_ignore_ascii_case("base64"));
+        is_base64.then_some(DataUri { mime, payload })
+    }
+}
+
+/// A media input: an http(s) URL, or a data: URI whose form, type, size and (for images)
+/// dimensions the parser checked. Only the parser builds one from request text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MediaInput(String);
 
 impl MediaInput {
-    /// Only the parser builds inputs, after checking them.
-    pub(crate) fn new_unchecked(value: String) -> Self {
-        Self(value)
+    /// Wraps a value the parser has already checked.
+    pub(crate) fn checked(value: &str) -> Self {
+        Self(value.to_owned())
     }
 
+    /// The URL or data URI, exactly as the client sent it.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// Whether the bytes are inline (no fetch needed).
     pub fn is_data_uri(&self) -> bool {
         self.0.starts_with("data:")
     }
 
-    /// The decoded bytes of a data: URI; None for URLs.
+    /// The decoded bytes of a data: URI; `None` for URLs.
     pub fn data_bytes(&self) -> Option<Vec<u8>> {
-        let (_, payload) = split_data_uri(&self.0)?;
-        base64::engine::general_purpose::STANDARD
-            .decode(payload)
-            .ok()
+        let uri = DataUri::parse(&self.0)?;
+        BASE64.decode(uri.payload).ok()
     }
 }
 
-/// `data:<mime>;base64,<payload>` → (mime, payload).
-pub(crate) fn split_data_uri(uri: &str) -> Option<(&str, &str)> {
-    let rest = uri.strip_prefix("data:")?;
-    let (header, payload) = rest.split_once(',')?;
-    let mime = header.strip_suffix(";base64")?;
-    Some((mime, payload))
-}
-
-/// Media inputs by role. Which slots an operation may fill is decided by the parser.
+/// Media inputs by role. The parser fills only the slots the operation takes (SPEC §2).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobInputs {
-    /// image-to-video's first frame.
+    /// image-to-video's first frame (`image_url` / `image`).
     pub image: Option<MediaInput>,
+    /// start-end-to-video's first frame.
     pub start_image: Option<MediaInput>,
+    /// start-end-to-video's last frame.
     pub end_image: Option<MediaInput>,
+    /// reference-to-video's `reference_images`.
     pub reference_images: Vec<MediaInput>,
+    /// reference-to-video's `video_urls`.
     pub reference_videos: Vec<MediaInput>,
+    /// reference-to-video's `audio_urls`; never without a visual reference.
     pub reference_audios: Vec<MediaInput>,
-    /// video-to-video's source, or video-extension's when given as a URL.
+    /// video-to-video's source, or video-extension's when given as a URL (`video_url` / `video`).
     pub video: Option<MediaInput>,
-    /// video-extension of one of the account's own completed tasks.
+    /// video-extension of one of the account's own tasks (`task_id`); the server checks that
+    /// it exists, belongs to the account and succeeded.
     pub source_task_id: Option<String>,
 }
 
-/// A request that passed every rule of the contract.
+/// A request that passed every rule of the contract: what gets priced, stored and rendered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VideoJob {
+    /// A model id of the catalog.
     pub model: String,
+    /// The workflow; decides which `inputs` are filled.
     pub operation: Operation,
+    /// Always present except, optionally, for video-extension.
     pub prompt: Option<String>,
+    /// One of the model's resolutions.
     pub resolution: Resolution,
+    /// One of the model's ratios; `Adaptive` only for operations with a visual input.
     pub aspect_ratio: AspectRatio,
+    /// Seconds within the model's range, or model decides.
     pub duration: DurationRequest,
+    /// -1 ..= 4294967295 (Ark's range); -1 asks for a random seed.
     pub seed: Option<i64>,
+    /// Whether the output has an audio track.
     pub generate_audio: bool,
+    /// Whether the provider adds its watermark.
     pub watermark: bool,
+    /// An http(s) URL to notify when the task ends.
     pub callback_url: Option<String>,
+    /// The media, by role.
     pub inputs: JobInputs,
 }
 
 impl VideoJob {
-    /// Video inputs switch billing to the model's video-input rate and add input tokens.
+    /// Whether any input is a video (a video URL, reference videos or a source task): such
+    /// requests are billed at the model's video-input rate and pay for input tokens.
     pub fn has_video_input(&self) -> bool {
         self.inputs.video.is_some()
             || !self.inputs.reference_videos.is_empty()
             || self.inputs.source_task_id.is_some()
     }
 
+    /// Whether any input is an image or a video, i.e. something `adaptive` can follow.
     pub fn has_visual_input(&self) -> bool {
         let i = &self.inputs;
         self.has_video_input()
@@ -261,5 +350,110 @@ impl VideoJob {
             || i.start_image.is_some()
             || i.end_image.is_some()
             || !i.reference_images.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serde_name<T: Serialize>(value: T) -> String {
+        serde_json::to_value(value)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn wire_names_match_serde_names_and_parse_back() {
+        for op in Operation::ALL {
+            assert_eq!(serde_name(op), op.as_str());
+            assert_eq!(op.as_str().parse::<Operation>(), Ok(op));
+            assert_eq!(op.to_string(), op.as_str());
+        }
+        for r in Resolution::ALL {
+            assert_eq!(serde_name(r), r.as_str());
+            assert_eq!(r.as_str().parse::<Resolution>(), Ok(r));
+        }
+        for a in AspectRatio::ALL {
+            assert_eq!(serde_name(a), a.as_str());
+            assert_eq!(a.as_str().parse::<AspectRatio>(), Ok(a));
+        }
+    }
+
+    #[test]
+    fn near_misses_do_not_parse() {
+        let err = "720P".parse::<Resolution>().unwrap_err();
+        assert_eq!(err.to_string(), "`720P` is not a valid resolution");
+        assert!("text_to_video".parse::<Operation>().is_err());
+        assert!("16x9".parse::<AspectRatio>().is_err());
+    }
+
+    #[test]
+    fn fixed_ratios_have_a_ratio_and_adaptive_has_none() {
+        assert!(AspectRatio::FIXED.iter().all(|a| a.ratio().is_some()));
+        assert_eq!(AspectRatio::Adaptive.ratio(), None);
+        assert_eq!(AspectRatio::ALL.len(), AspectRatio::FIXED.len() + 1);
+    }
+
+    #[test]
+    fn duration_request_persists_and_round_trips() {
+        for d in [DurationRequest::Seconds(5), DurationRequest::ModelDecides] {
+            let text = serde_json::to_string(&d).unwrap();
+            assert_eq!(serde_json::from_str::<DurationRequest>(&text).unwrap(), d);
+        }
+        assert_eq!(
+            serde_json::to_string(&DurationRequest::Seconds(5)).unwrap(),
+            r#"{"seconds":5}"#
+        );
+    }
+
+    #[test]
+    fn data_uri_parts() {
+        let uri = DataUri::parse("data:image/png;name=a.png;BASE64,AAAA").unwrap();
+        assert_eq!((uri.mime, uri.payload), ("image/png", "AAAA"));
+        assert!(DataUri::parse("data:image/png,AAAA").is_none());
+        assert!(DataUri::parse("data:;base64,AAAA").is_none());
+        assert!(DataUri::parse("https://e.com/a.png").is_none());
+    }
+
+    #[test]
+    fn data_bytes_decode_with_or_without_padding() {
+        assert_eq!(
+            MediaInput::checked("data:image/png;base64,aGk=").data_bytes(),
+            Some(b"hi".to_vec())
+        );
+        assert_eq!(
+            MediaInput::checked("data:image/png;base64,aGk").data_bytes(),
+            Some(b"hi".to_vec())
+        );
+        assert_eq!(MediaInput::checked("https://e.com/a").data_bytes(), None);
+        assert!(!MediaInput::checked("https://e.com/a").is_data_uri());
+    }
+
+    #[test]
+    fn video_inputs_are_visual_inputs() {
+        let mut job = VideoJob {
+            model: "m".into(),
+            operation: Operation::VideoExtension,
+            prompt: None,
+            resolution: Resolution::P720,
+            aspect_ratio: AspectRatio::Adaptive,
+            duration: DurationRequest::Seconds(5),
+            seed: None,
+            generate_audio: true,
+            watermark: false,
+            callback_url: None,
+            inputs: JobInputs::default(),
+        };
+        assert!(!job.has_visual_input());
+        job.inputs.source_task_id = Some("vtask_x".into());
+        assert!(job.has_video_input() && job.has_visual_input());
+        job.inputs = JobInputs {
+            reference_images: vec![MediaInput::checked("https://e.com/a.png")],
+            ..JobInputs::default()
+        };
+        assert!(!job.has_video_input() && job.has_visual_input());
     }
 }

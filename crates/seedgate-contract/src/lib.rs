@@ -1,6 +1,5 @@
-//! Seedgate's request contract, free of I/O: the model catalog, the parsing of a create request
-//! with every fail-closed rule and its stable error code, the token estimator and the prices.
-//! Everything the server does starts from a [`VideoJob`] this crate produced.
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
 pub mod catalog;
 pub mod error;
@@ -9,13 +8,18 @@ pub mod parse;
 pub mod pricing;
 
 #[cfg(test)]
+mod parse_props;
+#[cfg(test)]
 mod parse_tests;
 
 pub use catalog::{
     Catalog, CatalogError, DurationRange, ModelSpec, PriceRow, PricingRow, ReferenceLimits,
+    BUILTIN_CATALOG,
 };
 pub use error::{ApiError, ErrorType};
 pub use job::{
-    AspectRatio, DurationRequest, JobInputs, MediaInput, Operation, Resolution, VideoJob,
+    AspectRatio, DurationRequest, JobInputs, MediaInput, Operation, Resolution, UnknownVariant,
+    VideoJob,
 };
 pub use parse::parse_create_request;
+pub use pricing::{Money, Quote};

@@ -1,22 +1,48 @@
 //! Request bytes → [`VideoJob`], or the first rule that fails, in the order of SPEC §2:
-//! JSON syntax → schema (unknown fields, types, aliases) → model → operation → inputs → limits.
 //!
-//! A `null` or an empty list counts as "not sent": it carries no media and changes nothing.
+//! 1. **JSON** — syntax, a top-level object, no key twice (`invalid_json`).
+//! 2. **Schema** — no unknown field (`unknown_field`), right types (`invalid_type`),
+//!    `model` and `operation` present (`missing_field`), aliases agree (`alias_conflict`).
+//! 3. **Model** — in the catalog (`model_not_found`).
+//! 4. **Operation** — one the model serves (`unsupported_operation`).
+//! 5. **Inputs** — the prompt (`missing_field`, `invalid_prompt`); which media fields the
+//!    operation takes and needs (`input_not_allowed`, `audio_not_allowed`, `missing_field`,
+//!    `missing_visual_reference`, `audio_requires_visual_reference`, `conflicting_inputs`);
+//!    the form of each media value (`invalid_media_url`), `task_id` (`invalid_task_id`) and
+//!    `callback_url` (`invalid_callback_url`).
+//! 6. **Limits** — resolution, duration, aspect ratio and seed against the model
+//!    (`unsupported_resolution`, `invalid_duration`, `invalid_aspect_ratio`,
+//!    `adaptive_requires_visual_input`, `invalid_seed`), reference counts
+//!    (`too_many_references`), then the content of data: URIs, most expensive last
+//!    (`unsupported_media_type`, `media_too_large`, `invalid_media_url` for bad base64,
+//!    `invalid_image_dimensions`).
+//!
+//! Within a step, fields are checked in a fixed order, so the same body always gives the
+//! same answer.
+//!
+//! **`null` and `[]` count as "not sent".** A `null` field, or an empty list in a media slot,
+//! carries nothing: it cannot change what is generated or charged, and SDKs commonly send
+//! every optional field. So `"reference_images": []` on text-to-video is accepted, while
+//! `"reference_images": ["https://…"]` is `input_not_allowed`; and reference-to-video with
+//! only empty lists is `missing_visual_reference`. Unknown keys are rejected even when `null`.
 
-use std::str::FromStr;
+use std::collections::HashSet;
+use std::fmt;
 
 use base64::Engine as _;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::catalog::{Catalog, ModelSpec};
 use crate::error::{ApiError, ErrorType};
 use crate::job::{
-    split_data_uri, AspectRatio, DurationRequest, JobInputs, MediaInput, Operation, Resolution,
-    VideoJob,
+    AspectRatio, DataUri, DurationRequest, JobInputs, MediaInput, Operation, Resolution, VideoJob,
+    BASE64,
 };
 
-/// Every top-level field the API accepts (aliases included).
-const FIELDS: [&str; 23] = [
+/// Every top-level field the API accepts, aliases included; anything else is `unknown_field`.
+pub const FIELDS: [&str; 23] = [
     "model",
     "operation",
     "prompt",
@@ -42,9 +68,313 @@ const FIELDS: [&str; 23] = [
     "task_id",
 ];
 
-const MAX_PROMPT_CHARS: usize = 5000;
-const MAX_URL_CHARS: usize = 4096;
-const MB: usize = 1024 * 1024;
+/// Longest prompt, in Unicode scalar values (SPEC §2: 1–5,000 characters).
+pub const MAX_PROMPT_CHARS: usize = 5000;
+/// Longest http(s) URL accepted for media or callbacks.
+pub const MAX_URL_CHARS: usize = 4096;
+/// Largest decoded image in a data: URI (10 MiB).
+pub const MAX_IMAGE_DATA_BYTES: usize = 10 * MIB;
+/// Largest decoded video in a data: URI (50 MiB).
+pub const MAX_VIDEO_DATA_BYTES: usize = 50 * MIB;
+/// Largest decoded audio in a data: URI (15 MiB).
+pub const MAX_AUDIO_DATA_BYTES: usize = 15 * MIB;
+/// Smallest and largest image side upstream accepts, in pixels.
+pub const IMAGE_SIDE_PX: std::ops::RangeInclusive<usize> = 300..=6000;
+/// Ark's seed range; -1 asks for a random seed.
+pub const SEED_RANGE: std::ops::RangeInclusive<i64> = -1..=4_294_967_295;
+
+const MIB: usize = 1024 * 1024;
+
+fn invalid(code: &'static str, param: &str, message: impl Into<String>) -> ApiError {
+    ApiError::invalid(code, Some(param), message)
+}
+
+fn names<T: fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn name_list<T: fmt::Display>(items: &[T]) -> Value {
+    items.iter().map(|i| Value::from(i.to_string())).collect()
+}
+
+/// `model_not_found` with the ids a client could use instead.
+pub(crate) fn model_not_found(catalog: &Catalog, id: &str) -> ApiError {
+    let ids: Vec<&str> = catalog.models().iter().map(|m| m.id.as_str()).collect();
+    ApiError::new(
+        400,
+        ErrorType::ModelNotFound,
+        "model_not_found",
+        format!(
+            "The model `{id}` does not exist. Available models: {}.",
+            ids.join(", ")
+        ),
+    )
+    .with_param("model")
+    .with_extra("available_models", ids.into())
+}
+
+/// Parses and validates a create request against the catalog; see the module docs for the
+/// order of the rules and their codes. Never panics, whatever the bytes.
+pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, ApiError> {
+    // 1. JSON, 2. schema.
+    let entries = read_object(body)?;
+    if let Some((unknown, _)) = entries.iter().find(|(k, _)| !FIELDS.contains(&k.as_str())) {
+        let hint = match closest_field(unknown) {
+            Some(near) => format!(" Did you mean `{near}`?"),
+            None => format!(" Accepted fields: {}.", FIELDS.join(", ")),
+        };
+        return Err(invalid(
+            "unknown_field",
+            unknown,
+            format!("Unknown field `{unknown}`.{hint}"),
+        ));
+    }
+    let map: Map<String, Value> = entries.into_iter().collect();
+    let raw = Raw::read(&Fields(&map))?;
+
+    // 3. Model, 4. operation.
+    let model = catalog
+        .model(raw.model)
+        .ok_or_else(|| model_not_found(catalog, raw.model))?;
+    let operation = check_operation(model, raw.operation)?;
+
+    // 5. Inputs.
+    let prompt = check_prompt(raw.prompt, operation)?;
+    check_slots(&raw, operation)?;
+    let media = raw.media();
+    for m in &media {
+        check_media_form(m)?;
+    }
+    let source_task_id = raw.task_id.map(check_task_id).transpose()?;
+    let callback_url = raw.callback_url.map(check_callback_url).transpose()?;
+
+    // 6. Limits.
+    let resolution = check_resolution(model, raw.resolution)?;
+    let duration = check_duration(model, raw.duration)?;
+    let aspect_ratio = check_aspect_ratio(model, raw.aspect_ratio, operation)?;
+    let seed = raw.seed.map(check_seed).transpose()?;
+    check_reference_limits(model, &raw)?;
+    for m in &media {
+        check_media_content(m)?;
+    }
+
+    let one = |v: Option<&str>| v.map(MediaInput::checked);
+    let all = |v: &[&str]| v.iter().copied().map(MediaInput::checked).collect();
+    Ok(VideoJob {
+        model: model.id.clone(),
+        operation,
+        prompt,
+        resolution,
+        aspect_ratio,
+        duration,
+        seed,
+        generate_audio: raw.generate_audio.unwrap_or(true),
+        watermark: raw.watermark.unwrap_or(false),
+        callback_url,
+        inputs: JobInputs {
+            image: one(raw.image.map(|s| s.value)),
+            start_image: one(raw.start_image),
+            end_image: one(raw.end_image),
+            reference_images: all(&raw.reference_images),
+            reference_videos: all(&raw.video_urls),
+            reference_audios: all(&raw.audio_urls),
+            video: one(raw.video.map(|s| s.value)),
+            source_task_id,
+        },
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. JSON
+
+/// A JSON object's entries in body order, duplicates kept (serde_json's `Map` would silently
+/// keep the last one, letting `{"duration":4,"duration":15}` mean whatever a proxy or log
+/// viewer thinks it means).
+struct Entries(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = Entries;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Value>()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+fn read_object(body: &[u8]) -> Result<Vec<(String, Value)>, ApiError> {
+    let Entries(entries) = serde_json::from_slice(body).map_err(|e| {
+        // A well-formed value of another type fails as "data"; everything else is syntax.
+        if e.classify() == serde_json::error::Category::Data {
+            ApiError::invalid(
+                "invalid_json",
+                None,
+                "The request body must be a JSON object.",
+            )
+        } else {
+            ApiError::invalid(
+                "invalid_json",
+                None,
+                format!("The request body is not valid JSON: {e}."),
+            )
+        }
+    })?;
+    let mut seen = HashSet::new();
+    if let Some((key, _)) = entries.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+        return Err(invalid(
+            "invalid_json",
+            key,
+            format!("The field `{key}` appears more than once."),
+        ));
+    }
+    Ok(entries)
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Schema
+
+/// The accepted field within two edits of a typo (`resolutoin` → `resolution`), if any.
+fn closest_field(unknown: &str) -> Option<&'static str> {
+    if unknown.chars().count() > 64 {
+        return None;
+    }
+    FIELDS
+        .into_iter()
+        .map(|f| (edit_distance(unknown, f), f))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, f)| f)
+}
+
+/// Optimal string alignment distance (Levenshtein plus adjacent swaps, the usual typos).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// A value and the name it was sent under (a field or its alias), so errors name what the
+/// client actually wrote.
+#[derive(Clone, Copy)]
+struct Sent<T> {
+    field: &'static str,
+    value: T,
+}
+
+/// Typed access to the object, turning wrong types into `invalid_type`.
+struct Fields<'a>(&'a Map<String, Value>);
+
+impl<'a> Fields<'a> {
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.0.get(key).filter(|v| !v.is_null())
+    }
+
+    fn wrong_type(key: &str, expected: &str) -> ApiError {
+        invalid("invalid_type", key, format!("`{key}` must be {expected}."))
+    }
+
+    fn string(&self, key: &str) -> Result<Option<&'a str>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(Self::wrong_type(key, "a string")),
+        }
+    }
+
+    /// Any JSON integer, held wide so an out-of-range one is reported by its range rule
+    /// rather than as a type error.
+    fn integer(&self, key: &str) -> Result<Option<i128>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(i128::from)
+                .or_else(|| n.as_u64().map(i128::from))
+                .map(Some)
+                .ok_or_else(|| Self::wrong_type(key, "a whole number")),
+            Some(_) => Err(Self::wrong_type(key, "a whole number")),
+        }
+    }
+
+    fn boolean(&self, key: &str) -> Result<Option<bool>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(Self::wrong_type(key, "true or false")),
+        }
+    }
+
+    fn strings(&self, key: &str) -> Result<Vec<&'a str>, ApiError> {
+        let wrong = || Self::wrong_type(key, "an array of strings");
+        match self.get(key) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => {
+                items.iter().map(|i| i.as_str().ok_or_else(wrong)).collect()
+            }
+            Some(_) => Err(wrong()),
+        }
+    }
+
+    /// A setting that may also be sent under an alias; if both are sent they must agree.
+    fn aliased<T: PartialEq>(
+        &self,
+        primary: &'static str,
+        alias: &'static str,
+        read: impl Fn(&Self, &str) -> Result<Option<T>, ApiError>,
+    ) -> Result<Option<Sent<T>>, ApiError> {
+        match (read(self, primary)?, read(self, alias)?) {
+            (Some(a), Some(b)) if a != b => Err(invalid(
+                "alias_conflict",
+                alias,
+                format!(
+                    "`{primary}` and `{alias}` are the same setting and disagree; send one of them."
+                ),
+            )),
+            (Some(value), _) => Ok(Some(Sent {
+                field: primary,
+                value,
+            })),
+            (None, Some(value)) => Ok(Some(Sent {
+                field: alias,
+                value,
+            })),
+            (None, None) => Ok(None),
+        }
+    }
+}
 
 /// The kinds of media input, each with its accepted types and size cap.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -54,180 +384,32 @@ enum Media {
     Audio,
 }
 
-impl Media {
-    fn name(self) -> &'static str {
-        match self {
-            Media::Image => "image",
-            Media::Video => "video",
-            Media::Audio => "audio",
-        }
-    }
-
-    fn max_bytes(self) -> usize {
-        match self {
-            Media::Image => 10 * MB,
-            Media::Video => 50 * MB,
-            Media::Audio => 15 * MB,
-        }
-    }
-
-    fn mime_types(self) -> &'static [&'static str] {
-        match self {
-            Media::Image => &["image/jpeg", "image/jpg", "image/png", "image/webp"],
-            Media::Video => &["video/mp4", "video/quicktime"],
-            Media::Audio => &[
-                "audio/mpeg",
-                "audio/mp3",
-                "audio/wav",
-                "audio/x-wav",
-                "audio/wave",
-                "audio/mp4",
-                "audio/aac",
-                "audio/m4a",
-                "audio/x-m4a",
-            ],
-        }
-    }
-
-    /// Checks the content really is what the declared type says.
-    fn sniff(self, bytes: &[u8]) -> bool {
-        let riff =
-            |kind: &[u8]| bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == kind;
-        let iso_box = bytes.len() >= 8
-            && matches!(
-                &bytes[4..8],
-                b"ftyp" | b"moov" | b"mdat" | b"wide" | b"free"
-            );
-        match self {
-            Media::Image => {
-                bytes.starts_with(b"\x89PNG\r\n\x1a\n")
-                    || bytes.starts_with(&[0xFF, 0xD8, 0xFF])
-                    || riff(b"WEBP")
-            }
-            Media::Video => iso_box,
-            Media::Audio => {
-                riff(b"WAVE")
-                    || bytes.starts_with(b"ID3")
-                    || (bytes.len() >= 2 && bytes[0] == 0xFF && bytes[1] & 0xE0 == 0xE0)
-                    || iso_box
-            }
-        }
-    }
+/// One media value of the request.
+struct MediaValue<'a> {
+    kind: Media,
+    field: &'static str,
+    value: &'a str,
 }
 
-fn invalid(code: &'static str, param: &str, message: impl Into<String>) -> ApiError {
-    ApiError::invalid(code, Some(param), message)
-}
-
-/// Typed access to the JSON object, turning wrong types into `invalid_type`.
-struct Fields<'a>(&'a Map<String, Value>);
-
-impl<'a> Fields<'a> {
-    fn get(&self, key: &str) -> Option<&'a Value> {
-        self.0.get(key).filter(|v| !v.is_null())
-    }
-
-    fn string(&self, key: &str) -> Result<Option<&'a str>, ApiError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(invalid(
-                "invalid_type",
-                key,
-                format!("`{key}` must be a string."),
-            )),
-        }
-    }
-
-    fn integer(&self, key: &str) -> Result<Option<i64>, ApiError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => v.as_i64().map(Some).ok_or_else(|| {
-                invalid("invalid_type", key, format!("`{key}` must be an integer."))
-            }),
-        }
-    }
-
-    fn boolean(&self, key: &str) -> Result<Option<bool>, ApiError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(invalid(
-                "invalid_type",
-                key,
-                format!("`{key}` must be true or false."),
-            )),
-        }
-    }
-
-    fn strings(&self, key: &str) -> Result<Option<Vec<&'a str>>, ApiError> {
-        let not_list = || {
-            invalid(
-                "invalid_type",
-                key,
-                format!("`{key}` must be an array of strings."),
-            )
-        };
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Array(items)) if items.is_empty() => Ok(None),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|i| i.as_str().ok_or_else(not_list))
-                .collect::<Result<_, _>>()
-                .map(Some),
-            Some(_) => Err(not_list()),
-        }
-    }
-
-    /// A field that may also be sent under an alias; both present must agree.
-    fn aliased<T: PartialEq>(
-        &self,
-        primary: &str,
-        alias: &str,
-        read: impl Fn(&Self, &str) -> Result<Option<T>, ApiError>,
-    ) -> Result<Option<(T, &'static str)>, ApiError>
-    where
-        Self: Sized,
-    {
-        let a = read(self, primary)?;
-        let b = read(self, alias)?;
-        match (a, b) {
-            (Some(a), Some(b)) if a != b => Err(invalid(
-                "alias_conflict",
-                alias,
-                format!("`{primary}` and `{alias}` are the same setting and disagree; send one of them."),
-            )),
-            (Some(a), _) => Ok(Some((a, static_name(primary)))),
-            (None, Some(b)) => Ok(Some((b, static_name(alias)))),
-            (None, None) => Ok(None),
-        }
-    }
-}
-
-fn static_name(field: &str) -> &'static str {
-    FIELDS.iter().find(|f| **f == field).copied().unwrap_or("")
-}
-
-/// The request after the schema step: right types, no unknown fields, aliases folded.
+/// The request after the schema step: known fields, right types, aliases folded.
 struct Raw<'a> {
     model: &'a str,
     operation: &'a str,
     prompt: Option<&'a str>,
     resolution: Option<&'a str>,
-    aspect_ratio: Option<(&'a str, &'static str)>,
-    duration: Option<(i64, &'static str)>,
-    seed: Option<i64>,
+    aspect_ratio: Option<Sent<&'a str>>,
+    duration: Option<Sent<i128>>,
+    seed: Option<i128>,
     generate_audio: Option<bool>,
     watermark: Option<bool>,
     callback_url: Option<&'a str>,
-    image: Option<(&'a str, &'static str)>,
+    image: Option<Sent<&'a str>>,
     start_image: Option<&'a str>,
     end_image: Option<&'a str>,
-    reference_images: Option<Vec<&'a str>>,
-    video_urls: Option<Vec<&'a str>>,
-    audio_urls: Option<Vec<&'a str>>,
-    video: Option<(&'a str, &'static str)>,
+    reference_images: Vec<&'a str>,
+    video_urls: Vec<&'a str>,
+    audio_urls: Vec<&'a str>,
+    video: Option<Sent<&'a str>>,
     task_id: Option<&'a str>,
 }
 
@@ -247,7 +429,7 @@ impl<'a> Raw<'a> {
             seed: f.integer("seed")?,
             generate_audio: f
                 .aliased("generate_audio", "output_audio", Fields::boolean)?
-                .map(|(v, _)| v),
+                .map(|s| s.value),
             watermark: f.boolean("watermark")?,
             callback_url: f.string("callback_url")?,
             image: f.aliased("image_url", "image", Fields::string)?,
@@ -261,38 +443,110 @@ impl<'a> Raw<'a> {
         })
     }
 
-    /// Media fields present in the request, as (name sent, allowed-for-operation check key).
-    fn present_inputs(&self) -> Vec<&'static str> {
-        let mut present = Vec::new();
-        if let Some((_, name)) = self.image {
-            present.push(name);
+    /// The input fields sent (under the name sent), in a fixed order.
+    fn inputs_sent(&self) -> Vec<&'static str> {
+        let mut sent = Vec::new();
+        sent.extend(self.image.map(|s| s.field));
+        sent.extend(self.start_image.map(|_| "start_image"));
+        sent.extend(self.end_image.map(|_| "end_image"));
+        for (field, list) in [
+            ("reference_images", &self.reference_images),
+            ("video_urls", &self.video_urls),
+            ("audio_urls", &self.audio_urls),
+        ] {
+            if !list.is_empty() {
+                sent.push(field);
+            }
         }
-        if self.start_image.is_some() {
-            present.push("start_image");
+        sent.extend(self.video.map(|s| s.field));
+        sent.extend(self.task_id.map(|_| "task_id"));
+        sent
+    }
+
+    /// Every media value, in the order of `inputs_sent`.
+    fn media(&self) -> Vec<MediaValue<'a>> {
+        let mut media = Vec::new();
+        let mut push = |kind, field, value| media.push(MediaValue { kind, field, value });
+        if let Some(s) = self.image {
+            push(Media::Image, s.field, s.value);
         }
-        if self.end_image.is_some() {
-            present.push("end_image");
+        if let Some(v) = self.start_image {
+            push(Media::Image, "start_image", v);
         }
-        if self.reference_images.is_some() {
-            present.push("reference_images");
+        if let Some(v) = self.end_image {
+            push(Media::Image, "end_image", v);
         }
-        if self.video_urls.is_some() {
-            present.push("video_urls");
+        for (kind, field, list) in [
+            (Media::Image, "reference_images", &self.reference_images),
+            (Media::Video, "video_urls", &self.video_urls),
+            (Media::Audio, "audio_urls", &self.audio_urls),
+        ] {
+            for &v in list {
+                push(kind, field, v);
+            }
         }
-        if self.audio_urls.is_some() {
-            present.push("audio_urls");
+        if let Some(s) = self.video {
+            push(Media::Video, s.field, s.value);
         }
-        if let Some((_, name)) = self.video {
-            present.push(name);
-        }
-        if self.task_id.is_some() {
-            present.push("task_id");
-        }
-        present
+        media
     }
 }
 
-/// Which input fields each operation accepts (SPEC §2); aliases count as their primary.
+// ---------------------------------------------------------------------------------------
+// 4. Operation
+
+fn check_operation(model: &ModelSpec, text: &str) -> Result<Operation, ApiError> {
+    let parsed = text.parse::<Operation>().ok();
+    match parsed {
+        Some(op) if model.operations.contains(&op) => Ok(op),
+        _ => {
+            let message = match parsed {
+                Some(_) => format!("`{}` does not support the operation `{text}`.", model.id),
+                None => format!("`{text}` is not an operation."),
+            };
+            Err(invalid(
+                "unsupported_operation",
+                "operation",
+                format!("{message} Use one of {}.", names(&model.operations)),
+            )
+            .with_extra("allowed_operations", name_list(&model.operations)))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Inputs
+
+fn check_prompt(prompt: Option<&str>, operation: Operation) -> Result<Option<String>, ApiError> {
+    let Some(prompt) = prompt else {
+        if operation == Operation::VideoExtension {
+            return Ok(None);
+        }
+        return Err(invalid(
+            "missing_field",
+            "prompt",
+            format!("`prompt` is required for `{operation}`."),
+        ));
+    };
+    let chars = prompt.chars().count();
+    if prompt.trim().is_empty() || chars > MAX_PROMPT_CHARS {
+        let blank = if chars > 0 && prompt.trim().is_empty() {
+            ", all whitespace"
+        } else {
+            ""
+        };
+        return Err(invalid(
+            "invalid_prompt",
+            "prompt",
+            format!(
+                "`prompt` must be 1 to {MAX_PROMPT_CHARS} characters of text (got {chars}{blank})."
+            ),
+        ));
+    }
+    Ok(Some(prompt.to_owned()))
+}
+
+/// Which input fields each operation takes (SPEC §2); aliases count as their primary.
 fn accepts(operation: Operation, field: &str) -> bool {
     let field = match field {
         "image" => "image_url",
@@ -311,219 +565,152 @@ fn accepts(operation: Operation, field: &str) -> bool {
     }
 }
 
-/// Parses and validates a create request against the catalog.
-pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid(
-            "invalid_json",
-            None,
-            format!("The request body is not valid JSON: {e}."),
-        )
-    })?;
-    let Value::Object(map) = value else {
-        return Err(ApiError::invalid(
-            "invalid_json",
-            None,
-            "The request body must be a JSON object.",
-        ));
-    };
-    if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(invalid(
-            "unknown_field",
-            unknown,
-            format!("Unknown field `{unknown}`."),
-        ));
-    }
-    let raw = Raw::read(&Fields(&map))?;
-
-    let model = catalog.model(raw.model).ok_or_else(|| {
-        let ids: Vec<Value> = catalog
-            .models()
-            .iter()
-            .map(|m| m.id.clone().into())
-            .collect();
-        ApiError::new(
-            400,
-            ErrorType::ModelNotFound,
-            "model_not_found",
-            format!("The model `{}` does not exist.", raw.model),
-        )
-        .with_param("model")
-        .with_extra("available_models", ids.into())
-    })?;
-
-    let operation = Operation::from_str(raw.operation)
-        .ok()
-        .filter(|op| model.operations.contains(op))
-        .ok_or_else(|| {
-            let ops: Vec<Value> = model.operations.iter().map(|o| o.as_str().into()).collect();
+/// Fields the operation rejects, then fields it needs.
+fn check_slots(raw: &Raw<'_>, operation: Operation) -> Result<(), ApiError> {
+    if let Some(field) = raw
+        .inputs_sent()
+        .into_iter()
+        .find(|f| !accepts(operation, f))
+    {
+        return Err(if field == "audio_urls" {
             invalid(
-                "unsupported_operation",
-                "operation",
-                format!(
-                    "`{}` does not support the operation `{}`.",
-                    model.id, raw.operation
-                ),
-            )
-            .with_extra("allowed_operations", ops.into())
-        })?;
-
-    let inputs = check_inputs(&raw, operation)?;
-    let prompt = check_prompt(raw.prompt, operation)?;
-    let callback_url = raw.callback_url.map(check_callback_url).transpose()?;
-
-    let resolution = check_resolution(model, raw.resolution)?;
-    let duration = check_duration(model, raw.duration)?;
-    let aspect_ratio = check_aspect_ratio(model, raw.aspect_ratio, operation)?;
-    check_reference_limits(model, &inputs)?;
-    let seed = raw.seed.map(check_seed).transpose()?;
-
-    Ok(VideoJob {
-        model: model.id.clone(),
-        operation,
-        prompt,
-        resolution,
-        aspect_ratio,
-        duration,
-        seed,
-        generate_audio: raw.generate_audio.unwrap_or(true),
-        watermark: raw.watermark.unwrap_or(false),
-        callback_url,
-        inputs,
-    })
-}
-
-fn check_inputs(raw: &Raw<'_>, operation: Operation) -> Result<JobInputs, ApiError> {
-    for field in raw.present_inputs() {
-        if accepts(operation, field) {
-            continue;
-        }
-        if field == "audio_urls" {
-            return Err(invalid(
                 "audio_not_allowed",
                 field,
-                "Audio is accepted only as `audio_urls` of `reference-to-video`.",
-            ));
-        }
-        return Err(invalid(
-            "input_not_allowed",
-            field,
-            format!("`{field}` is not an input of `{}`.", operation.as_str()),
-        ));
+                format!(
+                    "Audio is accepted only as `audio_urls` of `reference-to-video`, not with `{operation}`."
+                ),
+            )
+        } else {
+            invalid(
+                "input_not_allowed",
+                field,
+                format!("`{field}` is not an input of `{operation}`."),
+            )
+        });
     }
-    let missing = |field: &str| {
+    let missing = |field: &str, what: &str| {
         invalid(
             "missing_field",
             field,
-            format!("`{}` needs `{field}`.", operation.as_str()),
+            format!("`{operation}` needs {what}."),
         )
     };
-    let mut inputs = JobInputs::default();
     match operation {
-        Operation::TextToVideo => {}
-        Operation::ImageToVideo => {
-            let (url, name) = raw.image.ok_or_else(|| missing("image_url"))?;
-            inputs.image = Some(media(Media::Image, name, url)?);
+        Operation::TextToVideo => Ok(()),
+        Operation::ImageToVideo if raw.image.is_none() => {
+            Err(missing("image_url", "`image_url` (the first frame)"))
         }
-        Operation::StartEndToVideo => {
-            let start = raw.start_image.ok_or_else(|| missing("start_image"))?;
-            let end = raw.end_image.ok_or_else(|| missing("end_image"))?;
-            inputs.start_image = Some(media(Media::Image, "start_image", start)?);
-            inputs.end_image = Some(media(Media::Image, "end_image", end)?);
+        Operation::ImageToVideo => Ok(()),
+        Operation::StartEndToVideo if raw.start_image.is_none() => {
+            Err(missing("start_image", "`start_image` and `end_image`"))
         }
-        Operation::ReferenceToVideo => {
-            if raw.reference_images.is_none() && raw.video_urls.is_none() {
-                if raw.audio_urls.is_some() {
-                    return Err(invalid(
-                        "audio_requires_visual_reference",
-                        "audio_urls",
-                        "Audio references need at least one image or video reference.",
-                    ));
-                }
-                return Err(invalid(
+        Operation::StartEndToVideo if raw.end_image.is_none() => {
+            Err(missing("end_image", "`start_image` and `end_image`"))
+        }
+        Operation::StartEndToVideo => Ok(()),
+        Operation::ReferenceToVideo
+            if raw.reference_images.is_empty() && raw.video_urls.is_empty() =>
+        {
+            Err(if raw.audio_urls.is_empty() {
+                invalid(
                     "missing_visual_reference",
                     "reference_images",
                     "`reference-to-video` needs at least one of `reference_images` or `video_urls`.",
-                ));
-            }
-            let list =
-                |kind, field, urls: &Option<Vec<&str>>| -> Result<Vec<MediaInput>, ApiError> {
-                    urls.iter()
-                        .flatten()
-                        .map(|u| media(kind, field, u))
-                        .collect()
-                };
-            inputs.reference_images =
-                list(Media::Image, "reference_images", &raw.reference_images)?;
-            inputs.reference_videos = list(Media::Video, "video_urls", &raw.video_urls)?;
-            inputs.reference_audios = list(Media::Audio, "audio_urls", &raw.audio_urls)?;
+                )
+            } else {
+                invalid(
+                    "audio_requires_visual_reference",
+                    "audio_urls",
+                    "Audio references need at least one image or video reference (`reference_images` or `video_urls`).",
+                )
+            })
         }
-        Operation::VideoToVideo => {
-            let (url, name) = raw.video.ok_or_else(|| missing("video_url"))?;
-            inputs.video = Some(media(Media::Video, name, url)?);
+        Operation::ReferenceToVideo => Ok(()),
+        Operation::VideoToVideo if raw.video.is_none() => {
+            Err(missing("video_url", "`video_url` (the video to edit)"))
         }
+        Operation::VideoToVideo => Ok(()),
         Operation::VideoExtension => match (raw.task_id, raw.video) {
-            (Some(_), Some((_, name))) => {
-                return Err(invalid(
-                    "conflicting_inputs",
-                    name,
-                    "Send either `task_id` or `video_url` to extend, not both.",
-                ))
-            }
-            (Some(task_id), None) => inputs.source_task_id = Some(check_task_id(task_id)?),
-            (None, Some((url, name))) => inputs.video = Some(media(Media::Video, name, url)?),
-            (None, None) => return Err(missing("task_id")),
+            (Some(_), Some(video)) => Err(invalid(
+                "conflicting_inputs",
+                video.field,
+                format!(
+                    "Send either `task_id` or `{}` to extend, not both.",
+                    video.field
+                ),
+            )),
+            (None, None) => Err(missing(
+                "task_id",
+                "`task_id` (one of your completed tasks) or `video_url`",
+            )),
+            _ => Ok(()),
         },
     }
-    Ok(inputs)
 }
 
+/// `vtask_` + a canonical (upper-case Crockford base32) ULID: the ids this gateway issues.
 fn check_task_id(task_id: &str) -> Result<String, ApiError> {
-    let ulid = task_id.strip_prefix("vtask_").unwrap_or("");
-    let crockford = |c: char| {
-        c.is_ascii_digit() || (c.is_ascii_uppercase() && !matches!(c, 'I' | 'L' | 'O' | 'U'))
-    };
-    if ulid.len() == 26 && ulid.chars().all(crockford) {
+    let ulid = task_id.strip_prefix("vtask_").unwrap_or_default();
+    let crockford = |c: char| c.is_ascii_digit() || (c.is_ascii_uppercase() && !"ILOU".contains(c));
+    // A ULID's first character carries the top 3 bits of a 48-bit time: 0–7 only.
+    let valid = ulid.len() == 26
+        && ulid.chars().all(crockford)
+        && ulid.starts_with(|c: char| ('0'..='7').contains(&c));
+    if valid {
         Ok(task_id.to_owned())
     } else {
         Err(invalid(
             "invalid_task_id",
             "task_id",
-            "`task_id` must be the id of one of your tasks (`vtask_…`).",
+            "`task_id` must be the id of one of your tasks (`vtask_` followed by 26 characters).",
         ))
     }
 }
 
-fn check_prompt(prompt: Option<&str>, operation: Operation) -> Result<Option<String>, ApiError> {
-    let Some(prompt) = prompt else {
-        if operation == Operation::VideoExtension {
-            return Ok(None);
-        }
-        return Err(invalid("missing_field", "prompt", "`prompt` is required."));
-    };
-    let chars = prompt.chars().count();
-    if prompt.trim().is_empty() || chars > MAX_PROMPT_CHARS {
-        return Err(invalid(
-            "invalid_prompt",
-            "prompt",
-            format!("`prompt` must be 1 to {MAX_PROMPT_CHARS} characters of text (got {chars})."),
-        ));
-    }
-    Ok(Some(prompt.to_owned()))
-}
-
-/// An http(s) URL with a host, at most 4,096 characters, without spaces.
+/// An `http://` or `https://` URL with a plausible host and port, at most
+/// [`MAX_URL_CHARS`], without whitespace or control characters. Deliberately not a full URL
+/// parser: what the gateway fetches goes through its guarded client anyway.
 fn is_web_url(url: &str) -> bool {
-    let Some(rest) = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-    else {
+    if url.len() > MAX_URL_CHARS || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
         return false;
     };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    !host.is_empty()
-        && url.len() <= MAX_URL_CHARS
-        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return false;
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let (host_ok, port) = if let Some(v6) = host_port.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((addr, after)) => (
+                !addr.is_empty()
+                    && addr
+                        .chars()
+                        .all(|c| c.is_ascii_hexdigit() || ":.".contains(c)),
+                after.strip_prefix(':'),
+            ),
+            None => (false, None),
+        }
+    } else {
+        let (host, port) = match host_port.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        };
+        let host_ok = !host.is_empty()
+            && !host.starts_with(['.', '-'])
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
+        (host_ok, port)
+    };
+    let port_ok = port.is_none_or(|p| {
+        p.len() <= 5
+            && p.chars().all(|c| c.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n))
+    });
+    host_ok && port_ok
 }
 
 fn check_callback_url(url: &str) -> Result<String, ApiError> {
@@ -533,198 +720,150 @@ fn check_callback_url(url: &str) -> Result<String, ApiError> {
         Err(invalid(
             "invalid_callback_url",
             "callback_url",
-            "`callback_url` must be an http or https URL.",
+            "`callback_url` must be an http:// or https:// URL.",
         ))
     }
 }
 
-/// Checks one media input: a web URL, or a data: URI of an allowed type and size whose
-/// content matches its declared type (images also within 300–6000 px, aspect 0.4–2.5).
-fn media(kind: Media, field: &str, value: &str) -> Result<MediaInput, ApiError> {
-    if is_web_url(value) {
-        return Ok(MediaInput::new_unchecked(value.to_owned()));
-    }
-    if !value.starts_with("data:") {
-        return Err(invalid(
-            "invalid_media_url",
-            field,
-            format!("`{field}` must be an https://, http:// or data: URI."),
-        ));
-    }
-    let (mime, payload) = split_data_uri(value).ok_or_else(|| {
-        invalid(
-            "invalid_media_url",
-            field,
-            format!("`{field}`: a data URI must look like data:<type>;base64,<data>."),
-        )
-    })?;
-    let allowed = kind.mime_types();
-    if !allowed.contains(&mime.to_ascii_lowercase().as_str()) {
-        return Err(invalid(
-            "unsupported_media_type",
-            field,
-            format!(
-                "`{field}`: {mime} is not an accepted {} type ({}).",
-                kind.name(),
-                allowed.join(", ")
-            ),
-        ));
-    }
-    let too_large = || {
-        invalid(
-            "media_too_large",
-            field,
-            format!(
-                "`{field}`: a {} data URI may hold at most {} MB.",
-                kind.name(),
-                kind.max_bytes() / MB
-            ),
-        )
-    };
-    // Refuse before decoding: base64 is 4 characters per 3 bytes.
-    if payload.len() / 4 * 3 > kind.max_bytes() + 3 {
-        return Err(too_large());
-    }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(payload)
-        .map_err(|_| {
-            invalid(
+/// The form of a media value: a web URL, or a base64 data URI. Its content is a limit,
+/// checked later.
+fn check_media_form(m: &MediaValue<'_>) -> Result<(), ApiError> {
+    let field = m.field;
+    if m.value.starts_with("data:") {
+        if DataUri::parse(m.value).is_none() {
+            return Err(invalid(
                 "invalid_media_url",
                 field,
-                format!("`{field}`: the data URI is not valid base64."),
-            )
-        })?;
-    if bytes.len() > kind.max_bytes() {
-        return Err(too_large());
+                format!("`{field}`: a data URI must look like data:<type>;base64,<data>."),
+            ));
+        }
+        return Ok(());
     }
-    if !kind.sniff(&bytes) {
+    if !is_web_url(m.value) {
         return Err(invalid(
-            "unsupported_media_type",
+            "invalid_media_url",
             field,
-            format!(
-                "`{field}`: the content is not a {} of the declared type {mime}.",
-                kind.name()
-            ),
-        ));
-    }
-    if kind == Media::Image {
-        check_image_dimensions(field, &bytes)?;
-    }
-    Ok(MediaInput::new_unchecked(value.to_owned()))
-}
-
-fn check_image_dimensions(field: &str, bytes: &[u8]) -> Result<(), ApiError> {
-    let size = imagesize::blob_size(bytes).map_err(|_| {
-        invalid(
-            "unsupported_media_type",
-            field,
-            format!("`{field}`: the image cannot be read."),
-        )
-    })?;
-    let (w, h) = (size.width, size.height);
-    let aspect = w as f64 / h.max(1) as f64;
-    if !(300..=6000).contains(&w) || !(300..=6000).contains(&h) || !(0.4..=2.5).contains(&aspect) {
-        return Err(invalid(
-            "invalid_image_dimensions",
-            field,
-            format!("`{field}` is {w}×{h}; images must be 300–6000 px a side with an aspect ratio of 0.4–2.5."),
+            format!("`{field}` must be an https:// or http:// URL or a base64 data: URI."),
         ));
     }
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------
+// 6. Limits
+
 fn check_resolution(model: &ModelSpec, resolution: Option<&str>) -> Result<Resolution, ApiError> {
     let Some(text) = resolution else {
         return Ok(model.default_resolution);
     };
-    Resolution::from_str(text)
+    text.parse::<Resolution>()
         .ok()
         .filter(|r| model.resolutions.contains(r))
         .ok_or_else(|| {
-            let allowed: Vec<&str> = model.resolutions.iter().map(|r| r.as_str()).collect();
             invalid(
                 "unsupported_resolution",
                 "resolution",
                 format!(
                     "`{}` does not offer resolution `{text}`; use one of {}.",
                     model.id,
-                    allowed.join(", ")
+                    names(&model.resolutions)
                 ),
             )
-            .with_extra("allowed_resolutions", allowed.into())
+            .with_extra("allowed_resolutions", name_list(&model.resolutions))
         })
 }
 
 fn check_duration(
     model: &ModelSpec,
-    duration: Option<(i64, &'static str)>,
+    duration: Option<Sent<i128>>,
 ) -> Result<DurationRequest, ApiError> {
     let range = model.duration;
-    match duration {
-        None => Ok(DurationRequest::Seconds(range.default)),
-        Some((-1, _)) => Ok(DurationRequest::ModelDecides),
-        Some((s, _)) if s >= i64::from(range.min) && s <= i64::from(range.max) => {
-            Ok(DurationRequest::Seconds(s as u32))
-        }
-        Some((s, name)) => Err(invalid(
-            "invalid_duration",
-            name,
-            format!(
-                "`{name}` must be {} to {} seconds, or -1 to let the model decide (got {s}).",
-                range.min, range.max
-            ),
-        )
-        .with_extra("min", range.min.into())
-        .with_extra("max", range.max.into())),
+    let Some(Sent { field, value }) = duration else {
+        return Ok(DurationRequest::Seconds(range.default));
+    };
+    if value == -1 {
+        return Ok(DurationRequest::ModelDecides);
     }
+    u32::try_from(value)
+        .ok()
+        .filter(|s| (range.min..=range.max).contains(s))
+        .map(DurationRequest::Seconds)
+        .ok_or_else(|| {
+            invalid(
+                "invalid_duration",
+                field,
+                format!(
+                    "`{field}` must be {} to {} seconds, or -1 to let the model decide (got {value}).",
+                    range.min, range.max
+                ),
+            )
+            .with_extra("min", range.min.into())
+            .with_extra("max", range.max.into())
+        })
 }
 
 fn check_aspect_ratio(
     model: &ModelSpec,
-    ratio: Option<(&str, &'static str)>,
+    ratio: Option<Sent<&str>>,
     operation: Operation,
 ) -> Result<AspectRatio, ApiError> {
-    let Some((text, name)) = ratio else {
-        return Ok(match operation {
-            Operation::ImageToVideo | Operation::StartEndToVideo => AspectRatio::Adaptive,
-            _ => AspectRatio::W16H9,
-        });
+    let Some(Sent { field, value: text }) = ratio else {
+        return Ok(operation.default_aspect_ratio());
     };
-    let ratio = AspectRatio::from_str(text)
+    let ratio = text
+        .parse::<AspectRatio>()
         .ok()
         .filter(|r| model.aspect_ratios.contains(r))
         .ok_or_else(|| {
-            let allowed: Vec<&str> = model.aspect_ratios.iter().map(|r| r.as_str()).collect();
             invalid(
                 "invalid_aspect_ratio",
-                name,
+                field,
                 format!(
-                    "`{name}` must be one of {} (got `{text}`).",
-                    allowed.join(", ")
+                    "`{field}` must be one of {} (got `{text}`).",
+                    names(&model.aspect_ratios)
                 ),
             )
-            .with_extra("allowed_aspect_ratios", allowed.into())
+            .with_extra("allowed_aspect_ratios", name_list(&model.aspect_ratios))
         })?;
     if ratio == AspectRatio::Adaptive && !operation.has_visual_input() {
         return Err(invalid(
             "adaptive_requires_visual_input",
-            name,
-            "`adaptive` follows an input image or video; `text-to-video` has none. Pick a fixed ratio.",
+            field,
+            format!("`adaptive` follows an input image or video; `{operation}` has none. Pick a fixed ratio."),
         ));
     }
     Ok(ratio)
 }
 
-fn check_reference_limits(model: &ModelSpec, inputs: &JobInputs) -> Result<(), ApiError> {
+fn check_seed(seed: i128) -> Result<i64, ApiError> {
+    i64::try_from(seed)
+        .ok()
+        .filter(|s| SEED_RANGE.contains(s))
+        .ok_or_else(|| {
+            invalid(
+                "invalid_seed",
+                "seed",
+                format!(
+                    "`seed` must be between {} and {} (got {seed}).",
+                    SEED_RANGE.start(),
+                    SEED_RANGE.end()
+                ),
+            )
+            .with_extra("min", (*SEED_RANGE.start()).into())
+            .with_extra("max", (*SEED_RANGE.end()).into())
+        })
+}
+
+fn check_reference_limits(model: &ModelSpec, raw: &Raw<'_>) -> Result<(), ApiError> {
     let limits = model.reference_limits;
     for (field, count, limit) in [
         (
             "reference_images",
-            inputs.reference_images.len(),
+            raw.reference_images.len(),
             limits.images,
         ),
-        ("video_urls", inputs.reference_videos.len(), limits.videos),
-        ("audio_urls", inputs.reference_audios.len(), limits.audios),
+        ("video_urls", raw.video_urls.len(), limits.videos),
+        ("audio_urls", raw.audio_urls.len(), limits.audios),
     ] {
         if count > limit {
             return Err(invalid(
@@ -741,14 +880,185 @@ fn check_reference_limits(model: &ModelSpec, inputs: &JobInputs) -> Result<(), A
     Ok(())
 }
 
-fn check_seed(seed: i64) -> Result<i64, ApiError> {
-    if (-1..=4_294_967_295).contains(&seed) {
-        Ok(seed)
-    } else {
-        Err(invalid(
-            "invalid_seed",
-            "seed",
-            "`seed` must be between -1 and 4294967295.",
-        ))
+impl Media {
+    fn name(self) -> &'static str {
+        match self {
+            Media::Image => "image",
+            Media::Video => "video",
+            Media::Audio => "audio",
+        }
+    }
+
+    fn max_bytes(self) -> usize {
+        match self {
+            Media::Image => MAX_IMAGE_DATA_BYTES,
+            Media::Video => MAX_VIDEO_DATA_BYTES,
+            Media::Audio => MAX_AUDIO_DATA_BYTES,
+        }
+    }
+
+    /// Accepted declared types (lower case). Besides the registered names, the common
+    /// unregistered spellings browsers and SDKs emit (`image/jpg`, `audio/mp3`, `audio/x-m4a`).
+    fn mime_types(self) -> &'static [&'static str] {
+        match self {
+            Media::Image => &["image/jpeg", "image/jpg", "image/png", "image/webp"],
+            Media::Video => &["video/mp4", "video/quicktime"],
+            Media::Audio => &[
+                "audio/mpeg",
+                "audio/mp3",
+                "audio/wav",
+                "audio/x-wav",
+                "audio/wave",
+                "audio/mp4",
+                "audio/aac",
+                "audio/m4a",
+                "audio/x-m4a",
+            ],
+        }
+    }
+}
+
+/// Whether the bytes start like the declared (lower-case, accepted) type.
+fn content_matches(mime: &str, b: &[u8]) -> bool {
+    let riff = |kind: &[u8]| b.len() >= 12 && b.starts_with(b"RIFF") && &b[8..12] == kind;
+    // MP4 and QuickTime are ISO-BMFF: a box size then a box type; QuickTime files may open
+    // with other top-level boxes than `ftyp`.
+    let iso_bmff = b.len() >= 8
+        && matches!(
+            &b[4..8],
+            b"ftyp" | b"moov" | b"mdat" | b"wide" | b"free" | b"skip" | b"pnot"
+        );
+    let sync = b.len() >= 2 && b[0] == 0xFF && b[1] & 0xE0 == 0xE0;
+    // MPEG audio frames have a non-zero layer; ADTS (raw AAC) frames have layer 0.
+    let mpeg_frame = sync && b[1] & 0x06 != 0;
+    let adts = sync && b[1] & 0xF6 == 0xF0;
+    match mime {
+        "image/png" => b.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "image/jpeg" | "image/jpg" => b.starts_with(&[0xFF, 0xD8, 0xFF]),
+        "image/webp" => riff(b"WEBP"),
+        "video/mp4" | "video/quicktime" => iso_bmff,
+        "audio/mpeg" | "audio/mp3" => b.starts_with(b"ID3") || mpeg_frame,
+        "audio/wav" | "audio/x-wav" | "audio/wave" => riff(b"WAVE"),
+        "audio/mp4" | "audio/m4a" | "audio/x-m4a" => iso_bmff,
+        // `audio/aac` is sent both for raw ADTS/ADIF streams and for .m4a files.
+        "audio/aac" => adts || b.starts_with(b"ADIF") || iso_bmff,
+        _ => false,
+    }
+}
+
+/// The content of a data: URI: declared type, size (before and after decoding), base64,
+/// magic bytes, and for images the dimensions. URLs pass: their content is only known when
+/// fetched, where the server applies the same caps.
+fn check_media_content(m: &MediaValue<'_>) -> Result<(), ApiError> {
+    let Some(uri) = DataUri::parse(m.value) else {
+        return Ok(());
+    };
+    let (kind, field) = (m.kind, m.field);
+    let mime = uri.mime.to_ascii_lowercase();
+    if !kind.mime_types().contains(&mime.as_str()) {
+        return Err(invalid(
+            "unsupported_media_type",
+            field,
+            format!(
+                "`{field}`: {} is not an accepted {} type ({}).",
+                uri.mime,
+                kind.name(),
+                kind.mime_types().join(", ")
+            ),
+        )
+        .with_extra("allowed_media_types", kind.mime_types().into()));
+    }
+    let too_large = || {
+        invalid(
+            "media_too_large",
+            field,
+            format!(
+                "`{field}`: a {} data URI may hold at most {} MB.",
+                kind.name(),
+                kind.max_bytes() / MIB
+            ),
+        )
+        .with_extra("limit_bytes", kind.max_bytes().into())
+    };
+    // Base64 carries 3 bytes per 4 characters: refuse an oversized payload before decoding it.
+    let unpadded = uri.payload.trim_end_matches('=').len();
+    if unpadded / 4 * 3 > kind.max_bytes() {
+        return Err(too_large());
+    }
+    let bytes = BASE64.decode(uri.payload).map_err(|_| {
+        invalid(
+            "invalid_media_url",
+            field,
+            format!("`{field}`: the data URI is not valid base64."),
+        )
+    })?;
+    if bytes.len() > kind.max_bytes() {
+        return Err(too_large());
+    }
+    if !content_matches(&mime, &bytes) {
+        return Err(invalid(
+            "unsupported_media_type",
+            field,
+            format!("`{field}`: the content is not {mime} as declared."),
+        )
+        .with_extra("allowed_media_types", kind.mime_types().into()));
+    }
+    if kind == Media::Image {
+        check_image_dimensions(field, &bytes)?;
+    }
+    Ok(())
+}
+
+fn check_image_dimensions(field: &str, bytes: &[u8]) -> Result<(), ApiError> {
+    let size = imagesize::blob_size(bytes).map_err(|_| {
+        invalid(
+            "unsupported_media_type",
+            field,
+            format!("`{field}`: the image header cannot be read."),
+        )
+    })?;
+    let (w, h) = (size.width, size.height);
+    // Aspect 0.4 ≤ w/h ≤ 2.5 in integers: 5w ≥ 2h and 2w ≤ 5h.
+    let (wide, high) = (w as u128, h as u128);
+    let aspect_ok = 5 * wide >= 2 * high && 2 * wide <= 5 * high;
+    if !IMAGE_SIDE_PX.contains(&w) || !IMAGE_SIDE_PX.contains(&h) || !aspect_ok {
+        return Err(invalid(
+            "invalid_image_dimensions",
+            field,
+            format!(
+                "`{field}` is {w}×{h}; images must be {}–{} px a side with an aspect ratio (width/height) of 0.4–2.5.",
+                IMAGE_SIDE_PX.start(),
+                IMAGE_SIDE_PX.end()
+            ),
+        )
+        .with_extra("width", w.into())
+        .with_extra("height", h.into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_are_matched_to_the_closest_field() {
+        assert_eq!(closest_field("resolutoin"), Some("resolution"));
+        assert_eq!(closest_field("image_uri"), Some("image_url"));
+        assert_eq!(closest_field("seeds"), Some("seed"));
+        assert_eq!(closest_field("negative_prompt"), None);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("ab", "ba"), 1);
+    }
+
+    #[test]
+    fn web_url_edge_cases() {
+        assert!(is_web_url("https://e.com"));
+        assert!(is_web_url("https://e.com:8080"));
+        assert!(!is_web_url("https://e.com:"));
+        assert!(!is_web_url("https://e.com:+80"));
+        assert!(!is_web_url("https://[::1"));
+        assert!(!is_web_url("https://[]/"));
+        assert!(is_web_url("http://[::1]/x"));
     }
 }

@@ -1,110 +1,166 @@
-//! Tokens and money (SPEC §4). Integer token math and exact decimals; USD is CNY ÷ the rate,
-//! rounded to the micro-dollar once, at the end.
+//! Tokens and money (SPEC §4). Token counts are integer math; money is exact decimal: CNY =
+//! tokens × rate ÷ 10⁶, USD = CNY ÷ the catalog's rate, rounded to the micro-dollar once, at
+//! the end. No `f64` touches an amount.
 
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 
-use crate::catalog::Catalog;
-use crate::error::ApiError;
+use crate::catalog::{Catalog, ModelSpec, PriceRow};
+use crate::error::{ApiError, ErrorType};
 use crate::job::{AspectRatio, DurationRequest, Resolution, VideoJob};
+use crate::parse::model_not_found;
 
-/// `floor(w × h × (24 × s + 1) / 1024)`: the upstream's own count for an output video.
+/// What a video input of unknown length reserves for: reference videos may total at most
+/// 15 s upstream (SPEC §2), so no input is longer.
+pub const MAX_INPUT_VIDEO_MILLIS: u64 = 15_000;
+
+/// `floor(w × h × (24 × s + 1) / 1024)`: the upstream's own count for an output video of
+/// `seconds` at 24 fps. Saturates instead of wrapping for absurd arguments.
 pub fn output_tokens(width: u32, height: u32, seconds: u32) -> u64 {
     let pixels = u128::from(width) * u128::from(height);
-    (pixels * (24 * u128::from(seconds) + 1) / 1024) as u64
+    let frames = 24 * u128::from(seconds) + 1;
+    u64::try_from(pixels * frames / 1024).unwrap_or(u64::MAX)
 }
 
-/// `floor(w × h × 24 × input_seconds / 1024)`, with the input length in milliseconds.
+/// `floor(w × h × 24 × input_seconds / 1024)` with the input length in milliseconds, i.e.
+/// `floor(w × h × 24 × ms / 1 024 000)` (one division, so no intermediate rounding).
 pub fn input_tokens(width: u32, height: u32, input_video_millis: u64) -> u64 {
     let pixels = u128::from(width) * u128::from(height);
-    (pixels * 24 * u128::from(input_video_millis) / (1000 * 1024)) as u64
+    let product = pixels.saturating_mul(24 * u128::from(input_video_millis));
+    u64::try_from(product / (1000 * 1024)).unwrap_or(u64::MAX)
 }
 
-/// An amount in both currencies.
+/// An amount in both currencies: what the ledger books (`usd_micros`) and what the CNY list
+/// price gave (`cny`, for display and audit).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Money {
+    /// USD in millionths, rounded half away from zero from the exact CNY ÷ rate.
     pub usd_micros: i64,
-    /// Exact CNY, at most 6 decimals (token counts × prices with ≤ 6 decimals).
+    /// CNY to 6 decimals (exact for list prices with whole fen per million tokens).
     pub cny: Decimal,
 }
 
 impl Money {
-    /// `"0.736676"`: always six decimals.
+    /// USD with six decimals: `"0.736676"`.
     pub fn usd_string(&self) -> String {
         Decimal::new(self.usd_micros, 6).to_string()
     }
 
-    /// `"5.009400"`: always six decimals.
+    /// CNY with six decimals: `"5.009400"`.
     pub fn cny_string(&self) -> String {
-        let mut cny = self.cny.round_dp(6);
-        cny.rescale(6);
-        cny.to_string()
+        six_places(self.cny).to_string()
     }
 }
 
 /// What a request costs at most (the reservation) and how that was counted.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Quote {
+    /// Output width counted (the largest of the tier for `adaptive`).
     pub width: u32,
+    /// Output height counted.
     pub height: u32,
+    /// Output seconds counted (the model's maximum for `duration: -1`).
     pub output_seconds: u32,
+    /// Input video length counted; 0 without video input.
     pub input_video_millis: u64,
+    /// Tokens of the output.
     pub output_tokens: u64,
+    /// Tokens of the video input; 0 without video input.
     pub input_tokens: u64,
+    /// What is charged: output + input, at least the model's video-input minimum when
+    /// video is an input.
     pub billed_tokens: u64,
+    /// Whether the video-input rate applies.
     pub video_input: bool,
+    /// The rate applied.
     pub cny_per_million: Decimal,
+    /// The price of `billed_tokens`.
     pub cost: Money,
 }
 
-fn money(tokens: u64, cny_per_million: Decimal, cny_per_usd: Decimal) -> Money {
-    let cny = Decimal::from(tokens) * cny_per_million / Decimal::from(1_000_000);
-    let usd_micros = (cny / cny_per_usd * Decimal::from(1_000_000))
-        .round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero);
-    Money {
-        usd_micros: i64::try_from(usd_micros.mantissa()).unwrap_or(i64::MAX),
-        cny,
-    }
+fn six_places(value: Decimal) -> Decimal {
+    let mut value = value.round_dp_with_strategy(6, RoundingStrategy::MidpointAwayFromZero);
+    value.rescale(6);
+    value
 }
 
-fn no_price(model: &str, resolution: Resolution) -> ApiError {
-    ApiError::invalid(
-        "unsupported_resolution",
-        Some("resolution"),
-        format!("{model} has no price for {}", resolution.as_str()),
+/// An amount that does not fit the ledger: only an absurd token count or catalog gets here.
+fn out_of_range() -> ApiError {
+    ApiError::new(
+        500,
+        ErrorType::ApiError,
+        "amount_out_of_range",
+        "The computed price is out of range.",
     )
 }
 
-/// The reservation estimate at create: an upper bound. `duration: -1` counts the model's
-/// longest duration, `adaptive` the largest size of the tier, and a video input of unknown
-/// length (`None`) the longest total input (15 s).
+/// The price of `tokens` at `cny_per_million`. Checked arithmetic: a provider reporting a
+/// nonsensical token count must not panic the engine or book a wrapped amount.
+fn money(tokens: u64, cny_per_million: Decimal, cny_per_usd: Decimal) -> Result<Money, ApiError> {
+    let cny = Decimal::from(tokens)
+        .checked_mul(cny_per_million)
+        .and_then(|c| c.checked_div(Decimal::from(1_000_000)))
+        .ok_or_else(out_of_range)?;
+    let usd_micros = cny
+        .checked_div(cny_per_usd)
+        .and_then(|usd| usd.checked_mul(Decimal::from(1_000_000)))
+        .map(|m| m.round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero))
+        .and_then(|m| m.to_i64())
+        .ok_or_else(out_of_range)?;
+    Ok(Money {
+        usd_micros,
+        cny: six_places(cny),
+    })
+}
+
+fn price_row(model: &ModelSpec, resolution: Resolution) -> Result<&PriceRow, ApiError> {
+    model.price_row(resolution).ok_or_else(|| {
+        ApiError::invalid(
+            "unsupported_resolution",
+            Some("resolution"),
+            format!("`{}` has no price for {resolution}.", model.id),
+        )
+    })
+}
+
+/// The reservation estimate at create: an upper bound of what settlement can charge for this
+/// job. `duration: -1` counts the model's longest duration, `adaptive` the largest-area size
+/// of the tier, and a video input of unknown length (`None`) [`MAX_INPUT_VIDEO_MILLIS`].
+/// `input_video_millis` is ignored without video input.
+///
+/// Errors: `model_not_found` / `unsupported_resolution` for a job the catalog no longer
+/// covers (a stored job after a catalog change), `amount_out_of_range` for absurd catalogs.
 pub fn quote(
     catalog: &Catalog,
     job: &VideoJob,
     input_video_millis: Option<u64>,
 ) -> Result<Quote, ApiError> {
-    let model = catalog.model(&job.model).ok_or_else(|| {
-        ApiError::invalid(
-            "model_not_found",
-            Some("model"),
-            format!("unknown model {}", job.model),
-        )
-    })?;
-    let price = model
-        .price_row(job.resolution)
-        .ok_or_else(|| no_price(&model.id, job.resolution))?;
+    let model = catalog
+        .model(&job.model)
+        .ok_or_else(|| model_not_found(catalog, &job.model))?;
+    let price = price_row(model, job.resolution)?;
     let (width, height) = match job.aspect_ratio {
         AspectRatio::Adaptive => catalog.largest_size(job.resolution),
         fixed => catalog.output_size(job.resolution, fixed),
     }
-    .ok_or_else(|| no_price(&model.id, job.resolution))?;
+    .ok_or_else(|| {
+        ApiError::invalid(
+            "invalid_aspect_ratio",
+            Some("aspect_ratio"),
+            format!(
+                "No output size for {} at {}.",
+                job.resolution, job.aspect_ratio
+            ),
+        )
+    })?;
     let output_seconds = match job.duration {
         DurationRequest::Seconds(s) => s,
         DurationRequest::ModelDecides => model.duration.max,
     };
     let video_input = job.has_video_input();
     let input_video_millis = if video_input {
-        input_video_millis.unwrap_or(u64::from(model.duration.max) * 1000)
+        input_video_millis.unwrap_or(MAX_INPUT_VIDEO_MILLIS)
     } else {
         0
     };
@@ -112,7 +168,9 @@ pub fn quote(
     let input = input_tokens(width, height, input_video_millis);
     let (billed_tokens, rate) = if video_input {
         (
-            (output + input).max(model.video_input_min_tokens),
+            output
+                .saturating_add(input)
+                .max(model.video_input_min_tokens),
             price.cny_per_million_video_input,
         )
     } else {
@@ -128,11 +186,12 @@ pub fn quote(
         billed_tokens,
         video_input,
         cny_per_million: rate,
-        cost: money(billed_tokens, rate, catalog.cny_per_usd()),
+        cost: money(billed_tokens, rate, catalog.cny_per_usd())?,
     })
 }
 
-/// Settlement: the price of the tokens a provider reports.
+/// Settlement: the price of the `tokens` a provider reported for a succeeded task, at the
+/// video-input rate (and never below the model's minimum) when `video_input`.
 pub fn price_tokens(
     catalog: &Catalog,
     model: &str,
@@ -140,17 +199,11 @@ pub fn price_tokens(
     video_input: bool,
     tokens: u64,
 ) -> Result<Money, ApiError> {
-    let spec = catalog.model(model).ok_or_else(|| {
-        ApiError::invalid(
-            "model_not_found",
-            Some("model"),
-            format!("unknown model {model}"),
-        )
-    })?;
-    let price = spec
-        .price_row(resolution)
-        .ok_or_else(|| no_price(model, resolution))?;
-    Ok(if video_input {
+    let spec = catalog
+        .model(model)
+        .ok_or_else(|| model_not_found(catalog, model))?;
+    let price = price_row(spec, resolution)?;
+    if video_input {
         money(
             tokens.max(spec.video_input_min_tokens),
             price.cny_per_million_video_input,
@@ -158,7 +211,7 @@ pub fn price_tokens(
         )
     } else {
         money(tokens, price.cny_per_million, catalog.cny_per_usd())
-    })
+    }
 }
 
 #[cfg(test)]
@@ -167,13 +220,35 @@ mod tests {
     use crate::parse::parse_create_request;
     use proptest::prelude::*;
 
+    fn job(body: &str) -> VideoJob {
+        parse_create_request(&Catalog::builtin(), body.as_bytes()).unwrap()
+    }
+
     #[test]
-    fn published_token_counts() {
+    fn published_token_count_720p_4s_is_87300() {
         assert_eq!(output_tokens(1280, 720, 4), 87_300);
+    }
+
+    #[test]
+    fn published_token_count_720p_5s_is_108900() {
         assert_eq!(output_tokens(1280, 720, 5), 108_900);
+    }
+
+    #[test]
+    fn published_token_count_720p_4s_with_4s_reference_video_is_173700() {
+        assert_eq!(input_tokens(1280, 720, 4000), 86_400);
         assert_eq!(
             output_tokens(1280, 720, 4) + input_tokens(1280, 720, 4000),
             173_700
+        );
+        let j = job(
+            r#"{"model":"seedance-2.0","operation":"reference-to-video","prompt":"x","duration":4,
+                "video_urls":["https://e.com/v.mp4"]}"#,
+        );
+        let q = quote(&Catalog::builtin(), &j, Some(4000)).unwrap();
+        assert_eq!(
+            (q.output_tokens, q.input_tokens, q.billed_tokens),
+            (87_300, 86_400, 173_700)
         );
     }
 
@@ -181,58 +256,108 @@ mod tests {
     fn seedance_2_720p_5s_costs_0_736676() {
         let c = Catalog::builtin();
         let m = price_tokens(&c, "seedance-2.0", Resolution::P720, false, 108_900).unwrap();
+        assert_eq!(m.cny, Decimal::new(5_009_400, 6));
         assert_eq!(m.cny_string(), "5.009400");
         assert_eq!(m.usd_string(), "0.736676");
         assert_eq!(m.usd_micros, 736_676);
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"usd_micros": 736_676, "cny": "5.009400"})
+        );
     }
 
     #[test]
-    fn quote_of_a_default_text_to_video() {
-        let c = Catalog::builtin();
-        let job = parse_create_request(
-            &c,
-            br#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x"}"#,
+    fn quote_of_a_default_text_to_video_is_0_736676() {
+        let q = quote(
+            &Catalog::builtin(),
+            &job(r#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x"}"#),
+            None,
         )
         .unwrap();
-        let q = quote(&c, &job, None).unwrap();
         assert_eq!((q.width, q.height, q.output_seconds), (1280, 720, 5));
         assert_eq!(q.billed_tokens, 108_900);
+        assert_eq!(q.cny_per_million, Decimal::from(46));
         assert_eq!(q.cost.usd_string(), "0.736676");
+        assert_eq!(q.cost.cny_string(), "5.009400");
         assert!(!q.video_input);
+        assert_eq!((q.input_video_millis, q.input_tokens), (0, 0));
+    }
+
+    #[test]
+    fn other_models_and_tiers_use_their_rows() {
+        let c = Catalog::builtin();
+        // 108,900 × 37 / 10⁶ = 4.029300 CNY; ÷ 6.8 = 0.59254411… USD.
+        let fast = price_tokens(&c, "seedance-2.0-fast", Resolution::P720, false, 108_900).unwrap();
+        assert_eq!(
+            (fast.cny_string().as_str(), fast.usd_micros),
+            ("4.029300", 592_544)
+        );
+        // 1080p 16:9 5 s: 1920 × 1080 × 121 / 1024 = 245,025 tokens × 51.
+        let full_hd = job(
+            r#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x","resolution":"1080p"}"#,
+        );
+        let q = quote(&c, &full_hd, None).unwrap();
+        assert_eq!(q.billed_tokens, 245_025);
+        assert_eq!(q.cost.cny_string(), "12.496275");
+        // 12.496275 / 6.8 = 1.8376875 exactly: the half micro-dollar rounds away from zero.
+        assert_eq!(q.cost.usd_string(), "1.837688");
     }
 
     #[test]
     fn video_input_uses_the_video_rate_and_counts_input_tokens() {
         let c = Catalog::builtin();
-        let job = parse_create_request(
-            &c,
-            br#"{"model":"seedance-2.0","operation":"video-to-video","prompt":"x","video_url":"https://e.com/v.mp4","duration":4}"#,
-        )
-        .unwrap();
-        let known = quote(&c, &job, Some(4000)).unwrap();
+        let j = job(
+            r#"{"model":"seedance-2.0","operation":"video-to-video","prompt":"x","video_url":"https://e.com/v.mp4","duration":4}"#,
+        );
+        let known = quote(&c, &j, Some(4000)).unwrap();
         assert_eq!(known.billed_tokens, 173_700);
         assert_eq!(known.cny_per_million, Decimal::from(28));
-        // Unknown input length reserves for the longest (15 s).
-        let unknown = quote(&c, &job, None).unwrap();
-        assert_eq!(unknown.input_video_millis, 15_000);
+        assert_eq!(known.cost.cny_string(), "4.863600");
+        let settled = price_tokens(&c, "seedance-2.0", Resolution::P720, true, 173_700).unwrap();
+        assert_eq!(settled, known.cost);
+    }
+
+    #[test]
+    fn unknown_input_length_reserves_15_seconds() {
+        let c = Catalog::builtin();
+        let j = job(
+            r#"{"model":"seedance-2.0","operation":"video-extension","task_id":"vtask_01JAAAAAAAAAAAAAAAAAAAAAAA"}"#,
+        );
+        let unknown = quote(&c, &j, None).unwrap();
+        assert_eq!(unknown.input_video_millis, MAX_INPUT_VIDEO_MILLIS);
+        assert!(unknown.video_input);
+        let known = quote(&c, &j, Some(5000)).unwrap();
         assert!(unknown.cost.usd_micros > known.cost.usd_micros);
     }
 
     #[test]
+    fn input_length_is_ignored_without_video_input() {
+        let j = job(r#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x"}"#);
+        let q = quote(&Catalog::builtin(), &j, Some(9000)).unwrap();
+        assert_eq!(
+            (q.input_video_millis, q.input_tokens, q.billed_tokens),
+            (0, 0, 108_900)
+        );
+    }
+
+    #[test]
     fn model_decides_reserves_the_longest_duration() {
-        let c = Catalog::builtin();
-        let job = parse_create_request(&c, br#"{"model":"seedance-2.0-fast","operation":"text-to-video","prompt":"x","duration":-1}"#).unwrap();
-        let q = quote(&c, &job, None).unwrap();
+        let j = job(
+            r#"{"model":"seedance-2.0-fast","operation":"text-to-video","prompt":"x","duration":-1}"#,
+        );
+        let q = quote(&Catalog::builtin(), &j, None).unwrap();
         assert_eq!(q.output_seconds, 15);
         assert_eq!(q.billed_tokens, output_tokens(1280, 720, 15));
     }
 
     #[test]
     fn adaptive_reserves_the_largest_size() {
-        let c = Catalog::builtin();
-        let job = parse_create_request(&c, br#"{"model":"seedance-2.0","operation":"image-to-video","prompt":"x","image_url":"https://e.com/a.png"}"#).unwrap();
-        let q = quote(&c, &job, None).unwrap();
-        assert_eq!(u64::from(q.width) * u64::from(q.height), 1112 * 834);
+        let j = job(
+            r#"{"model":"seedance-2.0","operation":"image-to-video","prompt":"x","image_url":"https://e.com/a.png"}"#,
+        );
+        let q = quote(&Catalog::builtin(), &j, None).unwrap();
+        assert_eq!((q.width, q.height), (834, 1112));
     }
 
     #[test]
@@ -246,24 +371,111 @@ mod tests {
         let m = price_tokens(&c, "seedance-2.0", Resolution::P720, true, 1000).unwrap();
         assert_eq!(m.cny, Decimal::from(14));
         let m = price_tokens(&c, "seedance-2.0", Resolution::P720, false, 1000).unwrap();
-        assert_eq!(m.cny, Decimal::new(46, 3));
+        assert_eq!(m.cny_string(), "0.046000");
+        let j = job(
+            r#"{"model":"seedance-2.0","operation":"video-to-video","prompt":"x","video_url":"https://e.com/v.mp4","duration":4}"#,
+        );
+        let q = quote(&c, &j, Some(2000)).unwrap();
+        assert_eq!(q.billed_tokens, 500_000);
+    }
+
+    #[test]
+    fn unknown_model_or_tier_is_an_error() {
+        let c = Catalog::builtin();
+        let err = price_tokens(&c, "seedance-9", Resolution::P720, false, 1).unwrap_err();
+        assert_eq!(
+            (err.code, err.param.as_deref()),
+            ("model_not_found", Some("model"))
+        );
+        let err = price_tokens(&c, "seedance-2.0-fast", Resolution::K4, false, 1).unwrap_err();
+        assert_eq!(err.code, "unsupported_resolution");
+        let mut j = job(r#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x"}"#);
+        j.model = "gone".into();
+        assert_eq!(quote(&c, &j, None).unwrap_err().code, "model_not_found");
+    }
+
+    #[test]
+    fn absurd_token_counts_are_an_error_not_a_panic() {
+        let c = Catalog::builtin();
+        let err = price_tokens(&c, "seedance-2.0", Resolution::P720, false, u64::MAX).unwrap_err();
+        assert_eq!((err.status, err.code), (500, "amount_out_of_range"));
+        assert_eq!(output_tokens(u32::MAX, u32::MAX, u32::MAX), u64::MAX);
+        assert_eq!(input_tokens(u32::MAX, u32::MAX, u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn zero_tokens_cost_nothing() {
+        let m = price_tokens(
+            &Catalog::builtin(),
+            "seedance-2.0",
+            Resolution::P480,
+            false,
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            (m.usd_string().as_str(), m.cny_string().as_str()),
+            ("0.000000", "0.000000")
+        );
+    }
+
+    /// `round_half_away(n / d)` for positive integers: the oracle the decimal code must match.
+    fn round_div(n: u128, d: u128) -> u128 {
+        (2 * n + d) / (2 * d)
     }
 
     proptest! {
         #[test]
-        fn tokens_grow_with_duration_and_area(w in 2u32..4400, h in 2u32..4400, s in 1u32..15) {
-            prop_assert!(output_tokens(w, h, s + 1) > output_tokens(w, h, s));
-            prop_assert!(output_tokens(w + 2, h, s) >= output_tokens(w, h, s));
-            prop_assert!(input_tokens(w, h, u64::from(s) * 1000 + 1000) >= input_tokens(w, h, u64::from(s) * 1000));
+        fn tokens_grow_with_duration(w in 1u32..5000, h in 1u32..5000, s in 0u32..60) {
+            prop_assert!(output_tokens(w, h, s + 1) >= output_tokens(w, h, s));
+            // Strictly, once a second of frames is worth a token (24 × w × h ≥ 1024).
+            if w * h >= 43 {
+                prop_assert!(output_tokens(w, h, s + 1) > output_tokens(w, h, s));
+            }
         }
 
         #[test]
-        fn usd_is_cny_over_the_rate_to_the_micro(tokens in 0u64..50_000_000, rate in 1u32..200) {
+        fn tokens_grow_with_area(w in 1u32..5000, h in 1u32..5000, dw in 0u32..100, dh in 0u32..100, s in 1u32..16) {
+            prop_assert!(output_tokens(w + dw, h + dh, s) >= output_tokens(w, h, s));
+            prop_assert!(input_tokens(w + dw, h + dh, u64::from(s) * 1000) >= input_tokens(w, h, u64::from(s) * 1000));
+        }
+
+        #[test]
+        fn input_tokens_grow_with_input_length(w in 1u32..5000, h in 1u32..5000, ms in 0u64..60_000, more in 0u64..10_000) {
+            prop_assert!(input_tokens(w, h, ms + more) >= input_tokens(w, h, ms));
+            // Whole seconds of input count 24 frames each (the output formula minus its +1 frame).
+            let s = ms / 1000;
+            prop_assert_eq!(input_tokens(w, h, 1000 * s), u64::from(w) * u64::from(h) * 24 * s / 1024);
+        }
+
+        #[test]
+        fn usd_micros_is_cny_over_6_8_rounded_once(tokens in 0u64..2_000_000_000, rate in 0u64..1_000_000, scale in 0u32..4) {
+            // The rate is rate / 10^scale CNY per million tokens, e.g. 46 or 37.25.
+            let cny_per_million = Decimal::new(rate as i64, scale);
+            let m = money(tokens, cny_per_million, Decimal::new(68, 1)).unwrap();
+            // usd_micros = tokens × rate / 10^scale / 6.8 = tokens × rate × 10 / (68 × 10^scale)
+            let expected = round_div(u128::from(tokens) * u128::from(rate) * 10, 68 * 10u128.pow(scale));
+            prop_assert_eq!(m.usd_micros as u128, expected);
+            // and CNY is tokens × rate / 10^(6 + scale), to 6 decimals.
+            let cny_micros = round_div(u128::from(tokens) * u128::from(rate), 10u128.pow(scale));
+            prop_assert_eq!(m.cny, Decimal::from_i128_with_scale(cny_micros as i128, 6));
+        }
+
+        #[test]
+        fn settlement_at_the_quoted_tokens_is_the_quote(
+            model in 0usize..3, op_video in any::<bool>(), seconds in 4u32..=15, ms in 0u64..=15_000
+        ) {
             let c = Catalog::builtin();
-            let m = money(tokens, Decimal::from(rate), c.cny_per_usd());
-            let exact = Decimal::from(tokens) * Decimal::from(rate) / Decimal::from(1_000_000) / Decimal::new(68, 1);
-            let diff = (Decimal::new(m.usd_micros, 6) - exact).abs();
-            prop_assert!(diff <= Decimal::new(5, 7));
+            let spec = &c.models()[model];
+            let body = if op_video {
+                format!(r#"{{"model":"{}","operation":"video-to-video","prompt":"x","video_url":"https://e.com/v","duration":{seconds}}}"#, spec.id)
+            } else {
+                format!(r#"{{"model":"{}","operation":"text-to-video","prompt":"x","duration":{seconds}}}"#, spec.id)
+            };
+            let j = job(&body);
+            let q = quote(&c, &j, Some(ms)).unwrap();
+            let settled = price_tokens(&c, &spec.id, j.resolution, op_video, q.billed_tokens).unwrap();
+            prop_assert_eq!(settled, q.cost);
         }
     }
 }

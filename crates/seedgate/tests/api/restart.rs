@@ -30,13 +30,19 @@ impl Drop for Server {
     }
 }
 
-/// Starts the real binary; on a first start, also reads the development key it prints.
+/// Starts the real binary, its log appended to `server.log` beside the data dir; on a first
+/// start, also reads the development key it prints.
 fn start(
     data_dir: &std::path::Path,
     config: &std::path::Path,
     port: u16,
     first: bool,
 ) -> (Server, Option<String>) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.with_file_name("server.log"))
+        .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_seedgate"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
@@ -44,7 +50,8 @@ fn start(
         .arg("--config")
         .arg(config)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
+        .env("RUST_LOG", "debug,hyper=info,h2=info,reqwest=debug")
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -150,6 +157,11 @@ async fn kill_9_mid_render_loses_no_task() {
         store.ledger_sum(&account.id).await.unwrap(),
         account.balance_usd_micros
     );
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    assert!(
+        log.contains("task succeeded") && !log.contains(&key),
+        "log captured, key absent"
+    );
 }
 
 /// A restart between the upstream submit and the first poll must not submit the task again.
@@ -223,4 +235,13 @@ async fn restart_after_upstream_submit_does_not_submit_twice() {
     drop(server);
     assert_eq!(fake.tasks_created(), 1, "submitted upstream exactly once");
     fake.assert_no_violations();
+
+    // A full run at debug level never writes a key to the log.
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    assert!(log.contains("submitted upstream"), "the log was captured");
+    assert!(!log.contains(&key), "the API key leaked into the log");
+    assert!(
+        !log.contains(crate::fake_ark::FAKE_KEY),
+        "the upstream key leaked into the log"
+    );
 }

@@ -28,6 +28,25 @@ pub struct Config {
     pub assets: AssetsConfig,
     /// Upstream channels; with none, the sandbox is the only channel.
     pub channels: Vec<ChannelConfig>,
+    pub limits: LimitsConfig,
+}
+
+/// Default request rate of each key; a key may carry its own (`keys create --rps`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub requests_per_second: u32,
+    /// Requests a key may make at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 50,
+            burst: 100,
+        }
+    }
 }
 
 /// One upstream account: a provider, where it lives, its key, which models it serves.
@@ -91,6 +110,8 @@ pub struct EngineConfig {
     pub breaker_cooldown_seconds: u64,
     /// Largest result file copied from an upstream.
     pub max_result_bytes: u64,
+    /// Tasks of one key generating at once; more wait queued (a key may carry its own).
+    pub max_concurrent_tasks_per_key: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -135,6 +156,7 @@ impl Default for Config {
             fetch: FetchConfig::default(),
             assets: AssetsConfig::default(),
             channels: Vec::new(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -153,6 +175,7 @@ impl Default for EngineConfig {
             breaker_failures: 3,
             breaker_cooldown_seconds: 30,
             max_result_bytes: 1024 * 1024 * 1024,
+            max_concurrent_tasks_per_key: 8,
         }
     }
 }

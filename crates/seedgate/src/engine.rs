@@ -16,8 +16,8 @@ use crate::assets::{AssetKind, AssetStore};
 use crate::config::EngineConfig;
 use crate::fetch::Fetcher;
 use crate::providers::{
-    Generated, Provider, ProviderError, Registry, Submission, SubmitRequest, UpstreamRef,
-    UpstreamStatus,
+    BoxFuture, ChannelSlots, Generated, Provider, ProviderError, Registry, Submission,
+    SubmitRequest, UpstreamRef, UpstreamStatus,
 };
 use crate::store::{now_ms, Settlement, Store, StoreError, TaskRecord, TaskState};
 
@@ -108,7 +108,14 @@ impl Engine {
 
     /// Leases and advances at most one task.
     pub async fn run_one(&self) -> Result<Outcome, StoreError> {
-        let Some((task, job_json)) = self.store.claim_task(&self.owner, self.lease_ms()).await?
+        let Some((task, job_json)) = self
+            .store
+            .claim_task(
+                &self.owner,
+                self.lease_ms(),
+                self.config.max_concurrent_tasks_per_key,
+            )
+            .await?
         else {
             return Ok(Outcome::Empty);
         };
@@ -217,10 +224,16 @@ impl Engine {
             false => self.source_video(job).await,
         };
         info!(attempt = task.attempts, "submitting");
+        let slots = TaskSlots {
+            store: &self.store,
+            task_id: &task.id,
+            owner: &self.owner,
+        };
         let request = SubmitRequest {
             task_id: &task.id,
             job,
             in_flight: &in_flight,
+            slots: &slots,
             callback_url: self.callback_url(&task.id),
             source_video,
         };
@@ -571,6 +584,28 @@ impl Engine {
             info!(tokens = generated.usage_tokens, cost_usd = %cost.usd_string(), "task succeeded");
         }
         Ok(())
+    }
+}
+
+/// Channel places backed by the task row being submitted.
+struct TaskSlots<'a> {
+    store: &'a Store,
+    task_id: &'a str,
+    owner: &'a str,
+}
+
+impl ChannelSlots for TaskSlots<'_> {
+    fn reserve<'a>(
+        &'a self,
+        channel: &'a str,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<bool, ProviderError>> {
+        Box::pin(async move {
+            self.store
+                .reserve_channel(self.task_id, self.owner, channel, limit)
+                .await
+                .map_err(|e| ProviderError::transient("store_unavailable", e.to_string()))
+        })
     }
 }
 

@@ -8,6 +8,7 @@ pub mod assets;
 pub mod config;
 pub mod engine;
 pub mod fetch;
+pub mod limits;
 pub mod providers;
 pub mod secret;
 pub mod service;
@@ -109,6 +110,8 @@ impl Application {
             public_url: config.public_url.clone(),
             url_ttl_seconds: config.assets.url_ttl_seconds,
             task_deadline_ms: config.engine.task_deadline_seconds as i64 * 1000,
+            limiter: limits::RateLimiter::default(),
+            rate_limit: config.limits.clone(),
         });
         let state = ApiState {
             services,

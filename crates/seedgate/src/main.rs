@@ -110,6 +110,12 @@ enum KeysAction {
         /// A test key: always served by the sandbox, billed in play money.
         #[arg(long)]
         test: bool,
+        /// This key's request rate (default: the server's `limits.requests_per_second`).
+        #[arg(long)]
+        rps: Option<u32>,
+        /// This key's tasks generating at once (default: `engine.max_concurrent_tasks_per_key`).
+        #[arg(long)]
+        max_concurrent: Option<u32>,
     },
     /// List keys (never their secrets).
     List,
@@ -260,12 +266,20 @@ async fn keys(store: Store, action: KeysAction) -> Result<(), String> {
             name,
             balance_usd,
             test,
+            rps,
+            max_concurrent,
         } => {
             let mode = if test { KeyMode::Test } else { KeyMode::Live };
             let key = store
                 .create_key(&name, mode, usd_to_micros(&balance_usd)?)
                 .await
                 .map_err(|e| e.to_string())?;
+            if rps.is_some() || max_concurrent.is_some() {
+                store
+                    .set_key_limits(&key.account.id, rps, max_concurrent)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             out(&key.secret);
         }
         KeysAction::List => {

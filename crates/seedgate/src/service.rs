@@ -28,6 +28,8 @@ pub struct Services {
     pub public_url: Option<String>,
     pub url_ttl_seconds: u64,
     pub task_deadline_ms: i64,
+    pub limiter: crate::limits::RateLimiter,
+    pub rate_limit: crate::config::LimitsConfig,
 }
 
 /// One page of `GET /v1/tasks`.

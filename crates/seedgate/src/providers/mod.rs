@@ -60,12 +60,24 @@ pub enum CancelOutcome {
     NotCancellable,
 }
 
+/// Takes a place on a channel for the task being submitted, atomically against its
+/// concurrency limit (the engine backs it with the task row).
+pub trait ChannelSlots: Sync {
+    fn reserve<'a>(
+        &'a self,
+        channel: &'a str,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<bool, ProviderError>>;
+}
+
 /// What a submission needs besides the job itself.
 pub struct SubmitRequest<'a> {
     pub task_id: &'a str,
     pub job: &'a VideoJob,
-    /// Upstream tasks in flight per channel, for concurrency limits.
+    /// Upstream tasks in flight per channel, to prefer channels with room.
     pub in_flight: &'a HashMap<String, i64>,
+    /// The authoritative check of a channel's concurrency limit.
+    pub slots: &'a dyn ChannelSlots,
     /// Where the upstream may notify us (only when the gateway has a public URL).
     pub callback_url: Option<String>,
     /// For video-extension of one of our tasks: its video, as a URL or data: URI.

@@ -41,6 +41,9 @@ pub struct Account {
     pub balance_usd_micros: i64,
     pub created_at_ms: i64,
     pub revoked: bool,
+    /// This key's own limits; None means the server's default.
+    pub requests_per_second: Option<u32>,
+    pub max_concurrent_tasks: Option<u32>,
 }
 
 /// A freshly created key: the only moment the plaintext exists outside the caller's hands.
@@ -63,11 +66,13 @@ fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Account, StoreError
         balance_usd_micros: row.try_get("balance_usd_micros")?,
         created_at_ms: row.try_get("created_at")?,
         revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+        requests_per_second: row.try_get("requests_per_second")?,
+        max_concurrent_tasks: row.try_get("max_concurrent_tasks")?,
     })
 }
 
-const ACCOUNT_COLUMNS: &str =
-    "id, name, key_prefix, mode, balance_usd_micros, created_at, revoked_at";
+const ACCOUNT_COLUMNS: &str = "id, name, key_prefix, mode, balance_usd_micros, created_at, \
+    revoked_at, requests_per_second, max_concurrent_tasks";
 
 impl Store {
     /// Creates a key with an opening balance (recorded as a `top_up` ledger entry).
@@ -150,6 +155,24 @@ impl Store {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    /// Sets (or with None clears) a key's own limits; false for an unknown key.
+    pub async fn set_key_limits(
+        &self,
+        id: &str,
+        requests_per_second: Option<u32>,
+        max_concurrent_tasks: Option<u32>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET requests_per_second = ?, max_concurrent_tasks = ? WHERE id = ?",
+        )
+        .bind(requests_per_second)
+        .bind(max_concurrent_tasks)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Revokes a key; returns false when no such active key exists.

@@ -400,17 +400,23 @@ impl Store {
     /// Leases one task for `owner`: first one whose previous holder's lease ran out (it died
     /// mid-work), then the oldest queued one (→ `submitting`), then an upstream task due for a
     /// poll. One UPDATE statement each, so a claim is atomic.
+    /// A queued task waits while its key already has `max_per_key` (or the key's own limit)
+    /// tasks in flight.
     pub async fn claim_task(
         &self,
         owner: &str,
         lease_ms: i64,
+        max_per_key: u32,
     ) -> Result<Option<(TaskRecord, String)>, StoreError> {
         let now = now_ms();
         for pick in [
             "SELECT id FROM tasks WHERE state IN ('submitting', 'running') AND lease_until_ms < ?1 \
              ORDER BY lease_until_ms LIMIT 1",
-            "SELECT id FROM tasks WHERE state = 'queued' AND next_attempt_at_ms <= ?1 \
-             ORDER BY next_attempt_at_ms, id LIMIT 1",
+            "SELECT t.id FROM tasks t WHERE t.state = 'queued' AND t.next_attempt_at_ms <= ?1 \
+             AND (SELECT COUNT(*) FROM tasks r WHERE r.account_id = t.account_id \
+                  AND r.state IN ('submitting', 'running')) \
+               < COALESCE((SELECT k.max_concurrent_tasks FROM api_keys k WHERE k.id = t.account_id), ?4) \
+             ORDER BY t.next_attempt_at_ms, t.id LIMIT 1",
             "SELECT id FROM tasks WHERE state = 'running' AND upstream_id IS NOT NULL \
              AND next_poll_at_ms <= ?1 AND lease_until_ms IS NULL ORDER BY next_poll_at_ms LIMIT 1",
         ] {
@@ -426,6 +432,7 @@ impl Store {
             .bind(now)
             .bind(owner)
             .bind(now + lease_ms)
+            .bind(max_per_key)
             .fetch_optional(&self.pool)
             .await?;
             if let Some(row) = row {
@@ -538,20 +545,25 @@ impl Store {
         Ok(found.is_some())
     }
 
-    /// Remembers the channel a submission is being attempted on, before the attempt, so a
-    /// crash between the upstream's answer and [`Store::record_submission`] can be reconciled.
-    pub async fn note_submit_channel(
+    /// Claims a place on `channel` for a task about to be submitted there, if the channel has
+    /// fewer than `limit` tasks in flight. One statement, so two workers can never both take
+    /// the last place.
+    pub async fn reserve_channel(
         &self,
         id: &str,
         owner: &str,
         channel: &str,
+        limit: u32,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE tasks SET channel = ? WHERE id = ? AND lease_owner = ? AND state = 'submitting'",
+            "UPDATE tasks SET channel = ?1 WHERE id = ?2 AND lease_owner = ?3 AND state = 'submitting' \
+             AND (SELECT COUNT(*) FROM tasks WHERE channel = ?1 AND state IN ('submitting', 'running') \
+                  AND id != ?2) < ?4",
         )
         .bind(channel)
         .bind(id)
         .bind(owner)
+        .bind(limit)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -704,7 +716,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let now = now_ms();
         let done = sqlx::query(
-            "UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_until_ms = NULL, \
+            "UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_until_ms = NULL, channel = NULL, \
              attempts = attempts - CASE WHEN ? THEN 0 ELSE 1 END, \
              next_attempt_at_ms = ?, updated_at_ms = ? \
              WHERE id = ? AND lease_owner = ? AND state IN ('submitting', 'running')",

@@ -53,7 +53,11 @@ async fn concurrent_claims_never_share_a_task() {
         let store = store.clone();
         workers.push(tokio::spawn(async move {
             let mut mine = Vec::new();
-            while let Some((task, _)) = store.claim_task(&format!("w{w}"), 60_000).await.unwrap() {
+            while let Some((task, _)) = store
+                .claim_task(&format!("w{w}"), 60_000, 100)
+                .await
+                .unwrap()
+            {
                 mine.push(task.id);
             }
             mine
@@ -80,9 +84,13 @@ async fn an_expired_lease_moves_to_a_new_owner_and_the_old_one_cannot_settle() {
         .create_task(new_task(&account, 1, 5_000), None)
         .await
         .unwrap();
-    let (first, _) = store.claim_task("dead", 0).await.unwrap().unwrap();
+    let (first, _) = store.claim_task("dead", 0, 100).await.unwrap().unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let (second, _) = store.claim_task("alive", 60_000).await.unwrap().unwrap();
+    let (second, _) = store
+        .claim_task("alive", 60_000, 100)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first.id, second.id);
     assert_eq!(second.attempts, 2);
 
@@ -134,7 +142,7 @@ async fn reservation_is_refused_beyond_the_balance() {
     ));
     assert_eq!(store.count_tasks(&account).await.unwrap(), 1);
     // Failure releases the whole reservation.
-    let (task, _) = store.claim_task("w", 60_000).await.unwrap().unwrap();
+    let (task, _) = store.claim_task("w", 60_000, 100).await.unwrap().unwrap();
     assert!(store
         .finish_failed(&task.id, "w", "boom", "failed")
         .await
@@ -159,9 +167,9 @@ async fn a_requeued_task_waits_for_its_retry_time() {
         .create_task(new_task(&key.account.id, 1, 100), None)
         .await
         .unwrap();
-    let (task, _) = store.claim_task("w", 60_000).await.unwrap().unwrap();
+    let (task, _) = store.claim_task("w", 60_000, 100).await.unwrap().unwrap();
     assert!(store.requeue(&task.id, "w", 60_000, true).await.unwrap());
-    assert!(store.claim_task("w", 60_000).await.unwrap().is_none());
+    assert!(store.claim_task("w", 60_000, 100).await.unwrap().is_none());
     let (_, cancelled) = store
         .cancel_queued_task(&key.account.id, &task.id)
         .await

@@ -9,6 +9,7 @@ mod guard;
 mod helpers;
 mod idempotency;
 mod lifecycle;
+mod limits;
 mod money;
 mod operations;
 mod restart;

@@ -486,7 +486,7 @@ async fn an_interrupted_submission_adopts_its_upstream_task() {
     // A worker claims the task, the upstream accepts it, and the worker dies before recording.
     let (claimed, _) = app
         .store
-        .claim_task("dead-worker", 0)
+        .claim_task("dead-worker", 0, 100)
         .await
         .unwrap()
         .unwrap();

@@ -1,0 +1,115 @@
+//! Per-key limits: request rate (429 with Retry-After) and tasks generating at once.
+
+use std::time::{Duration, Instant};
+
+use seedgate::store::KeyMode;
+use serde_json::json;
+
+use crate::fake_ark::FakeArk;
+use crate::helpers::TestApp;
+use crate::upstream::{channel, fast_polls};
+
+#[tokio::test]
+async fn a_key_over_its_rate_gets_429_with_retry_after() {
+    let app = TestApp::spawn_with(
+        |c| {
+            c.limits.requests_per_second = 1;
+            c.limits.burst = 3;
+        },
+        false,
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(app.get_path("/v1/models").await.0, 200);
+    }
+    let response = app
+        .client
+        .get(format!("{}/v1/models", app.address))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(header("retry-after").parse::<u64>().unwrap() >= 1);
+    assert_eq!(header("x-ratelimit-limit"), "3");
+    assert_eq!(header("x-ratelimit-remaining"), "0");
+    assert!(header("x-ratelimit-reset").parse::<u64>().unwrap() >= 1);
+    let (_, body) = crate::helpers::decode(response).await;
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(body["error"]["type"], "rate_limit_exceeded");
+
+    // Other keys have their own buckets, and a key may carry its own rate.
+    let (other, _) = app.new_key(1_000_000).await;
+    assert_eq!(app.get_path_with_key(&other, "/v1/models").await.0, 200);
+    let (fast, fast_id) = app.new_key(1_000_000).await;
+    app.store
+        .set_key_limits(&fast_id, Some(100), None)
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        assert_eq!(app.get_path_with_key(&fast, "/v1/models").await.0, 200);
+    }
+    // The refill lets the first key back in.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(app.get_path("/v1/models").await.0, 200);
+}
+
+#[tokio::test]
+async fn tasks_beyond_a_keys_concurrency_wait_queued() {
+    let fake = FakeArk::start().await;
+    fake.set_timing(Duration::ZERO, Duration::from_millis(1500));
+    let app = TestApp::spawn_with(
+        |c| {
+            fast_polls(c);
+            c.channels = vec![channel("volc", &fake, 1)];
+        },
+        true,
+    )
+    .await;
+    let (key, account) = app.new_key_in_mode(KeyMode::Live, 100_000_000).await;
+    app.store
+        .set_key_limits(&account, None, Some(1))
+        .await
+        .unwrap();
+    let body = json!({"model": "seedance-2.0-fast", "operation": "text-to-video", "prompt": "one at a time",
+        "resolution": "480p", "duration": 4});
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, created) = app.create_with_key(&key, &body).await;
+        assert_eq!(status, 202, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        fake.tasks_created(),
+        1,
+        "the second task waits, it is not rejected"
+    );
+    assert_eq!(
+        app.task_with_key(&key, &ids[1]).await.1["status"],
+        "pending"
+    );
+    let started = Instant::now();
+    for id in &ids {
+        let done = crate::helpers::wait_terminal(
+            &app.client,
+            &app.address,
+            &key,
+            id,
+            Duration::from_secs(60),
+        )
+        .await;
+        assert_eq!(done["status"], "completed");
+    }
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(fake.tasks_created(), 2);
+}

@@ -29,6 +29,27 @@ pub struct Config {
     /// Upstream channels; with none, the sandbox is the only channel.
     pub channels: Vec<ChannelConfig>,
     pub limits: LimitsConfig,
+    pub webhooks: WebhooksConfig,
+}
+
+/// Webhook retries: exponential from `retry_base_ms`, capped at `max_retry_delay_ms`, for
+/// `max_attempts` (the defaults span about a day and a half).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    pub retry_base_ms: u64,
+    pub max_retry_delay_ms: u64,
+    pub max_attempts: i64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            retry_base_ms: 10_000,
+            max_retry_delay_ms: 6 * 3600 * 1000,
+            max_attempts: 16,
+        }
+    }
 }
 
 /// Default request rate of each key; a key may carry its own (`keys create --rps`).
@@ -157,6 +178,7 @@ impl Default for Config {
             assets: AssetsConfig::default(),
             channels: Vec::new(),
             limits: LimitsConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }

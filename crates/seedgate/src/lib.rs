@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod fetch;
 pub mod limits;
+pub mod notify;
 pub mod providers;
 pub mod secret;
 pub mod service;
@@ -51,6 +52,8 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     engine: Arc<Engine>,
+    notifier: Arc<notify::Notifier>,
+    idle: std::time::Duration,
     store: Store,
     /// The key created on an empty database, for the operator to see once.
     pub dev_key: Option<NewKey>,
@@ -66,6 +69,8 @@ impl Application {
             .await?;
         let assets = AssetStore::new(config.assets_dir(), signing_key.into_bytes());
         let fetcher = Fetcher::new(config.fetch.clone())?;
+        let fetcher_for_notifier = fetcher.clone();
+        let assets_for_notifier = assets.clone();
         let providers = Arc::new(Registry {
             sandbox: Arc::new(Sandbox::new(
                 catalog.clone(),
@@ -119,10 +124,24 @@ impl Application {
         };
         let router = api::router(state, config.max_body_bytes);
         let listener = TcpListener::bind(config.listen).await?;
+        let base_url = config
+            .public_url
+            .clone()
+            .unwrap_or(format!("http://{}", listener.local_addr()?));
+        let notifier = Arc::new(notify::Notifier::new(
+            store.clone(),
+            assets_for_notifier,
+            fetcher_for_notifier,
+            base_url,
+            config.assets.url_ttl_seconds,
+            config.webhooks.clone(),
+        ));
         Ok(Self {
             listener,
             router,
             engine,
+            notifier,
+            idle: std::time::Duration::from_millis(config.engine.idle_poll_ms),
             store,
             dev_key,
         })
@@ -140,6 +159,10 @@ impl Application {
         &self.engine
     }
 
+    pub fn notifier(&self) -> &Arc<notify::Notifier> {
+        &self.notifier
+    }
+
     /// Serves HTTP and runs the engine workers until `shutdown` resolves.
     pub async fn run(
         self,
@@ -148,6 +171,7 @@ impl Application {
     ) -> std::io::Result<()> {
         if run_workers {
             self.engine.spawn_workers();
+            self.notifier.clone().spawn(self.idle);
         }
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)

@@ -121,6 +121,16 @@ enum KeysAction {
     List,
     /// Revoke a key by id.
     Revoke { key_id: String },
+    /// Show a key's webhook signing secret, and set or clear its account-wide webhook URL.
+    Webhook {
+        key_id: String,
+        /// Receives every task of this key when it ends (in addition to per-task callback_url).
+        #[arg(long, conflicts_with = "clear")]
+        url: Option<String>,
+        /// Removes the account-wide webhook URL.
+        #[arg(long)]
+        clear: bool,
+    },
     /// Add funds to a key.
     TopUp {
         key_id: String,
@@ -301,6 +311,34 @@ async fn keys(store: Store, action: KeysAction) -> Result<(), String> {
                 return Err(format!("no active key with id {key_id}"));
             }
             out(&format!("revoked {key_id}"));
+        }
+        KeysAction::Webhook { key_id, url, clear } => {
+            if let Some(url) = &url {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err("the webhook URL must be http(s)".into());
+                }
+            }
+            if (url.is_some() || clear)
+                && !store
+                    .set_webhook_url(&key_id, url.as_deref())
+                    .await
+                    .map_err(|e| e.to_string())?
+            {
+                return Err(format!("no key with id {key_id}"));
+            }
+            if store
+                .account(&key_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_none()
+            {
+                return Err(format!("no key with id {key_id}"));
+            }
+            let secret = store
+                .webhook_secret(&key_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            out(&secret);
         }
         KeysAction::TopUp {
             key_id,

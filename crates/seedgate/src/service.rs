@@ -105,6 +105,7 @@ impl Services {
                     reserved_usd_micros: quote.cost.usd_micros,
                     estimated_tokens: quote.billed_tokens as i64,
                     deadline_at_ms: now_ms() + self.task_deadline_ms,
+                    callback_url: job.callback_url.clone(),
                 },
                 key.map(|key| IdempotencyKey {
                     key,

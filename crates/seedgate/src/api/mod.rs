@@ -5,7 +5,7 @@ mod auth;
 mod catalog;
 mod error;
 mod tasks;
-mod view;
+pub mod view;
 
 use std::sync::Arc;
 

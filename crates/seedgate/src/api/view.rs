@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::error::HttpError;
 use super::ApiState;
-use crate::assets::AssetKind;
+use crate::assets::{AssetKind, AssetStore};
 use crate::engine::StoredResult;
 use crate::service::{usd, Services};
 use crate::store::{TaskRecord, TaskState};
@@ -44,6 +44,24 @@ fn seconds(ms: i64) -> i64 {
 
 /// Renders one task for its owner.
 pub fn task_object(task: &TaskRecord, services: &Services, base_url: &str, now_s: u64) -> Value {
+    render_task(
+        task,
+        &services.assets,
+        services.url_ttl_seconds,
+        base_url,
+        now_s,
+    )
+}
+
+/// The task object with result URLs signed by `assets` for `url_ttl_seconds`; also the body of
+/// webhooks.
+pub fn render_task(
+    task: &TaskRecord,
+    assets: &AssetStore,
+    url_ttl_seconds: u64,
+    base_url: &str,
+    now_s: u64,
+) -> Value {
     let cancelled = task.state == TaskState::Cancelled;
     let request: Value = serde_json::from_str(&task.request_json).unwrap_or(Value::Null);
     let mut object = json!({
@@ -73,7 +91,7 @@ pub fn task_object(task: &TaskRecord, services: &Services, base_url: &str, now_s
         object["error"] = json!({"code": code, "message": message});
     }
     if task.state == TaskState::Succeeded {
-        add_result(&mut object, task, services, base_url, now_s);
+        add_result(&mut object, task, assets, url_ttl_seconds, base_url, now_s);
     }
     object
 }
@@ -81,7 +99,8 @@ pub fn task_object(task: &TaskRecord, services: &Services, base_url: &str, now_s
 fn add_result(
     object: &mut Value,
     task: &TaskRecord,
-    services: &Services,
+    assets: &AssetStore,
+    url_ttl_seconds: u64,
     base_url: &str,
     now_s: u64,
 ) {
@@ -92,18 +111,14 @@ fn add_result(
     else {
         return;
     };
-    let expires = now_s + services.url_ttl_seconds;
+    let expires = now_s + url_ttl_seconds;
     let video_url = format!(
         "{base_url}{}",
-        services
-            .assets
-            .signed_path(&task.id, AssetKind::Video, expires)
+        assets.signed_path(&task.id, AssetKind::Video, expires)
     );
     let last_frame_url = format!(
         "{base_url}{}",
-        services
-            .assets
-            .signed_path(&task.id, AssetKind::LastFrame, expires)
+        assets.signed_path(&task.id, AssetKind::LastFrame, expires)
     );
     object["result"] = json!({
         "video_url": video_url,

@@ -182,3 +182,37 @@ fn forbidden_in(error: &reqwest::Error) -> Option<String> {
     }
     None
 }
+
+impl Fetcher {
+    /// POSTs a JSON body through the same guard (webhooks); returns the HTTP status.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: String,
+        headers: &[(&str, String)],
+    ) -> Result<u16, FetchError> {
+        let parsed = reqwest::Url::parse(url).map_err(|_| FetchError::Unsupported)?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(FetchError::Unsupported);
+        }
+        self.policy
+            .check_url(&parsed)
+            .map_err(|e| FetchError::Forbidden(e.to_string()))?;
+        let mut request = self
+            .client
+            .post(parsed)
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.map_err(|e| match forbidden_in(&e) {
+            Some(reason) => FetchError::Forbidden(reason),
+            None => FetchError::Transport {
+                url: url.to_owned(),
+                reason: describe(e),
+            },
+        })?;
+        Ok(response.status().as_u16())
+    }
+}

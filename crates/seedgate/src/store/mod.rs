@@ -6,6 +6,7 @@
 mod keys;
 mod ledger;
 mod tasks;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use sqlx::SqlitePool;
 pub use keys::{Account, KeyMode, NewKey};
 pub use ledger::LedgerKind;
 pub use tasks::{Created, IdempotencyKey, NewTask, Settlement, TaskFilter, TaskRecord, TaskState};
+pub use webhooks::{event_for, Delivery, DeliveryRecord};
 
 /// Failures of the storage layer; the API maps them to 5xx (our fault) except the business outcomes.
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::ledger::{self, LedgerKind};
+use super::webhooks;
 use super::{now_ms, Store, StoreError};
 
 /// The engine's state machine (DESIGN.md). Only the engine moves a task forward, and terminal
@@ -88,6 +89,8 @@ pub struct NewTask {
     pub estimated_tokens: i64,
     /// After this the task is `expired` (and costs nothing) if it has not finished.
     pub deadline_at_ms: i64,
+    /// Where to POST the task when it ends.
+    pub callback_url: Option<String>,
 }
 
 /// How long an idempotency key holds.
@@ -253,8 +256,9 @@ impl Store {
         let now = now_ms();
         let row = sqlx::query(&format!(
             "INSERT INTO tasks (id, account_id, model, operation, provider, state, job, request, \
-             reserved_usd_micros, estimated_tokens, deadline_at_ms, next_attempt_at_ms, created_at_ms, \
-             updated_at_ms) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {TASK_COLUMNS}"
+             reserved_usd_micros, estimated_tokens, deadline_at_ms, callback_url, next_attempt_at_ms, \
+             created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             RETURNING {TASK_COLUMNS}"
         ))
         .bind(&task.id)
         .bind(&task.account_id)
@@ -266,6 +270,7 @@ impl Store {
         .bind(task.reserved_usd_micros)
         .bind(task.estimated_tokens)
         .bind(task.deadline_at_ms)
+        .bind(&task.callback_url)
         .bind(now)
         .bind(now)
         .bind(now)
@@ -387,6 +392,7 @@ impl Store {
                 task.reserved_usd_micros,
             )
             .await?;
+            webhooks::enqueue(&mut tx, id, TaskState::Cancelled).await?;
             tx.commit().await?;
             return Ok(Some((task, true)));
         }
@@ -624,6 +630,7 @@ impl Store {
             -settlement.cost_usd_micros,
         )
         .await?;
+        webhooks::enqueue(&mut tx, id, TaskState::Succeeded).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -701,6 +708,7 @@ impl Store {
         .await?;
         let Some(row) = row else { return Ok(false) };
         release_reservation(&mut tx, &row, id).await?;
+        webhooks::enqueue(&mut tx, id, state).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -23,6 +23,7 @@ fn new_task(account_id: &str, n: usize, reserved: i64) -> NewTask {
         reserved_usd_micros: reserved,
         estimated_tokens: 1,
         deadline_at_ms: i64::MAX,
+        callback_url: None,
     }
 }
 

@@ -18,6 +18,7 @@ pub struct TestApp {
     pub account_id: String,
     pub store: Store,
     pub engine: std::sync::Arc<seedgate::engine::Engine>,
+    pub notifier: std::sync::Arc<seedgate::notify::Notifier>,
     pub client: reqwest::Client,
     /// Held so the directory lives as long as the server.
     _data_dir: tempfile::TempDir,
@@ -60,6 +61,7 @@ impl TestApp {
         let account_id = dev_key.account.id.clone();
         let store = app.store().clone();
         let engine = app.engine().clone();
+        let notifier = app.notifier().clone();
         tokio::spawn(app.run(run_workers, std::future::pending()));
         Self {
             address,
@@ -67,6 +69,7 @@ impl TestApp {
             account_id,
             store,
             engine,
+            notifier,
             client: reqwest::Client::new(),
             _data_dir: data_dir,
         }

@@ -15,3 +15,4 @@ mod operations;
 mod restart;
 mod upstream;
 mod validation;
+mod webhooks;

@@ -75,6 +75,19 @@ impl Store {
         .await?)
     }
 
+    /// A task's ledger entries as (kind, signed amount), oldest first: the audit trail.
+    pub async fn ledger_entries_for_task(
+        &self,
+        task_id: &str,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT kind, usd_micros FROM ledger WHERE task_id = ? ORDER BY id")
+                .bind(task_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows)
+    }
+
     /// Number of ledger entries touching a task (tests use it to prove nothing was written).
     pub async fn ledger_entries_for_account(&self, account_id: &str) -> Result<i64, StoreError> {
         Ok(

@@ -63,6 +63,8 @@ pub struct Behaviour {
 struct Files {
     video: HashMap<String, Vec<u8>>,
     frame: HashMap<String, Vec<u8>>,
+    /// Renders by (width, height, seconds, audio): many tasks share one file.
+    rendered: HashMap<(u32, u32, u32, bool), (Vec<u8>, Vec<u8>)>,
 }
 
 pub struct FakeState {
@@ -459,6 +461,14 @@ async fn ensure_rendered(state: &Arc<FakeState>, id: &str, body: &Value) -> (u32
         return (width, height, seconds);
     }
     let audio = body["generate_audio"].as_bool().unwrap_or(true);
+    let shape = (width, height, seconds, audio);
+    let cached = state.files.lock().unwrap().rendered.get(&shape).cloned();
+    if let Some((video, frame)) = cached {
+        let mut files = state.files.lock().unwrap();
+        files.video.insert(id.to_owned(), video);
+        files.frame.insert(id.to_owned(), frame);
+        return (width, height, seconds);
+    }
     let prompt = body["content"][0]["text"].as_str().unwrap_or("").to_owned();
     let rendered = tokio::task::spawn_blocking(move || {
         seedgate_media::render(&seedgate_media::RenderRequest {
@@ -475,6 +485,10 @@ async fn ensure_rendered(state: &Arc<FakeState>, id: &str, body: &Value) -> (u32
     .await
     .unwrap();
     let mut files = state.files.lock().unwrap();
+    files.rendered.insert(
+        shape,
+        (rendered.mp4.clone(), rendered.last_frame_png.clone()),
+    );
     files.video.insert(id.to_owned(), rendered.mp4);
     files.frame.insert(id.to_owned(), rendered.last_frame_png);
     (width, height, seconds)

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod catalog;
+mod chaos;
 mod cli;
 mod fake_ark;
 mod guard;
@@ -12,7 +13,7 @@ mod lifecycle;
 mod limits;
 mod money;
 mod operations;
-mod restart;
+pub mod restart;
 mod upstream;
 mod validation;
 mod webhooks;

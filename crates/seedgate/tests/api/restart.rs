@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::helpers::{decode, wait_terminal};
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -19,7 +19,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Server {
+pub struct Server {
     child: Child,
 }
 
@@ -32,7 +32,7 @@ impl Drop for Server {
 
 /// Starts the real binary, its log appended to `server.log` beside the data dir; on a first
 /// start, also reads the development key it prints.
-fn start(
+pub fn start(
     data_dir: &std::path::Path,
     config: &std::path::Path,
     port: u16,
@@ -70,7 +70,7 @@ fn start(
     (Server { child }, key)
 }
 
-async fn wait_ready(client: &reqwest::Client, address: &str) {
+pub async fn wait_ready(client: &reqwest::Client, address: &str) {
     let started = Instant::now();
     while client
         .get(format!("{address}/readyz"))

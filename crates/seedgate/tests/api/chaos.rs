@@ -1,0 +1,335 @@
+//! Chaos: a mixed workload (every operation, sandbox and upstream, cancels, refusals for want
+//! of balance) while the server is `kill -9`ed at random moments and restarted. At the end every
+//! accepted task has ended, no upstream task was created twice, and every account's balance
+//! equals its ledger and its opening amount minus exactly the cost of its completed tasks.
+//!
+//! CI runs the short form (240 requests, about 215 accepted tasks, 5 kills). `SEEDGATE_CHAOS_LONG=1` runs 1,000 tasks and 15
+//! kills; `SEEDGATE_CHAOS_SEED=n` replays a run.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use seedgate::store::{Store, TaskFilter, TaskState};
+use serde_json::{json, Value};
+
+use crate::fake_ark::{FakeArk, FAKE_KEY_ENV};
+use crate::helpers::{decode, MediaServer};
+use crate::restart::{free_port, start, wait_ready};
+
+fn create_key(data: &Path, config: &Path, name: &str, usd: &str, test: bool) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_seedgate"));
+    command.args(["keys", "create", "--name", name, "--balance-usd", usd]);
+    if test {
+        command.arg("--test");
+    }
+    let out = command
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn workload(rng: &mut StdRng, media: &MediaServer) -> (&'static str, Value) {
+    let img = media.url("start.png");
+    let clip = media.url("clip.mp4");
+    let base = |model: &str, op: &str| {
+        json!({"model": model, "operation": op, "prompt": "chaos",
+        "resolution": "480p", "duration": 4, "generate_audio": false})
+    };
+    let with = |mut body: Value, key: &str, value: Value| {
+        body[key] = value;
+        body
+    };
+    match rng.gen_range(0..10) {
+        0 => (
+            "sandbox",
+            with(
+                base("seedance-2.0-fast", "image-to-video"),
+                "image_url",
+                img.into(),
+            ),
+        ),
+        1 => (
+            "sandbox",
+            with(
+                base("seedance-2.0", "video-to-video"),
+                "video_url",
+                clip.into(),
+            ),
+        ),
+        2 => {
+            let body = with(
+                base("seedance-2.0", "start-end-to-video"),
+                "start_image",
+                img.clone().into(),
+            );
+            ("sandbox", with(body, "end_image", img.into()))
+        }
+        3 => (
+            "sandbox",
+            with(
+                base("seedance-2.0-mini", "reference-to-video"),
+                "reference_images",
+                json!([img]),
+            ),
+        ),
+        4 => ("sandbox", base("seedance-2.0", "text-to-video")),
+        5 => (
+            "poor",
+            with(
+                base("seedance-2.0", "text-to-video"),
+                "resolution",
+                "1080p".into(),
+            ),
+        ),
+        6 => (
+            "live",
+            with(
+                base("seedance-2.0", "video-extension"),
+                "video_url",
+                clip.into(),
+            ),
+        ),
+        _ => ("live", base("seedance-2.0-fast", "text-to-video")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
+    let long = std::env::var("SEEDGATE_CHAOS_LONG").is_ok();
+    let (total, kills) = if long { (1000, 15) } else { (240, 5) };
+    let seed: u64 = std::env::var("SEEDGATE_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::thread_rng().gen());
+    let mut rng = StdRng::seed_from_u64(seed);
+    let started = Instant::now();
+
+    let fake = FakeArk::start().await;
+    fake.set_timing(Duration::from_millis(100), Duration::from_millis(300));
+    let media = MediaServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("seedgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[engine]\nworkers = 1\nlease_seconds = 1\nidle_poll_ms = 50\nfirst_poll_ms = 100\nmax_poll_interval_ms = 300\n\
+             expected_ms_per_output_second = 0\nmax_concurrent_tasks_per_key = 100\n\
+             [limits]\nrequests_per_second = 100000\nburst = 100000\n\
+             [sandbox]\nmax_concurrent_renders = 1\n\
+             [fetch]\nallow_private = [\"127.0.0.1/32\"]\n\n\
+             [[channels]]\nid = \"volc\"\nprovider = \"ark\"\nbase_url = \"{}\"\napi_key_env = \"{FAKE_KEY_ENV}\"\n\
+             resolutions = [\"480p\", \"720p\", \"1080p\"]\nmax_concurrent_tasks = 1000\n\
+             models = {{ \"seedance-2.0\" = \"doubao-seedance-2-0-260128\", \"seedance-2.0-fast\" = \"doubao-seedance-2-0-fast-260128\" }}\n",
+            fake.base_url
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let keys: HashMap<&str, String> = [
+        (
+            "sandbox",
+            create_key(&data, &config, "sandbox", "1000", true),
+        ),
+        ("live", create_key(&data, &config, "live", "1000", false)),
+        ("poor", create_key(&data, &config, "poor", "0.5", false)),
+    ]
+    .into_iter()
+    .collect();
+
+    let port = free_port();
+    let address = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let (mut server, _) = start(&data, &config, port, false);
+    wait_ready(&client, &address).await;
+
+    let kill_points: HashSet<usize> = (1..=kills).map(|k| k * total / (kills + 1)).collect();
+    let mut accepted: Vec<(String, String)> = Vec::new();
+    let mut refused_for_balance = 0;
+    let mut cancels = 0;
+    let mut kills_done = 0;
+    for n in 0..total {
+        if kill_points.contains(&n) {
+            // Let work get under way, then kill without warning and restart at once.
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(50..600))).await;
+            drop(server);
+            kills_done += 1;
+            server = start(&data, &config, port, false).0;
+            wait_ready(&client, &address).await;
+        }
+        let (who, body) = workload(&mut rng, &media);
+        let key = &keys[who];
+        let idempotency = format!("chaos-{n}");
+        // A client retries a create whose answer it never saw, with the same Idempotency-Key.
+        let (status, task) = loop {
+            let sent = client
+                .post(format!("{address}/v1/videos/generations"))
+                .bearer_auth(key)
+                .header("idempotency-key", &idempotency)
+                .json(&body)
+                .send()
+                .await;
+            match sent {
+                Ok(response) => break decode(response).await,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        match status {
+            202 => {
+                let id = task["id"].as_str().unwrap().to_owned();
+                if n % 9 == 0 {
+                    let cancelled = client
+                        .delete(format!("{address}/v1/tasks/{id}"))
+                        .bearer_auth(key)
+                        .send()
+                        .await;
+                    if cancelled.is_ok_and(|r| r.status().as_u16() == 200) {
+                        cancels += 1;
+                    }
+                }
+                accepted.push((who.to_owned(), id));
+            }
+            402 => {
+                assert_eq!(who, "poor", "{task}");
+                refused_for_balance += 1;
+            }
+            other => panic!("unexpected {other}: {task}"),
+        }
+    }
+
+    // Every accepted task ends.
+    let mut pending: Vec<&(String, String)> = accepted.iter().collect();
+    let deadline = Instant::now() + Duration::from_secs(if long { 900 } else { 150 });
+    while !pending.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{} tasks never ended",
+            pending.len()
+        );
+        let mut still = Vec::new();
+        for entry in pending {
+            let (who, id) = entry;
+            let response = client
+                .get(format!("{address}/v1/tasks/{id}"))
+                .bearer_auth(&keys[who.as_str()])
+                .send()
+                .await;
+            let done = match response {
+                Ok(r) => {
+                    let (_, task) = decode(r).await;
+                    matches!(task["status"].as_str(), Some("completed" | "failed"))
+                }
+                Err(_) => false,
+            };
+            if !done {
+                still.push(entry);
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    drop(server);
+
+    // The books, read straight from the database.
+    let store = Store::connect(&format!("sqlite://{}", data.join("seedgate.db").display()))
+        .await
+        .unwrap();
+    let accepted_ids: HashSet<&str> = accepted.iter().map(|(_, id)| id.as_str()).collect();
+    let mut completed = 0;
+    let mut upstream_ids = HashSet::new();
+    let mut drift = 0i64;
+    for account in store.list_keys().await.unwrap() {
+        let tasks = store
+            .list_tasks(
+                &account.id,
+                &TaskFilter {
+                    states: None,
+                    model: None,
+                    after: None,
+                    limit: 1_000_000,
+                },
+            )
+            .await
+            .unwrap();
+        let mut charged = 0;
+        for task in &tasks {
+            assert!(
+                accepted_ids.contains(task.id.as_str()),
+                "a task nobody was told about: {}",
+                task.id
+            );
+            assert!(task.state.is_terminal(), "{} is {:?}", task.id, task.state);
+            let entries = store.ledger_entries_for_task(&task.id).await.unwrap();
+            let kinds: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+            if task.state == TaskState::Succeeded {
+                completed += 1;
+                assert_eq!(kinds, ["reserve", "release", "charge"], "{}", task.id);
+                assert_eq!(-entries[2].1, task.cost_usd_micros.unwrap());
+                charged += task.cost_usd_micros.unwrap();
+            } else {
+                assert_eq!(
+                    kinds,
+                    ["reserve", "release"],
+                    "{} ({:?})",
+                    task.id,
+                    task.state
+                );
+            }
+            if let Some(upstream) = &task.upstream_id {
+                assert!(
+                    upstream_ids.insert(upstream.clone()),
+                    "two tasks share {upstream}"
+                );
+            }
+        }
+        let opening = match account.name.as_str() {
+            "poor" => 500_000,
+            _ => 1_000_000_000,
+        };
+        let sum = store.ledger_sum(&account.id).await.unwrap();
+        drift += (account.balance_usd_micros - sum).abs() + (opening - charged - sum).abs();
+        assert_eq!(
+            account.balance_usd_micros, sum,
+            "{}: balance vs ledger",
+            account.name
+        );
+        assert_eq!(
+            sum,
+            opening - charged,
+            "{}: ledger vs completed costs",
+            account.name
+        );
+    }
+    assert_eq!(kills_done, kills);
+    // Each upstream task belongs to exactly one of ours: none was created twice.
+    assert_eq!(
+        fake.tasks_created(),
+        upstream_ids.len(),
+        "upstream tasks created vs adopted"
+    );
+    println!(
+        "chaos seed={seed}: {} accepted ({completed} completed, {cancels} cancelled by request), \
+         {refused_for_balance} refused for balance, {kills_done} kills, 0 lost, balance drift {drift} µUSD, \
+         {} upstream tasks, {:.0} s",
+        accepted.len(),
+        upstream_ids.len(),
+        started.elapsed().as_secs_f64()
+    );
+}

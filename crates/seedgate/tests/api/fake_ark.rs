@@ -59,12 +59,17 @@ pub struct Behaviour {
     pub always_fail_create: Option<u16>,
 }
 
+/// (width, height, seconds, audio).
+type Shape = (u32, u32, u32, bool);
+/// (MP4, last frame PNG).
+type Rendered = (Vec<u8>, Vec<u8>);
+
 #[derive(Default)]
 struct Files {
     video: HashMap<String, Vec<u8>>,
     frame: HashMap<String, Vec<u8>>,
-    /// Renders by (width, height, seconds, audio): many tasks share one file.
-    rendered: HashMap<(u32, u32, u32, bool), (Vec<u8>, Vec<u8>)>,
+    /// Renders by shape: many tasks share one file.
+    rendered: HashMap<Shape, Rendered>,
 }
 
 pub struct FakeState {

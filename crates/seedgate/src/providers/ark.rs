@@ -500,7 +500,7 @@ impl Ark {
                 if all_full {
                     "channels_at_capacity"
                 } else {
-                    "all_channels_failed"
+                    "channels_unavailable"
                 },
                 if all_full {
                     "Every channel serving this request is at its concurrency limit; the task waits."
@@ -512,10 +512,19 @@ impl Ark {
             return Err(error);
         }
         let mut last_error = None;
+        let mut all_taken = true;
         for channel in channels {
             let Some(upstream_model) = channel.config.models.get(&job.model) else {
                 continue;
             };
+            if !request
+                .slots
+                .reserve(&channel.config.id, channel.config.max_concurrent_tasks)
+                .await?
+            {
+                continue;
+            }
+            all_taken = false;
             let body = create_body(
                 job,
                 upstream_model,
@@ -545,6 +554,14 @@ impl Ark {
                     return Err(e.into_provider_error());
                 }
             }
+        }
+        if all_taken {
+            let mut error = ProviderError::transient(
+                "channels_at_capacity",
+                "Every channel serving this request is at its concurrency limit; the task waits.",
+            );
+            error.retry_after = Some(Duration::from_secs(1));
+            return Err(error);
         }
         let mut error = last_error.unwrap_or_else(|| {
             ProviderError::transient("all_channels_failed", "no channel accepted the task")

@@ -178,3 +178,30 @@ async fn a_requeued_task_waits_for_its_retry_time() {
         .unwrap();
     assert!(cancelled);
 }
+
+#[tokio::test]
+async fn a_channel_place_goes_to_one_task_only() {
+    let (store, _dir) = store().await;
+    let key = store
+        .create_key("k", KeyMode::Test, 1_000_000)
+        .await
+        .unwrap();
+    for n in 0..2 {
+        store
+            .create_task(new_task(&key.account.id, n, 100), None)
+            .await
+            .unwrap();
+    }
+    let (a, _) = store.claim_task("wa", 60_000, 100).await.unwrap().unwrap();
+    let (b, _) = store.claim_task("wb", 60_000, 100).await.unwrap().unwrap();
+    assert!(store.reserve_channel(&a.id, "wa", "volc", 1).await.unwrap());
+    assert!(!store.reserve_channel(&b.id, "wb", "volc", 1).await.unwrap());
+    assert!(store
+        .reserve_channel(&b.id, "wb", "other", 1)
+        .await
+        .unwrap());
+    assert!(
+        store.reserve_channel(&a.id, "wa", "volc", 1).await.unwrap(),
+        "a task's own place"
+    );
+}

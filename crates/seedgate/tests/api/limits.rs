@@ -66,7 +66,7 @@ async fn a_key_over_its_rate_gets_429_with_retry_after() {
 #[tokio::test]
 async fn tasks_beyond_a_keys_concurrency_wait_queued() {
     let fake = FakeArk::start().await;
-    fake.set_timing(Duration::ZERO, Duration::from_millis(1500));
+    fake.set_timing(Duration::ZERO, Duration::from_secs(4));
     let app = TestApp::spawn_with(
         |c| {
             fast_polls(c);

@@ -450,7 +450,7 @@ async fn a_refused_request_is_not_retried() {
 #[tokio::test]
 async fn tasks_beyond_a_channels_concurrency_wait_queued() {
     let fake = FakeArk::start().await;
-    fake.set_timing(Duration::ZERO, Duration::from_millis(1500));
+    fake.set_timing(Duration::ZERO, Duration::from_secs(4));
     let mut narrow = channel("volc", &fake, 1);
     narrow.max_concurrent_tasks = 1;
     let (app, key, _) = live_app(vec![narrow], |_| {}).await;

@@ -2,6 +2,7 @@
 //! signature is `403`. Range requests are served, so players can seek.
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use seedgate_contract::{ApiError, ErrorType};
@@ -32,9 +33,13 @@ fn forbidden() -> HttpError {
 pub async fn download(
     State(state): State<ApiState>,
     Path((task_id, file)): Path<(String, String)>,
-    Query(signature): Query<Signature>,
+    signature: Result<Query<Signature>, QueryRejection>,
     request: Request<Body>,
 ) -> Result<Response, HttpError> {
+    // A malformed query is as good as no signature.
+    let Ok(Query(signature)) = signature else {
+        return Err(forbidden());
+    };
     let (Some(exp), Some(sig)) = (signature.exp, signature.sig) else {
         return Err(forbidden());
     };

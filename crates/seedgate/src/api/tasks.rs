@@ -152,11 +152,9 @@ pub struct CallbackQuery {
 pub async fn upstream_callback(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    Query(query): Query<CallbackQuery>,
+    query: Result<Query<CallbackQuery>, QueryRejection>,
 ) -> Result<Json<Value>, HttpError> {
-    state
-        .services
-        .upstream_callback(&id, query.token.as_deref().unwrap_or(""))
-        .await?;
+    let token = query.ok().and_then(|Query(q)| q.token).unwrap_or_default();
+    state.services.upstream_callback(&id, &token).await?;
     Ok(Json(json!({"received": true})))
 }

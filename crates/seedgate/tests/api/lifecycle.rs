@@ -157,9 +157,18 @@ async fn tampered_or_unsigned_download_is_403() {
         url.replace(&format!("exp={exp}"), &format!("exp={}", exp + 1))
     };
     let other_file = url.replace("video.mp4", "last_frame.png");
-    for bad in [tampered_sig, later_exp, other_file, base.to_owned()] {
+    let garbled_exp = format!("{base}?exp=soon&sig=00");
+    for bad in [
+        tampered_sig,
+        later_exp,
+        other_file,
+        base.to_owned(),
+        garbled_exp,
+    ] {
         let (status, body) = app.download(&bad).await;
         assert_eq!(status, 403, "{bad}: {}", String::from_utf8_lossy(&body));
+        let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(error["error"]["code"], "invalid_signature");
     }
 }
 

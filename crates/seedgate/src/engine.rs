@@ -215,7 +215,7 @@ impl Engine {
         }
         if provider.is_local() {
             self.store.mark_running(&task.id, &self.owner).await?;
-        } else if task.attempts > 1 && self.adopt_orphan(task, job, provider).await? {
+        } else if task.reclaimed && self.adopt_orphan(task, job, provider).await? {
             return Ok(());
         }
         let in_flight = self.store.in_flight_by_channel().await?;
@@ -274,8 +274,10 @@ impl Engine {
     }
 
     /// After a crash between an upstream's acceptance and our record of it, the upstream task
-    /// exists but no task of ours names it. Adopts it when exactly one such task of this model
-    /// appeared since the submission began; otherwise submits anew.
+    /// exists but no task of ours names it. Only a task taken over from a dead holder can be in
+    /// that state (a task requeued after a refused attempt is not), and it adopts the upstream
+    /// task when exactly one such task of this model appeared since its submission began;
+    /// otherwise it submits anew.
     async fn adopt_orphan(
         &self,
         task: &TaskRecord,

@@ -132,6 +132,9 @@ pub struct TaskRecord {
     pub polls: i64,
     pub deadline_at_ms: Option<i64>,
     pub submit_started_at_ms: Option<i64>,
+    /// Set by [`Store::claim_task`] (not stored): the claim took the task over from a holder
+    /// whose lease ran out, so its last step may have half happened.
+    pub reclaimed: bool,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub completed_at_ms: Option<i64>,
@@ -166,6 +169,7 @@ fn task_from_row(row: &SqliteRow) -> Result<TaskRecord, StoreError> {
         polls: row.try_get("polls")?,
         deadline_at_ms: row.try_get("deadline_at_ms")?,
         submit_started_at_ms: row.try_get("submit_started_at_ms")?,
+        reclaimed: false,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
         completed_at_ms: row.try_get("completed_at_ms")?,
@@ -415,7 +419,7 @@ impl Store {
         max_per_key: u32,
     ) -> Result<Option<(TaskRecord, String)>, StoreError> {
         let now = now_ms();
-        for pick in [
+        for (index, pick) in [
             "SELECT id FROM tasks WHERE state IN ('submitting', 'running') AND lease_until_ms < ?1 \
              ORDER BY lease_until_ms LIMIT 1",
             "SELECT t.id FROM tasks t WHERE t.state = 'queued' AND t.next_attempt_at_ms <= ?1 \
@@ -425,7 +429,10 @@ impl Store {
              ORDER BY t.next_attempt_at_ms, t.id LIMIT 1",
             "SELECT id FROM tasks WHERE state = 'running' AND upstream_id IS NOT NULL \
              AND next_poll_at_ms <= ?1 AND lease_until_ms IS NULL ORDER BY next_poll_at_ms LIMIT 1",
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             // Polls are not attempts: only (re)submissions count towards max_attempts.
             let row = sqlx::query(&format!(
                 "UPDATE tasks SET \
@@ -442,7 +449,9 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
             if let Some(row) = row {
-                return Ok(Some((task_from_row(&row)?, row.try_get("job")?)));
+                let mut task = task_from_row(&row)?;
+                task.reclaimed = index == 0;
+                return Ok(Some((task, row.try_get("job")?)));
             }
         }
         Ok(None)

@@ -94,6 +94,7 @@ async fn an_expired_lease_moves_to_a_new_owner_and_the_old_one_cannot_settle() {
         .unwrap();
     assert_eq!(first.id, second.id);
     assert_eq!(second.attempts, 2);
+    assert!(!first.reclaimed && second.reclaimed);
 
     assert!(!store.extend_lease(&first.id, "dead", 60_000).await.unwrap());
     assert!(!store

@@ -462,8 +462,18 @@ async fn tasks_beyond_a_channels_concurrency_wait_queued() {
         1,
         "the second task waits for the first"
     );
-    let (_, waiting) = app.task_with_key(&key, &second).await;
-    assert_eq!(waiting["status"], "pending");
+    // Whichever took the place runs; the other waits its turn.
+    let mut statuses = Vec::new();
+    for id in [&first, &second] {
+        statuses.push(
+            app.task_with_key(&key, id).await.1["status"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    statuses.sort();
+    assert_eq!(statuses, ["pending", "processing"]);
     for id in [&first, &second] {
         assert_eq!(wait_done(&app, &key, id).await["status"], "completed");
     }
@@ -570,5 +580,35 @@ async fn an_upstream_callback_is_a_signed_hint_to_poll() {
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "finished well before the first scheduled poll"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_submission_never_adopts_another_upstream_task() {
+    let fake = FakeArk::start().await;
+    let (app, key, _) = live_app(vec![channel("volc", &fake, 1)], |_| {}).await;
+    // Someone else's task of the same model appears upstream just before ours is submitted.
+    let stranger = reqwest::Client::new()
+        .post(format!("{}/contents/generations/tasks", fake.base_url))
+        .bearer_auth(crate::fake_ark::FAKE_KEY)
+        .json(&json!({"model": "doubao-seedance-2-0-fast-260128", "content": [{"type": "text", "text": "not ours"}],
+            "resolution": "480p", "ratio": "16:9", "duration": 4}))
+        .send()
+        .await
+        .unwrap();
+    assert!(stranger.status().is_success());
+    // Our first attempt is refused with a 429, so the second attempt is a retry.
+    fake.fault(Endpoint::Create, Fault::Status(429, Some(1)));
+    let id = create_ok(&app, &key, &t2v()).await;
+    assert_eq!(wait_done(&app, &key, &id).await["status"], "completed");
+    assert_eq!(
+        fake.tasks_created(),
+        2,
+        "our task was submitted itself, not matched to the stranger"
+    );
+    let creates = fake.creates();
+    assert_eq!(
+        creates.last().unwrap().1["content"][0]["text"],
+        "a red kite"
     );
 }

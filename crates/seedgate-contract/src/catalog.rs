@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::job::{AspectRatio, Operation, Resolution};
 
@@ -20,7 +21,7 @@ pub const TOKEN_FORMULA: &str =
      input_tokens = floor(width * height * 24 * input_video_seconds / 1024) when video is an input";
 
 /// A model's allowed durations in whole seconds.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DurationRange {
     /// Shortest request accepted.
@@ -32,7 +33,7 @@ pub struct DurationRange {
 }
 
 /// How many references of each kind one reference-to-video request may carry.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReferenceLimits {
     /// Most `reference_images`.
@@ -45,16 +46,18 @@ pub struct ReferenceLimits {
 
 /// The prices of a group of resolutions, in CNY per million tokens. Written as strings in
 /// the TOML (`"46"`) so they stay exact decimals.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceRow {
     /// The tiers this row prices; each of a model's tiers is in exactly one row.
     pub resolutions: Vec<Resolution>,
     /// The rate without video input.
     #[serde(with = "exact_decimal")]
+    #[schema(value_type = String, example = "46")]
     pub cny_per_million: Decimal,
     /// The rate when any input is a video (charged on output + input tokens).
     #[serde(with = "exact_decimal")]
+    #[schema(value_type = String, example = "28")]
     pub cny_per_million_video_input: Decimal,
     /// No published price could be confirmed; an operator should set it.
     #[serde(default)]
@@ -101,7 +104,7 @@ impl ModelSpec {
 }
 
 /// One billable row of the Pricing API.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, ToSchema)]
 pub struct PricingRow {
     /// Model id.
     pub model: String,
@@ -110,10 +113,13 @@ pub struct PricingRow {
     /// Whether this is the rate for requests with a video input.
     pub video_input: bool,
     /// The configured rate, exact.
+    #[schema(value_type = String)]
     pub cny_per_million_tokens: Decimal,
     /// CNY ÷ the rate, rounded to 6 decimals for display; bills use the unrounded quotient.
+    #[schema(value_type = String)]
     pub usd_per_million_tokens: Decimal,
     /// The conversion rate (CNY per USD).
+    #[schema(value_type = String)]
     pub cny_per_usd: Decimal,
     /// No published price backs this row.
     pub provisional: bool,

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 
 /// The error families clients branch on (the `type` field).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorType {
     /// Bad input (400, or 409/413 for conflicts and oversized bodies).
@@ -110,21 +110,51 @@ impl ApiError {
     /// The response body: `{"error":{"message","type","code","param",…extra}}`, with `param`
     /// `null` when no field is at fault. Extras never overwrite the four standard keys.
     pub fn body(&self) -> Value {
-        let mut error = Map::new();
-        error.insert("message".into(), self.message.clone().into());
-        error.insert("type".into(), self.error_type.as_str().into());
-        error.insert("code".into(), self.code.into());
-        error.insert(
-            "param".into(),
-            self.param.clone().map(Value::String).unwrap_or(Value::Null),
-        );
-        for (key, value) in &self.extra {
-            if !error.contains_key(key) {
-                error.insert(key.clone(), value.clone());
-            }
-        }
-        serde_json::json!({ "error": error })
+        let extra = self
+            .extra
+            .iter()
+            .filter(|(key, _)| !STANDARD_FIELDS.contains(&key.as_str()))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let body = ErrorBody {
+            error: ErrorObject {
+                message: self.message.clone(),
+                error_type: self.error_type,
+                code: self.code.to_owned(),
+                param: self.param.clone(),
+                extra,
+            },
+        };
+        serde_json::to_value(body).unwrap_or(Value::Null)
     }
+}
+
+/// The keys of the error object that extras may not replace.
+const STANDARD_FIELDS: [&str; 4] = ["message", "type", "code", "param"];
+
+/// Every error response of the API.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorObject,
+}
+
+/// The error object: a stable `code` to branch on, a `message` for humans.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorObject {
+    /// What went wrong and how to fix it; wording may change.
+    pub message: String,
+    /// The family of the error.
+    #[serde(rename = "type")]
+    pub error_type: ErrorType,
+    /// The specific, stable reason, e.g. `unsupported_resolution`.
+    #[schema(example = "unsupported_resolution")]
+    pub code: String,
+    /// The request field at fault, if one is.
+    pub param: Option<String>,
+    /// Helpful extras next to `code`, e.g. `allowed_resolutions`.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 #[cfg(test)]

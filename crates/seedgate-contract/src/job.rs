@@ -9,6 +9,7 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A string that is not one of an enum's wire names (`"8k"` as a [`Resolution`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -54,7 +55,7 @@ macro_rules! wire_names {
 }
 
 /// The six workflows of the Seedance 2.0 family (SPEC §2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Operation {
     /// A prompt alone.
@@ -108,7 +109,9 @@ impl Operation {
 }
 
 /// Output resolution tiers, ordered from smallest to largest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 pub enum Resolution {
     /// 480p.
     #[serde(rename = "480p")]
@@ -142,7 +145,7 @@ impl Resolution {
 }
 
 /// Output aspect ratio (width:height); `Adaptive` follows the input image or video.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum AspectRatio {
     /// 16:9 landscape, the default without a visual input.
     #[serde(rename = "16:9")]
@@ -351,6 +354,40 @@ impl VideoJob {
             || i.end_image.is_some()
             || !i.reference_images.is_empty()
     }
+
+    /// The knobs that decide size, length and price, as the task object echoes them.
+    pub fn echo(&self) -> RequestEcho {
+        RequestEcho {
+            resolution: self.resolution,
+            aspect_ratio: self.aspect_ratio,
+            duration: match self.duration {
+                DurationRequest::Seconds(s) => i64::from(s),
+                DurationRequest::ModelDecides => -1,
+            },
+            generate_audio: self.generate_audio,
+            watermark: self.watermark,
+            seed: self.seed,
+        }
+    }
+}
+
+/// The `request` of a task object: what was asked for after defaults were applied. Stored with
+/// the task, so its serialized form is stable.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RequestEcho {
+    /// The output tier.
+    pub resolution: Resolution,
+    /// The output shape; `adaptive` follows the input.
+    pub aspect_ratio: AspectRatio,
+    /// Seconds, or -1 when the model decides.
+    pub duration: i64,
+    /// Whether the output has an audio track.
+    pub generate_audio: bool,
+    /// Whether the provider adds its watermark.
+    pub watermark: bool,
+    /// The seed, when one was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
 }
 
 #[cfg(test)]

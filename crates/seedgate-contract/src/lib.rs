@@ -6,6 +6,7 @@ pub mod error;
 pub mod job;
 pub mod parse;
 pub mod pricing;
+pub mod request_schema;
 
 #[cfg(test)]
 mod parse_props;
@@ -16,10 +17,11 @@ pub use catalog::{
     Catalog, CatalogError, DurationRange, ModelSpec, PriceRow, PricingRow, ReferenceLimits,
     BUILTIN_CATALOG,
 };
-pub use error::{ApiError, ErrorType};
+pub use error::{ApiError, ErrorBody, ErrorObject, ErrorType};
 pub use job::{
-    AspectRatio, DurationRequest, JobInputs, MediaInput, Operation, Resolution, UnknownVariant,
-    VideoJob,
+    AspectRatio, DurationRequest, JobInputs, MediaInput, Operation, RequestEcho, Resolution,
+    UnknownVariant, VideoJob,
 };
 pub use parse::parse_create_request;
 pub use pricing::{Money, Quote};
+pub use request_schema::CreateVideoRequest;

@@ -11,7 +11,9 @@ use crate::job::{AspectRatio, DurationRequest, Operation, Resolution};
 use crate::parse::FIELDS;
 use crate::parse_tests::{data_uri, parse, png};
 use crate::pricing::{input_tokens, output_tokens, price_tokens, quote};
-use crate::{parse_create_request, ApiError, Catalog, ErrorType, VideoJob};
+use crate::{
+    parse_create_request, ApiError, Catalog, CreateVideoRequest, ErrorType, RequestEcho, VideoJob,
+};
 
 fn url() -> impl Strategy<Value = Value> {
     "https://e\\.com/[a-z0-9]{1,10}".prop_map(Value::from)
@@ -288,6 +290,11 @@ proptest! {
         prop_assert!(job.operation.has_visual_input() || job.aspect_ratio != AspectRatio::Adaptive);
         prop_assert_eq!(job.has_visual_input(), job.operation.has_visual_input());
         prop_assert_eq!(job.prompt.is_none(), body.get("prompt").is_none());
+        // The published schema admits every body the parser accepts.
+        prop_assert!(serde_json::from_value::<CreateVideoRequest>(body.clone()).is_ok(), "{}", body);
+        // The task object's echo survives its stored form.
+        let echo = serde_json::to_string(&job.echo()).unwrap();
+        prop_assert_eq!(serde_json::from_str::<RequestEcho>(&echo).unwrap(), job.echo());
     }
 
     #[test]

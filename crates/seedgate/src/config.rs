@@ -153,6 +153,9 @@ pub struct FetchConfig {
     /// Internal networks the gateway may fetch from anyway (e.g. `["10.0.0.0/8"]` for an
     /// in-house media server). Empty: loopback, private and metadata addresses are refused.
     pub allow_private: Vec<ipnet::IpNet>,
+    /// False locks egress down to the `allow_private` networks: no input, result copy or
+    /// webhook reaches the public internet (isolated deployments, and the API fuzz test).
+    pub public_internet: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -221,6 +224,7 @@ impl Default for FetchConfig {
             max_video_bytes: 50 * 1024 * 1024,
             max_audio_bytes: 15 * 1024 * 1024,
             allow_private: Vec::new(),
+            public_internet: true,
         }
     }
 }

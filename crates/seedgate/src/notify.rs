@@ -98,14 +98,14 @@ impl Notifier {
                 .await;
         };
         let now_s = (now_ms() / 1000) as u64;
-        let body = render_task(
+        let body = serde_json::to_string(&render_task(
             &task,
             &self.assets,
             self.url_ttl_seconds,
             &self.base_url,
             now_s,
-        )
-        .to_string();
+        ))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let secret = self.store.webhook_secret(&delivery.account_id).await?;
         let headers = [
             (

@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use seedgate_contract::{
-    parse_create_request, pricing, ApiError, Catalog, DurationRequest, ErrorType, VideoJob,
-};
+use seedgate_contract::{parse_create_request, pricing, ApiError, Catalog, ErrorType, VideoJob};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tracing::error;
@@ -90,7 +88,8 @@ impl Services {
         let quote = pricing::quote(&self.catalog, &job, input_video_millis)?;
         let job_json = serde_json::to_string(&job)
             .map_err(|e| internal(StoreError::Corrupt(e.to_string())))?;
-        let request_json = request_echo(&job).to_string();
+        let request_json = serde_json::to_string(&job.echo())
+            .map_err(|e| internal(StoreError::Corrupt(e.to_string())))?;
         let created = self
             .store
             .create_task(
@@ -212,7 +211,7 @@ impl Services {
                     "The task is already being generated and can no longer be cancelled."
                 },
             )
-            .with_extra("status", task.state.public_status().into())),
+            .with_extra("status", task.state.public_status().as_str().into())),
         }
     }
 
@@ -334,25 +333,6 @@ fn new_task_id() -> String {
         None => ulid::Ulid::new(),
     };
     format!("vtask_{ulid}")
-}
-
-/// The small public echo of a request: the knobs that decide size, length and price.
-fn request_echo(job: &VideoJob) -> serde_json::Value {
-    let duration = match job.duration {
-        DurationRequest::Seconds(s) => i64::from(s),
-        DurationRequest::ModelDecides => -1,
-    };
-    let mut echo = serde_json::json!({
-        "resolution": job.resolution.as_str(),
-        "aspect_ratio": job.aspect_ratio.as_str(),
-        "duration": duration,
-        "generate_audio": job.generate_audio,
-        "watermark": job.watermark,
-    });
-    if let Some(seed) = job.seed {
-        echo["seed"] = seed.into();
-    }
-    echo
 }
 
 /// Micro-dollars as the API shows money: six decimals, exact.

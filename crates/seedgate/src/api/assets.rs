@@ -5,19 +5,23 @@ use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
-use seedgate_contract::{ApiError, ErrorType};
+use seedgate_contract::{ApiError, ErrorBody, ErrorType};
 use serde::Deserialize;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
+use utoipa::IntoParams;
 
 use super::error::HttpError;
 use super::ApiState;
 use crate::assets::AssetKind;
 use crate::store::now_ms;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Signature {
+    /// Unix seconds after which the link stops working.
     exp: Option<u64>,
+    /// The link's signature.
     sig: Option<String>,
 }
 
@@ -30,6 +34,26 @@ fn forbidden() -> HttpError {
     ))
 }
 
+/// Download a result file through the signed URL of a task object (`result.video_url`,
+/// `result.last_frame_url`). No API key: the signature is the permission. Range requests are
+/// served (`206`), so players can seek.
+#[utoipa::path(
+    get,
+    path = "/v1/assets/{task_id}/{file}",
+    operation_id = "download_asset",
+    tag = "tasks",
+    params(
+        ("task_id" = String, Path, description = "The task id."),
+        ("file" = String, Path, description = "`video.mp4` or `last_frame.png`."),
+        Signature,
+    ),
+    responses(
+        (status = 200, description = "The file.", content(("video/mp4"), ("image/png"))),
+        (status = 206, description = "The requested byte range.", content(("video/mp4"), ("image/png"))),
+        (status = 403, description = "`invalid_signature`: tampered or expired; read the task again for a fresh link.", body = ErrorBody),
+        (status = 404, description = "`not_found`: an empty path segment.", body = ErrorBody),
+    ),
+)]
 pub async fn download(
     State(state): State<ApiState>,
     Path((task_id, file)): Path<(String, String)>,

@@ -4,17 +4,17 @@ mod assets;
 mod auth;
 mod catalog;
 mod error;
+mod health;
+mod openapi;
 mod tasks;
 pub mod view;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{Request, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Router;
 use tower_http::trace::TraceLayer;
 
 pub use catalog::CatalogBodies;
@@ -31,12 +31,13 @@ pub struct ApiState {
 
 pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/videos/generations", post(tasks::create))
         .route("/v1/tasks", get(tasks::list))
         .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
-        .route("/v1/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/v1/tasks/{id}/cancel", post(tasks::cancel_by_post))
         .route("/v1/models", get(catalog::list_models))
         .route("/v1/models/{id}", get(catalog::get_model))
         .route("/v1/pricing", get(catalog::pricing))
@@ -52,19 +53,4 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
             }),
         )
         .with_state(state)
-}
-
-async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
-}
-
-async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
-    if state.services.store.ping().await {
-        (StatusCode::OK, Json(json!({"status": "ready"})))
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "reason": "database unreachable"})),
-        )
-    }
 }

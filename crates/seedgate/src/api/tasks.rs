@@ -7,15 +7,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use seedgate_contract::{ApiError, ErrorType};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use seedgate_contract::{ApiError, CreateVideoRequest, ErrorBody, ErrorType};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authed;
 use super::error::HttpError;
-use super::view::{task_object, BaseUrl};
+use super::view::{task_object, BaseUrl, TaskObject};
 use super::ApiState;
-use crate::store::now_ms;
+use crate::store::{now_ms, PublicStatus};
 
 fn now_s() -> u64 {
     (now_ms() / 1000) as u64
@@ -39,6 +39,33 @@ fn body_error(rejection: BytesRejection) -> HttpError {
     }
 }
 
+/// Create a video generation task. Validation is fail-closed: the first broken rule answers
+/// `400` with a stable `code`, and nothing is stored, queued or charged. The estimated cost is
+/// reserved from the balance until the task ends; only a completed task is charged.
+#[utoipa::path(
+    post,
+    path = "/v1/videos/generations",
+    operation_id = "create_task",
+    tag = "tasks",
+    request_body = CreateVideoRequest,
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "1–255 visible ASCII characters. The same key and body within 24 h return the original task; another body is `409 idempotency_conflict`."),
+    ),
+    responses(
+        (status = 202, description = "The task was accepted (status `pending`).", body = TaskObject,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the original task of a repeated request.")),
+            links(
+                ("GetTask" = (operation_id = "get_task", parameters(("id" = "$response.body#/id")))),
+                ("CancelTask" = (operation_id = "cancel_task", parameters(("id" = "$response.body#/id")))),
+            )),
+        (status = 400, description = "Invalid request; `code` names the rule and `param` the field.", body = ErrorBody),
+        (status = 402, description = "`insufficient_balance`: the reservation does not fit the balance.", body = ErrorBody),
+        (status = 409, description = "`idempotency_conflict`.", body = ErrorBody),
+        (status = 413, description = "`request_too_large`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Authed(account): Authed,
@@ -71,41 +98,128 @@ pub async fn create(
     Ok(response)
 }
 
+/// Read a task: poll this until `status` is `completed` or `failed`.
+#[utoipa::path(
+    get,
+    path = "/v1/tasks/{id}",
+    operation_id = "get_task",
+    tag = "tasks",
+    params(("id" = String, Path, description = "The task id.")),
+    responses(
+        (status = 200, description = "The task.", body = TaskObject, links(
+            ("CancelTask" = (operation_id = "cancel_task", parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 404, description = "`async_task_not_found`: unknown id, or another account's task.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn get(
     State(state): State<ApiState>,
     Authed(account): Authed,
     BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<TaskObject>, HttpError> {
     let task = state.services.task(&account, &id).await?;
     Ok(Json(task_object(&task, &state.services, &base, now_s())))
 }
 
+/// Cancel a task that has not started generating: it ends `failed` with `cancelled: true` and
+/// its reservation is released. Cancelling a cancelled task answers the task again.
+#[utoipa::path(
+    delete,
+    path = "/v1/tasks/{id}",
+    operation_id = "cancel_task",
+    tag = "tasks",
+    params(("id" = String, Path, description = "The task id.")),
+    responses(
+        (status = 200, description = "The cancelled task.", body = TaskObject),
+        (status = 404, description = "`async_task_not_found`.", body = ErrorBody),
+        (status = 409, description = "`task_not_cancellable`: generating or already ended.", body = ErrorBody),
+        (status = 503, description = "`upstream_unavailable`: the upstream could not be asked; retry.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn cancel(
     State(state): State<ApiState>,
     Authed(account): Authed,
     BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<TaskObject>, HttpError> {
     let task = state.services.cancel_task(&account, &id).await?;
     Ok(Json(task_object(&task, &state.services, &base, now_s())))
 }
 
-#[derive(Deserialize)]
+/// Alias of `DELETE /v1/tasks/{id}` for clients that cannot send DELETE.
+#[utoipa::path(
+    post,
+    path = "/v1/tasks/{id}/cancel",
+    operation_id = "cancel_task_by_post",
+    tag = "tasks",
+    params(("id" = String, Path, description = "The task id.")),
+    responses(
+        (status = 200, description = "The cancelled task.", body = TaskObject),
+        (status = 404, description = "`async_task_not_found`.", body = ErrorBody),
+        (status = 409, description = "`task_not_cancellable`: generating or already ended.", body = ErrorBody),
+        (status = 503, description = "`upstream_unavailable`: the upstream could not be asked; retry.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn cancel_by_post(
+    state: State<ApiState>,
+    authed: Authed,
+    base: BaseUrl,
+    id: Path<String>,
+) -> Result<Json<TaskObject>, HttpError> {
+    cancel(state, authed, base, id).await
+}
+
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only tasks with this public status.
+    #[param(value_type = Option<PublicStatus>)]
     status: Option<String>,
+    /// Only tasks of this model.
     model: Option<String>,
+    /// Page size, 1–100; default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
     after: Option<String>,
 }
 
+/// A page of tasks, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct TaskList {
+    /// Always `list`.
+    object: &'static str,
+    data: Vec<TaskObject>,
+    /// Whether another page follows.
+    has_more: bool,
+    /// Pass as `after` for the next page; null on the last.
+    next_cursor: Option<String>,
+}
+
+/// List this account's tasks, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/tasks",
+    operation_id = "list_tasks",
+    tag = "tasks",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of tasks.", body = TaskList),
+        (status = 400, description = "`invalid_query`, `invalid_status` or `invalid_limit`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Authed(account): Authed,
     BaseUrl(base): BaseUrl,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<TaskList>, HttpError> {
     let Query(query) = query.map_err(|e| {
         HttpError(ApiError::invalid(
             "invalid_query",
@@ -124,37 +238,57 @@ pub async fn list(
         )
         .await?;
     let now = now_s();
-    let data: Vec<Value> = page
-        .tasks
-        .iter()
-        .map(|t| task_object(t, &state.services, &base, now))
-        .collect();
     let next_cursor = if page.has_more {
         page.tasks.last().map(|t| t.id.clone())
     } else {
         None
     };
-    Ok(Json(json!({
-        "object": "list",
-        "data": data,
-        "has_more": page.has_more,
-        "next_cursor": next_cursor,
-    })))
+    let data = page
+        .tasks
+        .iter()
+        .map(|t| task_object(t, &state.services, &base, now))
+        .collect();
+    Ok(Json(TaskList {
+        object: "list",
+        data,
+        has_more: page.has_more,
+        next_cursor,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
+    /// The per-task token of the callback URL handed to the upstream.
     token: Option<String>,
+}
+
+/// The acknowledgement of an upstream notification.
+#[derive(Serialize, ToSchema)]
+pub struct CallbackReceived {
+    /// Always true.
+    received: bool,
 }
 
 /// Upstream task notifications (the `callback_url` we hand the upstream): a hint to poll the
 /// task now. Authenticated by a per-task token; the body is not trusted.
+#[utoipa::path(
+    post,
+    path = "/v1/upstream/callback/{id}",
+    operation_id = "upstream_callback",
+    tag = "upstream",
+    params(("id" = String, Path, description = "Our task id."), CallbackQuery),
+    responses(
+        (status = 200, description = "Noted; the task is polled now.", body = CallbackReceived),
+        (status = 404, description = "`async_task_not_found`: unknown task or wrong token.", body = ErrorBody),
+    ),
+)]
 pub async fn upstream_callback(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     query: Result<Query<CallbackQuery>, QueryRejection>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<CallbackReceived>, HttpError> {
     let token = query.ok().and_then(|Query(q)| q.token).unwrap_or_default();
     state.services.upstream_callback(&id, &token).await?;
-    Ok(Json(json!({"received": true})))
+    Ok(Json(CallbackReceived { received: true }))
 }

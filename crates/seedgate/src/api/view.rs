@@ -4,14 +4,16 @@
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use serde_json::{json, Value};
+use seedgate_contract::RequestEcho;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::error::HttpError;
 use super::ApiState;
 use crate::assets::{AssetKind, AssetStore};
 use crate::engine::StoredResult;
 use crate::service::{usd, Services};
-use crate::store::{TaskRecord, TaskState};
+use crate::store::{PublicStatus, TaskRecord, TaskState};
 
 /// The scheme and host clients reached us by, for absolute download URLs.
 pub struct BaseUrl(pub String);
@@ -38,12 +40,130 @@ impl FromRequestParts<ApiState> for BaseUrl {
     }
 }
 
+/// A video generation task (SPEC §3). `result`, `usage` and `cost` are filled once it is
+/// `completed`; `error` once it has `failed`.
+#[derive(Serialize, ToSchema)]
+pub struct TaskObject {
+    /// The task id (`vtask_…`), sortable by creation time.
+    #[schema(example = "vtask_01JF3Q7Z8X9Y0A1B2C3D4E5F6G")]
+    pub id: String,
+    /// Alias of `id` for the platform's clients.
+    pub task_id: String,
+    /// Always `video.task`.
+    #[schema(example = "video.task")]
+    pub object: &'static str,
+    pub model: String,
+    /// `sandbox` or the upstream provider serving the task (`ark`).
+    pub provider: String,
+    #[schema(value_type = seedgate_contract::Operation)]
+    pub operation: String,
+    pub status: PublicStatus,
+    /// True when the task was cancelled (its `status` is then `failed`).
+    pub cancelled: bool,
+    /// `cancelled` when the task was cancelled; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancellation_status: Option<&'static str>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+    /// Unix seconds, once the task has ended.
+    pub completed_at: Option<i64>,
+    /// Where to poll this task; join it to the API's base URL.
+    #[schema(example = "/v1/tasks/vtask_01JF3Q7Z8X9Y0A1B2C3D4E5F6G")]
+    pub poll_url: String,
+    /// What was asked for, after defaults.
+    pub request: Option<RequestEcho>,
+    pub result: Option<TaskResult>,
+    pub usage: Option<Usage>,
+    /// What was charged; only a completed task costs anything.
+    pub cost: Option<Cost>,
+    /// What was reserved from the balance when the task was created.
+    pub estimated_cost: EstimatedCost,
+    pub error: Option<TaskError>,
+    /// Same as `result.video_url`, for the platform's clients; completed tasks only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_url: Option<String>,
+    /// Same as `result.last_frame_url`; completed tasks only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_frame_url: Option<String>,
+    /// The video in the platform's older shape; completed tasks only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoSummary>,
+}
+
+/// The output of a completed task. URLs are absolute, signed and expire at `expires_at`;
+/// read the task again for fresh ones.
+#[derive(Serialize, ToSchema)]
+pub struct TaskResult {
+    pub video_url: String,
+    /// A PNG of the last frame.
+    pub last_frame_url: String,
+    /// Real pixel size of the file.
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    /// Seconds.
+    pub duration: f64,
+    pub has_audio: bool,
+    /// Unix seconds after which the URLs stop working.
+    pub expires_at: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Usage {
+    /// Tokens billed (output, plus input when video is an input).
+    pub tokens: Option<i64>,
+}
+
+/// Exact decimal amounts as strings.
+#[derive(Serialize, ToSchema)]
+pub struct Cost {
+    /// Always `USD`.
+    pub currency: &'static str,
+    #[schema(example = "0.592544")]
+    pub amount: String,
+    /// The official price in CNY it derives from.
+    #[schema(example = "4.029300")]
+    pub cny: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EstimatedCost {
+    /// Always `USD`.
+    pub currency: &'static str,
+    #[schema(example = "0.592544")]
+    pub amount: String,
+    /// Tokens the reservation covers.
+    pub tokens: i64,
+}
+
+/// Why a task failed: `cancelled`, `task_expired`, or the upstream's own code.
+#[derive(Serialize, ToSchema)]
+pub struct TaskError {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VideoSummary {
+    pub url: String,
+    pub duration: f64,
+    pub width: u32,
+    pub height: u32,
+}
+
 fn seconds(ms: i64) -> i64 {
     ms / 1000
 }
 
 /// Renders one task for its owner.
-pub fn task_object(task: &TaskRecord, services: &Services, base_url: &str, now_s: u64) -> Value {
+pub fn task_object(
+    task: &TaskRecord,
+    services: &Services,
+    base_url: &str,
+    now_s: u64,
+) -> TaskObject {
     render_task(
         task,
         &services.assets,
@@ -61,34 +181,41 @@ pub fn render_task(
     url_ttl_seconds: u64,
     base_url: &str,
     now_s: u64,
-) -> Value {
+) -> TaskObject {
     let cancelled = task.state == TaskState::Cancelled;
-    let request: Value = serde_json::from_str(&task.request_json).unwrap_or(Value::Null);
-    let mut object = json!({
-        "id": task.id,
-        "task_id": task.id,
-        "object": "video.task",
-        "model": task.model,
-        "provider": task.provider,
-        "operation": task.operation,
-        "status": task.state.public_status(),
-        "cancelled": cancelled,
-        "created_at": seconds(task.created_at_ms),
-        "updated_at": seconds(task.updated_at_ms),
-        "completed_at": task.completed_at_ms.map(seconds),
-        "poll_url": format!("/v1/tasks/{}", task.id),
-        "request": request,
-        "result": null,
-        "usage": null,
-        "cost": null,
-        "estimated_cost": {"currency": "USD", "amount": usd(task.reserved_usd_micros), "tokens": task.estimated_tokens},
-        "error": null,
-    });
-    if cancelled {
-        object["cancellation_status"] = "cancelled".into();
-    }
+    let mut object = TaskObject {
+        id: task.id.clone(),
+        task_id: task.id.clone(),
+        object: "video.task",
+        model: task.model.clone(),
+        provider: task.provider.clone(),
+        operation: task.operation.clone(),
+        status: task.state.public_status(),
+        cancelled,
+        cancellation_status: cancelled.then_some("cancelled"),
+        created_at: seconds(task.created_at_ms),
+        updated_at: seconds(task.updated_at_ms),
+        completed_at: task.completed_at_ms.map(seconds),
+        poll_url: format!("/v1/tasks/{}", task.id),
+        request: serde_json::from_str(&task.request_json).ok(),
+        result: None,
+        usage: None,
+        cost: None,
+        estimated_cost: EstimatedCost {
+            currency: "USD",
+            amount: usd(task.reserved_usd_micros),
+            tokens: task.estimated_tokens,
+        },
+        error: None,
+        video_url: None,
+        last_frame_url: None,
+        video: None,
+    };
     if let (Some(code), Some(message)) = (&task.error_code, &task.error_message) {
-        object["error"] = json!({"code": code, "message": message});
+        object.error = Some(TaskError {
+            code: code.clone(),
+            message: message.clone(),
+        });
     }
     if task.state == TaskState::Succeeded {
         add_result(&mut object, task, assets, url_ttl_seconds, base_url, now_s);
@@ -97,7 +224,7 @@ pub fn render_task(
 }
 
 fn add_result(
-    object: &mut Value,
+    object: &mut TaskObject,
     task: &TaskRecord,
     assets: &AssetStore,
     url_ttl_seconds: u64,
@@ -120,26 +247,30 @@ fn add_result(
         "{base_url}{}",
         assets.signed_path(&task.id, AssetKind::LastFrame, expires)
     );
-    object["result"] = json!({
-        "video_url": video_url,
-        "last_frame_url": last_frame_url,
-        "width": result.width,
-        "height": result.height,
-        "fps": result.fps,
-        "duration": result.duration,
-        "has_audio": result.has_audio,
-        "expires_at": expires,
+    object.usage = Some(Usage {
+        tokens: task.usage_tokens,
     });
-    object["usage"] = json!({"tokens": task.usage_tokens});
-    if let Some(micros) = task.cost_usd_micros {
-        object["cost"] = json!({"currency": "USD", "amount": usd(micros), "cny": task.cost_cny});
-    }
-    object["video_url"] = video_url.clone().into();
-    object["last_frame_url"] = last_frame_url.into();
-    object["video"] = json!({
-        "url": video_url,
-        "duration": result.duration,
-        "width": result.width,
-        "height": result.height,
+    object.cost = task.cost_usd_micros.map(|micros| Cost {
+        currency: "USD",
+        amount: usd(micros),
+        cny: task.cost_cny.clone(),
+    });
+    object.video = Some(VideoSummary {
+        url: video_url.clone(),
+        duration: result.duration,
+        width: result.width,
+        height: result.height,
+    });
+    object.video_url = Some(video_url.clone());
+    object.last_frame_url = Some(last_frame_url.clone());
+    object.result = Some(TaskResult {
+        video_url,
+        last_frame_url,
+        width: result.width,
+        height: result.height,
+        fps: result.fps,
+        duration: result.duration,
+        has_audio: result.has_audio,
+        expires_at: expires,
     });
 }

@@ -10,9 +10,17 @@ use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// Addresses this process must not reach on a caller's behalf, with the operator's exceptions.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AddressPolicy {
     allow: Vec<IpNet>,
+    /// False: only the allow-listed networks, nothing on the public internet.
+    public_internet: bool,
+}
+
+impl Default for AddressPolicy {
+    fn default() -> Self {
+        Self::new(Vec::new(), true)
+    }
 }
 
 /// Raised when a URL leads only to refused addresses; callers look for it in error chains.
@@ -54,14 +62,20 @@ fn v6_forbidden(a: Ipv6Addr) -> bool {
 }
 
 impl AddressPolicy {
-    pub fn new(allow: Vec<IpNet>) -> Self {
-        Self { allow }
+    pub fn new(allow: Vec<IpNet>, public_internet: bool) -> Self {
+        Self {
+            allow,
+            public_internet,
+        }
     }
 
     /// Whether a connection to `ip` is permitted.
     pub fn permits(&self, ip: IpAddr) -> bool {
         if self.allow.iter().any(|net| net.contains(&ip)) {
             return true;
+        }
+        if !self.public_internet {
+            return false;
         }
         match ip {
             IpAddr::V4(a) => !v4_forbidden(a),
@@ -155,10 +169,23 @@ mod tests {
 
     #[test]
     fn the_allow_list_makes_exceptions() {
-        let policy = AddressPolicy::new(vec!["127.0.0.1/32".parse().unwrap()]);
+        let policy = AddressPolicy::new(vec!["127.0.0.1/32".parse().unwrap()], true);
         assert!(policy.permits(ip("127.0.0.1")));
         assert!(!policy.permits(ip("127.0.0.2")));
         assert!(!policy.permits(ip("10.0.0.1")));
+        assert!(policy.permits(ip("93.184.216.34")));
+    }
+
+    #[test]
+    fn without_the_public_internet_only_the_allow_list_is_reachable() {
+        let policy = AddressPolicy::new(vec!["127.0.0.1/32".parse().unwrap()], false);
+        assert!(policy.permits(ip("127.0.0.1")));
+        for refused in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "10.0.0.1"] {
+            assert!(!policy.permits(ip(refused)), "{refused} must be refused");
+        }
+        assert!(policy
+            .check_url(&"https://8.8.8.8/a.png".parse().unwrap())
+            .is_err());
     }
 
     #[test]

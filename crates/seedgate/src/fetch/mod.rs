@@ -61,7 +61,10 @@ const MAX_REDIRECTS: usize = 3;
 
 impl Fetcher {
     pub fn new(config: FetchConfig) -> Result<Self, reqwest::Error> {
-        let policy = Arc::new(AddressPolicy::new(config.allow_private.clone()));
+        let policy = Arc::new(AddressPolicy::new(
+            config.allow_private.clone(),
+            config.public_internet,
+        ));
         let redirect_policy = policy.clone();
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
             // `previous` holds the original URL and every hop so far.

@@ -16,7 +16,9 @@ use sqlx::SqlitePool;
 
 pub use keys::{Account, KeyMode, NewKey};
 pub use ledger::LedgerKind;
-pub use tasks::{Created, IdempotencyKey, NewTask, Settlement, TaskFilter, TaskRecord, TaskState};
+pub use tasks::{
+    Created, IdempotencyKey, NewTask, PublicStatus, Settlement, TaskFilter, TaskRecord, TaskState,
+};
 pub use webhooks::{event_for, Delivery, DeliveryRecord};
 
 /// Failures of the storage layer; the API maps them to 5xx (our fault) except the business outcomes.

@@ -53,13 +53,13 @@ impl TaskState {
         )
     }
 
-    /// The four statuses clients see (SPEC §3).
-    pub fn public_status(self) -> &'static str {
+    /// What clients see of this state.
+    pub fn public_status(self) -> PublicStatus {
         match self {
-            TaskState::Queued | TaskState::Submitting => "pending",
-            TaskState::Running => "processing",
-            TaskState::Succeeded => "completed",
-            TaskState::Failed | TaskState::Cancelled | TaskState::Expired => "failed",
+            TaskState::Queued | TaskState::Submitting => PublicStatus::Pending,
+            TaskState::Running => PublicStatus::Processing,
+            TaskState::Succeeded => PublicStatus::Completed,
+            TaskState::Failed | TaskState::Cancelled | TaskState::Expired => PublicStatus::Failed,
         }
     }
 
@@ -72,6 +72,27 @@ impl TaskState {
             "failed" => &[TaskState::Failed, TaskState::Cancelled, TaskState::Expired],
             _ => return None,
         })
+    }
+}
+
+/// The four statuses clients see (SPEC §3); a cancelled or expired task is `failed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PublicStatus {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl PublicStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublicStatus::Pending => "pending",
+            PublicStatus::Processing => "processing",
+            PublicStatus::Completed => "completed",
+            PublicStatus::Failed => "failed",
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod idempotency;
 mod lifecycle;
 mod limits;
 mod money;
+mod openapi;
 mod operations;
 pub mod restart;
 mod upstream;

@@ -23,6 +23,13 @@ pub struct Server {
     child: Child,
 }
 
+impl Server {
+    /// False once the process has exited, e.g. by a crash.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

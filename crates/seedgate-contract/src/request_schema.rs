@@ -1,0 +1,112 @@
+//! The create request as the OpenAPI document describes it. The parser in [`crate::parse`]
+//! stays the one authority (it orders its rules and names the first that fails); this type
+//! only publishes the shape, and tests hold the two together: the same field names, and every
+//! body the parser accepts also fits this schema.
+
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::job::{AspectRatio, Operation, Resolution};
+
+/// `POST /v1/videos/generations`. Which media fields an operation takes, and how many, is in
+/// SPEC §2 and in each model's `GET /v1/models/{id}`; `null` and `[]` count as not sent.
+/// Media values are `https://`/`http://` URLs or base64 `data:` URIs.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "model": "seedance-2.0-fast",
+    "operation": "text-to-video",
+    "prompt": "A clean product reveal on a white studio background, the camera pushing in slowly.",
+    "resolution": "480p",
+    "aspect_ratio": "16:9",
+    "duration": 4,
+    "generate_audio": false
+}))]
+pub struct CreateVideoRequest {
+    /// A model id from `GET /v1/models`.
+    #[schema(example = "seedance-2.0-fast")]
+    pub model: String,
+    /// The workflow.
+    pub operation: Operation,
+    /// 1–5,000 characters; required except for video-extension.
+    #[schema(
+        min_length = 1,
+        max_length = 5000,
+        example = "A clean product reveal on a white studio background."
+    )]
+    pub prompt: Option<String>,
+    /// One of the model's resolutions; default the model's (720p).
+    pub resolution: Option<Resolution>,
+    /// Output shape; `adaptive` follows an image or video input.
+    pub aspect_ratio: Option<AspectRatio>,
+    /// Alias of `aspect_ratio`; both must agree when both are sent.
+    pub ratio: Option<AspectRatio>,
+    /// Whole seconds within the model's range (4–15), or -1 to let the model decide.
+    #[schema(minimum = -1, maximum = 15, example = 5)]
+    pub duration: Option<i64>,
+    /// Alias of `duration`.
+    #[schema(minimum = -1, maximum = 15)]
+    pub seconds: Option<i64>,
+    /// -1 asks for a random seed.
+    #[schema(minimum = -1, maximum = 4_294_967_295_i64)]
+    pub seed: Option<i64>,
+    /// Whether the output has an audio track; default true.
+    pub generate_audio: Option<bool>,
+    /// Alias of `generate_audio`.
+    pub output_audio: Option<bool>,
+    /// Whether the provider adds its watermark; default false.
+    pub watermark: Option<bool>,
+    /// An `https://` or `http://` URL that receives a signed POST when the task ends.
+    pub callback_url: Option<String>,
+    /// image-to-video: the first frame.
+    pub image_url: Option<String>,
+    /// Alias of `image_url`.
+    pub image: Option<String>,
+    /// start-end-to-video: the first frame.
+    pub start_image: Option<String>,
+    /// start-end-to-video: the last frame.
+    pub end_image: Option<String>,
+    /// reference-to-video: reference images (at most the model's limit, 9 built in).
+    pub reference_images: Option<Vec<String>>,
+    /// reference-to-video: reference videos (at most 3 built in, 2–15 s each, ≤ 15 s in all).
+    pub video_urls: Option<Vec<String>>,
+    /// reference-to-video: reference audio, only beside an image or video reference.
+    pub audio_urls: Option<Vec<String>>,
+    /// video-to-video or video-extension: the source video.
+    pub video_url: Option<String>,
+    /// Alias of `video_url`.
+    pub video: Option<String>,
+    /// video-extension: a completed task of the same account to continue.
+    pub task_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use utoipa::PartialSchema;
+
+    use super::*;
+    use crate::parse::FIELDS;
+
+    #[test]
+    fn the_schema_names_exactly_the_fields_the_parser_accepts() {
+        let schema = serde_json::to_value(CreateVideoRequest::schema()).unwrap();
+        let documented: BTreeSet<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let accepted: BTreeSet<&str> = FIELDS.into_iter().collect();
+        assert_eq!(documented, accepted);
+        assert_eq!(schema["additionalProperties"], false);
+        let required: BTreeSet<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert_eq!(required, BTreeSet::from(["model", "operation"]));
+    }
+}

@@ -1,0 +1,187 @@
+//! The OpenAPI 3.1 document of the public API, generated from the handlers' annotations and the
+//! types they serialize, built once and served at `GET /openapi.json`.
+
+use std::sync::LazyLock;
+
+use axum::body::Bytes;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi as Document, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi, PartialSchema};
+
+use super::{assets, catalog, health, tasks};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Seedgate",
+        description = "One asynchronous HTTP API for the Seedance 2.0 video models: create a \
+            task, poll it (or receive a webhook), download the MP4, see the cost. Errors share \
+            one shape, `{\"error\":{\"message\",\"type\",\"code\",\"param\"}}`, with stable codes.",
+        license(name = "Apache-2.0"),
+    ),
+    paths(
+        tasks::create,
+        tasks::get,
+        tasks::cancel,
+        tasks::cancel_by_post,
+        tasks::list,
+        catalog::list_models,
+        catalog::get_model,
+        catalog::pricing,
+        assets::download,
+        tasks::upstream_callback,
+        health::healthz,
+        health::readyz,
+        openapi_json,
+    ),
+    modifiers(&SharedResponses),
+    tags(
+        (name = "tasks", description = "Create, poll, list and cancel video tasks; download results."),
+        (name = "catalog", description = "Models and prices."),
+        (name = "upstream", description = "Notifications from upstream providers."),
+        (name = "operations", description = "Health and this document."),
+    ),
+)]
+struct ApiDoc;
+
+/// Adds what every operation shares instead of repeating it in each annotation: the bearer
+/// scheme, `401` and `429` wherever a key is required, and `500` everywhere.
+struct SharedResponses;
+
+fn error_response(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ErrorBody")))
+            .build(),
+    )
+}
+
+fn integer_header(description: &str) -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Integer))
+        .description(Some(description))
+        .build()
+}
+
+impl Modify for SharedResponses {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("`Authorization: Bearer sg_…`"))
+                    .build(),
+            ),
+        );
+
+        let unauthorized = error_response("`invalid_api_key`: missing, unknown or revoked key.")
+            .header(
+                "WWW-Authenticate",
+                HeaderBuilder::new()
+                    .schema(String::schema())
+                    .description(Some("`Bearer`"))
+                    .build(),
+            )
+            .build();
+        let rate_limited = error_response("`rate_limit_exceeded`: back off for `Retry-After` s.")
+            .header("Retry-After", integer_header("Seconds to wait."))
+            .header(
+                "X-RateLimit-Limit",
+                integer_header("Requests per second allowed."),
+            )
+            .header(
+                "X-RateLimit-Remaining",
+                integer_header("Requests left now."),
+            )
+            .header(
+                "X-RateLimit-Reset",
+                integer_header("Seconds until the bucket is full."),
+            )
+            .build();
+        let internal = error_response("`internal_error`: our fault; safe to retry.").build();
+
+        for item in doc.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.put,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let responses = &mut operation.responses.responses;
+                if operation.security.is_some() {
+                    responses
+                        .entry("401".to_owned())
+                        .or_insert_with(|| unauthorized.clone().into());
+                    responses
+                        .entry("429".to_owned())
+                        .or_insert_with(|| rate_limited.clone().into());
+                }
+                responses
+                    .entry("500".to_owned())
+                    .or_insert_with(|| internal.clone().into());
+            }
+        }
+    }
+}
+
+/// utoipa 5 writes the fields of Link objects in snake case (`operation_id`); OpenAPI spells
+/// them in camel case, and clients that follow links (schemathesis' stateful phase among
+/// them) ignore the snake-case ones.
+fn camel_case_links(document: &mut Value) {
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let links = paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .filter_map(|operation| operation.get_mut("responses")?.as_object_mut())
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|response| response.get_mut("links")?.as_object_mut())
+        .flat_map(|links| links.values_mut())
+        .filter_map(Value::as_object_mut);
+    for link in links {
+        for (snake, camel) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(value) = link.remove(snake) {
+                link.insert(camel.to_owned(), value);
+            }
+        }
+    }
+}
+
+static DOCUMENT: LazyLock<Bytes> = LazyLock::new(|| {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
+    camel_case_links(&mut document);
+    Bytes::from(serde_json::to_vec_pretty(&document).unwrap_or_default())
+});
+
+/// The API's own description: an OpenAPI 3.1 document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "operations",
+    responses((status = 200, description = "This document.", content_type = "application/json", body = Object)),
+)]
+pub async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.clone(),
+    )
+        .into_response()
+}

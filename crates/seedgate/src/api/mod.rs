@@ -37,7 +37,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/videos/generations", post(tasks::create))
         .route("/v1/tasks", get(tasks::list))
         .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
-        .route("/v1/tasks/{id}/cancel", post(tasks::cancel_by_post))
+        .route("/v1/tasks/{id}/cancel", post(tasks::cancel))
         .route("/v1/models", get(catalog::list_models))
         .route("/v1/models/{id}", get(catalog::get_model))
         .route("/v1/pricing", get(catalog::pricing))

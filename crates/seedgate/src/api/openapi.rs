@@ -8,6 +8,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::HttpMethod;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi as Document, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi, PartialSchema};
@@ -27,7 +28,6 @@ use super::{assets, catalog, health, tasks};
         tasks::create,
         tasks::get,
         tasks::cancel,
-        tasks::cancel_by_post,
         tasks::list,
         catalog::list_models,
         catalog::get_model,
@@ -38,7 +38,7 @@ use super::{assets, catalog, health, tasks};
         health::readyz,
         openapi_json,
     ),
-    modifiers(&SharedResponses),
+    modifiers(&SharedResponses, &CancelAlias),
     tags(
         (name = "tasks", description = "Create, poll, list and cancel video tasks; download results."),
         (name = "catalog", description = "Models and prices."),
@@ -161,6 +161,27 @@ fn camel_case_links(document: &mut Value) {
                 link.insert(camel.to_owned(), value);
             }
         }
+    }
+}
+
+/// `POST /v1/tasks/{id}/cancel` is `DELETE /v1/tasks/{id}` for clients that cannot send DELETE:
+/// one handler, so one description, copied.
+struct CancelAlias;
+
+impl Modify for CancelAlias {
+    fn modify(&self, doc: &mut Document) {
+        let Some(mut cancel) = doc
+            .paths
+            .paths
+            .get("/v1/tasks/{id}")
+            .and_then(|item| item.delete.clone())
+        else {
+            return;
+        };
+        cancel.operation_id = Some("cancel_task_by_post".to_owned());
+        cancel.description = Some("Alias of `DELETE /v1/tasks/{id}`.".to_owned());
+        doc.paths
+            .add_path_operation("/v1/tasks/{id}/cancel", vec![HttpMethod::Post], cancel);
     }
 }
 

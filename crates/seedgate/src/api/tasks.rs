@@ -149,30 +149,6 @@ pub async fn cancel(
     Ok(Json(task_object(&task, &state.services, &base, now_s())))
 }
 
-/// Alias of `DELETE /v1/tasks/{id}` for clients that cannot send DELETE.
-#[utoipa::path(
-    post,
-    path = "/v1/tasks/{id}/cancel",
-    operation_id = "cancel_task_by_post",
-    tag = "tasks",
-    params(("id" = String, Path, description = "The task id.")),
-    responses(
-        (status = 200, description = "The cancelled task.", body = TaskObject),
-        (status = 404, description = "`async_task_not_found`.", body = ErrorBody),
-        (status = 409, description = "`task_not_cancellable`: generating or already ended.", body = ErrorBody),
-        (status = 503, description = "`upstream_unavailable`: the upstream could not be asked; retry.", body = ErrorBody),
-    ),
-    security(("api_key" = [])),
-)]
-pub async fn cancel_by_post(
-    state: State<ApiState>,
-    authed: Authed,
-    base: BaseUrl,
-    id: Path<String>,
-) -> Result<Json<TaskObject>, HttpError> {
-    cancel(state, authed, base, id).await
-}
-
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]

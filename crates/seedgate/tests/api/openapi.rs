@@ -119,6 +119,7 @@ async fn schemathesis_finds_no_server_error_or_undocumented_response() {
         let address = address.clone();
         let key = key.clone();
         let report = dir.path().join("report");
+        let work = dir.path().to_owned();
         move || {
             Command::new(&schemathesis)
                 .arg("run")
@@ -137,6 +138,8 @@ async fn schemathesis_finds_no_server_error_or_undocumented_response() {
                 .args(["--request-timeout", "20", "--generation-database", "none", "--no-color"])
                 .arg("--report-dir")
                 .arg(report)
+                // Its caches go to the temporary directory, not the work tree.
+                .current_dir(&work)
                 .output()
                 .unwrap_or_else(|e| {
                     panic!("cannot run `{schemathesis}` ({e}); install it with `pip install schemathesis`")

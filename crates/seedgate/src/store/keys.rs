@@ -170,7 +170,7 @@ impl Store {
         .bind(requests_per_second)
         .bind(max_concurrent_tasks)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -181,7 +181,7 @@ impl Store {
             sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
                 .bind(now_ms())
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         Ok(done.rows_affected() == 1)
     }

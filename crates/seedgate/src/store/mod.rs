@@ -2,6 +2,11 @@
 //!
 //! Every multi-row change is one `BEGIN IMMEDIATE` transaction, and every task transition is an
 //! `UPDATE … WHERE state = <expected>` so two workers can never both move the same task.
+//!
+//! SQLite has one writer at a time. Writes go through a pool of one connection, so they queue
+//! in order on the runtime instead of in SQLite's busy handler, which sleeps in growing steps
+//! (hundreds of milliseconds under load); reads use a pool of their own and never wait for
+//! writes (WAL).
 
 mod keys;
 mod ledger;
@@ -44,7 +49,10 @@ pub enum StoreError {
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    /// Reads.
     pool: SqlitePool,
+    /// Every statement that writes, one at a time.
+    writer: SqlitePool,
 }
 
 /// Milliseconds since the Unix epoch: the one clock every row uses.
@@ -66,13 +74,18 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations").run(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
     }
 
     /// Whether the database answers; backs `/readyz`.
@@ -98,7 +111,7 @@ impl Store {
         )
         .bind(name)
         .bind(value)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         self.setting(name)
             .await?
@@ -108,7 +121,7 @@ impl Store {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         // IMMEDIATE takes the write lock up front, so a read-then-write transaction cannot fail
         // half way with SQLITE_BUSY when another writer slips in.
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
 

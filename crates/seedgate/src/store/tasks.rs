@@ -467,7 +467,7 @@ impl Store {
             .bind(owner)
             .bind(now + lease_ms)
             .bind(max_per_key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?;
             if let Some(row) = row {
                 let mut task = task_from_row(&row)?;
@@ -487,7 +487,7 @@ impl Store {
         .bind(now_ms())
         .bind(id)
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -513,7 +513,7 @@ impl Store {
         .bind(now_ms())
         .bind(id)
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -533,7 +533,7 @@ impl Store {
         .bind(now_ms())
         .bind(id)
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -546,7 +546,7 @@ impl Store {
         )
         .bind(now_ms())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -600,7 +600,7 @@ impl Store {
         .bind(id)
         .bind(owner)
         .bind(limit)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -619,7 +619,7 @@ impl Store {
         .bind(now_ms() + lease_ms)
         .bind(id)
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -764,7 +764,7 @@ impl Store {
         .bind(now)
         .bind(id)
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }

@@ -89,7 +89,7 @@ impl Store {
         .bind(now)
         .bind(owner)
         .bind(now + lease_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         row.as_ref().map(delivery_from_row).transpose()
     }
@@ -123,7 +123,7 @@ impl Store {
         .bind(now)
         .bind(id)
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -137,7 +137,7 @@ impl Store {
         )
         .bind(format!("whsec_{}", hex::encode(bytes)))
         .bind(account_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         sqlx::query_scalar("SELECT webhook_secret FROM api_keys WHERE id = ?")
             .bind(account_id)
@@ -155,7 +155,7 @@ impl Store {
         let done = sqlx::query("UPDATE api_keys SET webhook_url = ? WHERE id = ?")
             .bind(url)
             .bind(account_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }

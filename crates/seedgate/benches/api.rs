@@ -1,0 +1,239 @@
+//! API throughput and latency, measured by `wrk` (a tool we did not write) against the real
+//! router on the embedded defaults (SQLite in a temporary directory):
+//!
+//! - status polls (`GET /v1/tasks/{id}`) against a bare axum server answering the same bytes
+//!   from memory, on the same runtime shape and the same machine;
+//! - gateway latency at one connection (no queueing): poll and create, p50/p99;
+//! - durable task creations per second, each one committed to SQLite with its reservation
+//!   before the `202`, checked afterwards by counting the rows.
+//!
+//! `cargo bench -p seedgate --bench api` (needs `wrk`: `apt-get install wrk`).
+//! `SEEDGATE_BENCH_SECONDS` sets each run's length (default 10).
+
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+
+use axum::body::Bytes;
+use axum::http::header;
+use axum::routing::get;
+use axum::Router;
+use seedgate::config::Config;
+use seedgate::Application;
+use tokio::runtime::Runtime;
+
+const CREATE_BODY: &str = r#"{"model":"seedance-2.0-fast","operation":"text-to-video","prompt":"A lighthouse at dusk, waves rolling in.","resolution":"480p","duration":4}"#;
+
+/// What one `wrk` run reports.
+struct Run {
+    requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    requests: u64,
+    non_2xx: u64,
+}
+
+fn server_runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `wrk` prints latencies as `412.00us`, `1.23ms` or `2.00s`.
+fn parse_duration_ms(text: &str) -> f64 {
+    let (number, unit) = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map(|i| text.split_at(i))
+        .unwrap();
+    let value: f64 = number.parse().unwrap();
+    match unit {
+        "us" => value / 1000.0,
+        "ms" => value,
+        "s" => value * 1000.0,
+        "m" => value * 60_000.0,
+        other => panic!("unknown wrk unit {other}"),
+    }
+}
+
+fn parse_wrk(output: &str) -> Run {
+    let field = |prefix: &str| {
+        output
+            .lines()
+            .map(str::trim)
+            .find_map(|line| line.strip_prefix(prefix))
+            .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
+    };
+    let requests = output
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    Run {
+        requests_per_second: field("Requests/sec:").unwrap().parse().unwrap(),
+        p50_ms: parse_duration_ms(&field("50%").unwrap()),
+        p99_ms: parse_duration_ms(&field("99%").unwrap()),
+        requests,
+        non_2xx: field("Non-2xx or 3xx responses:")
+            .map(|n| n.parse().unwrap())
+            .unwrap_or(0),
+    }
+}
+
+fn wrk(url: &str, connections: u32, seconds: u64, script: &Path, threads: u32) -> Run {
+    let output = Command::new("wrk")
+        .arg(format!("-t{threads}"))
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{seconds}s"))
+        .arg("--latency")
+        .arg("-s")
+        .arg(script)
+        .arg(url)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run wrk ({e}); install it: apt-get install wrk"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "wrk failed: {stdout}");
+    parse_wrk(&stdout)
+}
+
+fn lua_script(dir: &Path, name: &str, key: &str, post: Option<&str>) -> std::path::PathBuf {
+    let mut text = format!("wrk.headers[\"Authorization\"] = \"Bearer {key}\"\n");
+    if let Some(body) = post {
+        text.push_str("wrk.method = \"POST\"\n");
+        text.push_str("wrk.headers[\"Content-Type\"] = \"application/json\"\n");
+        text.push_str(&format!("wrk.body = [[{body}]]\n"));
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken.
+    let seconds: u64 = std::env::var("SEEDGATE_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: dir.path().join("data"),
+        // Enough play money for every create of the run.
+        dev_key_balance_usd: 100_000_000,
+        ..Config::default()
+    };
+    config.limits.requests_per_second = 10_000_000;
+    config.limits.burst = 10_000_000;
+
+    // The gateway: the real router and store; no workers, so creates stay queued and the
+    // figures are the API's own.
+    let gateway = server_runtime();
+    let (gateway_addr, key, account, store) = gateway.block_on(async {
+        let app = Application::build(config).await.unwrap();
+        let addr = app.local_addr().unwrap();
+        let dev_key = app.dev_key.as_ref().unwrap();
+        let (key, account) = (dev_key.secret.clone(), dev_key.account.id.clone());
+        let store = app.store().clone();
+        tokio::spawn(app.run(false, std::future::pending()));
+        (addr, key, account, store)
+    });
+    let client = reqwest::Client::new();
+    let (task_id, task_body) = gateway.block_on(async {
+        let created: serde_json::Value = client
+            .post(format!("http://{gateway_addr}/v1/videos/generations"))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(CREATE_BODY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["id"].as_str().unwrap().to_owned();
+        let body = client
+            .get(format!("http://{gateway_addr}/v1/tasks/{id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        (id, body)
+    });
+
+    // The baseline: bare axum on the same runtime shape, answering the same task object from
+    // memory with no key check and no database.
+    let bare = server_runtime();
+    let bare_addr = bare.block_on(async {
+        let body = Bytes::from(task_body.to_vec());
+        let router = Router::new().route(
+            "/v1/tasks/{id}",
+            get(move || {
+                let body = body.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        addr
+    });
+
+    let poll = lua_script(dir.path(), "poll.lua", &key, None);
+    let create = lua_script(dir.path(), "create.lua", &key, Some(CREATE_BODY));
+    let poll_url = format!("http://{gateway_addr}/v1/tasks/{task_id}");
+    let bare_url = format!("http://{bare_addr}/v1/tasks/{task_id}");
+    let create_url = format!("http://{gateway_addr}/v1/videos/generations");
+
+    println!(
+        "task object: {} bytes; each run {seconds} s; wrk on the same 2 cores",
+        task_body.len()
+    );
+    println!(
+        "| run | connections | req/s | p50 | p99 | requests | non-2xx |\n|---|---|---|---|---|---|---|"
+    );
+    let row = |name: &str, connections: u32, run: &Run| {
+        println!(
+            "| {name} | {connections} | {:.0} | {:.3} ms | {:.3} ms | {} | {} |",
+            run.requests_per_second, run.p50_ms, run.p99_ms, run.requests, run.non_2xx
+        );
+    };
+
+    let bare_run = wrk(&bare_url, 64, seconds, &poll, 2);
+    row("bare axum, same body", 64, &bare_run);
+    let poll_run = wrk(&poll_url, 64, seconds, &poll, 2);
+    row("status poll", 64, &poll_run);
+    let poll_one = wrk(&poll_url, 1, seconds, &poll, 1);
+    row("status poll", 1, &poll_one);
+    let create_one = wrk(&create_url, 1, seconds, &create, 1);
+    row("create (durable)", 1, &create_one);
+    let create_run = wrk(&create_url, 32, seconds, &create, 2);
+    row("create (durable)", 32, &create_run);
+
+    let stored: i64 = gateway.block_on(store.count_tasks(&account)).unwrap();
+    let accepted =
+        create_one.requests - create_one.non_2xx + create_run.requests - create_run.non_2xx + 1;
+    println!();
+    println!(
+        "status polls: {:.0} % of bare axum (target ≥ 60 %)",
+        100.0 * poll_run.requests_per_second / bare_run.requests_per_second
+    );
+    println!(
+        "gateway latency at one connection: poll p99 {:.3} ms, create p99 {:.3} ms (target < 1 ms)",
+        poll_one.p99_ms, create_one.p99_ms
+    );
+    println!(
+        "durable creations: {:.0}/s (target ≥ 2,000/s); rows stored {stored}, 202s answered {accepted}",
+        create_run.requests_per_second
+    );
+    assert!(
+        stored as u64 >= accepted,
+        "every answered create must be stored"
+    );
+}

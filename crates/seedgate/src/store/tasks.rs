@@ -444,9 +444,8 @@ impl Store {
             "SELECT id FROM tasks WHERE state IN ('submitting', 'running') AND lease_until_ms < ?1 \
              ORDER BY lease_until_ms LIMIT 1",
             "SELECT t.id FROM tasks t WHERE t.state = 'queued' AND t.next_attempt_at_ms <= ?1 \
-             AND (SELECT COUNT(*) FROM tasks r WHERE r.account_id = t.account_id \
-                  AND r.state IN ('submitting', 'running')) \
-               < COALESCE((SELECT k.max_concurrent_tasks FROM api_keys k WHERE k.id = t.account_id), ?4) \
+             AND (SELECT k.in_flight < COALESCE(k.max_concurrent_tasks, ?4) \
+                  FROM api_keys k WHERE k.id = t.account_id) \
              ORDER BY t.next_attempt_at_ms, t.id LIMIT 1",
             "SELECT id FROM tasks WHERE state = 'running' AND upstream_id IS NOT NULL \
              AND next_poll_at_ms <= ?1 AND lease_until_ms IS NULL ORDER BY next_poll_at_ms LIMIT 1",
@@ -556,8 +555,7 @@ impl Store {
         &self,
     ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
         let rows = sqlx::query(
-            "SELECT channel, COUNT(*) AS n FROM tasks \
-             WHERE state IN ('submitting', 'running') AND channel IS NOT NULL GROUP BY channel",
+            "SELECT id AS channel, in_flight AS n FROM channel_load WHERE in_flight > 0",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -593,8 +591,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE tasks SET channel = ?1 WHERE id = ?2 AND lease_owner = ?3 AND state = 'submitting' \
-             AND (SELECT COUNT(*) FROM tasks WHERE channel = ?1 AND state IN ('submitting', 'running') \
-                  AND id != ?2) < ?4",
+             AND COALESCE((SELECT in_flight FROM channel_load WHERE id = ?1), 0) - (channel IS ?1) < ?4",
         )
         .bind(channel)
         .bind(id)

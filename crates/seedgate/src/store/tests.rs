@@ -206,3 +206,74 @@ async fn a_channel_place_goes_to_one_task_only() {
         "a task's own place"
     );
 }
+
+/// The counters behind the key and channel limits always equal the rows they summarise.
+async fn assert_counters_match_rows(store: &Store) {
+    let keys: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT k.id, k.in_flight, (SELECT COUNT(*) FROM tasks t WHERE t.account_id = k.id \
+         AND t.state IN ('submitting', 'running')) FROM api_keys k",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .unwrap();
+    for (id, counter, rows) in keys {
+        assert_eq!(counter, rows, "key {id}");
+    }
+    let counted: std::collections::HashMap<String, i64> = sqlx::query_as(
+        "SELECT channel, COUNT(*) FROM tasks WHERE channel IS NOT NULL \
+         AND state IN ('submitting', 'running') GROUP BY channel",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    let mut kept = store.in_flight_by_channel().await.unwrap();
+    kept.retain(|_, n| *n > 0);
+    assert_eq!(kept, counted);
+}
+
+#[tokio::test]
+async fn in_flight_counters_follow_every_transition() {
+    let (store, _dir) = store().await;
+    let key = store
+        .create_key("k", KeyMode::Test, 1_000_000)
+        .await
+        .unwrap();
+    for n in 0..5 {
+        store
+            .create_task(new_task(&key.account.id, n, 100), None)
+            .await
+            .unwrap();
+    }
+    assert_counters_match_rows(&store).await;
+    let mut claimed = Vec::new();
+    for worker in ["w0", "w1", "w2", "w3"] {
+        let (task, _) = store
+            .claim_task(worker, 60_000, 100)
+            .await
+            .unwrap()
+            .unwrap();
+        claimed.push((task.id, worker));
+        assert_counters_match_rows(&store).await;
+    }
+    let [(a, wa), (b, wb), (c, wc), (d, wd)] = claimed.try_into().unwrap();
+    assert!(store.reserve_channel(&a, wa, "volc", 10).await.unwrap());
+    assert!(store.reserve_channel(&a, wa, "byte", 10).await.unwrap());
+    assert!(store.reserve_channel(&b, wb, "volc", 10).await.unwrap());
+    assert!(store.reserve_channel(&c, wc, "volc", 10).await.unwrap());
+    assert_counters_match_rows(&store).await;
+    assert!(store
+        .record_submission(&a, wa, "byte", "cgt-a", now_ms() + 3_600_000)
+        .await
+        .unwrap());
+    assert!(store.mark_running(&d, wd).await.unwrap());
+    assert_counters_match_rows(&store).await;
+    assert!(store.requeue(&b, wb, 0, true).await.unwrap());
+    assert!(store.finish_failed(&c, wc, "boom", "failed").await.unwrap());
+    assert_counters_match_rows(&store).await;
+    // A key at its limit gets nothing new; freed places are taken again.
+    assert!(store.claim_task("w4", 60_000, 2).await.unwrap().is_none());
+    assert!(store.claim_task("w4", 60_000, 3).await.unwrap().is_some());
+    assert_counters_match_rows(&store).await;
+}

@@ -1,0 +1,216 @@
+//! Memory of the server with many upstream tasks in flight: the real `seedgate` binary, a live
+//! key, one Ark channel pointing at the fake upstream of the API tests (SPEC §7), whose tasks
+//! never finish. Creates `SEEDGATE_BENCH_INFLIGHT` tasks (default 100,000) through the API, waits
+//! until the upstream holds every one of them, lets the engine poll for a while, and reads the
+//! server's resident memory from `/proc`.
+//!
+//! `cargo bench -p seedgate --bench inflight`
+
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+#[allow(dead_code)]
+#[path = "../tests/api/fake_ark.rs"]
+mod fake_ark;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fake_ark::{Ending, FakeArk, FAKE_KEY_ENV};
+
+const CREATE_BODY: &str = r#"{"model":"seedance-2.0-fast","operation":"text-to-video","prompt":"A lighthouse at dusk.","resolution":"480p","duration":4}"#;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `VmRSS` and `VmHWM` (peak) of a process, in MiB.
+fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib = |field: &str| -> f64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap()
+    };
+    (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
+}
+
+fn cli(data: &Path, config: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_seedgate"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn main() {
+    let total: usize = std::env::var("SEEDGATE_BENCH_INFLIGHT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fake = runtime.block_on(FakeArk::start());
+    fake.set_ending(Ending::Never);
+    fake.set_timing(Duration::from_millis(500), Duration::from_secs(3600));
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("seedgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[engine]\nworkers = 16\nmax_concurrent_tasks_per_key = 1000000\n\
+             [limits]\nrequests_per_second = 1000000\nburst = 1000000\n\
+             [[channels]]\nid = \"volc\"\nprovider = \"ark\"\nbase_url = \"{}\"\n\
+             api_key_env = \"{FAKE_KEY_ENV}\"\nresolutions = [\"480p\", \"720p\"]\n\
+             max_concurrent_tasks = 1000000\n\
+             models = {{ \"seedance-2.0-fast\" = \"doubao-seedance-2-0-fast-260128\" }}\n",
+            fake.base_url
+        ),
+    )
+    .unwrap();
+    let key = cli(
+        &data,
+        &config,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "bench",
+            "--balance-usd",
+            "10000000",
+        ],
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("http://127.0.0.1:{port}");
+    let server = Server(
+        Command::new(env!("CARGO_BIN_EXE_seedgate"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = server.0.id();
+    let client = reqwest::Client::new();
+    runtime.block_on(async {
+        while client
+            .get(format!("{address}/readyz"))
+            .send()
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let (idle_rss, _) = memory_mib(pid);
+    println!("{total} tasks; server idle at {idle_rss:.1} MiB resident");
+
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    runtime.block_on(async {
+        let clients: Vec<_> = (0..32)
+            .map(|_| {
+                let (client, next, address, key) =
+                    (client.clone(), next.clone(), address.clone(), key.clone());
+                tokio::spawn(async move {
+                    while next.fetch_add(1, Ordering::Relaxed) < total {
+                        let response = client
+                            .post(format!("{address}/v1/videos/generations"))
+                            .bearer_auth(&key)
+                            .header("content-type", "application/json")
+                            .body(CREATE_BODY)
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.await.unwrap();
+        }
+    });
+    let created_in = started.elapsed();
+    println!(
+        "created {total} in {:.0?} ({:.0}/s); {} already upstream",
+        created_in,
+        total as f64 / created_in.as_secs_f64(),
+        fake.tasks_created()
+    );
+
+    let mut peak_seen = 0.0f64;
+    loop {
+        let upstream = fake.tasks_created();
+        let (rss, _) = memory_mib(pid);
+        peak_seen = peak_seen.max(rss);
+        if upstream >= total {
+            break;
+        }
+        println!(
+            "  {:>4.0} s: {upstream} upstream, {rss:.1} MiB resident",
+            started.elapsed().as_secs_f64()
+        );
+        std::thread::sleep(Duration::from_secs(10));
+    }
+    let submitted_in = started.elapsed();
+    println!(
+        "all {total} in flight upstream after {:.0?} ({:.0} submissions/s overall)",
+        submitted_in,
+        total as f64 / submitted_in.as_secs_f64()
+    );
+    // A minute of polling: every task gets its first polls.
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_secs(10));
+        peak_seen = peak_seen.max(memory_mib(pid).0);
+    }
+    let (rss, hwm) = memory_mib(pid);
+    let database: u64 = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("seedgate.db"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    println!(
+        "with {total} in flight: {rss:.1} MiB resident now, {hwm:.1} MiB peak (target < 1,024 MiB); \
+         database {:.1} MiB on disk",
+        database as f64 / 1_048_576.0
+    );
+    assert!(
+        fake.tasks_created() == total,
+        "the upstream holds exactly one task per create"
+    );
+    drop(server);
+}

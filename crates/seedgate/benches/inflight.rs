@@ -12,13 +12,13 @@
 #[path = "../tests/api/fake_ark.rs"]
 mod fake_ark;
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fake_ark::{Ending, FakeArk, FAKE_KEY_ENV};
+use seedgate::store::{KeyMode, Store};
 
 const CREATE_BODY: &str = r#"{"model":"seedance-2.0-fast","operation":"text-to-video","prompt":"A lighthouse at dusk.","resolution":"480p","duration":4}"#;
 
@@ -43,23 +43,6 @@ fn memory_mib(pid: u32) -> (f64, f64) {
             .unwrap()
     };
     (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
-}
-
-fn cli(data: &Path, config: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_seedgate"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 fn main() {
@@ -92,18 +75,16 @@ fn main() {
         ),
     )
     .unwrap();
-    let key = cli(
-        &data,
-        &config,
-        &[
-            "keys",
-            "create",
-            "--name",
-            "bench",
-            "--balance-usd",
-            "10000000",
-        ],
-    );
+    // A live key (test keys stay on the sandbox), made before the server opens the database.
+    let key = runtime.block_on(async {
+        std::fs::create_dir_all(&data).unwrap();
+        let url = format!("sqlite://{}", data.join("seedgate.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let key = store
+            .create_key("bench", KeyMode::Live, 10_000_000_000_000)
+            .await;
+        key.unwrap().secret
+    });
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

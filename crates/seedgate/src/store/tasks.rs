@@ -65,12 +65,14 @@ impl TaskState {
 
     /// Internal states behind a public status filter; None for an unknown status.
     pub fn for_public_status(status: &str) -> Option<&'static [TaskState]> {
+        let status = PublicStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == status)?;
         Some(match status {
-            "pending" => &[TaskState::Queued, TaskState::Submitting],
-            "processing" => &[TaskState::Running],
-            "completed" => &[TaskState::Succeeded],
-            "failed" => &[TaskState::Failed, TaskState::Cancelled, TaskState::Expired],
-            _ => return None,
+            PublicStatus::Pending => &[TaskState::Queued, TaskState::Submitting],
+            PublicStatus::Processing => &[TaskState::Running],
+            PublicStatus::Completed => &[TaskState::Succeeded],
+            PublicStatus::Failed => &[TaskState::Failed, TaskState::Cancelled, TaskState::Expired],
         })
     }
 }
@@ -86,6 +88,14 @@ pub enum PublicStatus {
 }
 
 impl PublicStatus {
+    pub const ALL: [PublicStatus; 4] = [
+        PublicStatus::Pending,
+        PublicStatus::Processing,
+        PublicStatus::Completed,
+        PublicStatus::Failed,
+    ];
+
+    /// The wire name (the serde name; a store test holds the two together).
     pub fn as_str(self) -> &'static str {
         match self {
             PublicStatus::Pending => "pending",

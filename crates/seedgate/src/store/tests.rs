@@ -277,3 +277,32 @@ async fn in_flight_counters_follow_every_transition() {
     assert!(store.claim_task("w4", 60_000, 3).await.unwrap().is_some());
     assert_counters_match_rows(&store).await;
 }
+
+#[test]
+fn public_statuses_name_and_filter_every_state_once() {
+    for status in PublicStatus::ALL {
+        assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+    }
+    let mut covered: Vec<TaskState> = PublicStatus::ALL
+        .into_iter()
+        .flat_map(|s| {
+            TaskState::for_public_status(s.as_str())
+                .unwrap()
+                .iter()
+                .copied()
+        })
+        .collect();
+    for state in covered.clone() {
+        assert_eq!(
+            TaskState::for_public_status(state.public_status().as_str())
+                .unwrap()
+                .iter()
+                .filter(|s| **s == state)
+                .count(),
+            1
+        );
+    }
+    covered.dedup();
+    assert_eq!(covered.len(), 7);
+    assert!(TaskState::for_public_status("cancelled").is_none());
+}

@@ -243,11 +243,18 @@ pub(crate) struct DataUri<'a> {
     pub payload: &'a str,
 }
 
+/// What follows the `data:` of a data URI, whatever the scheme's case (RFC 3986 §3.1);
+/// `None` if `uri` is not one.
+pub(crate) fn strip_data_scheme(uri: &str) -> Option<&str> {
+    let (scheme, rest) = uri.split_at_checked("data:".len())?;
+    scheme.eq_ignore_ascii_case("data:").then_some(rest)
+}
+
 impl<'a> DataUri<'a> {
     /// Splits a base64 data URI; `None` if it is not one (percent-encoded data URIs included:
     /// media is binary, so only base64 makes sense).
     pub fn parse(uri: &'a str) -> Option<Self> {
-        let rest = uri.strip_prefix("data:")?;
+        let rest = strip_data_scheme(uri)?;
         let (header, payload) = rest.split_once(',')?;
         let mut parts = header.split(';');
         let mime = parts.next().filter(|m| m.contains('/'))?;
@@ -259,18 +266,19 @@ impl<'a> DataUri<'a> {
 }
 
 /// A media input: an http(s) URL, or a data: URI whose form, type, size and (for images)
-/// dimensions the parser checked. Only the parser builds one from request text.
+/// dimensions the parser checked. Only the parser builds one from request text, and always
+/// with a lower-case scheme (`https://`, `http://`, `data:`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MediaInput(String);
 
 impl MediaInput {
-    /// Wraps a value the parser has already checked.
-    pub(crate) fn checked(value: &str) -> Self {
-        Self(value.to_owned())
+    /// Wraps a value the parser has already checked and normalised.
+    pub(crate) fn checked(value: impl Into<String>) -> Self {
+        Self(value.into())
     }
 
-    /// The URL or data URI, exactly as the client sent it.
+    /// The URL or data URI as the client sent it, its scheme in lower case.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -330,7 +338,7 @@ pub struct VideoJob {
     pub generate_audio: bool,
     /// Whether the provider adds its watermark.
     pub watermark: bool,
-    /// An http(s) URL to notify when the task ends.
+    /// An http(s) URL to notify when the task ends, its scheme in lower case.
     pub callback_url: Option<String>,
     /// The media, by role.
     pub inputs: JobInputs,

@@ -37,8 +37,8 @@ use serde_json::{Map, Value};
 use crate::catalog::{Catalog, ModelSpec};
 use crate::error::{ApiError, ErrorType};
 use crate::job::{
-    AspectRatio, DataUri, DurationRequest, JobInputs, MediaInput, Operation, Resolution, VideoJob,
-    BASE64,
+    strip_data_scheme, AspectRatio, DataUri, DurationRequest, JobInputs, MediaInput, Operation,
+    Resolution, VideoJob, BASE64,
 };
 
 /// Every top-level field the API accepts, aliases included; anything else is `unknown_field`.
@@ -162,8 +162,9 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
         check_media_content(m)?;
     }
 
-    let one = |v: Option<&str>| v.map(MediaInput::checked);
-    let all = |v: &[&str]| v.iter().copied().map(MediaInput::checked).collect();
+    let media_input = |v: &str| MediaInput::checked(normalise_scheme(v));
+    let one = |v: Option<&str>| v.map(media_input);
+    let all = |v: &[&str]| v.iter().copied().map(media_input).collect();
     Ok(VideoJob {
         model: model.id.clone(),
         operation,
@@ -528,6 +529,23 @@ fn check_prompt(prompt: Option<&str>, operation: Operation) -> Result<Option<Str
             format!("`prompt` is required for `{operation}`."),
         ));
     };
+    // NUL and the other C0/C1 controls are no text a model can use, are invisible in logs,
+    // and NUL is cut short or refused by C-string and database layers downstream. Line breaks
+    // and tabs are how people lay out long prompts, so they stay.
+    let control = prompt
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\r' | '\t'));
+    if let Some((index, c)) = control {
+        return Err(invalid(
+            "invalid_prompt",
+            "prompt",
+            format!(
+                "`prompt` contains the control character U+{:04X} at character index {index} (counting from 0); only line breaks and tabs are allowed.",
+                u32::from(c)
+            ),
+        ));
+    }
     let chars = prompt.chars().count();
     if prompt.trim().is_empty() || chars > MAX_PROMPT_CHARS {
         let blank = if chars > 0 && prompt.trim().is_empty() {
@@ -713,9 +731,19 @@ fn is_web_url(url: &str) -> bool {
     host_ok && port_ok
 }
 
+/// The URL with its scheme (what precedes the first `:`) in lower case and the rest as sent.
+/// Schemes are case-insensitive (RFC 3986 §3.1), but the media fetcher and the callback
+/// sender compare them exactly: the job carries the one spelling they know.
+fn normalise_scheme(url: &str) -> String {
+    match url.split_once(':') {
+        Some((scheme, rest)) => format!("{}:{rest}", scheme.to_ascii_lowercase()),
+        None => url.to_owned(),
+    }
+}
+
 fn check_callback_url(url: &str) -> Result<String, ApiError> {
     if is_web_url(url) {
-        Ok(url.to_owned())
+        Ok(normalise_scheme(url))
     } else {
         Err(invalid(
             "invalid_callback_url",
@@ -729,7 +757,7 @@ fn check_callback_url(url: &str) -> Result<String, ApiError> {
 /// checked later.
 fn check_media_form(m: &MediaValue<'_>) -> Result<(), ApiError> {
     let field = m.field;
-    if m.value.starts_with("data:") {
+    if strip_data_scheme(m.value).is_some() {
         if DataUri::parse(m.value).is_none() {
             return Err(invalid(
                 "invalid_media_url",

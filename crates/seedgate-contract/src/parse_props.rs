@@ -15,8 +15,16 @@ use crate::{
     parse_create_request, ApiError, Catalog, CreateVideoRequest, ErrorType, RequestEcho, VideoJob,
 };
 
+/// Schemes in any case: the parser must lower-case them and keep the rest.
 fn url() -> impl Strategy<Value = Value> {
-    "https://e\\.com/[a-z0-9]{1,10}".prop_map(Value::from)
+    "[hH][tT][tT][pP][sS]?://e\\.com/[a-z0-9]{1,10}".prop_map(Value::from)
+}
+
+/// The C0 and C1 controls a prompt may not contain: all but line breaks and tabs.
+fn forbidden_controls() -> Vec<char> {
+    ('\u{0}'..='\u{9f}')
+        .filter(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        .collect()
 }
 
 fn image() -> BoxedStrategy<Value> {
@@ -96,10 +104,11 @@ fn arb_valid_request() -> impl Strategy<Value = Value> {
             .filter(|a| *a != AspectRatio::Adaptive || op.has_visual_input())
             .collect();
         let d = model.duration;
+        let text = "[a-z][\\PC\n\r\t]{0,60}";
         let prompt = if op == Operation::VideoExtension {
-            proptest::option::of("[a-z]\\PC{0,60}").boxed()
+            proptest::option::of(text).boxed()
         } else {
-            "[a-z]\\PC{0,60}".prop_map(Some).boxed()
+            text.prop_map(Some).boxed()
         };
         (
             (
@@ -117,7 +126,7 @@ fn arb_valid_request() -> impl Strategy<Value = Value> {
                 proptest::option::of(-1i64..=4_294_967_295),
                 proptest::option::of((any::<bool>(), either("generate_audio", "output_audio"))),
                 proptest::option::of(any::<bool>()),
-                proptest::option::of("https://hooks\\.e\\.com/[a-z]{1,8}"),
+                proptest::option::of("[hH][tT][tT][pP][sS]?://hooks\\.e\\.com/[a-z]{1,8}"),
                 inputs(op, &model),
             ),
         )
@@ -184,6 +193,30 @@ fn to_body(job: &VideoJob) -> Value {
     body["video_url"] = one(&i.video).into();
     body["task_id"] = i.source_task_id.clone().into();
     body
+}
+
+/// Every URL and data URI of a body, in slot order, under whichever name it was sent.
+fn sent_urls(body: &Value) -> Vec<&str> {
+    let mut urls = Vec::new();
+    for key in [
+        "image_url",
+        "image",
+        "start_image",
+        "end_image",
+        "reference_images",
+        "video_urls",
+        "audio_urls",
+        "video_url",
+        "video",
+        "callback_url",
+    ] {
+        match body.get(key) {
+            Some(Value::String(s)) => urls.push(s.as_str()),
+            Some(Value::Array(items)) => urls.extend(items.iter().filter_map(Value::as_str)),
+            _ => {}
+        }
+    }
+    urls
 }
 
 /// What every rejection looks like: a 400 of the request family, naming a real field (or
@@ -290,6 +323,14 @@ proptest! {
         prop_assert!(job.operation.has_visual_input() || job.aspect_ratio != AspectRatio::Adaptive);
         prop_assert_eq!(job.has_visual_input(), job.operation.has_visual_input());
         prop_assert_eq!(job.prompt.is_none(), body.get("prompt").is_none());
+        // URLs are kept as sent but for the scheme, which is lower-cased.
+        let canonical = to_body(&job);
+        let (sent, kept) = (sent_urls(&body), sent_urls(&canonical));
+        prop_assert_eq!(sent.len(), kept.len());
+        for (sent, kept) in sent.into_iter().zip(kept) {
+            let (scheme, rest) = sent.split_once(':').unwrap();
+            prop_assert_eq!(kept, format!("{}:{rest}", scheme.to_ascii_lowercase()));
+        }
         // The published schema admits every body the parser accepts.
         prop_assert!(serde_json::from_value::<CreateVideoRequest>(body.clone()).is_ok(), "{}", body);
         // The task object's echo survives its stored form.
@@ -339,6 +380,21 @@ proptest! {
         body[key.as_str()] = value;
         let e = parse(body).unwrap_err();
         prop_assert_eq!((e.code, e.param.as_deref()), ("unknown_field", Some(key.as_str())));
+    }
+
+    #[test]
+    fn a_control_character_anywhere_in_a_prompt_is_refused(
+        body in arb_valid_request(),
+        before in "[\\PC\n\r\t]{0,30}",
+        control in select(forbidden_controls()),
+        after in "[\\PC\n\r\t]{0,30}",
+    ) {
+        let mut body = body;
+        body["prompt"] = format!("{before}{control}{after}").into();
+        let e = parse(body).unwrap_err();
+        prop_assert_eq!((e.code, e.param.as_deref()), ("invalid_prompt", Some("prompt")));
+        let at = format!("U+{:04X} at character index {}", u32::from(control), before.chars().count());
+        prop_assert!(e.message.contains(&at), "{}", e.message);
     }
 
     #[test]

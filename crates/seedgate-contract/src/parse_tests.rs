@@ -614,6 +614,67 @@ fn video_extension_prompt_is_optional_but_checked() {
     rejected(with(body, "prompt", ""), "invalid_prompt", Some("prompt"));
 }
 
+#[test]
+fn prompt_with_nul_is_refused() {
+    for (prompt, index) in [("\u{0}", 0), ("a\u{0}b", 1), ("a cat\u{0}", 5)] {
+        let err = rejected(
+            with(t2v("seedance-2.0"), "prompt", prompt),
+            "invalid_prompt",
+            Some("prompt"),
+        );
+        let at = format!("U+0000 at character index {index}");
+        assert!(err.message.contains(&at), "{prompt:?}: {}", err.message);
+    }
+    // Also when the prompt is optional.
+    rejected(
+        with(minimal(Operation::VideoExtension), "prompt", "a\u{0}b"),
+        "invalid_prompt",
+        Some("prompt"),
+    );
+}
+
+#[test]
+fn prompt_with_control_characters_is_refused_but_newlines_and_tabs_pass() {
+    let controls =
+        ('\u{0}'..='\u{9f}').filter(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'));
+    for c in controls {
+        // `字` is three bytes: the reported position counts characters.
+        let err = rejected(
+            with(t2v("seedance-2.0"), "prompt", format!("字{c}x")),
+            "invalid_prompt",
+            Some("prompt"),
+        );
+        let at = format!("U+{:04X} at character index 1", u32::from(c));
+        assert!(err.message.contains(&at), "{c:?}: {}", err.message);
+    }
+    rejected(
+        with(
+            minimal(Operation::VideoExtension),
+            "prompt",
+            "a\u{1b}[31mred",
+        ),
+        "invalid_prompt",
+        Some("prompt"),
+    );
+    for prompt in [
+        "line one\nline two",
+        "line one\r\nline two",
+        "\tindented\r",
+        "a\tb",
+        // Format characters such as the zero-width joiner are text, not controls.
+        "👩\u{200d}💻 at work",
+    ] {
+        let job = accepted(with(t2v("seedance-2.0"), "prompt", prompt));
+        assert_eq!(job.prompt.as_deref(), Some(prompt));
+    }
+    // Line breaks and tabs alone are still blank.
+    rejected(
+        with(t2v("seedance-2.0"), "prompt", "\r\n\t"),
+        "invalid_prompt",
+        Some("prompt"),
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // 5. Inputs: which fields each operation takes
 
@@ -925,6 +986,79 @@ fn web_urls_of_many_shapes_are_accepted() {
     ] {
         accepted(i2v(good));
     }
+}
+
+#[test]
+fn url_scheme_is_normalised_to_lower_case() {
+    let job = accepted(i2v("HTTPS://E.COM/A.PNG?Sig=AbC"));
+    assert_eq!(
+        job.inputs.image.unwrap().as_str(),
+        "https://E.COM/A.PNG?Sig=AbC"
+    );
+    let job = accepted(with(
+        json!({"model": "seedance-2.0", "operation": "reference-to-video", "prompt": "x",
+        "reference_images": ["HtTp://e.com/A.png"], "video_urls": ["HTTPS://e.com/V.mp4"],
+        "audio_urls": ["Https://e.com/A.wav"]}),
+        "callback_url",
+        "HTTPS://Hooks.E.com/X",
+    ));
+    assert_eq!(
+        job.inputs.reference_images[0].as_str(),
+        "http://e.com/A.png"
+    );
+    assert_eq!(
+        job.inputs.reference_videos[0].as_str(),
+        "https://e.com/V.mp4"
+    );
+    assert_eq!(
+        job.inputs.reference_audios[0].as_str(),
+        "https://e.com/A.wav"
+    );
+    assert_eq!(job.callback_url.as_deref(), Some("https://Hooks.E.com/X"));
+    let job = accepted(
+        json!({"model": "seedance-2.0", "operation": "start-end-to-video", "prompt": "x",
+        "start_image": "HTTP://e.com/s.png", "end_image": "hTTps://e.com/e.png"}),
+    );
+    assert_eq!(
+        job.inputs.start_image.unwrap().as_str(),
+        "http://e.com/s.png"
+    );
+    assert_eq!(
+        job.inputs.end_image.unwrap().as_str(),
+        "https://e.com/e.png"
+    );
+    let job = accepted(with(
+        minimal(Operation::VideoToVideo),
+        "video_url",
+        "HTTPS://e.com/v.mp4",
+    ));
+    assert_eq!(job.inputs.video.unwrap().as_str(), "https://e.com/v.mp4");
+
+    // A data: URI's scheme too; its media type and payload stay as sent.
+    let uri = data_uri("image/png", &png(640, 360));
+    let job = accepted(i2v(uri.replacen("data:image/png", "DATA:IMAGE/PNG", 1)));
+    let image = job.inputs.image.unwrap();
+    assert_eq!(
+        image.as_str(),
+        uri.replacen("data:image/png", "data:IMAGE/PNG", 1)
+    );
+    assert!(image.is_data_uri());
+    assert_eq!(image.data_bytes(), Some(png(640, 360)));
+
+    // The case of a scheme never makes a refused one acceptable.
+    for bad in [
+        "FTP://e.com/a.png",
+        "HTTPS://",
+        "Javascript:alert(1)",
+        "DATA:image/png,plain",
+    ] {
+        rejected(i2v(bad), "invalid_media_url", Some("image_url"));
+    }
+    rejected(
+        with(t2v("seedance-2.0"), "callback_url", "FTP://e.com/hook"),
+        "invalid_callback_url",
+        Some("callback_url"),
+    );
 }
 
 #[test]

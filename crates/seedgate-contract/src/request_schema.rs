@@ -28,7 +28,8 @@ pub struct CreateVideoRequest {
     pub model: String,
     /// The workflow.
     pub operation: Operation,
-    /// 1–5,000 characters; required except for video-extension.
+    /// 1–5,000 characters, not all whitespace, no control characters but line breaks and
+    /// tabs; required except for video-extension.
     #[schema(
         min_length = 1,
         max_length = 5000,

@@ -131,6 +131,10 @@ pub struct EngineConfig {
     pub breaker_cooldown_seconds: u64,
     /// Largest result file copied from an upstream.
     pub max_result_bytes: u64,
+    /// Tries at copying a finished upstream result before the task fails (uncharged) with
+    /// `result_unavailable`, the first retry after `result_copy_backoff_ms`, then doubling.
+    pub result_copy_attempts: i64,
+    pub result_copy_backoff_ms: u64,
     /// Tasks of one key generating at once; more wait queued (a key may carry its own).
     pub max_concurrent_tasks_per_key: u32,
 }
@@ -200,6 +204,9 @@ impl Default for EngineConfig {
             breaker_failures: 3,
             breaker_cooldown_seconds: 30,
             max_result_bytes: 1024 * 1024 * 1024,
+            // 15 s, 30 s, 1 min, 2 min: about four minutes in all.
+            result_copy_attempts: 5,
+            result_copy_backoff_ms: 15_000,
             max_concurrent_tasks_per_key: 8,
         }
     }

@@ -16,10 +16,13 @@ use crate::assets::{AssetKind, AssetStore};
 use crate::config::EngineConfig;
 use crate::fetch::Fetcher;
 use crate::providers::{
-    BoxFuture, ChannelSlots, Generated, Provider, ProviderError, Registry, Submission,
-    SubmitRequest, UpstreamRef, UpstreamStatus,
+    seed_is_ours, BoxFuture, ChannelSlots, Generated, Provider, ProviderError, ProviderErrorKind,
+    Registry, Submission, SubmitRequest, UpstreamRef, UpstreamStatus,
 };
-use crate::store::{now_ms, Settlement, Store, StoreError, TaskRecord, TaskState};
+use crate::store::{
+    now_ms, PollSeen, Settlement, Store, StoreError, TaskFailure, TaskRecord, TaskState,
+    UpstreamPhase, UpstreamSubmission,
+};
 
 /// What one step of a worker did: tests call [`Engine::run_one`] until it reports `Empty`.
 #[derive(Debug, PartialEq, Eq)]
@@ -52,6 +55,53 @@ pub struct Engine {
 
 /// Longest wait before retrying a submission.
 const MAX_RETRY_DELAY_MS: i64 = 60_000;
+
+/// The range Ark accepts for `execution_expires_after`, in seconds, and its default.
+const UPSTREAM_EXPIRY_S: std::ops::RangeInclusive<i64> = 3_600..=259_200;
+const UPSTREAM_DEFAULT_EXPIRY_S: i64 = 172_800;
+/// After the upstream's own expiry, how long its last word is awaited before the task is
+/// ended here anyway.
+const UPSTREAM_EXPIRY_GRACE_MS: i64 = 10 * 60 * 1000;
+/// Least wait between a submission whose answer was lost and the look upstream for its task,
+/// so that a task the upstream was still creating shows up in its list.
+const MIN_RECONCILE_DELAY_MS: i64 = 2_000;
+
+/// What to ask the upstream for as `execution_expires_after` when submitting at `now_ms`: the
+/// time our own deadline leaves, within the upstream's range, so both sides give up together.
+pub fn upstream_expiry_seconds(deadline_at_ms: Option<i64>, now_ms: i64) -> i64 {
+    match deadline_at_ms {
+        Some(deadline) => {
+            ((deadline - now_ms) / 1000).clamp(*UPSTREAM_EXPIRY_S.start(), *UPSTREAM_EXPIRY_S.end())
+        }
+        None => UPSTREAM_DEFAULT_EXPIRY_S,
+    }
+}
+
+/// Whether a task may be ended here for want of time. Nothing submitted upstream: once our
+/// deadline passed. Submitted (or possibly submitted): only once the upstream's own expiry
+/// has passed too, since until then the upstream may still finish — and bill — the task.
+pub fn may_expire(
+    now_ms: i64,
+    deadline_at_ms: Option<i64>,
+    upstream_expires_at_ms: Option<i64>,
+) -> bool {
+    match upstream_expires_at_ms {
+        None => deadline_at_ms.is_some_and(|deadline| now_ms > deadline),
+        Some(upstream) => now_ms > upstream + UPSTREAM_EXPIRY_GRACE_MS,
+    }
+}
+
+/// What looking upstream for a task's lost submission found.
+enum Reconciled {
+    /// Its upstream task is now recorded as the task's own.
+    Adopted,
+    /// Nothing there: submitting anew creates no duplicate.
+    Absent,
+    /// Several upstream tasks match and nothing tells them apart.
+    Ambiguous(usize),
+    /// The upstream could not be asked.
+    Unknown(ProviderError),
+}
 
 impl Engine {
     #[allow(clippy::too_many_arguments)]
@@ -156,11 +206,20 @@ impl Engine {
                     channel,
                     upstream_id,
                 });
-        if task.deadline_at_ms.is_some_and(|d| now_ms() > d) {
-            return self.expire(&task, provider, upstream.as_ref()).await;
-        }
         match upstream {
-            Some(upstream) => self.poll(&task, &job, provider, &upstream).await,
+            Some(upstream) => {
+                // Rows from before expiries were recorded ran on the upstream's default.
+                let upstream_expires_at = task.upstream_expires_at_ms.unwrap_or(
+                    task.submit_started_at_ms.unwrap_or(task.created_at_ms)
+                        + UPSTREAM_DEFAULT_EXPIRY_S * 1000,
+                );
+                if may_expire(now_ms(), task.deadline_at_ms, Some(upstream_expires_at)) {
+                    return self
+                        .expire(&task, "Neither side finished the task before its deadline.")
+                        .await;
+                }
+                self.poll(&task, &job, provider, &upstream).await
+            }
             None => self.submit(&task, &job, provider).await,
         }
     }
@@ -173,29 +232,32 @@ impl Engine {
         Ok(())
     }
 
-    async fn expire(
-        &self,
-        task: &TaskRecord,
-        provider: &dyn Provider,
-        upstream: Option<&UpstreamRef>,
-    ) -> Result<(), StoreError> {
-        if let Some(upstream) = upstream {
-            // Best effort: a task still queued upstream is withdrawn; a running one cannot be.
-            if let Err(e) = provider.cancel(upstream).await {
-                warn!(error = %e, "could not withdraw the expired upstream task");
-            }
-        }
+    async fn expire(&self, task: &TaskRecord, message: &str) -> Result<(), StoreError> {
         warn!("task expired");
+        let error = TaskFailure {
+            code: "task_expired",
+            message,
+            upstream_usage_tokens: None,
+        };
         self.store
-            .finish_unpaid(
-                &task.id,
-                &self.owner,
-                TaskState::Expired,
-                "task_expired",
-                "The task did not finish before its deadline.",
-            )
+            .finish_unpaid(&task.id, &self.owner, TaskState::Expired, &error)
             .await?;
         Ok(())
+    }
+
+    /// The submission of this task whose answer was lost, if any: one that failed in doubt,
+    /// or one a dead worker had sent (it held a channel place) when its lease ran out.
+    fn doubt_of(&self, task: &TaskRecord, provider: &dyn Provider) -> Option<(String, i64)> {
+        if provider.is_local() {
+            return None;
+        }
+        task.doubt.clone().or_else(|| {
+            let channel = task.channel.clone().filter(|_| task.reclaimed)?;
+            Some((
+                channel,
+                task.submit_started_at_ms.unwrap_or(task.created_at_ms),
+            ))
+        })
     }
 
     async fn submit(
@@ -204,6 +266,44 @@ impl Engine {
         job: &VideoJob,
         provider: &dyn Provider,
     ) -> Result<(), StoreError> {
+        if let Some((channel, since)) = self.doubt_of(task, provider) {
+            let expires_at = since + upstream_expiry_seconds(task.deadline_at_ms, since) * 1000;
+            if may_expire(now_ms(), task.deadline_at_ms, Some(expires_at)) {
+                return self
+                    .expire(task, "Neither side finished the task before its deadline.")
+                    .await;
+            }
+            match self.reconcile(task, job, provider, &channel, since).await? {
+                Reconciled::Adopted => return Ok(()),
+                Reconciled::Absent => {}
+                Reconciled::Ambiguous(count) => {
+                    warn!(
+                        channel,
+                        count, "several upstream tasks match a lost submission"
+                    );
+                    return self
+                        .fail(
+                            task,
+                            "submission_unresolved",
+                            "The upstream's answer to this task's submission was lost, and its task could not be told apart from others; nothing was charged.",
+                        )
+                        .await;
+                }
+                Reconciled::Unknown(e) => {
+                    let delay = retry_delay_ms(task.attempts, e.retry_after);
+                    warn!(code = %e.code, channel, delay_ms = delay, "cannot look upstream for a lost submission yet");
+                    self.store
+                        .requeue(&task.id, &self.owner, delay, false, Some((&channel, since)))
+                        .await?;
+                    return Ok(());
+                }
+            }
+        }
+        if may_expire(now_ms(), task.deadline_at_ms, None) {
+            return self
+                .expire(task, "The task did not start before its deadline.")
+                .await;
+        }
         if task.attempts > self.config.max_attempts {
             return self
                 .fail(
@@ -215,8 +315,6 @@ impl Engine {
         }
         if provider.is_local() {
             self.store.mark_running(&task.id, &self.owner).await?;
-        } else if task.reclaimed && self.adopt_orphan(task, job, provider).await? {
-            return Ok(());
         }
         let in_flight = self.store.in_flight_by_channel().await?;
         let source_video = match provider.is_local() {
@@ -229,6 +327,8 @@ impl Engine {
             task_id: &task.id,
             owner: &self.owner,
         };
+        let sent_at = now_ms();
+        let expires_after = upstream_expiry_seconds(task.deadline_at_ms, sent_at);
         let request = SubmitRequest {
             task_id: &task.id,
             job,
@@ -236,61 +336,76 @@ impl Engine {
             slots: &slots,
             callback_url: self.callback_url(&task.id),
             source_video,
+            expires_after_seconds: expires_after as u64,
         };
         let Some(result) = self.with_heartbeat(task, provider.submit(request)).await? else {
             warn!("lease lost; another worker owns the task now");
             return Ok(());
         };
         match result {
-            Ok(Submission::Finished(generated)) => self.settle(task, job, generated).await,
+            Ok(Submission::Finished(generated)) => self.settle(task, job, generated, None).await,
             Ok(Submission::Accepted(upstream)) => {
-                let next = now_ms() + self.config.first_poll_ms as i64;
                 self.store
                     .record_submission(
                         &task.id,
                         &self.owner,
-                        &upstream.channel,
-                        &upstream.upstream_id,
-                        next,
+                        &UpstreamSubmission {
+                            channel: &upstream.channel,
+                            upstream_id: &upstream.upstream_id,
+                            next_poll_at_ms: now_ms() + self.config.first_poll_ms as i64,
+                            upstream_expires_at_ms: sent_at + expires_after * 1000,
+                        },
                     )
                     .await?;
                 Ok(())
             }
-            Err(e) if e.retryable && task.attempts < self.config.max_attempts => {
-                // Waiting for a free or recovering channel is not a failed attempt.
-                let counts = !matches!(
-                    e.code.as_str(),
-                    "channels_at_capacity" | "channels_unavailable"
-                );
+            Err(e) => {
                 let delay = retry_delay_ms(task.attempts, e.retry_after);
-                warn!(code = %e.code, delay_ms = delay, "submission will be retried");
-                self.store
-                    .requeue(&task.id, &self.owner, delay, counts)
-                    .await?;
-                Ok(())
+                match &e.kind {
+                    ProviderErrorKind::InDoubt { channel } => {
+                        let delay = delay.max(MIN_RECONCILE_DELAY_MS);
+                        let since = task.submit_started_at_ms.unwrap_or(sent_at);
+                        warn!(code = %e.code, channel, delay_ms = delay, "submission outcome unknown; reconciling before any resubmission");
+                        self.store
+                            .requeue(&task.id, &self.owner, delay, true, Some((channel, since)))
+                            .await?;
+                        Ok(())
+                    }
+                    // Waiting for a free or recovering channel is not a failed attempt.
+                    ProviderErrorKind::AwaitingCapacity => {
+                        self.store
+                            .requeue(&task.id, &self.owner, delay, false, None)
+                            .await?;
+                        Ok(())
+                    }
+                    ProviderErrorKind::Retryable if task.attempts < self.config.max_attempts => {
+                        warn!(code = %e.code, delay_ms = delay, "submission will be retried");
+                        self.store
+                            .requeue(&task.id, &self.owner, delay, true, None)
+                            .await?;
+                        Ok(())
+                    }
+                    _ => self.fail(task, &e.code, &e.message).await,
+                }
             }
-            Err(e) => self.fail(task, &e.code, &e.message).await,
         }
     }
 
-    /// After a crash between an upstream's acceptance and our record of it, the upstream task
-    /// exists but no task of ours names it. Only a task taken over from a dead holder can be in
-    /// that state (a task requeued after a refused attempt is not), and it adopts the upstream
-    /// task when exactly one such task of this model appeared since its submission began;
-    /// otherwise it submits anew.
-    async fn adopt_orphan(
+    /// Looks on `channel` for the upstream task a lost submission (begun at `since`) may have
+    /// made, and adopts it. A candidate must echo this task's submission — model, size, length,
+    /// audio and seed — and belong to no other task of ours. When the seed was ours to choose,
+    /// every match is this task's own; with a client's seed, two matches cannot be told apart.
+    async fn reconcile(
         &self,
         task: &TaskRecord,
         job: &VideoJob,
         provider: &dyn Provider,
-    ) -> Result<bool, StoreError> {
-        let since = task.submit_started_at_ms.unwrap_or(task.created_at_ms);
-        let candidates = match provider.recent_tasks(job, since).await {
+        channel: &str,
+        since: i64,
+    ) -> Result<Reconciled, StoreError> {
+        let candidates = match provider.find_submitted(&task.id, job, channel, since).await {
             Ok(candidates) => candidates,
-            Err(e) => {
-                warn!(error = %e, "could not list upstream tasks to reconcile; submitting anew");
-                return Ok(false);
-            }
+            Err(e) => return Ok(Reconciled::Unknown(e)),
         };
         let mut orphans = Vec::new();
         for candidate in candidates {
@@ -302,20 +417,34 @@ impl Engine {
                 orphans.push(candidate);
             }
         }
-        let [orphan] = orphans.as_slice() else {
-            return Ok(false);
+        let chosen = match orphans.as_slice() {
+            [] => return Ok(Reconciled::Absent),
+            [only] => only,
+            [first, extra @ ..] if seed_is_ours(job) => {
+                for duplicate in extra {
+                    // Best effort: a duplicate still queued upstream is withdrawn.
+                    let outcome = provider.cancel(duplicate).await;
+                    warn!(upstream_id = %duplicate.upstream_id, ?outcome, "withdrawing a duplicate upstream task");
+                }
+                first
+            }
+            several => return Ok(Reconciled::Ambiguous(several.len())),
         };
-        info!(upstream_id = %orphan.upstream_id, "adopting the upstream task of an interrupted submission");
-        let next = now_ms() + self.config.first_poll_ms as i64;
+        info!(upstream_id = %chosen.upstream_id, "adopting the upstream task of a lost submission");
+        let expires_at = since + upstream_expiry_seconds(task.deadline_at_ms, since) * 1000;
         self.store
             .record_submission(
                 &task.id,
                 &self.owner,
-                &orphan.channel,
-                &orphan.upstream_id,
-                next,
+                &UpstreamSubmission {
+                    channel: &chosen.channel,
+                    upstream_id: &chosen.upstream_id,
+                    next_poll_at_ms: now_ms(),
+                    upstream_expires_at_ms: expires_at,
+                },
             )
-            .await
+            .await?;
+        Ok(Reconciled::Adopted)
     }
 
     /// For video-extension of one of our tasks: its video as the upstream can fetch it — a
@@ -375,11 +504,30 @@ impl Engine {
         provider: &dyn Provider,
         upstream: &UpstreamRef,
     ) -> Result<(), StoreError> {
+        let unpaid = |state, code, message| async move {
+            let error = TaskFailure {
+                code,
+                message,
+                upstream_usage_tokens: None,
+            };
+            self.store
+                .finish_unpaid(&task.id, &self.owner, state, &error)
+                .await
+                .map(|_| ())
+        };
         match provider.poll(upstream).await {
-            Ok(UpstreamStatus::Pending) => {
+            Ok(status @ (UpstreamStatus::Queued | UpstreamStatus::Running)) => {
+                let phase = match status {
+                    UpstreamStatus::Queued => UpstreamPhase::Queued,
+                    _ => UpstreamPhase::Running,
+                };
                 let next = now_ms() + self.next_poll_delay_ms(task, job);
+                let seen = PollSeen {
+                    phase: Some(phase),
+                    ..PollSeen::default()
+                };
                 self.store
-                    .schedule_poll(&task.id, &self.owner, next)
+                    .schedule_poll(&task.id, &self.owner, next, &seen)
                     .await?;
                 Ok(())
             }
@@ -391,51 +539,73 @@ impl Engine {
                 .copy_result(&video_url, last_frame_url.as_deref(), usage_tokens)
                 .await
             {
-                Ok(generated) => self.settle(task, job, generated).await,
-                Err(e) => {
-                    warn!(error = %e, "copying the upstream result failed; will retry");
-                    let next = now_ms() + retry_delay_ms(task.polls, None);
-                    self.store
-                        .schedule_poll(&task.id, &self.owner, next)
-                        .await?;
-                    Ok(())
-                }
+                Ok(generated) => self.settle(task, job, generated, usage_tokens).await,
+                Err(e) => self.result_copy_failed(task, usage_tokens, &e).await,
             },
             Ok(UpstreamStatus::Failed { code, message }) => self.fail(task, &code, &message).await,
             Ok(UpstreamStatus::Cancelled) => {
-                self.store
-                    .finish_unpaid(
-                        &task.id,
-                        &self.owner,
-                        TaskState::Cancelled,
-                        "cancelled",
-                        "The upstream cancelled the task.",
-                    )
-                    .await?;
-                Ok(())
+                unpaid(
+                    TaskState::Cancelled,
+                    "cancelled",
+                    "The upstream cancelled the task.",
+                )
+                .await
             }
             Ok(UpstreamStatus::Expired) => {
-                self.store
-                    .finish_unpaid(
-                        &task.id,
-                        &self.owner,
-                        TaskState::Expired,
-                        "task_expired",
-                        "The upstream let the task expire.",
-                    )
-                    .await?;
-                Ok(())
+                unpaid(
+                    TaskState::Expired,
+                    "task_expired",
+                    "The upstream let the task expire.",
+                )
+                .await
             }
-            Err(e) if e.retryable => {
+            Err(e) if e.retryable() => {
                 let next = now_ms() + retry_delay_ms(task.polls.min(6), e.retry_after);
                 warn!(code = %e.code, "poll failed; will retry");
                 self.store
-                    .schedule_poll(&task.id, &self.owner, next)
+                    .schedule_poll(&task.id, &self.owner, next, &PollSeen::default())
                     .await?;
                 Ok(())
             }
             Err(e) => self.fail(task, &e.code, &e.message).await,
         }
+    }
+
+    /// The upstream finished but its result could not be copied here. A few tries over
+    /// minutes (a file can appear late), then the task fails uncharged with the reservation
+    /// released; the upstream id and its reported usage stay on the task for the operator.
+    async fn result_copy_failed(
+        &self,
+        task: &TaskRecord,
+        usage_tokens: Option<u64>,
+        error: &ProviderError,
+    ) -> Result<(), StoreError> {
+        let failures = task.result_copy_failures + 1;
+        let upstream_usage_tokens = usage_tokens.map(|t| t as i64);
+        if failures >= self.config.result_copy_attempts {
+            warn!(upstream_id = task.upstream_id.as_deref().unwrap_or(""), ?upstream_usage_tokens,
+                failures, error = %error, "the upstream's result could not be copied; the task fails uncharged");
+            let failure = TaskFailure {
+                code: "result_unavailable",
+                message: "The upstream finished the task but its video could not be retrieved; nothing was charged.",
+                upstream_usage_tokens,
+            };
+            self.store
+                .finish_unpaid(&task.id, &self.owner, TaskState::Failed, &failure)
+                .await?;
+            return Ok(());
+        }
+        let delay = (self.config.result_copy_backoff_ms as i64) << (failures - 1).clamp(0, 10);
+        warn!(error = %error, failures, delay_ms = delay, "copying the upstream's result failed; will retry");
+        let seen = PollSeen {
+            phase: Some(UpstreamPhase::Succeeded),
+            usage_tokens: upstream_usage_tokens,
+            result_copy_failed: true,
+        };
+        self.store
+            .schedule_poll(&task.id, &self.owner, now_ms() + delay, &seen)
+            .await?;
+        Ok(())
     }
 
     /// Polls cluster around the expected finish (by length and size), then back off to a cap.
@@ -471,14 +641,19 @@ impl Engine {
         usage_tokens: Option<u64>,
     ) -> Result<Generated, ProviderError> {
         let transient = |e: &dyn std::fmt::Display| {
-            ProviderError::transient("result_copy_failed", e.to_string())
+            ProviderError::transient("result_copy_failed", format!("result {e}"))
         };
         let video = self
             .fetcher
             .fetch_url(video_url, self.config.max_result_bytes)
             .await
             .map_err(|e| transient(&e))?;
-        let info = seedgate_media::probe_mp4(&video).map_err(|e| transient(&e))?;
+        let info = seedgate_media::probe_mp4(&video).map_err(|_| {
+            ProviderError::transient(
+                "result_copy_failed",
+                format!("result {video_url} is not a readable MP4 video"),
+            )
+        })?;
         let last_frame_png = match last_frame_url {
             Some(url) => self
                 .fetcher
@@ -517,6 +692,7 @@ impl Engine {
         task: &TaskRecord,
         job: &VideoJob,
         generated: Generated,
+        upstream_usage_tokens: Option<u64>,
     ) -> Result<(), StoreError> {
         let cost = match pricing::price_tokens(
             &self.catalog,
@@ -546,6 +722,7 @@ impl Engine {
                         &task.id,
                         &self.owner,
                         now_ms() + retry_delay_ms(task.polls, None),
+                        &PollSeen::default(),
                     )
                     .await?;
             } else {
@@ -555,6 +732,7 @@ impl Engine {
                         &self.owner,
                         retry_delay_ms(task.attempts, None),
                         true,
+                        None,
                     )
                     .await?;
             }
@@ -579,6 +757,7 @@ impl Engine {
                     usage_tokens: generated.usage_tokens as i64,
                     cost_usd_micros: cost.usd_micros,
                     cost_cny: &cost.cny_string(),
+                    upstream_usage_tokens: upstream_usage_tokens.map(|t| t as i64),
                 },
             )
             .await?;
@@ -629,5 +808,40 @@ mod tests {
         assert!((4000..=5000).contains(&retry_delay_ms(2, None)));
         assert!(retry_delay_ms(20, None) <= MAX_RETRY_DELAY_MS * 5 / 4);
         assert!(retry_delay_ms(0, Some(Duration::from_secs(7))) >= 7000);
+    }
+
+    #[test]
+    fn the_upstream_expires_a_task_when_our_deadline_does_within_its_range() {
+        let now = 1_000_000_000;
+        // Six hours left: the upstream is told six hours.
+        assert_eq!(upstream_expiry_seconds(Some(now + 21_600_000), now), 21_600);
+        // Less than its minimum, or already past: its minimum.
+        assert_eq!(upstream_expiry_seconds(Some(now + 2_000), now), 3_600);
+        assert_eq!(upstream_expiry_seconds(Some(now - 5_000), now), 3_600);
+        // More than its maximum: its maximum.
+        assert_eq!(
+            upstream_expiry_seconds(Some(now + 10 * 86_400_000), now),
+            259_200
+        );
+        assert_eq!(upstream_expiry_seconds(None, now), 172_800);
+    }
+
+    #[test]
+    fn a_submitted_task_outlives_our_deadline_until_the_upstream_gives_up() {
+        let deadline = 1_000_000;
+        // Never submitted: our deadline alone decides.
+        assert!(!may_expire(deadline, Some(deadline), None));
+        assert!(may_expire(deadline + 1, Some(deadline), None));
+        assert!(!may_expire(deadline + 1, None, None));
+        // Submitted: the upstream may still finish (and bill) it until its own expiry, and
+        // its last word is awaited a little longer.
+        let upstream = deadline + 3_600_000;
+        assert!(!may_expire(deadline + 1, Some(deadline), Some(upstream)));
+        assert!(!may_expire(upstream + 1, Some(deadline), Some(upstream)));
+        assert!(may_expire(
+            upstream + UPSTREAM_EXPIRY_GRACE_MS + 1,
+            Some(deadline),
+            Some(upstream)
+        ));
     }
 }

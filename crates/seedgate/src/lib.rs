@@ -8,6 +8,7 @@ pub mod assets;
 pub mod config;
 pub mod engine;
 pub mod fetch;
+pub mod inputs;
 pub mod limits;
 pub mod notify;
 pub mod providers;
@@ -107,6 +108,7 @@ impl Application {
             None
         };
         let services = Arc::new(Services {
+            fetcher: fetcher_for_notifier.clone(),
             store: store.clone(),
             catalog: catalog.clone(),
             assets,

@@ -14,7 +14,7 @@ use tracing::{info, warn, Instrument};
 use crate::api::view::render_task;
 use crate::assets::AssetStore;
 use crate::config::WebhooksConfig;
-use crate::fetch::Fetcher;
+use crate::fetch::{FetchError, Fetcher};
 use crate::store::{now_ms, Delivery, Store, StoreError};
 
 pub struct Notifier {
@@ -122,8 +122,13 @@ impl Notifier {
         let outcome = self.fetcher.post_json(&delivery.url, body, &headers).await;
         let (status, error) = match &outcome {
             Ok(status) => (Some(*status), None),
-            Err(e) => (None, Some(e.to_string())),
+            Err(e) => (None, Some(format!("webhook {e}"))),
         };
+        // A refusal by the outbound policy can never change: retrying only waits for nothing.
+        let refused_by_policy = matches!(
+            outcome,
+            Err(FetchError::Forbidden(_) | FetchError::Unsupported)
+        );
         if status.is_some_and(|s| (200..300).contains(&s)) {
             info!("webhook delivered");
             return self
@@ -131,7 +136,7 @@ impl Notifier {
                 .record_delivery(delivery.id, &self.owner, true, status, None, None)
                 .await;
         }
-        let retry_at = (delivery.attempts < self.config.max_attempts)
+        let retry_at = (!refused_by_policy && delivery.attempts < self.config.max_attempts)
             .then(|| now_ms() + self.backoff_ms(delivery.attempts));
         warn!(
             ?status,

@@ -10,15 +10,18 @@ use tracing::error;
 
 use crate::assets::AssetStore;
 use crate::engine::StoredResult;
+use crate::inputs::media_inputs;
 use crate::providers::{CancelOutcome, Registry, UpstreamRef};
 use crate::store::{
-    now_ms, Account, Created, IdempotencyKey, KeyMode, NewTask, Store, StoreError, TaskFilter,
-    TaskRecord, TaskState,
+    now_ms, Account, Created, IdempotencyKey, KeyMode, NewTask, PublicStatus, Store, StoreError,
+    TaskFilter, TaskRecord, TaskState, UpstreamPhase,
 };
 
 /// Shared, immutable after start-up.
 pub struct Services {
     pub store: Store,
+    /// The outbound guard, consulted at create for targets it would never reach.
+    pub fetcher: crate::fetch::Fetcher,
     pub catalog: Arc<Catalog>,
     pub assets: AssetStore,
     pub engine_wake: Arc<Notify>,
@@ -70,6 +73,7 @@ impl Services {
         let key = idempotency_key.map(check_idempotency_key).transpose()?;
         let request_hash = Sha256::digest(body);
         let job = parse_create_request(&self.catalog, body)?;
+        self.check_targets(&job)?;
         let provider = self
             .providers
             .route(account.mode == KeyMode::Live, &job)
@@ -144,6 +148,36 @@ impl Services {
         }
     }
 
+    /// Refuses, before anything is stored, a webhook or input URL naming an address the
+    /// outbound guard never reaches (loopback, private, metadata …): that answer cannot change
+    /// later. Host names are judged when they are resolved.
+    fn check_targets(&self, job: &VideoJob) -> Result<(), ApiError> {
+        if let Some(forbidden) = job
+            .callback_url
+            .as_deref()
+            .and_then(|url| self.fetcher.refusal(url))
+        {
+            return Err(ApiError::invalid(
+                "invalid_callback_url",
+                Some("callback_url"),
+                format!("`callback_url`: {forbidden}; webhooks are never sent there."),
+            ));
+        }
+        for named in media_inputs(job) {
+            if let Some(forbidden) = self.fetcher.refusal(named.input.as_str()) {
+                return Err(ApiError::invalid(
+                    "input_url_forbidden",
+                    Some(named.field),
+                    format!(
+                        "`{}`: {forbidden}; inputs are never fetched from there.",
+                        named.field
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// For video-extension of one of our tasks: the source must be this account's succeeded
     /// task, and its real length prices the input.
     async fn source_video_millis(
@@ -187,7 +221,8 @@ impl Services {
             .ok_or_else(task_not_found)
     }
 
-    /// Cancels while nothing has started; afterwards `409 task_not_cancellable`.
+    /// Cancels while the task is `pending` (queued here, or still queued upstream); once it is
+    /// generating or finished, `409 task_not_cancellable`.
     pub async fn cancel_task(&self, account: &Account, id: &str) -> Result<TaskRecord, ApiError> {
         match self
             .store
@@ -211,7 +246,7 @@ impl Services {
                     "The task is already being generated and can no longer be cancelled."
                 },
             )
-            .with_extra("status", task.state.public_status().as_str().into())),
+            .with_extra("status", task.public_status().as_str().into())),
         }
     }
 
@@ -224,7 +259,7 @@ impl Services {
         let (Some(channel), Some(upstream_id)) = (&task.channel, &task.upstream_id) else {
             return Ok(false);
         };
-        if task.state != TaskState::Running {
+        if task.state != TaskState::Running || task.upstream_phase != Some(UpstreamPhase::Queued) {
             return Ok(false);
         }
         let Some(provider) = self.providers.get(&task.provider) else {
@@ -240,7 +275,14 @@ impl Services {
                 .cancel_running_task(&account.id, &task.id)
                 .await
                 .map_err(internal),
-            Ok(CancelOutcome::NotCancellable) => Ok(false),
+            Ok(CancelOutcome::NotCancellable) => {
+                // It has started: from now on it shows as processing.
+                self.store
+                    .note_upstream_running(&task.id)
+                    .await
+                    .map_err(internal)?;
+                Ok(false)
+            }
             Err(e) => Err(ApiError::new(
                 503,
                 ErrorType::UpstreamError,
@@ -272,9 +314,9 @@ impl Services {
         limit: Option<i64>,
         after: Option<&str>,
     ) -> Result<TaskPage, ApiError> {
-        let states = match status {
+        let status = match status {
             None => None,
-            Some(s) => Some(TaskState::for_public_status(s).ok_or_else(|| {
+            Some(s) => Some(PublicStatus::parse(s).ok_or_else(|| {
                 ApiError::invalid(
                     "invalid_status",
                     Some("status"),
@@ -295,7 +337,7 @@ impl Services {
             .list_tasks(
                 &account.id,
                 &TaskFilter {
-                    states,
+                    status,
                     model,
                     after,
                     limit: limit + 1,

@@ -190,7 +190,7 @@ pub fn render_task(
         model: task.model.clone(),
         provider: task.provider.clone(),
         operation: task.operation.clone(),
-        status: task.state.public_status(),
+        status: task.public_status(),
         cancelled,
         cancellation_status: cancelled.then_some("cancelled"),
         created_at: seconds(task.created_at_ms),

@@ -22,18 +22,19 @@ pub enum MediaKind {
     Audio,
 }
 
-/// Why an input could not be had; becomes the task's error (the task fails, nothing is charged).
+/// Why a URL could not be had. The messages name no purpose: callers say whether it was an
+/// input, a result or a webhook.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("input {url} is larger than {limit} bytes")]
+    #[error("{url} is larger than {limit} bytes")]
     TooLarge { url: String, limit: u64 },
-    #[error("input {url} answered HTTP {status}")]
+    #[error("{url} answered HTTP {status}")]
     Status { url: String, status: u16 },
-    #[error("input {url} could not be fetched: {reason}")]
+    #[error("{url} could not be reached: {reason}")]
     Transport { url: String, reason: String },
-    #[error("input is not an http(s) URL or a valid data: URI")]
+    #[error("not an http(s) URL or a valid data: URI")]
     Unsupported,
-    #[error("input URL refused: {0}")]
+    #[error("URL refused: {0}")]
     Forbidden(String),
 }
 
@@ -103,6 +104,13 @@ impl Fetcher {
         }
     }
 
+    /// Why the guard would refuse `url` whatever happens later: its host is an IP literal it
+    /// never reaches. None for names (judged when resolved) and for permitted addresses.
+    pub fn refusal(&self, url: &str) -> Option<Forbidden> {
+        let parsed = reqwest::Url::parse(url).ok()?;
+        self.policy.check_url(&parsed).err()
+    }
+
     /// The bytes behind an input. The URL never appears in full in errors when it is a data: URI.
     pub async fn fetch(&self, input: &MediaInput, kind: MediaKind) -> Result<Vec<u8>, FetchError> {
         let limit = self.limit(kind);
@@ -121,10 +129,10 @@ impl Fetcher {
 
     /// The body behind an http(s) URL, refused past `limit` bytes.
     pub async fn fetch_url(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+        let parsed = reqwest::Url::parse(url).map_err(|_| FetchError::Unsupported)?;
+        if !matches!(parsed.scheme(), "http" | "https") {
             return Err(FetchError::Unsupported);
         }
-        let parsed = reqwest::Url::parse(url).map_err(|_| FetchError::Unsupported)?;
         self.policy
             .check_url(&parsed)
             .map_err(|e| FetchError::Forbidden(e.to_string()))?;

@@ -14,14 +14,21 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    BoxFuture, CancelOutcome, Provider, ProviderError, Submission, SubmitRequest, UpstreamRef,
-    UpstreamStatus,
+    task_seed, BoxFuture, CancelOutcome, Provider, ProviderError, ProviderErrorKind, Submission,
+    SubmitRequest, UpstreamRef, UpstreamStatus,
 };
 use crate::config::ChannelConfig;
 use crate::secret::Secret;
 
 /// Prompt sent for a video-extension that came without one.
 const CONTINUE_PROMPT: &str = "Continue this video seamlessly from its last frame.";
+
+/// Seconds an upstream's clock may run behind ours when matching task creation times.
+const CLOCK_SKEW_S: i64 = 5;
+/// Reconciliation reads the upstream's task list newest first, this many at a time…
+const LIST_PAGE_SIZE: usize = 100;
+/// …and gives up (to try again later) past this many pages since the submission.
+const MAX_LIST_PAGES: usize = 20;
 
 /// Start-up problems with the channel configuration.
 #[derive(Debug, thiserror::Error)]
@@ -89,25 +96,54 @@ enum CallError {
         message: String,
         retry_after: Option<Duration>,
     },
-    /// Timeout, refused or reset connection.
+    /// No connection was made: the request never left.
+    NotSent(String),
+    /// Timeout or reset once connected: the request may have arrived.
     Transport(String),
     /// A 2xx whose body is not what SPEC §7 says.
     BadBody(String),
 }
 
 impl CallError {
-    /// 429, 5xx, timeouts and garbage are worth another try (on another channel at submit).
+    /// 429, 5xx, timeouts and garbage are worth another try.
     fn retryable(&self) -> bool {
         match self {
             CallError::Status { status, .. } => {
                 *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
             }
-            CallError::Transport(_) | CallError::BadBody(_) => true,
+            CallError::NotSent(_) | CallError::Transport(_) | CallError::BadBody(_) => true,
         }
     }
 
+    /// Whether a create that failed this way may still have made a task upstream: a 5xx, a
+    /// timeout, a reset or a garbled answer all leave that open; a 4xx (429 included) or a
+    /// connection never made do not.
+    fn leaves_doubt(&self) -> bool {
+        match self {
+            CallError::Status { status, .. } => status.is_server_error(),
+            CallError::Transport(_) | CallError::BadBody(_) => true,
+            CallError::NotSent(_) => false,
+        }
+    }
+
+    /// The error of a create on `channel`, in doubt when the task may exist there.
+    fn into_submit_error(self, channel: &str) -> ProviderError {
+        let in_doubt = self.leaves_doubt();
+        let mut error = self.into_provider_error();
+        if in_doubt {
+            error.kind = ProviderErrorKind::InDoubt {
+                channel: channel.to_owned(),
+            };
+        }
+        error
+    }
+
     fn into_provider_error(self) -> ProviderError {
-        let retryable = self.retryable();
+        let kind = if self.retryable() {
+            ProviderErrorKind::Retryable
+        } else {
+            ProviderErrorKind::Permanent
+        };
         match self {
             CallError::Status {
                 status,
@@ -115,7 +151,7 @@ impl CallError {
                 message,
                 retry_after,
             } => ProviderError {
-                retryable,
+                kind,
                 code: if code.is_empty() {
                     format!("upstream_http_{}", status.as_u16())
                 } else {
@@ -128,7 +164,7 @@ impl CallError {
                 },
                 retry_after,
             },
-            CallError::Transport(reason) => {
+            CallError::NotSent(reason) | CallError::Transport(reason) => {
                 ProviderError::transient("upstream_unreachable", reason)
             }
             CallError::BadBody(reason) => ProviderError::transient("upstream_bad_response", reason),
@@ -158,7 +194,8 @@ struct TaskError {
     message: Option<String>,
 }
 
-/// A task as `GET …/tasks/{id}` and the list endpoint return it.
+/// A task as `GET …/tasks/{id}` and the list endpoint return it, with the request fields it
+/// echoes (which reconciliation matches on).
 #[derive(Deserialize)]
 struct ArkTask {
     id: String,
@@ -167,6 +204,11 @@ struct ArkTask {
     usage: Option<TaskUsage>,
     error: Option<TaskError>,
     created_at: Option<i64>,
+    seed: Option<i64>,
+    resolution: Option<String>,
+    ratio: Option<String>,
+    duration: Option<i64>,
+    generate_audio: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -207,7 +249,13 @@ impl Channel {
             .bearer_auth(self.api_key.expose())
             .send()
             .await
-            .map_err(|e| CallError::Transport(crate::fetch::describe(e)))?;
+            .map_err(|e| {
+                if e.is_connect() {
+                    CallError::NotSent(crate::fetch::describe(e))
+                } else {
+                    CallError::Transport(crate::fetch::describe(e))
+                }
+            })?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
         let body = response
@@ -250,13 +298,10 @@ fn media(kind: &str, role: &str, input: &str) -> Value {
     json!({"type": format!("{kind}_url"), format!("{kind}_url"): {"url": input}, "role": role})
 }
 
-/// The create body of SPEC §7 for one job.
-fn create_body(
-    job: &VideoJob,
-    upstream_model: &str,
-    callback_url: Option<&str>,
-    source_video: Option<&str>,
-) -> Value {
+/// The create body of SPEC §7 for one submission.
+fn create_body(request: &SubmitRequest<'_>, upstream_model: &str) -> Value {
+    let job = request.job;
+    let source_video = request.source_video.as_deref();
     let i = &job.inputs;
     let text = job
         .prompt
@@ -305,35 +350,59 @@ fn create_body(
             content.extend(video.map(|v| media("video", "reference_video", v)));
         }
     }
-    let duration = match job.duration {
-        DurationRequest::Seconds(s) => i64::from(s),
-        DurationRequest::ModelDecides => -1,
-    };
     let mut body = json!({
         "model": upstream_model,
         "content": content,
         "resolution": job.resolution.as_str(),
-        "ratio": match job.aspect_ratio {
-            AspectRatio::Adaptive => "adaptive",
-            fixed => fixed.as_str(),
-        },
-        "duration": duration,
+        "ratio": ratio(job),
+        "duration": duration(job),
         "generate_audio": job.generate_audio,
         "watermark": job.watermark,
         "return_last_frame": true,
+        "seed": task_seed(request.task_id, job),
+        "execution_expires_after": request.expires_after_seconds,
     });
-    if let Some(seed) = job.seed {
-        body["seed"] = seed.into();
-    }
-    if let Some(url) = callback_url {
-        body["callback_url"] = url.into();
+    if let Some(url) = &request.callback_url {
+        body["callback_url"] = url.as_str().into();
     }
     body
 }
 
+fn ratio(job: &VideoJob) -> &'static str {
+    match job.aspect_ratio {
+        AspectRatio::Adaptive => "adaptive",
+        fixed => fixed.as_str(),
+    }
+}
+
+fn duration(job: &VideoJob) -> i64 {
+    match job.duration {
+        DurationRequest::Seconds(s) => i64::from(s),
+        DurationRequest::ModelDecides => -1,
+    }
+}
+
+/// Whether an upstream task echoes what a submission of this task sent. A field the upstream
+/// does not echo, or fills in itself (`adaptive` ratio, model-decided length), cannot tell.
+fn echoes_submission(task: &ArkTask, task_id: &str, job: &VideoJob) -> bool {
+    let differs = |echo: Option<bool>| echo == Some(false);
+    let fixed_ratio = job.aspect_ratio != AspectRatio::Adaptive;
+    let fixed_length = job.duration != DurationRequest::ModelDecides;
+    !(differs(task.seed.map(|s| s == task_seed(task_id, job)))
+        || differs(
+            task.resolution
+                .as_deref()
+                .map(|r| r == job.resolution.as_str()),
+        )
+        || (fixed_ratio && differs(task.ratio.as_deref().map(|r| r == ratio(job))))
+        || (fixed_length && differs(task.duration.map(|d| d == duration(job))))
+        || differs(task.generate_audio.map(|a| a == job.generate_audio)))
+}
+
 fn status_of(task: ArkTask) -> Result<UpstreamStatus, ProviderError> {
     Ok(match task.status.as_str() {
-        "queued" | "running" => UpstreamStatus::Pending,
+        "queued" => UpstreamStatus::Queued,
+        "running" => UpstreamStatus::Running,
         "succeeded" => {
             let content = task.content.unwrap_or_default();
             let video_url = content.video_url.ok_or_else(|| {
@@ -496,7 +565,8 @@ impl Ark {
         let job = request.job;
         let (channels, all_full) = self.candidates(job, request.in_flight);
         if channels.is_empty() {
-            let mut error = ProviderError::transient(
+            let mut error = ProviderError::new(
+                ProviderErrorKind::AwaitingCapacity,
                 if all_full {
                     "channels_at_capacity"
                 } else {
@@ -525,12 +595,7 @@ impl Ark {
                 continue;
             }
             all_taken = false;
-            let body = create_body(
-                job,
-                upstream_model,
-                request.callback_url.as_deref(),
-                request.source_video.as_deref(),
-            );
+            let body = create_body(&request, upstream_model);
             let result = channel
                 .call::<CreatedTask>(channel.client.post(channel.url("")).json(&body))
                 .await;
@@ -543,9 +608,16 @@ impl Ark {
                         upstream_id: created.id,
                     }));
                 }
+                Err(e) if e.leaves_doubt() => {
+                    // A task may exist there now: nothing is sent anywhere else until the
+                    // engine has looked.
+                    self.record(channel, false);
+                    tracing::warn!(channel = %channel.config.id, error = ?e, "submit outcome unknown; reconciling before any resubmission");
+                    return Err(e.into_submit_error(&channel.config.id));
+                }
                 Err(e) if e.retryable() => {
                     self.record(channel, false);
-                    tracing::warn!(channel = %channel.config.id, error = ?e, "submit failed; trying the next channel");
+                    tracing::warn!(channel = %channel.config.id, error = ?e, "submit refused; trying the next channel");
                     last_error = Some(e.into_provider_error());
                 }
                 Err(e) => {
@@ -556,7 +628,8 @@ impl Ark {
             }
         }
         if all_taken {
-            let mut error = ProviderError::transient(
+            let mut error = ProviderError::new(
+                ProviderErrorKind::AwaitingCapacity,
                 "channels_at_capacity",
                 "Every channel serving this request is at its concurrency limit; the task waits.",
             );
@@ -615,37 +688,59 @@ impl Ark {
         }
     }
 
-    async fn list_recent(
+    async fn find_task(
         &self,
+        task_id: &str,
         job: &VideoJob,
+        channel_id: &str,
         since_ms: i64,
     ) -> Result<Vec<UpstreamRef>, ProviderError> {
+        let channel = self.channel(channel_id)?;
+        let model = channel.config.models.get(&job.model).ok_or_else(|| {
+            ProviderError::permanent(
+                "channel_removed",
+                format!("channel {channel_id} no longer serves {}", job.model),
+            )
+        })?;
+        // Clocks differ: accept tasks created a little before our submission started.
+        let since_s = since_ms / 1000 - CLOCK_SKEW_S;
         let mut found = Vec::new();
-        for channel in self.channels.iter().filter(|c| c.serves(job)) {
-            let Some(model) = channel.config.models.get(&job.model) else {
-                continue;
-            };
+        // Newest first: page until the pages reach back before the submission.
+        for page in 1..=MAX_LIST_PAGES {
             let list = channel
                 .call::<TaskList>(channel.client.get(channel.url("")).query(&[
-                    ("page_num", "1"),
-                    ("page_size", "100"),
+                    ("page_num", page.to_string().as_str()),
+                    ("page_size", LIST_PAGE_SIZE.to_string().as_str()),
                     ("filter.model", model.as_str()),
                 ]))
                 .await
                 .map_err(CallError::into_provider_error)?;
-            // Clocks differ: accept tasks created a little before our submission started.
-            let since_s = since_ms / 1000 - 5;
-            found.extend(
-                list.items
+            let full_page = list.items.len() >= LIST_PAGE_SIZE;
+            let mut reached_older = false;
+            for task in list.items {
+                match task.created_at {
+                    Some(created) if created < since_s => reached_older = true,
+                    Some(created) if echoes_submission(&task, task_id, job) => {
+                        found.push((created, task.id))
+                    }
+                    _ => {}
+                }
+            }
+            if reached_older || !full_page {
+                found.sort();
+                return Ok(found
                     .into_iter()
-                    .filter(|t| t.created_at.is_some_and(|c| c >= since_s))
-                    .map(|t| UpstreamRef {
-                        channel: channel.config.id.clone(),
-                        upstream_id: t.id,
-                    }),
-            );
+                    .map(|(_, upstream_id)| UpstreamRef {
+                        channel: channel_id.to_owned(),
+                        upstream_id,
+                    })
+                    .collect());
+            }
         }
-        Ok(found)
+        Err(ProviderError::transient(
+            "upstream_list_too_long",
+            format!("more than {MAX_LIST_PAGES} pages of upstream tasks since the submission"),
+        ))
     }
 
     /// Lists each channel's tasks once: reachability, key validity and latency for operators.
@@ -674,7 +769,9 @@ impl Ark {
                     !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN),
                     format!("HTTP {} {code} {message}", status.as_u16()),
                 ),
-                Err(CallError::Transport(reason)) => (false, false, reason),
+                Err(CallError::NotSent(reason) | CallError::Transport(reason)) => {
+                    (false, false, reason)
+                }
                 Err(CallError::BadBody(reason)) => {
                     (true, true, format!("unexpected body: {reason}"))
                 }
@@ -732,18 +829,115 @@ impl Provider for Ark {
         Box::pin(self.cancel_task(upstream))
     }
 
-    fn recent_tasks<'a>(
+    fn find_submitted<'a>(
         &'a self,
+        task_id: &'a str,
         job: &'a VideoJob,
+        channel: &'a str,
         since_ms: i64,
     ) -> BoxFuture<'a, Result<Vec<UpstreamRef>, ProviderError>> {
-        Box::pin(self.list_recent(job, since_ms))
+        Box::pin(self.find_task(task_id, job, channel, since_ms))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn job(seed: Option<i64>) -> VideoJob {
+        let body = serde_json::json!({"model": "seedance-2.0", "operation": "text-to-video",
+            "prompt": "p", "resolution": "480p", "duration": 5, "aspect_ratio": "16:9",
+            "generate_audio": false, "seed": seed});
+        let mut body = body;
+        if seed.is_none() {
+            body.as_object_mut().map(|o| o.remove("seed"));
+        }
+        seedgate_contract::parse_create_request(
+            &seedgate_contract::Catalog::builtin(),
+            body.to_string().as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn echoed(seed: i64, resolution: &str, duration: i64, audio: bool) -> ArkTask {
+        serde_json::from_value(serde_json::json!({"id": "cgt-1", "status": "queued",
+            "created_at": 1, "seed": seed, "resolution": resolution, "ratio": "16:9",
+            "duration": duration, "generate_audio": audio}))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_upstream_task_is_ours_only_if_it_echoes_what_we_sent() {
+        let ours = job(None);
+        let seed = task_seed("vtask_a", &ours);
+        assert!(echoes_submission(
+            &echoed(seed, "480p", 5, false),
+            "vtask_a",
+            &ours
+        ));
+        // Another task's seed, size, length or audio: not ours.
+        assert!(!echoes_submission(
+            &echoed(seed, "480p", 5, false),
+            "vtask_b",
+            &ours
+        ));
+        assert!(!echoes_submission(
+            &echoed(seed, "720p", 5, false),
+            "vtask_a",
+            &ours
+        ));
+        assert!(!echoes_submission(
+            &echoed(seed, "480p", 6, false),
+            "vtask_a",
+            &ours
+        ));
+        assert!(!echoes_submission(
+            &echoed(seed, "480p", 5, true),
+            "vtask_a",
+            &ours
+        ));
+        // A client's seed is sent as given.
+        let seeded = job(Some(42));
+        assert_eq!(task_seed("vtask_a", &seeded), 42);
+        assert!(echoes_submission(
+            &echoed(42, "480p", 5, false),
+            "vtask_z",
+            &seeded
+        ));
+        // A field the upstream does not echo cannot rule a task out.
+        let bare: ArkTask =
+            serde_json::from_value(serde_json::json!({"id": "cgt-2", "status": "queued"})).unwrap();
+        assert!(echoes_submission(&bare, "vtask_a", &ours));
+    }
+
+    #[test]
+    fn only_a_create_that_may_have_arrived_leaves_doubt() {
+        let status = |code: u16| CallError::Status {
+            status: StatusCode::from_u16(code).unwrap(),
+            code: String::new(),
+            message: String::new(),
+            retry_after: None,
+        };
+        assert!(status(500).leaves_doubt());
+        assert!(status(503).leaves_doubt());
+        assert!(CallError::Transport("timed out".into()).leaves_doubt());
+        assert!(CallError::BadBody("eof".into()).leaves_doubt());
+        assert!(!status(429).leaves_doubt());
+        assert!(!status(400).leaves_doubt());
+        assert!(!CallError::NotSent("refused".into()).leaves_doubt());
+        assert_eq!(
+            CallError::Transport("timed out".into())
+                .into_submit_error("volc")
+                .kind,
+            ProviderErrorKind::InDoubt {
+                channel: "volc".into()
+            }
+        );
+        assert_eq!(
+            status(429).into_submit_error("volc").kind,
+            ProviderErrorKind::Retryable
+        );
+    }
 
     #[test]
     fn breaker_opens_after_repeated_failures_and_probes_back() {

@@ -39,7 +39,9 @@ pub enum Submission {
 /// An upstream task as last seen.
 #[derive(Debug, PartialEq)]
 pub enum UpstreamStatus {
-    Pending,
+    /// Waiting in the upstream's queue: it can still be withdrawn.
+    Queued,
+    Running,
     Succeeded {
         video_url: String,
         last_frame_url: Option<String>,
@@ -82,13 +84,48 @@ pub struct SubmitRequest<'a> {
     pub callback_url: Option<String>,
     /// For video-extension of one of our tasks: its video, as a URL or data: URI.
     pub source_video: Option<String>,
+    /// How long the upstream may keep the task before expiring it (Ark's
+    /// `execution_expires_after`), so both sides give up together.
+    pub expires_after_seconds: u64,
+}
+
+/// Whether the client left the seed to chance (none, or -1): then the seed is ours to pick.
+pub fn seed_is_ours(job: &VideoJob) -> bool {
+    job.seed.is_none_or(|seed| seed < 0)
+}
+
+/// The seed a task is generated with: the client's, or one drawn from the task id. Upstreams
+/// echo the seed in their task objects, so a seed of our choosing also marks which upstream
+/// task is ours when a submission's answer was lost. Kept to 31 bits: every upstream and
+/// SDK takes those.
+pub fn task_seed(task_id: &str, job: &VideoJob) -> i64 {
+    job.seed.filter(|_| !seed_is_ours(job)).unwrap_or_else(|| {
+        let hash = task_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        (hash & 0x7fff_ffff) as i64
+    })
+}
+
+/// How a provider call failed, which decides what the engine does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderErrorKind {
+    /// The request itself is refused; trying again cannot help. The task fails uncharged.
+    Permanent,
+    /// Nothing was created; another attempt may succeed (429, refused connection, …).
+    Retryable,
+    /// Every channel that could take the task is full or resting; waiting is not an attempt.
+    AwaitingCapacity,
+    /// The request reached `channel` but its answer was lost (timeout, reset, 5xx, garbage):
+    /// a task may exist there. It must be reconciled before anything is submitted again.
+    InDoubt { channel: String },
 }
 
 /// A provider failure: retryable ones are tried again later, the rest fail the task uncharged.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ProviderError {
-    pub retryable: bool,
+    pub kind: ProviderErrorKind,
     pub code: String,
     pub message: String,
     /// The upstream's own `Retry-After`, when it gave one.
@@ -96,22 +133,29 @@ pub struct ProviderError {
 }
 
 impl ProviderError {
-    pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        kind: ProviderErrorKind,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
-            retryable: false,
+            kind,
             code: code.into(),
             message: message.into(),
             retry_after: None,
         }
     }
 
+    pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ProviderErrorKind::Permanent, code, message)
+    }
+
     pub fn transient(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            retryable: true,
-            code: code.into(),
-            message: message.into(),
-            retry_after: None,
-        }
+        Self::new(ProviderErrorKind::Retryable, code, message)
+    }
+
+    pub fn retryable(&self) -> bool {
+        self.kind != ProviderErrorKind::Permanent
     }
 }
 
@@ -149,11 +193,14 @@ pub trait Provider: Send + Sync {
         upstream: &'a UpstreamRef,
     ) -> BoxFuture<'a, Result<CancelOutcome, ProviderError>>;
 
-    /// Upstream tasks for this job's model created since `since_ms`: the candidates a
-    /// submission interrupted by a crash may have left behind.
-    fn recent_tasks<'a>(
+    /// Upstream tasks on `channel`, created since `since_ms`, that echo what a submission of
+    /// this task sends (model, size, length, audio, seed), oldest first: the candidates a
+    /// submission whose answer was lost may have left behind.
+    fn find_submitted<'a>(
         &'a self,
+        task_id: &'a str,
         job: &'a VideoJob,
+        channel: &'a str,
         since_ms: i64,
     ) -> BoxFuture<'a, Result<Vec<UpstreamRef>, ProviderError>>;
 }

@@ -9,8 +9,8 @@ use seedgate_media::{RenderRequest, Scene};
 use tokio::sync::Semaphore;
 
 use super::{
-    BoxFuture, CancelOutcome, Generated, Provider, ProviderError, Submission, SubmitRequest,
-    UpstreamRef, UpstreamStatus,
+    task_seed, BoxFuture, CancelOutcome, Generated, Provider, ProviderError, Submission,
+    SubmitRequest, UpstreamRef, UpstreamStatus,
 };
 use crate::assets::{AssetKind, AssetStore};
 use crate::fetch::{Fetcher, MediaKind};
@@ -48,7 +48,7 @@ impl Sandbox {
 
     async fn fetch_inputs(&self, job: &VideoJob) -> Result<Inputs, ProviderError> {
         let failed =
-            |e: crate::fetch::FetchError| ProviderError::permanent(e.code(), e.to_string());
+            |e: crate::fetch::FetchError| ProviderError::permanent(e.code(), format!("input {e}"));
         let mut inputs = Inputs::default();
         let i = &job.inputs;
         let images = i
@@ -142,7 +142,8 @@ impl Sandbox {
                 .map(|m| m.duration.default)
                 .unwrap_or(5),
         };
-        let seed = render_seed(task_id, job);
+        // Same request and seed → same bytes; without a seed, the task id decides.
+        let seed = task_seed(task_id, job) as u64;
         let operation = job.operation;
         let prompt = job.prompt.clone().unwrap_or_default();
         let audio = job.generate_audio;
@@ -180,16 +181,6 @@ impl Sandbox {
             has_audio: rendered.has_audio,
             usage_tokens,
         }))
-    }
-}
-
-/// Same request and seed → same bytes; without a seed, the task id decides.
-fn render_seed(task_id: &str, job: &VideoJob) -> u64 {
-    match job.seed {
-        Some(seed) => seed as u64,
-        None => task_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        }),
     }
 }
 
@@ -257,9 +248,11 @@ impl Provider for Sandbox {
         Box::pin(async { Ok(CancelOutcome::NotCancellable) })
     }
 
-    fn recent_tasks<'a>(
+    fn find_submitted<'a>(
         &'a self,
+        _task_id: &'a str,
         _job: &'a VideoJob,
+        _channel: &'a str,
         _since_ms: i64,
     ) -> BoxFuture<'a, Result<Vec<UpstreamRef>, ProviderError>> {
         Box::pin(async { Ok(Vec::new()) })

@@ -22,7 +22,8 @@ use sqlx::SqlitePool;
 pub use keys::{Account, KeyMode, NewKey};
 pub use ledger::LedgerKind;
 pub use tasks::{
-    Created, IdempotencyKey, NewTask, PublicStatus, Settlement, TaskFilter, TaskRecord, TaskState,
+    public_status, Created, IdempotencyKey, NewTask, PollSeen, PublicStatus, Settlement,
+    TaskFailure, TaskFilter, TaskRecord, TaskState, UpstreamPhase, UpstreamSubmission,
 };
 pub use webhooks::{event_for, Delivery, DeliveryRecord};
 

@@ -52,28 +52,56 @@ impl TaskState {
             TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled | TaskState::Expired
         )
     }
+}
 
-    /// What clients see of this state.
-    pub fn public_status(self) -> PublicStatus {
+/// The upstream's own phase of a submitted task, as last seen by a poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamPhase {
+    /// Waiting at the upstream: it can still be withdrawn there.
+    Queued,
+    Running,
+    /// Finished upstream; its result is being copied here.
+    Succeeded,
+}
+
+impl UpstreamPhase {
+    pub fn as_str(self) -> &'static str {
         match self {
-            TaskState::Queued | TaskState::Submitting => PublicStatus::Pending,
-            TaskState::Running => PublicStatus::Processing,
-            TaskState::Succeeded => PublicStatus::Completed,
-            TaskState::Failed | TaskState::Cancelled | TaskState::Expired => PublicStatus::Failed,
+            UpstreamPhase::Queued => "queued",
+            UpstreamPhase::Running => "running",
+            UpstreamPhase::Succeeded => "succeeded",
         }
     }
 
-    /// Internal states behind a public status filter; None for an unknown status.
-    pub fn for_public_status(status: &str) -> Option<&'static [TaskState]> {
-        let status = PublicStatus::ALL
-            .into_iter()
-            .find(|s| s.as_str() == status)?;
-        Some(match status {
-            PublicStatus::Pending => &[TaskState::Queued, TaskState::Submitting],
-            PublicStatus::Processing => &[TaskState::Running],
-            PublicStatus::Completed => &[TaskState::Succeeded],
-            PublicStatus::Failed => &[TaskState::Failed, TaskState::Cancelled, TaskState::Expired],
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "queued" => UpstreamPhase::Queued,
+            "running" => UpstreamPhase::Running,
+            "succeeded" => UpstreamPhase::Succeeded,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown upstream phase {other}"
+                )))
+            }
         })
+    }
+}
+
+/// What clients see of a task, by one rule (DESIGN.md): `pending` exactly when a cancel now
+/// succeeds — queued here with no submission in doubt, or still queued at the upstream — and
+/// `processing` when it is being generated (or may be, while a submission is in doubt).
+pub fn public_status(
+    state: TaskState,
+    in_doubt: bool,
+    upstream: Option<UpstreamPhase>,
+) -> PublicStatus {
+    match state {
+        TaskState::Queued if !in_doubt => PublicStatus::Pending,
+        TaskState::Queued | TaskState::Submitting => PublicStatus::Processing,
+        TaskState::Running if upstream == Some(UpstreamPhase::Queued) => PublicStatus::Pending,
+        TaskState::Running => PublicStatus::Processing,
+        TaskState::Succeeded => PublicStatus::Completed,
+        TaskState::Failed | TaskState::Cancelled | TaskState::Expired => PublicStatus::Failed,
     }
 }
 
@@ -102,6 +130,27 @@ impl PublicStatus {
             PublicStatus::Processing => "processing",
             PublicStatus::Completed => "completed",
             PublicStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// The rows [`public_status`] maps to this status, as SQL (a store test checks that the
+    /// two agree on every combination of state, doubt and upstream phase).
+    fn sql_condition(self) -> &'static str {
+        match self {
+            PublicStatus::Pending => {
+                "((state = 'queued' AND doubt_channel IS NULL) \
+                 OR (state = 'running' AND upstream_phase IS 'queued'))"
+            }
+            PublicStatus::Processing => {
+                "((state = 'queued' AND doubt_channel IS NOT NULL) OR state = 'submitting' \
+                 OR (state = 'running' AND upstream_phase IS NOT 'queued'))"
+            }
+            PublicStatus::Completed => "state = 'succeeded'",
+            PublicStatus::Failed => "state IN ('failed', 'cancelled', 'expired')",
         }
     }
 }
@@ -163,6 +212,14 @@ pub struct TaskRecord {
     pub polls: i64,
     pub deadline_at_ms: Option<i64>,
     pub submit_started_at_ms: Option<i64>,
+    /// A submission whose outcome was never seen: the channel it went to and when it began.
+    pub doubt: Option<(String, i64)>,
+    pub upstream_phase: Option<UpstreamPhase>,
+    /// When the upstream itself expires the task (what we sent as `execution_expires_after`).
+    pub upstream_expires_at_ms: Option<i64>,
+    /// The usage the upstream reported, kept even when its result never arrived here.
+    pub upstream_usage_tokens: Option<i64>,
+    pub result_copy_failures: i64,
     /// Set by [`Store::claim_task`] (not stored): the claim took the task over from a holder
     /// whose lease ran out, so its last step may have half happened.
     pub reclaimed: bool,
@@ -175,7 +232,8 @@ pub struct TaskRecord {
 const TASK_COLUMNS: &str = "id, account_id, model, operation, provider, state, request, \
     reserved_usd_micros, estimated_tokens, usage_tokens, cost_usd_micros, cost_cny, result, \
     error_code, error_message, attempts, channel, upstream_id, polls, deadline_at_ms, \
-    submit_started_at_ms, created_at_ms, updated_at_ms, completed_at_ms";
+    submit_started_at_ms, doubt_channel, doubt_since_ms, upstream_phase, upstream_expires_at_ms, \
+    upstream_usage_tokens, result_copy_failures, created_at_ms, updated_at_ms, completed_at_ms";
 
 fn task_from_row(row: &SqliteRow) -> Result<TaskRecord, StoreError> {
     Ok(TaskRecord {
@@ -200,11 +258,27 @@ fn task_from_row(row: &SqliteRow) -> Result<TaskRecord, StoreError> {
         polls: row.try_get("polls")?,
         deadline_at_ms: row.try_get("deadline_at_ms")?,
         submit_started_at_ms: row.try_get("submit_started_at_ms")?,
+        doubt: row
+            .try_get::<Option<String>, _>("doubt_channel")?
+            .zip(row.try_get::<Option<i64>, _>("doubt_since_ms")?),
+        upstream_phase: row
+            .try_get::<Option<&str>, _>("upstream_phase")?
+            .map(UpstreamPhase::parse)
+            .transpose()?,
+        upstream_expires_at_ms: row.try_get("upstream_expires_at_ms")?,
+        upstream_usage_tokens: row.try_get("upstream_usage_tokens")?,
+        result_copy_failures: row.try_get("result_copy_failures")?,
         reclaimed: false,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
         completed_at_ms: row.try_get("completed_at_ms")?,
     })
+}
+
+impl TaskRecord {
+    pub fn public_status(&self) -> PublicStatus {
+        public_status(self.state, self.doubt.is_some(), self.upstream_phase)
+    }
 }
 
 /// Releases the reservation of a task an `UPDATE … RETURNING account_id, reserved_usd_micros`
@@ -229,7 +303,7 @@ async fn release_reservation(
 
 /// List filters for `GET /v1/tasks`; `after` is the id of the last task of the previous page.
 pub struct TaskFilter<'a> {
-    pub states: Option<&'static [TaskState]>,
+    pub status: Option<PublicStatus>,
     pub model: Option<&'a str>,
     pub after: Option<&'a str>,
     pub limit: i64,
@@ -241,6 +315,32 @@ pub struct Settlement<'a> {
     pub usage_tokens: i64,
     pub cost_usd_micros: i64,
     pub cost_cny: &'a str,
+    /// What the upstream itself reported (None for local renders).
+    pub upstream_usage_tokens: Option<i64>,
+}
+
+/// Why a task ends uncharged, and what the upstream reported if it finished anyway.
+pub struct TaskFailure<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
+    pub upstream_usage_tokens: Option<i64>,
+}
+
+/// An upstream task that is now this task's, as [`Store::record_submission`] records it.
+pub struct UpstreamSubmission<'a> {
+    pub channel: &'a str,
+    pub upstream_id: &'a str,
+    pub next_poll_at_ms: i64,
+    pub upstream_expires_at_ms: i64,
+}
+
+/// What a poll of an upstream task saw, recorded with its next poll.
+#[derive(Default)]
+pub struct PollSeen {
+    pub phase: Option<UpstreamPhase>,
+    pub usage_tokens: Option<i64>,
+    /// The upstream finished but its result could not be copied here this time.
+    pub result_copy_failed: bool,
 }
 
 impl Store {
@@ -372,9 +472,9 @@ impl Store {
         filter: &TaskFilter<'_>,
     ) -> Result<Vec<TaskRecord>, StoreError> {
         let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE account_id = ?");
-        if let Some(states) = filter.states {
-            let marks = vec!["?"; states.len()].join(", ");
-            sql.push_str(&format!(" AND state IN ({marks})"));
+        if let Some(status) = filter.status {
+            sql.push_str(" AND ");
+            sql.push_str(status.sql_condition());
         }
         if filter.model.is_some() {
             sql.push_str(" AND model = ?");
@@ -384,9 +484,6 @@ impl Store {
         }
         sql.push_str(" ORDER BY id DESC LIMIT ?");
         let mut query = sqlx::query(&sql).bind(account_id);
-        for state in filter.states.unwrap_or(&[]) {
-            query = query.bind(state.as_str());
-        }
         if let Some(model) = filter.model {
             query = query.bind(model);
         }
@@ -397,8 +494,8 @@ impl Store {
         rows.iter().map(task_from_row).collect()
     }
 
-    /// Cancels a task that no provider has started, releasing its reservation in the same
-    /// transaction. Returns the task as it now stands (cancelled or not), or None when unknown.
+    /// Cancels a task that no provider has started (and none may have: no submission of it is
+    /// in doubt), releasing its reservation in the same transaction. Returns the task as it now stands (cancelled or not), or None when unknown.
     pub async fn cancel_queued_task(
         &self,
         account_id: &str,
@@ -409,7 +506,8 @@ impl Store {
         let cancelled = sqlx::query(&format!(
             "UPDATE tasks SET state = 'cancelled', error_code = 'cancelled', \
              error_message = 'The task was cancelled.', updated_at_ms = ?, completed_at_ms = ? \
-             WHERE id = ? AND account_id = ? AND state = 'queued' RETURNING {TASK_COLUMNS}"
+             WHERE id = ? AND account_id = ? AND state = 'queued' AND doubt_channel IS NULL \
+             RETURNING {TASK_COLUMNS}"
         ))
         .bind(now)
         .bind(now)
@@ -502,23 +600,25 @@ impl Store {
     }
 
     /// Records the upstream's id for a submitted task in the same statement that marks it
-    /// `running`, and hands it to the poller. False when this worker no longer holds the task.
+    /// `running` (no longer in doubt), and hands it to the poller. Its upstream phase is
+    /// unknown until the first poll, so until then it shows as processing and a cancel is not
+    /// attempted. False when this worker no longer holds the task.
     pub async fn record_submission(
         &self,
         id: &str,
         owner: &str,
-        channel: &str,
-        upstream_id: &str,
-        next_poll_at_ms: i64,
+        submission: &UpstreamSubmission<'_>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE tasks SET state = 'running', channel = ?, upstream_id = ?, next_poll_at_ms = ?, \
-             lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ? \
+             upstream_phase = NULL, upstream_expires_at_ms = ?, doubt_channel = NULL, \
+             doubt_since_ms = NULL, lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ? \
              WHERE id = ? AND lease_owner = ? AND state = 'submitting'",
         )
-        .bind(channel)
-        .bind(upstream_id)
-        .bind(next_poll_at_ms)
+        .bind(submission.channel)
+        .bind(submission.upstream_id)
+        .bind(submission.next_poll_at_ms)
+        .bind(submission.upstream_expires_at_ms)
         .bind(now_ms())
         .bind(id)
         .bind(owner)
@@ -527,24 +627,43 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Releases a polled task until its next poll.
+    /// Releases a polled task until its next poll, with what the poll saw.
     pub async fn schedule_poll(
         &self,
         id: &str,
         owner: &str,
         next_poll_at_ms: i64,
+        seen: &PollSeen,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE tasks SET next_poll_at_ms = ?, polls = polls + 1, lease_owner = NULL, \
+            "UPDATE tasks SET next_poll_at_ms = ?, polls = polls + 1, \
+             upstream_phase = COALESCE(?, upstream_phase), \
+             upstream_usage_tokens = COALESCE(?, upstream_usage_tokens), \
+             result_copy_failures = result_copy_failures + ?, lease_owner = NULL, \
              lease_until_ms = NULL, updated_at_ms = ? WHERE id = ? AND lease_owner = ? AND state = 'running'",
         )
         .bind(next_poll_at_ms)
+        .bind(seen.phase.map(UpstreamPhase::as_str))
+        .bind(seen.usage_tokens)
+        .bind(i64::from(seen.result_copy_failed))
         .bind(now_ms())
         .bind(id)
         .bind(owner)
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Records that a running task has left the upstream's queue (a cancel found it started).
+    pub async fn note_upstream_running(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE tasks SET upstream_phase = 'running' \
+             WHERE id = ? AND state = 'running' AND upstream_phase IS 'queued'",
+        )
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
     }
 
     /// Makes a running upstream task due for a poll now (an upstream callback's hint).
@@ -591,7 +710,8 @@ impl Store {
 
     /// Claims a place on `channel` for a task about to be submitted there, if the channel has
     /// fewer than `limit` tasks in flight. One statement, so two workers can never both take
-    /// the last place.
+    /// the last place. A doubt left by an earlier attempt ends here: the engine takes a place
+    /// only after reconciling it.
     pub async fn reserve_channel(
         &self,
         id: &str,
@@ -600,7 +720,8 @@ impl Store {
         limit: u32,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE tasks SET channel = ?1 WHERE id = ?2 AND lease_owner = ?3 AND state = 'submitting' \
+            "UPDATE tasks SET channel = ?1, doubt_channel = NULL, doubt_since_ms = NULL \
+             WHERE id = ?2 AND lease_owner = ?3 AND state = 'submitting' \
              AND COALESCE((SELECT in_flight FROM channel_load WHERE id = ?1), 0) - (channel IS ?1) < ?4",
         )
         .bind(channel)
@@ -643,7 +764,7 @@ impl Store {
         let now = now_ms();
         let row = sqlx::query(
             "UPDATE tasks SET state = 'succeeded', result = ?, usage_tokens = ?, cost_usd_micros = ?, \
-             cost_cny = ?, lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ?, completed_at_ms = ? \
+             cost_cny = ?, upstream_usage_tokens = COALESCE(?, upstream_usage_tokens), lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ?, completed_at_ms = ? \
              WHERE id = ? AND lease_owner = ? AND state IN ('submitting', 'running') \
              RETURNING account_id, reserved_usd_micros",
         )
@@ -651,6 +772,7 @@ impl Store {
         .bind(settlement.usage_tokens)
         .bind(settlement.cost_usd_micros)
         .bind(settlement.cost_cny)
+        .bind(settlement.upstream_usage_tokens)
         .bind(now)
         .bind(now)
         .bind(id)
@@ -679,11 +801,9 @@ impl Store {
         id: &str,
         owner: &str,
         state: TaskState,
-        code: &str,
-        message: &str,
+        error: &TaskFailure<'_>,
     ) -> Result<bool, StoreError> {
-        self.end_unpaid(id, Some(owner), None, state, code, message)
-            .await
+        self.end_unpaid(id, Some(owner), None, state, error).await
     }
 
     pub async fn finish_failed(
@@ -693,7 +813,12 @@ impl Store {
         code: &str,
         message: &str,
     ) -> Result<bool, StoreError> {
-        self.finish_unpaid(id, owner, TaskState::Failed, code, message)
+        let error = TaskFailure {
+            code,
+            message,
+            upstream_usage_tokens: None,
+        };
+        self.finish_unpaid(id, owner, TaskState::Failed, &error)
             .await
     }
 
@@ -708,8 +833,11 @@ impl Store {
             None,
             Some(account_id),
             TaskState::Cancelled,
-            "cancelled",
-            "The task was cancelled.",
+            &TaskFailure {
+                code: "cancelled",
+                message: "The task was cancelled.",
+                upstream_usage_tokens: None,
+            },
         )
         .await
     }
@@ -720,20 +848,21 @@ impl Store {
         owner: Option<&str>,
         account_id: Option<&str>,
         state: TaskState,
-        code: &str,
-        message: &str,
+        error: &TaskFailure<'_>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let now = now_ms();
         let row = sqlx::query(
-            "UPDATE tasks SET state = ?, error_code = ?, error_message = ?, lease_owner = NULL, \
+            "UPDATE tasks SET state = ?, error_code = ?, error_message = ?, \
+             upstream_usage_tokens = COALESCE(?, upstream_usage_tokens), lease_owner = NULL, \
              lease_until_ms = NULL, updated_at_ms = ?, completed_at_ms = ? \
              WHERE id = ? AND (? IS NULL OR lease_owner = ?) AND (? IS NULL OR account_id = ?) \
              AND state IN ('submitting', 'running') RETURNING account_id, reserved_usd_micros",
         )
         .bind(state.as_str())
-        .bind(code)
-        .bind(message)
+        .bind(error.code)
+        .bind(error.message)
+        .bind(error.upstream_usage_tokens)
         .bind(now)
         .bind(now)
         .bind(id)
@@ -752,21 +881,27 @@ impl Store {
 
     /// Hands a task back to the queue after a transient failure, to be retried after `delay_ms`.
     /// `counts_attempt` false gives the attempt back (waiting for capacity is not a failure).
+    /// `doubt` names the channel and start of a submission whose outcome was never seen; an
+    /// earlier doubt stays until it is reconciled.
     pub async fn requeue(
         &self,
         id: &str,
         owner: &str,
         delay_ms: i64,
         counts_attempt: bool,
+        doubt: Option<(&str, i64)>,
     ) -> Result<bool, StoreError> {
         let now = now_ms();
         let done = sqlx::query(
             "UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_until_ms = NULL, channel = NULL, \
              attempts = attempts - CASE WHEN ? THEN 0 ELSE 1 END, \
+             doubt_channel = COALESCE(?, doubt_channel), doubt_since_ms = COALESCE(?, doubt_since_ms), \
              next_attempt_at_ms = ?, updated_at_ms = ? \
              WHERE id = ? AND lease_owner = ? AND state IN ('submitting', 'running')",
         )
         .bind(counts_attempt)
+        .bind(doubt.map(|(channel, _)| channel))
+        .bind(doubt.map(|(_, since)| since))
         .bind(now + delay_ms)
         .bind(now)
         .bind(id)

@@ -33,6 +33,7 @@ fn settlement(cost: i64) -> Settlement<'static> {
         usage_tokens: 1,
         cost_usd_micros: cost,
         cost_cny: "0",
+        upstream_usage_tokens: None,
     }
 }
 
@@ -170,7 +171,10 @@ async fn a_requeued_task_waits_for_its_retry_time() {
         .await
         .unwrap();
     let (task, _) = store.claim_task("w", 60_000, 100).await.unwrap().unwrap();
-    assert!(store.requeue(&task.id, "w", 60_000, true).await.unwrap());
+    assert!(store
+        .requeue(&task.id, "w", 60_000, true, None)
+        .await
+        .unwrap());
     assert!(store.claim_task("w", 60_000, 100).await.unwrap().is_none());
     let (_, cancelled) = store
         .cancel_queued_task(&key.account.id, &task.id)
@@ -264,12 +268,21 @@ async fn in_flight_counters_follow_every_transition() {
     assert!(store.reserve_channel(&c, wc, "volc", 10).await.unwrap());
     assert_counters_match_rows(&store).await;
     assert!(store
-        .record_submission(&a, wa, "byte", "cgt-a", now_ms() + 3_600_000)
+        .record_submission(
+            &a,
+            wa,
+            &UpstreamSubmission {
+                channel: "byte",
+                upstream_id: "cgt-a",
+                next_poll_at_ms: now_ms() + 3_600_000,
+                upstream_expires_at_ms: now_ms() + 7_200_000,
+            },
+        )
         .await
         .unwrap());
     assert!(store.mark_running(&d, wd).await.unwrap());
     assert_counters_match_rows(&store).await;
-    assert!(store.requeue(&b, wb, 0, true).await.unwrap());
+    assert!(store.requeue(&b, wb, 0, true, None).await.unwrap());
     assert!(store.finish_failed(&c, wc, "boom", "failed").await.unwrap());
     assert_counters_match_rows(&store).await;
     // A key at its limit gets nothing new; freed places are taken again.
@@ -278,31 +291,152 @@ async fn in_flight_counters_follow_every_transition() {
     assert_counters_match_rows(&store).await;
 }
 
-#[test]
-fn public_statuses_name_and_filter_every_state_once() {
+#[tokio::test]
+async fn the_status_filter_selects_exactly_what_each_task_shows() {
     for status in PublicStatus::ALL {
         assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        assert_eq!(PublicStatus::parse(status.as_str()), Some(status));
     }
-    let mut covered: Vec<TaskState> = PublicStatus::ALL
-        .into_iter()
-        .flat_map(|s| {
-            TaskState::for_public_status(s.as_str())
-                .unwrap()
-                .iter()
-                .copied()
-        })
-        .collect();
-    for state in covered.clone() {
+    assert_eq!(PublicStatus::parse("cancelled"), None);
+
+    let (store, _dir) = store().await;
+    let key = store
+        .create_key("k", KeyMode::Test, 1_000_000)
+        .await
+        .unwrap();
+    let account = key.account.id;
+    let states = [
+        TaskState::Queued,
+        TaskState::Submitting,
+        TaskState::Running,
+        TaskState::Succeeded,
+        TaskState::Failed,
+        TaskState::Cancelled,
+        TaskState::Expired,
+    ];
+    let phases = [
+        None,
+        Some(UpstreamPhase::Queued),
+        Some(UpstreamPhase::Running),
+        Some(UpstreamPhase::Succeeded),
+    ];
+    let mut expected: std::collections::HashMap<&str, HashSet<String>> = Default::default();
+    let mut n = 0;
+    for state in states {
+        for in_doubt in [false, true] {
+            for phase in phases {
+                n += 1;
+                let id = store
+                    .create_task(new_task(&account, n, 1), None)
+                    .await
+                    .unwrap()
+                    .task
+                    .id;
+                sqlx::query(
+                    "UPDATE tasks SET state = ?, doubt_channel = ?, doubt_since_ms = ?, upstream_phase = ? \
+                     WHERE id = ?",
+                )
+                .bind(state.as_str())
+                .bind(in_doubt.then_some("volc"))
+                .bind(in_doubt.then_some(1_i64))
+                .bind(phase.map(UpstreamPhase::as_str))
+                .bind(&id)
+                .execute(&store.writer)
+                .await
+                .unwrap();
+                let task = store.task(&id).await.unwrap().unwrap();
+                assert_eq!(task.public_status(), public_status(state, in_doubt, phase));
+                expected
+                    .entry(task.public_status().as_str())
+                    .or_default()
+                    .insert(id);
+            }
+        }
+    }
+    for status in PublicStatus::ALL {
+        let listed: HashSet<String> = store
+            .list_tasks(
+                &account,
+                &TaskFilter {
+                    status: Some(status),
+                    model: None,
+                    after: None,
+                    limit: 1000,
+                },
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
         assert_eq!(
-            TaskState::for_public_status(state.public_status().as_str())
-                .unwrap()
-                .iter()
-                .filter(|s| **s == state)
-                .count(),
-            1
+            listed,
+            expected.remove(status.as_str()).unwrap_or_default(),
+            "{status:?}"
         );
     }
-    covered.dedup();
-    assert_eq!(covered.len(), 7);
-    assert!(TaskState::for_public_status("cancelled").is_none());
+}
+
+#[test]
+fn pending_is_shown_exactly_where_a_cancel_succeeds() {
+    use PublicStatus::*;
+    // Queued here with nothing sent: cancelled in the database.
+    assert_eq!(public_status(TaskState::Queued, false, None), Pending);
+    // A lost submission may have made an upstream task that is already generating.
+    assert_eq!(public_status(TaskState::Queued, true, None), Processing);
+    // Being sent right now: the upstream may accept it any moment.
+    assert_eq!(
+        public_status(TaskState::Submitting, false, None),
+        Processing
+    );
+    // Still queued upstream: withdrawn there.
+    assert_eq!(
+        public_status(TaskState::Running, false, Some(UpstreamPhase::Queued)),
+        Pending
+    );
+    for phase in [
+        None,
+        Some(UpstreamPhase::Running),
+        Some(UpstreamPhase::Succeeded),
+    ] {
+        assert_eq!(public_status(TaskState::Running, false, phase), Processing);
+    }
+    assert_eq!(public_status(TaskState::Succeeded, false, None), Completed);
+    for ended in [TaskState::Failed, TaskState::Cancelled, TaskState::Expired] {
+        assert_eq!(public_status(ended, false, None), Failed);
+    }
+}
+
+#[tokio::test]
+async fn a_queued_task_whose_submission_is_in_doubt_cannot_be_cancelled() {
+    let (store, _dir) = store().await;
+    let key = store.create_key("k", KeyMode::Test, 10_000).await.unwrap();
+    store
+        .create_task(new_task(&key.account.id, 1, 100), None)
+        .await
+        .unwrap();
+    let (task, _) = store.claim_task("w", 60_000, 100).await.unwrap().unwrap();
+    assert!(store
+        .requeue(&task.id, "w", 0, true, Some(("volc", 5)))
+        .await
+        .unwrap());
+    let (refused, cancelled) = store
+        .cancel_queued_task(&key.account.id, &task.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!cancelled);
+    assert_eq!(refused.doubt, Some(("volc".to_owned(), 5)));
+    assert_eq!(refused.public_status(), PublicStatus::Processing);
+    // A later requeue keeps the doubt; taking a channel place (after reconciling) ends it.
+    let (task, _) = store.claim_task("w", 60_000, 100).await.unwrap().unwrap();
+    assert_eq!(task.doubt, Some(("volc".to_owned(), 5)));
+    assert!(store.requeue(&task.id, "w", 0, false, None).await.unwrap());
+    let (task, _) = store.claim_task("w", 60_000, 100).await.unwrap().unwrap();
+    assert!(task.doubt.is_some());
+    assert!(store
+        .reserve_channel(&task.id, "w", "byte", 10)
+        .await
+        .unwrap());
+    assert_eq!(store.task(&task.id).await.unwrap().unwrap().doubt, None);
 }

@@ -260,7 +260,7 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
             .list_tasks(
                 &account.id,
                 &TaskFilter {
-                    states: None,
+                    status: None,
                     model: None,
                     after: None,
                     limit: 1_000_000,

@@ -26,13 +26,29 @@ pub enum Ending {
     Never,
 }
 
-/// A scripted misbehaviour for the next matching request.
+/// A scripted misbehaviour for the next matching request. The first four strike before a
+/// create does anything; the `…AfterCreate` ones and `HoldReply` after it made its task, so
+/// the client cannot know a task exists.
 #[derive(Clone, Debug)]
 pub enum Fault {
     Status(u16, Option<u64>),
     Slow(Duration),
     Reset,
     Garbage,
+    /// Makes the task, then keeps the answer back this long (past the client's timeout).
+    HoldReply(Duration),
+    ResetAfterCreate,
+    StatusAfterCreate(u16),
+}
+
+/// How a succeeded task's result files are served.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ResultFiles {
+    Served,
+    /// 404, as after the upstream's 24 h or a storage fault.
+    Missing,
+    /// 200 with a body that is not a video.
+    NotVideo,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -49,6 +65,7 @@ struct FakeTask {
     body: Value,
     ending: Ending,
     cancelled: bool,
+    expired: bool,
 }
 
 pub struct Behaviour {
@@ -57,6 +74,7 @@ pub struct Behaviour {
     pub ending: Ending,
     /// Every create answers this status (a channel that is down).
     pub always_fail_create: Option<u16>,
+    pub result_files: ResultFiles,
 }
 
 /// (width, height, seconds, audio).
@@ -102,6 +120,7 @@ impl FakeArk {
                 running: Duration::from_millis(300),
                 ending: Ending::Succeed,
                 always_fail_create: None,
+                result_files: ResultFiles::Served,
             }),
             base: Mutex::default(),
             counter: Mutex::new(0),
@@ -140,6 +159,31 @@ impl FakeArk {
         let mut b = self.state.behaviour.lock().unwrap();
         b.queued = queued;
         b.running = running;
+    }
+
+    pub fn set_result_files(&self, files: ResultFiles) {
+        self.state.behaviour.lock().unwrap().result_files = files;
+    }
+
+    /// Every task not finished yet reaches its `execution_expires_after` now.
+    pub fn expire_unfinished(&self) {
+        let mut tasks = self.state.tasks.lock().unwrap();
+        let behaviour = self.state.behaviour.lock().unwrap();
+        for task in tasks.values_mut() {
+            if matches!(status(task, &behaviour), "queued" | "running") {
+                task.expired = true;
+            }
+        }
+    }
+
+    /// The create body behind an upstream task.
+    pub fn body_of(&self, id: &str) -> Option<Value> {
+        self.state
+            .tasks
+            .lock()
+            .unwrap()
+            .get(id)
+            .map(|t| t.body.clone())
     }
 
     pub fn always_fail_create(&self, status: u16) {
@@ -195,6 +239,9 @@ fn status(task: &FakeTask, behaviour: &Behaviour) -> &'static str {
     if task.cancelled {
         return "cancelled";
     }
+    if task.expired {
+        return "expired";
+    }
     let age = task.created.elapsed();
     if age < behaviour.queued {
         "queued"
@@ -215,14 +262,15 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-/// Applies the next scripted fault for this endpoint, if any.
-async fn injected(state: &FakeState, endpoint: Endpoint) -> Option<Response> {
-    let fault = {
-        let mut faults = state.faults.lock().unwrap();
-        let index = faults.iter().position(|(e, _)| *e == endpoint)?;
-        faults.remove(index).map(|(_, f)| f)?
-    };
-    match fault {
+fn next_fault(state: &FakeState, endpoint: Endpoint) -> Option<Fault> {
+    let mut faults = state.faults.lock().unwrap();
+    let index = faults.iter().position(|(e, _)| *e == endpoint)?;
+    faults.remove(index).map(|(_, f)| f)
+}
+
+/// Applies a fault that strikes before the request is handled, if it is one.
+async fn injected(fault: Option<&Fault>) -> Option<Response> {
+    match fault?.clone() {
         Fault::Status(code, retry_after) => {
             let status = StatusCode::from_u16(code).unwrap();
             let mut response = error(status, "ServerOverloaded", "injected fault");
@@ -243,6 +291,26 @@ async fn injected(state: &FakeState, endpoint: Endpoint) -> Option<Response> {
             std::panic::resume_unwind(Box::new("connection reset by the fake upstream"))
         }
         Fault::Garbage => Some((StatusCode::OK, "{\"id\": \"cgt-").into_response()),
+        Fault::HoldReply(_) | Fault::ResetAfterCreate | Fault::StatusAfterCreate(_) => None,
+    }
+}
+
+/// Applies a fault that strikes once the create has made its task, if it is one.
+async fn after_create(fault: Option<Fault>, answer: Response) -> Response {
+    match fault {
+        Some(Fault::HoldReply(delay)) => {
+            tokio::time::sleep(delay).await;
+            answer
+        }
+        Some(Fault::ResetAfterCreate) => {
+            std::panic::resume_unwind(Box::new("connection reset by the fake upstream"))
+        }
+        Some(Fault::StatusAfterCreate(code)) => error(
+            StatusCode::from_u16(code).unwrap(),
+            "InternalServiceError",
+            "injected fault after the task was made",
+        ),
+        _ => answer,
     }
 }
 
@@ -328,8 +396,20 @@ fn validate_create(body: &Value) -> Vec<String> {
     }
     check(
         &mut v,
-        body.get("seed").is_none_or(|s| s.as_i64().is_some()),
+        body.get("seed").is_none_or(|s| {
+            s.as_i64()
+                .is_some_and(|s| (-1..=4_294_967_295).contains(&s))
+        }),
         "seed",
+    );
+    check(
+        &mut v,
+        body.get("execution_expires_after")
+            .is_none_or(|s| s.as_i64().is_some_and(|s| (3_600..=259_200).contains(&s))),
+        format!(
+            "execution_expires_after {}",
+            body["execution_expires_after"]
+        ),
     );
     let Some(content) = body["content"].as_array() else {
         v.push("content must be an array".into());
@@ -393,7 +473,8 @@ async fn create(State(state): State<Arc<FakeState>>, headers: HeaderMap, body: S
             .push("create without the channel key".into());
         return error(StatusCode::UNAUTHORIZED, "AuthenticationError", "bad key");
     }
-    if let Some(response) = injected(&state, Endpoint::Create).await {
+    let fault = next_fault(&state, Endpoint::Create);
+    if let Some(response) = injected(fault.as_ref()).await {
         return response;
     }
     if let Some(code) = state.behaviour.lock().unwrap().always_fail_create {
@@ -445,9 +526,10 @@ async fn create(State(state): State<Arc<FakeState>>, headers: HeaderMap, body: S
             body,
             ending,
             cancelled: false,
+            expired: false,
         },
     );
-    Json(json!({"id": id})).into_response()
+    after_create(fault, Json(json!({"id": id})).into_response()).await
 }
 
 /// Renders a succeeded task's video once, as the real upstream would have it ready.
@@ -515,7 +597,8 @@ async fn task_json(state: &Arc<FakeState>, id: &str) -> Option<Value> {
         "id": id, "model": model, "status": status, "created_at": created_unix, "updated_at": created_unix,
         "resolution": body["resolution"], "ratio": body["ratio"], "duration": body["duration"],
         "framespersecond": 24, "generate_audio": body["generate_audio"], "service_tier": "default",
-        "execution_expires_after": 172800, "seed": body.get("seed").cloned().unwrap_or(json!(42)),
+        "execution_expires_after": body.get("execution_expires_after").cloned().unwrap_or(json!(172800)),
+        "seed": body.get("seed").cloned().unwrap_or(json!(42)),
     });
     match status {
         "succeeded" => {
@@ -546,7 +629,7 @@ async fn fetch(
             .push("get without the channel key".into());
         return error(StatusCode::UNAUTHORIZED, "AuthenticationError", "bad key");
     }
-    if let Some(response) = injected(&state, Endpoint::Get).await {
+    if let Some(response) = injected(next_fault(&state, Endpoint::Get).as_ref()).await {
         return response;
     }
     match task_json(&state, &id).await {
@@ -588,8 +671,21 @@ async fn list(
         matching.sort_by_key(|t| std::cmp::Reverse(t.created));
         matching.iter().map(|t| t.id.clone()).collect()
     };
+    let number = |key: &str, default: usize| {
+        query.get(key).map_or(Some(default), |v| {
+            v.parse::<usize>().ok().filter(|n| *n >= 1)
+        })
+    };
+    let (Some(page), Some(size)) = (number("page_num", 1), number("page_size", 10)) else {
+        state
+            .violations
+            .lock()
+            .unwrap()
+            .push("list paging is not positive integers".into());
+        return error(StatusCode::BAD_REQUEST, "InvalidParameter", "paging");
+    };
     let mut items = Vec::new();
-    for id in &ids {
+    for id in ids.iter().skip((page - 1) * size).take(size) {
         if let Some(json) = task_json(&state, id).await {
             items.push(json);
         }
@@ -628,6 +724,11 @@ async fn delete(
 }
 
 async fn file(State(state): State<Arc<FakeState>>, Path(name): Path<String>) -> Response {
+    match state.behaviour.lock().unwrap().result_files {
+        ResultFiles::Served => {}
+        ResultFiles::Missing => return StatusCode::NOT_FOUND.into_response(),
+        ResultFiles::NotVideo => return "<html>an error page</html>".into_response(),
+    }
     let files = state.files.lock().unwrap();
     let found = match name.rsplit_once('.') {
         Some((id, "mp4")) => files.video.get(id).cloned(),

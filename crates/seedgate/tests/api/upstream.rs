@@ -3,11 +3,11 @@
 use std::time::{Duration, Instant};
 
 use seedgate::config::{ChannelConfig, Config};
-use seedgate::store::KeyMode;
+use seedgate::store::{KeyMode, TaskState};
 use seedgate_contract::Resolution;
 use serde_json::{json, Value};
 
-use crate::fake_ark::{Ending, Endpoint, FakeArk, Fault, FAKE_KEY_ENV};
+use crate::fake_ark::{Ending, Endpoint, FakeArk, Fault, ResultFiles, FAKE_KEY_ENV};
 use crate::helpers::{ffprobe, TestApp};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -121,6 +121,13 @@ async fn success_is_copied_probed_and_settled_to_the_micro_dollar() {
     let (status, _) = app.download(done["last_frame_url"].as_str().unwrap()).await;
     assert_eq!(status, 200);
     assert_eq!(fake.tasks_created(), 1);
+    // The upstream is told to give up when our six-hour deadline does.
+    let sent = fake.creates()[0].1["execution_expires_after"]
+        .as_i64()
+        .unwrap();
+    assert!((21_590..=21_600).contains(&sent), "{sent}");
+    let row = app.store.task(&id).await.unwrap().unwrap();
+    assert_eq!(row.upstream_usage_tokens, Some(tokens as i64));
     fake.assert_no_violations();
 }
 
@@ -340,9 +347,138 @@ async fn transient_faults_are_retried_without_duplicates() {
     )
     .await;
     assert_eq!(done["status"], "completed", "{done}");
-    // The slow answer timed out on our side but the fake created that task: one orphan at most.
-    assert!(fake.tasks_created() <= 2);
+    // The slow answer timed out on our side and the fake created that task after all: it was
+    // found and adopted, not submitted again.
+    assert_eq!(fake.tasks_created(), 1);
     fake.assert_no_violations();
+}
+
+/// The upstream task behind one of ours.
+async fn upstream_id(app: &TestApp, id: &str) -> Option<String> {
+    app.store.task(id).await.unwrap().unwrap().upstream_id
+}
+
+#[tokio::test]
+async fn an_ambiguous_create_is_reconciled_before_any_resubmission() {
+    let fake = FakeArk::start().await;
+    let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |c| {
+        c.engine.breaker_failures = 10;
+    })
+    .await;
+    let mut expected_balance = 100_000_000;
+    for (n, fault) in [
+        // The upstream makes the task and holds its answer past our 2 s timeout.
+        Fault::HoldReply(Duration::from_secs(3)),
+        // … or resets the connection once the task is made.
+        Fault::ResetAfterCreate,
+        // … or answers 5xx after making it.
+        Fault::StatusAfterCreate(500),
+        Fault::StatusAfterCreate(503),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        fake.fault(Endpoint::Create, fault.clone());
+        let id = create_ok(&app, &key, &t2v()).await;
+        let done = crate::helpers::wait_terminal(
+            &app.client,
+            &app.address,
+            &key,
+            &id,
+            Duration::from_secs(60),
+        )
+        .await;
+        assert_eq!(done["status"], "completed", "{fault:?}: {done}");
+        assert_eq!(
+            fake.tasks_created(),
+            n + 1,
+            "{fault:?}: exactly one upstream task per task"
+        );
+        let adopted = upstream_id(&app, &id).await.unwrap();
+        assert!(fake.task_ids().contains(&adopted));
+        expected_balance -= app
+            .store
+            .task(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .cost_usd_micros
+            .unwrap();
+    }
+    assert_eq!(app.balance(&account).await, expected_balance);
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn twin_tasks_whose_answers_were_lost_each_adopt_their_own_upstream_task() {
+    let fake = FakeArk::start().await;
+    let (app, key, _) = live_app(vec![channel("volc", &fake, 1)], |c| {
+        c.engine.breaker_failures = 10;
+    })
+    .await;
+    // Same model, size, length and audio, no seed, submitted together; both answers are lost.
+    fake.fault(Endpoint::Create, Fault::HoldReply(Duration::from_secs(3)));
+    fake.fault(Endpoint::Create, Fault::HoldReply(Duration::from_secs(3)));
+    let mut ids = Vec::new();
+    for prompt in ["first twin", "second twin"] {
+        let mut body = t2v();
+        body.as_object_mut().unwrap().remove("seed");
+        body["prompt"] = prompt.into();
+        ids.push((create_ok(&app, &key, &body).await, prompt));
+    }
+    for (id, prompt) in &ids {
+        assert_eq!(wait_done(&app, &key, id).await["status"], "completed");
+        let adopted = upstream_id(&app, id).await.unwrap();
+        assert_eq!(
+            fake.body_of(&adopted).unwrap()["content"][0]["text"],
+            *prompt,
+            "each task adopted the upstream task made from its own request"
+        );
+    }
+    assert_eq!(fake.tasks_created(), 2);
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn twin_lost_submissions_with_the_clients_seed_fail_uncharged_rather_than_guess() {
+    let fake = FakeArk::start().await;
+    let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |c| {
+        c.engine.breaker_failures = 10;
+    })
+    .await;
+    // With the client's own seed nothing tells two such upstream tasks apart: adopting either
+    // could hand one customer another's video, and submitting again would add a third.
+    fake.fault(Endpoint::Create, Fault::HoldReply(Duration::from_secs(3)));
+    fake.fault(Endpoint::Create, Fault::HoldReply(Duration::from_secs(3)));
+    let first = create_ok(&app, &key, &t2v()).await;
+    let second = create_ok(&app, &key, &t2v()).await;
+    let mut codes = Vec::new();
+    for id in [&first, &second] {
+        let done = wait_done(&app, &key, id).await;
+        codes.push(done["error"]["code"].as_str().unwrap_or("").to_owned());
+    }
+    // Whichever looked first saw both; the other may then have found only one left.
+    assert!(
+        codes.iter().any(|c| c == "submission_unresolved"),
+        "{codes:?}"
+    );
+    assert_eq!(
+        fake.tasks_created(),
+        2,
+        "nothing was submitted a third time"
+    );
+    let mut charged = 0;
+    for id in [&first, &second] {
+        charged += app
+            .store
+            .task(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .cost_usd_micros
+            .unwrap_or(0);
+    }
+    assert_eq!(app.balance(&account).await, 100_000_000 - charged);
 }
 
 #[tokio::test]
@@ -360,7 +496,7 @@ async fn a_task_failing_review_fails_uncharged() {
 }
 
 #[tokio::test]
-async fn a_task_that_never_finishes_expires_uncharged() {
+async fn a_task_running_upstream_outlives_our_deadline_until_the_upstream_expires_it() {
     let fake = FakeArk::start().await;
     fake.set_ending(Ending::Never);
     let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |c| {
@@ -368,6 +504,13 @@ async fn a_task_that_never_finishes_expires_uncharged() {
     })
     .await;
     let id = create_ok(&app, &key, &t2v()).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Past our deadline the upstream may still finish and bill it: it is not given up here.
+    let (_, task) = app.task_with_key(&key, &id).await;
+    assert_eq!(task["status"], "processing", "{task}");
+    // Ark's shortest expiry: the time our deadline left was less.
+    assert_eq!(fake.creates()[0].1["execution_expires_after"], 3600);
+    fake.expire_unfinished();
     let done = wait_done(&app, &key, &id).await;
     assert_eq!(done["status"], "failed");
     assert_eq!(done["error"]["code"], "task_expired");
@@ -376,15 +519,149 @@ async fn a_task_that_never_finishes_expires_uncharged() {
 }
 
 #[tokio::test]
+async fn a_task_the_upstream_finishes_just_after_our_deadline_is_delivered_and_charged() {
+    let fake = FakeArk::start().await;
+    fake.set_timing(Duration::ZERO, Duration::from_secs(4));
+    let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |c| {
+        c.engine.task_deadline_seconds = 2
+    })
+    .await;
+    let id = create_ok(&app, &key, &t2v()).await;
+    let done = wait_done(&app, &key, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let cost = app
+        .store
+        .task(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .cost_usd_micros
+        .unwrap();
+    assert!(cost > 0);
+    assert_eq!(app.balance(&account).await, 100_000_000 - cost);
+}
+
+#[tokio::test]
+async fn a_result_that_cannot_be_copied_fails_uncharged_after_a_few_tries() {
+    for files in [ResultFiles::Missing, ResultFiles::NotVideo] {
+        let fake = FakeArk::start().await;
+        fake.set_result_files(files);
+        let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |c| {
+            c.engine.result_copy_attempts = 3;
+            c.engine.result_copy_backoff_ms = 200;
+        })
+        .await;
+        let started = Instant::now();
+        let id = create_ok(&app, &key, &t2v()).await;
+        let done = wait_done(&app, &key, &id).await;
+        assert_eq!(done["status"], "failed", "{files:?}: {done}");
+        assert_eq!(done["error"]["code"], "result_unavailable");
+        assert!(started.elapsed() < Duration::from_secs(20), "{files:?}");
+        // Nothing charged, the reservation released.
+        assert_eq!(app.balance(&account).await, 100_000_000);
+        let row = app.store.task(&id).await.unwrap().unwrap();
+        let reserved = row.reserved_usd_micros;
+        assert_eq!(
+            app.store.ledger_entries_for_task(&id).await.unwrap(),
+            [
+                ("reserve".to_owned(), -reserved),
+                ("release".to_owned(), reserved)
+            ]
+        );
+        // What the upstream billed stays on the task for the operator.
+        assert_eq!(row.result_copy_failures, 2);
+        assert!(row.upstream_id.is_some());
+        assert_eq!(
+            row.upstream_usage_tokens,
+            Some(i64::from(864 * 496 * 97 / 1024))
+        );
+        assert_eq!(fake.tasks_created(), 1);
+    }
+}
+
+#[tokio::test]
+async fn pending_means_a_cancel_succeeds_and_processing_means_it_does_not() {
+    let fake = FakeArk::start().await;
+    fake.set_timing(Duration::from_secs(60), Duration::from_secs(60));
+    let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |c| {
+        c.engine.breaker_failures = 10;
+    })
+    .await;
+    let status_of = |id: String| {
+        let (app, key) = (&app, &key);
+        async move {
+            app.task_with_key(key, &id).await.1["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+        let started = Instant::now();
+        while !check().await {
+            assert!(started.elapsed() < WAIT, "never {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // Submitting: the create is on its way upstream (held 1.5 s, within our timeout).
+    fake.fault(Endpoint::Create, Fault::Slow(Duration::from_millis(1500)));
+    let sending = create_ok(&app, &key, &t2v()).await;
+    until("submitting", async || {
+        app.store.task(&sending).await.unwrap().unwrap().state == TaskState::Submitting
+    })
+    .await;
+    assert_eq!(status_of(sending.clone()).await, "processing");
+    let (status, refused) = app.cancel_with_key(&key, &sending).await;
+    assert_eq!(status, 409, "{refused}");
+    // Accepted and seen queued upstream: pending, and a cancel withdraws it there.
+    until("queued upstream", async || {
+        status_of(sending.clone()).await == "pending" && upstream_id(&app, &sending).await.is_some()
+    })
+    .await;
+    let (status, cancelled) = app.cancel_with_key(&key, &sending).await;
+    assert_eq!(status, 200, "{cancelled}");
+    let withdrawn = upstream_id(&app, &sending).await.unwrap();
+    assert_eq!(fake.status_of(&withdrawn).as_deref(), Some("cancelled"));
+
+    // In doubt: the answer was lost, the task may exist upstream.
+    fake.fault(Endpoint::Create, Fault::HoldReply(Duration::from_secs(3)));
+    let doubtful = create_ok(&app, &key, &t2v()).await;
+    until("in doubt", async || {
+        app.store
+            .task(&doubtful)
+            .await
+            .unwrap()
+            .unwrap()
+            .doubt
+            .is_some()
+    })
+    .await;
+    assert_eq!(status_of(doubtful.clone()).await, "processing");
+    let (status, refused) = app.cancel_with_key(&key, &doubtful).await;
+    assert_eq!(status, 409, "{refused}");
+    // Found upstream and adopted, still queued there: pending again, and cancellable.
+    until("adopted and queued upstream", async || {
+        status_of(doubtful.clone()).await == "pending"
+            && upstream_id(&app, &doubtful).await.is_some()
+    })
+    .await;
+    let (status, cancelled) = app.cancel_with_key(&key, &doubtful).await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(fake.tasks_created(), 2);
+    assert_eq!(app.balance(&account).await, 100_000_000);
+}
+
+#[tokio::test]
 async fn cancel_withdraws_a_task_queued_upstream_but_not_a_running_one() {
     let fake = FakeArk::start().await;
     fake.set_timing(Duration::from_secs(30), Duration::from_secs(30));
     let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |_| {}).await;
     let id = create_ok(&app, &key, &t2v()).await;
-    // Wait until it is submitted upstream.
+    // Wait until it is submitted upstream and seen queued there.
     let started = Instant::now();
-    while fake.tasks_created() == 0
-        || app.task_with_key(&key, &id).await.1["status"] != "processing"
+    while upstream_id(&app, &id).await.is_none()
+        || app.task_with_key(&key, &id).await.1["status"] != "pending"
     {
         assert!(started.elapsed() < WAIT);
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -501,11 +778,17 @@ async fn an_interrupted_submission_adopts_its_upstream_task() {
         .unwrap()
         .unwrap();
     assert_eq!(claimed.id, id);
+    // It takes its place on the channel, sends the create (with the request's seed) and dies.
+    assert!(app
+        .store
+        .reserve_channel(&id, "dead-worker", "volc", 10)
+        .await
+        .unwrap());
     let upstream = reqwest::Client::new()
         .post(format!("{}/contents/generations/tasks", fake.base_url))
         .bearer_auth(crate::fake_ark::FAKE_KEY)
         .json(&json!({"model": "doubao-seedance-2-0-fast-260128", "content": [{"type": "text", "text": "a red kite"}],
-            "resolution": "480p", "ratio": "16:9", "duration": 4}))
+            "resolution": "480p", "ratio": "16:9", "duration": 4, "seed": 7}))
         .send()
         .await
         .unwrap();

@@ -48,10 +48,12 @@ fn synthesize(seed: u64, samples: usize) -> Vec<i16> {
         .collect()
 }
 
-/// Encodes `seconds` of audio and adds it as track 2. The track is whole AAC frames, so it is
-/// at most one frame (21 ms) longer than the video.
+/// Encodes `seconds` of audio and adds it as the writer's next track, `track_id` (the mp4
+/// writer numbers tracks from 1 in the order they are added). The track is whole AAC frames,
+/// so it is at most one frame (21 ms) longer than the video.
 pub fn add_track<W: Write + Seek>(
     writer: &mut Mp4Writer<W>,
+    track_id: u32,
     seed: u64,
     seconds: f64,
 ) -> Result<(), MediaError> {
@@ -101,7 +103,7 @@ pub fn add_track<W: Write + Seek>(
         if info.output_size > 0 {
             writer
                 .write_sample(
-                    2,
+                    track_id,
                     &Mp4Sample {
                         start_time: (written * FRAME) as u64,
                         duration: FRAME as u32,

@@ -1,9 +1,9 @@
 //! Input videos: MP4/MOV demux (mp4 crate) and H.264 decode (OpenH264), one frame at a time so
 //! a long, large input never sits in memory whole.
 
-use std::io::Cursor;
+use std::io::{self, Cursor, Read, Seek, SeekFrom};
 
-use mp4::{Mp4Reader, TrackType};
+use mp4::{Mp4Reader, Mp4Track, TrackType};
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 use openh264::OpenH264API;
@@ -15,12 +15,58 @@ fn unreadable(e: impl std::fmt::Display) -> MediaError {
 }
 
 /// An MP4 read from memory.
-type Reader<'a> = Mp4Reader<Cursor<&'a [u8]>>;
+pub(crate) type Reader<'a> = Mp4Reader<Budgeted<'a>>;
+
+/// A cursor that fails once it has read more bytes than it was given. The mp4 crate seeks back
+/// to a box's own start when a nested box declares a size under 8, then reads the same header
+/// again, forever; every pass reads, so the budget turns that loop into an error.
+pub(crate) struct Budgeted<'a> {
+    cursor: Cursor<&'a [u8]>,
+    budget: u64,
+}
+
+impl Read for Budgeted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.cursor.read(buf)?;
+        self.budget = self
+            .budget
+            .checked_sub(n as u64)
+            .ok_or_else(|| io::Error::other("the file reads as looping boxes"))?;
+        Ok(n)
+    }
+}
+
+impl Seek for Budgeted<'_> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.cursor.seek(pos)
+    }
+}
+
+/// The container's header (MP4 or MOV), whatever tracks it holds.
+pub(crate) fn read_container(bytes: &[u8]) -> mp4::Result<Reader<'_>> {
+    let size = bytes.len() as u64;
+    // An honest file reads in less than twice its size: the header boxes once, then each
+    // sample once.
+    let reader = Budgeted {
+        cursor: Cursor::new(bytes),
+        budget: size.saturating_mul(2),
+    };
+    // mp4 0.14 does unchecked arithmetic on some box sizes (an `emsg` box too short for its
+    // own strings, for one) and panics; a hostile file must be unreadable, not a crash.
+    std::panic::catch_unwind(|| Mp4Reader::read_header(reader, size))
+        .unwrap_or(Err(mp4::Error::InvalidData("malformed box sizes")))
+}
+
+/// Seconds a track lasts by its media header; `None` when the header has no timescale.
+/// (`Mp4Track::duration` divides by the timescale unchecked and overflows on large values.)
+pub(crate) fn track_seconds(track: &Mp4Track) -> Option<f64> {
+    let header = &track.trak.mdia.mdhd;
+    (header.timescale > 0).then(|| header.duration as f64 / f64::from(header.timescale))
+}
 
 /// The container and the id of its first video track.
 fn open(bytes: &[u8]) -> Result<(Reader<'_>, u32), MediaError> {
-    let reader =
-        Mp4Reader::read_header(Cursor::new(bytes), bytes.len() as u64).map_err(unreadable)?;
+    let reader = read_container(bytes).map_err(unreadable)?;
     let track_id = reader
         .tracks()
         .values()
@@ -41,7 +87,8 @@ pub fn probe_mp4(bytes: &[u8]) -> Result<VideoInfo, MediaError> {
     Ok(VideoInfo {
         width: u32::from(track.width()),
         height: u32::from(track.height()),
-        duration_secs: track.duration().as_secs_f64(),
+        duration_secs: track_seconds(track)
+            .ok_or_else(|| MediaError::UnreadableVideo("video track has no timescale".into()))?,
         has_audio: reader
             .tracks()
             .values()

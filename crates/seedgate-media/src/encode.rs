@@ -155,7 +155,7 @@ pub fn encode_mp4(
 
     if let Some(seed) = audio_seed {
         let seconds = f64::from(frames) / f64::from(fps);
-        audio::add_track(&mut writer, seed, seconds)?;
+        audio::add_track(&mut writer, 2, seed, seconds)?;
     }
     writer.write_end().map_err(encode_error)?;
     Ok(writer.into_writer().into_inner())

@@ -7,13 +7,18 @@
 //!
 //! Memory stays bounded whatever the input: input videos are decoded as a stream, one frame
 //! at a time, never held whole.
+//!
+//! It also tells what a fetched input file is and how long an input audio file lasts, from
+//! headers alone, so inputs can be checked against the upstream's rules before they are sent.
 
 mod audio;
 mod decode;
 mod encode;
+mod inputs;
 mod scenes;
 
 pub use encode::encode_mp4;
+pub use inputs::{audio_duration, media_kind, MediaKind};
 
 /// What to draw. Byte slices are the raw input files, already fetched by the caller.
 pub enum Scene<'a> {
@@ -66,6 +71,8 @@ pub enum MediaError {
     UnreadableImage(String),
     #[error("the input video cannot be read: {0}")]
     UnreadableVideo(String),
+    #[error("the input audio cannot be read: {0}")]
+    UnreadableAudio(String),
     #[error("invalid render request: {0}")]
     InvalidRequest(String),
     #[error("encoding failed: {0}")]
@@ -78,6 +85,7 @@ impl MediaError {
         match self {
             MediaError::UnreadableImage(_) => "input_image_unreadable",
             MediaError::UnreadableVideo(_) => "input_video_unreadable",
+            MediaError::UnreadableAudio(_) => "input_audio_unreadable",
             MediaError::InvalidRequest(_) => "invalid_render_request",
             MediaError::Encode(_) => "encode_failed",
         }

@@ -22,6 +22,6 @@ pub use job::{
     AspectRatio, DurationRequest, JobInputs, MediaInput, Operation, RequestEcho, Resolution,
     UnknownVariant, VideoJob,
 };
-pub use parse::parse_create_request;
+pub use parse::{check_image_dimensions, parse_create_request};
 pub use pricing::{Money, Quote};
 pub use request_schema::CreateVideoRequest;

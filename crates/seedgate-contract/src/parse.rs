@@ -80,6 +80,11 @@ pub const MAX_VIDEO_DATA_BYTES: usize = 50 * MIB;
 pub const MAX_AUDIO_DATA_BYTES: usize = 15 * MIB;
 /// Smallest and largest image side upstream accepts, in pixels.
 pub const IMAGE_SIDE_PX: std::ops::RangeInclusive<usize> = 300..=6000;
+/// Seconds each input video (reference or source) and each reference audio may last (the
+/// upstream's input rules).
+pub const INPUT_CLIP_SECONDS: std::ops::RangeInclusive<f64> = 2.0..=15.0;
+/// Seconds all reference videos, or all reference audios, may last together.
+pub const INPUT_CLIPS_TOTAL_SECONDS: f64 = 15.0;
 /// Ark's seed range; -1 asks for a random seed.
 pub const SEED_RANGE: std::ops::RangeInclusive<i64> = -1..=4_294_967_295;
 
@@ -1037,7 +1042,9 @@ fn check_media_content(m: &MediaValue<'_>) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_image_dimensions(field: &str, bytes: &[u8]) -> Result<(), ApiError> {
+/// The upstream's rule for input images: 300–6000 px a side, aspect (width/height) 0.4–2.5.
+/// Data URIs are held to it at create; fetched URLs when the task runs.
+pub fn check_image_dimensions(field: &str, bytes: &[u8]) -> Result<(), ApiError> {
     let size = imagesize::blob_size(bytes).map_err(|_| {
         invalid(
             "unsupported_media_type",

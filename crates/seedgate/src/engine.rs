@@ -314,7 +314,15 @@ impl Engine {
                 .await;
         }
         if provider.is_local() {
+            // A local provider fetches and checks the inputs it renders from itself.
             self.store.mark_running(&task.id, &self.owner).await?;
+        } else {
+            let checked = crate::inputs::fetch_checked(&self.fetcher, job, false);
+            match self.with_heartbeat(task, checked).await? {
+                None => return Ok(()),
+                Some(Err(e)) => return self.fail(task, &e.code, &e.message).await,
+                Some(Ok(_)) => {}
+            }
         }
         let in_flight = self.store.in_flight_by_channel().await?;
         let source_video = match provider.is_local() {

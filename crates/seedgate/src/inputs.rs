@@ -2,9 +2,11 @@
 //! through here: the create path refuses targets the outbound guard can never reach, and the
 //! engine fetches and checks each input before any provider is asked to do anything.
 
-use seedgate_contract::{MediaInput, VideoJob};
+use seedgate_contract::parse::{INPUT_CLIPS_TOTAL_SECONDS, INPUT_CLIP_SECONDS};
+use seedgate_contract::{check_image_dimensions, MediaInput, VideoJob};
 
-use crate::fetch::MediaKind;
+use crate::fetch::{Fetcher, MediaKind};
+use crate::providers::ProviderError;
 
 /// One media input: the request field it came in, what it must be, and its value.
 pub struct NamedInput<'a> {
@@ -49,4 +51,108 @@ pub fn media_inputs(job: &VideoJob) -> Vec<NamedInput<'_>> {
                 .map(move |input| NamedInput { field, kind, input })
         })
         .collect()
+}
+
+/// A job's inputs, fetched and held to the upstream's rules; the bytes only when kept.
+#[derive(Default)]
+pub struct FetchedInputs {
+    /// In the order of [`media_inputs`]: first frame, start, end, then references.
+    pub images: Vec<Vec<u8>>,
+    /// The source video, then the reference videos.
+    pub videos: Vec<Vec<u8>>,
+}
+
+/// Slack on input lengths: containers round their durations.
+const LENGTH_TOLERANCE_S: f64 = 0.05;
+
+/// Fetches every media input through the guarded client and holds it to the upstream's input
+/// rules (SPEC §2): images JPEG, PNG or WebP of 300–6000 px a side and aspect 0.4–2.5; videos
+/// MP4 or MOV of 2–15 s; reference audio WAV, MP3 or AAC/M4A of 2–15 s; at most 15 s of
+/// reference video, and of reference audio, in all. Any failure is permanent: the task fails
+/// uncharged with the input's code before a provider is asked to do anything. With `keep`
+/// false the bytes are dropped once checked (an upstream fetches the URL itself).
+pub async fn fetch_checked(
+    fetcher: &Fetcher,
+    job: &VideoJob,
+    keep: bool,
+) -> Result<FetchedInputs, ProviderError> {
+    let mut fetched = FetchedInputs::default();
+    let (mut reference_video_s, mut reference_audio_s) = (0.0, 0.0);
+    for named in media_inputs(job) {
+        let field = named.field;
+        let refuse = |code: &str, what: &dyn std::fmt::Display| {
+            ProviderError::permanent(code, format!("input `{field}`: {what}"))
+        };
+        let bytes = fetcher
+            .fetch(named.input, named.kind)
+            .await
+            .map_err(|e| refuse(e.code(), &e))?;
+        match named.kind {
+            MediaKind::Image => {
+                if !is_still_image(&bytes) {
+                    return Err(refuse(
+                        "input_image_unreadable",
+                        &"not a JPEG, PNG or WebP image",
+                    ));
+                }
+                check_image_dimensions(field, &bytes)
+                    .map_err(|e| ProviderError::permanent(e.code, e.message))?;
+                if keep {
+                    fetched.images.push(bytes);
+                }
+            }
+            MediaKind::Video => {
+                let seconds = seedgate_media::probe_mp4(&bytes)
+                    .map_err(|e| refuse(e.code(), &"not a readable MP4 or MOV video"))?
+                    .duration_secs;
+                check_length(field, "video", seconds)?;
+                if field == "video_urls" {
+                    reference_video_s += seconds;
+                }
+                if keep {
+                    fetched.videos.push(bytes);
+                }
+            }
+            MediaKind::Audio => {
+                let seconds =
+                    seedgate_media::audio_duration(&bytes).map_err(|e| refuse(e.code(), &e))?;
+                check_length(field, "audio", seconds)?;
+                reference_audio_s += seconds;
+            }
+        }
+    }
+    for (field, kind, total) in [
+        ("video_urls", "video", reference_video_s),
+        ("audio_urls", "audio", reference_audio_s),
+    ] {
+        if total > INPUT_CLIPS_TOTAL_SECONDS + LENGTH_TOLERANCE_S {
+            return Err(ProviderError::permanent(
+                "invalid_media_duration",
+                format!(
+                    "input `{field}`: the reference {kind} lasts {total:.1} s in all; at most {INPUT_CLIPS_TOTAL_SECONDS} s is allowed"
+                ),
+            ));
+        }
+    }
+    Ok(fetched)
+}
+
+fn check_length(field: &str, kind: &str, seconds: f64) -> Result<(), ProviderError> {
+    let (min, max) = (*INPUT_CLIP_SECONDS.start(), *INPUT_CLIP_SECONDS.end());
+    if seconds + LENGTH_TOLERANCE_S < min || seconds - LENGTH_TOLERANCE_S > max {
+        return Err(ProviderError::permanent(
+            "invalid_media_duration",
+            format!(
+                "input `{field}`: the {kind} lasts {seconds:.1} s; each must last {min}–{max} s"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The image formats the upstream takes, by their signatures.
+fn is_still_image(b: &[u8]) -> bool {
+    b.starts_with(b"\x89PNG\r\n\x1a\n")
+        || b.starts_with(&[0xFF, 0xD8, 0xFF])
+        || (b.len() >= 12 && b.starts_with(b"RIFF") && &b[8..12] == b"WEBP")
 }

@@ -44,29 +44,36 @@ pub enum ChannelSetupError {
 }
 
 /// Circuit breaker of one channel: closed, open for a cooldown after repeated failures, then
-/// one probe request decides.
+/// one probe request decides. A probe whose outcome never comes back (its task went elsewhere,
+/// its worker lost the task) gives way to another after a further cooldown.
 #[derive(Default)]
 struct Breaker {
     consecutive_failures: u32,
     open_until: Option<Instant>,
-    probing: bool,
+    probe_since: Option<Instant>,
 }
 
 impl Breaker {
-    fn allows(&mut self, now: Instant) -> bool {
+    fn allows(&mut self, now: Instant, cooldown: Duration) -> bool {
         match self.open_until {
             None => true,
             Some(until) if now < until => false,
-            Some(_) if self.probing => false,
+            Some(_)
+                if self
+                    .probe_since
+                    .is_some_and(|since| now.duration_since(since) < cooldown) =>
+            {
+                false
+            }
             Some(_) => {
-                self.probing = true;
+                self.probe_since = Some(now);
                 true
             }
         }
     }
 
     fn record(&mut self, ok: bool, threshold: u32, cooldown: Duration) {
-        self.probing = false;
+        self.probe_since = None;
         if ok {
             self.consecutive_failures = 0;
             self.open_until = None;
@@ -538,7 +545,12 @@ impl Ark {
         let all_full = !serving.is_empty() && with_room.is_empty();
         let mut pool: Vec<&Channel> = with_room
             .into_iter()
-            .filter(|c| c.breaker.lock().map(|mut b| b.allows(now)).unwrap_or(true))
+            .filter(|c| {
+                c.breaker
+                    .lock()
+                    .map(|mut b| b.allows(now, self.breaker_cooldown))
+                    .unwrap_or(true)
+            })
             .collect();
         let mut ordered = Vec::with_capacity(pool.len());
         let mut rng = rand::thread_rng();
@@ -945,15 +957,24 @@ mod tests {
         let cooldown = Duration::from_millis(20);
         for _ in 0..2 {
             b.record(false, 3, cooldown);
-            assert!(b.allows(Instant::now()));
+            assert!(b.allows(Instant::now(), cooldown));
         }
         b.record(false, 3, cooldown);
-        assert!(!b.allows(Instant::now()));
+        assert!(!b.allows(Instant::now(), cooldown));
         std::thread::sleep(Duration::from_millis(25));
-        assert!(b.allows(Instant::now()), "one probe after the cooldown");
-        assert!(!b.allows(Instant::now()), "only one probe at a time");
+        assert!(
+            b.allows(Instant::now(), cooldown),
+            "one probe after the cooldown"
+        );
+        assert!(
+            !b.allows(Instant::now(), cooldown),
+            "only one probe at a time"
+        );
+        // A probe that never reports back does not keep the channel out for good.
+        std::thread::sleep(Duration::from_millis(25));
+        assert!(b.allows(Instant::now(), cooldown), "another probe");
         b.record(true, 3, cooldown);
-        assert!(b.allows(Instant::now()));
-        assert!(b.allows(Instant::now()));
+        assert!(b.allows(Instant::now(), cooldown));
+        assert!(b.allows(Instant::now(), cooldown));
     }
 }

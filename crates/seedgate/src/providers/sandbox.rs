@@ -13,7 +13,7 @@ use super::{
     SubmitRequest, UpstreamRef, UpstreamStatus,
 };
 use crate::assets::{AssetKind, AssetStore};
-use crate::fetch::{Fetcher, MediaKind};
+use crate::fetch::Fetcher;
 
 const FPS: u32 = 24;
 
@@ -47,33 +47,12 @@ impl Sandbox {
     }
 
     async fn fetch_inputs(&self, job: &VideoJob) -> Result<Inputs, ProviderError> {
-        let failed =
-            |e: crate::fetch::FetchError| ProviderError::permanent(e.code(), format!("input {e}"));
-        let mut inputs = Inputs::default();
-        let i = &job.inputs;
-        let images = i
-            .image
-            .iter()
-            .chain(i.start_image.iter())
-            .chain(i.end_image.iter())
-            .chain(i.reference_images.iter());
-        for image in images {
-            inputs.images.push(
-                self.fetcher
-                    .fetch(image, MediaKind::Image)
-                    .await
-                    .map_err(failed)?,
-            );
-        }
-        for video in i.video.iter().chain(i.reference_videos.iter()) {
-            inputs.videos.push(
-                self.fetcher
-                    .fetch(video, MediaKind::Video)
-                    .await
-                    .map_err(failed)?,
-            );
-        }
-        if let Some(source) = &i.source_task_id {
+        let checked = crate::inputs::fetch_checked(&self.fetcher, job, true).await?;
+        let mut inputs = Inputs {
+            images: checked.images,
+            videos: checked.videos,
+        };
+        if let Some(source) = &job.inputs.source_task_id {
             let bytes = self
                 .assets
                 .read(source, AssetKind::Video)
@@ -85,13 +64,6 @@ impl Sandbox {
                     )
                 })?;
             inputs.videos.push(bytes);
-        }
-        // Audio references only steer the upstream model; the sandbox checks they can be fetched.
-        for audio in &i.reference_audios {
-            self.fetcher
-                .fetch(audio, MediaKind::Audio)
-                .await
-                .map_err(failed)?;
         }
         Ok(inputs)
     }

@@ -25,6 +25,7 @@ pub struct DeliveryRecord {
     pub state: String,
     pub attempts: i64,
     pub last_status: Option<i64>,
+    pub last_error: Option<String>,
 }
 
 /// The event name of a terminal state (the `Seedgate-Event` header).
@@ -165,7 +166,8 @@ impl Store {
         task_id: &str,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT url, event, state, attempts, last_status FROM webhook_deliveries WHERE task_id = ? ORDER BY id",
+            "SELECT url, event, state, attempts, last_status, last_error FROM webhook_deliveries \
+             WHERE task_id = ? ORDER BY id",
         )
         .bind(task_id)
         .fetch_all(&self.pool)
@@ -178,6 +180,7 @@ impl Store {
                     state: r.try_get("state")?,
                     attempts: r.try_get("attempts")?,
                     last_status: r.try_get("last_status")?,
+                    last_error: r.try_get("last_error")?,
                 })
             })
             .collect()

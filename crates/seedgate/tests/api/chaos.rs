@@ -3,6 +3,9 @@
 //! accepted task has ended, no upstream task was created twice, and every account's balance
 //! equals its ledger and its opening amount minus exactly the cost of its completed tasks.
 //!
+//! Some creates lose their answer after the upstream made the task (held past the timeout,
+//! reset, 5xx): each must be reconciled, never submitted twice.
+//!
 //! CI runs the short form (240 requests, about 215 accepted tasks, 5 kills). `SEEDGATE_CHAOS_LONG=1` runs 1,000 tasks and 15
 //! kills; `SEEDGATE_CHAOS_SEED=n` replays a run.
 
@@ -16,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use seedgate::store::{Store, TaskFilter, TaskState};
 use serde_json::{json, Value};
 
-use crate::fake_ark::{FakeArk, FAKE_KEY_ENV};
+use crate::fake_ark::{Endpoint, FakeArk, Fault, FAKE_KEY_ENV};
 use crate::helpers::{decode, MediaServer};
 use crate::restart::{free_port, start, wait_ready};
 
@@ -126,12 +129,12 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
         &config,
         format!(
             "[engine]\nworkers = 1\nlease_seconds = 1\nidle_poll_ms = 50\nfirst_poll_ms = 100\nmax_poll_interval_ms = 300\n\
-             expected_ms_per_output_second = 0\nmax_concurrent_tasks_per_key = 100\n\
+             expected_ms_per_output_second = 0\nmax_concurrent_tasks_per_key = 100\nbreaker_cooldown_seconds = 2\n\
              [limits]\nrequests_per_second = 100000\nburst = 100000\n\
              [sandbox]\nmax_concurrent_renders = 1\n\
              [fetch]\nallow_private = [\"127.0.0.1/32\"]\n\n\
              [[channels]]\nid = \"volc\"\nprovider = \"ark\"\nbase_url = \"{}\"\napi_key_env = \"{FAKE_KEY_ENV}\"\n\
-             resolutions = [\"480p\", \"720p\", \"1080p\"]\nmax_concurrent_tasks = 1000\n\
+             resolutions = [\"480p\", \"720p\", \"1080p\"]\nmax_concurrent_tasks = 1000\ntimeout_seconds = 1\n\
              models = {{ \"seedance-2.0\" = \"doubao-seedance-2-0-260128\", \"seedance-2.0-fast\" = \"doubao-seedance-2-0-fast-260128\" }}\n",
             fake.base_url
         ),
@@ -163,6 +166,7 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
     let mut refused_for_balance = 0;
     let mut cancels = 0;
     let mut kills_done = 0;
+    let mut lost_answers = 0;
     for n in 0..total {
         if kill_points.contains(&n) {
             // Let work get under way, then kill without warning and restart at once.
@@ -171,6 +175,20 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
             kills_done += 1;
             server = start(&data, &config, port, false).0;
             wait_ready(&client, &address).await;
+        }
+        // Creates whose answers are lost after the upstream made the task: held past the
+        // channel's 1 s timeout, reset, or answered 5xx.
+        let lost_answer = match n % 12 {
+            2 => Some(Fault::HoldReply(Duration::from_millis(1500))),
+            6 => Some(Fault::ResetAfterCreate),
+            10 => Some(Fault::StatusAfterCreate(502)),
+            _ => None,
+        };
+        // One at a time: a fault waits for the next create, and a pile of them would meet
+        // every probe of the channel's circuit breaker.
+        if let Some(fault) = lost_answer.filter(|_| fake.faults_pending() == 0) {
+            fake.fault(Endpoint::Create, fault);
+            lost_answers += 1;
         }
         let (who, body) = workload(&mut rng, &media);
         let key = &keys[who];
@@ -326,8 +344,8 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
     );
     println!(
         "chaos seed={seed}: {} accepted ({completed} completed, {cancels} cancelled by request), \
-         {refused_for_balance} refused for balance, {kills_done} kills, 0 lost, balance drift {drift} µUSD, \
-         {} upstream tasks, {:.0} s",
+         {refused_for_balance} refused for balance, {kills_done} kills, {lost_answers} create answers lost, \
+         0 lost, balance drift {drift} µUSD, {} upstream tasks, 0 duplicates, {:.0} s",
         accepted.len(),
         upstream_ids.len(),
         started.elapsed().as_secs_f64()

@@ -151,6 +151,11 @@ impl FakeArk {
             .push_back((endpoint, fault));
     }
 
+    /// Scripted faults not yet met by a request.
+    pub fn faults_pending(&self) -> usize {
+        self.state.faults.lock().unwrap().len()
+    }
+
     pub fn set_ending(&self, ending: Ending) {
         self.state.behaviour.lock().unwrap().ending = ending;
     }

@@ -1,5 +1,7 @@
 //! The outbound guard over HTTP: inputs on internal addresses are refused, also behind a DNS
-//! name or a redirect, unless allow-listed; the task fails uncharged with `input_url_forbidden`.
+//! name or a redirect, unless allow-listed: an IP literal is refused at create, a name or a
+//! redirect when fetched (the task fails uncharged with `input_url_forbidden`). Webhook targets
+//! naming internal addresses are refused at create.
 
 use std::time::Duration;
 
@@ -25,20 +27,39 @@ async fn app_allowing(allow: &[&str]) -> TestApp {
 async fn loopback_inputs_are_refused_unless_allow_listed() {
     let media = MediaServer::start().await;
     let app = app_allowing(&[]).await;
-    let done = image_task(&app, &media.url("start.png")).await;
-    assert_eq!(done["status"], "failed");
-    assert_eq!(done["error"]["code"], "input_url_forbidden", "{done}");
-    assert_eq!(
-        app.balance(&app.account_id).await,
-        100_000_000,
-        "nothing charged"
-    );
+    // An IP literal the guard never reaches is refused at once; nothing is stored.
+    let body = json!({"model": "seedance-2.0-fast", "operation": "image-to-video", "prompt": "x",
+        "image_url": media.url("start.png"), "resolution": "480p", "duration": 4});
+    let (status, refused) = app.create(&body).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["code"], "input_url_forbidden");
+    assert_eq!(refused["error"]["param"], "image_url");
+    app.assert_nothing_written().await;
 
     let allowed = app_allowing(&["127.0.0.1/32"]).await;
     assert_eq!(
         image_task(&allowed, &media.url("start.png")).await["status"],
         "completed"
     );
+}
+
+#[tokio::test]
+async fn an_internal_callback_url_is_refused_at_create() {
+    let app = app_allowing(&[]).await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/hook",
+        "http://10.0.0.7/hook",
+    ] {
+        let body = json!({"model": "seedance-2.0-fast", "operation": "text-to-video", "prompt": "x",
+            "callback_url": url});
+        let (status, refused) = app.create(&body).await;
+        assert_eq!(status, 400, "{url}: {refused}");
+        assert_eq!(refused["error"]["code"], "invalid_callback_url");
+        assert_eq!(refused["error"]["param"], "callback_url");
+    }
+    app.assert_nothing_written().await;
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use seedgate_contract::Resolution;
 use serde_json::{json, Value};
 
 use crate::fake_ark::{Ending, Endpoint, FakeArk, Fault, ResultFiles, FAKE_KEY_ENV};
-use crate::helpers::{ffprobe, TestApp};
+use crate::helpers::{ffprobe, png_bytes, MediaServer, TestApp};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -134,8 +134,12 @@ async fn success_is_copied_probed_and_settled_to_the_micro_dollar() {
 #[tokio::test]
 async fn every_operation_sends_the_right_content() {
     let fake = FakeArk::start().await;
+    let media = MediaServer::start().await;
     let (app, key, _) = live_app(vec![channel("volc", &fake, 1)], |_| {}).await;
-    let img = |n: &str| format!("https://media.example.com/{n}.png");
+    // Inputs are fetched and checked before the upstream is asked; each URL is made
+    // distinct by its query so the test can tell them apart in the create bodies.
+    let img = |n: &str| media.url(&format!("start.png?{n}"));
+    let clip = |n: &str| media.url(&format!("clip.mp4?{n}"));
     let bodies = [
         json!({"model": "seedance-2.0", "operation": "text-to-video", "prompt": "p0", "resolution": "480p",
             "duration": 5, "aspect_ratio": "9:16", "generate_audio": false, "watermark": true, "seed": 11}),
@@ -144,12 +148,12 @@ async fn every_operation_sends_the_right_content() {
         json!({"model": "seedance-2.0", "operation": "start-end-to-video", "prompt": "p2", "resolution": "480p",
             "start_image": img("start"), "end_image": img("end")}),
         json!({"model": "seedance-2.0", "operation": "reference-to-video", "prompt": "p3", "resolution": "480p",
-            "reference_images": [img("r1"), img("r2")], "video_urls": ["https://media.example.com/v.mp4"],
-            "audio_urls": ["https://media.example.com/a.wav"]}),
+            "reference_images": [img("r1"), img("r2")], "video_urls": [clip("v")],
+            "audio_urls": [media.url("tone.wav")]}),
         json!({"model": "seedance-2.0", "operation": "video-to-video", "prompt": "p4", "resolution": "480p",
-            "video_url": "https://media.example.com/src.mp4", "duration": -1}),
+            "video_url": clip("src"), "duration": -1}),
         json!({"model": "seedance-2.0", "operation": "video-extension", "resolution": "480p",
-            "video_url": "https://media.example.com/ext.mp4"}),
+            "video_url": clip("ext")}),
     ];
     let mut ids = Vec::new();
     for body in &bodies {
@@ -215,45 +219,26 @@ async fn every_operation_sends_the_right_content() {
         [
             s("image_url", "reference_image", img("r1")),
             s("image_url", "reference_image", img("r2")),
-            s(
-                "video_url",
-                "reference_video",
-                "https://media.example.com/v.mp4".into()
-            ),
-            s(
-                "audio_url",
-                "reference_audio",
-                "https://media.example.com/a.wav".into()
-            ),
+            s("video_url", "reference_video", clip("v")),
+            s("audio_url", "reference_audio", media.url("tone.wav")),
         ]
     );
     let v2v = by_text("p4");
     assert_eq!(
         items(&v2v),
-        [s(
-            "video_url",
-            "reference_video",
-            "https://media.example.com/src.mp4".into()
-        )]
+        [s("video_url", "reference_video", clip("src"))]
     );
     assert_eq!(v2v["duration"], -1);
     let ext = creates
         .iter()
-        .find(|b| items(b).iter().any(|(_, _, u)| u.ends_with("ext.mp4")))
+        .find(|b| items(b).iter().any(|(_, _, u)| u.ends_with("?ext")))
         .unwrap();
     assert!(ext["content"][0]["text"]
         .as_str()
         .unwrap()
         .to_lowercase()
         .contains("continue"));
-    assert_eq!(
-        items(ext),
-        [s(
-            "video_url",
-            "reference_video",
-            "https://media.example.com/ext.mp4".into()
-        )]
-    );
+    assert_eq!(items(ext), [s("video_url", "reference_video", clip("ext"))]);
 }
 
 #[tokio::test]
@@ -894,4 +879,66 @@ async fn a_retried_submission_never_adopts_another_upstream_task() {
         creates.last().unwrap().1["content"][0]["text"],
         "a red kite"
     );
+}
+
+#[tokio::test]
+async fn bad_inputs_of_an_upstream_task_fail_it_uncharged_before_the_upstream_is_asked() {
+    let fake = FakeArk::start().await;
+    let media = MediaServer::start().await;
+    // Files the media server does not have: a tiny image, text named .png, a 20 s video.
+    let tiny = png_bytes(100, 100, 0);
+    let long =
+        seedgate_media::encode_mp4(64, 64, 24, 24 * 20, None, &mut |_, rgb| rgb.fill(90)).unwrap();
+    let odd = axum::Router::new()
+        .route("/tiny.png", axum::routing::get(move || async move { tiny }))
+        .route(
+            "/text.png",
+            axum::routing::get(|| async { "not an image at all" }),
+        )
+        .route("/long.mp4", axum::routing::get(move || async move { long }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let odd_base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, odd).await });
+
+    let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |_| {}).await;
+    let image = |url: String| {
+        json!({"model": "seedance-2.0", "operation": "image-to-video", "prompt": "p",
+            "resolution": "480p", "image_url": url})
+    };
+    for (body, code) in [
+        (image(media.url("missing.png")), "input_fetch_failed"),
+        (
+            image(format!("{odd_base}/tiny.png")),
+            "invalid_image_dimensions",
+        ),
+        (
+            image(format!("{odd_base}/text.png")),
+            "input_image_unreadable",
+        ),
+        (
+            json!({"model": "seedance-2.0", "operation": "video-to-video", "prompt": "p",
+                "resolution": "480p", "video_url": format!("{odd_base}/long.mp4")}),
+            "invalid_media_duration",
+        ),
+        (
+            json!({"model": "seedance-2.0", "operation": "reference-to-video", "prompt": "p",
+                "resolution": "480p", "reference_images": [media.url("start.png")],
+                "audio_urls": [media.url("start.png")]}),
+            "input_audio_unreadable",
+        ),
+    ] {
+        let id = create_ok(&app, &key, &body).await;
+        let done = wait_done(&app, &key, &id).await;
+        assert_eq!(done["status"], "failed", "{body}: {done}");
+        assert_eq!(done["error"]["code"], code, "{body}: {done}");
+    }
+    // The metadata address is refused before anything is stored.
+    let (status, refused) = app
+        .create_with_key(&key, &image("http://169.254.169.254/latest/a.png".into()))
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["code"], "input_url_forbidden");
+    assert_eq!(fake.tasks_created(), 0, "the upstream was never asked");
+    assert_eq!(app.balance(&account).await, 100_000_000);
+    assert_eq!(app.store.ledger_sum(&account).await.unwrap(), 100_000_000);
 }

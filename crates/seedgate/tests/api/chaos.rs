@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use seedgate::store::{Store, TaskFilter, TaskState};
 use serde_json::{json, Value};
 
-use crate::fake_ark::{Endpoint, FakeArk, Fault, FAKE_KEY_ENV};
+use crate::fake_ark::{FakeArk, FAKE_KEY_ENV};
 use crate::helpers::{decode, MediaServer};
 use crate::restart::{free_port, start, wait_ready};
 
@@ -122,6 +122,9 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
 
     let fake = FakeArk::start().await;
     fake.set_timing(Duration::from_millis(100), Duration::from_millis(300));
+    // Every eighth create loses its answer after the upstream made the task: held past the
+    // channel's 1 s timeout, reset, or answered 502.
+    fake.lose_answer_every(8);
     let media = MediaServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("seedgate.toml");
@@ -166,7 +169,6 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
     let mut refused_for_balance = 0;
     let mut cancels = 0;
     let mut kills_done = 0;
-    let mut lost_answers = 0;
     for n in 0..total {
         if kill_points.contains(&n) {
             // Let work get under way, then kill without warning and restart at once.
@@ -175,20 +177,6 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
             kills_done += 1;
             server = start(&data, &config, port, false).0;
             wait_ready(&client, &address).await;
-        }
-        // Creates whose answers are lost after the upstream made the task: held past the
-        // channel's 1 s timeout, reset, or answered 5xx.
-        let lost_answer = match n % 12 {
-            2 => Some(Fault::HoldReply(Duration::from_millis(1500))),
-            6 => Some(Fault::ResetAfterCreate),
-            10 => Some(Fault::StatusAfterCreate(502)),
-            _ => None,
-        };
-        // One at a time: a fault waits for the next create, and a pile of them would meet
-        // every probe of the channel's circuit breaker.
-        if let Some(fault) = lost_answer.filter(|_| fake.faults_pending() == 0) {
-            fake.fault(Endpoint::Create, fault);
-            lost_answers += 1;
         }
         let (who, body) = workload(&mut rng, &media);
         let key = &keys[who];
@@ -344,9 +332,10 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
     );
     println!(
         "chaos seed={seed}: {} accepted ({completed} completed, {cancels} cancelled by request), \
-         {refused_for_balance} refused for balance, {kills_done} kills, {lost_answers} create answers lost, \
+         {refused_for_balance} refused for balance, {kills_done} kills, {} create answers lost, \
          0 lost, balance drift {drift} µUSD, {} upstream tasks, 0 duplicates, {:.0} s",
         accepted.len(),
+        fake.answers_lost(),
         upstream_ids.len(),
         started.elapsed().as_secs_f64()
     );

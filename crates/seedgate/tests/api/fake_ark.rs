@@ -75,6 +75,8 @@ pub struct Behaviour {
     /// Every create answers this status (a channel that is down).
     pub always_fail_create: Option<u16>,
     pub result_files: ResultFiles,
+    /// Every nth create loses its answer after making its task (held, reset or 502 in turn).
+    pub lose_answer_every: Option<u32>,
 }
 
 /// (width, height, seconds, audio).
@@ -95,6 +97,7 @@ pub struct FakeState {
     faults: Mutex<VecDeque<(Endpoint, Fault)>>,
     violations: Mutex<Vec<String>>,
     creates: Mutex<Vec<(Instant, Value)>>,
+    answers_lost: Mutex<usize>,
     files: Mutex<Files>,
     pub behaviour: Mutex<Behaviour>,
     base: Mutex<String>,
@@ -114,6 +117,7 @@ impl FakeArk {
             faults: Mutex::default(),
             violations: Mutex::default(),
             creates: Mutex::default(),
+            answers_lost: Mutex::default(),
             files: Mutex::default(),
             behaviour: Mutex::new(Behaviour {
                 queued: Duration::from_millis(200),
@@ -121,6 +125,7 @@ impl FakeArk {
                 ending: Ending::Succeed,
                 always_fail_create: None,
                 result_files: ResultFiles::Served,
+                lose_answer_every: None,
             }),
             base: Mutex::default(),
             counter: Mutex::new(0),
@@ -151,9 +156,15 @@ impl FakeArk {
             .push_back((endpoint, fault));
     }
 
-    /// Scripted faults not yet met by a request.
-    pub fn faults_pending(&self) -> usize {
-        self.state.faults.lock().unwrap().len()
+    /// Makes every nth create lose its answer once its task exists: held past a 1 s client
+    /// timeout, reset, or answered 502, in turn.
+    pub fn lose_answer_every(&self, n: u32) {
+        self.state.behaviour.lock().unwrap().lose_answer_every = Some(n);
+    }
+
+    /// Creates whose task was made but whose answer was lost.
+    pub fn answers_lost(&self) -> usize {
+        *self.state.answers_lost.lock().unwrap()
     }
 
     pub fn set_ending(&self, ending: Ending) {
@@ -301,7 +312,13 @@ async fn injected(fault: Option<&Fault>) -> Option<Response> {
 }
 
 /// Applies a fault that strikes once the create has made its task, if it is one.
-async fn after_create(fault: Option<Fault>, answer: Response) -> Response {
+async fn after_create(state: &FakeState, fault: Option<Fault>, answer: Response) -> Response {
+    if matches!(
+        fault,
+        Some(Fault::HoldReply(_) | Fault::ResetAfterCreate | Fault::StatusAfterCreate(_))
+    ) {
+        *state.answers_lost.lock().unwrap() += 1;
+    }
     match fault {
         Some(Fault::HoldReply(delay)) => {
             tokio::time::sleep(delay).await;
@@ -511,11 +528,20 @@ async fn create(State(state): State<Arc<FakeState>>, headers: HeaderMap, body: S
         .lock()
         .unwrap()
         .push((Instant::now(), body.clone()));
-    let id = {
+    let (id, number) = {
         let mut counter = state.counter.lock().unwrap();
         *counter += 1;
-        format!("cgt-20260617212928-{:05}", *counter)
+        (format!("cgt-20260617212928-{:05}", *counter), *counter)
     };
+    let lose_every = state.behaviour.lock().unwrap().lose_answer_every;
+    let fault = fault.or_else(|| {
+        let n = lose_every.filter(|n| number % n == 0)?;
+        Some(match number / n % 3 {
+            0 => Fault::HoldReply(Duration::from_millis(1500)),
+            1 => Fault::ResetAfterCreate,
+            _ => Fault::StatusAfterCreate(502),
+        })
+    });
     let ending = state.behaviour.lock().unwrap().ending;
     let created_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -534,7 +560,7 @@ async fn create(State(state): State<Arc<FakeState>>, headers: HeaderMap, body: S
             expired: false,
         },
     );
-    after_create(fault, Json(json!({"id": id})).into_response()).await
+    after_create(&state, fault, Json(json!({"id": id})).into_response()).await
 }
 
 /// Renders a succeeded task's video once, as the real upstream would have it ready.

@@ -338,9 +338,27 @@ async fn transient_faults_are_retried_without_duplicates() {
     fake.assert_no_violations();
 }
 
+/// One of our tasks as stored.
+async fn row(app: &TestApp, id: &str) -> seedgate::store::TaskRecord {
+    app.store.task(id).await.unwrap().unwrap()
+}
+
 /// The upstream task behind one of ours.
 async fn upstream_id(app: &TestApp, id: &str) -> Option<String> {
-    app.store.task(id).await.unwrap().unwrap().upstream_id
+    row(app, id).await.upstream_id
+}
+
+/// A live server whose next two creates reach the upstream but lose their answers.
+async fn app_losing_two_answers() -> (FakeArk, TestApp, String, String) {
+    let fake = FakeArk::start().await;
+    let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |c| {
+        c.engine.breaker_failures = 10;
+    })
+    .await;
+    for _ in 0..2 {
+        fake.fault(Endpoint::Create, Fault::HoldReply(Duration::from_secs(3)));
+    }
+    (fake, app, key, account)
 }
 
 #[tokio::test]
@@ -381,14 +399,7 @@ async fn an_ambiguous_create_is_reconciled_before_any_resubmission() {
         );
         let adopted = upstream_id(&app, &id).await.unwrap();
         assert!(fake.task_ids().contains(&adopted));
-        expected_balance -= app
-            .store
-            .task(&id)
-            .await
-            .unwrap()
-            .unwrap()
-            .cost_usd_micros
-            .unwrap();
+        expected_balance -= row(&app, &id).await.cost_usd_micros.unwrap();
     }
     assert_eq!(app.balance(&account).await, expected_balance);
     fake.assert_no_violations();
@@ -396,14 +407,8 @@ async fn an_ambiguous_create_is_reconciled_before_any_resubmission() {
 
 #[tokio::test]
 async fn twin_tasks_whose_answers_were_lost_each_adopt_their_own_upstream_task() {
-    let fake = FakeArk::start().await;
-    let (app, key, _) = live_app(vec![channel("volc", &fake, 1)], |c| {
-        c.engine.breaker_failures = 10;
-    })
-    .await;
     // Same model, size, length and audio, no seed, submitted together; both answers are lost.
-    fake.fault(Endpoint::Create, Fault::HoldReply(Duration::from_secs(3)));
-    fake.fault(Endpoint::Create, Fault::HoldReply(Duration::from_secs(3)));
+    let (fake, app, key, _) = app_losing_two_answers().await;
     let mut ids = Vec::new();
     for prompt in ["first twin", "second twin"] {
         let mut body = t2v();
@@ -426,15 +431,9 @@ async fn twin_tasks_whose_answers_were_lost_each_adopt_their_own_upstream_task()
 
 #[tokio::test]
 async fn twin_lost_submissions_with_the_clients_seed_fail_uncharged_rather_than_guess() {
-    let fake = FakeArk::start().await;
-    let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |c| {
-        c.engine.breaker_failures = 10;
-    })
-    .await;
     // With the client's own seed nothing tells two such upstream tasks apart: adopting either
     // could hand one customer another's video, and submitting again would add a third.
-    fake.fault(Endpoint::Create, Fault::HoldReply(Duration::from_secs(3)));
-    fake.fault(Endpoint::Create, Fault::HoldReply(Duration::from_secs(3)));
+    let (fake, app, key, account) = app_losing_two_answers().await;
     let first = create_ok(&app, &key, &t2v()).await;
     let second = create_ok(&app, &key, &t2v()).await;
     let mut codes = Vec::new();
@@ -454,14 +453,7 @@ async fn twin_lost_submissions_with_the_clients_seed_fail_uncharged_rather_than_
     );
     let mut charged = 0;
     for id in [&first, &second] {
-        charged += app
-            .store
-            .task(id)
-            .await
-            .unwrap()
-            .unwrap()
-            .cost_usd_micros
-            .unwrap_or(0);
+        charged += row(&app, id).await.cost_usd_micros.unwrap_or(0);
     }
     assert_eq!(app.balance(&account).await, 100_000_000 - charged);
 }
@@ -514,14 +506,7 @@ async fn a_task_the_upstream_finishes_just_after_our_deadline_is_delivered_and_c
     let id = create_ok(&app, &key, &t2v()).await;
     let done = wait_done(&app, &key, &id).await;
     assert_eq!(done["status"], "completed", "{done}");
-    let cost = app
-        .store
-        .task(&id)
-        .await
-        .unwrap()
-        .unwrap()
-        .cost_usd_micros
-        .unwrap();
+    let cost = row(&app, &id).await.cost_usd_micros.unwrap();
     assert!(cost > 0);
     assert_eq!(app.balance(&account).await, 100_000_000 - cost);
 }
@@ -544,7 +529,7 @@ async fn a_result_that_cannot_be_copied_fails_uncharged_after_a_few_tries() {
         assert!(started.elapsed() < Duration::from_secs(20), "{files:?}");
         // Nothing charged, the reservation released.
         assert_eq!(app.balance(&account).await, 100_000_000);
-        let row = app.store.task(&id).await.unwrap().unwrap();
+        let row = row(&app, &id).await;
         let reserved = row.reserved_usd_micros;
         assert_eq!(
             app.store.ledger_entries_for_task(&id).await.unwrap(),

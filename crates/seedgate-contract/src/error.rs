@@ -26,7 +26,7 @@ pub enum ErrorType {
     /// Unknown task id, or another account's task (404).
     AsyncTaskNotFound,
     /// Our own fault (500); never used for bad input.
-    ApiError,
+    ServerError,
 }
 
 impl ErrorType {
@@ -41,7 +41,7 @@ impl ErrorType {
             ErrorType::UpstreamError => "upstream_error",
             ErrorType::AllChannelsFailed => "all_channels_failed",
             ErrorType::AsyncTaskNotFound => "async_task_not_found",
-            ErrorType::ApiError => "api_error",
+            ErrorType::ServerError => "server_error",
         }
     }
 }
@@ -107,8 +107,8 @@ impl ApiError {
         self
     }
 
-    /// The response body: `{"error":{"message","type","code","param",…extra}}`, with `param`
-    /// `null` when no field is at fault. Extras never overwrite the four standard keys.
+    /// The response body: `{"error":{"message","type","code","param",…extra}}`, without
+    /// `param` when no field is at fault (the platform's schema has it a string or absent). Extras never overwrite the four standard keys.
     pub fn body(&self) -> Value {
         let extra = self
             .extra
@@ -151,6 +151,7 @@ pub struct ErrorObject {
     #[schema(example = "unsupported_resolution")]
     pub code: String,
     /// The request field at fault, if one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub param: Option<String>,
     /// Helpful extras next to `code`, e.g. `allowed_resolutions`.
     #[serde(flatten)]
@@ -176,7 +177,7 @@ mod tests {
             "async_task_not_found",
             "gone",
         );
-        assert_eq!(e.body()["error"]["param"], Value::Null);
+        assert!(e.body()["error"].get("param").is_none());
         assert_eq!(e.body()["error"]["type"], "async_task_not_found");
     }
 
@@ -201,7 +202,7 @@ mod tests {
             ErrorType::UpstreamError,
             ErrorType::AllChannelsFailed,
             ErrorType::AsyncTaskNotFound,
-            ErrorType::ApiError,
+            ErrorType::ServerError,
         ] {
             assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
         }

@@ -89,7 +89,7 @@ fn six_places(value: Decimal) -> Decimal {
 fn out_of_range() -> ApiError {
     ApiError::new(
         500,
-        ErrorType::ApiError,
+        ErrorType::ServerError,
         "amount_out_of_range",
         "The computed price is out of range.",
     )

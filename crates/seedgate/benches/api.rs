@@ -5,7 +5,7 @@
 //!   from memory, on the same runtime shape and the same machine;
 //! - gateway latency at one connection (no queueing): poll and create, p50/p99;
 //! - durable task creations per second, each one committed to SQLite with its reservation
-//!   before the `202`, checked afterwards by counting the rows.
+//!   before the `200`, checked afterwards by counting the rows.
 //!
 //! `cargo bench -p seedgate --bench api` (needs `wrk`: `apt-get install wrk`).
 //! `SEEDGATE_BENCH_SECONDS` sets each run's length (default 10).
@@ -229,7 +229,7 @@ fn main() {
         poll_one.p99_ms, create_one.p99_ms
     );
     println!(
-        "durable creations: {:.0}/s (target ≥ 2,000/s); rows stored {stored}, 202s answered {accepted}",
+        "durable creations: {:.0}/s (target ≥ 2,000/s); rows stored {stored}, creates answered {accepted}",
         create_run.requests_per_second
     );
     assert!(

@@ -135,7 +135,7 @@ fn main() {
                             .send()
                             .await
                             .unwrap();
-                        assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+                        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
                     }
                 })
             })

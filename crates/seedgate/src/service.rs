@@ -46,7 +46,7 @@ pub fn internal(e: StoreError) -> ApiError {
     error!(error = %e, "storage failure");
     ApiError::new(
         500,
-        ErrorType::ApiError,
+        ErrorType::ServerError,
         "internal_error",
         "The server failed to process the request. It is safe to retry.",
     )
@@ -142,8 +142,8 @@ impl Services {
                     usd(balance_usd_micros)
                 ),
             )
-            .with_extra("required_usd", usd(required_usd_micros).into())
-            .with_extra("balance_usd", usd(balance_usd_micros).into())),
+            .with_extra("estimated_cost_usd", usd_number(required_usd_micros))
+            .with_extra("balance_usd", usd_number(balance_usd_micros))),
             Err(e) => Err(internal(e)),
         }
     }
@@ -380,4 +380,12 @@ fn new_task_id() -> String {
 /// Micro-dollars as the API shows money: six decimals, exact.
 pub fn usd(micros: i64) -> String {
     rust_decimal::Decimal::new(micros, 6).to_string()
+}
+
+/// Micro-dollars as a JSON number, where the platform's schema wants one. Below 2^53
+/// micro-dollars (billions of dollars) the shortest printing of the double is the exact
+/// decimal, so nothing is rounded; the ledger itself stays in integers.
+pub fn usd_number(micros: i64) -> serde_json::Value {
+    serde_json::Number::from_f64(micros as f64 / 1e6)
+        .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }

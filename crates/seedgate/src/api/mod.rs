@@ -35,6 +35,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/videos/generations", post(tasks::create))
+        .route("/v1/videos/generations/{id}", get(tasks::get))
         .route("/v1/tasks", get(tasks::list))
         .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
         .route("/v1/tasks/{id}/cancel", post(tasks::cancel))

@@ -38,7 +38,7 @@ use super::{assets, catalog, health, tasks};
         health::readyz,
         openapi_json,
     ),
-    modifiers(&SharedResponses, &CancelAlias),
+    modifiers(&SharedResponses, &Aliases),
     tags(
         (name = "tasks", description = "Create, poll, list and cancel video tasks; download results."),
         (name = "catalog", description = "Models and prices."),
@@ -164,24 +164,27 @@ fn camel_case_links(document: &mut Value) {
     }
 }
 
-/// `POST /v1/tasks/{id}/cancel` is `DELETE /v1/tasks/{id}` for clients that cannot send DELETE:
-/// one handler, so one description, copied.
-struct CancelAlias;
+/// Paths that are another path's handler under a second name: `POST /v1/tasks/{id}/cancel` for
+/// clients that cannot send DELETE, and the platform's `GET /v1/videos/generations/{id}`. One
+/// handler, so one description, copied.
+struct Aliases;
 
-impl Modify for CancelAlias {
+impl Modify for Aliases {
     fn modify(&self, doc: &mut Document) {
-        let Some(mut cancel) = doc
-            .paths
-            .paths
-            .get("/v1/tasks/{id}")
-            .and_then(|item| item.delete.clone())
-        else {
-            return;
-        };
-        cancel.operation_id = Some("cancel_task_by_post".to_owned());
-        cancel.description = Some("Alias of `DELETE /v1/tasks/{id}`.".to_owned());
-        doc.paths
-            .add_path_operation("/v1/tasks/{id}/cancel", vec![HttpMethod::Post], cancel);
+        let task = doc.paths.paths.get("/v1/tasks/{id}").cloned();
+        let Some(task) = task else { return };
+        if let Some(mut cancel) = task.delete {
+            cancel.operation_id = Some("cancel_task_by_post".to_owned());
+            cancel.description = Some("Alias of `DELETE /v1/tasks/{id}`.".to_owned());
+            doc.paths
+                .add_path_operation("/v1/tasks/{id}/cancel", vec![HttpMethod::Post], cancel);
+        }
+        if let Some(mut get) = task.get {
+            get.operation_id = Some("get_video_generation".to_owned());
+            get.description = Some("Alias of `GET /v1/tasks/{id}`.".to_owned());
+            doc.paths
+                .add_path_operation("/v1/videos/generations/{id}", vec![HttpMethod::Get], get);
+        }
     }
 }
 

@@ -53,7 +53,7 @@ fn body_error(rejection: BytesRejection) -> HttpError {
             description = "1–255 visible ASCII characters. The same key and body within 24 h return the original task; another body is `409 idempotency_conflict`."),
     ),
     responses(
-        (status = 202, description = "The task was accepted (status `pending`).", body = TaskObject,
+        (status = 200, description = "The task was accepted (status `pending`).", body = TaskObject,
             headers(("Idempotent-Replayed" = String, description = "`true` when this is the original task of a repeated request.")),
             links(
                 ("GetTask" = (operation_id = "get_task", parameters(("id" = "$response.body#/id")))),
@@ -89,7 +89,7 @@ pub async fn create(
         .create_task(&account, &body, idempotency_key)
         .await?;
     let object = task_object(&created.task, &state.services, &base, now_s());
-    let mut response = (StatusCode::ACCEPTED, Json(object)).into_response();
+    let mut response = Json(object).into_response();
     if created.replayed {
         response
             .headers_mut()

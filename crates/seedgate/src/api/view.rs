@@ -67,6 +67,10 @@ pub struct TaskObject {
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
+    /// Same as `created_at`, under the platform's name.
+    pub created: i64,
+    /// Same as `updated_at`, under the platform's name.
+    pub updated: i64,
     /// Unix seconds, once the task has ended.
     pub completed_at: Option<i64>,
     /// Where to poll this task; join it to the API's base URL.
@@ -80,6 +84,8 @@ pub struct TaskObject {
     pub cost: Option<Cost>,
     /// What was reserved from the balance when the task was created.
     pub estimated_cost: EstimatedCost,
+    /// Why it failed; absent unless it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<TaskError>,
     /// Same as `result.video_url`, for the platform's clients; completed tasks only.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -200,6 +206,8 @@ pub fn render_task(
         cancellation_status: cancelled.then_some("cancelled"),
         created_at: seconds(task.created_at_ms),
         updated_at: seconds(task.updated_at_ms),
+        created: seconds(task.created_at_ms),
+        updated: seconds(task.updated_at_ms),
         completed_at: task.completed_at_ms.map(seconds),
         poll_url: format!("/v1/tasks/{}", task.id),
         request: serde_json::from_str(&task.request_json).ok(),

@@ -196,7 +196,7 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
             }
         };
         match status {
-            202 => {
+            200 => {
                 let id = task["id"].as_str().unwrap().to_owned();
                 if n % 9 == 0 {
                     let cancelled = client

@@ -28,10 +28,10 @@ async fn create(app: &TestApp, key: &str, body: &Value) -> (u16, Value, bool) {
 async fn a_repeat_returns_the_original_task_and_reserves_once() {
     let app = TestApp::spawn_without_workers().await;
     let (status, first, replayed) = create(&app, "order-42", &body("once")).await;
-    assert_eq!((status, replayed), (202, false));
+    assert_eq!((status, replayed), (200, false));
     let balance = app.balance(&app.account_id).await;
     let (status, again, replayed) = create(&app, "order-42", &body("once")).await;
-    assert_eq!((status, replayed), (202, true));
+    assert_eq!((status, replayed), (200, true));
     assert_eq!(again["id"], first["id"]);
     assert_eq!(app.balance(&app.account_id).await, balance);
     assert_eq!(app.store.count_tasks(&app.account_id).await.unwrap(), 1);
@@ -44,7 +44,7 @@ async fn a_repeat_returns_the_original_task_and_reserves_once() {
 async fn the_same_key_with_another_body_is_409() {
     let app = TestApp::spawn_without_workers().await;
     let (status, _, _) = create(&app, "k1", &body("first")).await;
-    assert_eq!(status, 202);
+    assert_eq!(status, 200);
     let balance = app.balance(&app.account_id).await;
     let (status, conflict, _) = create(&app, "k1", &body("second")).await;
     assert_eq!(status, 409, "{conflict}");
@@ -74,7 +74,7 @@ async fn concurrent_duplicates_create_exactly_one_task() {
     let mut ids = std::collections::HashSet::new();
     for request in requests {
         let (status, task) = request.await.unwrap();
-        assert_eq!(status, 202, "{task}");
+        assert_eq!(status, 200, "{task}");
         ids.insert(task["id"].as_str().unwrap().to_owned());
     }
     assert_eq!(ids.len(), 1);
@@ -98,7 +98,7 @@ async fn a_rejected_request_does_not_burn_its_key() {
     assert_eq!(status, 400, "{error}");
     app.assert_nothing_written().await;
     let (status, _, replayed) = create(&app, "retry-me", &body("x")).await;
-    assert_eq!((status, replayed), (202, false));
+    assert_eq!((status, replayed), (200, false));
 }
 
 #[tokio::test]

@@ -20,8 +20,14 @@ async fn drain(app: &TestApp) {
 async fn cancel_of_a_queued_task_releases_the_reservation() {
     let app = TestApp::spawn_without_workers().await;
     let (status, created) = app.create(&small_task("to be cancelled")).await;
-    assert_eq!(status, 202);
+    assert_eq!(status, 200);
+    // The platform's fields: `created`/`updated` in Unix seconds, no `error` until one.
+    assert_eq!(created["created"], created["created_at"]);
+    assert!(created["updated"].as_i64().is_some());
+    assert!(created.get("error").is_none(), "{created}");
     let id = created["id"].as_str().unwrap();
+    let (status, same) = app.get_path(&format!("/v1/videos/generations/{id}")).await;
+    assert_eq!((status, &same["id"]), (200, &created["id"]));
     assert!(app.balance(&app.account_id).await < 100_000_000);
 
     let (status, cancelled) = app.cancel(id).await;

@@ -64,7 +64,7 @@ fn t2v() -> Value {
 
 async fn create_ok(app: &TestApp, key: &str, body: &Value) -> String {
     let (status, created) = app.create_with_key(key, body).await;
-    assert_eq!(status, 202, "{created}");
+    assert_eq!(status, 200, "{created}");
     assert_eq!(created["provider"], "ark");
     created["id"].as_str().unwrap().to_owned()
 }
@@ -670,11 +670,11 @@ async fn a_request_no_channel_serves_is_refused_before_any_charge() {
     let (status, refused) = app
         .create_with_key(&key, &json!({"model": "seedance-2.0-fast", "operation": "text-to-video", "prompt": "x", "resolution": "480p", "duration": 4}))
         .await;
-    assert_eq!(status, 202, "{refused}");
+    assert_eq!(status, 200, "{refused}");
     assert_eq!(app.store.count_tasks(&account).await.unwrap(), 1);
     // Test keys never reach the upstream.
     let (status, sandboxed) = app.create(&t2v()).await;
-    assert_eq!(status, 202);
+    assert_eq!(status, 200);
     assert_eq!(sandboxed["provider"], "sandbox");
 }
 

@@ -187,6 +187,9 @@ async fn insufficient_balance_is_402_and_stores_nothing() {
     assert_eq!(status, 402, "{got}");
     assert_eq!(got["error"]["code"], "insufficient_balance");
     assert_eq!(got["error"]["type"], "insufficient_balance");
+    // Numbers, as the platform's error schema has them; exact to the micro-dollar.
+    assert_eq!(got["error"]["balance_usd"], json!(0.01));
+    assert!(got["error"]["estimated_cost_usd"].as_f64().unwrap() > 0.01);
     assert_eq!(app.store.count_tasks(&poor_account).await.unwrap(), 0);
     assert_eq!(app.balance(&poor_account).await, 10_000);
     assert_eq!(app.store.ledger_sum(&poor_account).await.unwrap(), 10_000);

@@ -1,6 +1,6 @@
-//! The model catalog (SPEC §1, §4) as TOML data: models with their operations, resolutions,
-//! durations, ratios, reference limits and prices, plus the output size table. The built-in
-//! document is compiled in; a config file may replace it, and is checked just as strictly
+//! The model catalog (docs/models-and-pricing.md) as TOML data: models with their operations,
+//! resolutions, durations, ratios, reference limits and prices, plus the output size table. The
+//! built-in document is compiled in; a config file may replace it, and is checked just as strictly
 //! (unknown keys, gaps and ambiguities are errors naming the key), because the parser and the
 //! price table trust it blindly afterwards.
 
@@ -518,8 +518,9 @@ mod tests {
         assert!(c.model("seedance-9").is_none());
     }
 
+    /// The output size table of docs/models-and-pricing.md.
     #[test]
-    fn sizes_match_the_spec_table() {
+    fn sizes_match_the_documented_table() {
         use AspectRatio::*;
         use Resolution::*;
         let table = [
@@ -556,8 +557,9 @@ mod tests {
         }
     }
 
+    /// The price table of docs/models-and-pricing.md.
     #[test]
-    fn prices_match_the_spec_table() {
+    fn prices_match_the_documented_table() {
         let c = Catalog::builtin();
         let expect = [
             ("seedance-2.0", Resolution::P480, 46, 28, false),

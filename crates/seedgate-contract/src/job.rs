@@ -54,7 +54,7 @@ macro_rules! wire_names {
     };
 }
 
-/// The six workflows of the Seedance 2.0 family (SPEC §2).
+/// The six workflows of the Seedance 2.0 family (docs/requests.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Operation {
@@ -82,7 +82,7 @@ wire_names!(Operation, "operation", [
 ]);
 
 impl Operation {
-    /// Every operation, in the order of SPEC §2.
+    /// Every operation, in the order docs/requests.md lists them.
     pub const ALL: [Operation; 6] = [
         Operation::TextToVideo,
         Operation::ImageToVideo,
@@ -98,8 +98,8 @@ impl Operation {
         self != Operation::TextToVideo
     }
 
-    /// The aspect ratio used when a request names none (SPEC §1): the frame inputs' own shape
-    /// for image-to-video and start-end-to-video, 16:9 otherwise.
+    /// The aspect ratio used when a request names none (docs/models-and-pricing.md): the frame
+    /// inputs' own shape for image-to-video and start-end-to-video, 16:9 otherwise.
     pub fn default_aspect_ratio(self) -> AspectRatio {
         match self {
             Operation::ImageToVideo | Operation::StartEndToVideo => AspectRatio::Adaptive,
@@ -295,7 +295,7 @@ impl MediaInput {
     }
 }
 
-/// Media inputs by role. The parser fills only the slots the operation takes (SPEC §2).
+/// Media inputs by role. The parser fills only the slots the operation takes (docs/requests.md).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobInputs {
     /// image-to-video's first frame (`image_url` / `image`).

@@ -1,4 +1,5 @@
-//! Request bytes → [`VideoJob`], or the first rule that fails, in the order of SPEC §2:
+//! Request bytes → [`VideoJob`], or the first rule that fails, in the order clients are promised
+//! (docs/requests.md, "Validation order"):
 //!
 //! 1. **JSON** — syntax, a top-level object, no key twice (`invalid_json`).
 //! 2. **Schema** — no unknown field (`unknown_field`), right types (`invalid_type`),
@@ -68,7 +69,7 @@ pub const FIELDS: [&str; 23] = [
     "task_id",
 ];
 
-/// Longest prompt, in Unicode scalar values (SPEC §2: 1–5,000 characters).
+/// Longest prompt, in Unicode scalar values (docs/requests.md: 1–5,000 characters).
 pub const MAX_PROMPT_CHARS: usize = 5000;
 /// Longest http(s) URL accepted for media or callbacks.
 pub const MAX_URL_CHARS: usize = 4096;
@@ -569,7 +570,7 @@ fn check_prompt(prompt: Option<&str>, operation: Operation) -> Result<Option<Str
     Ok(Some(prompt.to_owned()))
 }
 
-/// Which input fields each operation takes (SPEC §2); aliases count as their primary.
+/// Which input fields each operation takes (docs/requests.md); aliases count as their primary.
 fn accepts(operation: Operation, field: &str) -> bool {
     let field = match field {
         "image" => "image_url",

@@ -1,5 +1,5 @@
-//! Every rule of SPEC §1–§2, one test per rule, named after it, asserting the exact code and
-//! `param` (and the helpful extras).
+//! Every rule of docs/requests.md and docs/models-and-pricing.md, one test per rule, named after
+//! it, asserting the exact code and `param` (and the helpful extras).
 
 use base64::Engine as _;
 use serde_json::{json, Value};

@@ -1,6 +1,6 @@
-//! Tokens and money (SPEC §4). Token counts are integer math; money is exact decimal: CNY =
-//! tokens × rate ÷ 10⁶, USD = CNY ÷ the catalog's rate, rounded to the micro-dollar once, at
-//! the end. No `f64` touches an amount.
+//! Tokens and money (docs/models-and-pricing.md). Token counts are integer math; money is exact
+//! decimal: CNY = tokens × rate ÷ 10⁶, USD = CNY ÷ the catalog's rate, rounded to the
+//! micro-dollar once, at the end. No `f64` touches an amount.
 
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -12,7 +12,7 @@ use crate::job::{AspectRatio, DurationRequest, Resolution, VideoJob};
 use crate::parse::model_not_found;
 
 /// What a video input of unknown length reserves for: reference videos may total at most
-/// 15 s upstream (SPEC §2), so no input is longer.
+/// 15 s upstream (docs/requests.md), so no input is longer.
 pub const MAX_INPUT_VIDEO_MILLIS: u64 = 15_000;
 
 /// `floor(w × h × (24 × s + 1) / 1024)`: the upstream's own count for an output video of

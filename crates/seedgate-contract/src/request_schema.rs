@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use crate::job::{AspectRatio, Operation, Resolution};
 
 /// `POST /v1/videos/generations`. Which media fields an operation takes, and how many, is in
-/// SPEC §2 and in each model's `GET /v1/models/{id}`; `null` and `[]` count as not sent.
+/// docs/requests.md and in each model's `GET /v1/models/{id}`; `null` and `[]` count as not sent.
 /// Media values are `https://`/`http://` URLs or base64 `data:` URIs.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

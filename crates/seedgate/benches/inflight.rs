@@ -1,5 +1,5 @@
 //! Memory of the server with many upstream tasks in flight: the real `seedgate` binary, a live
-//! key, one Ark channel pointing at the fake upstream of the API tests (SPEC §7), whose tasks
+//! key, one Ark channel pointing at the fake upstream of the API tests (docs/ark.md), whose tasks
 //! never finish. Creates `SEEDGATE_BENCH_INFLIGHT` tasks (default 100,000) through the API, waits
 //! until the upstream holds every one of them, lets the engine poll for a while, and reads the
 //! server's resident memory from `/proc`.

@@ -66,11 +66,11 @@ pub struct FetchedInputs {
 const LENGTH_TOLERANCE_S: f64 = 0.05;
 
 /// Fetches every media input through the guarded client and holds it to the upstream's input
-/// rules (SPEC §2): images JPEG, PNG or WebP of 300–6000 px a side and aspect 0.4–2.5; videos
-/// MP4 or MOV of 2–15 s; reference audio WAV, MP3 or AAC/M4A of 2–15 s; at most 15 s of
-/// reference video, and of reference audio, in all. Any failure is permanent: the task fails
-/// uncharged with the input's code before a provider is asked to do anything. With `keep`
-/// false the bytes are dropped once checked (an upstream fetches the URL itself).
+/// rules (docs/requests.md): images JPEG, PNG or WebP of 300–6000 px a side and aspect
+/// 0.4–2.5; videos MP4 or MOV of 2–15 s; reference audio WAV, MP3 or AAC/M4A of 2–15 s; at most
+/// 15 s of reference video, and of reference audio, in all. Any failure is permanent: the task
+/// fails uncharged with the input's code before a provider is asked to do anything. With
+/// `keep` false the bytes are dropped once checked (an upstream fetches the URL itself).
 pub async fn fetch_checked(
     fetcher: &Fetcher,
     job: &VideoJob,

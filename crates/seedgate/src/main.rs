@@ -1,4 +1,4 @@
-//! The `seedgate` command: the server and its operator tools (SPEC §6).
+//! The `seedgate` command: the server and its operator tools (README, "Operating it").
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -1,5 +1,5 @@
-//! The public task object (SPEC §3), built from a stored task at read time so result URLs are
-//! freshly signed and absolute.
+//! The public task object (docs/tasks-and-errors.md), built from a stored task at read time so
+//! result URLs are freshly signed and absolute.
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -40,8 +40,8 @@ impl FromRequestParts<ApiState> for BaseUrl {
     }
 }
 
-/// A video generation task (SPEC §3). `result`, `usage` and `cost` are filled once it is
-/// `completed`; `error` once it has `failed`.
+/// A video generation task (docs/tasks-and-errors.md). `result`, `usage` and `cost` are filled
+/// once it is `completed`; `error` once it has `failed`.
 #[derive(Serialize, ToSchema)]
 pub struct TaskObject {
     /// The task id (`vtask_…`), sortable by creation time.

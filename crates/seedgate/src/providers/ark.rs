@@ -1,4 +1,4 @@
-//! The real Seedance: the Ark / ModelArk content-generation task API (SPEC §7). Volcengine Ark
+//! The real Seedance: the Ark / ModelArk content-generation task API (docs/ark.md). Volcengine Ark
 //! and BytePlus ModelArk differ only in base URL and model ids, so one provider serves every
 //! configured channel, choosing among healthy ones by weight and failing over on 429, 5xx and
 //! timeouts before a task is accepted upstream.
@@ -107,7 +107,7 @@ enum CallError {
     NotSent(String),
     /// Timeout or reset once connected: the request may have arrived.
     Transport(String),
-    /// A 2xx whose body is not what SPEC §7 says.
+    /// A 2xx whose body is not what docs/ark.md describes.
     BadBody(String),
 }
 
@@ -305,7 +305,7 @@ fn media(kind: &str, role: &str, input: &str) -> Value {
     json!({"type": format!("{kind}_url"), format!("{kind}_url"): {"url": input}, "role": role})
 }
 
-/// The create body of SPEC §7 for one submission.
+/// The create body (docs/ark.md, "Create") for one submission.
 fn create_body(request: &SubmitRequest<'_>, upstream_model: &str) -> Value {
     let job = request.job;
     let source_video = request.source_video.as_deref();

@@ -105,7 +105,8 @@ pub fn public_status(
     }
 }
 
-/// The four statuses clients see (SPEC §3); a cancelled or expired task is `failed`.
+/// The four statuses clients see (docs/tasks-and-errors.md); a cancelled or expired task is
+/// `failed`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PublicStatus {

@@ -1,7 +1,7 @@
-//! A fake Ark / ModelArk upstream that speaks SPEC §7: `cgt-…` task ids, queued → running →
-//! succeeded over a configurable time, real MP4 results (the sandbox renderer), usage by the
-//! SPEC formula, list and delete semantics, and scriptable faults. It checks every request
-//! against the SPEC §7 schema and records anything unexpected as a violation.
+//! A fake Ark / ModelArk upstream that speaks the wire format of docs/ark.md: `cgt-…` task ids,
+//! queued → running → succeeded over a configurable time, real MP4 results (the sandbox
+//! renderer), usage by the token formula, list and delete semantics, and scriptable faults. It
+//! checks every request against that format and records anything unexpected as a violation.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -232,7 +232,7 @@ impl FakeArk {
         files.frame.clear();
     }
 
-    /// Fails the test on any request that broke the SPEC §7 contract.
+    /// Fails the test on any request that broke the Ark wire format (docs/ark.md).
     pub fn assert_no_violations(&self) {
         let violations = self.state.violations.lock().unwrap();
         assert!(
@@ -350,7 +350,7 @@ const KNOWN_MODELS: [&str; 5] = [
     "doubao-seedance-2-0-mini-260615",
 ];
 
-/// Checks a create body against SPEC §7; returns what is wrong.
+/// Checks a create body against docs/ark.md; returns what is wrong.
 fn validate_create(body: &Value) -> Vec<String> {
     let mut v = Vec::new();
     let Some(object) = body.as_object() else {

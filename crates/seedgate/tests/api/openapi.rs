@@ -129,7 +129,8 @@ async fn schemathesis_finds_no_server_error_or_undocumented_response() {
                 // Every check but two. A body can fit the schema and still break a rule that
                 // spans fields (which inputs an operation takes, aliases that must agree), and
                 // fail-closed validation rightly refuses it. And DELETE cancels a task rather
-                // than removing it: a cancelled task stays readable, by contract (SPEC §3).
+                // than removing it: a cancelled task stays readable, by contract
+                // (docs/tasks-and-errors.md).
                 .args(["--checks", "all"])
                 .args(["--exclude-checks", "positive_data_acceptance,use_after_free"])
                 .args(["--phases", "examples,coverage,fuzzing,stateful"])

@@ -1,4 +1,4 @@
-//! The `ark` provider against a fake upstream that speaks SPEC §7 and misbehaves on cue.
+//! The `ark` provider against a fake upstream that speaks docs/ark.md and misbehaves on cue.
 
 use std::time::{Duration, Instant};
 

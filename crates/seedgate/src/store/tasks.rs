@@ -7,7 +7,7 @@ use super::ledger::{self, LedgerKind};
 use super::webhooks;
 use super::{now_ms, Store, StoreError};
 
-/// The engine's state machine (DESIGN.md). Only the engine moves a task forward, and terminal
+/// The engine's state machine (docs/tasks-and-errors.md#statuses). Only the engine moves a task forward, and terminal
 /// states never change again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskState {
@@ -87,7 +87,7 @@ impl UpstreamPhase {
     }
 }
 
-/// What clients see of a task, by one rule (DESIGN.md): `pending` exactly when a cancel now
+/// What clients see of a task, by one rule (docs/tasks-and-errors.md#statuses): `pending` exactly when a cancel now
 /// succeeds — queued here with no submission in doubt, or still queued at the upstream — and
 /// `processing` when it is being generated (or may be, while a submission is in doubt).
 pub fn public_status(

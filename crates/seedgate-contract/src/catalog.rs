@@ -91,6 +91,10 @@ pub struct ModelSpec {
     /// Video-input requests are never billed below this many tokens.
     #[serde(default)]
     pub video_input_min_tokens: u64,
+    /// The upstream's own ids for this model, which Ark clients send (the Ark-compatible
+    /// surface takes them as this model).
+    #[serde(default)]
+    pub upstream_ids: Vec<String>,
 }
 
 impl ModelSpec {
@@ -251,6 +255,15 @@ impl Catalog {
     /// The model with this id.
     pub fn model(&self, id: &str) -> Option<&ModelSpec> {
         self.models.iter().find(|m| m.id == id)
+    }
+
+    /// A model by our id or by one of its upstream ids.
+    pub fn model_or_upstream(&self, id: &str) -> Option<&ModelSpec> {
+        self.model(id).or_else(|| {
+            self.models
+                .iter()
+                .find(|m| m.upstream_ids.iter().any(|u| u == id))
+        })
     }
 
     /// Every model, in catalog order.

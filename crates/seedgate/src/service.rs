@@ -306,6 +306,25 @@ impl Services {
         Ok(())
     }
 
+    /// One page of the account's tasks by position, and how many match in all.
+    pub async fn task_page(
+        &self,
+        account: &Account,
+        filter: &TaskFilter<'_>,
+    ) -> Result<(Vec<TaskRecord>, i64), ApiError> {
+        let tasks = self
+            .store
+            .list_tasks(&account.id, filter)
+            .await
+            .map_err(internal)?;
+        let total = self
+            .store
+            .count_matching(&account.id, filter)
+            .await
+            .map_err(internal)?;
+        Ok((tasks, total))
+    }
+
     pub async fn list_tasks(
         &self,
         account: &Account,
@@ -341,6 +360,7 @@ impl Services {
                     model,
                     after,
                     limit: limit + 1,
+                    ..TaskFilter::default()
                 },
             )
             .await

@@ -8,6 +8,7 @@ mod health;
 mod openapi;
 mod tasks;
 pub mod view;
+mod volc;
 
 use std::sync::Arc;
 
@@ -44,6 +45,14 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/pricing", get(catalog::pricing))
         .route("/v1/assets/{task_id}/{file}", get(assets::download))
         .route("/v1/upstream/callback/{id}", post(tasks::upstream_callback))
+        .route(
+            "/api/v3/contents/generations/tasks",
+            get(volc::list).post(volc::create),
+        )
+        .route(
+            "/api/v3/contents/generations/tasks/{id}",
+            get(volc::get).delete(volc::delete),
+        )
         .fallback(|| async { error::not_found() })
         .method_not_allowed_fallback(|| async { error::method_not_allowed() })
         .layer(DefaultBodyLimit::max(max_body_bytes))

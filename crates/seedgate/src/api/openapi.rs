@@ -13,7 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi as Document, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi, PartialSchema};
 
-use super::{assets, catalog, health, tasks};
+use super::{assets, catalog, health, tasks, volc};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,6 +34,10 @@ use super::{assets, catalog, health, tasks};
         catalog::pricing,
         assets::download,
         tasks::upstream_callback,
+        volc::create,
+        volc::get,
+        volc::delete,
+        volc::list,
         health::healthz,
         health::readyz,
         openapi_json,
@@ -43,6 +47,7 @@ use super::{assets, catalog, health, tasks};
         (name = "tasks", description = "Create, poll, list and cancel video tasks; download results."),
         (name = "catalog", description = "Models and prices."),
         (name = "upstream", description = "Notifications from upstream providers."),
+        (name = "ark", description = "The Ark-compatible surface: Ark's wire format for the same tasks, for Ark SDKs and clients."),
         (name = "operations", description = "Health and this document."),
     ),
 )]

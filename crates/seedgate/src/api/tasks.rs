@@ -22,7 +22,7 @@ fn now_s() -> u64 {
 }
 
 /// Maps a body that could not be read: too large is 413, anything else 400.
-fn body_error(rejection: BytesRejection) -> HttpError {
+pub(super) fn body_error(rejection: BytesRejection) -> HttpError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         HttpError(ApiError::new(
             413,
@@ -74,19 +74,9 @@ pub async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
     let body = body.map_err(body_error)?;
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(value) => Some(value.to_str().map_err(|_| {
-            HttpError(ApiError::invalid(
-                "invalid_idempotency_key",
-                Some("Idempotency-Key"),
-                "Idempotency-Key must be visible ASCII.",
-            ))
-        })?),
-    };
     let created = state
         .services
-        .create_task(&account, &body, idempotency_key)
+        .create_task(&account, &body, idempotency_key(&headers)?)
         .await?;
     let object = task_object(&created.task, &state.services, &base, now_s());
     let mut response = Json(object).into_response();
@@ -96,6 +86,22 @@ pub async fn create(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// The `Idempotency-Key` header, when sent; every surface's create honours it alike.
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, HttpError> {
+    headers
+        .get("idempotency-key")
+        .map(|value| {
+            value.to_str().map_err(|_| {
+                HttpError(ApiError::invalid(
+                    "invalid_idempotency_key",
+                    Some("Idempotency-Key"),
+                    "Idempotency-Key must be visible ASCII.",
+                ))
+            })
+        })
+        .transpose()
 }
 
 /// Read a task: poll this until `status` is `completed` or `failed`.

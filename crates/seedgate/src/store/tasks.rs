@@ -302,12 +302,47 @@ async fn release_reservation(
     Ok(account_id)
 }
 
-/// List filters for `GET /v1/tasks`; `after` is the id of the last task of the previous page.
+/// Which of an account's tasks a list shows: `/v1` pages by cursor (`after`, the id of the
+/// last task of the previous page), the Ark surface by `offset`.
+#[derive(Default)]
 pub struct TaskFilter<'a> {
     pub status: Option<PublicStatus>,
+    pub state: Option<TaskState>,
     pub model: Option<&'a str>,
+    /// Only these ids (none: all).
+    pub ids: &'a [String],
     pub after: Option<&'a str>,
+    pub offset: i64,
     pub limit: i64,
+}
+
+/// Adds `WHERE` and the filter's conditions, every value bound.
+fn push_filter<'a>(
+    builder: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
+    account_id: &'a str,
+    filter: &TaskFilter<'a>,
+) {
+    builder.push(" WHERE account_id = ").push_bind(account_id);
+    if let Some(status) = filter.status {
+        builder.push(" AND ").push(status.sql_condition());
+    }
+    if let Some(state) = filter.state {
+        builder.push(" AND state = ").push_bind(state.as_str());
+    }
+    if let Some(model) = filter.model {
+        builder.push(" AND model = ").push_bind(model);
+    }
+    if !filter.ids.is_empty() {
+        builder.push(" AND id IN (");
+        let mut ids = builder.separated(", ");
+        for id in filter.ids {
+            ids.push_bind(id.as_str());
+        }
+        builder.push(")");
+    }
+    if let Some(after) = filter.after {
+        builder.push(" AND id < ").push_bind(after);
+    }
 }
 
 /// The outcome of a settlement the engine hands to [`Store::finish_succeeded`].
@@ -467,32 +502,31 @@ impl Store {
     }
 
     /// Newest first, one page; the caller asks for `limit + 1` rows to learn whether more exist.
-    pub async fn list_tasks(
+    pub async fn list_tasks<'a>(
         &self,
-        account_id: &str,
-        filter: &TaskFilter<'_>,
+        account_id: &'a str,
+        filter: &TaskFilter<'a>,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE account_id = ?");
-        if let Some(status) = filter.status {
-            sql.push_str(" AND ");
-            sql.push_str(status.sql_condition());
-        }
-        if filter.model.is_some() {
-            sql.push_str(" AND model = ?");
-        }
-        if filter.after.is_some() {
-            sql.push_str(" AND id < ?");
-        }
-        sql.push_str(" ORDER BY id DESC LIMIT ?");
-        let mut query = sqlx::query(&sql).bind(account_id);
-        if let Some(model) = filter.model {
-            query = query.bind(model);
-        }
-        if let Some(after) = filter.after {
-            query = query.bind(after);
-        }
-        let rows = query.bind(filter.limit).fetch_all(&self.pool).await?;
+        let mut query = sqlx::QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks"));
+        push_filter(&mut query, account_id, filter);
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(filter.limit)
+            .push(" OFFSET ")
+            .push_bind(filter.offset);
+        let rows = query.build().fetch_all(&self.pool).await?;
         rows.iter().map(task_from_row).collect()
+    }
+
+    /// How many tasks the filter matches, whatever the page.
+    pub async fn count_matching<'a>(
+        &self,
+        account_id: &'a str,
+        filter: &TaskFilter<'a>,
+    ) -> Result<i64, StoreError> {
+        let mut query = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM tasks");
+        push_filter(&mut query, account_id, filter);
+        Ok(query.build_query_scalar().fetch_one(&self.pool).await?)
     }
 
     /// Cancels a task that no provider has started (and none may have: no submission of it is

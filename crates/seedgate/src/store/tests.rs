@@ -359,9 +359,8 @@ async fn the_status_filter_selects_exactly_what_each_task_shows() {
                 &account,
                 &TaskFilter {
                     status: Some(status),
-                    model: None,
-                    after: None,
                     limit: 1000,
+                    ..TaskFilter::default()
                 },
             )
             .await

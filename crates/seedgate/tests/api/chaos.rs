@@ -266,10 +266,8 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
             .list_tasks(
                 &account.id,
                 &TaskFilter {
-                    status: None,
-                    model: None,
-                    after: None,
                     limit: 1_000_000,
+                    ..TaskFilter::default()
                 },
             )
             .await

@@ -215,10 +215,14 @@ impl TestApp {
     }
 }
 
+/// A response's status and JSON body, after checking that the body fits the platform's
+/// schema for its path (`conformance`).
 pub async fn decode(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
+    let path = response.url().path().to_owned();
     let text = response.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    crate::conformance::check(&path, status, &body);
     (status, body)
 }
 

@@ -2,8 +2,10 @@
 //! on a random port with its own data dir.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod ark_sdk;
 mod catalog;
 mod chaos;
+mod conformance;
 mod cli;
 mod fake_ark;
 mod guard;
@@ -17,4 +19,5 @@ mod operations;
 pub mod restart;
 mod upstream;
 mod validation;
+mod volc;
 mod webhooks;

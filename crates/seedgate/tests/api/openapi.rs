@@ -12,7 +12,11 @@ use crate::helpers::TestApp;
 use crate::restart::{free_port, start, wait_ready};
 
 /// Every route the router serves, as `METHOD path`.
-const ROUTES: [&str; 14] = [
+const ROUTES: [&str; 18] = [
+    "POST /api/v3/contents/generations/tasks",
+    "GET /api/v3/contents/generations/tasks",
+    "GET /api/v3/contents/generations/tasks/{id}",
+    "DELETE /api/v3/contents/generations/tasks/{id}",
     "POST /v1/videos/generations",
     "GET /v1/videos/generations/{id}",
     "GET /v1/tasks",

@@ -1,0 +1,700 @@
+//! The Ark-compatible surface, `/api/v3/contents/generations/tasks`: the wire format of
+//! Volcengine Ark and BytePlus ModelArk (docs/ark.md), so Ark's own SDKs and clients work
+//! unchanged. A create body is read into the platform's create body and goes through the one
+//! parser and the one service; tasks are the same tasks as on `/v1` (`cgt-…` here is
+//! `vtask_…` there), rendered in Ark's shape.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use seedgate_contract::{ApiError, Catalog, ErrorBody, RequestEcho};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Authed;
+use super::error::HttpError;
+use super::tasks::{body_error, idempotency_key};
+use super::view::{BaseUrl, TaskError};
+use super::ApiState;
+use crate::assets::AssetKind;
+use crate::store::{now_ms, PublicStatus, TaskFilter, TaskRecord, TaskState};
+
+/// Ark's task ids start `cgt-`; ours `vtask_`. The rest is the same ULID.
+const ARK_PREFIX: &str = "cgt-";
+const OUR_PREFIX: &str = "vtask_";
+
+fn ark_id(task_id: &str) -> String {
+    match task_id.strip_prefix(OUR_PREFIX) {
+        Some(ulid) => format!("{ARK_PREFIX}{ulid}"),
+        None => task_id.to_owned(),
+    }
+}
+
+/// Either spelling of a task id, as ours.
+fn our_id(id: &str) -> String {
+    match id.strip_prefix(ARK_PREFIX) {
+        Some(ulid) => format!("{OUR_PREFIX}{ulid}"),
+        None => id.to_owned(),
+    }
+}
+
+fn invalid(code: &'static str, param: &str, message: impl Into<String>) -> ApiError {
+    ApiError::invalid(code, Some(param), message)
+}
+
+/// Ark request fields this gateway cannot honour for Seedance 2.0: refused, never dropped.
+const UNSUPPORTED: [(&str, &str); 6] = [
+    ("draft", "draft tasks are not supported for Seedance 2.0"),
+    ("frames", "set `duration` instead"),
+    ("camera_fixed", "Seedance 2.0 does not take it"),
+    ("tools", "no tools are available for Seedance 2.0"),
+    ("output_format", "results are MP4"),
+    ("omni_reference_task_type", "Seedance 2.0 does not take it"),
+];
+
+/// The media of an Ark `content` array, by role.
+#[derive(Default)]
+struct Content {
+    prompt: Option<Value>,
+    first_frame: Vec<Value>,
+    last_frame: Vec<Value>,
+    reference_images: Vec<Value>,
+    reference_videos: Vec<Value>,
+    reference_audios: Vec<Value>,
+}
+
+/// A media item's URL: Ark sends `{"url": "…"}`; a plain string is taken too.
+fn item_url(item: &Map<String, Value>, kind: &str) -> Result<Value, ApiError> {
+    match item.get(kind) {
+        Some(Value::String(url)) => Ok(Value::String(url.clone())),
+        Some(Value::Object(object)) => match object.get("url") {
+            Some(Value::String(url)) => Ok(Value::String(url.clone())),
+            _ => Err(invalid(
+                "invalid_content",
+                "content",
+                format!("`{kind}.url` must be a string."),
+            )),
+        },
+        _ => Err(invalid(
+            "invalid_content",
+            "content",
+            format!("A `{kind}` item needs `{kind}: {{\"url\": \"…\"}}`."),
+        )),
+    }
+}
+
+fn read_content(items: &[Value]) -> Result<Content, ApiError> {
+    let mut content = Content::default();
+    for item in items {
+        let Some(item) = item.as_object() else {
+            return Err(invalid(
+                "invalid_content",
+                "content",
+                "Each `content` item must be an object.",
+            ));
+        };
+        let kind = item.get("type").and_then(Value::as_str).unwrap_or("");
+        let role = item.get("role").and_then(Value::as_str);
+        let bad_role = |role: &str| {
+            invalid(
+                "invalid_content",
+                "content",
+                format!("A `{kind}` item cannot have role `{role}`."),
+            )
+        };
+        match kind {
+            "text" => {
+                let text = item.get("text").cloned().unwrap_or(Value::Null);
+                if content.prompt.replace(text).is_some() {
+                    return Err(invalid(
+                        "invalid_content",
+                        "content",
+                        "Send the prompt as one `text` item.",
+                    ));
+                }
+            }
+            "image_url" => {
+                let url = item_url(item, kind)?;
+                match role.unwrap_or("first_frame") {
+                    "first_frame" => content.first_frame.push(url),
+                    "last_frame" => content.last_frame.push(url),
+                    "reference_image" => content.reference_images.push(url),
+                    other => return Err(bad_role(other)),
+                }
+            }
+            "video_url" => match role.unwrap_or("reference_video") {
+                "reference_video" => content.reference_videos.push(item_url(item, kind)?),
+                other => return Err(bad_role(other)),
+            },
+            "audio_url" => match role.unwrap_or("reference_audio") {
+                "reference_audio" => content.reference_audios.push(item_url(item, kind)?),
+                other => return Err(bad_role(other)),
+            },
+            "draft_task" => {
+                return Err(invalid(
+                    "unsupported_parameter",
+                    "content",
+                    "Draft tasks are not supported for Seedance 2.0.",
+                ))
+            }
+            other => {
+                return Err(invalid(
+                    "invalid_content",
+                    "content",
+                    format!(
+                    "Unknown content type `{other}`; use text, image_url, video_url or audio_url."
+                ),
+                ))
+            }
+        }
+    }
+    Ok(content)
+}
+
+/// An Ark create body, read into the platform's create body: the model by its upstream id,
+/// the operation from the content's roles, every other field by its own name (`ratio` is an
+/// accepted alias). The platform parser then applies every rule, so nothing is checked twice.
+pub fn to_platform_request(catalog: &Catalog, body: &[u8]) -> Result<Value, ApiError> {
+    let Ok(Value::Object(ark)) = serde_json::from_slice::<Value>(body) else {
+        return Err(ApiError::invalid(
+            "invalid_json",
+            None,
+            "The body must be a JSON object.",
+        ));
+    };
+    let mut request = Map::new();
+    let mut content = None;
+    // Ark's SDKs send every field they know, `null` when unset: null is absent.
+    for (key, value) in ark.into_iter().filter(|(_, value)| !value.is_null()) {
+        if let Some((_, why)) = UNSUPPORTED.iter().find(|(field, _)| *field == key) {
+            return Err(invalid(
+                "unsupported_parameter",
+                &key,
+                format!("`{key}` is not supported here: {why}."),
+            ));
+        }
+        match key.as_str() {
+            "model" => {
+                let model = match value.as_str().and_then(|id| catalog.model_or_upstream(id)) {
+                    Some(spec) => Value::String(spec.id.clone()),
+                    None => value,
+                };
+                request.insert(key, model);
+            }
+            "content" => content = Some(value),
+            _ => {
+                request.insert(key, value);
+            }
+        }
+    }
+    let Some(Value::Array(items)) = content else {
+        return Err(invalid(
+            "missing_field",
+            "content",
+            "`content` must be an array with a `text` item and the media, each with its role.",
+        ));
+    };
+    let content = read_content(&items)?;
+    if let Some(prompt) = content.prompt {
+        request.insert("prompt".into(), prompt);
+    }
+    let references = !(content.reference_images.is_empty()
+        && content.reference_videos.is_empty()
+        && content.reference_audios.is_empty());
+    let frames = !(content.first_frame.is_empty() && content.last_frame.is_empty());
+    let operation = match (references, content.first_frame.len(), content.last_frame.len()) {
+        (true, _, _) if frames => {
+            return Err(invalid(
+                "conflicting_inputs",
+                "content",
+                "first_frame and last_frame images cannot be mixed with reference_* items.",
+            ))
+        }
+        (true, _, _) => {
+            for (field, items) in [
+                ("reference_images", content.reference_images),
+                ("video_urls", content.reference_videos),
+                ("audio_urls", content.reference_audios),
+            ] {
+                if !items.is_empty() {
+                    request.insert(field.into(), Value::Array(items));
+                }
+            }
+            "reference-to-video"
+        }
+        (false, 0, 0) => "text-to-video",
+        (false, 1, 0) => {
+            request.insert("image_url".into(), content.first_frame[0].clone());
+            "image-to-video"
+        }
+        (false, 1, 1) => {
+            request.insert("start_image".into(), content.first_frame[0].clone());
+            request.insert("end_image".into(), content.last_frame[0].clone());
+            "start-end-to-video"
+        }
+        _ => {
+            return Err(invalid(
+                "invalid_content",
+                "content",
+                "Send at most one first_frame image, and a last_frame image only with a first_frame one.",
+            ))
+        }
+    };
+    request.insert("operation".into(), operation.into());
+    Ok(Value::Object(request))
+}
+
+/// The answer to a create: the task's id.
+#[derive(Serialize, ToSchema)]
+pub struct ArkCreated {
+    /// `cgt-…`; the same task is `vtask_…` on `/v1`.
+    id: String,
+}
+
+/// A task in Ark's shape (docs/ark.md).
+#[derive(Serialize, ToSchema)]
+pub struct ArkTask {
+    /// `cgt-…`.
+    id: String,
+    /// The model's upstream id (the first the catalog lists), or ours.
+    model: String,
+    /// `queued` (cancellable), `running`, `succeeded`, `failed`, `cancelled` or `expired`.
+    status: &'static str,
+    /// The result, once succeeded: download URLs of the MP4 and its last frame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<ArkContent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<ArkUsage>,
+    /// Why it failed; `null` otherwise.
+    error: Option<TaskError>,
+    /// Unix seconds.
+    created_at: i64,
+    /// Unix seconds.
+    updated_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    resolution: String,
+    ratio: String,
+    /// Seconds; -1 when the model decides.
+    duration: i64,
+    framespersecond: u32,
+    generate_audio: bool,
+    watermark: bool,
+    /// Always true: the last frame is always kept.
+    return_last_frame: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ArkContent {
+    video_url: String,
+    last_frame_url: String,
+}
+
+/// Tokens, as Ark counts them: everything billed is completion.
+#[derive(Serialize, ToSchema)]
+pub struct ArkUsage {
+    completion_tokens: i64,
+    total_tokens: i64,
+}
+
+/// Ark's statuses by the same rule as the platform's: `queued` exactly when a cancel
+/// succeeds.
+fn ark_status(task: &TaskRecord) -> &'static str {
+    match task.state {
+        TaskState::Succeeded => "succeeded",
+        TaskState::Failed => "failed",
+        TaskState::Cancelled => "cancelled",
+        TaskState::Expired => "expired",
+        _ if task.public_status() == PublicStatus::Pending => "queued",
+        _ => "running",
+    }
+}
+
+fn render(state: &ApiState, task: &TaskRecord, base: &str) -> ArkTask {
+    let services = &state.services;
+    let echo: Option<RequestEcho> = serde_json::from_str(&task.request_json).ok();
+    let model = services
+        .catalog
+        .model(&task.model)
+        .and_then(|m| m.upstream_ids.first().cloned())
+        .unwrap_or_else(|| task.model.clone());
+    let succeeded = task.state == TaskState::Succeeded;
+    let expires = (now_ms() / 1000) as u64 + services.url_ttl_seconds;
+    let url = |kind| {
+        format!(
+            "{base}{}",
+            services.assets.signed_path(&task.id, kind, expires)
+        )
+    };
+    ArkTask {
+        id: ark_id(&task.id),
+        model,
+        status: ark_status(task),
+        content: succeeded.then(|| ArkContent {
+            video_url: url(AssetKind::Video),
+            last_frame_url: url(AssetKind::LastFrame),
+        }),
+        usage: task
+            .usage_tokens
+            .filter(|_| succeeded)
+            .map(|tokens| ArkUsage {
+                completion_tokens: tokens,
+                total_tokens: tokens,
+            }),
+        error: task
+            .error_code
+            .clone()
+            .zip(task.error_message.clone())
+            .map(|(code, message)| TaskError { code, message }),
+        created_at: task.created_at_ms / 1000,
+        updated_at: task.updated_at_ms / 1000,
+        seed: echo.as_ref().and_then(|e| e.seed),
+        resolution: echo
+            .as_ref()
+            .map_or_else(String::new, |e| e.resolution.as_str().to_owned()),
+        ratio: echo
+            .as_ref()
+            .map_or_else(String::new, |e| e.aspect_ratio.as_str().to_owned()),
+        duration: echo.as_ref().map_or(0, |e| e.duration),
+        framespersecond: 24,
+        generate_audio: echo.as_ref().is_some_and(|e| e.generate_audio),
+        watermark: echo.as_ref().is_some_and(|e| e.watermark),
+        return_last_frame: true,
+    }
+}
+
+/// Create a task in Ark's wire format: `content` items with roles, Ark or our model ids.
+/// Honours `Idempotency-Key`, limits and billing exactly as `POST /v1/videos/generations`.
+#[utoipa::path(
+    post,
+    path = "/api/v3/contents/generations/tasks",
+    operation_id = "ark_create_task",
+    tag = "ark",
+    request_body(content = Object, description = "Ark's create body: `model`, `content` (text, image_url, video_url, audio_url items with roles), `ratio`, `duration`, `resolution`, `generate_audio`, `watermark`, `seed`, `callback_url`, `return_last_frame`."),
+    responses(
+        (status = 200, description = "The task was accepted.", body = ArkCreated),
+        (status = 400, description = "Invalid request; `code` names the rule.", body = ErrorBody),
+        (status = 402, description = "`insufficient_balance`.", body = ErrorBody),
+        (status = 409, description = "`idempotency_conflict`.", body = ErrorBody),
+        (status = 413, description = "`request_too_large`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn create(
+    State(state): State<ApiState>,
+    Authed(account): Authed,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, HttpError> {
+    let body = body.map_err(body_error)?;
+    let request = to_platform_request(&state.services.catalog, &body)?;
+    let request = serde_json::to_vec(&request)
+        .map_err(|e| HttpError(ApiError::invalid("invalid_json", None, e.to_string())))?;
+    let created = state
+        .services
+        .create_task(&account, &request, idempotency_key(&headers)?)
+        .await?;
+    let mut response = Json(ArkCreated {
+        id: ark_id(&created.task.id),
+    })
+    .into_response();
+    if created.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// Read a task in Ark's shape (either id spelling).
+#[utoipa::path(
+    get,
+    path = "/api/v3/contents/generations/tasks/{id}",
+    operation_id = "ark_get_task",
+    tag = "ark",
+    params(("id" = String, Path, description = "`cgt-…` (or the `/v1` id).")),
+    responses(
+        (status = 200, description = "The task.", body = ArkTask),
+        (status = 404, description = "`async_task_not_found`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn get(
+    State(state): State<ApiState>,
+    Authed(account): Authed,
+    BaseUrl(base): BaseUrl,
+    Path(id): Path<String>,
+) -> Result<Json<ArkTask>, HttpError> {
+    let task = state.services.task(&account, &our_id(&id)).await?;
+    Ok(Json(render(&state, &task, &base)))
+}
+
+/// Cancel a task still `queued`; a finished task is left as it is (it carries its bill) and
+/// the answer is the same empty `200` Ark gives when it deletes one.
+#[utoipa::path(
+    delete,
+    path = "/api/v3/contents/generations/tasks/{id}",
+    operation_id = "ark_delete_task",
+    tag = "ark",
+    params(("id" = String, Path, description = "`cgt-…` (or the `/v1` id).")),
+    responses(
+        (status = 200, description = "Cancelled, or already finished; the body is empty."),
+        (status = 404, description = "`async_task_not_found`.", body = ErrorBody),
+        (status = 409, description = "`task_not_cancellable`: it is running.", body = ErrorBody),
+        (status = 503, description = "`upstream_unavailable`: the upstream could not be asked; retry.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn delete(
+    State(state): State<ApiState>,
+    Authed(account): Authed,
+    Path(id): Path<String>,
+) -> Result<Response, HttpError> {
+    let id = our_id(&id);
+    let task = state.services.task(&account, &id).await?;
+    if !task.state.is_terminal() {
+        state.services.cancel_task(&account, &id).await?;
+    }
+    Ok(().into_response())
+}
+
+#[derive(Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ArkListQuery {
+    /// From 1; default 1.
+    #[param(minimum = 1)]
+    page_num: Option<i64>,
+    /// 1–500; default 20.
+    #[param(minimum = 1, maximum = 500)]
+    page_size: Option<i64>,
+    /// queued, running, succeeded, failed, cancelled or expired.
+    #[param(rename = "filter.status")]
+    status: Option<String>,
+    /// Task ids: the parameter repeated, or one comma-separated value.
+    #[param(rename = "filter.task_ids")]
+    task_ids: Vec<String>,
+    /// An upstream model id, or ours.
+    #[param(rename = "filter.model")]
+    model: Option<String>,
+    /// Only `default` exists here.
+    #[param(rename = "filter.service_tier")]
+    service_tier: Option<String>,
+}
+
+impl ArkListQuery {
+    /// Reads the query by hand: Ark clients repeat `filter.task_ids`.
+    fn parse(query: Option<&str>) -> Result<Self, ApiError> {
+        let mut parsed = Self::default();
+        let number = |key: &str, value: &str| {
+            value
+                .parse::<i64>()
+                .map_err(|_| invalid("invalid_query", key, format!("`{key}` must be an integer.")))
+        };
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match key.as_ref() {
+                "page_num" => parsed.page_num = Some(number(&key, &value)?),
+                "page_size" => parsed.page_size = Some(number(&key, &value)?),
+                "filter.status" => parsed.status = Some(value.into_owned()),
+                "filter.task_ids" => parsed.task_ids.extend(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|id| !id.is_empty())
+                        .map(our_id),
+                ),
+                "filter.model" => parsed.model = Some(value.into_owned()),
+                "filter.service_tier" => parsed.service_tier = Some(value.into_owned()),
+                other => {
+                    return Err(invalid(
+                        "invalid_query",
+                        other,
+                        format!("Unknown query parameter `{other}`."),
+                    ))
+                }
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// One page of tasks and how many match in all.
+#[derive(Serialize, ToSchema)]
+pub struct ArkTaskList {
+    items: Vec<ArkTask>,
+    total: i64,
+}
+
+/// List this account's tasks in Ark's shape, newest first, by page.
+#[utoipa::path(
+    get,
+    path = "/api/v3/contents/generations/tasks",
+    operation_id = "ark_list_tasks",
+    tag = "ark",
+    params(ArkListQuery),
+    responses(
+        (status = 200, description = "One page.", body = ArkTaskList),
+        (status = 400, description = "`invalid_query`, `invalid_status` or `invalid_page`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn list(
+    State(state): State<ApiState>,
+    Authed(account): Authed,
+    BaseUrl(base): BaseUrl,
+    RawQuery(query): RawQuery,
+) -> Result<Json<ArkTaskList>, HttpError> {
+    let query = ArkListQuery::parse(query.as_deref())?;
+    let page = query.page_num.unwrap_or(1);
+    let size = query.page_size.unwrap_or(20);
+    if page < 1 || !(1..=500).contains(&size) {
+        return Err(HttpError(ApiError::invalid(
+            "invalid_page",
+            Some("page_size"),
+            "page_num starts at 1; page_size is 1 to 500.",
+        )));
+    }
+    let (status, task_state) = match query.status.as_deref() {
+        None => (None, None),
+        Some("queued") => (Some(PublicStatus::Pending), None),
+        Some("running") => (Some(PublicStatus::Processing), None),
+        Some("succeeded") => (None, Some(TaskState::Succeeded)),
+        Some("failed") => (None, Some(TaskState::Failed)),
+        Some("cancelled") => (None, Some(TaskState::Cancelled)),
+        Some("expired") => (None, Some(TaskState::Expired)),
+        Some(_) => return Err(HttpError(invalid(
+            "invalid_status",
+            "filter.status",
+            "filter.status must be one of queued, running, succeeded, failed, cancelled, expired.",
+        ))),
+    };
+    // Every task here runs on the default tier: another tier matches nothing.
+    if query
+        .service_tier
+        .as_deref()
+        .is_some_and(|t| t != "default")
+    {
+        return Ok(Json(ArkTaskList {
+            items: Vec::new(),
+            total: 0,
+        }));
+    }
+    let model = query.model.as_deref().map(|id| {
+        state
+            .services
+            .catalog
+            .model_or_upstream(id)
+            .map_or(id, |m| m.id.as_str())
+    });
+    let filter = TaskFilter {
+        status,
+        state: task_state,
+        model,
+        ids: &query.task_ids,
+        offset: (page - 1).saturating_mul(size),
+        limit: size,
+        ..TaskFilter::default()
+    };
+    let (tasks, total) = state.services.task_page(&account, &filter).await?;
+    Ok(Json(ArkTaskList {
+        items: tasks.iter().map(|t| render(&state, t, &base)).collect(),
+        total,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read(body: Value) -> Result<Value, ApiError> {
+        to_platform_request(&Catalog::builtin(), body.to_string().as_bytes())
+    }
+
+    fn image(url: &str, role: Option<&str>) -> Value {
+        let mut item = json!({"type": "image_url", "image_url": {"url": url}});
+        if let Some(role) = role {
+            item["role"] = role.into();
+        }
+        item
+    }
+
+    #[test]
+    fn ark_roles_become_the_platform_operations() {
+        let text = json!({"type": "text", "text": "a kite"});
+        let cases = [
+            (vec![text.clone()], "text-to-video"),
+            (
+                vec![text.clone(), image("https://e.com/a.png", None)],
+                "image-to-video",
+            ),
+            (
+                vec![
+                    text.clone(),
+                    image("https://e.com/a.png", Some("first_frame")),
+                    image("https://e.com/b.png", Some("last_frame")),
+                ],
+                "start-end-to-video",
+            ),
+            (
+                vec![
+                    text.clone(),
+                    image("https://e.com/a.png", Some("reference_image")),
+                    json!({"type": "video_url", "video_url": {"url": "https://e.com/v.mp4"}, "role": "reference_video"}),
+                ],
+                "reference-to-video",
+            ),
+        ];
+        for (content, operation) in cases {
+            let request = read(
+                json!({"model": "doubao-seedance-2-0-260128", "content": content,
+                "ratio": "16:9"}),
+            )
+            .unwrap();
+            assert_eq!(request["operation"], operation, "{request}");
+            assert_eq!(request["model"], "seedance-2.0");
+            assert_eq!(request["prompt"], "a kite");
+            assert_eq!(request["ratio"], "16:9");
+        }
+        let start_end = read(json!({"model": "seedance-2.0", "content": [text.clone(),
+            image("https://e.com/a.png", Some("first_frame")), image("https://e.com/b.png", Some("last_frame"))]}))
+        .unwrap();
+        assert_eq!(
+            (&start_end["start_image"], &start_end["end_image"]),
+            (&json!("https://e.com/a.png"), &json!("https://e.com/b.png"))
+        );
+    }
+
+    #[test]
+    fn ark_fields_this_gateway_cannot_honour_are_refused_not_dropped() {
+        for field in ["draft", "frames", "camera_fixed", "tools"] {
+            let error = read(
+                json!({"model": "seedance-2.0", "content": [{"type": "text", "text": "x"}],
+                field: true}),
+            )
+            .unwrap_err();
+            assert_eq!(
+                (error.code, error.param.as_deref()),
+                ("unsupported_parameter", Some(field))
+            );
+        }
+        let mixed = read(json!({"model": "seedance-2.0", "content": [{"type": "text", "text": "x"},
+            image("https://e.com/a.png", None), image("https://e.com/b.png", Some("reference_image"))]}))
+        .unwrap_err();
+        assert_eq!(mixed.code, "conflicting_inputs");
+        let missing = read(json!({"model": "seedance-2.0"})).unwrap_err();
+        assert_eq!(missing.code, "missing_field");
+        let garbage = to_platform_request(&Catalog::builtin(), b"[1]").unwrap_err();
+        assert_eq!(garbage.code, "invalid_json");
+    }
+
+    #[test]
+    fn task_ids_read_the_same_in_both_spellings() {
+        assert_eq!(ark_id("vtask_01ABC"), "cgt-01ABC");
+        assert_eq!(our_id("cgt-01ABC"), "vtask_01ABC");
+        assert_eq!(our_id("vtask_01ABC"), "vtask_01ABC");
+    }
+}

@@ -1,0 +1,181 @@
+//! The Ark-compatible surface: Ark's wire format for the same tasks as `/v1`, readable,
+//! cancellable and billed once through either, with the same idempotency and errors.
+
+use seedgate::engine::Outcome;
+use serde_json::{json, Value};
+
+use crate::helpers::{decode, ffprobe, TestApp};
+
+const TASKS: &str = "/api/v3/contents/generations/tasks";
+
+fn ark_t2v(prompt: &str) -> Value {
+    json!({"model": "doubao-seedance-2-0-fast-260128",
+        "content": [{"type": "text", "text": prompt}],
+        "ratio": "16:9", "duration": 4, "resolution": "480p", "generate_audio": false,
+        "watermark": false, "seed": 3, "return_last_frame": true})
+}
+
+async fn ark_create(app: &TestApp, body: &Value, idempotency: Option<&str>) -> (u16, Value) {
+    let mut request = app
+        .client
+        .post(format!("{}{TASKS}", app.address))
+        .bearer_auth(&app.key)
+        .json(body);
+    if let Some(key) = idempotency {
+        request = request.header("idempotency-key", key);
+    }
+    decode(request.send().await.unwrap()).await
+}
+
+async fn ark_delete(app: &TestApp, id: &str) -> (u16, String) {
+    let response = app
+        .client
+        .delete(format!("{}{TASKS}/{id}", app.address))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_task_made_in_arks_format_is_the_same_task_on_v1_and_billed_once() {
+    let app = TestApp::spawn_without_workers().await;
+    let (status, created) = ark_create(&app, &ark_t2v("a paper boat"), Some("ark-1")).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(
+        created.as_object().unwrap().len(),
+        1,
+        "only the id: {created}"
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("cgt-"), "{id}");
+    // A repeat with the same key is the same task.
+    let (status, again) = ark_create(&app, &ark_t2v("a paper boat"), Some("ark-1")).await;
+    assert_eq!((status, &again["id"]), (200, &created["id"]));
+
+    let (status, queued) = app.get_path(&format!("{TASKS}/{id}")).await;
+    assert_eq!(status, 200, "{queued}");
+    assert_eq!(queued["status"], "queued");
+    assert_eq!(queued["model"], "doubao-seedance-2-0-fast-260128");
+    assert_eq!(queued["error"], Value::Null);
+    assert!(queued.get("content").is_none());
+    assert_eq!(
+        (
+            &queued["ratio"],
+            &queued["duration"],
+            &queued["resolution"],
+            &queued["seed"]
+        ),
+        (&json!("16:9"), &json!(4), &json!("480p"), &json!(3))
+    );
+    let v1_id = id.replacen("cgt-", "vtask_", 1);
+    let (status, on_v1) = app.task(&v1_id).await;
+    assert_eq!((status, &on_v1["status"]), (200, &json!("pending")));
+    assert_eq!(on_v1["request"]["resolution"], "480p");
+
+    while app.engine.run_one().await.unwrap() == Outcome::Done {}
+    let (_, done) = app.get_path(&format!("{TASKS}/{v1_id}")).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let tokens = i64::from(864 * 496 * 97 / 1024);
+    assert_eq!(done["usage"]["completion_tokens"], tokens);
+    let (status, mp4) = app
+        .download(done["content"]["video_url"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(ffprobe(&mp4).width, 864);
+    let kinds: Vec<String> = app
+        .store
+        .ledger_entries_for_task(&v1_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(kind, _)| kind)
+        .collect();
+    assert_eq!(kinds, ["reserve", "release", "charge"]);
+}
+
+#[tokio::test]
+async fn arks_list_pages_and_filters_and_delete_cancels_a_queued_task() {
+    let app = TestApp::spawn_without_workers().await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let (_, created) = ark_create(&app, &ark_t2v(&format!("task {n}")), None).await;
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let (status, page) = app
+        .get_path(&format!("{TASKS}?page_num=2&page_size=2"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["total"], 3);
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["id"], ids[0], "newest first: the oldest is last");
+
+    let (status, body) = ark_delete(&app, &ids[1]).await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    let (_, cancelled) = app.get_path(&format!("{TASKS}/{}", ids[1])).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    let (_, on_v1) = app.task(&ids[1].replacen("cgt-", "vtask_", 1)).await;
+    assert_eq!(on_v1["cancelled"], true);
+
+    let filtered = |query: String| {
+        let app = &app;
+        async move { app.get_path(&format!("{TASKS}?{query}")).await.1 }
+    };
+    assert_eq!(filtered("filter.status=queued".into()).await["total"], 2);
+    assert_eq!(filtered("filter.status=cancelled".into()).await["total"], 1);
+    let two = filtered(format!("filter.task_ids={},{}", ids[0], ids[2])).await;
+    assert_eq!(two["total"], 2);
+    assert_eq!(
+        filtered("filter.model=doubao-seedance-2-0-fast-260128".into()).await["total"],
+        3
+    );
+    assert_eq!(
+        filtered("filter.model=seedance-2.0".into()).await["total"],
+        0
+    );
+    let (status, refused) = app.get_path(&format!("{TASKS}?filter.status=done")).await;
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (400, &json!("invalid_status"))
+    );
+}
+
+#[tokio::test]
+async fn arks_requests_are_held_to_the_same_rules_in_arks_error_shape() {
+    let app = TestApp::spawn_without_workers().await;
+    let mut too_big = ark_t2v("x");
+    too_big["resolution"] = "1080p".into();
+    let mut unknown = ark_t2v("x");
+    unknown["negative_promt"] = "blur".into();
+    let mut draft = ark_t2v("x");
+    draft["draft"] = true.into();
+    for (body, code) in [
+        (too_big, "unsupported_resolution"),
+        (unknown, "unknown_field"),
+        (draft, "unsupported_parameter"),
+        (
+            json!({"model": "seedance-2.0", "content": "a kite"}),
+            "missing_field",
+        ),
+        (
+            json!({"model": "seedance-2.0", "content": [{"type": "text", "text": "x"},
+                {"type": "image_url", "image_url": {"url": "https://e.com/a.png"}, "role": "last_frame"}]}),
+            "invalid_content",
+        ),
+    ] {
+        let (status, refused) = ark_create(&app, &body, None).await;
+        assert_eq!(status, 400, "{body}: {refused}");
+        assert_eq!(refused["error"]["code"], code, "{refused}");
+        assert!(refused["error"]["message"].as_str().is_some());
+    }
+    let (status, missing) = app
+        .get_path(&format!("{TASKS}/cgt-01ARZ3NDEKTSV4RRFFQ69G5FAV"))
+        .await;
+    assert_eq!(
+        (status, &missing["error"]["code"]),
+        (404, &json!("async_task_not_found"))
+    );
+    app.assert_nothing_written().await;
+}

@@ -1,0 +1,74 @@
+"""Ark's official Python SDK (volcenginesdkarkruntime) against a live Seedgate, unchanged but
+for its base URL. Phase `queued` runs while no task can start; phase `done` after they ran.
+
+Usage: ark_sdk.py queued | done <task id>; SEEDGATE_ARK_BASE_URL and SEEDGATE_API_KEY set.
+"""
+
+import os
+import sys
+
+from volcenginesdkarkruntime import Ark
+from volcenginesdkarkruntime._exceptions import ArkBadRequestError, ArkNotFoundError
+
+client = Ark(base_url=os.environ["SEEDGATE_ARK_BASE_URL"], api_key=os.environ["SEEDGATE_API_KEY"])
+tasks = client.content_generation.tasks
+MODEL = "doubao-seedance-2-0-fast-260128"
+
+
+def create(prompt, **extra):
+    request = dict(
+        model=MODEL,
+        content=[{"type": "text", "text": prompt}],
+        ratio="16:9",
+        duration=4,
+        resolution="480p",
+        generate_audio=False,
+        seed=11,
+    )
+    request.update(extra)
+    return tasks.create(**request)
+
+
+def queued():
+    withdrawn = create("a paper boat, withdrawn")
+    assert withdrawn.id.startswith("cgt-"), withdrawn
+    assert tasks.get(task_id=withdrawn.id).status == "queued"
+    tasks.delete(withdrawn.id)
+    assert tasks.get(task_id=withdrawn.id).status == "cancelled"
+
+    kept = create("a paper boat on a pond")
+    listed = tasks.list(page_num=1, page_size=10, task_ids=[withdrawn.id, kept.id])
+    assert listed.total == 2, listed
+    assert [t.id for t in listed.items] == [kept.id, withdrawn.id], listed
+    assert tasks.list(status="queued").total == 1
+
+    # Refusals surface as the SDK's own errors, carrying our codes.
+    try:
+        create("too sharp for the fast model", resolution="1080p")
+        raise AssertionError("1080p on the fast model was accepted")
+    except ArkBadRequestError as e:
+        assert e.status_code == 400 and "unsupported_resolution" in str(e.code or e.body), (e.code, e.body)
+    try:
+        tasks.get(task_id="cgt-01ARZ3NDEKTSV4RRFFQ69G5FAV")
+        raise AssertionError("an unknown task was found")
+    except ArkNotFoundError as e:
+        assert "async_task_not_found" in str(e.code or e.body), (e.code, e.body)
+    print(kept.id)
+
+
+def done(task_id):
+    task = tasks.get(task_id=task_id)
+    assert task.status == "succeeded", task
+    assert task.content.video_url.startswith("http"), task
+    assert task.usage.completion_tokens == 864 * 496 * 97 // 1024, task.usage
+    assert task.resolution == "480p" and task.ratio == "16:9" and task.duration == 4, task
+    # A finished task is not deleted (it carries its bill); the call succeeds as on Ark.
+    tasks.delete(task_id)
+    assert tasks.get(task_id=task_id).status == "succeeded"
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "queued":
+        queued()
+    else:
+        done(sys.argv[2])

@@ -80,7 +80,7 @@ pub struct ModelSpec {
     pub resolutions: Vec<Resolution>,
     /// Used when a request names no resolution.
     pub default_resolution: Resolution,
-    /// The ratios it accepts (`adaptive` included when it follows inputs).
+    /// The ratios it accepts; `adaptive`, the default, always among them.
     pub aspect_ratios: Vec<AspectRatio>,
     /// Accepted durations.
     pub duration: DurationRange,
@@ -284,7 +284,7 @@ impl Catalog {
     }
 
     /// The largest-area output of a tier: what an `adaptive` request reserves for, since its
-    /// ratio is only known once the input is read.
+    /// ratio is only known once the input is read or the model has picked one.
     pub fn largest_size(&self, resolution: Resolution) -> Option<(u32, u32)> {
         AspectRatio::FIXED
             .into_iter()
@@ -405,15 +405,15 @@ fn check_model(model: &ModelSpec, sizes: &SizeTable) -> Result<(), CatalogError>
     if !(1 <= d.min && d.min <= d.default && d.default <= d.max) {
         return Err(invalid(key("duration"), "needs 1 <= min <= default <= max"));
     }
-    // A request naming no ratio gets its operation's default, so the model must offer it.
-    for op in &model.operations {
-        let default = op.default_aspect_ratio();
-        if !model.aspect_ratios.contains(&default) {
-            return Err(invalid(
-                key("aspect_ratios"),
-                format!("must include {default}, the default of {op}"),
-            ));
-        }
+    // A request naming no ratio gets the default, so the model must offer it.
+    if !model.aspect_ratios.contains(&AspectRatio::DEFAULT) {
+        return Err(invalid(
+            key("aspect_ratios"),
+            format!(
+                "must include {}, what a request naming no ratio gets",
+                AspectRatio::DEFAULT
+            ),
+        ));
     }
     check_prices(model, &key("prices"))?;
     // `adaptive` may land on any fixed ratio, so it needs the whole row of sizes.
@@ -831,7 +831,6 @@ mod tests {
             ("max = 15, default = 5", "max = 15, default = 20", "duration"),
             ("min = 4,", "min = 0,", "duration"),
             ("\"21:9\", \"adaptive\"]", "\"21:9\"]", "aspect_ratios"),
-            ("[\"16:9\", \"4:3\",", "[\"4:3\",", "aspect_ratios"),
             ("resolutions = [\"480p\", \"720p\", \"1080p\", \"4k\"]", "resolutions = [\"480p\", \"720p\", \"1080p\", \"4k\", \"4k\"]", "4k is listed twice"),
             ("id = \"seedance-2.0\"", "id = \"seedance 2.0\"", "id"),
             ("operations = [\"text-to-video\", \"image-to-video\", \"start-end-to-video\", \"reference-to-video\", \"video-to-video\", \"video-extension\"]", "operations = []", "operations"),
@@ -840,6 +839,8 @@ mod tests {
             let err = reject(&edited(from, to));
             assert!(err.contains(needle), "{to}: {err}");
         }
+        // Only `adaptive` is a default, so a model may leave out any other ratio.
+        assert!(Catalog::from_toml(&edited("[\"16:9\", \"4:3\",", "[\"4:3\",")).is_ok());
         let fast = BUILTIN_CATALOG.find("id = \"seedance-2.0-fast\"").unwrap();
         let (head, tail) = BUILTIN_CATALOG.split_at(fast);
         let tail = tail.replacen(
@@ -878,7 +879,7 @@ mod tests {
     fn a_new_model_is_configuration() {
         let extra = "\n[[models]]\nid = \"seedance-2.5\"\nname = \"Seedance 2.5\"\ndescription = \"next\"\n\
             operations = [\"text-to-video\"]\nresolutions = [\"720p\"]\ndefault_resolution = \"720p\"\n\
-            aspect_ratios = [\"16:9\"]\nduration = { min = 4, max = 10, default = 5 }\n\
+            aspect_ratios = [\"16:9\", \"adaptive\"]\nduration = { min = 4, max = 10, default = 5 }\n\
             reference_limits = { images = 4, videos = 1, audios = 1 }\n\
             [[models.prices]]\nresolutions = [\"720p\"]\ncny_per_million = \"60.5\"\ncny_per_million_video_input = \"40\"\n";
         let c = Catalog::from_toml(&format!("{BUILTIN_CATALOG}{extra}")).unwrap();

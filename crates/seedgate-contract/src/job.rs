@@ -92,19 +92,9 @@ impl Operation {
         Operation::VideoExtension,
     ];
 
-    /// Whether every valid request of this operation carries an image or a video, which is
-    /// what `adaptive` follows.
+    /// Whether every valid request of this operation carries an image or a video.
     pub fn has_visual_input(self) -> bool {
         self != Operation::TextToVideo
-    }
-
-    /// The aspect ratio used when a request names none (docs/models-and-pricing.md): the frame
-    /// inputs' own shape for image-to-video and start-end-to-video, 16:9 otherwise.
-    pub fn default_aspect_ratio(self) -> AspectRatio {
-        match self {
-            Operation::ImageToVideo | Operation::StartEndToVideo => AspectRatio::Adaptive,
-            _ => AspectRatio::W16H9,
-        }
     }
 }
 
@@ -144,10 +134,10 @@ impl Resolution {
     ];
 }
 
-/// Output aspect ratio (width:height); `Adaptive` follows the input image or video.
+/// Output aspect ratio (width:height); `Adaptive` lets the model choose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum AspectRatio {
-    /// 16:9 landscape, the default without a visual input.
+    /// 16:9 landscape.
     #[serde(rename = "16:9")]
     W16H9,
     /// 4:3.
@@ -165,7 +155,8 @@ pub enum AspectRatio {
     /// 21:9 cinema.
     #[serde(rename = "21:9")]
     W21H9,
-    /// The fixed ratio closest to the input's (see `Catalog::closest_ratio`).
+    /// The model chooses: the shape of the input image or video when there is one (the
+    /// sandbox takes `Catalog::closest_ratio`), otherwise what suits the prompt.
     #[serde(rename = "adaptive")]
     Adaptive,
 }
@@ -181,6 +172,10 @@ wire_names!(AspectRatio, "aspect ratio", [
 ]);
 
 impl AspectRatio {
+    /// What a request naming no ratio gets, whatever its operation: the platform's documented
+    /// default for Seedance.
+    pub const DEFAULT: AspectRatio = AspectRatio::Adaptive;
+
     /// The six ratios with a size of their own in the catalog.
     pub const FIXED: [AspectRatio; 6] = [
         AspectRatio::W16H9,
@@ -216,6 +211,19 @@ impl AspectRatio {
         })
     }
 }
+
+/// The upstream's processing tier. Only `default` exists for Seedance 2.0 here: the platform
+/// refuses `flex` for these models, so a job never carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceTier {
+    /// The upstream's normal, online tier.
+    Default,
+}
+
+wire_names!(ServiceTier, "service tier", [
+    Default => "default",
+]);
 
 /// The requested length. Persisted as `{"seconds":5}` or `"model_decides"`; on the wire the
 /// request says `5` or `-1`.
@@ -265,9 +273,11 @@ impl<'a> DataUri<'a> {
     }
 }
 
-/// A media input: an http(s) URL, or a data: URI whose form, type, size and (for images)
-/// dimensions the parser checked. Only the parser builds one from request text, and always
-/// with a lower-case scheme (`https://`, `http://`, `data:`).
+/// A media input: an http(s) URL, a data: URI whose form, type, size and (for images)
+/// dimensions the parser checked, or (images only) an `asset://` reference to a material of
+/// the platform's library, checked for its syntax and resolved by the server. Only the parser
+/// builds one from request text, and always with a lower-case scheme (`https://`, `http://`,
+/// `data:`, `asset://`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MediaInput(String);
@@ -278,9 +288,15 @@ impl MediaInput {
         Self(value.into())
     }
 
-    /// The URL or data URI as the client sent it, its scheme in lower case.
+    /// The URL, data URI or asset reference as the client sent it, its scheme in lower case.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The material id of an `asset://` reference (`asset-20260720123456-abcde`): nothing to
+    /// fetch, the server looks it up. `None` for URLs and data: URIs.
+    pub fn asset_id(&self) -> Option<&str> {
+        self.0.strip_prefix("asset://")
     }
 
     /// Whether the bytes are inline (no fetch needed).
@@ -304,7 +320,7 @@ pub struct JobInputs {
     pub start_image: Option<MediaInput>,
     /// start-end-to-video's last frame.
     pub end_image: Option<MediaInput>,
-    /// reference-to-video's `reference_images`.
+    /// reference-to-video's `reference_images` (alias `image_urls`).
     pub reference_images: Vec<MediaInput>,
     /// reference-to-video's `video_urls`.
     pub reference_videos: Vec<MediaInput>,
@@ -328,7 +344,7 @@ pub struct VideoJob {
     pub prompt: Option<String>,
     /// One of the model's resolutions.
     pub resolution: Resolution,
-    /// One of the model's ratios; `Adaptive` only for operations with a visual input.
+    /// One of the model's ratios; `Adaptive` (the default) for any operation.
     pub aspect_ratio: AspectRatio,
     /// Seconds within the model's range, or model decides.
     pub duration: DurationRequest,
@@ -342,6 +358,24 @@ pub struct VideoJob {
     pub callback_url: Option<String>,
     /// The media, by role.
     pub inputs: JobInputs,
+    // `serde(default)` on the fields below: jobs stored before they existed load as "not
+    // asked for".
+    /// Whether the client wants the last frame of the video returned with the result.
+    #[serde(default)]
+    pub return_last_frame: bool,
+    /// The tier the client named; `None` leaves the upstream's default.
+    #[serde(default)]
+    pub service_tier: Option<ServiceTier>,
+    /// Seconds (3,600–259,200) the client allows the upstream to finish the task.
+    #[serde(default)]
+    pub execution_expires_after: Option<u32>,
+    /// Upstream queue priority, 0–9.
+    #[serde(default)]
+    pub priority: Option<u8>,
+    /// A stable id of the client's end user (1–64 characters) for the upstream's abuse
+    /// tracing: `safety_identifier`, or `user` when only that was sent.
+    #[serde(default)]
+    pub safety_identifier: Option<String>,
 }
 
 impl VideoJob {
@@ -425,6 +459,9 @@ mod tests {
             assert_eq!(serde_name(a), a.as_str());
             assert_eq!(a.as_str().parse::<AspectRatio>(), Ok(a));
         }
+        assert_eq!(serde_name(ServiceTier::Default), "default");
+        assert_eq!("default".parse::<ServiceTier>(), Ok(ServiceTier::Default));
+        assert!("flex".parse::<ServiceTier>().is_err());
     }
 
     #[test]
@@ -491,6 +528,11 @@ mod tests {
             watermark: false,
             callback_url: None,
             inputs: JobInputs::default(),
+            return_last_frame: false,
+            service_tier: None,
+            execution_expires_after: None,
+            priority: None,
+            safety_identifier: None,
         };
         assert!(!job.has_visual_input());
         job.inputs.source_task_id = Some("vtask_x".into());
@@ -500,5 +542,14 @@ mod tests {
             ..JobInputs::default()
         };
         assert!(!job.has_video_input() && job.has_visual_input());
+    }
+
+    #[test]
+    fn asset_references_name_their_material() {
+        let asset = MediaInput::checked("asset://asset-20260720123456-abcde");
+        assert_eq!(asset.asset_id(), Some("asset-20260720123456-abcde"));
+        assert!(!asset.is_data_uri());
+        assert_eq!(asset.data_bytes(), None);
+        assert_eq!(MediaInput::checked("https://e.com/a").asset_id(), None);
     }
 }

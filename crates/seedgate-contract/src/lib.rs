@@ -20,7 +20,7 @@ pub use catalog::{
 pub use error::{ApiError, ErrorBody, ErrorObject, ErrorType};
 pub use job::{
     AspectRatio, DurationRequest, JobInputs, MediaInput, Operation, RequestEcho, Resolution,
-    UnknownVariant, VideoJob,
+    ServiceTier, UnknownVariant, VideoJob,
 };
 pub use parse::{check_image_dimensions, parse_create_request};
 pub use pricing::{Money, Quote};

@@ -3,17 +3,20 @@
 //!
 //! 1. **JSON** — syntax, a top-level object, no key twice (`invalid_json`).
 //! 2. **Schema** — no unknown field (`unknown_field`), right types (`invalid_type`),
-//!    `model` and `operation` present (`missing_field`), aliases agree (`alias_conflict`).
-//! 3. **Model** — in the catalog (`model_not_found`).
-//! 4. **Operation** — one the model serves (`unsupported_operation`).
+//!    `model` present (`missing_field`), aliases agree (`alias_conflict`).
+//! 3. **Model** — in the catalog (`model_not_found`); no field the platform documents only
+//!    for other models (`unsupported_parameter`).
+//! 4. **Operation** — the one sent, or the one the inputs imply (`ambiguous_operation`),
+//!    served by the model (`unsupported_operation`).
 //! 5. **Inputs** — the prompt (`missing_field`, `invalid_prompt`); which media fields the
 //!    operation takes and needs (`input_not_allowed`, `audio_not_allowed`, `missing_field`,
 //!    `missing_visual_reference`, `audio_requires_visual_reference`, `conflicting_inputs`);
 //!    the form of each media value (`invalid_media_url`), `task_id` (`invalid_task_id`) and
 //!    `callback_url` (`invalid_callback_url`).
 //! 6. **Limits** — resolution, duration, aspect ratio and seed against the model
-//!    (`unsupported_resolution`, `invalid_duration`, `invalid_aspect_ratio`,
-//!    `adaptive_requires_visual_input`, `invalid_seed`), reference counts
+//!    (`unsupported_resolution`, `invalid_duration`, `invalid_aspect_ratio`, `invalid_seed`),
+//!    the upstream settings (`unsupported_service_tier`, `invalid_execution_expires_after`,
+//!    `invalid_priority`, `invalid_safety_identifier`), reference counts
 //!    (`too_many_references`), then the content of data: URIs, most expensive last
 //!    (`unsupported_media_type`, `media_too_large`, `invalid_media_url` for bad base64,
 //!    `invalid_image_dimensions`).
@@ -39,11 +42,12 @@ use crate::catalog::{Catalog, ModelSpec};
 use crate::error::{ApiError, ErrorType};
 use crate::job::{
     strip_data_scheme, AspectRatio, DataUri, DurationRequest, JobInputs, MediaInput, Operation,
-    Resolution, VideoJob, BASE64,
+    Resolution, ServiceTier, VideoJob, BASE64,
 };
 
-/// Every top-level field the API accepts, aliases included; anything else is `unknown_field`.
-pub const FIELDS: [&str; 23] = [
+/// Every top-level field the API accepts, aliases included; anything else is
+/// `unsupported_parameter` if listed in [`UNSUPPORTED_FIELDS`], else `unknown_field`.
+pub const FIELDS: [&str; 33] = [
     "model",
     "operation",
     "prompt",
@@ -55,19 +59,77 @@ pub const FIELDS: [&str; 23] = [
     "seed",
     "generate_audio",
     "output_audio",
+    "outputAudio",
     "watermark",
+    "return_last_frame",
+    "service_tier",
+    "execution_expires_after",
+    "priority",
+    "safety_identifier",
+    "user",
+    "draft",
+    "camera_fixed",
     "callback_url",
     "image_url",
     "image",
     "start_image",
     "end_image",
     "reference_images",
+    "image_urls",
     "video_urls",
     "audio_urls",
     "video_url",
     "video",
     "task_id",
 ];
+
+/// Why a field is refused for Seedance models: most belong to other model families.
+const OTHER_FAMILY: &str =
+    "belongs to another model family and is not supported by Seedance models; remove it.";
+
+/// Fields the platform documents for its other video models, or for Seedance workflows this
+/// gateway does not serve, each with the end of its error message. Known rather than unknown,
+/// so the client learns why; refused rather than dropped, so nothing a client asked for is
+/// silently lost. `null` counts as not sent, as everywhere.
+pub const UNSUPPORTED_FIELDS: [(&str, &str); 16] = [
+    ("negative_prompt", OTHER_FAMILY),
+    ("fps", OTHER_FAMILY),
+    ("cfg_scale", OTHER_FAMILY),
+    ("motion_strength", OTHER_FAMILY),
+    ("kling_elements", OTHER_FAMILY),
+    ("reference_image_type", OTHER_FAMILY),
+    ("referenceImageType", OTHER_FAMILY),
+    ("effect_type", OTHER_FAMILY),
+    ("extend_at", OTHER_FAMILY),
+    ("extend_times", OTHER_FAMILY),
+    (
+        "size",
+        "belongs to another model family and is not supported by Seedance models; use `resolution` and `aspect_ratio`.",
+    ),
+    (
+        "audio_url",
+        "belongs to another model family and is not supported by Seedance models; Seedance takes audio as `audio_urls` of `reference-to-video`.",
+    ),
+    (
+        "frames",
+        "is not supported by Seedance 2.0 models; use `duration`.",
+    ),
+    (
+        "draft_task_id",
+        "belongs to the Seedance 1.5 Pro draft workflow, which Seedance 2.0 models do not have.",
+    ),
+    (
+        "material_asset_id",
+        "is not supported here: its role (first frame or reference) would be a guess. Put `asset://<id>` in `image_url`, `start_image`, `end_image` or `reference_images` instead.",
+    ),
+    (
+        "material_asset_ids",
+        "is not supported here: put each `asset://<id>` in `reference_images` instead.",
+    ),
+];
+
+/// Operations the platform offers with other model families only.
+const OTHER_FAMILY_OPERATIONS: [&str; 2] = ["audio-to-video", "motion-control"];
 
 /// Longest prompt, in Unicode scalar values (docs/requests.md: 1–5,000 characters).
 pub const MAX_PROMPT_CHARS: usize = 5000;
@@ -88,6 +150,13 @@ pub const INPUT_CLIP_SECONDS: std::ops::RangeInclusive<f64> = 2.0..=15.0;
 pub const INPUT_CLIPS_TOTAL_SECONDS: f64 = 15.0;
 /// Ark's seed range; -1 asks for a random seed.
 pub const SEED_RANGE: std::ops::RangeInclusive<i64> = -1..=4_294_967_295;
+/// Seconds the upstream may be given to finish a task (the platform's documented range).
+pub const EXECUTION_EXPIRES_AFTER: std::ops::RangeInclusive<u32> = 3_600..=259_200;
+/// Upstream queue priorities.
+pub const PRIORITY: std::ops::RangeInclusive<u8> = 0..=9;
+/// Longest `safety_identifier` accepted: the platform documents 64 characters on its Seedance
+/// task endpoint and 128 on the generic one; the smaller is what Seedance is known to take.
+pub const MAX_SAFETY_IDENTIFIER_CHARS: usize = 64;
 
 const MIB: usize = 1024 * 1024;
 
@@ -128,7 +197,8 @@ pub(crate) fn model_not_found(catalog: &Catalog, id: &str) -> ApiError {
 pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, ApiError> {
     // 1. JSON, 2. schema.
     let entries = read_object(body)?;
-    if let Some((unknown, _)) = entries.iter().find(|(k, _)| !FIELDS.contains(&k.as_str())) {
+    let known = |k: &str| FIELDS.contains(&k) || UNSUPPORTED_FIELDS.iter().any(|(f, _)| *f == k);
+    if let Some((unknown, _)) = entries.iter().find(|(k, _)| !known(k)) {
         let hint = match closest_field(unknown) {
             Some(near) => format!(" Did you mean `{near}`?"),
             None => format!(" Accepted fields: {}.", FIELDS.join(", ")),
@@ -146,7 +216,11 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
     let model = catalog
         .model(raw.model)
         .ok_or_else(|| model_not_found(catalog, raw.model))?;
-    let operation = check_operation(model, raw.operation)?;
+    check_unsupported(&Fields(&map), &raw)?;
+    let operation = match raw.operation {
+        Some(text) => check_operation(model, text)?,
+        None => check_inferred_operation(model, infer_operation(&raw)?)?,
+    };
 
     // 5. Inputs.
     let prompt = check_prompt(raw.prompt, operation)?;
@@ -161,8 +235,15 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
     // 6. Limits.
     let resolution = check_resolution(model, raw.resolution)?;
     let duration = check_duration(model, raw.duration)?;
-    let aspect_ratio = check_aspect_ratio(model, raw.aspect_ratio, operation)?;
+    let aspect_ratio = check_aspect_ratio(model, raw.aspect_ratio)?;
     let seed = raw.seed.map(check_seed).transpose()?;
+    let service_tier = raw.service_tier.map(check_service_tier).transpose()?;
+    let execution_expires_after = raw
+        .execution_expires_after
+        .map(check_execution_expires_after)
+        .transpose()?;
+    let priority = raw.priority.map(check_priority).transpose()?;
+    let safety_identifier = check_safety_identifier(&raw)?;
     check_reference_limits(model, &raw)?;
     for m in &media {
         check_media_content(m)?;
@@ -186,12 +267,17 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
             image: one(raw.image.map(|s| s.value)),
             start_image: one(raw.start_image),
             end_image: one(raw.end_image),
-            reference_images: all(&raw.reference_images),
+            reference_images: all(&raw.reference_images.value),
             reference_videos: all(&raw.video_urls),
             reference_audios: all(&raw.audio_urls),
             video: one(raw.video.map(|s| s.value)),
             source_task_id,
         },
+        return_last_frame: raw.return_last_frame.unwrap_or(false),
+        service_tier,
+        execution_expires_after,
+        priority,
+        safety_identifier,
     })
 }
 
@@ -355,31 +441,39 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// A setting that may also be sent under an alias; if both are sent they must agree.
+    /// A non-empty list of strings; `[]` is not sent.
+    fn list(&self, key: &str) -> Result<Option<Vec<&'a str>>, ApiError> {
+        Ok(Some(self.strings(key)?).filter(|v| !v.is_empty()))
+    }
+
+    /// A setting that may be sent under several names (primary first); all that are sent
+    /// must agree, and the value keeps the first name sent.
     fn aliased<T: PartialEq>(
         &self,
-        primary: &'static str,
-        alias: &'static str,
+        names: &[&'static str],
         read: impl Fn(&Self, &str) -> Result<Option<T>, ApiError>,
     ) -> Result<Option<Sent<T>>, ApiError> {
-        match (read(self, primary)?, read(self, alias)?) {
-            (Some(a), Some(b)) if a != b => Err(invalid(
-                "alias_conflict",
-                alias,
-                format!(
-                    "`{primary}` and `{alias}` are the same setting and disagree; send one of them."
-                ),
-            )),
-            (Some(value), _) => Ok(Some(Sent {
-                field: primary,
-                value,
-            })),
-            (None, Some(value)) => Ok(Some(Sent {
-                field: alias,
-                value,
-            })),
-            (None, None) => Ok(None),
+        let mut first: Option<Sent<T>> = None;
+        for &name in names {
+            let Some(value) = read(self, name)? else {
+                continue;
+            };
+            match &first {
+                Some(kept) if kept.value != value => {
+                    return Err(invalid(
+                        "alias_conflict",
+                        name,
+                        format!(
+                        "`{}` and `{name}` are the same setting and disagree; send one of them.",
+                        kept.field
+                    ),
+                    ))
+                }
+                Some(_) => {}
+                None => first = Some(Sent { field: name, value }),
+            }
         }
+        Ok(first)
     }
 }
 
@@ -401,7 +495,7 @@ struct MediaValue<'a> {
 /// The request after the schema step: known fields, right types, aliases folded.
 struct Raw<'a> {
     model: &'a str,
-    operation: &'a str,
+    operation: Option<&'a str>,
     prompt: Option<&'a str>,
     resolution: Option<&'a str>,
     aspect_ratio: Option<Sent<&'a str>>,
@@ -409,64 +503,109 @@ struct Raw<'a> {
     seed: Option<i128>,
     generate_audio: Option<bool>,
     watermark: Option<bool>,
+    return_last_frame: Option<bool>,
+    service_tier: Option<&'a str>,
+    execution_expires_after: Option<i128>,
+    priority: Option<i128>,
+    safety_identifier: Option<&'a str>,
+    user: Option<&'a str>,
+    draft: Option<bool>,
+    camera_fixed: Option<bool>,
     callback_url: Option<&'a str>,
     image: Option<Sent<&'a str>>,
     start_image: Option<&'a str>,
     end_image: Option<&'a str>,
-    reference_images: Vec<&'a str>,
+    /// Empty when not sent; the name is then `reference_images`.
+    reference_images: Sent<Vec<&'a str>>,
     video_urls: Vec<&'a str>,
     audio_urls: Vec<&'a str>,
     video: Option<Sent<&'a str>>,
     task_id: Option<&'a str>,
 }
 
+/// One input field that was sent, and the operation it asks for when `operation` is not sent.
+#[derive(Clone, Copy)]
+struct Input {
+    field: &'static str,
+    implies: Operation,
+}
+
 impl<'a> Raw<'a> {
     fn read(f: &Fields<'a>) -> Result<Self, ApiError> {
-        let required = |key: &str| -> Result<&'a str, ApiError> {
-            f.string(key)?
-                .ok_or_else(|| invalid("missing_field", key, format!("`{key}` is required.")))
-        };
+        let model = f
+            .string("model")?
+            .ok_or_else(|| invalid("missing_field", "model", "`model` is required."))?;
         Ok(Raw {
-            model: required("model")?,
-            operation: required("operation")?,
+            model,
+            operation: f.string("operation")?,
             prompt: f.string("prompt")?,
             resolution: f.string("resolution")?,
-            aspect_ratio: f.aliased("aspect_ratio", "ratio", Fields::string)?,
-            duration: f.aliased("duration", "seconds", Fields::integer)?,
+            aspect_ratio: f.aliased(&["aspect_ratio", "ratio"], Fields::string)?,
+            duration: f.aliased(&["duration", "seconds"], Fields::integer)?,
             seed: f.integer("seed")?,
             generate_audio: f
-                .aliased("generate_audio", "output_audio", Fields::boolean)?
+                .aliased(
+                    &["generate_audio", "output_audio", "outputAudio"],
+                    Fields::boolean,
+                )?
                 .map(|s| s.value),
             watermark: f.boolean("watermark")?,
+            return_last_frame: f.boolean("return_last_frame")?,
+            service_tier: f.string("service_tier")?,
+            execution_expires_after: f.integer("execution_expires_after")?,
+            priority: f.integer("priority")?,
+            safety_identifier: f.string("safety_identifier")?,
+            user: f.string("user")?,
+            draft: f.boolean("draft")?,
+            camera_fixed: f.boolean("camera_fixed")?,
             callback_url: f.string("callback_url")?,
-            image: f.aliased("image_url", "image", Fields::string)?,
+            image: f.aliased(&["image_url", "image"], Fields::string)?,
             start_image: f.string("start_image")?,
             end_image: f.string("end_image")?,
-            reference_images: f.strings("reference_images")?,
+            reference_images: f
+                .aliased(&["reference_images", "image_urls"], Fields::list)?
+                .unwrap_or(Sent {
+                    field: "reference_images",
+                    value: Vec::new(),
+                }),
             video_urls: f.strings("video_urls")?,
             audio_urls: f.strings("audio_urls")?,
-            video: f.aliased("video_url", "video", Fields::string)?,
+            video: f.aliased(&["video_url", "video"], Fields::string)?,
             task_id: f.string("task_id")?,
         })
     }
 
     /// The input fields sent (under the name sent), in a fixed order.
-    fn inputs_sent(&self) -> Vec<&'static str> {
+    fn inputs_sent(&self) -> Vec<Input> {
+        use Operation::{
+            ImageToVideo, ReferenceToVideo, StartEndToVideo, VideoExtension, VideoToVideo,
+        };
         let mut sent = Vec::new();
-        sent.extend(self.image.map(|s| s.field));
-        sent.extend(self.start_image.map(|_| "start_image"));
-        sent.extend(self.end_image.map(|_| "end_image"));
+        let mut push = |field, implies| sent.push(Input { field, implies });
+        if let Some(s) = self.image {
+            push(s.field, ImageToVideo);
+        }
+        if self.start_image.is_some() {
+            push("start_image", StartEndToVideo);
+        }
+        if self.end_image.is_some() {
+            push("end_image", StartEndToVideo);
+        }
         for (field, list) in [
-            ("reference_images", &self.reference_images),
+            (self.reference_images.field, &self.reference_images.value),
             ("video_urls", &self.video_urls),
             ("audio_urls", &self.audio_urls),
         ] {
             if !list.is_empty() {
-                sent.push(field);
+                push(field, ReferenceToVideo);
             }
         }
-        sent.extend(self.video.map(|s| s.field));
-        sent.extend(self.task_id.map(|_| "task_id"));
+        if let Some(s) = self.video {
+            push(s.field, VideoToVideo);
+        }
+        if self.task_id.is_some() {
+            push("task_id", VideoExtension);
+        }
         sent
     }
 
@@ -484,7 +623,11 @@ impl<'a> Raw<'a> {
             push(Media::Image, "end_image", v);
         }
         for (kind, field, list) in [
-            (Media::Image, "reference_images", &self.reference_images),
+            (
+                Media::Image,
+                self.reference_images.field,
+                &self.reference_images.value,
+            ),
             (Media::Video, "video_urls", &self.video_urls),
             (Media::Audio, "audio_urls", &self.audio_urls),
         ] {
@@ -500,24 +643,107 @@ impl<'a> Raw<'a> {
 }
 
 // ---------------------------------------------------------------------------------------
+// 3. Model
+
+/// A field of [`UNSUPPORTED_FIELDS`], in that table's order, then `draft` or `camera_fixed`
+/// set to `true`. Checked once the model is known, so a body meant for another platform model
+/// is told `model_not_found` first.
+fn check_unsupported(f: &Fields<'_>, raw: &Raw<'_>) -> Result<(), ApiError> {
+    let refuse = |field: &str, why: &str| {
+        Err(invalid(
+            "unsupported_parameter",
+            field,
+            format!("`{field}` {why}"),
+        ))
+    };
+    if let Some((field, why)) = UNSUPPORTED_FIELDS
+        .iter()
+        .find(|(field, _)| f.get(field).is_some())
+    {
+        return refuse(field, why);
+    }
+    if raw.draft == Some(true) {
+        return refuse(
+            "draft",
+            "`true` belongs to the Seedance 1.5 Pro draft workflow, which Seedance 2.0 models do not have; omit it or send false.",
+        );
+    }
+    if raw.camera_fixed == Some(true) {
+        return refuse(
+            "camera_fixed",
+            "`true` is not supported by Seedance 2.0 models; omit it or send false, and describe the camera in the prompt.",
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
 // 4. Operation
+
+fn unsupported_operation(model: &ModelSpec, message: String) -> ApiError {
+    invalid(
+        "unsupported_operation",
+        "operation",
+        format!("{message} Use one of {}.", names(&model.operations)),
+    )
+    .with_extra("allowed_operations", name_list(&model.operations))
+}
 
 fn check_operation(model: &ModelSpec, text: &str) -> Result<Operation, ApiError> {
     let parsed = text.parse::<Operation>().ok();
     match parsed {
         Some(op) if model.operations.contains(&op) => Ok(op),
-        _ => {
-            let message = match parsed {
-                Some(_) => format!("`{}` does not support the operation `{text}`.", model.id),
-                None => format!("`{text}` is not an operation."),
-            };
-            Err(invalid(
-                "unsupported_operation",
-                "operation",
-                format!("{message} Use one of {}.", names(&model.operations)),
-            )
-            .with_extra("allowed_operations", name_list(&model.operations)))
-        }
+        Some(_) => Err(unsupported_operation(
+            model,
+            format!("`{}` does not support the operation `{text}`.", model.id),
+        )),
+        None if OTHER_FAMILY_OPERATIONS.contains(&text) => Err(unsupported_operation(
+            model,
+            format!("`{text}` is offered by other model families, not by Seedance models."),
+        )),
+        None => Err(unsupported_operation(
+            model,
+            format!("`{text}` is not an operation."),
+        )),
+    }
+}
+
+/// The operation a request without `operation` asks for: the one every input sent implies,
+/// text-to-video when none is sent. The platform infers it, so its clients leave it out.
+/// Inputs that imply different operations are refused rather than ranked: any ranking would
+/// be a guess about a paid request.
+fn infer_operation(raw: &Raw<'_>) -> Result<Operation, ApiError> {
+    let sent = raw.inputs_sent();
+    let Some(first) = sent.first() else {
+        return Ok(Operation::TextToVideo);
+    };
+    match sent.iter().find(|i| i.implies != first.implies) {
+        None => Ok(first.implies),
+        Some(other) => Err(invalid(
+            "ambiguous_operation",
+            other.field,
+            format!(
+                "Without `operation`, `{}` asks for `{}` but `{}` asks for `{}`; send `operation` and only the inputs it takes.",
+                first.field, first.implies, other.field, other.implies
+            ),
+        )),
+    }
+}
+
+fn check_inferred_operation(
+    model: &ModelSpec,
+    operation: Operation,
+) -> Result<Operation, ApiError> {
+    if model.operations.contains(&operation) {
+        Ok(operation)
+    } else {
+        Err(unsupported_operation(
+            model,
+            format!(
+                "`{}` does not support `{operation}`, the operation these inputs ask for.",
+                model.id
+            ),
+        ))
     }
 }
 
@@ -570,31 +796,19 @@ fn check_prompt(prompt: Option<&str>, operation: Operation) -> Result<Option<Str
     Ok(Some(prompt.to_owned()))
 }
 
-/// Which input fields each operation takes (docs/requests.md); aliases count as their primary.
-fn accepts(operation: Operation, field: &str) -> bool {
-    let field = match field {
-        "image" => "image_url",
-        "video" => "video_url",
-        other => other,
-    };
-    match operation {
-        Operation::TextToVideo => false,
-        Operation::ImageToVideo => field == "image_url",
-        Operation::StartEndToVideo => matches!(field, "start_image" | "end_image"),
-        Operation::ReferenceToVideo => {
-            matches!(field, "reference_images" | "video_urls" | "audio_urls")
-        }
-        Operation::VideoToVideo => field == "video_url",
-        Operation::VideoExtension => matches!(field, "video_url" | "task_id"),
-    }
+/// Whether the operation takes the input (docs/requests.md): each takes the inputs that
+/// imply it, and video-extension also takes a source video (`video_url`).
+fn accepts(operation: Operation, input: Input) -> bool {
+    input.implies == operation
+        || (operation == Operation::VideoExtension && input.implies == Operation::VideoToVideo)
 }
 
 /// Fields the operation rejects, then fields it needs.
 fn check_slots(raw: &Raw<'_>, operation: Operation) -> Result<(), ApiError> {
-    if let Some(field) = raw
+    if let Some(Input { field, .. }) = raw
         .inputs_sent()
         .into_iter()
-        .find(|f| !accepts(operation, f))
+        .find(|i| !accepts(operation, *i))
     {
         return Err(if field == "audio_urls" {
             invalid(
@@ -633,7 +847,7 @@ fn check_slots(raw: &Raw<'_>, operation: Operation) -> Result<(), ApiError> {
         }
         Operation::StartEndToVideo => Ok(()),
         Operation::ReferenceToVideo
-            if raw.reference_images.is_empty() && raw.video_urls.is_empty() =>
+            if raw.reference_images.value.is_empty() && raw.video_urls.is_empty() =>
         {
             Err(if raw.audio_urls.is_empty() {
                 invalid(
@@ -759,10 +973,53 @@ fn check_callback_url(url: &str) -> Result<String, ApiError> {
     }
 }
 
-/// The form of a media value: a web URL, or a base64 data URI. Its content is a limit,
-/// checked later.
+/// Whether the value is `asset://asset-YYYYMMDDHHMMSS-xxxxx`: a material of the platform's
+/// library, by the id pattern the platform publishes (`^asset-\d{14}-[a-z0-9]{5}$`). Only
+/// the syntax is checked here; the server resolves the material.
+fn is_asset_reference(value: &str) -> bool {
+    let Some(id) = value
+        .split_once("://")
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("asset"))
+        .and_then(|(_, rest)| rest.strip_prefix("asset-"))
+    else {
+        return false;
+    };
+    let id = id.as_bytes();
+    id.len() == 20
+        && id[..14].iter().all(u8::is_ascii_digit)
+        && id[14] == b'-'
+        && id[15..]
+            .iter()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+}
+
+/// The form of a media value: a web URL, a base64 data URI, or for images an asset
+/// reference. Its content is a limit, checked later.
 fn check_media_form(m: &MediaValue<'_>) -> Result<(), ApiError> {
     let field = m.field;
+    let has_scheme = |name: &str| {
+        m.value
+            .split_once(':')
+            .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case(name))
+    };
+    if has_scheme("asset") {
+        return match m.kind {
+            Media::Image if is_asset_reference(m.value) => Ok(()),
+            Media::Image => Err(invalid(
+                "invalid_media_url",
+                field,
+                format!("`{field}`: an asset reference must look like asset://asset-YYYYMMDDHHMMSS-xxxxx (14 digits, then 5 lower-case letters or digits)."),
+            )),
+            kind => Err(invalid(
+                "invalid_media_url",
+                field,
+                format!(
+                    "`{field}`: asset references are accepted for images only; a {} must be an https:// or http:// URL or a base64 data: URI.",
+                    kind.name()
+                ),
+            )),
+        };
+    }
     if strip_data_scheme(m.value).is_some() {
         if DataUri::parse(m.value).is_none() {
             return Err(invalid(
@@ -774,10 +1031,15 @@ fn check_media_form(m: &MediaValue<'_>) -> Result<(), ApiError> {
         return Ok(());
     }
     if !is_web_url(m.value) {
+        let asset = if m.kind == Media::Image {
+            ", a base64 data: URI or an asset://asset-… reference"
+        } else {
+            " or a base64 data: URI"
+        };
         return Err(invalid(
             "invalid_media_url",
             field,
-            format!("`{field}` must be an https:// or http:// URL or a base64 data: URI."),
+            format!("`{field}` must be an https:// or http:// URL{asset}."),
         ));
     }
     Ok(())
@@ -836,16 +1098,17 @@ fn check_duration(
         })
 }
 
+/// `adaptive` is the default and valid for every operation: with an image or video input the
+/// model follows its shape, with a prompt alone it picks the shape itself. The reservation
+/// counts the largest size of the tier either way.
 fn check_aspect_ratio(
     model: &ModelSpec,
     ratio: Option<Sent<&str>>,
-    operation: Operation,
 ) -> Result<AspectRatio, ApiError> {
     let Some(Sent { field, value: text }) = ratio else {
-        return Ok(operation.default_aspect_ratio());
+        return Ok(AspectRatio::DEFAULT);
     };
-    let ratio = text
-        .parse::<AspectRatio>()
+    text.parse::<AspectRatio>()
         .ok()
         .filter(|r| model.aspect_ratios.contains(r))
         .ok_or_else(|| {
@@ -858,15 +1121,7 @@ fn check_aspect_ratio(
                 ),
             )
             .with_extra("allowed_aspect_ratios", name_list(&model.aspect_ratios))
-        })?;
-    if ratio == AspectRatio::Adaptive && !operation.has_visual_input() {
-        return Err(invalid(
-            "adaptive_requires_visual_input",
-            field,
-            format!("`adaptive` follows an input image or video; `{operation}` has none. Pick a fixed ratio."),
-        ));
-    }
-    Ok(ratio)
+        })
 }
 
 fn check_seed(seed: i128) -> Result<i64, ApiError> {
@@ -888,12 +1143,102 @@ fn check_seed(seed: i128) -> Result<i64, ApiError> {
         })
 }
 
+/// The upstream's processing tiers for Seedance 2.0: `default` only; the platform refuses
+/// `flex` for these models, and so does Seedgate rather than run a request on another tier.
+fn check_service_tier(text: &str) -> Result<ServiceTier, ApiError> {
+    text.parse::<ServiceTier>().map_err(|_| {
+        let why = if text == "flex" {
+            "Seedance 2.0 models do not support the `flex` tier".to_owned()
+        } else {
+            format!("`{text}` is not a service tier")
+        };
+        invalid(
+            "unsupported_service_tier",
+            "service_tier",
+            format!("{why}; send `default` or omit `service_tier`."),
+        )
+        .with_extra("allowed_service_tiers", vec!["default"].into())
+    })
+}
+
+/// A whole number within `range`, else `code` naming `field` with `min` and `max`.
+fn in_range<T: TryFrom<i128> + Into<i64> + Copy>(
+    code: &'static str,
+    field: &str,
+    what: &str,
+    range: std::ops::RangeInclusive<T>,
+    value: i128,
+) -> Result<T, ApiError> {
+    let (min, max) = ((*range.start()).into(), (*range.end()).into());
+    T::try_from(value)
+        .ok()
+        .filter(|v| (min..=max).contains(&(*v).into()))
+        .ok_or_else(|| {
+            invalid(
+                code,
+                field,
+                format!("`{field}` must be {what} from {min} to {max} (got {value})."),
+            )
+            .with_extra("min", min.into())
+            .with_extra("max", max.into())
+        })
+}
+
+fn check_execution_expires_after(seconds: i128) -> Result<u32, ApiError> {
+    in_range(
+        "invalid_execution_expires_after",
+        "execution_expires_after",
+        "seconds",
+        EXECUTION_EXPIRES_AFTER,
+        seconds,
+    )
+}
+
+fn check_priority(priority: i128) -> Result<u8, ApiError> {
+    in_range(
+        "invalid_priority",
+        "priority",
+        "a whole number",
+        PRIORITY,
+        priority,
+    )
+}
+
+/// `safety_identifier`, or else `user`: the platform documents that `user` stands in for it
+/// when it is absent, so `user` is then held to the same rules (the upstream takes at most
+/// [`MAX_SAFETY_IDENTIFIER_CHARS`]). A `user` beside a `safety_identifier` is only a label
+/// Seedgate has no use for.
+fn check_safety_identifier(raw: &Raw<'_>) -> Result<Option<String>, ApiError> {
+    let (field, value) = match (raw.safety_identifier, raw.user) {
+        (Some(id), _) => ("safety_identifier", id),
+        (None, Some(user)) => ("user", user),
+        (None, None) => return Ok(None),
+    };
+    let chars = value.chars().count();
+    if (1..=MAX_SAFETY_IDENTIFIER_CHARS).contains(&chars) && !value.chars().any(char::is_control) {
+        return Ok(Some(value.to_owned()));
+    }
+    let stands_in = if field == "user" {
+        " (`user` stands in for `safety_identifier` when that is not sent)"
+    } else {
+        ""
+    };
+    Err(invalid(
+        "invalid_safety_identifier",
+        field,
+        format!(
+            "`{field}` must be 1 to {MAX_SAFETY_IDENTIFIER_CHARS} characters without control characters{stands_in}; got {chars} characters."
+        ),
+    )
+    .with_extra("max_length", MAX_SAFETY_IDENTIFIER_CHARS.into()))
+}
+
 fn check_reference_limits(model: &ModelSpec, raw: &Raw<'_>) -> Result<(), ApiError> {
     let limits = model.reference_limits;
     for (field, count, limit) in [
         (
-            "reference_images",
-            raw.reference_images.len(),
+            raw.reference_images.field,
+            raw.reference_images.value.len(),
             limits.images,
         ),
         ("video_urls", raw.video_urls.len(), limits.videos),

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::catalog::ModelSpec;
 use crate::job::{AspectRatio, DurationRequest, Operation, Resolution};
-use crate::parse::FIELDS;
+use crate::parse::{FIELDS, UNSUPPORTED_FIELDS};
 use crate::parse_tests::{data_uri, parse, png};
 use crate::pricing::{input_tokens, output_tokens, price_tokens, quote};
 use crate::{
@@ -33,7 +33,8 @@ fn image() -> BoxedStrategy<Value> {
             5 * w >= 2 * h && 2 * w <= 5 * h
         })
         .prop_map(|(w, h)| Value::from(data_uri("image/png", &png(w, h))));
-    prop_oneof![3 => url(), 1 => png_uri].boxed()
+    let asset = "[aA][sS][sS][eE][tT]://asset-[0-9]{14}-[a-z0-9]{5}".prop_map(Value::from);
+    prop_oneof![3 => url(), 1 => png_uri, 1 => asset].boxed()
 }
 
 fn video() -> BoxedStrategy<Value> {
@@ -53,6 +54,12 @@ fn either(primary: &'static str, alias: &'static str) -> impl Strategy<Value = &
     select(vec![primary, alias])
 }
 
+/// Whether a request of `op` with these inputs would be inferred as `op` without `operation`:
+/// always, except video-extension of a video URL, which is video-to-video's input.
+fn implies(op: Operation, inputs: &[(&'static str, Value)]) -> bool {
+    op != Operation::VideoExtension || inputs.iter().any(|(k, _)| *k == "task_id")
+}
+
 /// The media fields of a valid request of `op` on `model`.
 fn inputs(op: Operation, model: &ModelSpec) -> BoxedStrategy<Vec<(&'static str, Value)>> {
     let limits = model.reference_limits;
@@ -65,16 +72,17 @@ fn inputs(op: Operation, model: &ModelSpec) -> BoxedStrategy<Vec<(&'static str, 
             .prop_map(|(s, e)| vec![("start_image", s), ("end_image", e)])
             .boxed(),
         Operation::ReferenceToVideo => (
+            either("reference_images", "image_urls"),
             proptest::collection::vec(image(), 0..=limits.images),
             proptest::collection::vec(video(), 0..=limits.videos),
             proptest::collection::vec(audio(), 0..=limits.audios),
         )
-            .prop_filter("a visual reference", |(i, v, _)| {
+            .prop_filter("a visual reference", |(_, i, v, _)| {
                 !i.is_empty() || !v.is_empty()
             })
-            .prop_map(|(i, v, a)| {
+            .prop_map(|(key, i, v, a)| {
                 vec![
-                    ("reference_images", Value::from(i)),
+                    (key, Value::from(i)),
                     ("video_urls", Value::from(v)),
                     ("audio_urls", Value::from(a)),
                 ]
@@ -92,17 +100,38 @@ fn inputs(op: Operation, model: &ModelSpec) -> BoxedStrategy<Vec<(&'static str, 
     }
 }
 
-/// Any valid request of the built-in catalog, using defaults and aliases at random.
+/// The optional settings of the platform's dialect, each sent or not at random.
+fn arb_settings() -> impl Strategy<Value = Vec<(&'static str, Value)>> {
+    let id = "[A-Za-z0-9_.@-]{1,64}";
+    (
+        proptest::option::of(any::<bool>()),
+        proptest::option::of(Just("default")),
+        proptest::option::of(3_600u32..=259_200),
+        proptest::option::of(0u8..=9),
+        proptest::option::of((either("safety_identifier", "user"), id)),
+        proptest::option::of(Just(false)),
+        proptest::option::of(Just(false)),
+    )
+        .prop_map(|(last_frame, tier, expires, priority, id, draft, camera)| {
+            let mut settings: Vec<(&'static str, Value)> = Vec::new();
+            settings.extend(last_frame.map(|v| ("return_last_frame", v.into())));
+            settings.extend(tier.map(|v| ("service_tier", v.into())));
+            settings.extend(expires.map(|v| ("execution_expires_after", v.into())));
+            settings.extend(priority.map(|v| ("priority", v.into())));
+            settings.extend(id.map(|(key, v)| (key, v.into())));
+            settings.extend(draft.map(|v| ("draft", v.into())));
+            settings.extend(camera.map(|v| ("camera_fixed", v.into())));
+            settings
+        })
+}
+
+/// Any valid request of the built-in catalog, using defaults and aliases at random, and
+/// leaving `operation` out at random when the inputs imply it.
 fn arb_valid_request() -> impl Strategy<Value = Value> {
     let catalog = Catalog::builtin();
     let models = catalog.models().to_vec();
     (select(models), select(Operation::ALL.to_vec())).prop_flat_map(|(model, op)| {
-        let ratios: Vec<AspectRatio> = model
-            .aspect_ratios
-            .iter()
-            .copied()
-            .filter(|a| *a != AspectRatio::Adaptive || op.has_visual_input())
-            .collect();
+        let ratios = model.aspect_ratios.clone();
         let d = model.duration;
         let text = "[a-z][\\PC\n\r\t]{0,60}";
         let prompt = if op == Operation::VideoExtension {
@@ -124,20 +153,27 @@ fn arb_valid_request() -> impl Strategy<Value = Value> {
             ),
             (
                 proptest::option::of(-1i64..=4_294_967_295),
-                proptest::option::of((any::<bool>(), either("generate_audio", "output_audio"))),
+                proptest::option::of((
+                    any::<bool>(),
+                    select(vec!["generate_audio", "output_audio", "outputAudio"]),
+                )),
                 proptest::option::of(any::<bool>()),
                 proptest::option::of("[hH][tT][tT][pP][sS]?://hooks\\.e\\.com/[a-z]{1,8}"),
                 inputs(op, &model),
+                arb_settings(),
+                any::<bool>(),
             ),
         )
             .prop_map(
                 |(
                     (model, op, prompt, res, ratio, duration),
-                    (seed, audio, watermark, callback, inputs),
+                    (seed, audio, watermark, callback, inputs, settings, name_it),
                 )| {
                     let mut body = Map::new();
                     body.insert("model".into(), model.into());
-                    body.insert("operation".into(), op.as_str().into());
+                    if name_it || !implies(op, &inputs) {
+                        body.insert("operation".into(), op.as_str().into());
+                    }
                     if let Some(p) = prompt {
                         body.insert("prompt".into(), p.into());
                     }
@@ -162,7 +198,7 @@ fn arb_valid_request() -> impl Strategy<Value = Value> {
                     if let Some(c) = callback {
                         body.insert("callback_url".into(), c.into());
                     }
-                    for (key, value) in inputs {
+                    for (key, value) in inputs.into_iter().chain(settings) {
                         body.insert(key.into(), value);
                     }
                     Value::Object(body)
@@ -180,7 +216,10 @@ fn to_body(job: &VideoJob) -> Value {
     let mut body = json!({"model": job.model, "operation": job.operation.as_str(),
         "resolution": job.resolution.as_str(), "aspect_ratio": job.aspect_ratio.as_str(),
         "duration": duration, "generate_audio": job.generate_audio, "watermark": job.watermark,
-        "seed": job.seed, "callback_url": job.callback_url, "prompt": job.prompt});
+        "seed": job.seed, "callback_url": job.callback_url, "prompt": job.prompt,
+        "return_last_frame": job.return_last_frame, "service_tier": job.service_tier,
+        "execution_expires_after": job.execution_expires_after, "priority": job.priority,
+        "safety_identifier": job.safety_identifier});
     let i = &job.inputs;
     let one = |m: &Option<crate::MediaInput>| m.as_ref().map(|m| m.as_str().to_owned());
     let all = |v: &[crate::MediaInput]| v.iter().map(|m| m.as_str().to_owned()).collect::<Vec<_>>();
@@ -204,6 +243,7 @@ fn sent_urls(body: &Value) -> Vec<&str> {
         "start_image",
         "end_image",
         "reference_images",
+        "image_urls",
         "video_urls",
         "audio_urls",
         "video_url",
@@ -291,9 +331,14 @@ fn arb_json() -> impl Strategy<Value = Value> {
     })
 }
 
+fn unsupported_names() -> Vec<&'static str> {
+    UNSUPPORTED_FIELDS.iter().map(|(f, _)| *f).collect()
+}
+
 fn arb_key() -> impl Strategy<Value = String> {
     prop_oneof![
         4 => select(FIELDS.to_vec()).prop_map(str::to_owned),
+        1 => select(unsupported_names()).prop_map(str::to_owned),
         1 => "[a-z_]{1,12}",
     ]
 }
@@ -320,9 +365,15 @@ proptest! {
         let model = catalog.model(&job.model).unwrap();
         prop_assert!(model.resolutions.contains(&job.resolution));
         prop_assert!(model.aspect_ratios.contains(&job.aspect_ratio));
-        prop_assert!(job.operation.has_visual_input() || job.aspect_ratio != AspectRatio::Adaptive);
         prop_assert_eq!(job.has_visual_input(), job.operation.has_visual_input());
+        // Without a ratio the job is adaptive, whatever the operation.
+        if body.get("aspect_ratio").is_none() && body.get("ratio").is_none() {
+            prop_assert_eq!(job.aspect_ratio, AspectRatio::Adaptive);
+        }
         prop_assert_eq!(job.prompt.is_none(), body.get("prompt").is_none());
+        if let Some(op) = body.get("operation") {
+            prop_assert_eq!(op, job.operation.as_str());
+        }
         // URLs are kept as sent but for the scheme, which is lower-cased.
         let canonical = to_body(&job);
         let (sent, kept) = (sent_urls(&body), sent_urls(&canonical));
@@ -374,8 +425,43 @@ proptest! {
     }
 
     #[test]
+    fn omitting_the_operation_infers_it_from_the_inputs(body in arb_valid_request()) {
+        let job = parse(body.clone()).unwrap();
+        let mut implicit = body;
+        implicit.as_object_mut().unwrap().remove("operation");
+        let inferred = parse(implicit.clone());
+        if job.operation == Operation::VideoExtension && job.inputs.video.is_some() {
+            // A video URL alone is video-to-video's input, which needs a prompt.
+            match inferred {
+                Ok(inferred) => {
+                    prop_assert_eq!(inferred.operation, Operation::VideoToVideo);
+                    prop_assert_eq!(VideoJob { operation: Operation::VideoExtension, ..inferred }, job);
+                }
+                Err(e) => {
+                    prop_assert!(job.prompt.is_none());
+                    prop_assert_eq!((e.code, e.param.as_deref()), ("missing_field", Some("prompt")));
+                }
+            }
+        } else {
+            prop_assert_eq!(inferred.map_err(|e| TestCaseError::fail(format!("{implicit}: {e:?}")))?, job);
+        }
+    }
+
+    #[test]
+    fn a_field_of_another_family_is_always_refused(
+        body in arb_valid_request(), key in select(unsupported_names()), value in arb_leaf()
+    ) {
+        prop_assume!(!value.is_null());
+        let mut body = body;
+        body[key] = value;
+        let e = parse(body).unwrap_err();
+        prop_assert_eq!((e.code, e.param.as_deref()), ("unsupported_parameter", Some(key)));
+    }
+
+    #[test]
     fn an_unknown_field_is_always_rejected(body in arb_valid_request(), key in "[a-z_]{1,16}", value in arb_leaf()) {
         prop_assume!(!FIELDS.contains(&key.as_str()));
+        prop_assume!(!unsupported_names().contains(&key.as_str()));
         let mut body = body;
         body[key.as_str()] = value;
         let e = parse(body).unwrap_err();

@@ -4,7 +4,8 @@
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::job::{AspectRatio, DurationRequest, Operation, Resolution};
+use crate::job::{AspectRatio, DurationRequest, Operation, Resolution, ServiceTier};
+use crate::parse::UNSUPPORTED_FIELDS;
 use crate::{parse_create_request, ApiError, Catalog, ErrorType, VideoJob, BUILTIN_CATALOG};
 
 // ---------------------------------------------------------------------------------------
@@ -149,23 +150,28 @@ fn minimal_text_to_video_gets_the_defaults() {
     assert_eq!(job.operation, Operation::TextToVideo);
     assert_eq!(job.prompt.as_deref(), Some("a cat"));
     assert_eq!(job.resolution, Resolution::P720);
-    assert_eq!(job.aspect_ratio, AspectRatio::W16H9);
+    assert_eq!(job.aspect_ratio, AspectRatio::Adaptive);
     assert_eq!(job.duration, DurationRequest::Seconds(5));
     assert_eq!(job.seed, None);
     assert!(job.generate_audio);
     assert!(!job.watermark);
     assert_eq!(job.callback_url, None);
     assert_eq!(job.inputs, Default::default());
+    assert!(!job.return_last_frame);
+    assert_eq!(job.service_tier, None);
+    assert_eq!(job.execution_expires_after, None);
+    assert_eq!(job.priority, None);
+    assert_eq!(job.safety_identifier, None);
 }
 
 #[test]
-fn image_and_start_end_default_to_adaptive_others_to_16_9() {
+fn omitted_aspect_ratio_is_adaptive_for_every_operation() {
     for op in Operation::ALL {
-        let expected = match op {
-            Operation::ImageToVideo | Operation::StartEndToVideo => AspectRatio::Adaptive,
-            _ => AspectRatio::W16H9,
-        };
-        assert_eq!(accepted(minimal(op)).aspect_ratio, expected, "{op}");
+        assert_eq!(
+            accepted(minimal(op)).aspect_ratio,
+            AspectRatio::Adaptive,
+            "{op}"
+        );
     }
 }
 
@@ -189,7 +195,9 @@ fn every_field_is_carried_into_the_job() {
     let job = accepted(
         json!({"model": "seedance-2.0", "operation": "text-to-video", "prompt": "p",
         "resolution": "1080p", "aspect_ratio": "21:9", "duration": 12, "seed": 7,
-        "generate_audio": false, "watermark": true, "callback_url": "https://hooks.e.com/x"}),
+        "generate_audio": false, "watermark": true, "callback_url": "https://hooks.e.com/x",
+        "return_last_frame": true, "service_tier": "default", "execution_expires_after": 7200,
+        "priority": 3, "safety_identifier": "user-42"}),
     );
     assert_eq!(job.resolution, Resolution::P1080);
     assert_eq!(job.aspect_ratio, AspectRatio::W21H9);
@@ -198,6 +206,11 @@ fn every_field_is_carried_into_the_job() {
     assert!(!job.generate_audio);
     assert!(job.watermark);
     assert_eq!(job.callback_url.as_deref(), Some("https://hooks.e.com/x"));
+    assert!(job.return_last_frame);
+    assert_eq!(job.service_tier, Some(ServiceTier::Default));
+    assert_eq!(job.execution_expires_after, Some(7200));
+    assert_eq!(job.priority, Some(3));
+    assert_eq!(job.safety_identifier.as_deref(), Some("user-42"));
 }
 
 #[test]
@@ -312,19 +325,29 @@ fn unknown_field_rejected() {
         err.message
     );
     let err = rejected(
-        with(t2v("seedance-2.0"), "negative_prompt", "x"),
+        with(t2v("seedance-2.0"), "style_preset", "x"),
         "unknown_field",
-        Some("negative_prompt"),
+        Some("style_preset"),
     );
     assert!(err.message.contains("Accepted fields"), "{}", err.message);
+    // A field of the platform's native Seedance task shape, not of this endpoint.
+    rejected(
+        with(
+            t2v("seedance-2.0"),
+            "tools",
+            json!([{"type": "web_search"}]),
+        ),
+        "unknown_field",
+        Some("tools"),
+    );
 }
 
 #[test]
 fn unknown_field_rejected_even_when_null() {
     rejected(
-        with(t2v("seedance-2.0"), "camera_fixed", Value::Null),
+        with(t2v("seedance-2.0"), "callback", Value::Null),
         "unknown_field",
-        Some("camera_fixed"),
+        Some("callback"),
     );
 }
 
@@ -348,7 +371,7 @@ fn field_names_are_case_sensitive() {
 
 #[test]
 fn wrong_types_rejected_with_invalid_type() {
-    let cases: [(&str, Value); 17] = [
+    let cases: [(&str, Value); 28] = [
         ("model", json!(1)),
         ("operation", json!(["text-to-video"])),
         ("prompt", json!(5)),
@@ -366,6 +389,17 @@ fn wrong_types_rejected_with_invalid_type() {
         ("reference_images", json!(IMG)),
         ("video_urls", json!([1])),
         ("task_id", json!(123)),
+        ("outputAudio", json!("false")),
+        ("return_last_frame", json!(1)),
+        ("service_tier", json!(["default"])),
+        ("execution_expires_after", json!("3600")),
+        ("priority", json!(1.5)),
+        ("safety_identifier", json!(42)),
+        ("user", json!({"id": "u"})),
+        ("draft", json!("false")),
+        ("camera_fixed", json!(0)),
+        ("image_urls", json!(IMG)),
+        ("image_urls", json!([IMG, 2])),
     ];
     for (field, value) in cases {
         rejected(
@@ -396,15 +430,6 @@ fn missing_model_rejected() {
         with(t2v("seedance-2.0"), "model", Value::Null),
         "missing_field",
         Some("model"),
-    );
-}
-
-#[test]
-fn missing_operation_rejected() {
-    rejected(
-        without(t2v("seedance-2.0"), "operation"),
-        "missing_field",
-        Some("operation"),
     );
 }
 
@@ -904,7 +929,7 @@ fn video_extension_of_a_task() {
     assert_eq!(job.inputs.source_task_id.as_deref(), Some(TASK));
     assert!(job.prompt.is_none());
     assert!(job.has_video_input());
-    assert_eq!(job.aspect_ratio, AspectRatio::W16H9);
+    assert_eq!(job.aspect_ratio, AspectRatio::Adaptive);
 }
 
 #[test]
@@ -1305,22 +1330,19 @@ fn every_fixed_ratio_is_accepted() {
 }
 
 #[test]
-fn adaptive_without_visual_input_rejected() {
-    rejected(
-        with(t2v("seedance-2.0"), "aspect_ratio", "adaptive"),
-        "adaptive_requires_visual_input",
-        Some("aspect_ratio"),
-    );
-    rejected(
-        with(t2v("seedance-2.0"), "ratio", "adaptive"),
-        "adaptive_requires_visual_input",
-        Some("ratio"),
-    );
+fn adaptive_on_text_to_video_is_accepted() {
+    // The model picks the shape from the prompt; the platform documents this as the default.
+    for key in ["aspect_ratio", "ratio"] {
+        assert_eq!(
+            accepted(with(t2v("seedance-2.0"), key, "adaptive")).aspect_ratio,
+            AspectRatio::Adaptive
+        );
+    }
 }
 
 #[test]
-fn adaptive_with_visual_input_accepted() {
-    for op in Operation::ALL.into_iter().filter(|o| o.has_visual_input()) {
+fn adaptive_is_accepted_for_every_operation() {
+    for op in Operation::ALL {
         assert_eq!(
             accepted(with(minimal(op), "aspect_ratio", "adaptive")).aspect_ratio,
             AspectRatio::Adaptive
@@ -1719,6 +1741,629 @@ fn data_uris_for_references_are_checked_like_the_others() {
 }
 
 // ---------------------------------------------------------------------------------------
+// 4. Operation inferred when omitted
+
+/// A body of `model`, a prompt and `inputs`, without `operation`.
+fn implicit(inputs: Value) -> Value {
+    let mut body = json!({"model": "seedance-2.0", "prompt": "a cat"});
+    for (key, value) in inputs.as_object().unwrap() {
+        body[key] = value.clone();
+    }
+    body
+}
+
+#[test]
+fn operation_omitted_with_only_a_prompt_is_text_to_video() {
+    assert_eq!(
+        accepted(implicit(json!({}))).operation,
+        Operation::TextToVideo
+    );
+    // `null` is not sent, like every other field.
+    assert_eq!(
+        accepted(implicit(json!({"operation": null}))).operation,
+        Operation::TextToVideo
+    );
+}
+
+#[test]
+fn operation_omitted_with_image_url_or_image_is_image_to_video() {
+    for key in ["image_url", "image"] {
+        let job = accepted(implicit(json!({key: IMG})));
+        assert_eq!(job.operation, Operation::ImageToVideo);
+        assert_eq!(job.inputs.image.unwrap().as_str(), IMG);
+    }
+}
+
+#[test]
+fn operation_omitted_with_start_and_end_image_is_start_end_to_video() {
+    let job = accepted(implicit(json!({"start_image": IMG, "end_image": IMG})));
+    assert_eq!(job.operation, Operation::StartEndToVideo);
+    // One frame alone still asks for start-end-to-video, which then needs the other.
+    rejected(
+        implicit(json!({"start_image": IMG})),
+        "missing_field",
+        Some("end_image"),
+    );
+    rejected(
+        implicit(json!({"end_image": IMG})),
+        "missing_field",
+        Some("start_image"),
+    );
+}
+
+#[test]
+fn operation_omitted_with_references_is_reference_to_video() {
+    for inputs in [
+        json!({"reference_images": [IMG]}),
+        json!({"image_urls": [IMG, IMG]}),
+        json!({"video_urls": [VID]}),
+        json!({"reference_images": [IMG], "video_urls": [VID], "audio_urls": [AUD]}),
+        json!({"image_urls": [IMG], "audio_urls": [AUD]}),
+    ] {
+        let job = accepted(implicit(inputs.clone()));
+        assert_eq!(job.operation, Operation::ReferenceToVideo, "{inputs}");
+    }
+    // Audio alone asks for reference-to-video, which needs a visual reference beside it.
+    rejected(
+        implicit(json!({"audio_urls": [AUD]})),
+        "audio_requires_visual_reference",
+        Some("audio_urls"),
+    );
+}
+
+#[test]
+fn operation_omitted_with_video_url_or_video_is_video_to_video() {
+    for key in ["video_url", "video"] {
+        let job = accepted(implicit(json!({key: VID})));
+        assert_eq!(job.operation, Operation::VideoToVideo);
+        assert_eq!(job.inputs.video.unwrap().as_str(), VID);
+    }
+}
+
+#[test]
+fn operation_omitted_with_task_id_is_video_extension() {
+    let job = accepted(json!({"model": "seedance-2.0", "task_id": TASK}));
+    assert_eq!(job.operation, Operation::VideoExtension);
+    assert_eq!(job.inputs.source_task_id.as_deref(), Some(TASK));
+    assert_eq!(job.prompt, None);
+}
+
+#[test]
+fn operation_omitted_ignores_null_and_empty_inputs() {
+    let job = accepted(implicit(json!({"image_url": null, "reference_images": [],
+        "image_urls": [], "video_urls": null, "task_id": null})));
+    assert_eq!(job.operation, Operation::TextToVideo);
+    let job = accepted(implicit(json!({"image_url": IMG, "reference_images": []})));
+    assert_eq!(job.operation, Operation::ImageToVideo);
+}
+
+#[test]
+fn operation_omitted_with_inputs_of_two_operations_is_ambiguous() {
+    for (inputs, first, second) in [
+        (
+            json!({"image_url": IMG, "video_url": VID}),
+            "image_url",
+            "video_url",
+        ),
+        (json!({"image": IMG, "video": VID}), "image", "video"),
+        (
+            json!({"start_image": IMG, "end_image": IMG, "reference_images": [IMG]}),
+            "start_image",
+            "reference_images",
+        ),
+        (
+            json!({"image_url": IMG, "end_image": IMG}),
+            "image_url",
+            "end_image",
+        ),
+        (
+            json!({"image_url": IMG, "image_urls": [IMG]}),
+            "image_url",
+            "image_urls",
+        ),
+        (
+            json!({"video_urls": [VID], "video_url": VID}),
+            "video_urls",
+            "video_url",
+        ),
+        (
+            json!({"video_url": VID, "task_id": TASK}),
+            "video_url",
+            "task_id",
+        ),
+        (
+            json!({"audio_urls": [AUD], "image_url": IMG}),
+            "image_url",
+            "audio_urls",
+        ),
+    ] {
+        let err = rejected(
+            implicit(inputs.clone()),
+            "ambiguous_operation",
+            Some(second),
+        );
+        for field in [first, second] {
+            assert!(
+                err.message.contains(&format!("`{field}`")),
+                "{inputs}: {}",
+                err.message
+            );
+        }
+        assert!(err.message.contains("`operation`"), "{}", err.message);
+    }
+}
+
+#[test]
+fn explicit_operation_keeps_the_strict_rules() {
+    // Inference never overrides what was sent: the inputs must fit the operation named.
+    rejected(
+        with(t2v("seedance-2.0"), "image_url", IMG),
+        "input_not_allowed",
+        Some("image_url"),
+    );
+    rejected(
+        with(minimal(Operation::ImageToVideo), "video_url", VID),
+        "input_not_allowed",
+        Some("video_url"),
+    );
+    let job = accepted(with(minimal(Operation::VideoExtension), "prompt", "more"));
+    assert_eq!(job.operation, Operation::VideoExtension);
+}
+
+#[test]
+fn inferred_operation_the_model_lacks_is_unsupported_operation() {
+    let catalog = catalog_with(
+        "seedance-2.0-mini",
+        "\"start-end-to-video\", \"reference-to-video\", \"video-to-video\", \"video-extension\"]",
+        "\"start-end-to-video\"]",
+    );
+    let body = with(
+        implicit(json!({"video_url": VID})),
+        "model",
+        "seedance-2.0-mini",
+    );
+    let err = parse_create_request(&catalog, body.to_string().as_bytes()).unwrap_err();
+    assert_eq!(
+        (err.code, err.param.as_deref()),
+        ("unsupported_operation", Some("operation"))
+    );
+    assert!(err.message.contains("video-to-video"), "{}", err.message);
+}
+
+#[test]
+fn operations_of_other_families_are_unsupported_operation() {
+    for op in ["audio-to-video", "motion-control"] {
+        let err = rejected(
+            with(t2v("seedance-2.0"), "operation", op),
+            "unsupported_operation",
+            Some("operation"),
+        );
+        assert!(
+            err.message.contains("other model families"),
+            "{}",
+            err.message
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The platform's optional settings
+
+#[test]
+fn return_last_frame_is_carried() {
+    assert!(accepted(with(t2v("seedance-2.0"), "return_last_frame", true)).return_last_frame);
+    assert!(!accepted(with(t2v("seedance-2.0"), "return_last_frame", false)).return_last_frame);
+}
+
+#[test]
+fn service_tier_default_is_accepted() {
+    let job = accepted(with(t2v("seedance-2.0"), "service_tier", "default"));
+    assert_eq!(job.service_tier, Some(ServiceTier::Default));
+}
+
+#[test]
+fn service_tier_flex_is_refused() {
+    let err = rejected(
+        with(t2v("seedance-2.0"), "service_tier", "flex"),
+        "unsupported_service_tier",
+        Some("service_tier"),
+    );
+    assert!(err.message.contains("flex"), "{}", err.message);
+    assert_eq!(err.extra["allowed_service_tiers"], json!(["default"]));
+}
+
+#[test]
+fn unknown_service_tier_is_refused() {
+    for tier in ["Default", "priority", ""] {
+        rejected(
+            with(t2v("seedance-2.0"), "service_tier", tier),
+            "unsupported_service_tier",
+            Some("service_tier"),
+        );
+    }
+}
+
+#[test]
+fn execution_expires_after_outside_3600_to_259200_is_refused() {
+    for bad in [
+        json!(3599),
+        json!(259_201),
+        json!(0),
+        json!(-1),
+        json!(u64::MAX),
+    ] {
+        let err = rejected(
+            with(t2v("seedance-2.0"), "execution_expires_after", bad),
+            "invalid_execution_expires_after",
+            Some("execution_expires_after"),
+        );
+        assert_eq!(
+            (&err.extra["min"], &err.extra["max"]),
+            (&json!(3600), &json!(259_200))
+        );
+    }
+    for good in [3600, 172_800, 259_200] {
+        let job = accepted(with(t2v("seedance-2.0"), "execution_expires_after", good));
+        assert_eq!(job.execution_expires_after, Some(good));
+    }
+}
+
+#[test]
+fn priority_outside_0_to_9_is_refused() {
+    for bad in [json!(10), json!(-1), json!(256), json!(i64::MIN)] {
+        let err = rejected(
+            with(t2v("seedance-2.0"), "priority", bad),
+            "invalid_priority",
+            Some("priority"),
+        );
+        assert_eq!(
+            (&err.extra["min"], &err.extra["max"]),
+            (&json!(0), &json!(9))
+        );
+    }
+    for good in [0, 9] {
+        assert_eq!(
+            accepted(with(t2v("seedance-2.0"), "priority", good)).priority,
+            Some(good)
+        );
+    }
+}
+
+#[test]
+fn safety_identifier_over_64_characters_is_refused() {
+    let err = rejected(
+        with(t2v("seedance-2.0"), "safety_identifier", "a".repeat(65)),
+        "invalid_safety_identifier",
+        Some("safety_identifier"),
+    );
+    assert_eq!(err.extra["max_length"], 64);
+    for bad in ["", "a\u{0}b", "line\nbreak"] {
+        rejected(
+            with(t2v("seedance-2.0"), "safety_identifier", bad),
+            "invalid_safety_identifier",
+            Some("safety_identifier"),
+        );
+    }
+    // Characters, not bytes.
+    let id = "身".repeat(64);
+    let job = accepted(with(t2v("seedance-2.0"), "safety_identifier", id.as_str()));
+    assert_eq!(job.safety_identifier, Some(id));
+}
+
+#[test]
+fn user_stands_in_for_a_missing_safety_identifier() {
+    let job = accepted(with(t2v("seedance-2.0"), "user", "end-user-7"));
+    assert_eq!(job.safety_identifier.as_deref(), Some("end-user-7"));
+    // Standing in, it is held to the same rules.
+    let err = rejected(
+        with(t2v("seedance-2.0"), "user", "u".repeat(65)),
+        "invalid_safety_identifier",
+        Some("user"),
+    );
+    assert!(err.message.contains("stands in"), "{}", err.message);
+    // Beside a safety identifier, `user` is not kept, so nothing holds it to those rules.
+    let body = with(
+        with(t2v("seedance-2.0"), "user", "u".repeat(200)),
+        "safety_identifier",
+        "sid",
+    );
+    assert_eq!(accepted(body).safety_identifier.as_deref(), Some("sid"));
+}
+
+#[test]
+fn image_urls_is_an_alias_of_reference_images() {
+    let body = implicit(json!({"operation": "reference-to-video", "image_urls": [IMG]}));
+    let job = accepted(body);
+    assert_eq!(job.inputs.reference_images[0].as_str(), IMG);
+    // Errors name the field as sent.
+    let err = rejected(
+        implicit(json!({"image_urls": urls(IMG, 10)})),
+        "too_many_references",
+        Some("image_urls"),
+    );
+    assert_eq!(err.extra["limit"], 9);
+    rejected(
+        implicit(json!({"image_urls": [IMG, "ftp://e.com/b.png"]})),
+        "invalid_media_url",
+        Some("image_urls"),
+    );
+    rejected(
+        with(minimal(Operation::ImageToVideo), "image_urls", json!([IMG])),
+        "input_not_allowed",
+        Some("image_urls"),
+    );
+    rejected(
+        with(
+            minimal(Operation::ImageToVideo),
+            "image_urls",
+            json!([data_uri("image/gif", b"GIF89a")]),
+        ),
+        "input_not_allowed",
+        Some("image_urls"),
+    );
+}
+
+#[test]
+fn image_urls_and_reference_images_must_agree() {
+    let job = accepted(r2v("image_urls", json!([IMG])));
+    assert_eq!(job.inputs.reference_images.len(), 1);
+    rejected(
+        r2v("image_urls", json!(["https://e.com/other.png"])),
+        "alias_conflict",
+        Some("image_urls"),
+    );
+    rejected(
+        r2v("image_urls", json!([IMG, IMG])),
+        "alias_conflict",
+        Some("image_urls"),
+    );
+    // An empty list is not sent, so it cannot disagree.
+    accepted(r2v("image_urls", json!([])));
+}
+
+#[test]
+fn audio_toggle_aliases_must_all_agree() {
+    assert!(!accepted(with(t2v("seedance-2.0"), "outputAudio", false)).generate_audio);
+    let all_false = json!({"generate_audio": false, "output_audio": false, "outputAudio": false});
+    assert!(!accepted(implicit(all_false)).generate_audio);
+    for (inputs, param) in [
+        (
+            json!({"output_audio": true, "outputAudio": false}),
+            "outputAudio",
+        ),
+        (
+            json!({"generate_audio": true, "outputAudio": false}),
+            "outputAudio",
+        ),
+        (
+            json!({"generate_audio": false, "output_audio": false, "outputAudio": true}),
+            "outputAudio",
+        ),
+        (
+            json!({"generate_audio": true, "output_audio": false, "outputAudio": false}),
+            "output_audio",
+        ),
+    ] {
+        rejected(implicit(inputs), "alias_conflict", Some(param));
+    }
+}
+
+#[test]
+fn draft_and_camera_fixed_false_are_no_ops_and_true_is_unsupported() {
+    let job = accepted(with(
+        with(t2v("seedance-2.0"), "draft", false),
+        "camera_fixed",
+        false,
+    ));
+    assert_eq!(job, accepted(t2v("seedance-2.0")));
+    for field in ["draft", "camera_fixed"] {
+        let err = rejected(
+            with(t2v("seedance-2.0"), field, true),
+            "unsupported_parameter",
+            Some(field),
+        );
+        assert!(err.message.contains("Seedance 2.0"), "{}", err.message);
+    }
+}
+
+#[test]
+fn jobs_stored_before_the_platform_settings_still_load() {
+    let mut stored = serde_json::to_value(accepted(minimal(Operation::ImageToVideo))).unwrap();
+    let fields = stored.as_object_mut().unwrap();
+    for key in [
+        "return_last_frame",
+        "service_tier",
+        "execution_expires_after",
+        "priority",
+        "safety_identifier",
+    ] {
+        assert!(fields.remove(key).is_some(), "{key}");
+    }
+    let job: VideoJob = serde_json::from_value(stored).unwrap();
+    assert_eq!(job, accepted(minimal(Operation::ImageToVideo)));
+}
+
+// ---------------------------------------------------------------------------------------
+// asset:// material references
+
+const ASSET: &str = "asset://asset-20260720123456-ab1cd";
+
+#[test]
+fn asset_references_are_accepted_in_every_image_field() {
+    let job = accepted(i2v(ASSET));
+    assert_eq!(job.inputs.image.as_ref().unwrap().as_str(), ASSET);
+    assert_eq!(
+        job.inputs.image.unwrap().asset_id(),
+        Some("asset-20260720123456-ab1cd")
+    );
+    let job = accepted(implicit(json!({"image": ASSET})));
+    assert_eq!(job.inputs.image.unwrap().as_str(), ASSET);
+    let job = accepted(implicit(json!({"start_image": ASSET, "end_image": ASSET})));
+    assert_eq!(job.inputs.start_image.unwrap().as_str(), ASSET);
+    assert_eq!(job.inputs.end_image.unwrap().as_str(), ASSET);
+    for key in ["reference_images", "image_urls"] {
+        let job = accepted(implicit(json!({key: [ASSET, IMG]})));
+        assert_eq!(job.inputs.reference_images[0].as_str(), ASSET);
+    }
+    // The scheme is case-insensitive and stored in lower case, like the others.
+    let job = accepted(i2v("ASSET://asset-20260720123456-ab1cd"));
+    assert_eq!(job.inputs.image.unwrap().as_str(), ASSET);
+}
+
+#[test]
+fn malformed_asset_references_rejected() {
+    for bad in [
+        "asset://asset-2026072012345-ab1cd",
+        "asset://asset-202607201234567-ab1cd",
+        "asset://asset-20260720123456-AB1CD",
+        "asset://asset-20260720123456-ab1c",
+        "asset://asset-20260720123456-ab1cde",
+        "asset://asset-20260720123456_ab1cd",
+        "asset://20260720123456-ab1cd",
+        "asset://asset-2026072012345x-ab1cd",
+        "asset://asset-20260720123456-ab1cd/x",
+        "asset:asset-20260720123456-ab1cd",
+        "asset://",
+        "asset-20260720123456-ab1cd",
+    ] {
+        rejected(i2v(bad), "invalid_media_url", Some("image_url"));
+    }
+}
+
+#[test]
+fn asset_references_are_refused_for_video_and_audio() {
+    rejected(
+        implicit(json!({"video_url": ASSET})),
+        "invalid_media_url",
+        Some("video_url"),
+    );
+    rejected(
+        r2v("video_urls", json!([ASSET])),
+        "invalid_media_url",
+        Some("video_urls"),
+    );
+    let err = rejected(
+        r2v("audio_urls", json!([ASSET])),
+        "invalid_media_url",
+        Some("audio_urls"),
+    );
+    assert!(err.message.contains("images only"), "{}", err.message);
+    rejected(
+        with(t2v("seedance-2.0"), "callback_url", ASSET),
+        "invalid_callback_url",
+        Some("callback_url"),
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Fields of other model families
+
+/// A plausible value of each documented field Seedance models do not take.
+fn unsupported_value(field: &str) -> Value {
+    match field {
+        "kling_elements" => json!([{"name": "hero", "element_input_urls": [IMG, IMG]}]),
+        "material_asset_ids" => json!(["asset-20260720123456-ab1cd"]),
+        "negative_prompt" | "extend_times" | "size" | "effect_type" | "draft_task_id" => {
+            json!("x")
+        }
+        "reference_image_type" | "referenceImageType" => json!("style"),
+        "audio_url" => json!(AUD),
+        "material_asset_id" => json!("asset-20260720123456-ab1cd"),
+        "cfg_scale" | "motion_strength" => json!(0.5),
+        _ => json!(24),
+    }
+}
+
+#[test]
+fn fields_of_other_model_families_are_unsupported_parameter() {
+    for field in [
+        "kling_elements",
+        "cfg_scale",
+        "motion_strength",
+        "negative_prompt",
+        "fps",
+    ] {
+        assert!(
+            UNSUPPORTED_FIELDS.iter().any(|(f, _)| *f == field),
+            "{field}"
+        );
+    }
+    for (field, _) in UNSUPPORTED_FIELDS {
+        for model in ["seedance-2.0", "seedance-2.0-fast", "seedance-2.0-mini"] {
+            let err = rejected(
+                with(t2v(model), field, unsupported_value(field)),
+                "unsupported_parameter",
+                Some(field),
+            );
+            assert!(
+                err.message.starts_with(&format!("`{field}` ")),
+                "{}",
+                err.message
+            );
+        }
+    }
+    let err = rejected(
+        with(t2v("seedance-2.0"), "cfg_scale", 7),
+        "unsupported_parameter",
+        Some("cfg_scale"),
+    );
+    assert!(
+        err.message.contains("another model family")
+            && err.message.contains("not supported by Seedance models"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn unsupported_fields_sent_as_null_count_as_not_sent() {
+    let mut body = t2v("seedance-2.0");
+    for (field, _) in UNSUPPORTED_FIELDS {
+        body[field] = Value::Null;
+    }
+    assert_eq!(accepted(body), accepted(t2v("seedance-2.0")));
+}
+
+#[test]
+fn unsupported_parameter_even_of_the_wrong_type() {
+    // Its type is another family's business; what matters is that Seedance cannot use it.
+    rejected(
+        with(t2v("seedance-2.0"), "fps", "thirty"),
+        "unsupported_parameter",
+        Some("fps"),
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Duration against the platform's bounds
+
+#[test]
+fn duration_follows_the_model_range_not_the_platform_wide_bound() {
+    // The platform's schema admits -1..=60 across all its models; Seedance's range is the
+    // catalog's.
+    for (key, d) in [
+        ("duration", 60),
+        ("seconds", 60),
+        ("duration", 0),
+        ("duration", 1),
+    ] {
+        let err = rejected(
+            with(t2v("seedance-2.0"), key, d),
+            "invalid_duration",
+            Some(key),
+        );
+        assert_eq!(
+            (&err.extra["min"], &err.extra["max"]),
+            (&json!(4), &json!(15))
+        );
+    }
+    assert_eq!(
+        accepted(implicit(json!({"seconds": -1}))).duration,
+        DurationRequest::ModelDecides
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // Validation order
 
 #[test]
@@ -1787,6 +2432,78 @@ fn bad_model_is_reported_before_a_bad_operation() {
         json!({"model": "nope", "operation": "nope", "prompt": "x"}),
         "model_not_found",
         Some("model"),
+    );
+}
+
+#[test]
+fn bad_model_is_reported_before_an_unsupported_parameter() {
+    rejected(
+        json!({"model": "kling-v1", "prompt": "x", "cfg_scale": 7}),
+        "model_not_found",
+        Some("model"),
+    );
+}
+
+#[test]
+fn wrong_type_is_reported_before_an_unsupported_parameter() {
+    rejected(
+        json!({"model": "seedance-2.0", "prompt": "x", "cfg_scale": 7, "priority": "high"}),
+        "invalid_type",
+        Some("priority"),
+    );
+}
+
+#[test]
+fn unsupported_parameter_is_reported_before_the_operation() {
+    rejected(
+        json!({"model": "seedance-2.0", "operation": "nope", "prompt": "x", "fps": 24}),
+        "unsupported_parameter",
+        Some("fps"),
+    );
+    rejected(
+        json!({"model": "seedance-2.0", "prompt": "x", "fps": 24, "image_url": IMG, "video_url": VID}),
+        "unsupported_parameter",
+        Some("fps"),
+    );
+}
+
+#[test]
+fn ambiguous_operation_is_reported_before_the_prompt() {
+    rejected(
+        json!({"model": "seedance-2.0", "image_url": IMG, "video_url": VID}),
+        "ambiguous_operation",
+        Some("video_url"),
+    );
+}
+
+#[test]
+fn upstream_settings_are_checked_after_the_seed_and_before_reference_counts() {
+    let body = json!({"model": "seedance-2.0", "prompt": "x", "seed": -5, "priority": 99});
+    rejected(body.clone(), "invalid_seed", Some("seed"));
+    let body = with(without(body, "seed"), "image_urls", urls(IMG, 10));
+    rejected(body.clone(), "invalid_priority", Some("priority"));
+    let body = with(with(body, "priority", 1), "service_tier", "flex");
+    rejected(
+        body.clone(),
+        "unsupported_service_tier",
+        Some("service_tier"),
+    );
+    let body = with(
+        with(body, "service_tier", "default"),
+        "execution_expires_after",
+        1,
+    );
+    rejected(
+        body.clone(),
+        "invalid_execution_expires_after",
+        Some("execution_expires_after"),
+    );
+    let body = with(with(body, "execution_expires_after", 3600), "user", "");
+    rejected(body.clone(), "invalid_safety_identifier", Some("user"));
+    rejected(
+        with(body, "user", "u"),
+        "too_many_references",
+        Some("image_urls"),
     );
 }
 
@@ -1878,7 +2595,7 @@ fn jobs_persist_as_json_and_round_trip() {
     let stored = serde_json::to_value(&job).unwrap();
     assert_eq!(stored["operation"], "reference-to-video");
     assert_eq!(stored["resolution"], "720p");
-    assert_eq!(stored["aspect_ratio"], "16:9");
+    assert_eq!(stored["aspect_ratio"], "adaptive");
     assert_eq!(stored["duration"], json!({"seconds": 5}));
     assert_eq!(stored["inputs"]["reference_images"], json!([IMG]));
 }

@@ -243,7 +243,7 @@ mod tests {
         );
         let j = job(
             r#"{"model":"seedance-2.0","operation":"reference-to-video","prompt":"x","duration":4,
-                "video_urls":["https://e.com/v.mp4"]}"#,
+                "aspect_ratio":"16:9","video_urls":["https://e.com/v.mp4"]}"#,
         );
         let q = quote(&Catalog::builtin(), &j, Some(4000)).unwrap();
         assert_eq!(
@@ -268,10 +268,10 @@ mod tests {
     }
 
     #[test]
-    fn quote_of_a_default_text_to_video_is_0_736676() {
+    fn quote_of_a_16_9_text_to_video_is_0_736676() {
         let q = quote(
             &Catalog::builtin(),
-            &job(r#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x"}"#),
+            &job(r#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x","aspect_ratio":"16:9"}"#),
             None,
         )
         .unwrap();
@@ -285,6 +285,18 @@ mod tests {
     }
 
     #[test]
+    fn default_text_to_video_is_adaptive_and_reserves_the_largest_size() {
+        let j = job(r#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x"}"#);
+        assert_eq!(j.aspect_ratio, AspectRatio::Adaptive);
+        let q = quote(&Catalog::builtin(), &j, None).unwrap();
+        // 3:4 and 4:3 are the largest 720p frames (834 × 1112 > 1280 × 720): the model may
+        // pick either.
+        assert_eq!((q.width, q.height), (834, 1112));
+        assert_eq!(q.billed_tokens, output_tokens(834, 1112, 5));
+        assert!(q.billed_tokens > 108_900);
+    }
+
+    #[test]
     fn other_models_and_tiers_use_their_rows() {
         let c = Catalog::builtin();
         // 108,900 × 37 / 10⁶ = 4.029300 CNY; ÷ 6.8 = 0.59254411… USD.
@@ -295,7 +307,7 @@ mod tests {
         );
         // 1080p 16:9 5 s: 1920 × 1080 × 121 / 1024 = 245,025 tokens × 51.
         let full_hd = job(
-            r#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x","resolution":"1080p"}"#,
+            r#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x","resolution":"1080p","aspect_ratio":"16:9"}"#,
         );
         let q = quote(&c, &full_hd, None).unwrap();
         assert_eq!(q.billed_tokens, 245_025);
@@ -308,7 +320,7 @@ mod tests {
     fn video_input_uses_the_video_rate_and_counts_input_tokens() {
         let c = Catalog::builtin();
         let j = job(
-            r#"{"model":"seedance-2.0","operation":"video-to-video","prompt":"x","video_url":"https://e.com/v.mp4","duration":4}"#,
+            r#"{"model":"seedance-2.0","operation":"video-to-video","prompt":"x","video_url":"https://e.com/v.mp4","duration":4,"aspect_ratio":"16:9"}"#,
         );
         let known = quote(&c, &j, Some(4000)).unwrap();
         assert_eq!(known.billed_tokens, 173_700);
@@ -333,7 +345,9 @@ mod tests {
 
     #[test]
     fn input_length_is_ignored_without_video_input() {
-        let j = job(r#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x"}"#);
+        let j = job(
+            r#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x","aspect_ratio":"16:9"}"#,
+        );
         let q = quote(&Catalog::builtin(), &j, Some(9000)).unwrap();
         assert_eq!(
             (q.input_video_millis, q.input_tokens, q.billed_tokens),
@@ -344,7 +358,7 @@ mod tests {
     #[test]
     fn model_decides_reserves_the_longest_duration() {
         let j = job(
-            r#"{"model":"seedance-2.0-fast","operation":"text-to-video","prompt":"x","duration":-1}"#,
+            r#"{"model":"seedance-2.0-fast","operation":"text-to-video","prompt":"x","duration":-1,"aspect_ratio":"16:9"}"#,
         );
         let q = quote(&Catalog::builtin(), &j, None).unwrap();
         assert_eq!(q.output_seconds, 15);

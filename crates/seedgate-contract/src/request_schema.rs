@@ -6,11 +6,13 @@
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::job::{AspectRatio, Operation, Resolution};
+use crate::job::{AspectRatio, Operation, Resolution, ServiceTier};
 
 /// `POST /v1/videos/generations`. Which media fields an operation takes, and how many, is in
 /// docs/requests.md and in each model's `GET /v1/models/{id}`; `null` and `[]` count as not sent.
-/// Media values are `https://`/`http://` URLs or base64 `data:` URIs.
+/// Media values are `https://`/`http://` URLs or base64 `data:` URIs; image fields also take
+/// `asset://asset-YYYYMMDDHHMMSS-xxxxx` material references. Fields the platform documents for
+/// other model families are refused with `unsupported_parameter`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
@@ -26,8 +28,9 @@ pub struct CreateVideoRequest {
     /// A model id from `GET /v1/models`.
     #[schema(example = "seedance-2.0-fast")]
     pub model: String,
-    /// The workflow.
-    pub operation: Operation,
+    /// The workflow. When omitted, it is inferred from the inputs sent (none: text-to-video);
+    /// inputs of different operations are `ambiguous_operation`.
+    pub operation: Option<Operation>,
     /// 1–5,000 characters, not all whitespace, no control characters but line breaks and
     /// tabs; required except for video-extension.
     #[schema(
@@ -38,7 +41,8 @@ pub struct CreateVideoRequest {
     pub prompt: Option<String>,
     /// One of the model's resolutions; default the model's (720p).
     pub resolution: Option<Resolution>,
-    /// Output shape; `adaptive` follows an image or video input.
+    /// Output shape; default `adaptive`: the model follows the image or video input, or picks
+    /// the shape itself for a prompt alone.
     pub aspect_ratio: Option<AspectRatio>,
     /// Alias of `aspect_ratio`; both must agree when both are sent.
     pub ratio: Option<AspectRatio>,
@@ -55,8 +59,31 @@ pub struct CreateVideoRequest {
     pub generate_audio: Option<bool>,
     /// Alias of `generate_audio`.
     pub output_audio: Option<bool>,
+    /// Alias of `generate_audio`.
+    #[serde(rename = "outputAudio")]
+    pub output_audio_camel_case: Option<bool>,
     /// Whether the provider adds its watermark; default false.
     pub watermark: Option<bool>,
+    /// Whether the result also returns the video's last frame; default false.
+    pub return_last_frame: Option<bool>,
+    /// The upstream's processing tier; only `default` (`flex` is refused for Seedance 2.0).
+    pub service_tier: Option<ServiceTier>,
+    /// Seconds the upstream may take to finish the task.
+    #[schema(minimum = 3600, maximum = 259_200, example = 172_800)]
+    pub execution_expires_after: Option<i64>,
+    /// Upstream queue priority.
+    #[schema(minimum = 0, maximum = 9)]
+    pub priority: Option<i64>,
+    /// A stable id of your end user, passed on for the upstream's abuse tracing.
+    #[schema(min_length = 1, max_length = 64)]
+    pub safety_identifier: Option<String>,
+    /// Your end user's id: used as `safety_identifier` (and held to its rules) when that is
+    /// not sent, otherwise not kept.
+    pub user: Option<String>,
+    /// Only `false` (a no-op): Seedance 2.0 models have no draft mode.
+    pub draft: Option<bool>,
+    /// Only `false` (a no-op): Seedance 2.0 models cannot fix the camera.
+    pub camera_fixed: Option<bool>,
     /// An `https://` or `http://` URL that receives a signed POST when the task ends.
     pub callback_url: Option<String>,
     /// image-to-video: the first frame.
@@ -69,6 +96,8 @@ pub struct CreateVideoRequest {
     pub end_image: Option<String>,
     /// reference-to-video: reference images (at most the model's limit, 9 built in).
     pub reference_images: Option<Vec<String>>,
+    /// Alias of `reference_images`; both must be the same list when both are sent.
+    pub image_urls: Option<Vec<String>>,
     /// reference-to-video: reference videos (at most 3 built in, 2–15 s each, ≤ 15 s in all).
     pub video_urls: Option<Vec<String>>,
     /// reference-to-video: reference audio, only beside an image or video reference.
@@ -108,6 +137,6 @@ mod tests {
             .iter()
             .filter_map(|v| v.as_str())
             .collect();
-        assert_eq!(required, BTreeSet::from(["model", "operation"]));
+        assert_eq!(required, BTreeSet::from(["model"]));
     }
 }

@@ -77,6 +77,14 @@ pub fn upstream_expiry_seconds(deadline_at_ms: Option<i64>, now_ms: i64) -> i64 
     }
 }
 
+/// The expiry a task's submission at `at_ms` sends: ours, or the client's own when shorter
+/// (the parser keeps it within the upstream's range).
+fn expiry_for(task: &TaskRecord, job: &VideoJob, at_ms: i64) -> i64 {
+    let ours = upstream_expiry_seconds(task.deadline_at_ms, at_ms);
+    job.execution_expires_after
+        .map_or(ours, |asked| ours.min(i64::from(asked)))
+}
+
 /// Whether a task may be ended here for want of time. Nothing submitted upstream: once our
 /// deadline passed. Submitted (or possibly submitted): only once the upstream's own expiry
 /// has passed too, since until then the upstream may still finish — and bill — the task.
@@ -267,7 +275,7 @@ impl Engine {
         provider: &dyn Provider,
     ) -> Result<(), StoreError> {
         if let Some((channel, since)) = self.doubt_of(task, provider) {
-            let expires_at = since + upstream_expiry_seconds(task.deadline_at_ms, since) * 1000;
+            let expires_at = since + expiry_for(task, job, since) * 1000;
             if may_expire(now_ms(), task.deadline_at_ms, Some(expires_at)) {
                 return self
                     .expire(task, "Neither side finished the task before its deadline.")
@@ -336,7 +344,7 @@ impl Engine {
             owner: &self.owner,
         };
         let sent_at = now_ms();
-        let expires_after = upstream_expiry_seconds(task.deadline_at_ms, sent_at);
+        let expires_after = expiry_for(task, job, sent_at);
         let request = SubmitRequest {
             task_id: &task.id,
             job,
@@ -439,7 +447,7 @@ impl Engine {
             several => return Ok(Reconciled::Ambiguous(several.len())),
         };
         info!(upstream_id = %chosen.upstream_id, "adopting the upstream task of a lost submission");
-        let expires_at = since + upstream_expiry_seconds(task.deadline_at_ms, since) * 1000;
+        let expires_at = since + expiry_for(task, job, since) * 1000;
         self.store
             .record_submission(
                 &task.id,

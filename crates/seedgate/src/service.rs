@@ -164,6 +164,17 @@ impl Services {
             ));
         }
         for named in media_inputs(job) {
+            // No material library exists yet, so no asset id can name one of this account's.
+            if let Some(asset) = named.input.asset_id() {
+                return Err(ApiError::invalid(
+                    "asset_not_found",
+                    Some(named.field),
+                    format!(
+                        "`{}`: no material asset `{asset}` exists for this account.",
+                        named.field
+                    ),
+                ));
+            }
             if let Some(forbidden) = self.fetcher.refusal(named.input.as_str()) {
                 return Err(ApiError::invalid(
                     "input_url_forbidden",

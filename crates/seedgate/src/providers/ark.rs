@@ -372,6 +372,15 @@ fn create_body(request: &SubmitRequest<'_>, upstream_model: &str) -> Value {
     if let Some(url) = &request.callback_url {
         body["callback_url"] = url.as_str().into();
     }
+    if let Some(tier) = job.service_tier {
+        body["service_tier"] = tier.as_str().into();
+    }
+    if let Some(priority) = job.priority {
+        body["priority"] = priority.into();
+    }
+    if let Some(identifier) = &job.safety_identifier {
+        body["safety_identifier"] = identifier.as_str().into();
+    }
     body
 }
 

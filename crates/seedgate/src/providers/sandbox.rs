@@ -69,7 +69,8 @@ impl Sandbox {
     }
 
     /// Output size: the catalog's for a fixed ratio; for `adaptive`, the ratio closest to the
-    /// first visual input.
+    /// first visual input, or 16:9 when there is none (the model's choice; the sandbox's is
+    /// the most common one).
     fn output_size(&self, job: &VideoJob, inputs: &Inputs) -> Result<(u32, u32), ProviderError> {
         let ratio = match job.aspect_ratio {
             AspectRatio::Adaptive => {
@@ -79,10 +80,7 @@ impl Sandbox {
                     let info = seedgate_media::probe_mp4(video).map_err(media_error)?;
                     (info.width, info.height)
                 } else {
-                    return Err(ProviderError::permanent(
-                        "adaptive_requires_visual_input",
-                        "adaptive aspect ratio needs an image or video input",
-                    ));
+                    (16, 9)
                 };
                 Catalog::closest_ratio(w, h)
             }

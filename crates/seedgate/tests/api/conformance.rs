@@ -32,9 +32,9 @@ fn schema_for(path: &str, status: u16, body: &Value) -> Option<&'static str> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         ["v1", "videos", "generations"] => Some(if ok { "created_task" } else { "error" }),
-        ["v1", "videos", "generations", _]
-        | ["v1", "tasks", _]
-        | ["v1", "tasks", _, "cancel"] => Some(if ok { "task" } else { "error" }),
+        ["v1", "videos", "generations", _] | ["v1", "tasks", _] | ["v1", "tasks", _, "cancel"] => {
+            Some(if ok { "task" } else { "error" })
+        }
         ["api", "v3", "contents", "generations", "tasks"] if ok => {
             Some(if body.get("items").is_some() {
                 "ark_list"
@@ -71,9 +71,17 @@ fn the_check_refuses_what_the_platform_does_not_allow() {
     let fits = |path: &str, status: u16, body: Value| {
         std::panic::catch_unwind(|| check(path, status, &body)).is_ok()
     };
-    assert!(fits("/v1/tasks/x", 200, json!({"id": "x", "status": "pending"})));
+    assert!(fits(
+        "/v1/tasks/x",
+        200,
+        json!({"id": "x", "status": "pending"})
+    ));
     assert!(!fits("/v1/tasks/x", 200, json!({"id": "x", "error": null})));
-    assert!(!fits("/v1/tasks/x", 200, json!({"id": "x", "status": "queued"})));
+    assert!(!fits(
+        "/v1/tasks/x",
+        200,
+        json!({"id": "x", "status": "queued"})
+    ));
     assert!(!fits(
         "/v1/videos/generations",
         400,

@@ -5,8 +5,8 @@
 mod ark_sdk;
 mod catalog;
 mod chaos;
-mod conformance;
 mod cli;
+mod conformance;
 mod fake_ark;
 mod guard;
 mod helpers;

@@ -104,21 +104,6 @@ async fn duration_3_and_16_rejected() {
 }
 
 #[tokio::test]
-async fn adaptive_ratio_without_visual_input_rejected() {
-    let app = TestApp::spawn_without_workers().await;
-    let mut body = t2v("seedance-2.0");
-    body["aspect_ratio"] = "adaptive".into();
-    assert_rejected(
-        &app,
-        body,
-        400,
-        "adaptive_requires_visual_input",
-        Some("aspect_ratio"),
-    )
-    .await;
-}
-
-#[tokio::test]
 async fn unknown_model_rejected() {
     let app = TestApp::spawn_without_workers().await;
     assert_rejected(

@@ -142,7 +142,9 @@ async fn every_operation_sends_the_right_content() {
     let clip = |n: &str| media.url(&format!("clip.mp4?{n}"));
     let bodies = [
         json!({"model": "seedance-2.0", "operation": "text-to-video", "prompt": "p0", "resolution": "480p",
-            "duration": 5, "aspect_ratio": "9:16", "generate_audio": false, "watermark": true, "seed": 11}),
+            "duration": 5, "aspect_ratio": "9:16", "generate_audio": false, "watermark": true, "seed": 11,
+            "service_tier": "default", "priority": 3, "safety_identifier": "user-42",
+            "execution_expires_after": 3600}),
         json!({"model": "seedance-2.0", "operation": "image-to-video", "prompt": "p1", "resolution": "480p",
             "image_url": img("first")}),
         json!({"model": "seedance-2.0", "operation": "start-end-to-video", "prompt": "p2", "resolution": "480p",
@@ -200,6 +202,21 @@ async fn every_operation_sends_the_right_content() {
         (Some(false), Some(true), Some(11))
     );
     assert_eq!(t["return_last_frame"], true);
+    // The client's own upstream settings are forwarded; its expiry wins when shorter than ours.
+    assert_eq!(
+        (
+            &t["service_tier"],
+            &t["priority"],
+            &t["safety_identifier"],
+            &t["execution_expires_after"]
+        ),
+        (
+            &json!("default"),
+            &json!(3),
+            &json!("user-42"),
+            &json!(3600)
+        )
+    );
     assert!(items(&t).is_empty());
     let s = |k: &str, r: &str, u: String| (k.to_owned(), r.to_owned(), u);
     assert_eq!(

@@ -104,6 +104,14 @@ async fn duration_3_and_16_rejected() {
 }
 
 #[tokio::test]
+async fn an_asset_reference_of_no_material_asset_is_refused() {
+    let app = TestApp::spawn_without_workers().await;
+    let body = json!({"model": "seedance-2.0", "prompt": "p",
+        "image_url": "asset://asset-20260101120000-abcde"});
+    assert_rejected(&app, body, 400, "asset_not_found", Some("image_url")).await;
+}
+
+#[tokio::test]
 async fn unknown_model_rejected() {
     let app = TestApp::spawn_without_workers().await;
     assert_rejected(

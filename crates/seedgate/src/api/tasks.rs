@@ -79,13 +79,20 @@ pub async fn create(
         .create_task(&account, &body, idempotency_key(&headers)?)
         .await?;
     let object = task_object(&created.task, &state.services, &base, now_s());
-    let mut response = Json(object).into_response();
-    if created.replayed {
+    Ok(with_replay_mark(
+        Json(object).into_response(),
+        created.replayed,
+    ))
+}
+
+/// Marks the answer to a repeated create (`Idempotent-Replayed: true`), on every surface.
+pub(super) fn with_replay_mark(mut response: Response, replayed: bool) -> Response {
+    if replayed {
         response
             .headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    Ok(response)
+    response
 }
 
 /// The `Idempotency-Key` header, when sent; every surface's create honours it alike.

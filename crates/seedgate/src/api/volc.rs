@@ -7,7 +7,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use seedgate_contract::{ApiError, Catalog, ErrorBody, RequestEcho};
@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authed;
 use super::error::HttpError;
-use super::tasks::{body_error, idempotency_key};
+use super::tasks::{body_error, idempotency_key, with_replay_mark};
 use super::view::{BaseUrl, TaskError};
 use super::ApiState;
 use crate::assets::AssetKind;
@@ -398,16 +398,11 @@ pub async fn create(
         .services
         .create_task(&account, &request, idempotency_key(&headers)?)
         .await?;
-    let mut response = Json(ArkCreated {
+    let response = Json(ArkCreated {
         id: ark_id(&created.task.id),
     })
     .into_response();
-    if created.replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok(response)
+    Ok(with_replay_mark(response, created.replayed))
 }
 
 /// Read a task in Ark's shape (either id spelling).

@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::date::CalendarDate;
 use crate::job::{AspectRatio, Operation, Resolution};
 
 /// The catalog the binary ships with (`catalog.toml` at the crate root).
@@ -74,6 +75,10 @@ pub struct ModelSpec {
     pub name: String,
     /// One line for humans.
     pub description: String,
+    /// The date of the upstream model version: the Models API's `created` and
+    /// `lifecycle.released_at`. Optional, so catalogs written before it still load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released: Option<CalendarDate>,
     /// The operations it serves.
     pub operations: Vec<Operation>,
     /// The resolutions it serves; anything else is `unsupported_resolution`.
@@ -175,6 +180,8 @@ type SizeTable = BTreeMap<Resolution, BTreeMap<String, [u32; 2]>>;
 struct CatalogFile {
     #[serde(with = "exact_decimal")]
     cny_per_usd: Decimal,
+    #[serde(default)]
+    prices_updated: Option<CalendarDate>,
     sizes: SizeTable,
     models: Vec<ModelSpec>,
 }
@@ -209,6 +216,8 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> CatalogError {
 pub struct Catalog {
     #[serde(with = "exact_decimal")]
     cny_per_usd: Decimal,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prices_updated: Option<CalendarDate>,
     sizes: SizeTable,
     models: Vec<ModelSpec>,
 }
@@ -247,6 +256,7 @@ impl Catalog {
         }
         Ok(Catalog {
             cny_per_usd: file.cny_per_usd,
+            prices_updated: file.prices_updated,
             sizes: file.sizes,
             models: file.models,
         })
@@ -274,6 +284,11 @@ impl Catalog {
     /// CNY per USD (6.8 built in); USD = CNY ÷ this.
     pub fn cny_per_usd(&self) -> Decimal {
         self.cny_per_usd
+    }
+
+    /// The date of the price list the rows come from, when the catalog gives one.
+    pub fn prices_updated(&self) -> Option<CalendarDate> {
+        self.prices_updated
     }
 
     /// Output `(width, height)` for a fixed ratio; `None` for `Adaptive` (which depends on the
@@ -311,29 +326,35 @@ impl Catalog {
 
     /// Every billable row: model × resolution × (without, with) video input, in catalog order.
     pub fn pricing_rows(&self) -> Vec<PricingRow> {
+        self.models
+            .iter()
+            .flat_map(|model| self.model_pricing_rows(model))
+            .collect()
+    }
+
+    /// The billable rows of one model: resolution × (without, with) video input.
+    pub fn model_pricing_rows(&self, model: &ModelSpec) -> Vec<PricingRow> {
         let mut rows = Vec::new();
-        for model in &self.models {
-            for &resolution in &model.resolutions {
-                let Some(price) = model.price_row(resolution) else {
-                    continue;
+        for &resolution in &model.resolutions {
+            let Some(price) = model.price_row(resolution) else {
+                continue;
+            };
+            for video_input in [false, true] {
+                let cny = if video_input {
+                    price.cny_per_million_video_input
+                } else {
+                    price.cny_per_million
                 };
-                for video_input in [false, true] {
-                    let cny = if video_input {
-                        price.cny_per_million_video_input
-                    } else {
-                        price.cny_per_million
-                    };
-                    rows.push(PricingRow {
-                        model: model.id.clone(),
-                        resolution,
-                        video_input,
-                        cny_per_million_tokens: cny,
-                        usd_per_million_tokens: usd_per_million(cny, self.cny_per_usd),
-                        cny_per_usd: self.cny_per_usd,
-                        provisional: price.provisional,
-                        token_formula: TOKEN_FORMULA,
-                    });
-                }
+                rows.push(PricingRow {
+                    model: model.id.clone(),
+                    resolution,
+                    video_input,
+                    cny_per_million_tokens: cny,
+                    usd_per_million_tokens: usd_per_million(cny, self.cny_per_usd),
+                    cny_per_usd: self.cny_per_usd,
+                    provisional: price.provisional,
+                    token_formula: TOKEN_FORMULA,
+                });
             }
         }
         rows
@@ -873,6 +894,45 @@ mod tests {
             reject(&text),
             "catalog key `models.\"seedance-2.0\"`: the id is listed twice"
         );
+    }
+
+    #[test]
+    fn dates_are_the_price_list_and_the_upstream_versions() {
+        let c = Catalog::builtin();
+        assert_eq!(c.prices_updated().unwrap().to_string(), "2026-01-28");
+        for model in c.models() {
+            let released = model.released.unwrap();
+            // The date is the YYMMDD suffix of every upstream id.
+            let suffix = released.to_string().replace('-', "")[2..].to_owned();
+            for upstream in &model.upstream_ids {
+                assert!(upstream.ends_with(&suffix), "{upstream} {released}");
+            }
+        }
+    }
+
+    #[test]
+    fn dates_are_optional_but_checked() {
+        let undated = BUILTIN_CATALOG
+            .lines()
+            .filter(|line| !line.starts_with("released =") && !line.starts_with("prices_updated ="))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Catalog::from_toml(&undated).unwrap();
+        assert_eq!(c.prices_updated(), None);
+        assert!(c.models().iter().all(|m| m.released.is_none()));
+        let err = reject(&edited(
+            "released = \"2026-01-28\"",
+            "released = \"2026-02-30\"",
+        ));
+        assert!(
+            err.contains("released") && err.contains("2026-02-30"),
+            "{err}"
+        );
+        let err = reject(&edited(
+            "prices_updated = \"2026-01-28\"",
+            "prices_updated = 2026-01-28",
+        ));
+        assert!(err.contains("prices_updated"), "{err}");
     }
 
     #[test]

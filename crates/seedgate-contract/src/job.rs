@@ -96,6 +96,15 @@ impl Operation {
     pub fn has_visual_input(self) -> bool {
         self != Operation::TextToVideo
     }
+
+    /// Whether a request of this operation may carry a video (a source video, a source task or
+    /// reference videos), and so count input tokens.
+    pub fn may_take_video(self) -> bool {
+        matches!(
+            self,
+            Operation::ReferenceToVideo | Operation::VideoToVideo | Operation::VideoExtension
+        )
+    }
 }
 
 /// Output resolution tiers, ordered from smallest to largest.

@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod catalog;
+pub mod date;
 pub mod error;
 pub mod job;
 pub mod parse;
@@ -17,11 +18,12 @@ pub use catalog::{
     Catalog, CatalogError, DurationRange, ModelSpec, PriceRow, PricingRow, ReferenceLimits,
     BUILTIN_CATALOG,
 };
+pub use date::CalendarDate;
 pub use error::{ApiError, ErrorBody, ErrorObject, ErrorType};
 pub use job::{
     AspectRatio, DurationRequest, JobInputs, MediaInput, Operation, RequestEcho, Resolution,
     ServiceTier, UnknownVariant, VideoJob,
 };
 pub use parse::{check_image_dimensions, parse_create_request};
-pub use pricing::{Money, Quote};
+pub use pricing::{Money, Quote, TokenCeiling};
 pub use request_schema::CreateVideoRequest;

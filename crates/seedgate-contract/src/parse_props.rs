@@ -10,7 +10,7 @@ use crate::catalog::ModelSpec;
 use crate::job::{AspectRatio, DurationRequest, Operation, Resolution};
 use crate::parse::{FIELDS, UNSUPPORTED_FIELDS};
 use crate::parse_tests::{data_uri, parse, png};
-use crate::pricing::{input_tokens, output_tokens, price_tokens, quote};
+use crate::pricing::{input_tokens, output_tokens, price_tokens, quote, token_ceiling};
 use crate::{
     parse_create_request, ApiError, Catalog, CreateVideoRequest, ErrorType, RequestEcho, VideoJob,
 };
@@ -525,6 +525,17 @@ proptest! {
             }
             Err(e) => well_formed_rejection(&e, &keys(&body))?,
         }
+    }
+
+    #[test]
+    fn the_token_ceiling_bounds_every_reservation(body in arb_valid_request(), ms in proptest::option::of(0u64..=15_000)) {
+        let catalog = Catalog::builtin();
+        let job = parse(body).unwrap();
+        let ceiling = token_ceiling(&catalog, catalog.model(&job.model).unwrap()).unwrap();
+        let q = quote(&catalog, &job, ms).unwrap();
+        prop_assert!(q.output_tokens <= ceiling.output);
+        prop_assert!(!job.has_video_input() || job.operation.may_take_video());
+        prop_assert!(q.input_tokens <= ceiling.input.unwrap_or(0));
     }
 
     #[test]

@@ -190,6 +190,28 @@ pub fn quote(
     })
 }
 
+/// The most tokens one task of a model can count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenCeiling {
+    /// The output of its longest duration at the largest-area size of its top tier.
+    pub output: u64,
+    /// A video input of the longest length accepted ([`MAX_INPUT_VIDEO_MILLIS`]) at that size;
+    /// `None` when none of its operations takes a video.
+    pub input: Option<u64>,
+}
+
+/// The token ceiling of `model`: what its reservations reach at most. `None` only for a tier
+/// without sizes, which a validated catalog does not have.
+pub fn token_ceiling(catalog: &Catalog, model: &ModelSpec) -> Option<TokenCeiling> {
+    let top = model.resolutions.iter().copied().max()?;
+    let (width, height) = catalog.largest_size(top)?;
+    let takes_video = model.operations.iter().any(|op| op.may_take_video());
+    Some(TokenCeiling {
+        output: output_tokens(width, height, model.duration.max),
+        input: takes_video.then(|| input_tokens(width, height, MAX_INPUT_VIDEO_MILLIS)),
+    })
+}
+
 /// Settlement: the price of the `tokens` a provider reported for a succeeded task, at the
 /// video-input rate (and never below the model's minimum) when `video_input`.
 pub fn price_tokens(
@@ -391,6 +413,30 @@ mod tests {
         );
         let q = quote(&c, &j, Some(2000)).unwrap();
         assert_eq!(q.billed_tokens, 500_000);
+    }
+
+    #[test]
+    fn the_token_ceiling_is_the_longest_task_at_the_largest_size() {
+        let c = Catalog::builtin();
+        let ceiling = |id| token_ceiling(&c, c.model(id).unwrap()).unwrap();
+        // 4k's largest frame is 3326 × 2494 (4:3), 15 s.
+        assert_eq!(
+            ceiling("seedance-2.0"),
+            TokenCeiling {
+                output: output_tokens(3326, 2494, 15),
+                input: Some(input_tokens(3326, 2494, 15_000)),
+            }
+        );
+        // 720p: 834 × 1112.
+        assert_eq!(ceiling("seedance-2.0-fast").output, 326_947);
+        assert_eq!(ceiling("seedance-2.0-fast").input, Some(326_041));
+        let text_only = crate::catalog::BUILTIN_CATALOG.replacen(
+            "operations = [\"text-to-video\", \"image-to-video\", \"start-end-to-video\", \"reference-to-video\", \"video-to-video\", \"video-extension\"]",
+            "operations = [\"text-to-video\", \"image-to-video\", \"start-end-to-video\"]",
+            1,
+        );
+        let c = Catalog::from_toml(&text_only).unwrap();
+        assert_eq!(token_ceiling(&c, &c.models()[0]).unwrap().input, None);
     }
 
     #[test]

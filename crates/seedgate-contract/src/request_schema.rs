@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use crate::job::{AspectRatio, Operation, Resolution, ServiceTier};
 
 /// `POST /v1/videos/generations`. Which media fields an operation takes, and how many, is in
-/// docs/requests.md and in each model's `GET /v1/models/{id}`; `null` and `[]` count as not sent.
+/// docs/requests.md and in each model's `GET /v1/models/{model}`; `null` and `[]` count as not sent.
 /// Media values are `https://`/`http://` URLs or base64 `data:` URIs; image fields also take
 /// `asset://asset-YYYYMMDDHHMMSS-xxxxx` material references. Fields the platform documents for
 /// other model families are refused with `unsupported_parameter`.

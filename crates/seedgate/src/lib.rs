@@ -122,7 +122,7 @@ impl Application {
         });
         let state = ApiState {
             services,
-            catalog: CatalogBodies::render(&catalog),
+            catalog: CatalogBodies::render(&catalog, store::now_ms() / 1000),
         };
         let router = api::router(state, config.max_body_bytes);
         let listener = TcpListener::bind(config.listen).await?;

@@ -1,108 +1,75 @@
-//! Models and Pricing API. The catalog never changes while the server runs, so the bodies are
-//! rendered once at start-up.
+//! Models and Pricing API. The catalog never changes while the server runs, so every body a
+//! request can get is rendered once at start-up, and a request only picks one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use rust_decimal::Decimal;
-use seedgate_contract::{
-    ApiError, AspectRatio, Catalog, DurationRange, ErrorBody, ErrorType, ModelSpec, Operation,
-    PriceRow, PricingRow, ReferenceLimits, Resolution,
-};
-use serde::Serialize;
-use utoipa::ToSchema;
+use seedgate_contract::{ApiError, Catalog, ErrorBody, ErrorType};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::IntoParams;
 
 use super::auth::Authed;
-use super::error::HttpError;
+use super::catalog_view::{
+    pricing_updated_at, CompactModelList, Model, ModelFacts, ModelList, ModelListResponse,
+    ModelPricing, PricingList, CATEGORY, PROVIDER,
+};
+use super::error::{invalid_query, HttpError};
 use super::ApiState;
 
-/// Pre-rendered JSON bodies of the catalog endpoints.
-pub struct CatalogBodies {
-    models: Bytes,
-    model: HashMap<String, Bytes>,
+/// The platform's model categories (`?category=`).
+const CATEGORIES: [&str; 11] = [
+    "chat",
+    "embedding",
+    "translation",
+    "image",
+    "video",
+    "audio",
+    "tts",
+    "stt",
+    "rerank",
+    "3d",
+    "music",
+];
+
+/// The platform's non-chat task categories (`?recommended_for=`).
+const RECOMMENDED_FOR: [&str; 9] = [
+    "image",
+    "video",
+    "music",
+    "3d",
+    "tts",
+    "stt",
+    "embedding",
+    "rerank",
+    "translation",
+];
+
+/// The two shapes of the list (`?view=`).
+const VIEWS: [&str; 2] = ["full", "compact"];
+
+/// The list bodies of one selection of models.
+struct Lists {
+    full: Bytes,
+    compact: Bytes,
     pricing: Bytes,
 }
 
-/// A catalog entry: what a model serves and what it costs. Clients read limits from here
-/// rather than hard-coding them.
-#[derive(Serialize, ToSchema)]
-pub struct ModelObject {
-    /// The id to send as `model`.
-    id: String,
-    /// Always `model`.
-    object: &'static str,
-    /// Always `bytedance`.
-    owned_by: &'static str,
-    name: String,
-    description: String,
-    operations: Vec<Operation>,
-    /// Anything else is `unsupported_resolution`.
-    resolutions: Vec<Resolution>,
-    /// Used when a request names none.
-    default_resolution: Resolution,
-    /// `adaptive` follows an image or video input.
-    aspect_ratios: Vec<AspectRatio>,
-    duration: DurationRange,
-    /// reference-to-video limits.
-    reference_limits: ReferenceLimits,
-    /// CNY per million tokens; each resolution is in exactly one row.
-    prices: Vec<PriceRow>,
-    /// Video-input requests are never billed below this many tokens.
-    video_input_min_tokens: u64,
-}
-
-impl ModelObject {
-    fn new(spec: &ModelSpec) -> Self {
-        Self {
-            id: spec.id.clone(),
-            object: "model",
-            owned_by: "bytedance",
-            name: spec.name.clone(),
-            description: spec.description.clone(),
-            operations: spec.operations.clone(),
-            resolutions: spec.resolutions.clone(),
-            default_resolution: spec.default_resolution,
-            aspect_ratios: spec.aspect_ratios.clone(),
-            duration: spec.duration,
-            reference_limits: spec.reference_limits,
-            prices: spec.prices.clone(),
-            video_input_min_tokens: spec.video_input_min_tokens,
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ModelList {
-    /// Always `list`.
-    object: &'static str,
-    data: Vec<ModelObject>,
-}
-
-/// How tokens and money are computed from a request.
-#[derive(Serialize, ToSchema)]
-pub struct TokenFormula {
-    output_tokens: &'static str,
-    input_tokens: &'static str,
-    cost_cny: &'static str,
-    cost_usd: &'static str,
-}
-
-/// Every billable row, exact decimals as strings.
-#[derive(Serialize, ToSchema)]
-pub struct PricingList {
-    /// Always `list`.
-    object: &'static str,
-    /// Always `USD`: what the gateway bills in.
-    currency: &'static str,
-    /// The conversion rate from the official CNY prices.
-    #[schema(value_type = String, example = "6.8")]
-    cny_per_usd: Decimal,
-    token_formula: TokenFormula,
-    data: Vec<PricingRow>,
+/// Pre-rendered JSON bodies of the catalog endpoints. Every filter either keeps every model or
+/// none (`provider`, `category`, `recommended_for`: all models share them) or keeps a model by
+/// its capability tags (`tag`), so `all`, `none` and one selection per tag are every list a
+/// request can get.
+pub struct CatalogBodies {
+    all: Lists,
+    none: Lists,
+    by_tag: HashMap<String, Lists>,
+    model: HashMap<String, Bytes>,
+    model_pricing: HashMap<String, Bytes>,
 }
 
 fn to_bytes<T: Serialize>(value: &T) -> Bytes {
@@ -110,62 +77,231 @@ fn to_bytes<T: Serialize>(value: &T) -> Bytes {
 }
 
 impl CatalogBodies {
-    pub fn render(catalog: &Catalog) -> Arc<Self> {
-        let models = ModelList {
-            object: "list",
-            data: catalog.models().iter().map(ModelObject::new).collect(),
-        };
-        let model = catalog
+    /// `loaded_at`: the Unix second the server loaded the catalog, shown for the dates the
+    /// catalog leaves out.
+    pub fn render(catalog: &Catalog, loaded_at: i64) -> Arc<Self> {
+        let updated_at = pricing_updated_at(catalog, loaded_at);
+        let facts: Vec<ModelFacts> = catalog
             .models()
             .iter()
-            .map(|m| (m.id.clone(), to_bytes(&ModelObject::new(m))))
+            .map(|spec| ModelFacts::new(catalog, spec, &updated_at, loaded_at))
             .collect();
-        let pricing = PricingList {
-            object: "list",
-            currency: "USD",
-            cny_per_usd: catalog.cny_per_usd(),
-            token_formula: TokenFormula {
-                output_tokens: "floor(width * height * (24 * seconds + 1) / 1024)",
-                input_tokens: "floor(width * height * 24 * input_video_seconds / 1024), only when video is an input",
-                cost_cny: "tokens * cny_per_million_tokens / 1000000",
-                cost_usd: "cost_cny / cny_per_usd, rounded to 6 decimals",
-            },
-            data: catalog.pricing_rows(),
+        let lists = |keep: &dyn Fn(&ModelFacts) -> bool| {
+            let chosen: Vec<&ModelFacts> = facts.iter().filter(|f| keep(f)).collect();
+            Lists {
+                full: to_bytes(&ModelList::new(
+                    chosen.iter().map(|f| f.list_item()).collect(),
+                )),
+                compact: to_bytes(&CompactModelList::new(
+                    chosen.iter().map(|f| f.compact_item()).collect(),
+                )),
+                pricing: to_bytes(&PricingList::new(
+                    catalog,
+                    &updated_at,
+                    chosen.iter().map(|f| f.pricing().clone()).collect(),
+                )),
+            }
         };
+        let tags: HashSet<_> = facts
+            .iter()
+            .flat_map(|f| f.capabilities().iter().copied())
+            .collect();
+        let by_tag = tags
+            .into_iter()
+            .map(|tag| {
+                let selection = lists(&|f| f.capabilities().contains(&tag));
+                (tag.as_str().to_owned(), selection)
+            })
+            .collect();
         Arc::new(Self {
-            models: to_bytes(&models),
-            model,
-            pricing: to_bytes(&pricing),
+            all: lists(&|_| true),
+            none: lists(&|_| false),
+            by_tag,
+            model: facts
+                .iter()
+                .map(|f| (f.id().to_owned(), to_bytes(&f.model())))
+                .collect(),
+            model_pricing: facts
+                .iter()
+                .map(|f| (f.id().to_owned(), to_bytes(f.pricing())))
+                .collect(),
         })
     }
+
+    /// The lists of the models of this provider and capability tag.
+    fn select(&self, provider: Option<&str>, tag: Option<&str>) -> &Lists {
+        if provider.is_some_and(|p| p != PROVIDER) {
+            return &self.none;
+        }
+        match tag {
+            None => &self.all,
+            Some(tag) => self.by_tag.get(tag).unwrap_or(&self.none),
+        }
+    }
+
+    /// `GET /v1/models`: checks the enumerated filters, then picks the list.
+    fn models(&self, query: &ModelsQuery) -> Result<Bytes, ApiError> {
+        let category = one_of("category", "invalid_category", &query.category, &CATEGORIES)?;
+        let recommended_for = one_of(
+            "recommended_for",
+            "invalid_recommended_for",
+            &query.recommended_for,
+            &RECOMMENDED_FOR,
+        )?;
+        let view = one_of("view", "invalid_view", &query.view, &VIEWS)?;
+        // Every model is a video model, so another category keeps none. No usage evidence is
+        // collected, so `recommended_for` ranks nothing: it keeps its category's models, in
+        // catalog order.
+        let other_category = [category, recommended_for]
+            .into_iter()
+            .flatten()
+            .any(|c| c != CATEGORY);
+        let lists = if other_category {
+            &self.none
+        } else {
+            self.select(query.provider.as_deref(), query.tag.as_deref())
+        };
+        Ok(if view == Some("compact") {
+            lists.compact.clone()
+        } else {
+            lists.full.clone()
+        })
+    }
+
+    /// `GET /v1/pricing`.
+    fn pricing(&self, query: &PricingQuery) -> Bytes {
+        let lists = self.select(query.provider.as_deref(), query.tag.as_deref());
+        lists.pricing.clone()
+    }
+}
+
+/// `value` when it is one of `allowed`; otherwise a `400` naming the parameter and the values.
+fn one_of<'q>(
+    param: &'static str,
+    code: &'static str,
+    value: &'q Option<String>,
+    allowed: &[&str],
+) -> Result<Option<&'q str>, ApiError> {
+    match value.as_deref() {
+        Some(v) if !allowed.contains(&v) => Err(ApiError::invalid(
+            code,
+            Some(param),
+            format!("{param} must be one of {}.", allowed.join(", ")),
+        )
+        .with_extra("allowed_values", allowed.into())),
+        v => Ok(v),
+    }
+}
+
+/// The schema of an enumerated parameter. It carries the parameter's description: utoipa
+/// drops a field's doc comment once `schema_with` gives its schema.
+fn enum_schema(description: &str, values: &[&str]) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .enum_values(Some(values.iter().copied()))
+}
+
+fn category_schema() -> Object {
+    enum_schema(
+        "Only models of this category: every Seedance model is a `video` model.",
+        &CATEGORIES,
+    )
+    .build()
+}
+
+fn recommended_for_schema() -> Object {
+    enum_schema(
+        "Only models for this task category (`video` for every Seedance model), in catalog order.",
+        &RECOMMENDED_FOR,
+    )
+    .build()
+}
+
+fn view_schema() -> Object {
+    enum_schema(
+        "`full`: the platform's model list; `compact`: the fields needed to pick a model.",
+        &VIEWS,
+    )
+    .default(Some("full".into()))
+    .build()
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ModelsQuery {
+    /// Only models of this provider: every Seedance model is `bytedance`'s.
+    provider: Option<String>,
+    /// Only models with this capability tag: an operation, e.g. `reference-to-video`.
+    tag: Option<String>,
+    #[param(schema_with = category_schema)]
+    category: Option<String>,
+    #[param(schema_with = recommended_for_schema)]
+    recommended_for: Option<String>,
+    #[param(schema_with = view_schema)]
+    view: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PricingQuery {
+    /// Only models of this provider: every Seedance model is `bytedance`'s.
+    provider: Option<String>,
+    /// Only models with this capability tag: an operation, e.g. `reference-to-video`.
+    tag: Option<String>,
 }
 
 fn json_body(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// The models this gateway serves.
+fn model_not_found(id: &str) -> HttpError {
+    HttpError(
+        ApiError::new(
+            404,
+            ErrorType::ModelNotFound,
+            "model_not_found",
+            format!("The model `{id}` does not exist."),
+        )
+        .with_param("model"),
+    )
+}
+
+/// The models this gateway serves: the platform's full list, or with `view=compact` the
+/// fields needed to pick one. A filter no model matches gives an empty list.
 #[utoipa::path(
     get,
     path = "/v1/models",
     operation_id = "list_models",
     tag = "catalog",
-    responses((status = 200, description = "Every model.", body = ModelList)),
+    params(ModelsQuery),
+    responses(
+        (status = 200, description = "The models the filters keep.", body = ModelListResponse),
+        (status = 400, description = "`invalid_query`, `invalid_category`, `invalid_recommended_for` or `invalid_view`.", body = ErrorBody),
+    ),
     security(("api_key" = [])),
 )]
-pub async fn list_models(State(state): State<ApiState>, _auth: Authed) -> Response {
-    json_body(state.catalog.models.clone())
+pub async fn list_models(
+    State(state): State<ApiState>,
+    _auth: Authed,
+    query: Result<Query<ModelsQuery>, QueryRejection>,
+) -> Result<Response, HttpError> {
+    let Query(query) = query.map_err(invalid_query)?;
+    Ok(json_body(state.catalog.models(&query)?))
 }
 
-/// One model: its operations, resolutions, durations, ratios, reference limits and prices.
+/// One model: the platform's fields, and under `tokenlab` its operations, resolutions,
+/// durations, ratios, reference limits and prices.
 #[utoipa::path(
     get,
-    path = "/v1/models/{id}",
+    path = "/v1/models/{model}",
     operation_id = "get_model",
     tag = "catalog",
-    params(("id" = String, Path, description = "A model id, e.g. `seedance-2.0`.")),
+    params(("model" = String, Path, description = "A model id, e.g. `seedance-2.0`.")),
     responses(
-        (status = 200, description = "The model.", body = ModelObject),
+        (status = 200, description = "The model.", body = Model),
         (status = 404, description = "`model_not_found`.", body = ErrorBody),
     ),
     security(("api_key" = [])),
@@ -173,32 +309,53 @@ pub async fn list_models(State(state): State<ApiState>, _auth: Authed) -> Respon
 pub async fn get_model(
     State(state): State<ApiState>,
     _auth: Authed,
-    Path(id): Path<String>,
+    Path(model): Path<String>,
 ) -> Result<Response, HttpError> {
-    let body = state.catalog.model.get(&id).cloned().ok_or_else(|| {
-        HttpError(
-            ApiError::new(
-                404,
-                ErrorType::ModelNotFound,
-                "model_not_found",
-                format!("The model `{id}` does not exist."),
-            )
-            .with_param("model"),
-        )
-    })?;
-    Ok(json_body(body))
+    let body = state.catalog.model.get(&model).cloned();
+    Ok(json_body(body.ok_or_else(|| model_not_found(&model))?))
 }
 
-/// Every billable row: model, resolution tier, with or without video input, CNY and USD per
-/// million tokens.
+/// One model's prices: the same object as its entry in `GET /v1/pricing`.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{model}/pricing",
+    operation_id = "get_model_pricing",
+    tag = "catalog",
+    params(("model" = String, Path, description = "A model id, e.g. `seedance-2.0`.")),
+    responses(
+        (status = 200, description = "The model's prices.", body = ModelPricing),
+        (status = 404, description = "`model_not_found`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn get_model_pricing(
+    State(state): State<ApiState>,
+    _auth: Authed,
+    Path(model): Path<String>,
+) -> Result<Response, HttpError> {
+    let body = state.catalog.model_pricing.get(&model).cloned();
+    Ok(json_body(body.ok_or_else(|| model_not_found(&model))?))
+}
+
+/// Every model's prices: one row per resolution and video input, CNY and USD per million
+/// tokens, the rate and the token formula. A filter no model matches gives an empty list.
 #[utoipa::path(
     get,
     path = "/v1/pricing",
     operation_id = "get_pricing",
     tag = "catalog",
-    responses((status = 200, description = "The price table.", body = PricingList)),
+    params(PricingQuery),
+    responses(
+        (status = 200, description = "The price table.", body = PricingList),
+        (status = 400, description = "`invalid_query`.", body = ErrorBody),
+    ),
     security(("api_key" = [])),
 )]
-pub async fn pricing(State(state): State<ApiState>, _auth: Authed) -> Response {
-    json_body(state.catalog.pricing.clone())
+pub async fn pricing(
+    State(state): State<ApiState>,
+    _auth: Authed,
+    query: Result<Query<PricingQuery>, QueryRejection>,
+) -> Result<Response, HttpError> {
+    let Query(query) = query.map_err(invalid_query)?;
+    Ok(json_body(state.catalog.pricing(&query)))
 }

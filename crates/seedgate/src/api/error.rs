@@ -1,6 +1,7 @@
 //! The one place an error becomes an HTTP response, in the platform's shape
 //! `{"error":{"message","type","code","param",…}}`.
 
+use axum::extract::rejection::QueryRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use seedgate_contract::{ApiError, ErrorType};
@@ -44,5 +45,15 @@ pub fn method_not_allowed() -> HttpError {
         ErrorType::InvalidRequestError,
         "method_not_allowed",
         "This endpoint does not accept that HTTP method.",
+    ))
+}
+
+/// A query string that does not fit its endpoint: an unknown or repeated parameter, a value
+/// of the wrong type.
+pub fn invalid_query(rejection: QueryRejection) -> HttpError {
+    HttpError(ApiError::invalid(
+        "invalid_query",
+        None,
+        format!("Invalid query string: {}", rejection.body_text()),
     ))
 }

@@ -3,6 +3,7 @@
 mod assets;
 mod auth;
 mod catalog;
+mod catalog_view;
 mod error;
 mod health;
 mod openapi;
@@ -41,7 +42,8 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
         .route("/v1/tasks/{id}/cancel", post(tasks::cancel))
         .route("/v1/models", get(catalog::list_models))
-        .route("/v1/models/{id}", get(catalog::get_model))
+        .route("/v1/models/{model}", get(catalog::get_model))
+        .route("/v1/models/{model}/pricing", get(catalog::get_model_pricing))
         .route("/v1/pricing", get(catalog::pricing))
         .route("/v1/assets/{task_id}/{file}", get(assets::download))
         .route("/v1/upstream/callback/{id}", post(tasks::upstream_callback))

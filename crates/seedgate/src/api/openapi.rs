@@ -31,6 +31,7 @@ use super::{assets, catalog, health, tasks, volc};
         tasks::list,
         catalog::list_models,
         catalog::get_model,
+        catalog::get_model_pricing,
         catalog::pricing,
         assets::download,
         tasks::upstream_callback,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authed;
-use super::error::HttpError;
+use super::error::{invalid_query, HttpError};
 use super::view::{task_object, BaseUrl, TaskObject};
 use super::ApiState;
 use crate::store::{now_ms, PublicStatus};
@@ -209,13 +209,7 @@ pub async fn list(
     BaseUrl(base): BaseUrl,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<TaskList>, HttpError> {
-    let Query(query) = query.map_err(|e| {
-        HttpError(ApiError::invalid(
-            "invalid_query",
-            None,
-            format!("Invalid query string: {}", e.body_text()),
-        ))
-    })?;
+    let Query(query) = query.map_err(invalid_query)?;
     let page = state
         .services
         .list_tasks(

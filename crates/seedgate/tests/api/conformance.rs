@@ -19,18 +19,33 @@ static VALIDATORS: LazyLock<HashMap<String, jsonschema::Validator>> = LazyLock::
         .keys()
         .map(|name| {
             let schema = json!({"$defs": defs, "$ref": format!("#/$defs/{name}")});
-            let validator = jsonschema::validator_for(&schema)
+            // `format` is asserted too: the platform's timestamps are RFC 3339 date-times.
+            let validator = jsonschema::options()
+                .should_validate_formats(true)
+                .build(&schema)
                 .unwrap_or_else(|e| panic!("schema {name} does not compile: {e}"));
             (name.clone(), validator)
         })
         .collect()
 });
 
-/// The schema a response must fit, for the paths the platform's document describes.
-fn schema_for(path: &str, status: u16, body: &Value) -> Option<&'static str> {
+/// The schema a response must fit, for the paths the platform's document describes. The query
+/// tells the two shapes of the models list apart.
+fn schema_for(path: &str, query: Option<&str>, status: u16, body: &Value) -> Option<&'static str> {
     let ok = status < 300;
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let compact = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .any(|(key, value)| key == "view" && value == "compact");
     match segments.as_slice() {
+        ["v1", "models"] if ok => Some(if compact {
+            "models_compact"
+        } else {
+            "models_list"
+        }),
+        ["v1", "models", _] if ok => Some("model"),
+        ["v1", "models", _, "pricing"] if ok => Some("model_pricing"),
+        ["v1", "pricing"] if ok => Some("pricing_list"),
+        ["v1", "models", ..] | ["v1", "pricing"] => Some("error"),
         ["v1", "videos", "generations"] => Some(if ok { "created_task" } else { "error" }),
         ["v1", "videos", "generations", _] | ["v1", "tasks", _] | ["v1", "tasks", _, "cancel"] => {
             Some(if ok { "task" } else { "error" })
@@ -52,8 +67,8 @@ fn schema_for(path: &str, status: u16, body: &Value) -> Option<&'static str> {
 }
 
 /// Panics when a response on one of the platform's paths does not fit its schema.
-pub fn check(path: &str, status: u16, body: &Value) {
-    let Some(name) = schema_for(path, status, body) else {
+pub fn check(path: &str, query: Option<&str>, status: u16, body: &Value) {
+    let Some(name) = schema_for(path, query, status, body) else {
         return;
     };
     let problems: Vec<String> = VALIDATORS[name]
@@ -68,8 +83,11 @@ pub fn check(path: &str, status: u16, body: &Value) {
 
 #[test]
 fn the_check_refuses_what_the_platform_does_not_allow() {
-    let fits = |path: &str, status: u16, body: Value| {
-        std::panic::catch_unwind(|| check(path, status, &body)).is_ok()
+    let fits = |target: &str, status: u16, body: Value| {
+        let (path, query) = target
+            .split_once('?')
+            .map_or((target, None), |(p, q)| (p, Some(q)));
+        std::panic::catch_unwind(|| check(path, query, status, &body)).is_ok()
     };
     assert!(fits(
         "/v1/tasks/x",
@@ -102,5 +120,188 @@ fn the_check_refuses_what_the_platform_does_not_allow() {
         200,
         json!({"id": "cgt-1", "extra": 1})
     ));
-    assert!(fits("/v1/models", 200, json!({"anything": true})));
+
+    // The Models and Pricing APIs, from a minimal fitting body each.
+    let lifecycle = json!({
+        "stage": "active", "reason": null, "replacement_model": null,
+        "released_at": "2026-01-28T00:00:00Z", "deprecated_at": null, "retired_at": null,
+        "sunset_at": null, "latest": false, "latest_source": "none", "latest_window_days": null
+    });
+    let commercial = json!({"user_charge_policy": "paid", "free_reason": null, "free_until": null});
+    let list_extension = json!({
+        "aliases": [], "pricing": {}, "capabilities": ["text-to-video"],
+        "max_input_tokens": null, "max_output_tokens": 1, "category": "video",
+        "pricing_unit": "per_1m_tokens", "has_complex_pricing": true,
+        "lifecycle": lifecycle, "commercial": commercial, "badges": []
+    });
+    let item = json!({"id": "m", "object": "model", "created": 1, "owned_by": "bytedance", "tokenlab": list_extension});
+    let with = |mut value: Value, pointer: &str, field: &str, new: Value| {
+        value.pointer_mut(pointer).unwrap()[field] = new;
+        value
+    };
+    let without = |mut value: Value, pointer: &str, field: &str| {
+        value
+            .pointer_mut(pointer)
+            .unwrap()
+            .as_object_mut()
+            .unwrap()
+            .remove(field);
+        value
+    };
+    let list = json!({"object": "list", "data": [item]});
+    assert!(fits("/v1/models", 200, list.clone()));
+    assert!(!fits(
+        "/v1/models",
+        200,
+        without(list.clone(), "/data/0", "created")
+    ));
+    assert!(!fits(
+        "/v1/models",
+        200,
+        with(list.clone(), "/data/0", "resolutions", json!([]))
+    ));
+    assert!(!fits(
+        "/v1/models",
+        200,
+        with(list.clone(), "/data/0/tokenlab", "name", json!("m"))
+    ));
+    assert!(!fits(
+        "/v1/models",
+        200,
+        with(
+            list.clone(),
+            "/data/0/tokenlab/lifecycle",
+            "stage",
+            json!("beta")
+        )
+    ));
+    assert!(!fits(
+        "/v1/models",
+        200,
+        with(
+            list.clone(),
+            "/data/0/tokenlab/lifecycle",
+            "released_at",
+            json!("2026-01-28")
+        )
+    ));
+    assert!(!fits(
+        "/v1/models",
+        200,
+        with(list, "/data/0/tokenlab", "badges", json!([{"key": "new"}]))
+    ));
+
+    let compact_item = json!({
+        "id": "m", "provider": "bytedance", "category": "video", "capabilities": [],
+        "max_input_tokens": null, "max_output_tokens": null,
+        "pricing": {"unit": "per_1m_tokens", "currency": "USD", "has_complex_pricing": true},
+        "status": "active", "latest": false
+    });
+    let compact = json!({"object": "list", "view": "compact", "count": 1, "data": [compact_item]});
+    assert!(fits("/v1/models?view=compact", 200, compact.clone()));
+    // A compact request answered in the full shape, and the other way round.
+    assert!(!fits(
+        "/v1/models?view=compact",
+        200,
+        json!({"object": "list", "data": []})
+    ));
+    assert!(!fits("/v1/models?tag=x&view=full", 200, compact.clone()));
+    assert!(!fits(
+        "/v1/models?view=compact",
+        200,
+        with(compact.clone(), "/data/0", "name", json!("m"))
+    ));
+    assert!(!fits(
+        "/v1/models?view=compact",
+        200,
+        with(compact.clone(), "/data/0/pricing", "currency", json!("CNY"))
+    ));
+    assert!(!fits(
+        "/v1/models?view=compact",
+        200,
+        without(compact, "", "count")
+    ));
+
+    let model = with(
+        item.clone(),
+        "",
+        "tokenlab",
+        json!({
+            "lifecycle": lifecycle, "commercial": commercial, "badges": [],
+            "accepted_request_formats": [], "resolutions": ["720p"]
+        }),
+    );
+    assert!(fits("/v1/models/m", 200, model.clone()));
+    assert!(!fits(
+        "/v1/models/m",
+        200,
+        with(model.clone(), "", "resolutions", json!(["720p"]))
+    ));
+    assert!(!fits(
+        "/v1/models/m",
+        200,
+        without(model.clone(), "/tokenlab", "accepted_request_formats")
+    ));
+    assert!(!fits(
+        "/v1/models/m",
+        200,
+        with(
+            model,
+            "/tokenlab",
+            "accepted_request_formats",
+            json!(["video"])
+        )
+    ));
+    assert!(!fits(
+        "/v1/models/m",
+        404,
+        json!({"error": {"message": "m", "type": "not_found"}})
+    ));
+
+    let pricing =
+        json!({"model": "m", "has_complex_pricing": true, "pricing_details": {"rows": []}});
+    assert!(fits("/v1/models/m/pricing", 200, pricing.clone()));
+    assert!(!fits(
+        "/v1/models/m/pricing",
+        200,
+        with(pricing.clone(), "", "has_complex_pricing", json!("yes"))
+    ));
+    assert!(!fits(
+        "/v1/models/m/pricing",
+        200,
+        with(pricing, "", "pricing_summary", json!([]))
+    ));
+
+    let entry = json!({"model": "m", "provider": "bytedance", "is_lock_price": false, "capabilities": [], "aliases": []});
+    let table = json!({
+        "object": "pricing", "updated_at": "2026-01-28T00:00:00Z", "currency": "USD",
+        "data": [entry], "cny_per_usd": "6.8"
+    });
+    assert!(fits("/v1/pricing", 200, table.clone()));
+    assert!(!fits(
+        "/v1/pricing",
+        200,
+        with(table.clone(), "", "object", json!("list"))
+    ));
+    assert!(!fits(
+        "/v1/pricing",
+        200,
+        without(table.clone(), "", "updated_at")
+    ));
+    assert!(!fits(
+        "/v1/pricing",
+        200,
+        with(table.clone(), "", "updated_at", json!("yesterday"))
+    ));
+    assert!(!fits(
+        "/v1/pricing",
+        200,
+        without(table.clone(), "/data/0", "aliases")
+    ));
+    assert!(!fits(
+        "/v1/pricing",
+        200,
+        with(table, "/data/0", "input_per_1m_tokens", json!(6.76))
+    ));
+    assert!(fits("/healthz", 200, json!({"anything": true})));
 }

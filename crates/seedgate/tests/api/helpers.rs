@@ -219,10 +219,10 @@ impl TestApp {
 /// schema for its path (`conformance`).
 pub async fn decode(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
-    let path = response.url().path().to_owned();
+    let url = response.url().clone();
     let text = response.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    crate::conformance::check(&path, status, &body);
+    crate::conformance::check(url.path(), url.query(), status, &body);
     (status, body)
 }
 

@@ -12,7 +12,7 @@ use crate::helpers::TestApp;
 use crate::restart::{free_port, start, wait_ready};
 
 /// Every route the router serves, as `METHOD path`.
-const ROUTES: [&str; 18] = [
+const ROUTES: [&str; 19] = [
     "POST /api/v3/contents/generations/tasks",
     "GET /api/v3/contents/generations/tasks",
     "GET /api/v3/contents/generations/tasks/{id}",
@@ -24,7 +24,8 @@ const ROUTES: [&str; 18] = [
     "DELETE /v1/tasks/{id}",
     "POST /v1/tasks/{id}/cancel",
     "GET /v1/models",
-    "GET /v1/models/{id}",
+    "GET /v1/models/{model}",
+    "GET /v1/models/{model}/pricing",
     "GET /v1/pricing",
     "GET /v1/assets/{task_id}/{file}",
     "POST /v1/upstream/callback/{id}",
@@ -81,9 +82,40 @@ async fn the_document_describes_every_route_and_its_errors() {
         "get_task"
     );
     let schemas = doc["components"]["schemas"].as_object().unwrap();
-    for name in ["TaskObject", "ErrorBody", "ModelObject", "PricingList"] {
+    for name in [
+        "TaskObject",
+        "ErrorBody",
+        "Model",
+        "ModelList",
+        "CompactModelList",
+        "ModelPricing",
+        "PricingList",
+    ] {
         assert!(schemas.contains_key(name), "schema {name} missing");
     }
+    // `view` picks one of two bodies for the one status.
+    let models = &doc["paths"]["/v1/models"]["get"];
+    assert_eq!(
+        models["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ModelListResponse"
+    );
+    assert_eq!(
+        schemas["ModelListResponse"]["oneOf"],
+        serde_json::json!([
+            {"$ref": "#/components/schemas/ModelList"},
+            {"$ref": "#/components/schemas/CompactModelList"}
+        ])
+    );
+    let view = models["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "view")
+        .unwrap();
+    assert_eq!(
+        view["schema"]["enum"],
+        serde_json::json!(["full", "compact"])
+    );
     assert_eq!(
         doc["components"]["securitySchemes"]["api_key"]["scheme"],
         "bearer"

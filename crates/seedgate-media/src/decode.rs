@@ -1,5 +1,10 @@
-//! Input videos: MP4/MOV demux (mp4 crate) and H.264 decode (OpenH264), one frame at a time so
-//! a long, large input never sits in memory whole.
+//! Input videos, decoded one frame at a time so a long, large input never sits in memory whole.
+//!
+//! H.264 that OpenH264 decodes (no B-frames; Baseline, Main or High, 8-bit 4:2:0) is demuxed
+//! by the mp4 crate and decoded by OpenH264, both built in. Everything else in an MP4 or MOV
+//! container (H.264 with B-frames, H.265, other codecs, files the mp4 crate cannot read) goes
+//! to the `ffmpeg` program ([`ffmpeg`]); when it is not installed, the error names the codec
+//! that needs it ([`container`] reads which).
 
 use std::io::{self, Cursor, Read, Seek, SeekFrom};
 
@@ -9,6 +14,15 @@ use openh264::formats::YUVSource;
 use openh264::OpenH264API;
 
 use crate::{MediaError, VideoInfo};
+
+mod container;
+mod ffmpeg;
+#[cfg(test)]
+mod tests;
+
+use container::VideoTrack;
+use ffmpeg::FfmpegFrames;
+pub(crate) use ffmpeg::Tools;
 
 fn unreadable(e: impl std::fmt::Display) -> MediaError {
     MediaError::UnreadableVideo(e.to_string())
@@ -64,25 +78,47 @@ pub(crate) fn track_seconds(track: &Mp4Track) -> Option<f64> {
     (header.timescale > 0).then(|| header.duration as f64 / f64::from(header.timescale))
 }
 
-/// The container and the id of its first video track.
-fn open(bytes: &[u8]) -> Result<(Reader<'_>, u32), MediaError> {
-    let reader = read_container(bytes).map_err(unreadable)?;
-    let track_id = reader
+/// The id of the container's first video track (the lowest).
+fn video_track_id(reader: &Reader<'_>) -> Result<u32, MediaError> {
+    reader
         .tracks()
         .values()
         .filter(|t| matches!(t.track_type(), Ok(TrackType::Video)))
         .map(|t| t.track_id())
         .min()
-        .ok_or_else(|| MediaError::UnreadableVideo("no video track".into()))?;
-    Ok((reader, track_id))
+        .ok_or_else(|| MediaError::UnreadableVideo("no video track".into()))
 }
 
-/// Width, height and duration of an MP4/MOV from its header.
+/// Width, height and duration of an MP4/MOV from its header, whatever the codec: the mp4
+/// crate's reading, or ffprobe's for a container the mp4 crate cannot read (a MOV without an
+/// `ftyp` box, for one). Without ffprobe such a file fails as `input_video_unsupported`, naming
+/// its codec.
 pub fn probe_mp4(bytes: &[u8]) -> Result<VideoInfo, MediaError> {
-    let (reader, track_id) = open(bytes)?;
+    probe_with(bytes, &Tools::from_env())
+}
+
+pub(crate) fn probe_with(bytes: &[u8], tools: &Tools) -> Result<VideoInfo, MediaError> {
+    let reader = match read_container(bytes) {
+        Ok(reader) => reader,
+        Err(e) => {
+            // The mp4 crate reads MP4 and most MOV files; ffprobe reads the rest whose header
+            // at least describes a video track.
+            let Some(track) = VideoTrack::of(bytes) else {
+                return Err(unreadable(e));
+            };
+            let video = container::describe(Some(&track));
+            let probed = ffmpeg::probe(bytes, tools, &video)?;
+            return Ok(VideoInfo {
+                width: probed.width,
+                height: probed.height,
+                duration_secs: probed.duration_secs,
+                has_audio: probed.has_audio,
+            });
+        }
+    };
     let track = reader
         .tracks()
-        .get(&track_id)
+        .get(&video_track_id(&reader)?)
         .ok_or_else(|| MediaError::UnreadableVideo("no video track".into()))?;
     Ok(VideoInfo {
         width: u32::from(track.width()),
@@ -96,8 +132,118 @@ pub fn probe_mp4(bytes: &[u8]) -> Result<VideoInfo, MediaError> {
     })
 }
 
-/// A decoder that yields an input video's frames in order, as RGB.
+/// A decoder that yields an input video's frames in order, as RGB: OpenH264 for the H.264 it
+/// decodes, ffmpeg for everything else.
 pub struct FrameStream<'a> {
+    engine: Engine<'a>,
+    bytes: &'a [u8],
+    tools: Tools,
+    /// Frames yielded so far: ffmpeg skips them when it takes over from OpenH264.
+    yielded: u32,
+}
+
+enum Engine<'a> {
+    OpenH264(Box<OpenH264Frames<'a>>),
+    Ffmpeg(FfmpegFrames),
+}
+
+impl<'a> FrameStream<'a> {
+    pub fn open(bytes: &'a [u8]) -> Result<Self, MediaError> {
+        Self::open_with(bytes, Tools::from_env())
+    }
+
+    pub(crate) fn open_with(bytes: &'a [u8], tools: Tools) -> Result<Self, MediaError> {
+        let track = VideoTrack::of(bytes);
+        let openh264 = match read_container(bytes) {
+            Ok(reader) => {
+                let track_id = video_track_id(&reader)?;
+                if track.as_ref().is_some_and(VideoTrack::openh264_decodes) {
+                    Some(OpenH264Frames::open(reader, track_id)?)
+                } else {
+                    None
+                }
+            }
+            // The mp4 crate reads MP4 and most MOV files; ffmpeg reads the rest whose header
+            // at least describes a video track.
+            Err(e) if track.is_none() => return Err(unreadable(e)),
+            Err(_) => None,
+        };
+        let engine = match openh264 {
+            Some(frames) => Engine::OpenH264(Box::new(frames)),
+            None => Engine::Ffmpeg(FfmpegFrames::open(
+                bytes,
+                &tools,
+                &container::describe(track.as_ref()),
+            )?),
+        };
+        Ok(Self {
+            engine,
+            bytes,
+            tools,
+            yielded: 0,
+        })
+    }
+
+    /// Frames the container announces.
+    pub fn frame_count(&self) -> u32 {
+        match &self.engine {
+            Engine::OpenH264(frames) => frames.samples,
+            Engine::Ffmpeg(frames) => frames.frame_count(),
+        }
+    }
+
+    /// Decodes the next frame; false once the video is exhausted.
+    pub fn advance(&mut self) -> Result<bool, MediaError> {
+        let advanced = match &mut self.engine {
+            Engine::OpenH264(frames) => match frames.advance() {
+                Ok(advanced) => advanced,
+                // The header cannot show all OpenH264 lacks (interlaced pictures, for one),
+                // so a stream it was given may still stop it: ffmpeg takes over from there.
+                Err(_) => self.hand_over()?,
+            },
+            Engine::Ffmpeg(frames) => frames.advance()?,
+        };
+        self.yielded += u32::from(advanced);
+        Ok(advanced)
+    }
+
+    /// Replaces OpenH264 by ffmpeg, skipping the frames already yielded, and reads the next.
+    fn hand_over(&mut self) -> Result<bool, MediaError> {
+        let video = format!(
+            "{} that OpenH264 cannot decode",
+            container::describe(VideoTrack::of(self.bytes).as_ref())
+        );
+        let mut frames = FfmpegFrames::open(self.bytes, &self.tools, &video)?;
+        for _ in 0..self.yielded {
+            if !frames.advance()? {
+                break;
+            }
+        }
+        let advanced = frames.advance()?;
+        self.engine = Engine::Ffmpeg(frames);
+        Ok(advanced)
+    }
+
+    /// The most recently decoded frame: (rgb, width, height).
+    pub fn frame(&self) -> (&[u8], usize, usize) {
+        match &self.engine {
+            Engine::OpenH264(frames) => (&frames.rgb, frames.width, frames.height),
+            Engine::Ffmpeg(frames) => frames.frame(),
+        }
+    }
+
+    /// The running ffmpeg's process id; `None` while OpenH264 decodes.
+    #[cfg(test)]
+    pub(crate) fn ffmpeg_pid(&self) -> Option<u32> {
+        match &self.engine {
+            Engine::OpenH264(_) => None,
+            Engine::Ffmpeg(frames) => Some(frames.pid()),
+        }
+    }
+}
+
+/// One H.264 track demuxed by the mp4 crate and decoded by OpenH264.
+struct OpenH264Frames<'a> {
     reader: Reader<'a>,
     track_id: u32,
     samples: u32,
@@ -111,9 +257,8 @@ pub struct FrameStream<'a> {
     height: usize,
 }
 
-impl<'a> FrameStream<'a> {
-    pub fn open(bytes: &'a [u8]) -> Result<Self, MediaError> {
-        let (reader, track_id) = open(bytes)?;
+impl<'a> OpenH264Frames<'a> {
+    fn open(reader: Reader<'a>, track_id: u32) -> Result<Self, MediaError> {
         let track = reader
             .tracks()
             .get(&track_id)
@@ -126,7 +271,7 @@ impl<'a> FrameStream<'a> {
             .stsd
             .avc1
             .as_ref()
-            .ok_or_else(|| MediaError::UnreadableVideo("only H.264 video is supported".into()))?;
+            .ok_or_else(|| MediaError::UnreadableVideo("the track is not H.264".into()))?;
         let mut parameter_sets = Vec::new();
         for set in avc
             .avcc
@@ -154,13 +299,8 @@ impl<'a> FrameStream<'a> {
         })
     }
 
-    /// Frames the container announces.
-    pub fn frame_count(&self) -> u32 {
-        self.samples
-    }
-
     /// Decodes the next frame; false once the video is exhausted.
-    pub fn advance(&mut self) -> Result<bool, MediaError> {
+    fn advance(&mut self) -> Result<bool, MediaError> {
         while self.next_sample <= self.samples {
             let sample = self
                 .reader
@@ -195,10 +335,5 @@ impl<'a> FrameStream<'a> {
             }
         }
         Ok(false)
-    }
-
-    /// The most recently decoded frame: (rgb, width, height).
-    pub fn frame(&self) -> (&[u8], usize, usize) {
-        (&self.rgb, self.width, self.height)
     }
 }

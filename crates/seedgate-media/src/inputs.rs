@@ -4,8 +4,8 @@
 //! Everything here reads bytes from strangers, so every read is bounds-checked and no
 //! allocation is sized by a header field.
 
-use crate::decode::{read_container, track_seconds};
-use crate::{image_dimensions, probe_mp4, MediaError};
+use crate::decode::{probe_with, read_container, track_seconds, Tools};
+use crate::{image_dimensions, MediaError};
 use mp4::TrackType;
 
 /// What a fetched input file turned out to be.
@@ -21,9 +21,14 @@ pub enum MediaKind {
 
 /// The kind of media `bytes` hold, or `None` when they are none this crate can read.
 pub fn media_kind(bytes: &[u8]) -> Option<MediaKind> {
+    media_kind_with(bytes, &Tools::from_env())
+}
+
+/// [`media_kind`], with ffprobe (for MOV files the mp4 crate cannot read) from `tools`.
+fn media_kind_with(bytes: &[u8], tools: &Tools) -> Option<MediaKind> {
     if image_dimensions(bytes).is_ok() {
         Some(MediaKind::Image)
-    } else if probe_mp4(bytes).is_ok() {
+    } else if probe_with(bytes, tools).is_ok() {
         Some(MediaKind::Video)
     } else if audio_duration(bytes).is_ok() {
         Some(MediaKind::Audio)

@@ -2,11 +2,18 @@
 //! when asked) and PNG last frames, built from bundled encoder sources so nothing but
 //! `cargo build` is needed.
 //!
-//! The H.264 encoder and decoder are Cisco's OpenH264 (BSD-2-Clause). The audio encoder is the
-//! Fraunhofer FDK AAC library, bundled and under its own licence (not OSI-approved).
+//! The H.264 encoder is Cisco's OpenH264 (BSD-2-Clause). The audio encoder is the Fraunhofer
+//! FDK AAC library, bundled and under its own licence (not OSI-approved).
 //!
-//! Memory stays bounded whatever the input: input videos are decoded as a stream, one frame
-//! at a time, never held whole.
+//! Input videos (MP4 or MOV) are decoded as a stream, one frame at a time, never held whole,
+//! so memory stays bounded whatever the input. H.264 without B-frames (Baseline, Main or High,
+//! 8-bit 4:2:0, which is what OpenH264 implements) is demuxed by the mp4 crate and decoded by
+//! OpenH264, built in. Everything else — H.264 with B-frames (the default of most encoders),
+//! interlaced or in higher profiles, H.265, other codecs, and MOV files the mp4 crate cannot
+//! read — is decoded by the `ffmpeg` program, run as an external engine with `ffprobe` for the
+//! header (`SEEDGATE_FFMPEG` and `SEEDGATE_FFPROBE` name other programs). When those are not
+//! installed, such an input fails with [`MediaError::UnsupportedVideo`], whose message names
+//! the codec and profile the container declares.
 //!
 //! It also tells what a fetched input file is and how long an input audio file lasts, from
 //! headers alone, so inputs can be checked against the upstream's rules before they are sent.
@@ -71,6 +78,10 @@ pub enum MediaError {
     UnreadableImage(String),
     #[error("the input video cannot be read: {0}")]
     UnreadableVideo(String),
+    /// A video in a codec or container only ffmpeg decodes here, when ffmpeg is not installed
+    /// (or frames too large to decode); the message names the codec and profile.
+    #[error("the input video cannot be decoded here: {0}")]
+    UnsupportedVideo(String),
     #[error("the input audio cannot be read: {0}")]
     UnreadableAudio(String),
     #[error("invalid render request: {0}")]
@@ -85,6 +96,7 @@ impl MediaError {
         match self {
             MediaError::UnreadableImage(_) => "input_image_unreadable",
             MediaError::UnreadableVideo(_) => "input_video_unreadable",
+            MediaError::UnsupportedVideo(_) => "input_video_unsupported",
             MediaError::UnreadableAudio(_) => "input_audio_unreadable",
             MediaError::InvalidRequest(_) => "invalid_render_request",
             MediaError::Encode(_) => "encode_failed",

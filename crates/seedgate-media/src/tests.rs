@@ -80,7 +80,7 @@ fn clip(width: u32, height: u32, frames: u32) -> Vec<u8> {
     .unwrap()
 }
 
-fn check(scene: Scene, width: u32, height: u32, frames: u32, audio: bool) -> Rendered {
+pub(crate) fn check(scene: Scene, width: u32, height: u32, frames: u32, audio: bool) -> Rendered {
     let rendered = render(&RenderRequest {
         scene,
         width,

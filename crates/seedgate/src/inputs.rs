@@ -103,7 +103,11 @@ pub async fn fetch_checked(
             }
             MediaKind::Video => {
                 let seconds = seedgate_media::probe_mp4(&bytes)
-                    .map_err(|e| refuse(e.code(), &"not a readable MP4 or MOV video"))?
+                    .map_err(|e| match e {
+                        // Names the codec and what decoding it needs.
+                        seedgate_media::MediaError::UnsupportedVideo(_) => refuse(e.code(), &e),
+                        _ => refuse(e.code(), &"not a readable MP4 or MOV video"),
+                    })?
                     .duration_secs;
                 check_length(field, "video", seconds)?;
                 if field == "video_urls" {

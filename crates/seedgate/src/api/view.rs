@@ -146,7 +146,7 @@ pub struct EstimatedCost {
 
 /// Why a task failed: `cancelled`; `task_expired`; an input that failed its checks
 /// (`input_url_forbidden`, `input_fetch_failed`, `input_too_large`, `input_image_unreadable`,
-/// `input_video_unreadable`, `input_audio_unreadable`, `invalid_image_dimensions`,
+/// `input_video_unreadable`, `input_video_unsupported`, `input_audio_unreadable`, `invalid_image_dimensions`,
 /// `invalid_media_duration`); `result_unavailable` (the upstream finished but its video could
 /// not be retrieved); `submission_unresolved`; `too_many_attempts`; or the upstream's own code.
 /// A failed task is never charged.

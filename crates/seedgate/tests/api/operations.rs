@@ -177,3 +177,33 @@ async fn unreachable_input_fails_the_task_without_charge() {
     assert!(done["cost"].is_null());
     assert_eq!(app.balance(&app.account_id).await, 100_000_000);
 }
+
+/// The most common MP4 people have: ffmpeg's defaults (H.264 High with B-frames), and H.265.
+#[tokio::test]
+async fn videos_made_with_ffmpegs_defaults_and_h265_are_read_by_the_sandbox() {
+    use base64::Engine as _;
+    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    for codec in ["libx264", "libx265"] {
+        let file = dir.path().join(format!("{codec}.mp4"));
+        let made = std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=320x240:rate=24",
+            ])
+            .args(["-t", "3", "-pix_fmt", "yuv420p", "-c:v", codec])
+            .arg(&file)
+            .status()
+            .expect("ffmpeg must be installed (Debian package ffmpeg)");
+        assert!(made.success());
+        let video = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&file).unwrap());
+        let body = json!({"model": "seedance-2.0-fast", "operation": "video-to-video",
+            "prompt": "film look", "resolution": "480p", "duration": 4, "aspect_ratio": "16:9",
+            "generate_audio": false, "video_url": format!("data:video/mp4;base64,{video}")});
+        assert_renders(&app, body, 864, 496, 4.0, false).await;
+    }
+}

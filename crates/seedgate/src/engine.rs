@@ -20,7 +20,7 @@ use crate::providers::{
     Registry, Submission, SubmitRequest, UpstreamRef, UpstreamStatus,
 };
 use crate::store::{
-    now_ms, PollSeen, Settlement, Store, StoreError, TaskFailure, TaskRecord, TaskState,
+    now_ms, PollSeen, Settlement, Store, StoreError, TaskFailure, TaskRecord, Unpaid,
     UpstreamPhase, UpstreamSubmission,
 };
 
@@ -248,7 +248,7 @@ impl Engine {
             upstream_usage_tokens: None,
         };
         self.store
-            .finish_unpaid(&task.id, &self.owner, TaskState::Expired, &error)
+            .finish_unpaid(&task.id, &self.owner, Unpaid::Expired, &error)
             .await?;
         Ok(())
     }
@@ -561,7 +561,7 @@ impl Engine {
             Ok(UpstreamStatus::Failed { code, message }) => self.fail(task, &code, &message).await,
             Ok(UpstreamStatus::Cancelled) => {
                 unpaid(
-                    TaskState::Cancelled,
+                    Unpaid::Cancelled,
                     "cancelled",
                     "The upstream cancelled the task.",
                 )
@@ -569,7 +569,7 @@ impl Engine {
             }
             Ok(UpstreamStatus::Expired) => {
                 unpaid(
-                    TaskState::Expired,
+                    Unpaid::Expired,
                     "task_expired",
                     "The upstream let the task expire.",
                 )
@@ -607,7 +607,7 @@ impl Engine {
                 upstream_usage_tokens,
             };
             self.store
-                .finish_unpaid(&task.id, &self.owner, TaskState::Failed, &failure)
+                .finish_unpaid(&task.id, &self.owner, Unpaid::Failed, &failure)
                 .await?;
             return Ok(());
         }

@@ -1,7 +1,8 @@
 //! Durable state: keys (accounts), tasks, the ledger and settings, in SQLite (WAL).
 //!
-//! Every multi-row change is one `BEGIN IMMEDIATE` transaction, and every task transition is an
-//! `UPDATE … WHERE state = <expected>` so two workers can never both move the same task.
+//! Every multi-row change is one `BEGIN IMMEDIATE` transaction, and every task transition is a
+//! [`Transition`] of the state machine, written as one `UPDATE … WHERE <its guard>`, so two
+//! workers can never both move the same task and a terminal state never changes again.
 //!
 //! SQLite has one writer at a time. Writes go through a pool of one connection, so they queue
 //! in order on the runtime instead of in SQLite's busy handler, which sleeps in growing steps
@@ -23,7 +24,8 @@ pub use keys::{Account, KeyMode, NewKey};
 pub use ledger::LedgerKind;
 pub use tasks::{
     public_status, Created, IdempotencyKey, NewTask, PollSeen, PublicStatus, Settlement,
-    TaskFailure, TaskFilter, TaskRecord, TaskState, UpstreamPhase, UpstreamSubmission,
+    TaskFailure, TaskFilter, TaskRecord, TaskState, Transition, Unpaid, UpstreamPhase,
+    UpstreamSubmission, IN_FLIGHT,
 };
 pub use webhooks::{event_for, Delivery, DeliveryRecord};
 

@@ -52,6 +52,78 @@ impl TaskState {
             TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled | TaskState::Expired
         )
     }
+
+    /// The state `transition` leads to from this one; None when it may not start here (so a
+    /// terminal state never changes again).
+    pub fn apply(self, transition: Transition) -> Option<TaskState> {
+        transition.from().contains(&self).then(|| transition.to())
+    }
+}
+
+/// States a worker holds under a lease: they count against a key's and a channel's places.
+pub const IN_FLIGHT: &[TaskState] = &[TaskState::Submitting, TaskState::Running];
+
+/// A move of the engine's state machine. The store writes each one as a single `UPDATE`
+/// guarded by [`Transition::guard`], so of two workers racing, one wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// A worker takes a queued task to submit it.
+    Claim,
+    /// A local render starts, or an upstream accepted the submission.
+    Start,
+    /// Back to the queue after a transient failure.
+    Requeue,
+    /// Finished and charged.
+    Succeed,
+    /// Ended by the engine without charge: `Failed`, `Cancelled` (upstream) or `Expired`.
+    EndUnpaid(Unpaid),
+    /// Cancelled by its owner before anything started.
+    CancelQueued,
+}
+
+/// How a task may end without charge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unpaid {
+    Failed,
+    Cancelled,
+    Expired,
+}
+
+impl Transition {
+    /// Where it may start.
+    pub fn from(self) -> &'static [TaskState] {
+        match self {
+            Transition::Claim | Transition::CancelQueued => &[TaskState::Queued],
+            Transition::Start => &[TaskState::Submitting],
+            Transition::Requeue | Transition::Succeed | Transition::EndUnpaid(_) => IN_FLIGHT,
+        }
+    }
+
+    /// Where it ends.
+    pub fn to(self) -> TaskState {
+        match self {
+            Transition::Claim => TaskState::Submitting,
+            Transition::Start => TaskState::Running,
+            Transition::Requeue => TaskState::Queued,
+            Transition::Succeed => TaskState::Succeeded,
+            Transition::EndUnpaid(Unpaid::Failed) => TaskState::Failed,
+            Transition::EndUnpaid(Unpaid::Cancelled) | Transition::CancelQueued => {
+                TaskState::Cancelled
+            }
+            Transition::EndUnpaid(Unpaid::Expired) => TaskState::Expired,
+        }
+    }
+
+    /// The SQL condition that the row is where this transition may start.
+    pub fn guard(self) -> String {
+        states_sql(self.from())
+    }
+}
+
+/// `state IN ('…', …)` for a set of states (our own names, so safe to write into SQL).
+fn states_sql(states: &[TaskState]) -> String {
+    let names: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    format!("state IN ({})", names.join(", "))
 }
 
 /// The upstream's own phase of a submitted task, as last seen by a poll.
@@ -428,7 +500,7 @@ impl Store {
         let row = sqlx::query(&format!(
             "INSERT INTO tasks (id, account_id, model, operation, provider, state, job, request, \
              reserved_usd_micros, estimated_tokens, deadline_at_ms, callback_url, next_attempt_at_ms, \
-             created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              RETURNING {TASK_COLUMNS}"
         ))
         .bind(&task.id)
@@ -436,6 +508,7 @@ impl Store {
         .bind(&task.model)
         .bind(&task.operation)
         .bind(&task.provider)
+        .bind(TaskState::Queued.as_str())
         .bind(&task.job_json)
         .bind(&task.request_json)
         .bind(task.reserved_usd_micros)
@@ -538,12 +611,15 @@ impl Store {
     ) -> Result<Option<(TaskRecord, bool)>, StoreError> {
         let mut tx = self.begin_write().await?;
         let now = now_ms();
+        let cancel = Transition::CancelQueued;
         let cancelled = sqlx::query(&format!(
-            "UPDATE tasks SET state = 'cancelled', error_code = 'cancelled', \
+            "UPDATE tasks SET state = ?, error_code = 'cancelled', \
              error_message = 'The task was cancelled.', updated_at_ms = ?, completed_at_ms = ? \
-             WHERE id = ? AND account_id = ? AND state = 'queued' AND doubt_channel IS NULL \
-             RETURNING {TASK_COLUMNS}"
+             WHERE id = ? AND account_id = ? AND {} AND doubt_channel IS NULL \
+             RETURNING {TASK_COLUMNS}",
+            cancel.guard()
         ))
+        .bind(cancel.to().as_str())
         .bind(now)
         .bind(now)
         .bind(id)
@@ -583,9 +659,12 @@ impl Store {
         max_per_key: u32,
     ) -> Result<Option<(TaskRecord, String)>, StoreError> {
         let now = now_ms();
+        let abandoned = format!(
+            "SELECT id FROM tasks WHERE {} AND lease_until_ms < ?1 ORDER BY lease_until_ms LIMIT 1",
+            states_sql(IN_FLIGHT)
+        );
         for (index, pick) in [
-            "SELECT id FROM tasks WHERE state IN ('submitting', 'running') AND lease_until_ms < ?1 \
-             ORDER BY lease_until_ms LIMIT 1",
+            abandoned.as_str(),
             "SELECT t.id FROM tasks t WHERE t.state = 'queued' AND t.next_attempt_at_ms <= ?1 \
              AND (SELECT k.in_flight < COALESCE(k.max_concurrent_tasks, ?4) \
                   FROM api_keys k WHERE k.id = t.account_id) \
@@ -600,15 +679,17 @@ impl Store {
             let row = sqlx::query(&format!(
                 "UPDATE tasks SET \
                    attempts = attempts + CASE WHEN upstream_id IS NULL THEN 1 ELSE 0 END, \
-                   submit_started_at_ms = CASE WHEN state = 'queued' THEN ?1 ELSE submit_started_at_ms END, \
-                   state = CASE WHEN state = 'queued' THEN 'submitting' ELSE state END, \
+                   submit_started_at_ms = CASE WHEN {claimable} THEN ?1 ELSE submit_started_at_ms END, \
+                   state = CASE WHEN {claimable} THEN ?5 ELSE state END, \
                    lease_owner = ?2, lease_until_ms = ?3, updated_at_ms = ?1 \
-                 WHERE id = ({pick}) RETURNING {TASK_COLUMNS}, job"
+                 WHERE id = ({pick}) RETURNING {TASK_COLUMNS}, job",
+                claimable = Transition::Claim.guard(),
             ))
             .bind(now)
             .bind(owner)
             .bind(now + lease_ms)
             .bind(max_per_key)
+            .bind(Transition::Claim.to().as_str())
             .fetch_optional(&self.writer)
             .await?;
             if let Some(row) = row {
@@ -622,10 +703,13 @@ impl Store {
 
     /// `submitting` → `running` for work that is now under way (a local render).
     pub async fn mark_running(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE tasks SET state = 'running', updated_at_ms = ? \
-             WHERE id = ? AND lease_owner = ? AND state = 'submitting'",
-        )
+        let start = Transition::Start;
+        let done = sqlx::query(&format!(
+            "UPDATE tasks SET state = ?, updated_at_ms = ? \
+             WHERE id = ? AND lease_owner = ? AND {}",
+            start.guard()
+        ))
+        .bind(start.to().as_str())
         .bind(now_ms())
         .bind(id)
         .bind(owner)
@@ -644,12 +728,15 @@ impl Store {
         owner: &str,
         submission: &UpstreamSubmission<'_>,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE tasks SET state = 'running', channel = ?, upstream_id = ?, next_poll_at_ms = ?, \
+        let start = Transition::Start;
+        let done = sqlx::query(&format!(
+            "UPDATE tasks SET state = ?, channel = ?, upstream_id = ?, next_poll_at_ms = ?, \
              upstream_phase = NULL, upstream_expires_at_ms = ?, doubt_channel = NULL, \
              doubt_since_ms = NULL, lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ? \
-             WHERE id = ? AND lease_owner = ? AND state = 'submitting'",
-        )
+             WHERE id = ? AND lease_owner = ? AND {}",
+            start.guard()
+        ))
+        .bind(start.to().as_str())
         .bind(submission.channel)
         .bind(submission.upstream_id)
         .bind(submission.next_poll_at_ms)
@@ -775,10 +862,10 @@ impl Store {
         owner: &str,
         lease_ms: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE tasks SET lease_until_ms = ? \
-             WHERE id = ? AND lease_owner = ? AND state IN ('submitting', 'running')",
-        )
+        let done = sqlx::query(&format!(
+            "UPDATE tasks SET lease_until_ms = ? WHERE id = ? AND lease_owner = ? AND {}",
+            states_sql(IN_FLIGHT)
+        ))
         .bind(now_ms() + lease_ms)
         .bind(id)
         .bind(owner)
@@ -797,12 +884,15 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let now = now_ms();
-        let row = sqlx::query(
-            "UPDATE tasks SET state = 'succeeded', result = ?, usage_tokens = ?, cost_usd_micros = ?, \
+        let succeed = Transition::Succeed;
+        let row = sqlx::query(&format!(
+            "UPDATE tasks SET state = ?, result = ?, usage_tokens = ?, cost_usd_micros = ?, \
              cost_cny = ?, upstream_usage_tokens = COALESCE(?, upstream_usage_tokens), lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ?, completed_at_ms = ? \
-             WHERE id = ? AND lease_owner = ? AND state IN ('submitting', 'running') \
+             WHERE id = ? AND lease_owner = ? AND {} \
              RETURNING account_id, reserved_usd_micros",
-        )
+            succeed.guard()
+        ))
+        .bind(succeed.to().as_str())
         .bind(settlement.result_json)
         .bind(settlement.usage_tokens)
         .bind(settlement.cost_usd_micros)
@@ -835,10 +925,10 @@ impl Store {
         &self,
         id: &str,
         owner: &str,
-        state: TaskState,
+        ending: Unpaid,
         error: &TaskFailure<'_>,
     ) -> Result<bool, StoreError> {
-        self.end_unpaid(id, Some(owner), None, state, error).await
+        self.end_unpaid(id, Some(owner), None, ending, error).await
     }
 
     pub async fn finish_failed(
@@ -853,8 +943,7 @@ impl Store {
             message,
             upstream_usage_tokens: None,
         };
-        self.finish_unpaid(id, owner, TaskState::Failed, &error)
-            .await
+        self.finish_unpaid(id, owner, Unpaid::Failed, &error).await
     }
 
     /// Cancels a task its upstream has just cancelled (it was still queued there).
@@ -867,7 +956,7 @@ impl Store {
             id,
             None,
             Some(account_id),
-            TaskState::Cancelled,
+            Unpaid::Cancelled,
             &TaskFailure {
                 code: "cancelled",
                 message: "The task was cancelled.",
@@ -882,18 +971,21 @@ impl Store {
         id: &str,
         owner: Option<&str>,
         account_id: Option<&str>,
-        state: TaskState,
+        ending: Unpaid,
         error: &TaskFailure<'_>,
     ) -> Result<bool, StoreError> {
+        let end = Transition::EndUnpaid(ending);
+        let state = end.to();
         let mut tx = self.begin_write().await?;
         let now = now_ms();
-        let row = sqlx::query(
+        let row = sqlx::query(&format!(
             "UPDATE tasks SET state = ?, error_code = ?, error_message = ?, \
              upstream_usage_tokens = COALESCE(?, upstream_usage_tokens), lease_owner = NULL, \
              lease_until_ms = NULL, updated_at_ms = ?, completed_at_ms = ? \
              WHERE id = ? AND (? IS NULL OR lease_owner = ?) AND (? IS NULL OR account_id = ?) \
-             AND state IN ('submitting', 'running') RETURNING account_id, reserved_usd_micros",
-        )
+             AND {} RETURNING account_id, reserved_usd_micros",
+            end.guard()
+        ))
         .bind(state.as_str())
         .bind(error.code)
         .bind(error.message)
@@ -928,12 +1020,16 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let now = now_ms();
         let done = sqlx::query(
-            "UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_until_ms = NULL, channel = NULL, \
-             attempts = attempts - CASE WHEN ? THEN 0 ELSE 1 END, \
-             doubt_channel = COALESCE(?, doubt_channel), doubt_since_ms = COALESCE(?, doubt_since_ms), \
-             next_attempt_at_ms = ?, updated_at_ms = ? \
-             WHERE id = ? AND lease_owner = ? AND state IN ('submitting', 'running')",
+            &format!(
+                "UPDATE tasks SET state = ?, lease_owner = NULL, lease_until_ms = NULL, channel = NULL, \
+                 attempts = attempts - CASE WHEN ? THEN 0 ELSE 1 END, \
+                 doubt_channel = COALESCE(?, doubt_channel), doubt_since_ms = COALESCE(?, doubt_since_ms), \
+                 next_attempt_at_ms = ?, updated_at_ms = ? \
+                 WHERE id = ? AND lease_owner = ? AND {}",
+                Transition::Requeue.guard()
+            ),
         )
+        .bind(Transition::Requeue.to().as_str())
         .bind(counts_attempt)
         .bind(doubt.map(|(channel, _)| channel))
         .bind(doubt.map(|(_, since)| since))

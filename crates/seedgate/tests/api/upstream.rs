@@ -400,14 +400,7 @@ async fn an_ambiguous_create_is_reconciled_before_any_resubmission() {
     {
         fake.fault(Endpoint::Create, fault.clone());
         let id = create_ok(&app, &key, &t2v()).await;
-        let done = crate::helpers::wait_terminal(
-            &app.client,
-            &app.address,
-            &key,
-            &id,
-            Duration::from_secs(60),
-        )
-        .await;
+        let done = wait_done(&app, &key, &id).await;
         assert_eq!(done["status"], "completed", "{fault:?}: {done}");
         assert_eq!(
             fake.tasks_created(),

@@ -175,6 +175,10 @@ impl Services {
                     ),
                 ));
             }
+            // A data: URI names no host, and parsing one (tens of MB) would cost for nothing.
+            if named.input.is_data_uri() {
+                continue;
+            }
             if let Some(forbidden) = self.fetcher.refusal(named.input.as_str()) {
                 return Err(ApiError::invalid(
                     "input_url_forbidden",

@@ -63,7 +63,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         tokio::fs::create_dir_all(&config.data_dir).await?;
-        let store = Store::connect(&config.database_url()).await?;
+        let store = store::connect(&config.database_url()).await?;
         let catalog = Arc::new(config.catalog()?);
         let signing_key = store
             .setting_or_insert("asset_signing_key", &random_hex(32))
@@ -94,6 +94,7 @@ impl Application {
             config.engine.clone(),
             config.public_url.clone(),
         ));
+        store.announce_work_to(engine.waker()).await?;
         let dev_key = if store.count_keys().await? == 0 {
             Some(
                 store

@@ -92,7 +92,7 @@ impl ServerArgs {
     async fn store(&self) -> Result<Store, String> {
         let config = self.load()?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| e.to_string())?;
-        Store::connect(&config.database_url())
+        seedgate::store::connect(&config.database_url())
             .await
             .map_err(|e| e.to_string())
     }

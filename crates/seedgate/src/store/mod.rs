@@ -1,31 +1,39 @@
-//! Durable state: keys (accounts), tasks, the ledger and settings, in SQLite (WAL).
+//! Durable state behind three traits split by concern: tasks ([`TaskStore`]), accounts and their
+//! ledger ([`AccountStore`]) and the webhook outbox ([`WebhookOutbox`]). The rest of the system
+//! holds a [`Store`] and never sees a database type.
 //!
-//! Every multi-row change is one `BEGIN IMMEDIATE` transaction, and every task transition is a
-//! [`Transition`] of the state machine, written as one `UPDATE … WHERE <its guard>`, so two
-//! workers can never both move the same task and a terminal state never changes again.
+//! Two backends implement them: SQLite (`sqlite/`, the embedded default, one process) and
+//! PostgreSQL (`postgres/`, any number of replicas). Each has its own migrations, connection
+//! setup and the statements where the engines differ (row locks, the clock); the statements
+//! they share are written once in `sql/` over sqlx's `Any` driver, so a rule is never kept in
+//! two copies that could drift.
 //!
-//! SQLite has one writer at a time. Writes go through a pool of one connection, so they queue
-//! in order on the runtime instead of in SQLite's busy handler, which sleeps in growing steps
-//! (hundreds of milliseconds under load); reads use a pool of their own and never wait for
-//! writes (WAL).
+//! Correctness never rests on a single writer. Every task transition is one
+//! `UPDATE … WHERE <its guard>`; balances, idempotency keys, key and channel places are each
+//! taken by one conditional statement or a constraint; claims lock the row they take
+//! (`FOR UPDATE SKIP LOCKED` on PostgreSQL). Two replicas racing for the same task, place or
+//! key therefore leave one winner, whichever backend holds the rows.
 
 mod keys;
 mod ledger;
+pub mod postgres;
+mod sql;
+pub mod sqlite;
 mod tasks;
 mod webhooks;
 
-use std::str::FromStr;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use async_trait::async_trait;
+use tokio::sync::Notify;
 
-pub use keys::{Account, KeyMode, NewKey};
+pub use keys::{hash_key, Account, KeyMode, NewKey};
 pub use ledger::LedgerKind;
 pub use tasks::{
     public_status, Created, IdempotencyKey, NewTask, PollSeen, PublicStatus, Settlement,
     TaskFailure, TaskFilter, TaskRecord, TaskState, Transition, Unpaid, UpstreamPhase,
-    UpstreamSubmission, IN_FLIGHT,
+    UpstreamSubmission, IDEMPOTENCY_WINDOW_MS, IN_FLIGHT,
 };
 pub use webhooks::{event_for, Delivery, DeliveryRecord};
 
@@ -47,18 +55,11 @@ pub enum StoreError {
     IdempotencyConflict,
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    #[error("unsupported database URL (expected sqlite:… or postgres://…): {0}")]
+    UnsupportedUrl(String),
 }
 
-/// Handle to the database; cheap to clone.
-#[derive(Clone)]
-pub struct Store {
-    /// Reads.
-    pool: SqlitePool,
-    /// Every statement that writes, one at a time.
-    writer: SqlitePool,
-}
-
-/// Milliseconds since the Unix epoch: the one clock every row uses.
+/// Milliseconds since the Unix epoch: the one unit every row's times use.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -66,65 +67,295 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-impl Store {
-    /// Opens (creating if needed) the database at `database_url` and applies pending migrations.
-    pub async fn connect(database_url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(database_url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // WAL + NORMAL loses nothing when the process dies (kill -9); only an OS crash can
-            // drop the last commits. That trade is what makes thousands of creates per second possible.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .connect_with(options.clone())
-            .await?;
-        sqlx::migrate!("./migrations").run(&writer).await?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .min_connections(1)
-            .connect_with(options)
-            .await?;
-        Ok(Self { pool, writer })
+/// Tasks: created with their reservation, leased by the engine, finished with their settlement.
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Inserts the task and its reservation atomically, refusing when the balance cannot cover
+    /// it. With an idempotency key, a repeat of the same request within 24 h returns the
+    /// original task and reserves nothing; the same key with another request is refused.
+    /// Concurrent repeats create one task.
+    async fn create_task(
+        &self,
+        task: NewTask,
+        idempotency: Option<IdempotencyKey<'_>>,
+    ) -> Result<Created, StoreError>;
+
+    /// A task as its owner sees it: another account's id is indistinguishable from a missing one.
+    async fn task_for_account(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<TaskRecord>, StoreError>;
+
+    async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError>;
+
+    /// Newest first, one page; the caller asks for `limit + 1` rows to learn whether more exist.
+    async fn list_tasks(
+        &self,
+        account_id: &str,
+        filter: &TaskFilter<'_>,
+    ) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// How many tasks the filter matches, whatever the page.
+    async fn count_matching(
+        &self,
+        account_id: &str,
+        filter: &TaskFilter<'_>,
+    ) -> Result<i64, StoreError>;
+
+    /// Cancels a task that no provider has started (and none may have: no submission of it is
+    /// in doubt), releasing its reservation in the same transaction. Returns the task as it
+    /// now stands and whether this call cancelled it, or None when unknown.
+    async fn cancel_queued_task(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<(TaskRecord, bool)>, StoreError>;
+
+    /// Leases one task for `owner`, with its job: first one whose previous holder's lease ran
+    /// out (it died mid-work), then the oldest queued one (→ `submitting`), then an upstream
+    /// task due for a poll. A queued task waits while its key already has `max_per_key` (or
+    /// the key's own limit) tasks in flight. Leases run on the database's clock.
+    async fn claim_task(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        max_per_key: u32,
+    ) -> Result<Option<(TaskRecord, String)>, StoreError>;
+
+    /// `submitting` → `running` for work that is now under way (a local render).
+    async fn mark_running(&self, id: &str, owner: &str) -> Result<bool, StoreError>;
+
+    /// Records the upstream's id for a submitted task in the same statement that marks it
+    /// `running` (no longer in doubt), and hands it to the poller. Its upstream phase is
+    /// unknown until the first poll, so until then it shows as processing and a cancel is not
+    /// attempted. False when this worker no longer holds the task.
+    async fn record_submission(
+        &self,
+        id: &str,
+        owner: &str,
+        submission: &UpstreamSubmission<'_>,
+    ) -> Result<bool, StoreError>;
+
+    /// Releases a polled task until its next poll, with what the poll saw.
+    async fn schedule_poll(
+        &self,
+        id: &str,
+        owner: &str,
+        next_poll_at_ms: i64,
+        seen: &PollSeen,
+    ) -> Result<bool, StoreError>;
+
+    /// Records that a running task has left the upstream's queue (a cancel found it started).
+    async fn note_upstream_running(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Makes a running upstream task due for a poll now (an upstream callback's hint).
+    async fn poll_soon(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Upstream tasks in flight per channel, for concurrency limits.
+    async fn in_flight_by_channel(&self) -> Result<HashMap<String, i64>, StoreError>;
+
+    /// Whether an upstream task already belongs to one of ours (reconciliation after a crash).
+    async fn upstream_id_known(&self, channel: &str, upstream_id: &str)
+        -> Result<bool, StoreError>;
+
+    /// Claims a place on `channel` for a task about to be submitted there, if the channel has
+    /// fewer than `limit` tasks in flight (a task keeps the place it holds). One statement
+    /// under the channel's row lock, so two workers can never both take the last place. A
+    /// doubt left by an earlier attempt ends here: the engine takes a place only after
+    /// reconciling it.
+    async fn reserve_channel(
+        &self,
+        id: &str,
+        owner: &str,
+        channel: &str,
+        limit: u32,
+    ) -> Result<bool, StoreError>;
+
+    /// Keeps a lease alive while work continues; false means the lease was lost.
+    async fn extend_lease(&self, id: &str, owner: &str, lease_ms: i64) -> Result<bool, StoreError>;
+
+    /// Marks a leased task succeeded and settles it: release the reservation, charge the cost,
+    /// queue its webhooks, all in one transaction. False when this worker no longer holds it.
+    async fn finish_succeeded(
+        &self,
+        id: &str,
+        owner: &str,
+        settlement: Settlement<'_>,
+    ) -> Result<bool, StoreError>;
+
+    /// Ends a leased task without charge (`failed`, `cancelled` upstream or `expired`),
+    /// releasing its whole reservation in the same transaction. False when this worker no
+    /// longer holds the task.
+    async fn finish_unpaid(
+        &self,
+        id: &str,
+        owner: &str,
+        ending: Unpaid,
+        error: &TaskFailure<'_>,
+    ) -> Result<bool, StoreError>;
+
+    async fn finish_failed(
+        &self,
+        id: &str,
+        owner: &str,
+        code: &str,
+        message: &str,
+    ) -> Result<bool, StoreError> {
+        let error = TaskFailure {
+            code,
+            message,
+            upstream_usage_tokens: None,
+        };
+        self.finish_unpaid(id, owner, Unpaid::Failed, &error).await
     }
 
+    /// Cancels a task its upstream has just cancelled (it was still queued there).
+    async fn cancel_running_task(&self, account_id: &str, id: &str) -> Result<bool, StoreError>;
+
+    /// Hands a task back to the queue after a transient failure, to be retried after
+    /// `delay_ms`. `counts_attempt` false gives the attempt back (waiting for capacity is not a
+    /// failure). `doubt` names the channel and start of a submission whose outcome was never
+    /// seen; an earlier doubt stays until it is reconciled.
+    async fn requeue(
+        &self,
+        id: &str,
+        owner: &str,
+        delay_ms: i64,
+        counts_attempt: bool,
+        doubt: Option<(&str, i64)>,
+    ) -> Result<bool, StoreError>;
+
+    /// Tasks per account (tests prove rejected requests store nothing).
+    async fn count_tasks(&self, account_id: &str) -> Result<i64, StoreError>;
+}
+
+/// API keys (which are the accounts) and their append-only ledger.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Creates a key with an opening balance (recorded as a `top_up` ledger entry).
+    async fn create_key(
+        &self,
+        name: &str,
+        mode: KeyMode,
+        opening_balance_usd_micros: i64,
+    ) -> Result<NewKey, StoreError>;
+
+    /// The active account a presented key belongs to, if any.
+    async fn account_by_secret(&self, secret: &str) -> Result<Option<Account>, StoreError>;
+
+    async fn account(&self, id: &str) -> Result<Option<Account>, StoreError>;
+
+    async fn list_keys(&self) -> Result<Vec<Account>, StoreError>;
+
+    async fn count_keys(&self) -> Result<i64, StoreError>;
+
+    /// Sets (or with None clears) a key's own limits; false for an unknown key.
+    async fn set_key_limits(
+        &self,
+        id: &str,
+        requests_per_second: Option<u32>,
+        max_concurrent_tasks: Option<u32>,
+    ) -> Result<bool, StoreError>;
+
+    /// Revokes a key; returns false when no such active key exists.
+    async fn revoke_key(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Adds funds; returns the new balance, or None for an unknown key.
+    async fn top_up(&self, id: &str, usd_micros: i64) -> Result<Option<i64>, StoreError>;
+
+    /// The sum of every ledger entry of an account: must always equal its stored balance.
+    async fn ledger_sum(&self, account_id: &str) -> Result<i64, StoreError>;
+
+    /// A task's ledger entries as (kind, signed amount), oldest first: the audit trail.
+    async fn ledger_entries_for_task(
+        &self,
+        task_id: &str,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+
+    /// Number of ledger entries of an account (tests use it to prove nothing was written).
+    async fn ledger_entries_for_account(&self, account_id: &str) -> Result<i64, StoreError>;
+
+    /// The account's webhook signing secret, created on first use.
+    async fn webhook_secret(&self, account_id: &str) -> Result<String, StoreError>;
+
+    /// Sets (or clears) the account-wide webhook endpoint; false for an unknown key.
+    async fn set_webhook_url(
+        &self,
+        account_id: &str,
+        url: Option<&str>,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Webhook deliveries: rows queued in the transaction that ends a task, then leased and
+/// retried by the notifier until delivered or out of attempts.
+#[async_trait]
+pub trait WebhookOutbox: Send + Sync {
+    /// Leases the next due delivery.
+    async fn claim_delivery(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<Option<Delivery>, StoreError>;
+
+    /// Records an attempt: delivered, retried at `retry_at_ms`, or (None) given up.
+    async fn record_delivery(
+        &self,
+        id: i64,
+        owner: &str,
+        delivered: bool,
+        status: Option<u16>,
+        error: Option<&str>,
+        retry_at_ms: Option<i64>,
+    ) -> Result<(), StoreError>;
+
+    async fn deliveries_for_task(&self, task_id: &str) -> Result<Vec<DeliveryRecord>, StoreError>;
+}
+
+/// A whole backend: the three concerns plus what the server itself keeps.
+#[async_trait]
+pub trait Backend: TaskStore + AccountStore + WebhookOutbox {
     /// Whether the database answers; backs `/readyz`.
-    pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
-    }
+    async fn ping(&self) -> bool;
 
     /// Reads a named setting (e.g. the asset-signing secret).
-    pub async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
-    }
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
 
-    /// Stores `value` under `name` unless one is there already, and returns the stored value, so
-    /// concurrent first starts agree on one secret.
-    pub async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError> {
-        sqlx::query(
-            "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(value)
-        .execute(&self.writer)
-        .await?;
-        self.setting(name)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("setting {name} vanished")))
-    }
+    /// Stores `value` under `name` unless one is there already, and returns the stored value,
+    /// so concurrent first starts (of one replica or many) agree on one secret.
+    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError>;
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        // IMMEDIATE takes the write lock up front, so a read-then-write transaction cannot fail
-        // half way with SQLITE_BUSY when another writer slips in.
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    /// Wakes `wake` whenever any process sharing this database queues new work. A no-op where
+    /// only this process can queue work (SQLite): the service wakes the engine itself.
+    async fn announce_work_to(&self, wake: Arc<Notify>) -> Result<(), StoreError>;
+}
+
+/// The store the server holds: cheap to clone, whatever the backend.
+pub type Store = Arc<dyn Backend>;
+
+/// Opens the database named by `url` (`sqlite:…` or `postgres://…`), creating it if needed,
+/// and applies pending migrations.
+pub async fn connect(url: &str) -> Result<Store, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::connect(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+/// A database URL fit for an error message or a log: the password is replaced.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((credentials, host)) => {
+                let user = credentials.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
     }
 }
 

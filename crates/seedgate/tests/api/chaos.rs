@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use seedgate::store::{Store, TaskFilter, TaskState};
+use seedgate::store::{TaskFilter, TaskState};
 use serde_json::{json, Value};
 
 use crate::fake_ark::{FakeArk, FAKE_KEY_ENV};
@@ -34,6 +34,7 @@ fn create_key(data: &Path, config: &Path, name: &str, usd: &str, test: bool) -> 
         .arg(data)
         .arg("--config")
         .arg(config)
+        .env("SEEDGATE_DATABASE_URL", crate::helpers::database_url(data))
         .output()
         .unwrap();
     assert!(
@@ -254,7 +255,7 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
     drop(server);
 
     // The books, read straight from the database.
-    let store = Store::connect(&format!("sqlite://{}", data.join("seedgate.db").display()))
+    let store = seedgate::store::connect(&crate::helpers::database_url(&data))
         .await
         .unwrap();
     let accepted_ids: HashSet<&str> = accepted.iter().map(|(_, id)| id.as_str()).collect();

@@ -8,7 +8,10 @@ fn seedgate(data_dir: &std::path::Path, args: &[&str]) -> (bool, String, String)
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("SEEDGATE_CONFIG")
-        .env_remove("SEEDGATE_DATABASE_URL")
+        .env(
+            "SEEDGATE_DATABASE_URL",
+            crate::helpers::database_url(data_dir),
+        )
         .output()
         .unwrap();
     (

@@ -24,10 +24,40 @@ pub struct TestApp {
     _data_dir: tempfile::TempDir,
 }
 
+/// The database a test's server uses: SQLite in its data dir, or, when this binary runs the
+/// tests on PostgreSQL, a fresh schema made on first use and remembered in the data dir (so
+/// every process a test starts on that dir finds the same one).
+pub fn database_url(data_dir: &Path) -> String {
+    if !crate::POSTGRES {
+        return format!("sqlite://{}", data_dir.join("seedgate.db").display());
+    }
+    let remembered = data_dir.join("database-url");
+    if let Ok(url) = std::fs::read_to_string(&remembered) {
+        return url;
+    }
+    // Made on a runtime of its own: callers may be inside a test's runtime or not.
+    let url = std::thread::spawn(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(seedgate::store::postgres::create_scratch_schema(
+                &seedgate::store::postgres::test_server_url(),
+            ))
+    })
+    .join()
+    .unwrap()
+    .expect("a PostgreSQL server for the API tests");
+    std::fs::create_dir_all(data_dir).unwrap();
+    std::fs::write(&remembered, &url).unwrap();
+    url
+}
+
 pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: data_dir.to_owned(),
+        database_url: crate::POSTGRES.then(|| database_url(data_dir)),
         ..Config::default()
     };
     config.engine.workers = 2;

@@ -2,6 +2,9 @@
 //! on a random port with its own data dir.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// These tests on SQLite; `tests/api_postgres.rs` runs them all again on PostgreSQL.
+const POSTGRES: bool = false;
+
 mod ark_sdk;
 mod catalog;
 mod chaos;

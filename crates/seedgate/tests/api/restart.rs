@@ -56,6 +56,10 @@ pub fn start(
         .arg(data_dir)
         .arg("--config")
         .arg(config)
+        .env(
+            "SEEDGATE_DATABASE_URL",
+            crate::helpers::database_url(data_dir),
+        )
         .stdout(Stdio::piped())
         .stderr(log)
         .env("RUST_LOG", "debug,hyper=info,h2=info,reqwest=debug")
@@ -145,12 +149,9 @@ async fn kill_9_mid_render_loses_no_task() {
     drop(server);
 
     // Every task was charged exactly once: the balance is the opening amount minus the costs.
-    let store = seedgate::store::Store::connect(&format!(
-        "sqlite://{}",
-        data.join("seedgate.db").display()
-    ))
-    .await
-    .unwrap();
+    let store = seedgate::store::connect(&crate::helpers::database_url(&data))
+        .await
+        .unwrap();
     let keys = store.list_keys().await.unwrap();
     assert_eq!(
         keys.len(),
@@ -197,6 +198,7 @@ async fn restart_after_upstream_submit_does_not_submit_twice() {
         .arg(&data)
         .arg("--config")
         .arg(&config)
+        .env("SEEDGATE_DATABASE_URL", crate::helpers::database_url(&data))
         .output()
         .unwrap();
     assert!(

@@ -1,0 +1,116 @@
+//! PostgreSQL, for any number of replicas on one database.
+//!
+//! Replicas coordinate only through the database: claims lock the rows they take
+//! (`FOR UPDATE SKIP LOCKED`), leases run on the database's clock, in-flight counters are kept
+//! by triggers in the statement that moves a task, and a new task is announced with
+//! `NOTIFY seedgate_work` so every replica's engine wakes and the first to claim it takes it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
+
+use super::sql::{Dialect, SqlStore};
+use super::StoreError;
+
+/// The database's clock in milliseconds; every replica's leases are measured by it.
+pub(super) const NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+
+/// Connections per replica; the database's `max_connections` bounds replicas × this.
+const POOL_SIZE: u32 = 16;
+
+const WORK_CHANNEL: &str = "seedgate_work";
+
+pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
+    sqlx::any::install_default_drivers();
+    let pool = AnyPoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await?;
+    // Replicas starting together take turns: the migrator holds an advisory lock.
+    sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+    Ok(SqlStore::new(
+        pool.clone(),
+        pool,
+        Dialect::Postgres,
+        Some(url.to_owned()),
+    ))
+}
+
+/// Listens for announced work and wakes `wake` for each announcement. A dropped connection is
+/// re-established by the listener; anything announced meanwhile is found by the engine's idle
+/// poll.
+pub(crate) async fn listen_for_work(url: &str, wake: Arc<Notify>) -> Result<(), StoreError> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen(WORK_CHANNEL).await?;
+    tokio::spawn(async move {
+        loop {
+            match listener.recv().await {
+                Ok(_) => wake.notify_one(),
+                Err(error) => {
+                    tracing::warn!(%error, "work announcements interrupted");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The PostgreSQL server test suites use: `SEEDGATE_TEST_POSTGRES_URL`, or the local one.
+pub fn test_server_url() -> String {
+    std::env::var("SEEDGATE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// How long a scratch schema is kept before a later run sweeps it away.
+const SCRATCH_LIFETIME_SECONDS: u64 = 3 * 3600;
+
+/// Creates an empty schema in the database `base_url` names and returns a URL whose
+/// connections work in it, so every test gets a database of its own at the cost of a
+/// `CREATE SCHEMA`. Schemas left by earlier runs are dropped once they are old.
+pub async fn create_scratch_schema(base_url: &str) -> Result<String, StoreError> {
+    sqlx::any::install_default_drivers();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let admin = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(base_url)
+        .await?;
+    let existing: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::TEXT FROM pg_namespace WHERE nspname LIKE 'seedgate\\_scratch\\_%'",
+    )
+    .fetch_all(&admin)
+    .await?;
+    for schema in existing {
+        let created: u64 = schema
+            .split('_')
+            .nth(2)
+            .and_then(|secs| secs.parse().ok())
+            .unwrap_or(0);
+        if created + SCRATCH_LIFETIME_SECONDS < now {
+            // Another run may be dropping it too; either way it is gone.
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .execute(&admin)
+                .await;
+        }
+    }
+    let schema = format!(
+        "seedgate_scratch_{now}_{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await?;
+    admin.close().await;
+    let separator = if base_url.contains('?') { '&' } else { '?' };
+    Ok(format!(
+        "{base_url}{separator}options=-c%20search_path%3D{schema}"
+    ))
+}

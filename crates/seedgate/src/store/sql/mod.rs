@@ -1,0 +1,176 @@
+//! The statements both backends share, written once over sqlx's `Any` driver.
+//!
+//! Placeholders are `$1, $2, …`, which SQLite and PostgreSQL both read. The few places where
+//! the engines differ are tokens that [`Dialect::render`] fills in once per statement and
+//! backend (the [`sql!`] macro keeps the rendered text in a static, so no request formats SQL):
+//! `@now` is the database's clock in milliseconds, `@skip_locked` and `@lock` the row locks a
+//! claim and a reservation take on PostgreSQL (SQLite's single writer needs none).
+
+mod accounts;
+mod outbox;
+mod tasks;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use sqlx::AnyPool;
+use sqlx::{Any, Transaction};
+use tokio::sync::Notify;
+
+use super::{Backend, StoreError};
+
+/// Which engine holds the rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    fn index(self) -> usize {
+        match self {
+            Dialect::Sqlite => 0,
+            Dialect::Postgres => 1,
+        }
+    }
+
+    /// Fills in the dialect's tokens.
+    pub(crate) fn render(self, template: &str) -> String {
+        let (now, skip_locked, lock) = match self {
+            Dialect::Sqlite => (super::sqlite::NOW_MS, "", ""),
+            Dialect::Postgres => (
+                super::postgres::NOW_MS,
+                " FOR UPDATE SKIP LOCKED",
+                " FOR UPDATE",
+            ),
+        };
+        template
+            .replace("@now", now)
+            .replace("@skip_locked", skip_locked)
+            .replace("@lock", lock)
+    }
+
+    /// The statement that opens a write transaction.
+    fn begin(self) -> &'static str {
+        match self {
+            // IMMEDIATE takes the write lock up front, so a read-then-write transaction cannot
+            // fail half way with SQLITE_BUSY when another writer slips in.
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        }
+    }
+}
+
+/// A statement rendered for `$dialect` once per process, as `&'static str`.
+macro_rules! sql {
+    ($dialect:expr, $template:expr) => {{
+        static RENDERED: [std::sync::OnceLock<String>; 2] =
+            [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+        $crate::store::sql::rendered(&RENDERED, $dialect, || $template.to_string())
+    }};
+}
+pub(crate) use sql;
+
+pub(crate) fn rendered(
+    cells: &'static [OnceLock<String>; 2],
+    dialect: Dialect,
+    template: impl FnOnce() -> String,
+) -> &'static str {
+    cells[dialect.index()]
+        .get_or_init(|| dialect.render(&template()))
+        .as_str()
+}
+
+/// The shared implementation of every store trait.
+pub(crate) struct SqlStore {
+    /// Reads.
+    pub(super) reader: AnyPool,
+    /// Every statement that writes (on SQLite one connection, so writes queue in order on the
+    /// runtime instead of in SQLite's busy handler; on PostgreSQL the same pool as reads).
+    pub(super) writer: AnyPool,
+    pub(super) dialect: Dialect,
+    /// Where work is announced (PostgreSQL: the URL a listener connects to).
+    pub(super) listen_url: Option<String>,
+    /// Channels whose load row is known to exist (rows are never deleted).
+    channels_ready: Mutex<HashSet<String>>,
+}
+
+impl SqlStore {
+    pub(super) fn new(
+        reader: AnyPool,
+        writer: AnyPool,
+        dialect: Dialect,
+        listen_url: Option<String>,
+    ) -> Self {
+        Self {
+            reader,
+            writer,
+            dialect,
+            listen_url,
+            channels_ready: Mutex::new(HashSet::new()),
+        }
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        Ok(self.writer.begin_with(self.dialect.begin()).await?)
+    }
+
+    /// Makes sure `channel` has its load row, so a reservation can lock it.
+    async fn ensure_channel_row(&self, channel: &str) -> Result<(), StoreError> {
+        let known = self
+            .channels_ready
+            .lock()
+            .map(|ready| ready.contains(channel))
+            .unwrap_or(false);
+        if known {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO channel_load (id, in_flight) VALUES ($1, 0) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(channel)
+        .execute(&self.writer)
+        .await?;
+        if let Ok(mut ready) = self.channels_ready.lock() {
+            ready.insert(channel.to_owned());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Backend for SqlStore {
+    async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.reader).await.is_ok()
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
+    }
+
+    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.writer)
+        .await?;
+        self.setting(name)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("setting {name} vanished")))
+    }
+
+    async fn announce_work_to(&self, wake: Arc<Notify>) -> Result<(), StoreError> {
+        match &self.listen_url {
+            Some(url) => super::postgres::listen_for_work(url, wake).await,
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,746 @@
+//! Task rows: every transition one guarded `UPDATE`, every settlement one transaction.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::accounts::{append_ledger, reserve_funds};
+use super::outbox::enqueue_deliveries;
+use super::{sql, SqlStore};
+use crate::store::tasks::states_sql;
+use crate::store::{
+    now_ms, Created, IdempotencyKey, LedgerKind, NewTask, PollSeen, Settlement, StoreError,
+    TaskFailure, TaskFilter, TaskRecord, TaskState, TaskStore, Transition, Unpaid, UpstreamPhase,
+    UpstreamSubmission, IDEMPOTENCY_WINDOW_MS, IN_FLIGHT,
+};
+
+// The job itself (which may carry data: URIs of many MB) is read only by the engine.
+const TASK_COLUMNS: &str = "id, account_id, model, operation, provider, state, request, \
+    reserved_usd_micros, estimated_tokens, usage_tokens, cost_usd_micros, cost_cny, result, \
+    error_code, error_message, attempts, channel, upstream_id, polls, deadline_at_ms, \
+    submit_started_at_ms, doubt_channel, doubt_since_ms, upstream_phase, upstream_expires_at_ms, \
+    upstream_usage_tokens, result_copy_failures, created_at_ms, updated_at_ms, completed_at_ms";
+
+fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
+    Ok(TaskRecord {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        model: row.try_get("model")?,
+        operation: row.try_get("operation")?,
+        provider: row.try_get("provider")?,
+        state: TaskState::parse(row.try_get::<&str, _>("state")?)?,
+        request_json: row.try_get("request")?,
+        reserved_usd_micros: row.try_get("reserved_usd_micros")?,
+        estimated_tokens: row.try_get("estimated_tokens")?,
+        usage_tokens: row.try_get("usage_tokens")?,
+        cost_usd_micros: row.try_get("cost_usd_micros")?,
+        cost_cny: row.try_get("cost_cny")?,
+        result_json: row.try_get("result")?,
+        error_code: row.try_get("error_code")?,
+        error_message: row.try_get("error_message")?,
+        attempts: row.try_get("attempts")?,
+        channel: row.try_get("channel")?,
+        upstream_id: row.try_get("upstream_id")?,
+        polls: row.try_get("polls")?,
+        deadline_at_ms: row.try_get("deadline_at_ms")?,
+        submit_started_at_ms: row.try_get("submit_started_at_ms")?,
+        doubt: row
+            .try_get::<Option<String>, _>("doubt_channel")?
+            .zip(row.try_get::<Option<i64>, _>("doubt_since_ms")?),
+        upstream_phase: row
+            .try_get::<Option<&str>, _>("upstream_phase")?
+            .map(UpstreamPhase::parse)
+            .transpose()?,
+        upstream_expires_at_ms: row.try_get("upstream_expires_at_ms")?,
+        upstream_usage_tokens: row.try_get("upstream_usage_tokens")?,
+        result_copy_failures: row.try_get("result_copy_failures")?,
+        reclaimed: false,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+        completed_at_ms: row.try_get("completed_at_ms")?,
+    })
+}
+
+/// Releases the reservation of a task an `UPDATE … RETURNING account_id, reserved_usd_micros`
+/// has just ended; returns its account.
+async fn release_reservation(
+    tx: &mut Transaction<'static, Any>,
+    row: &AnyRow,
+    task_id: &str,
+) -> Result<String, StoreError> {
+    let account_id: String = row.try_get("account_id")?;
+    let reserved: i64 = row.try_get("reserved_usd_micros")?;
+    append_ledger(
+        tx,
+        &account_id,
+        Some(task_id),
+        LedgerKind::Release,
+        reserved,
+    )
+    .await?;
+    Ok(account_id)
+}
+
+/// A value a list filter binds.
+enum FilterValue<'a> {
+    Text(&'a str),
+    Number(i64),
+}
+
+/// `WHERE` and the filter's conditions with numbered placeholders, and the values to bind in
+/// their order.
+fn filter_sql<'a>(account_id: &'a str, filter: &TaskFilter<'a>) -> (String, Vec<FilterValue<'a>>) {
+    let mut values = vec![FilterValue::Text(account_id)];
+    let mut sql = String::from(" WHERE account_id = $1");
+    let mut bind = |sql: &mut String, value: FilterValue<'a>| {
+        values.push(value);
+        sql.push_str(&format!("${}", values.len()));
+    };
+    if let Some(status) = filter.status {
+        sql.push_str(" AND ");
+        sql.push_str(status.sql_condition());
+    }
+    if let Some(state) = filter.state {
+        sql.push_str(" AND state = ");
+        bind(&mut sql, FilterValue::Text(state.as_str()));
+    }
+    if let Some(model) = filter.model {
+        sql.push_str(" AND model = ");
+        bind(&mut sql, FilterValue::Text(model));
+    }
+    if !filter.ids.is_empty() {
+        sql.push_str(" AND id IN (");
+        for (n, id) in filter.ids.iter().enumerate() {
+            if n > 0 {
+                sql.push_str(", ");
+            }
+            bind(&mut sql, FilterValue::Text(id));
+        }
+        sql.push(')');
+    }
+    if let Some(after) = filter.after {
+        sql.push_str(" AND id < ");
+        bind(&mut sql, FilterValue::Text(after));
+    }
+    (sql, values)
+}
+
+fn bind_filter<'q>(
+    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    values: Vec<FilterValue<'q>>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for value in values {
+        query = match value {
+            FilterValue::Text(text) => query.bind(text),
+            FilterValue::Number(n) => query.bind(n),
+        };
+    }
+    query
+}
+
+/// The three claims, in the order they are tried. Each leases one row by one statement; on
+/// PostgreSQL the pick skips rows another replica holds locked, and a queued task takes its
+/// key's place under the key's row lock, so a key never exceeds its limit however many
+/// replicas claim at once.
+fn claim_statements(store: &SqlStore) -> [&'static str; 3] {
+    let set = || {
+        format!(
+            "UPDATE tasks SET \
+               attempts = attempts + CASE WHEN upstream_id IS NULL THEN 1 ELSE 0 END, \
+               submit_started_at_ms = CASE WHEN {claimable} THEN @now ELSE submit_started_at_ms END, \
+               state = CASE WHEN {claimable} THEN '{to}' ELSE state END, \
+               lease_owner = $1, lease_until_ms = @now + $2, updated_at_ms = @now",
+            claimable = Transition::Claim.guard(),
+            to = Transition::Claim.to().as_str(),
+        )
+    };
+    let returning = format!(" RETURNING {TASK_COLUMNS}, job");
+    [
+        sql!(
+            store.dialect,
+            format!(
+                "{} WHERE id = (SELECT id FROM tasks WHERE {} AND lease_until_ms < @now \
+                 ORDER BY lease_until_ms LIMIT 1@skip_locked){returning}",
+                set(),
+                states_sql(IN_FLIGHT)
+            )
+        ),
+        sql!(
+            store.dialect,
+            format!(
+                "WITH pick AS (SELECT t.id, t.account_id FROM tasks t WHERE t.state = 'queued' \
+                   AND t.next_attempt_at_ms <= @now \
+                   AND (SELECT k.in_flight < COALESCE(k.max_concurrent_tasks, $3) \
+                        FROM api_keys k WHERE k.id = t.account_id) \
+                   ORDER BY t.next_attempt_at_ms, t.id LIMIT 1@skip_locked), \
+                 place AS (SELECT k.id FROM api_keys k WHERE k.id = (SELECT account_id FROM pick) \
+                   AND k.in_flight < COALESCE(k.max_concurrent_tasks, $3)@lock) \
+                 {} WHERE id = (SELECT id FROM pick) AND EXISTS (SELECT 1 FROM place){returning}",
+                set()
+            )
+        ),
+        sql!(
+            store.dialect,
+            format!(
+                "{} WHERE id = (SELECT id FROM tasks WHERE state = 'running' \
+                 AND upstream_id IS NOT NULL AND next_poll_at_ms <= @now \
+                 AND lease_until_ms IS NULL ORDER BY next_poll_at_ms LIMIT 1@skip_locked){returning}",
+                set()
+            )
+        ),
+    ]
+}
+
+impl SqlStore {
+    /// Ends a task without charge and releases its reservation; `owner` or `account_id` (when
+    /// given) must match.
+    async fn end_unpaid(
+        &self,
+        id: &str,
+        owner: Option<&str>,
+        account_id: Option<&str>,
+        ending: Unpaid,
+        error: &TaskFailure<'_>,
+    ) -> Result<bool, StoreError> {
+        let end = Transition::EndUnpaid(ending);
+        let state = end.to();
+        let mut tx = self.begin_write().await?;
+        let now = now_ms();
+        let row = sqlx::query(sql!(
+            self.dialect,
+            format!(
+                "UPDATE tasks SET state = $1, error_code = $2, error_message = $3, \
+                 upstream_usage_tokens = COALESCE($4, upstream_usage_tokens), lease_owner = NULL, \
+                 lease_until_ms = NULL, updated_at_ms = $5, completed_at_ms = $5 \
+                 WHERE id = $6 AND ($7 IS NULL OR lease_owner = $7) \
+                 AND ($8 IS NULL OR account_id = $8) AND {} \
+                 RETURNING account_id, reserved_usd_micros",
+                // Every unpaid ending starts from the same states; the one taken is bound.
+                Transition::EndUnpaid(Unpaid::Failed).guard()
+            )
+        ))
+        .bind(state.as_str())
+        .bind(error.code)
+        .bind(error.message)
+        .bind(error.upstream_usage_tokens)
+        .bind(now)
+        .bind(id)
+        .bind(owner)
+        .bind(account_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(false) };
+        release_reservation(&mut tx, &row, id).await?;
+        enqueue_deliveries(&mut tx, id, state).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn replay(
+        &self,
+        account_id: &str,
+        key: &IdempotencyKey<'_>,
+    ) -> Result<Created, StoreError> {
+        let previous = sqlx::query(
+            "SELECT request_hash, task_id FROM idempotency_keys WHERE account_id = $1 AND key = $2",
+        )
+        .bind(account_id)
+        .bind(key.key)
+        .fetch_optional(&self.writer)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("idempotency record vanished".into()))?;
+        let hash: Vec<u8> = previous.try_get("request_hash")?;
+        if hash != key.request_hash {
+            return Err(StoreError::IdempotencyConflict);
+        }
+        let task_id: String = previous.try_get("task_id")?;
+        let task = self
+            .task(&task_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("idempotent task {task_id} vanished")))?;
+        Ok(Created {
+            task,
+            replayed: true,
+        })
+    }
+}
+
+#[async_trait]
+impl TaskStore for SqlStore {
+    async fn create_task(
+        &self,
+        task: NewTask,
+        idempotency: Option<IdempotencyKey<'_>>,
+    ) -> Result<Created, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let now = now_ms();
+        let row = sqlx::query(sql!(
+            self.dialect,
+            format!(
+                "INSERT INTO tasks (id, account_id, model, operation, provider, state, job, request, \
+                 reserved_usd_micros, estimated_tokens, deadline_at_ms, callback_url, next_attempt_at_ms, \
+                 created_at_ms, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, '{}', $6, $7, $8, $9, $10, $11, $12, $12, $12) \
+                 RETURNING {TASK_COLUMNS}",
+                TaskState::Queued.as_str()
+            )
+        ))
+        .bind(&task.id)
+        .bind(&task.account_id)
+        .bind(&task.model)
+        .bind(&task.operation)
+        .bind(&task.provider)
+        .bind(&task.job_json)
+        .bind(&task.request_json)
+        .bind(task.reserved_usd_micros)
+        .bind(task.estimated_tokens)
+        .bind(task.deadline_at_ms)
+        .bind(&task.callback_url)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        if let Some(key) = &idempotency {
+            // The key is taken by the same statement that checks it: a live record (another
+            // request's, committed or about to be) makes this one a repeat; an expired one
+            // makes way. On PostgreSQL a concurrent holder's commit is waited for here.
+            let taken: Option<String> = sqlx::query_scalar(
+                "INSERT INTO idempotency_keys (account_id, key, request_hash, task_id, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, key) DO UPDATE SET \
+                 request_hash = excluded.request_hash, task_id = excluded.task_id, \
+                 created_at_ms = excluded.created_at_ms \
+                 WHERE idempotency_keys.created_at_ms < $6 RETURNING task_id",
+            )
+            .bind(&task.account_id)
+            .bind(key.key)
+            .bind(key.request_hash)
+            .bind(&task.id)
+            .bind(now)
+            .bind(now - IDEMPOTENCY_WINDOW_MS)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if taken.is_none() {
+                tx.rollback().await?;
+                return self.replay(&task.account_id, key).await;
+            }
+        }
+        reserve_funds(
+            &mut tx,
+            &task.account_id,
+            &task.id,
+            task.reserved_usd_micros,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Created {
+            task: task_from_row(&row)?,
+            replayed: false,
+        })
+    }
+
+    async fn task_for_account(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let row = sqlx::query(sql!(
+            self.dialect,
+            format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 AND account_id = $2")
+        ))
+        .bind(id)
+        .bind(account_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(task_from_row).transpose()
+    }
+
+    async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        let row = sqlx::query(sql!(
+            self.dialect,
+            format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1")
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(task_from_row).transpose()
+    }
+
+    async fn list_tasks(
+        &self,
+        account_id: &str,
+        filter: &TaskFilter<'_>,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let (conditions, mut values) = filter_sql(account_id, filter);
+        values.push(FilterValue::Number(filter.limit));
+        values.push(FilterValue::Number(filter.offset));
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks{conditions} ORDER BY id DESC LIMIT ${} OFFSET ${}",
+            values.len() - 1,
+            values.len()
+        );
+        let rows = bind_filter(sqlx::query(&sql), values)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    async fn count_matching(
+        &self,
+        account_id: &str,
+        filter: &TaskFilter<'_>,
+    ) -> Result<i64, StoreError> {
+        let (conditions, values) = filter_sql(account_id, filter);
+        let sql = format!("SELECT COUNT(*) FROM tasks{conditions}");
+        let row = bind_filter(sqlx::query(&sql), values)
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn cancel_queued_task(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<(TaskRecord, bool)>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let cancel = Transition::CancelQueued;
+        let cancelled = sqlx::query(sql!(
+            self.dialect,
+            format!(
+                "UPDATE tasks SET state = '{}', error_code = 'cancelled', \
+                 error_message = 'The task was cancelled.', updated_at_ms = $1, completed_at_ms = $1 \
+                 WHERE id = $2 AND account_id = $3 AND {} AND doubt_channel IS NULL \
+                 RETURNING {TASK_COLUMNS}",
+                cancel.to().as_str(),
+                cancel.guard()
+            )
+        ))
+        .bind(now_ms())
+        .bind(id)
+        .bind(account_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = cancelled {
+            let task = task_from_row(&row)?;
+            append_ledger(
+                &mut tx,
+                account_id,
+                Some(id),
+                LedgerKind::Release,
+                task.reserved_usd_micros,
+            )
+            .await?;
+            enqueue_deliveries(&mut tx, id, TaskState::Cancelled).await?;
+            tx.commit().await?;
+            return Ok(Some((task, true)));
+        }
+        tx.rollback().await?;
+        Ok(self
+            .task_for_account(account_id, id)
+            .await?
+            .map(|task| (task, false)))
+    }
+
+    async fn claim_task(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        max_per_key: u32,
+    ) -> Result<Option<(TaskRecord, String)>, StoreError> {
+        for (index, statement) in claim_statements(self).into_iter().enumerate() {
+            // Polls are not attempts: only (re)submissions count towards max_attempts.
+            let row = sqlx::query(statement)
+                .bind(owner)
+                .bind(lease_ms)
+                .bind(i64::from(max_per_key))
+                .fetch_optional(&self.writer)
+                .await?;
+            if let Some(row) = row {
+                let mut task = task_from_row(&row)?;
+                task.reclaimed = index == 0;
+                return Ok(Some((task, row.try_get("job")?)));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn mark_running(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+        let start = Transition::Start;
+        let done = sqlx::query(sql!(
+            self.dialect,
+            format!(
+                "UPDATE tasks SET state = '{}', updated_at_ms = $1 \
+                 WHERE id = $2 AND lease_owner = $3 AND {}",
+                start.to().as_str(),
+                start.guard()
+            )
+        ))
+        .bind(now_ms())
+        .bind(id)
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_submission(
+        &self,
+        id: &str,
+        owner: &str,
+        submission: &UpstreamSubmission<'_>,
+    ) -> Result<bool, StoreError> {
+        let start = Transition::Start;
+        let done = sqlx::query(sql!(
+            self.dialect,
+            format!(
+                "UPDATE tasks SET state = '{}', channel = $1, upstream_id = $2, \
+                 next_poll_at_ms = $3, upstream_phase = NULL, upstream_expires_at_ms = $4, \
+                 doubt_channel = NULL, doubt_since_ms = NULL, lease_owner = NULL, \
+                 lease_until_ms = NULL, updated_at_ms = $5 \
+                 WHERE id = $6 AND lease_owner = $7 AND {}",
+                start.to().as_str(),
+                start.guard()
+            )
+        ))
+        .bind(submission.channel)
+        .bind(submission.upstream_id)
+        .bind(submission.next_poll_at_ms)
+        .bind(submission.upstream_expires_at_ms)
+        .bind(now_ms())
+        .bind(id)
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn schedule_poll(
+        &self,
+        id: &str,
+        owner: &str,
+        next_poll_at_ms: i64,
+        seen: &PollSeen,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tasks SET next_poll_at_ms = $1, polls = polls + 1, \
+             upstream_phase = COALESCE($2, upstream_phase), \
+             upstream_usage_tokens = COALESCE($3, upstream_usage_tokens), \
+             result_copy_failures = result_copy_failures + $4, lease_owner = NULL, \
+             lease_until_ms = NULL, updated_at_ms = $5 \
+             WHERE id = $6 AND lease_owner = $7 AND state = 'running'",
+        )
+        .bind(next_poll_at_ms)
+        .bind(seen.phase.map(UpstreamPhase::as_str))
+        .bind(seen.usage_tokens)
+        .bind(i64::from(seen.result_copy_failed))
+        .bind(now_ms())
+        .bind(id)
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn note_upstream_running(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE tasks SET upstream_phase = 'running' \
+             WHERE id = $1 AND state = 'running' AND upstream_phase = 'queued'",
+        )
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn poll_soon(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tasks SET next_poll_at_ms = \
+               CASE WHEN next_poll_at_ms < $1 THEN next_poll_at_ms ELSE $1 END \
+             WHERE id = $2 AND state = 'running' AND upstream_id IS NOT NULL",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn in_flight_by_channel(&self) -> Result<HashMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT id, in_flight FROM channel_load WHERE in_flight > 0")
+                .fetch_all(&self.reader)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn upstream_id_known(
+        &self,
+        channel: &str,
+        upstream_id: &str,
+    ) -> Result<bool, StoreError> {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT id FROM tasks WHERE channel = $1 AND upstream_id = $2")
+                .bind(channel)
+                .bind(upstream_id)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    async fn reserve_channel(
+        &self,
+        id: &str,
+        owner: &str,
+        channel: &str,
+        limit: u32,
+    ) -> Result<bool, StoreError> {
+        self.ensure_channel_row(channel).await?;
+        let done = sqlx::query(sql!(
+            self.dialect,
+            "WITH place AS (SELECT id FROM channel_load WHERE id = $1 AND in_flight < $4@lock) \
+             UPDATE tasks SET channel = $1, doubt_channel = NULL, doubt_since_ms = NULL \
+             WHERE id = $2 AND lease_owner = $3 AND state = 'submitting' \
+             AND (channel = $1 OR EXISTS (SELECT 1 FROM place))"
+        ))
+        .bind(channel)
+        .bind(id)
+        .bind(owner)
+        .bind(i64::from(limit))
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn extend_lease(&self, id: &str, owner: &str, lease_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql!(
+            self.dialect,
+            format!(
+                "UPDATE tasks SET lease_until_ms = @now + $1 \
+                 WHERE id = $2 AND lease_owner = $3 AND {}",
+                states_sql(IN_FLIGHT)
+            )
+        ))
+        .bind(lease_ms)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn finish_succeeded(
+        &self,
+        id: &str,
+        owner: &str,
+        settlement: Settlement<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let succeed = Transition::Succeed;
+        let row = sqlx::query(sql!(
+            self.dialect,
+            format!(
+                "UPDATE tasks SET state = '{}', result = $1, usage_tokens = $2, \
+                 cost_usd_micros = $3, cost_cny = $4, \
+                 upstream_usage_tokens = COALESCE($5, upstream_usage_tokens), lease_owner = NULL, \
+                 lease_until_ms = NULL, updated_at_ms = $6, completed_at_ms = $6 \
+                 WHERE id = $7 AND lease_owner = $8 AND {} \
+                 RETURNING account_id, reserved_usd_micros",
+                succeed.to().as_str(),
+                succeed.guard()
+            )
+        ))
+        .bind(settlement.result_json)
+        .bind(settlement.usage_tokens)
+        .bind(settlement.cost_usd_micros)
+        .bind(settlement.cost_cny)
+        .bind(settlement.upstream_usage_tokens)
+        .bind(now_ms())
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(false) };
+        let account_id = release_reservation(&mut tx, &row, id).await?;
+        append_ledger(
+            &mut tx,
+            &account_id,
+            Some(id),
+            LedgerKind::Charge,
+            -settlement.cost_usd_micros,
+        )
+        .await?;
+        enqueue_deliveries(&mut tx, id, TaskState::Succeeded).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn finish_unpaid(
+        &self,
+        id: &str,
+        owner: &str,
+        ending: Unpaid,
+        error: &TaskFailure<'_>,
+    ) -> Result<bool, StoreError> {
+        self.end_unpaid(id, Some(owner), None, ending, error).await
+    }
+
+    async fn cancel_running_task(&self, account_id: &str, id: &str) -> Result<bool, StoreError> {
+        self.end_unpaid(
+            id,
+            None,
+            Some(account_id),
+            Unpaid::Cancelled,
+            &TaskFailure {
+                code: "cancelled",
+                message: "The task was cancelled.",
+                upstream_usage_tokens: None,
+            },
+        )
+        .await
+    }
+
+    async fn requeue(
+        &self,
+        id: &str,
+        owner: &str,
+        delay_ms: i64,
+        counts_attempt: bool,
+        doubt: Option<(&str, i64)>,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let requeue = Transition::Requeue;
+        let done = sqlx::query(sql!(
+            self.dialect,
+            format!(
+                "UPDATE tasks SET state = '{}', lease_owner = NULL, lease_until_ms = NULL, \
+                 channel = NULL, attempts = attempts - CASE WHEN $1 THEN 0 ELSE 1 END, \
+                 doubt_channel = COALESCE($2, doubt_channel), \
+                 doubt_since_ms = COALESCE($3, doubt_since_ms), \
+                 next_attempt_at_ms = $4, updated_at_ms = $5 \
+                 WHERE id = $6 AND lease_owner = $7 AND {}",
+                requeue.to().as_str(),
+                requeue.guard()
+            )
+        ))
+        .bind(counts_attempt)
+        .bind(doubt.map(|(channel, _)| channel))
+        .bind(doubt.map(|(_, since)| since))
+        .bind(now + delay_ms)
+        .bind(now)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn count_tasks(&self, account_id: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+}

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod ark_sdk;
+mod blobs;
 mod catalog;
 mod chaos;
 mod cli;
@@ -17,6 +18,7 @@ mod money;
 mod openapi;
 mod operations;
 pub mod restart;
+mod storage;
 mod upstream;
 mod validation;
 mod volc;

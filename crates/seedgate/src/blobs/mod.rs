@@ -32,6 +32,8 @@ pub struct Object {
     pub size: u64,
 }
 
+/// Why a blob operation failed. Callers act on `NotFound` (a file that is gone) and `Source`
+/// (the bytes being stored failed, not the store); the rest are the store's own faults.
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
     #[error("no such object")]

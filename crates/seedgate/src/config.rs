@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::blobs::{AwsEnvironment, Location};
+
 /// Everything the server needs, parsed once at start-up.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -167,6 +169,13 @@ pub struct FetchConfig {
 pub struct AssetsConfig {
     /// Lifetime of a signed result URL; each task read mints fresh ones.
     pub url_ttl_seconds: u64,
+    /// Where result files are kept: `file:///path` or `s3://bucket/prefix`; absent, the
+    /// `assets` folder in `data_dir`. `SEEDGATE_ASSETS_URL` overrides it.
+    pub url: Option<Location>,
+    /// The environment's `AWS_*` settings, for an S3 store; never read from the file, since
+    /// they hold credentials.
+    #[serde(skip)]
+    pub aws: AwsEnvironment,
 }
 
 impl Default for Config {
@@ -240,6 +249,8 @@ impl Default for AssetsConfig {
     fn default() -> Self {
         Self {
             url_ttl_seconds: 24 * 3600,
+            url: None,
+            aws: AwsEnvironment::default(),
         }
     }
 }
@@ -283,8 +294,12 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("seedgate.db").display()))
     }
 
-    pub fn assets_dir(&self) -> PathBuf {
-        self.data_dir.join("assets")
+    /// Where result files are kept.
+    pub fn assets_location(&self) -> Location {
+        self.assets
+            .url
+            .clone()
+            .unwrap_or_else(|| Location::Folder(self.data_dir.join("assets")))
     }
 
     /// The model catalog: the built-in one unless `catalog_file` replaces it.
@@ -324,6 +339,26 @@ mod tests {
         let byteplus: Config = toml::from_str(include_str!("../../../docs/byteplus.toml")).unwrap();
         assert_eq!(byteplus.channels.len(), 2);
         assert_eq!(byteplus.channels[0].weight, 3);
+    }
+
+    #[test]
+    fn assets_stay_in_the_data_dir_unless_a_url_moves_them() {
+        let config: Config = toml::from_str("data_dir = \"/var/lib/sg\"\n").unwrap();
+        assert_eq!(
+            config.assets_location(),
+            Location::Folder(PathBuf::from("/var/lib/sg/assets"))
+        );
+        let config: Config = toml::from_str("[assets]\nurl = \"s3://media/results\"\n").unwrap();
+        assert_eq!(
+            config.assets_location(),
+            Location::S3 {
+                bucket: "media".into(),
+                prefix: "results".into()
+            }
+        );
+        assert!(toml::from_str::<Config>("[assets]\nurl = \"ftp://x\"\n").is_err());
+        // Credentials come from the environment only.
+        assert!(toml::from_str::<Config>("[assets]\naws = []\n").is_err());
     }
 
     #[test]

@@ -7,18 +7,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use futures_util::StreamExt;
 use rand::Rng;
 use seedgate_contract::{pricing, Catalog, DurationRequest, Resolution, VideoJob};
 use tokio::sync::Notify;
 use tracing::{info, warn, Instrument};
 
-use crate::assets::{AssetKind, AssetStore};
+use crate::assets::AssetKind;
+use crate::blobs::{BlobError, Blobs};
 use crate::config::EngineConfig;
 use crate::fetch::Fetcher;
+use crate::mp4_header::Mp4Header;
 use crate::providers::{
     seed_is_ours, BoxFuture, ChannelSlots, Generated, Provider, ProviderError, ProviderErrorKind,
     Registry, Submission, SubmitRequest, UpstreamRef, UpstreamStatus,
 };
+use crate::signing::UrlSigner;
 use crate::store::{
     now_ms, PollSeen, Settlement, Store, StoreError, TaskFailure, TaskRecord, Unpaid,
     UpstreamPhase, UpstreamSubmission,
@@ -41,10 +45,28 @@ pub struct StoredResult {
     pub has_audio: bool,
 }
 
+/// A finished video whose files are stored: what its task shows, and the usage it is charged.
+struct Stored {
+    result: StoredResult,
+    usage_tokens: u64,
+}
+
+/// Why an upstream's result is not stored yet.
+enum CopyError {
+    /// The upstream's files could not be had, or are no video: counted towards giving up.
+    Upstream(ProviderError),
+    /// Our own storage failed: tried again, not held against the upstream.
+    Storage(BlobError),
+}
+
+/// The largest last frame copied from an upstream.
+const MAX_LAST_FRAME_BYTES: u64 = 64 * 1024 * 1024;
+
 pub struct Engine {
     store: Store,
     catalog: Arc<Catalog>,
-    assets: AssetStore,
+    blobs: Arc<dyn Blobs>,
+    signer: UrlSigner,
     providers: Arc<Registry>,
     fetcher: Fetcher,
     config: EngineConfig,
@@ -116,7 +138,8 @@ impl Engine {
     pub fn new(
         store: Store,
         catalog: Arc<Catalog>,
-        assets: AssetStore,
+        blobs: Arc<dyn Blobs>,
+        signer: UrlSigner,
         providers: Arc<Registry>,
         fetcher: Fetcher,
         config: EngineConfig,
@@ -125,7 +148,8 @@ impl Engine {
         Self {
             store,
             catalog,
-            assets,
+            blobs,
+            signer,
             providers,
             fetcher,
             config,
@@ -335,7 +359,17 @@ impl Engine {
         let in_flight = self.store.in_flight_by_channel().await?;
         let source_video = match provider.is_local() {
             true => None,
-            false => self.source_video(job).await,
+            false => match self.source_video(job).await {
+                Ok(source) => source,
+                Err(e) => {
+                    let delay = retry_delay_ms(task.attempts, None);
+                    warn!(error = %e, delay_ms = delay, "the source video could not be read; will retry");
+                    self.store
+                        .requeue(&task.id, &self.owner, delay, true, None)
+                        .await?;
+                    return Ok(());
+                }
+            },
         };
         info!(attempt = task.attempts, "submitting");
         let slots = TaskSlots {
@@ -359,7 +393,12 @@ impl Engine {
             return Ok(());
         };
         match result {
-            Ok(Submission::Finished(generated)) => self.settle(task, job, generated, None).await,
+            Ok(Submission::Finished(generated)) => {
+                match self.store_rendered(&task.id, generated).await {
+                    Ok(stored) => self.settle(task, job, stored, None).await,
+                    Err(e) => self.storing_failed(task, &e).await,
+                }
+            }
             Ok(Submission::Accepted(upstream)) => {
                 self.store
                     .record_submission(
@@ -464,22 +503,29 @@ impl Engine {
     }
 
     /// For video-extension of one of our tasks: its video as the upstream can fetch it — a
-    /// signed URL when we have a public address, else a data: URI.
-    async fn source_video(&self, job: &VideoJob) -> Option<String> {
-        let source = job.inputs.source_task_id.as_deref()?;
+    /// signed URL when we have a public address, else a data: URI. None when there is no
+    /// source task or its video is gone; an error when the store could not be read.
+    async fn source_video(&self, job: &VideoJob) -> Result<Option<String>, BlobError> {
+        let Some(source) = job.inputs.source_task_id.as_deref() else {
+            return Ok(None);
+        };
         if let Some(base) = &self.public_url {
             let expires = (now_ms() / 1000) as u64 + 24 * 3600;
-            return Some(format!(
+            return Ok(Some(format!(
                 "{}{}",
                 base.trim_end_matches('/'),
-                self.assets.signed_path(source, AssetKind::Video, expires)
-            ));
+                self.signer.signed_path(source, AssetKind::Video, expires)
+            )));
         }
-        let bytes = self.assets.read(source, AssetKind::Video).await.ok()?;
-        Some(format!(
+        let bytes = match self.blobs.read(&AssetKind::Video.key(source)).await {
+            Ok(bytes) => bytes,
+            Err(BlobError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(format!(
             "data:video/mp4;base64,{}",
             base64::engine::general_purpose::STANDARD.encode(bytes)
-        ))
+        )))
     }
 
     fn callback_url(&self, task_id: &str) -> Option<String> {
@@ -487,7 +533,7 @@ impl Engine {
         Some(format!(
             "{}/v1/upstream/callback/{task_id}?token={}",
             base.trim_end_matches('/'),
-            self.assets.callback_token(task_id)
+            self.signer.callback_token(task_id)
         ))
     }
 
@@ -551,13 +597,28 @@ impl Engine {
                 video_url,
                 last_frame_url,
                 usage_tokens,
-            }) => match self
-                .copy_result(&video_url, last_frame_url.as_deref(), usage_tokens)
-                .await
-            {
-                Ok(generated) => self.settle(task, job, generated, usage_tokens).await,
-                Err(e) => self.result_copy_failed(task, usage_tokens, &e).await,
-            },
+            }) => {
+                // A large result takes a while to stream; the lease is kept meanwhile.
+                let copy = self.copy_result(
+                    &task.id,
+                    &video_url,
+                    last_frame_url.as_deref(),
+                    usage_tokens,
+                );
+                match self.with_heartbeat(task, copy).await? {
+                    None => {
+                        warn!(
+                            "lease lost while copying the result; another worker owns the task now"
+                        );
+                        Ok(())
+                    }
+                    Some(Ok(stored)) => self.settle(task, job, stored, usage_tokens).await,
+                    Some(Err(CopyError::Upstream(e))) => {
+                        self.result_copy_failed(task, usage_tokens, &e).await
+                    }
+                    Some(Err(CopyError::Storage(e))) => self.storing_failed(task, &e).await,
+                }
+            }
             Ok(UpstreamStatus::Failed { code, message }) => self.fail(task, &code, &message).await,
             Ok(UpstreamStatus::Cancelled) => {
                 unpaid(
@@ -648,66 +709,145 @@ impl Engine {
         }
     }
 
-    /// Copies an upstream result into our assets' shape (upstream URLs die after 24 h) and
-    /// reads its real size, length and audio from the file itself.
+    /// Copies an upstream result into our storage (upstream URLs die after 24 h), streaming
+    /// it from the upstream into the blob store, and reads its real size, length and audio
+    /// from the file's header as it passes.
     async fn copy_result(
         &self,
+        task_id: &str,
         video_url: &str,
         last_frame_url: Option<&str>,
         usage_tokens: Option<u64>,
-    ) -> Result<Generated, ProviderError> {
-        let transient = |e: &dyn std::fmt::Display| {
-            ProviderError::transient("result_copy_failed", format!("result {e}"))
-        };
-        let video = self
-            .fetcher
-            .fetch_url(video_url, self.config.max_result_bytes)
-            .await
-            .map_err(|e| transient(&e))?;
-        let info = seedgate_media::probe_mp4(&video).map_err(|_| {
-            ProviderError::transient(
+    ) -> Result<Stored, CopyError> {
+        let upstream = |e: &dyn std::fmt::Display| {
+            CopyError::Upstream(ProviderError::transient(
                 "result_copy_failed",
-                format!("result {video_url} is not a readable MP4 video"),
-            )
-        })?;
+                format!("result {e}"),
+            ))
+        };
+        let video_key = AssetKind::Video.key(task_id);
+        let body = self
+            .fetcher
+            .fetch_stream(video_url, self.config.max_result_bytes)
+            .await
+            .map_err(|e| upstream(&e))?;
+        let mut header = Mp4Header::default();
+        let body = body.map(|chunk| {
+            let chunk = chunk.map_err(std::io::Error::other)?;
+            header.feed(&chunk);
+            Ok(chunk)
+        });
+        match self.blobs.put(&video_key, body.boxed()).await {
+            Ok(_) => {}
+            Err(BlobError::Source(e)) => return Err(upstream(&e)),
+            Err(e) => return Err(CopyError::Storage(e)),
+        }
+        let Ok(info) = seedgate_media::probe_mp4(&header.into_bytes()) else {
+            // Never served (no task shows it), but not kept either.
+            if let Err(e) = self.blobs.delete(&video_key).await {
+                warn!(error = %e, "removing a result that is no video failed");
+            }
+            return Err(upstream(&format_args!(
+                "{video_url} is not a readable MP4 video"
+            )));
+        };
         let last_frame_png = match last_frame_url {
             Some(url) => self
                 .fetcher
-                .fetch_url(url, 64 * 1024 * 1024)
+                .fetch_url(url, MAX_LAST_FRAME_BYTES)
                 .await
-                .map_err(|e| transient(&e))?,
+                .map_err(|e| upstream(&e))?,
             None => {
-                let video = video.clone();
+                // Upstreams are always asked for the last frame; one that sends none has it
+                // decoded here, which needs the whole video.
+                let video = self
+                    .blobs
+                    .read(&video_key)
+                    .await
+                    .map_err(CopyError::Storage)?;
                 tokio::task::spawn_blocking(move || seedgate_media::last_frame_png(&video))
                     .await
-                    .map_err(|e| transient(&e))?
-                    .map_err(|e| transient(&e))?
+                    .map_err(|e| upstream(&e))?
+                    .map_err(|e| upstream(&e))?
             }
         };
+        self.blobs
+            .put_bytes(&AssetKind::LastFrame.key(task_id), last_frame_png)
+            .await
+            .map_err(CopyError::Storage)?;
         let seconds = info.duration_secs.round().max(1.0) as u32;
-        let usage_tokens = usage_tokens.unwrap_or_else(|| {
+        Ok(Stored {
+            result: StoredResult {
+                width: info.width,
+                height: info.height,
+                fps: 24,
+                duration: info.duration_secs,
+                has_audio: info.has_audio,
+            },
             // Without a reported usage, count by the file we received.
-            pricing::output_tokens(info.width, info.height, seconds)
-        });
-        Ok(Generated {
-            video,
-            last_frame_png,
-            width: info.width,
-            height: info.height,
-            fps: 24,
-            duration_secs: info.duration_secs,
-            has_audio: info.has_audio,
-            usage_tokens,
+            usage_tokens: usage_tokens
+                .unwrap_or_else(|| pricing::output_tokens(info.width, info.height, seconds)),
         })
     }
 
-    /// Stores the result files, then marks the task succeeded and settles it in one
-    /// transaction: charge the real cost, release the reservation.
+    /// Stores the files a local provider rendered in memory.
+    async fn store_rendered(
+        &self,
+        task_id: &str,
+        generated: Generated,
+    ) -> Result<Stored, BlobError> {
+        self.blobs
+            .put_bytes(&AssetKind::Video.key(task_id), generated.video)
+            .await?;
+        self.blobs
+            .put_bytes(&AssetKind::LastFrame.key(task_id), generated.last_frame_png)
+            .await?;
+        Ok(Stored {
+            result: StoredResult {
+                width: generated.width,
+                height: generated.height,
+                fps: generated.fps,
+                duration: generated.duration_secs,
+                has_audio: generated.has_audio,
+            },
+            usage_tokens: generated.usage_tokens,
+        })
+    }
+
+    /// Our storage refused a result: the task is kept, an upstream one polled again (its
+    /// result copied anew), a local one rendered again.
+    async fn storing_failed(&self, task: &TaskRecord, error: &BlobError) -> Result<(), StoreError> {
+        warn!(error = %error, "storing the result failed; will retry");
+        if task.upstream_id.is_some() {
+            self.store
+                .schedule_poll(
+                    &task.id,
+                    &self.owner,
+                    now_ms() + retry_delay_ms(task.polls, None),
+                    &PollSeen::default(),
+                )
+                .await?;
+        } else {
+            self.store
+                .requeue(
+                    &task.id,
+                    &self.owner,
+                    retry_delay_ms(task.attempts, None),
+                    true,
+                    None,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Marks a task whose files are stored succeeded and settles it in one transaction:
+    /// charge the real cost, release the reservation.
     async fn settle(
         &self,
         task: &TaskRecord,
         job: &VideoJob,
-        generated: Generated,
+        stored: Stored,
         upstream_usage_tokens: Option<u64>,
     ) -> Result<(), StoreError> {
         let cost = match pricing::price_tokens(
@@ -715,54 +855,13 @@ impl Engine {
             &job.model,
             job.resolution,
             job.has_video_input(),
-            generated.usage_tokens,
+            stored.usage_tokens,
         ) {
             Ok(cost) => cost,
             Err(e) => return self.fail(task, "pricing_unavailable", &e.message).await,
         };
-        let stored = async {
-            self.assets
-                .put(&task.id, AssetKind::Video, &generated.video)
-                .await?;
-            self.assets
-                .put(&task.id, AssetKind::LastFrame, &generated.last_frame_png)
-                .await
-        }
-        .await;
-        if let Err(e) = stored {
-            warn!(error = %e, "storing the result failed; will retry");
-            // Keep the task: an upstream one is polled again, a local one re-rendered.
-            if task.upstream_id.is_some() {
-                self.store
-                    .schedule_poll(
-                        &task.id,
-                        &self.owner,
-                        now_ms() + retry_delay_ms(task.polls, None),
-                        &PollSeen::default(),
-                    )
-                    .await?;
-            } else {
-                self.store
-                    .requeue(
-                        &task.id,
-                        &self.owner,
-                        retry_delay_ms(task.attempts, None),
-                        true,
-                        None,
-                    )
-                    .await?;
-            }
-            return Ok(());
-        }
-        let result = StoredResult {
-            width: generated.width,
-            height: generated.height,
-            fps: generated.fps,
-            duration: generated.duration_secs,
-            has_audio: generated.has_audio,
-        };
-        let result_json =
-            serde_json::to_string(&result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let result_json = serde_json::to_string(&stored.result)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let settled = self
             .store
             .finish_succeeded(
@@ -770,7 +869,7 @@ impl Engine {
                 &self.owner,
                 Settlement {
                     result_json: &result_json,
-                    usage_tokens: generated.usage_tokens as i64,
+                    usage_tokens: stored.usage_tokens as i64,
                     cost_usd_micros: cost.usd_micros,
                     cost_cny: &cost.cny_string(),
                     upstream_usage_tokens: upstream_usage_tokens.map(|t| t as i64),
@@ -778,7 +877,7 @@ impl Engine {
             )
             .await?;
         if settled {
-            info!(tokens = generated.usage_tokens, cost_usd = %cost.usd_string(), "task succeeded");
+            info!(tokens = stored.usage_tokens, cost_usd = %cost.usd_string(), "task succeeded");
         }
         Ok(())
     }

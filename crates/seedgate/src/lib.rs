@@ -1,19 +1,23 @@
 //! Seedgate: one asynchronous HTTP API for the Seedance 2.0 video models.
 //!
 //! Data flows one way: request → `api` → `service` (validate with `seedgate_contract`, price,
-//! persist task + reservation) → `engine` (lease) → `providers` → settle in `store` → `assets`.
+//! persist task + reservation) → `engine` (lease) → `providers` → result files into `blobs`
+//! → settle in `store`.
 
 pub mod api;
 pub mod assets;
+pub mod blobs;
 pub mod config;
 pub mod engine;
 pub mod fetch;
 pub mod inputs;
 pub mod limits;
+mod mp4_header;
 pub mod notify;
 pub mod providers;
 pub mod secret;
 pub mod service;
+pub mod signing;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -23,7 +27,6 @@ use rand::RngCore;
 use tokio::net::TcpListener;
 
 use crate::api::{ApiState, CatalogBodies};
-use crate::assets::AssetStore;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::fetch::Fetcher;
@@ -31,6 +34,7 @@ use crate::providers::ark::{Ark, ChannelSetupError};
 use crate::providers::sandbox::Sandbox;
 use crate::providers::Registry;
 use crate::service::Services;
+use crate::signing::UrlSigner;
 use crate::store::{KeyMode, NewKey, Store};
 
 /// Start-up failures, reported to the operator with their cause.
@@ -46,6 +50,8 @@ pub enum StartError {
     Http(#[from] reqwest::Error),
     #[error(transparent)]
     Channels(#[from] ChannelSetupError),
+    #[error("cannot open the assets store: {0}")]
+    Blobs(#[from] blobs::BlobError),
 }
 
 /// The whole server, wired once. `main` and every integration test build it the same way.
@@ -68,15 +74,15 @@ impl Application {
         let signing_key = store
             .setting_or_insert("asset_signing_key", &random_hex(32))
             .await?;
-        let assets = AssetStore::new(config.assets_dir(), signing_key.into_bytes());
+        let signer = UrlSigner::new(signing_key.into_bytes());
+        let blobs = blobs::open(&config.assets_location(), &config.assets.aws)?;
         let fetcher = Fetcher::new(config.fetch.clone())?;
         let fetcher_for_notifier = fetcher.clone();
-        let assets_for_notifier = assets.clone();
         let providers = Arc::new(Registry {
             sandbox: Arc::new(Sandbox::new(
                 catalog.clone(),
                 fetcher.clone(),
-                assets.clone(),
+                blobs.clone(),
                 config.sandbox.max_concurrent_renders,
             )),
             ark: Arc::new(Ark::new(
@@ -88,7 +94,8 @@ impl Application {
         let engine = Arc::new(Engine::new(
             store.clone(),
             catalog.clone(),
-            assets.clone(),
+            blobs.clone(),
+            signer.clone(),
             providers.clone(),
             fetcher,
             config.engine.clone(),
@@ -112,7 +119,8 @@ impl Application {
             fetcher: fetcher_for_notifier.clone(),
             store: store.clone(),
             catalog: catalog.clone(),
-            assets,
+            blobs,
+            signer: signer.clone(),
             engine_wake: engine.waker(),
             providers,
             public_url: config.public_url.clone(),
@@ -133,7 +141,7 @@ impl Application {
             .unwrap_or(format!("http://{}", listener.local_addr()?));
         let notifier = Arc::new(notify::Notifier::new(
             store.clone(),
-            assets_for_notifier,
+            signer,
             fetcher_for_notifier,
             base_url,
             config.assets.url_ttl_seconds,

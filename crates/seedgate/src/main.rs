@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand};
 use rust_decimal::Decimal;
+use seedgate::blobs::{AwsEnvironment, Location};
 use seedgate::config::Config;
 use seedgate::providers::ark::Ark;
 use seedgate::service::usd;
@@ -75,6 +76,10 @@ struct ServerArgs {
     /// TOML configuration file.
     #[arg(long, env = "SEEDGATE_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// Where result files are kept: `file:///path`, or `s3://bucket/prefix` reached with the
+    /// usual `AWS_*` variables; defaults to `assets/` in the data directory.
+    #[arg(long, env = "SEEDGATE_ASSETS_URL", global = true)]
+    assets_url: Option<Location>,
 }
 
 impl ServerArgs {
@@ -86,6 +91,10 @@ impl ServerArgs {
         if let Some(url) = &self.database_url {
             config.database_url = Some(url.clone());
         }
+        if let Some(location) = &self.assets_url {
+            config.assets.url = Some(location.clone());
+        }
+        config.assets.aws = AwsEnvironment::from_env();
         Ok(config)
     }
 

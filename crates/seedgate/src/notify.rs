@@ -12,14 +12,14 @@ use sha2::Sha256;
 use tracing::{info, warn, Instrument};
 
 use crate::api::view::render_task;
-use crate::assets::AssetStore;
 use crate::config::WebhooksConfig;
 use crate::fetch::{FetchError, Fetcher};
+use crate::signing::UrlSigner;
 use crate::store::{now_ms, Delivery, Store, StoreError};
 
 pub struct Notifier {
     store: Store,
-    assets: AssetStore,
+    signer: UrlSigner,
     fetcher: Fetcher,
     base_url: String,
     url_ttl_seconds: u64,
@@ -43,7 +43,7 @@ pub fn signature_header(secret: &str, timestamp: u64, body: &str) -> String {
 impl Notifier {
     pub fn new(
         store: Store,
-        assets: AssetStore,
+        signer: UrlSigner,
         fetcher: Fetcher,
         base_url: String,
         url_ttl_seconds: u64,
@@ -51,7 +51,7 @@ impl Notifier {
     ) -> Self {
         Self {
             store,
-            assets,
+            signer,
             fetcher,
             base_url,
             url_ttl_seconds,
@@ -100,7 +100,7 @@ impl Notifier {
         let now_s = (now_ms() / 1000) as u64;
         let body = serde_json::to_string(&render_task(
             &task,
-            &self.assets,
+            &self.signer,
             self.url_ttl_seconds,
             &self.base_url,
             now_s,

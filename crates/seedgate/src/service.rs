@@ -8,10 +8,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tracing::error;
 
-use crate::assets::AssetStore;
+use crate::blobs::Blobs;
 use crate::engine::StoredResult;
 use crate::inputs::media_inputs;
 use crate::providers::{CancelOutcome, Registry, UpstreamRef};
+use crate::signing::UrlSigner;
 use crate::store::{
     now_ms, Account, Created, IdempotencyKey, KeyMode, NewTask, PublicStatus, Store, StoreError,
     TaskFilter, TaskRecord, TaskState, UpstreamPhase,
@@ -23,7 +24,10 @@ pub struct Services {
     /// The outbound guard, consulted at create for targets it would never reach.
     pub fetcher: crate::fetch::Fetcher,
     pub catalog: Arc<Catalog>,
-    pub assets: AssetStore,
+    /// Where result files are kept (downloads read them from here).
+    pub blobs: Arc<dyn Blobs>,
+    /// Signs result URLs and checks upstream callbacks.
+    pub signer: UrlSigner,
     pub engine_wake: Arc<Notify>,
     pub providers: Arc<Registry>,
     pub public_url: Option<String>,
@@ -312,7 +316,7 @@ impl Services {
 
     /// An upstream says a task changed: poll it now. The hint is never trusted alone.
     pub async fn upstream_callback(&self, task_id: &str, token: &str) -> Result<(), ApiError> {
-        if !self.assets.verify_callback(task_id, token) {
+        if !self.signer.verify_callback(task_id, token) {
             return Err(task_not_found());
         }
         if self.store.poll_soon(task_id).await.map_err(internal)? {

@@ -7,6 +7,8 @@ const POSTGRES: bool = true;
 
 #[path = "api/ark_sdk.rs"]
 mod ark_sdk;
+#[path = "api/blobs.rs"]
+mod blobs;
 #[path = "api/catalog.rs"]
 mod catalog;
 #[path = "api/chaos.rs"]
@@ -35,6 +37,8 @@ mod openapi;
 mod operations;
 #[path = "api/restart.rs"]
 pub mod restart;
+#[path = "api/storage.rs"]
+mod storage;
 #[path = "api/upstream.rs"]
 mod upstream;
 #[path = "api/validation.rs"]

@@ -1,19 +1,23 @@
 //! Downloads of result files through signed URLs: no API key needed, but a tampered or expired
-//! signature is `403`. Range requests are served, so players can seek.
+//! signature is `403`. The bytes stream from the blob store through the gateway, whichever the
+//! store is, and single byte ranges are served, so players can seek.
+
+use std::ops::Range;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use seedgate_contract::{ApiError, ErrorBody, ErrorType};
 use serde::Deserialize;
-use tower::ServiceExt;
-use tower_http::services::ServeFile;
+use tracing::error;
 use utoipa::IntoParams;
 
 use super::error::HttpError;
 use super::ApiState;
 use crate::assets::AssetKind;
+use crate::blobs::BlobError;
 use crate::store::now_ms;
 
 #[derive(Deserialize, IntoParams)]
@@ -34,9 +38,88 @@ fn forbidden() -> HttpError {
     ))
 }
 
+fn storage_error(e: BlobError) -> HttpError {
+    if matches!(e, BlobError::NotFound) {
+        return HttpError(ApiError::new(
+            404,
+            ErrorType::InvalidRequestError,
+            "not_found",
+            "This file is not stored (any more).",
+        ));
+    }
+    error!(error = %e, "reading a result file failed");
+    HttpError(ApiError::new(
+        503,
+        ErrorType::ServerError,
+        "storage_unavailable",
+        "The file could not be read from storage. It is safe to retry.",
+    ))
+}
+
+fn unsatisfiable(size: u64) -> Response {
+    let mut response = HttpError(ApiError::new(
+        416,
+        ErrorType::InvalidRequestError,
+        "range_not_satisfiable",
+        format!("The requested range lies outside the file's {size} bytes."),
+    ))
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+        response.headers_mut().insert(header::CONTENT_RANGE, value);
+    }
+    response
+}
+
+/// One range of a `Range: bytes=…` header (RFC 9110 §14.1.2), before the file's size is
+/// known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ByteRange {
+    /// `first-last`, both included.
+    Bounded(u64, u64),
+    /// `first-`: to the end.
+    From(u64),
+    /// `-n`: the last n bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// None for anything but one well-formed byte range: such a header is ignored and the
+    /// whole file served, as the RFC allows (several ranges would need a multipart body).
+    fn parse(header: &str) -> Option<Self> {
+        let (unit, spec) = header.split_once('=')?;
+        if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
+            return None;
+        }
+        let (first, last) = spec.trim().split_once('-')?;
+        let number = |s: &str| -> Option<u64> {
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse().ok())
+                .flatten()
+        };
+        match (first.trim(), last.trim()) {
+            ("", n) => number(n).map(ByteRange::Suffix),
+            (first, "") => number(first).map(ByteRange::From),
+            (first, last) => {
+                let (first, last) = (number(first)?, number(last)?);
+                (first <= last).then_some(ByteRange::Bounded(first, last))
+            }
+        }
+    }
+
+    /// The bytes to send of a file of `size` bytes; None when none of it is in the file.
+    fn resolve(self, size: u64) -> Option<Range<u64>> {
+        let range = match self {
+            ByteRange::Bounded(first, last) => first..last.saturating_add(1).min(size),
+            ByteRange::From(first) => first..size,
+            ByteRange::Suffix(n) => size - n.min(size)..size,
+        };
+        (range.start < range.end).then_some(range)
+    }
+}
+
 /// Download a result file through the signed URL of a task object (`result.video_url`,
-/// `result.last_frame_url`). No API key: the signature is the permission. Range requests are
-/// served (`206`), so players can seek.
+/// `result.last_frame_url`). No API key: the signature is the permission. A single byte range
+/// (`Range: bytes=…`) is served as `206`, so players can seek.
 #[utoipa::path(
     get,
     path = "/v1/assets/{task_id}/{file}",
@@ -49,16 +132,18 @@ fn forbidden() -> HttpError {
     ),
     responses(
         (status = 200, description = "The file.", content(("video/mp4"), ("image/png"))),
-        (status = 206, description = "The requested byte range.", content(("video/mp4"), ("image/png"))),
+        (status = 206, description = "The requested byte range, with `Content-Range`.", content(("video/mp4"), ("image/png"))),
         (status = 403, description = "`invalid_signature`: tampered or expired; read the task again for a fresh link.", body = ErrorBody),
-        (status = 404, description = "`not_found`: an empty path segment.", body = ErrorBody),
+        (status = 404, description = "`not_found`: the file is no longer stored, or an empty path segment.", body = ErrorBody),
+        (status = 416, description = "`range_not_satisfiable`: the range lies outside the file; `Content-Range: bytes */<size>`.", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`: the file could not be read from storage; retry.", body = ErrorBody),
     ),
 )]
 pub async fn download(
     State(state): State<ApiState>,
     Path((task_id, file)): Path<(String, String)>,
     signature: Result<Query<Signature>, QueryRejection>,
-    request: Request<Body>,
+    headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     // A malformed query is as good as no signature.
     let Ok(Query(signature)) = signature else {
@@ -71,14 +156,105 @@ pub async fn download(
     let now = (now_ms() / 1000) as u64;
     if !state
         .services
-        .assets
+        .signer
         .verify(&task_id, &file, exp, &sig, now)
     {
         return Err(forbidden());
     }
-    let path = state.services.assets.path(&task_id, kind);
-    match ServeFile::new(path).oneshot(request).await {
-        Ok(response) => Ok(response.into_response()),
-        Err(never) => match never {},
+    let blobs = &state.services.blobs;
+    let key = kind.key(&task_id);
+    let requested = headers
+        .get(header::RANGE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(ByteRange::parse);
+    let range = match requested {
+        None => None,
+        Some(requested) => {
+            let size = blobs
+                .size(&key)
+                .await
+                .map_err(storage_error)?
+                .ok_or_else(|| storage_error(BlobError::NotFound))?;
+            match requested.resolve(size) {
+                Some(range) => Some(range),
+                None => return Ok(unsatisfiable(size)),
+            }
+        }
+    };
+    let partial = range.is_some();
+    let object = blobs.get(&key, range).await.map_err(storage_error)?;
+    let mut response = Body::from_stream(object.bytes).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(kind.content_type()),
+    );
+    headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(object.range.end - object.range.start),
+    );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if partial {
+        let content_range = format!(
+            "bytes {}-{}/{}",
+            object.range.start,
+            object.range.end - 1,
+            object.size
+        );
+        if let Ok(value) = HeaderValue::from_str(&content_range) {
+            headers.insert(header::CONTENT_RANGE, value);
+        }
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_headers_parse_as_the_rfc_writes_them() {
+        assert_eq!(
+            ByteRange::parse("bytes=0-499"),
+            Some(ByteRange::Bounded(0, 499))
+        );
+        assert_eq!(ByteRange::parse("bytes=500-"), Some(ByteRange::From(500)));
+        assert_eq!(ByteRange::parse("bytes=-500"), Some(ByteRange::Suffix(500)));
+        assert_eq!(
+            ByteRange::parse("Bytes= 3 - 4 "),
+            Some(ByteRange::Bounded(3, 4))
+        );
+        // Ignored, so the whole file is served: several ranges, other units, nonsense.
+        for ignored in [
+            "bytes=0-1,4-5",
+            "items=0-1",
+            "bytes=5-4",
+            "bytes=-",
+            "bytes=a-b",
+            "bytes=+1-2",
+            "bytes 0-1",
+            "bytes=99999999999999999999-",
+        ] {
+            assert_eq!(ByteRange::parse(ignored), None, "{ignored}");
+        }
+    }
+
+    #[test]
+    fn ranges_resolve_against_the_files_size() {
+        let size = 1000;
+        assert_eq!(ByteRange::Bounded(0, 0).resolve(size), Some(0..1));
+        assert_eq!(ByteRange::Bounded(0, 999).resolve(size), Some(0..1000));
+        // An end past the file is cut to it.
+        assert_eq!(ByteRange::Bounded(990, 5000).resolve(size), Some(990..1000));
+        assert_eq!(ByteRange::From(999).resolve(size), Some(999..1000));
+        assert_eq!(ByteRange::Suffix(10).resolve(size), Some(990..1000));
+        assert_eq!(ByteRange::Suffix(5000).resolve(size), Some(0..1000));
+        // Nothing of it in the file: 416.
+        assert_eq!(ByteRange::Bounded(1000, 1001).resolve(size), None);
+        assert_eq!(ByteRange::From(1000).resolve(size), None);
+        assert_eq!(ByteRange::Suffix(0).resolve(size), None);
+        assert_eq!(ByteRange::From(0).resolve(0), None);
+        assert_eq!(ByteRange::Suffix(5).resolve(0), None);
     }
 }

@@ -10,9 +10,10 @@ use utoipa::ToSchema;
 
 use super::error::HttpError;
 use super::ApiState;
-use crate::assets::{AssetKind, AssetStore};
+use crate::assets::AssetKind;
 use crate::engine::StoredResult;
 use crate::service::{usd, Services};
+use crate::signing::UrlSigner;
 use crate::store::{PublicStatus, TaskRecord, TaskState};
 
 /// The scheme and host clients reached us by, for absolute download URLs.
@@ -177,18 +178,18 @@ pub fn task_object(
 ) -> TaskObject {
     render_task(
         task,
-        &services.assets,
+        &services.signer,
         services.url_ttl_seconds,
         base_url,
         now_s,
     )
 }
 
-/// The task object with result URLs signed by `assets` for `url_ttl_seconds`; also the body of
+/// The task object with result URLs signed by `signer` for `url_ttl_seconds`; also the body of
 /// webhooks.
 pub fn render_task(
     task: &TaskRecord,
-    assets: &AssetStore,
+    signer: &UrlSigner,
     url_ttl_seconds: u64,
     base_url: &str,
     now_s: u64,
@@ -231,7 +232,7 @@ pub fn render_task(
         });
     }
     if task.state == TaskState::Succeeded {
-        add_result(&mut object, task, assets, url_ttl_seconds, base_url, now_s);
+        add_result(&mut object, task, signer, url_ttl_seconds, base_url, now_s);
     }
     object
 }
@@ -239,7 +240,7 @@ pub fn render_task(
 fn add_result(
     object: &mut TaskObject,
     task: &TaskRecord,
-    assets: &AssetStore,
+    signer: &UrlSigner,
     url_ttl_seconds: u64,
     base_url: &str,
     now_s: u64,
@@ -254,11 +255,11 @@ fn add_result(
     let expires = now_s + url_ttl_seconds;
     let video_url = format!(
         "{base_url}{}",
-        assets.signed_path(&task.id, AssetKind::Video, expires)
+        signer.signed_path(&task.id, AssetKind::Video, expires)
     );
     let last_frame_url = format!(
         "{base_url}{}",
-        assets.signed_path(&task.id, AssetKind::LastFrame, expires)
+        signer.signed_path(&task.id, AssetKind::LastFrame, expires)
     );
     object.usage = Some(Usage {
         tokens: task.usage_tokens,

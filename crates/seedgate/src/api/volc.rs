@@ -327,7 +327,7 @@ fn render(state: &ApiState, task: &TaskRecord, base: &str) -> ArkTask {
     let url = |kind| {
         format!(
             "{base}{}",
-            services.assets.signed_path(&task.id, kind, expires)
+            services.signer.signed_path(&task.id, kind, expires)
         )
     };
     ArkTask {

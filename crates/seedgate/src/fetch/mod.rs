@@ -8,6 +8,9 @@ pub mod guard;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 use guard::{AddressPolicy, Forbidden, GuardedResolver};
 
 use seedgate_contract::MediaInput;
@@ -129,6 +132,21 @@ impl Fetcher {
 
     /// The body behind an http(s) URL, refused past `limit` bytes.
     pub async fn fetch_url(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        let mut body = Vec::new();
+        let mut chunks = self.fetch_stream(url, limit).await?;
+        while let Some(chunk) = chunks.next().await {
+            body.extend_from_slice(&chunk?);
+        }
+        Ok(body)
+    }
+
+    /// The body behind an http(s) URL as it arrives, for copies that must not be held whole:
+    /// the stream ends with `TooLarge` once more than `limit` bytes came.
+    pub async fn fetch_stream(
+        &self,
+        url: &str,
+        limit: u64,
+    ) -> Result<BoxStream<'static, Result<Bytes, FetchError>>, FetchError> {
         let parsed = reqwest::Url::parse(url).map_err(|_| FetchError::Unsupported)?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(FetchError::Unsupported);
@@ -136,35 +154,48 @@ impl Fetcher {
         self.policy
             .check_url(&parsed)
             .map_err(|e| FetchError::Forbidden(e.to_string()))?;
-        let transport = |e: reqwest::Error| match forbidden_in(&e) {
-            Some(reason) => FetchError::Forbidden(reason),
-            None => FetchError::Transport {
-                url: url.to_owned(),
-                reason: describe(e),
-            },
-        };
-        let mut response = self.client.get(parsed).send().await.map_err(transport)?;
+        let url = url.to_owned();
+        let response = self
+            .client
+            .get(parsed)
+            .send()
+            .await
+            .map_err(|e| transport(&url, e))?;
         if !response.status().is_success() {
             return Err(FetchError::Status {
-                url: url.to_owned(),
+                url,
                 status: response.status().as_u16(),
             });
         }
-        let too_large = || FetchError::TooLarge {
-            url: url.to_owned(),
-            limit,
-        };
         if response.content_length().is_some_and(|n| n > limit) {
-            return Err(too_large());
+            return Err(FetchError::TooLarge { url, limit });
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if (body.len() + chunk.len()) as u64 > limit {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+        let chunks = futures_util::stream::try_unfold(
+            (response, url, 0u64),
+            move |(mut response, url, received)| async move {
+                let Some(chunk) = response.chunk().await.map_err(|e| transport(&url, e))? else {
+                    return Ok(None);
+                };
+                let received = received + chunk.len() as u64;
+                if received > limit {
+                    return Err(FetchError::TooLarge { url, limit });
+                }
+                Ok(Some((chunk, (response, url, received))))
+            },
+        );
+        Ok(chunks.boxed())
+    }
+}
+
+/// A failed request: the guard's refusal, if that is what stopped it (at DNS or on a
+/// redirect), else the transport error.
+fn transport(url: &str, error: reqwest::Error) -> FetchError {
+    match forbidden_in(&error) {
+        Some(reason) => FetchError::Forbidden(reason),
+        None => FetchError::Transport {
+            url: url.to_owned(),
+            reason: describe(error),
+        },
     }
 }
 
@@ -217,13 +248,7 @@ impl Fetcher {
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let response = request.send().await.map_err(|e| match forbidden_in(&e) {
-            Some(reason) => FetchError::Forbidden(reason),
-            None => FetchError::Transport {
-                url: url.to_owned(),
-                reason: describe(e),
-            },
-        })?;
+        let response = request.send().await.map_err(|e| transport(url, e))?;
         Ok(response.status().as_u16())
     }
 }

@@ -12,7 +12,8 @@ use super::{
     task_seed, BoxFuture, CancelOutcome, Generated, Provider, ProviderError, Submission,
     SubmitRequest, UpstreamRef, UpstreamStatus,
 };
-use crate::assets::{AssetKind, AssetStore};
+use crate::assets::AssetKind;
+use crate::blobs::{BlobError, Blobs};
 use crate::fetch::Fetcher;
 
 const FPS: u32 = 24;
@@ -20,7 +21,7 @@ const FPS: u32 = 24;
 pub struct Sandbox {
     catalog: Arc<Catalog>,
     fetcher: Fetcher,
-    assets: AssetStore,
+    blobs: Arc<dyn Blobs>,
     renders: Arc<Semaphore>,
 }
 
@@ -35,13 +36,13 @@ impl Sandbox {
     pub fn new(
         catalog: Arc<Catalog>,
         fetcher: Fetcher,
-        assets: AssetStore,
+        blobs: Arc<dyn Blobs>,
         max_concurrent_renders: usize,
     ) -> Self {
         Self {
             catalog,
             fetcher,
-            assets,
+            blobs,
             renders: Arc::new(Semaphore::new(max_concurrent_renders.max(1))),
         }
     }
@@ -54,14 +55,18 @@ impl Sandbox {
         };
         if let Some(source) = &job.inputs.source_task_id {
             let bytes = self
-                .assets
-                .read(source, AssetKind::Video)
+                .blobs
+                .read(&AssetKind::Video.key(source))
                 .await
                 .map_err(|e| {
-                    ProviderError::permanent(
-                        "source_video_unavailable",
-                        format!("the source task's video could not be read: {e}"),
-                    )
+                    let message = format!("the source task's video could not be read: {e}");
+                    match e {
+                        BlobError::NotFound => {
+                            ProviderError::permanent("source_video_unavailable", message)
+                        }
+                        // The store may answer again later.
+                        _ => ProviderError::transient("source_video_unavailable", message),
+                    }
                 })?;
             inputs.videos.push(bytes);
         }

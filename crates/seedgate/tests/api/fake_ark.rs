@@ -49,6 +49,8 @@ pub enum ResultFiles {
     Missing,
     /// 200 with a body that is not a video.
     NotVideo,
+    /// 200 in chunks with no `Content-Length`, as a CDN streaming a file may send it.
+    Streamed,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -755,8 +757,9 @@ async fn delete(
 }
 
 async fn file(State(state): State<Arc<FakeState>>, Path(name): Path<String>) -> Response {
-    match state.behaviour.lock().unwrap().result_files {
-        ResultFiles::Served => {}
+    let how = state.behaviour.lock().unwrap().result_files;
+    match how {
+        ResultFiles::Served | ResultFiles::Streamed => {}
         ResultFiles::Missing => return StatusCode::NOT_FOUND.into_response(),
         ResultFiles::NotVideo => return "<html>an error page</html>".into_response(),
     }
@@ -767,6 +770,11 @@ async fn file(State(state): State<Arc<FakeState>>, Path(name): Path<String>) -> 
         _ => None,
     };
     match found {
+        Some(bytes) if how == ResultFiles::Streamed => {
+            let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+                bytes.chunks(16 * 1024).map(|c| Ok(c.to_vec())).collect();
+            axum::body::Body::from_stream(futures_util::stream::iter(chunks)).into_response()
+        }
         Some(bytes) => bytes.into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }

@@ -1,16 +1,138 @@
-//! The test harness: a real server on a random port with its own data dir, a local media
-//! server for inputs, and ffprobe (a tool we did not write) to check every MP4.
+//! The test harness: a real server on a random port with its own data dir (and, on request,
+//! its own bucket on a real S3-compatible server, moto), a local media server for inputs, and
+//! ffprobe (a tool we did not write) to check every MP4.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
+use seedgate::blobs::{AwsEnvironment, Blobs, Location};
 use seedgate::config::Config;
 use seedgate::store::{KeyMode, Store};
 use seedgate::Application;
 use serde_json::Value;
+use tokio::sync::OnceCell;
+
+/// Where a test server keeps its result files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// A folder in the server's data dir (the default).
+    Local,
+    /// A fresh bucket on the shared moto server.
+    S3,
+}
+
+impl Storage {
+    pub const BOTH: [Storage; 2] = [Storage::Local, Storage::S3];
+
+    /// Points `config` at this storage.
+    pub async fn configure(self, config: &mut Config) {
+        if self == Storage::S3 {
+            let moto = Moto::shared().await;
+            config.assets.url = Some(Location::S3 {
+                bucket: moto.new_bucket().await,
+                prefix: "results".into(),
+            });
+            config.assets.aws = moto.environment();
+        }
+    }
+}
+
+/// A moto S3 server (`pip install 'moto[server]'`) shared by the tests of this process. It
+/// ends with the process: it exits when its standard input closes.
+pub struct Moto {
+    pub endpoint: String,
+    _child: Child,
+}
+
+static MOTO: OnceCell<Moto> = OnceCell::const_new();
+static BUCKETS: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs moto's server until standard input closes.
+const MOTO_SERVER: &str = "
+import os, sys, threading
+from moto.server import main
+def watch():
+    sys.stdin.read()
+    os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+main(sys.argv[1:])
+";
+
+impl Moto {
+    pub async fn shared() -> &'static Moto {
+        MOTO.get_or_init(Moto::start).await
+    }
+
+    async fn start() -> Moto {
+        let port = crate::restart::free_port();
+        let mut child = Command::new("python3")
+            .args([
+                "-c",
+                MOTO_SERVER,
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 must be installed to run moto");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        while client.get(&endpoint).send().await.is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("moto did not start ({status}): pip install 'moto[server]==5.2.1'");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "moto did not answer within a minute"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The child keeps its stdin pipe open, and so moto alive, while this process lives.
+        Moto {
+            endpoint,
+            _child: child,
+        }
+    }
+
+    /// Creates an empty bucket through moto's S3 API and returns its name.
+    pub async fn new_bucket(&self) -> String {
+        let name = format!(
+            "seedgate-{}-{}",
+            std::process::id(),
+            BUCKETS.fetch_add(1, Ordering::Relaxed)
+        );
+        let response = reqwest::Client::new()
+            .put(format!("{}/{name}", self.endpoint))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{response:?}");
+        name
+    }
+
+    /// The `AWS_*` settings a server is given to reach moto.
+    pub fn environment(&self) -> AwsEnvironment {
+        AwsEnvironment::from_pairs(
+            [
+                ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ]
+            .map(|(name, value)| (name.to_owned(), value.to_owned())),
+        )
+    }
+}
 
 pub struct TestApp {
     pub address: String,
@@ -20,6 +142,8 @@ pub struct TestApp {
     pub engine: std::sync::Arc<seedgate::engine::Engine>,
     pub notifier: std::sync::Arc<seedgate::notify::Notifier>,
     pub client: reqwest::Client,
+    /// The server's result files, opened as the server opens them.
+    pub blobs: Arc<dyn Blobs>,
     /// Held so the directory lives as long as the server.
     _data_dir: tempfile::TempDir,
 }
@@ -81,9 +205,20 @@ impl TestApp {
     }
 
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config), run_workers: bool) -> Self {
+        Self::spawn_on(Storage::Local, tweak, run_workers).await
+    }
+
+    /// A server keeping its result files in `storage`.
+    pub async fn spawn_on(
+        storage: Storage,
+        tweak: impl FnOnce(&mut Config),
+        run_workers: bool,
+    ) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = test_config(data_dir.path());
+        storage.configure(&mut config).await;
         tweak(&mut config);
+        let blobs = seedgate::blobs::open(&config.assets_location(), &config.assets.aws).unwrap();
         let app = Application::build(config).await.unwrap();
         let address = format!("http://{}", app.local_addr().unwrap());
         let dev_key = app.dev_key.as_ref().unwrap();
@@ -101,6 +236,7 @@ impl TestApp {
             engine,
             notifier,
             client: reqwest::Client::new(),
+            blobs,
             _data_dir: data_dir,
         }
     }
@@ -219,6 +355,24 @@ impl TestApp {
         let response = self.client.get(url).send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.bytes().await.unwrap().to_vec())
+    }
+
+    /// A download with a `Range` header: status, headers and body.
+    pub async fn download_range(
+        &self,
+        url: &str,
+        range: &str,
+    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        let response = self
+            .client
+            .get(url)
+            .header("range", range)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.bytes().await.unwrap().to_vec())
     }
 
     pub async fn balance(&self, account_id: &str) -> i64 {

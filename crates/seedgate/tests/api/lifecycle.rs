@@ -5,7 +5,7 @@ use std::time::Duration;
 use seedgate::engine::Outcome;
 use serde_json::{json, Value};
 
-use crate::helpers::TestApp;
+use crate::helpers::{ffprobe, Storage, TestApp};
 
 fn small_task(prompt: &str) -> Value {
     json!({"model": "seedance-2.0-fast", "operation": "text-to-video", "prompt": prompt,
@@ -140,13 +140,26 @@ async fn list_pages_newest_first_with_a_cursor() {
     assert_eq!(bad["error"]["code"], "invalid_limit");
 }
 
-#[tokio::test]
-async fn tampered_or_unsigned_download_is_403() {
-    let app = TestApp::spawn().await;
+/// A finished task of a fresh server keeping its files in `storage`.
+async fn finished_on(storage: Storage) -> (TestApp, Value) {
+    let app = TestApp::spawn_on(storage, |_| {}, true).await;
     let (_, created) = app.create(&small_task("download me")).await;
     let done = app
         .wait_terminal(created["id"].as_str().unwrap(), Duration::from_secs(120))
         .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    (app, done)
+}
+
+#[tokio::test]
+async fn tampered_or_unsigned_download_is_403() {
+    for storage in Storage::BOTH {
+        tampered_or_unsigned_download_is_403_on(storage).await;
+    }
+}
+
+async fn tampered_or_unsigned_download_is_403_on(storage: Storage) {
+    let (app, done) = finished_on(storage).await;
     let url = done["video_url"].as_str().unwrap();
     let (status, _) = app.download(url).await;
     assert_eq!(status, 200);
@@ -175,6 +188,83 @@ async fn tampered_or_unsigned_download_is_403() {
         assert_eq!(status, 403, "{bad}: {}", String::from_utf8_lossy(&body));
         let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(error["error"]["code"], "invalid_signature");
+    }
+}
+
+#[tokio::test]
+async fn downloads_stream_whole_files_and_byte_ranges() {
+    for storage in Storage::BOTH {
+        downloads_stream_whole_files_and_byte_ranges_on(storage).await;
+    }
+}
+
+async fn downloads_stream_whole_files_and_byte_ranges_on(storage: Storage) {
+    let (app, done) = finished_on(storage).await;
+    let url = done["video_url"].as_str().unwrap();
+    let response = app.client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    let mp4 = response.bytes().await.unwrap().to_vec();
+    assert_eq!(headers["content-type"], "video/mp4");
+    assert_eq!(headers["accept-ranges"], "bytes");
+    assert_eq!(headers["content-length"], mp4.len().to_string().as_str());
+    assert_eq!(ffprobe(&mp4).codec, "h264");
+    let len = mp4.len();
+
+    // Each range: what is asked, which bytes answer it.
+    for (range, bytes) in [
+        ("bytes=0-99".to_owned(), 0..100),
+        ("bytes=0-0".to_owned(), 0..1),
+        ("bytes=-100".to_owned(), len - 100..len),
+        (format!("bytes={}-", len - 10), len - 10..len),
+        (format!("bytes={}-{}", len - 1, len + 1000), len - 1..len),
+        (format!("bytes=-{}", len + 5), 0..len),
+    ] {
+        let (status, headers, body) = app.download_range(url, &range).await;
+        assert_eq!(status, 206, "{storage:?} {range}");
+        assert_eq!(body, mp4[bytes.clone()], "{storage:?} {range}");
+        assert_eq!(
+            headers["content-range"],
+            format!("bytes {}-{}/{len}", bytes.start, bytes.end - 1).as_str()
+        );
+        assert_eq!(headers["content-length"], bytes.len().to_string().as_str());
+        assert_eq!(headers["content-type"], "video/mp4");
+    }
+    // A range wholly outside the file is refused, naming the file's length.
+    for range in [
+        format!("bytes={len}-"),
+        format!("bytes={len}-{}", len + 9),
+        "bytes=-0".into(),
+    ] {
+        let (status, headers, body) = app.download_range(url, &range).await;
+        assert_eq!(status, 416, "{storage:?} {range}");
+        assert_eq!(headers["content-range"], format!("bytes */{len}").as_str());
+        let error: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(error["error"]["code"], "range_not_satisfiable");
+    }
+    // Several ranges, or a malformed one: the whole file.
+    for range in ["bytes=0-1,4-5", "bytes=9-3", "pages=1-2"] {
+        let (status, _, body) = app.download_range(url, range).await;
+        assert_eq!((status, body.len()), (200, len), "{storage:?} {range}");
+    }
+
+    let frame_url = done["last_frame_url"].as_str().unwrap();
+    let (status, headers, png) = app.download_range(frame_url, "bytes=1-3").await;
+    assert_eq!((status, png.as_slice()), (206, b"PNG".as_slice()));
+    assert_eq!(headers["content-type"], "image/png");
+
+    // A file no longer stored (a retention sweep) is gone, with or without a range.
+    let id = done["id"].as_str().unwrap();
+    app.blobs.delete(&format!("{id}/video.mp4")).await.unwrap();
+    for range in [None, Some("bytes=0-9")] {
+        let mut request = app.client.get(url);
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 404, "{storage:?} {range:?}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "not_found");
     }
 }
 

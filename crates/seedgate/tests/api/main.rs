@@ -6,6 +6,7 @@
 const POSTGRES: bool = false;
 
 mod ark_sdk;
+mod blobs;
 mod catalog;
 mod chaos;
 mod cli;
@@ -20,6 +21,7 @@ mod money;
 mod openapi;
 mod operations;
 pub mod restart;
+mod storage;
 mod upstream;
 mod validation;
 mod volc;

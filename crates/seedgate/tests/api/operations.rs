@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{ffprobe, MediaServer, TestApp};
+use crate::helpers::{ffprobe, MediaServer, Storage, TestApp};
 
 const RENDER_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -122,9 +122,16 @@ async fn video_to_video_renders_exact_mp4() {
     assert_renders(&app, body, 992, 432, 4.0, false).await;
 }
 
+/// The source is read back from storage, so this runs on each store.
 #[tokio::test]
 async fn video_extension_continues_a_finished_task() {
-    let app = TestApp::spawn().await;
+    for storage in Storage::BOTH {
+        video_extension_continues_a_finished_task_on(storage).await;
+    }
+}
+
+async fn video_extension_continues_a_finished_task_on(storage: Storage) {
+    let app = TestApp::spawn_on(storage, |_| {}, true).await;
     let source = json!({"model": "seedance-2.0", "operation": "text-to-video",
         "prompt": "waves", "resolution": "480p", "duration": 4, "generate_audio": false});
     let first = assert_renders(&app, source, 864, 496, 4.0, false).await;

@@ -8,7 +8,7 @@ use seedgate_contract::Resolution;
 use serde_json::{json, Value};
 
 use crate::fake_ark::{Ending, Endpoint, FakeArk, Fault, ResultFiles, FAKE_KEY_ENV};
-use crate::helpers::{ffprobe, png_bytes, MediaServer, TestApp};
+use crate::helpers::{ffprobe, png_bytes, MediaServer, Storage, TestApp};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -44,7 +44,16 @@ async fn live_app(
     channels: Vec<ChannelConfig>,
     tweak: impl FnOnce(&mut Config),
 ) -> (TestApp, String, String) {
-    let app = TestApp::spawn_with(
+    live_app_on(Storage::Local, channels, tweak).await
+}
+
+async fn live_app_on(
+    storage: Storage,
+    channels: Vec<ChannelConfig>,
+    tweak: impl FnOnce(&mut Config),
+) -> (TestApp, String, String) {
+    let app = TestApp::spawn_on(
+        storage,
         |c| {
             fast_polls(c);
             c.channels = channels;
@@ -75,8 +84,14 @@ async fn wait_done(app: &TestApp, key: &str, id: &str) -> Value {
 
 #[tokio::test]
 async fn success_is_copied_probed_and_settled_to_the_micro_dollar() {
+    for storage in Storage::BOTH {
+        success_is_copied_probed_and_settled_on(storage).await;
+    }
+}
+
+async fn success_is_copied_probed_and_settled_on(storage: Storage) {
     let fake = FakeArk::start().await;
-    let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |_| {}).await;
+    let (app, key, account) = live_app_on(storage, vec![channel("volc", &fake, 1)], |_| {}).await;
     let id = create_ok(&app, &key, &t2v()).await;
     let done = wait_done(&app, &key, &id).await;
     assert_eq!(done["status"], "completed", "{done}");
@@ -260,8 +275,14 @@ async fn every_operation_sends_the_right_content() {
 
 #[tokio::test]
 async fn extension_of_our_own_task_sends_its_stored_video() {
+    for storage in Storage::BOTH {
+        extension_of_our_own_task_sends_its_stored_video_on(storage).await;
+    }
+}
+
+async fn extension_of_our_own_task_sends_its_stored_video_on(storage: Storage) {
     let fake = FakeArk::start().await;
-    let (app, key, _) = live_app(vec![channel("volc", &fake, 1)], |_| {}).await;
+    let (app, key, _) = live_app_on(storage, vec![channel("volc", &fake, 1)], |_| {}).await;
     let first = create_ok(&app, &key, &t2v()).await;
     assert_eq!(wait_done(&app, &key, &first).await["status"], "completed");
     let body = json!({"model": "seedance-2.0-fast", "operation": "video-extension", "task_id": first,
@@ -523,20 +544,33 @@ async fn a_task_the_upstream_finishes_just_after_our_deadline_is_delivered_and_c
 
 #[tokio::test]
 async fn a_result_that_cannot_be_copied_fails_uncharged_after_a_few_tries() {
-    for files in [ResultFiles::Missing, ResultFiles::NotVideo] {
+    let cases = [
+        (Storage::Local, ResultFiles::Missing, None),
+        (Storage::Local, ResultFiles::NotVideo, None),
+        (Storage::S3, ResultFiles::NotVideo, None),
+        // Over the size cap, whether the upstream says the length up front or not.
+        (Storage::Local, ResultFiles::Served, Some(20_000)),
+        (Storage::Local, ResultFiles::Streamed, Some(20_000)),
+        (Storage::S3, ResultFiles::Streamed, Some(20_000)),
+    ];
+    for (storage, files, cap) in cases {
         let fake = FakeArk::start().await;
         fake.set_result_files(files);
-        let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |c| {
+        let (app, key, account) = live_app_on(storage, vec![channel("volc", &fake, 1)], |c| {
             c.engine.result_copy_attempts = 3;
             c.engine.result_copy_backoff_ms = 200;
+            if let Some(cap) = cap {
+                c.engine.max_result_bytes = cap;
+            }
         })
         .await;
+        let case = (storage, files, cap);
         let started = Instant::now();
         let id = create_ok(&app, &key, &t2v()).await;
         let done = wait_done(&app, &key, &id).await;
-        assert_eq!(done["status"], "failed", "{files:?}: {done}");
+        assert_eq!(done["status"], "failed", "{case:?}: {done}");
         assert_eq!(done["error"]["code"], "result_unavailable");
-        assert!(started.elapsed() < Duration::from_secs(20), "{files:?}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{case:?}");
         // Nothing charged, the reservation released.
         assert_eq!(app.balance(&account).await, 100_000_000);
         let row = row(&app, &id).await;
@@ -556,6 +590,32 @@ async fn a_result_that_cannot_be_copied_fails_uncharged_after_a_few_tries() {
             Some(i64::from(864 * 496 * 97 / 1024))
         );
         assert_eq!(fake.tasks_created(), 1);
+        // Nothing of it is kept.
+        assert_eq!(
+            app.blobs.size(&format!("{id}/video.mp4")).await.unwrap(),
+            None
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_result_sent_without_a_length_streams_into_storage() {
+    for storage in Storage::BOTH {
+        let fake = FakeArk::start().await;
+        fake.set_result_files(ResultFiles::Streamed);
+        let (app, key, _) = live_app_on(storage, vec![channel("volc", &fake, 1)], |_| {}).await;
+        let id = create_ok(&app, &key, &t2v()).await;
+        let done = wait_done(&app, &key, &id).await;
+        assert_eq!(done["status"], "completed", "{storage:?}: {done}");
+        assert_eq!(done["result"]["duration"], 4.0);
+        let (status, mp4) = app.download(done["video_url"].as_str().unwrap()).await;
+        assert_eq!(status, 200);
+        assert_eq!(ffprobe(&mp4).width, 864);
+        assert_eq!(
+            app.blobs.size(&format!("{id}/video.mp4")).await.unwrap(),
+            Some(mp4.len() as u64)
+        );
+        fake.assert_no_violations();
     }
 }
 
@@ -809,8 +869,7 @@ async fn an_upstream_callback_is_a_signed_hint_to_poll() {
         .await
         .unwrap()
         .unwrap();
-    let token = seedgate::assets::AssetStore::new(std::path::PathBuf::new(), secret.into_bytes())
-        .callback_token(&id);
+    let token = seedgate::signing::UrlSigner::new(secret.into_bytes()).callback_token(&id);
     let callback = |token: String| {
         let url = format!("{}/v1/upstream/callback/{id}?token={token}", app.address);
         let client = app.client.clone();

@@ -668,3 +668,27 @@ on_both_backends! {
         assert_counters_match_rows(db).await;
     }
 }
+
+on_both_backends! {
+    async fn lookups_by_text_no_row_can_hold_find_nothing(db: &Db) {
+        let store = &db.store;
+        let key = store.create_key("k", KeyMode::Test, 10_000).await.unwrap();
+        let account = key.account.id;
+        store.create_task(new_task(&account, 1, 100), None).await.unwrap();
+        let nul = "vtask_\0";
+        assert!(store.task(nul).await.unwrap().is_none());
+        assert!(store.task_for_account(&account, nul).await.unwrap().is_none());
+        assert!(store.cancel_queued_task(&account, nul).await.unwrap().is_none());
+        assert!(!store.cancel_running_task(&account, nul).await.unwrap());
+        assert!(!store.poll_soon(nul).await.unwrap());
+        let ids = [nul.to_owned()];
+        for filter in [
+            TaskFilter { after: Some(nul), limit: 10, ..TaskFilter::default() },
+            TaskFilter { model: Some("seedance\0"), limit: 10, ..TaskFilter::default() },
+            TaskFilter { ids: &ids, limit: 10, ..TaskFilter::default() },
+        ] {
+            assert!(store.list_tasks(&account, &filter).await.unwrap().is_empty());
+            assert_eq!(store.count_matching(&account, &filter).await.unwrap(), 0);
+        }
+    }
+}

@@ -83,6 +83,13 @@ async fn release_reservation(
     Ok(account_id)
 }
 
+/// PostgreSQL text cannot hold NUL, so no stored id, model or cursor contains one: a lookup by
+/// such a value matches nothing, and is answered without asking the database (which would
+/// refuse the value rather than find nothing).
+fn unmatchable(values: &[&str]) -> bool {
+    values.iter().any(|value| value.contains('\0'))
+}
+
 /// A value a list filter binds.
 enum FilterValue<'a> {
     Text(&'a str),
@@ -91,7 +98,10 @@ enum FilterValue<'a> {
 
 /// `WHERE` and the filter's conditions with numbered placeholders, and the values to bind in
 /// their order.
-fn filter_sql<'a>(account_id: &'a str, filter: &TaskFilter<'a>) -> (String, Vec<FilterValue<'a>>) {
+fn filter_sql<'a>(
+    account_id: &'a str,
+    filter: &TaskFilter<'a>,
+) -> Option<(String, Vec<FilterValue<'a>>)> {
     let mut values = vec![FilterValue::Text(account_id)];
     let mut sql = String::from(" WHERE account_id = $1");
     let mut bind = |sql: &mut String, value: FilterValue<'a>| {
@@ -124,7 +134,14 @@ fn filter_sql<'a>(account_id: &'a str, filter: &TaskFilter<'a>) -> (String, Vec<
         sql.push_str(" AND id < ");
         bind(&mut sql, FilterValue::Text(after));
     }
-    (sql, values)
+    let texts: Vec<&str> = values
+        .iter()
+        .filter_map(|value| match value {
+            FilterValue::Text(text) => Some(*text),
+            FilterValue::Number(_) => None,
+        })
+        .collect();
+    (!unmatchable(&texts)).then_some((sql, values))
 }
 
 fn bind_filter<'q>(
@@ -204,6 +221,9 @@ impl SqlStore {
         ending: Unpaid,
         error: &TaskFailure<'_>,
     ) -> Result<bool, StoreError> {
+        if unmatchable(&[id]) {
+            return Ok(false);
+        }
         let end = Transition::EndUnpaid(ending);
         let state = end.to();
         let mut tx = self.begin_write().await?;
@@ -344,6 +364,9 @@ impl TaskStore for SqlStore {
         account_id: &str,
         id: &str,
     ) -> Result<Option<TaskRecord>, StoreError> {
+        if unmatchable(&[account_id, id]) {
+            return Ok(None);
+        }
         let row = sqlx::query(sql!(
             self.dialect,
             format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 AND account_id = $2")
@@ -356,6 +379,9 @@ impl TaskStore for SqlStore {
     }
 
     async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        if unmatchable(&[id]) {
+            return Ok(None);
+        }
         let row = sqlx::query(sql!(
             self.dialect,
             format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1")
@@ -371,7 +397,9 @@ impl TaskStore for SqlStore {
         account_id: &str,
         filter: &TaskFilter<'_>,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        let (conditions, mut values) = filter_sql(account_id, filter);
+        let Some((conditions, mut values)) = filter_sql(account_id, filter) else {
+            return Ok(Vec::new());
+        };
         values.push(FilterValue::Number(filter.limit));
         values.push(FilterValue::Number(filter.offset));
         let sql = format!(
@@ -390,7 +418,9 @@ impl TaskStore for SqlStore {
         account_id: &str,
         filter: &TaskFilter<'_>,
     ) -> Result<i64, StoreError> {
-        let (conditions, values) = filter_sql(account_id, filter);
+        let Some((conditions, values)) = filter_sql(account_id, filter) else {
+            return Ok(0);
+        };
         let sql = format!("SELECT COUNT(*) FROM tasks{conditions}");
         let row = bind_filter(sqlx::query(&sql), values)
             .fetch_one(&self.reader)
@@ -403,6 +433,9 @@ impl TaskStore for SqlStore {
         account_id: &str,
         id: &str,
     ) -> Result<Option<(TaskRecord, bool)>, StoreError> {
+        if unmatchable(&[account_id, id]) {
+            return Ok(None);
+        }
         let mut tx = self.begin_write().await?;
         let cancel = Transition::CancelQueued;
         let cancelled = sqlx::query(sql!(
@@ -554,6 +587,9 @@ impl TaskStore for SqlStore {
     }
 
     async fn poll_soon(&self, id: &str) -> Result<bool, StoreError> {
+        if unmatchable(&[id]) {
+            return Ok(false);
+        }
         let done = sqlx::query(
             "UPDATE tasks SET next_poll_at_ms = \
                CASE WHEN next_poll_at_ms < $1 THEN next_poll_at_ms ELSE $1 END \

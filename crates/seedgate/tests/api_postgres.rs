@@ -35,6 +35,8 @@ mod money;
 mod openapi;
 #[path = "api/operations.rs"]
 mod operations;
+#[path = "api/replicas.rs"]
+mod replicas;
 #[path = "api/restart.rs"]
 pub mod restart;
 #[path = "api/storage.rs"]

@@ -23,7 +23,7 @@ use crate::fake_ark::{FakeArk, FAKE_KEY_ENV};
 use crate::helpers::{decode, MediaServer};
 use crate::restart::{free_port, start, wait_ready};
 
-fn create_key(data: &Path, config: &Path, name: &str, usd: &str, test: bool) -> String {
+pub(crate) fn create_key(data: &Path, config: &Path, name: &str, usd: &str, test: bool) -> String {
     let mut command = Command::new(env!("CARGO_BIN_EXE_seedgate"));
     command.args(["keys", "create", "--name", name, "--balance-usd", usd]);
     if test {
@@ -45,7 +45,7 @@ fn create_key(data: &Path, config: &Path, name: &str, usd: &str, test: bool) -> 
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-fn workload(rng: &mut StdRng, media: &MediaServer) -> (&'static str, Value) {
+pub(crate) fn workload(rng: &mut StdRng, media: &MediaServer) -> (&'static str, Value) {
     let img = media.url("start.png");
     let clip = media.url("clip.mp4");
     let base = |model: &str, op: &str| {
@@ -129,21 +129,7 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
     let media = MediaServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("seedgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[engine]\nworkers = 1\nlease_seconds = 1\nidle_poll_ms = 50\nfirst_poll_ms = 100\nmax_poll_interval_ms = 300\n\
-             expected_ms_per_output_second = 0\nmax_concurrent_tasks_per_key = 100\nbreaker_cooldown_seconds = 2\n\
-             [limits]\nrequests_per_second = 100000\nburst = 100000\n\
-             [sandbox]\nmax_concurrent_renders = 1\n\
-             [fetch]\nallow_private = [\"127.0.0.1/32\"]\n\n\
-             [[channels]]\nid = \"volc\"\nprovider = \"ark\"\nbase_url = \"{}\"\napi_key_env = \"{FAKE_KEY_ENV}\"\n\
-             resolutions = [\"480p\", \"720p\", \"1080p\"]\nmax_concurrent_tasks = 1000\ntimeout_seconds = 1\n\
-             models = {{ \"seedance-2.0\" = \"doubao-seedance-2-0-260128\", \"seedance-2.0-fast\" = \"doubao-seedance-2-0-fast-260128\" }}\n",
-            fake.base_url
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, engine_config(&fake.base_url)).unwrap();
     let data = dir.path().join("data");
     let keys: HashMap<&str, String> = [
         (
@@ -220,8 +206,69 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
     }
 
     // Every accepted task ends.
+    let addresses = [address.clone()];
+    wait_until_all_end(
+        &client,
+        &addresses,
+        &keys,
+        &accepted,
+        Duration::from_secs(if long { 900 } else { 150 }),
+    )
+    .await;
+    drop(server);
+
+    // The books, read straight from the database.
+    let store = seedgate::store::connect(&crate::helpers::database_url(&data))
+        .await
+        .unwrap();
+    let books = audit_books(&*store, &accepted).await;
+    assert_eq!(kills_done, kills);
+    // Each upstream task belongs to exactly one of ours: none was created twice.
+    assert_eq!(
+        fake.tasks_created(),
+        books.upstream_ids.len(),
+        "upstream tasks created vs adopted"
+    );
+    println!(
+        "chaos seed={seed}: {} accepted ({} completed, {cancels} cancelled by request), \
+         {refused_for_balance} refused for balance, {kills_done} kills, balance drift {} µUSD, \
+         {} create answers lost, 0 lost, {} upstream tasks, 0 duplicates, {:.0} s",
+        accepted.len(),
+        books.completed,
+        books.drift,
+        fake.answers_lost(),
+        books.upstream_ids.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The engine settings of a crash run: short leases and polls, one channel on the fake
+/// upstream with a 1 s timeout, limits out of the way.
+pub(crate) fn engine_config(base_url: &str) -> String {
+    format!(
+            "[engine]\nworkers = 1\nlease_seconds = 1\nidle_poll_ms = 50\nfirst_poll_ms = 100\nmax_poll_interval_ms = 300\n\
+             expected_ms_per_output_second = 0\nmax_concurrent_tasks_per_key = 100\nbreaker_cooldown_seconds = 2\n\
+             [limits]\nrequests_per_second = 100000\nburst = 100000\n\
+             [sandbox]\nmax_concurrent_renders = 1\n\
+             [fetch]\nallow_private = [\"127.0.0.1/32\"]\n\n\
+             [[channels]]\nid = \"volc\"\nprovider = \"ark\"\nbase_url = \"{}\"\napi_key_env = \"{FAKE_KEY_ENV}\"\n\
+             resolutions = [\"480p\", \"720p\", \"1080p\"]\nmax_concurrent_tasks = 1000\ntimeout_seconds = 1\n\
+             models = {{ \"seedance-2.0\" = \"doubao-seedance-2-0-260128\", \"seedance-2.0-fast\" = \"doubao-seedance-2-0-fast-260128\" }}\n",
+            base_url
+        )
+}
+
+/// Polls every accepted task (through the addresses in turn) until each is completed or failed.
+pub(crate) async fn wait_until_all_end(
+    client: &reqwest::Client,
+    addresses: &[String],
+    keys: &HashMap<&str, String>,
+    accepted: &[(String, String)],
+    patience: Duration,
+) {
     let mut pending: Vec<&(String, String)> = accepted.iter().collect();
-    let deadline = Instant::now() + Duration::from_secs(if long { 900 } else { 150 });
+    let deadline = Instant::now() + patience;
+    let mut round = 0;
     while !pending.is_empty() {
         assert!(
             Instant::now() < deadline,
@@ -229,8 +276,9 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
             pending.len()
         );
         let mut still = Vec::new();
-        for entry in pending {
+        for (n, entry) in pending.into_iter().enumerate() {
             let (who, id) = entry;
+            let address = &addresses[(n + round) % addresses.len()];
             let response = client
                 .get(format!("{address}/v1/tasks/{id}"))
                 .bearer_auth(&keys[who.as_str()])
@@ -248,16 +296,28 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
             }
         }
         pending = still;
+        round += 1;
         if !pending.is_empty() {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
-    drop(server);
+}
 
-    // The books, read straight from the database.
-    let store = seedgate::store::connect(&crate::helpers::database_url(&data))
-        .await
-        .unwrap();
+/// What the books say after a crash run.
+pub(crate) struct Books {
+    pub completed: usize,
+    pub upstream_ids: HashSet<String>,
+    pub drift: i64,
+}
+
+/// Reads the books straight from the database and holds them to the rules: every task was
+/// accepted and has ended; a completed one was reserved, released and charged its cost once,
+/// any other reserved and released; no two tasks share an upstream task; every balance equals
+/// its ledger and its opening amount minus the costs of its completed tasks.
+pub(crate) async fn audit_books(
+    store: &dyn seedgate::store::Backend,
+    accepted: &[(String, String)],
+) -> Books {
     let accepted_ids: HashSet<&str> = accepted.iter().map(|(_, id)| id.as_str()).collect();
     let mut completed = 0;
     let mut upstream_ids = HashSet::new();
@@ -322,20 +382,9 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
             account.name
         );
     }
-    assert_eq!(kills_done, kills);
-    // Each upstream task belongs to exactly one of ours: none was created twice.
-    assert_eq!(
-        fake.tasks_created(),
-        upstream_ids.len(),
-        "upstream tasks created vs adopted"
-    );
-    println!(
-        "chaos seed={seed}: {} accepted ({completed} completed, {cancels} cancelled by request), \
-         {refused_for_balance} refused for balance, {kills_done} kills, {} create answers lost, \
-         0 lost, balance drift {drift} µUSD, {} upstream tasks, 0 duplicates, {:.0} s",
-        accepted.len(),
-        fake.answers_lost(),
-        upstream_ids.len(),
-        started.elapsed().as_secs_f64()
-    );
+    Books {
+        completed,
+        upstream_ids,
+        drift,
+    }
 }

@@ -45,6 +45,17 @@ pub fn start(
     port: u16,
     first: bool,
 ) -> (Server, Option<String>) {
+    start_with_env(data_dir, config, port, first, &[])
+}
+
+/// [`start`] with more environment for the server (S3 settings, say).
+pub fn start_with_env(
+    data_dir: &std::path::Path,
+    config: &std::path::Path,
+    port: u16,
+    first: bool,
+    env: &[(String, String)],
+) -> (Server, Option<String>) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -63,6 +74,7 @@ pub fn start(
         .stdout(Stdio::piped())
         .stderr(log)
         .env("RUST_LOG", "debug,hyper=info,h2=info,reqwest=debug")
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();

@@ -241,6 +241,11 @@ impl TestApp {
         }
     }
 
+    /// This server's data dir (a second server given it shares the database and files).
+    pub fn data_dir(&self) -> &Path {
+        self._data_dir.path()
+    }
+
     /// Another account on the same server.
     pub async fn new_key(&self, balance_usd_micros: i64) -> (String, String) {
         self.new_key_in_mode(KeyMode::Test, balance_usd_micros)

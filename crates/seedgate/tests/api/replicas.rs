@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::chaos::{audit_books, create_key, engine_config, wait_until_all_end, workload};
 use crate::fake_ark::FakeArk;
-use crate::helpers::{database_url, decode, ffprobe, MediaServer, Moto};
+use crate::helpers::{database_url, decode, ffprobe, test_config, MediaServer, Moto, TestApp};
 use crate::restart::{free_port, start_with_env, wait_ready, Server};
 
 const REPLICAS: usize = 3;
@@ -204,4 +204,32 @@ async fn three_replicas_share_one_database_and_bucket_exactly_once() {
         books.drift,
         started.elapsed().as_secs_f64()
     );
+}
+
+/// A task created through one replica wakes the engine of another at once (`LISTEN/NOTIFY`),
+/// though that engine would otherwise look for work only once a minute.
+#[tokio::test]
+async fn a_task_created_on_one_replica_wakes_the_engine_of_another() {
+    let front = TestApp::spawn_with(|config| config.engine.idle_poll_ms = 60_000, false).await;
+    let mut config = test_config(front.data_dir());
+    config.database_url = Some(database_url(front.data_dir()));
+    config.engine.idle_poll_ms = 60_000;
+    let worker = seedgate::Application::build(config).await.unwrap();
+    tokio::spawn(worker.run(true, std::future::pending()));
+    // Let the worker's engine finish its first look for work and go idle.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let started = Instant::now();
+    let (status, task) = front
+        .create(
+            &serde_json::json!({"model": "seedance-2.0-fast", "operation": "text-to-video",
+            "prompt": "wake", "resolution": "480p", "duration": 4, "generate_audio": false}),
+        )
+        .await;
+    assert_eq!(status, 200, "{task}");
+    let done = front
+        .wait_terminal(task["id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(started.elapsed() < Duration::from_secs(30));
 }

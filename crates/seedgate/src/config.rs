@@ -61,6 +61,22 @@ pub struct LimitsConfig {
     pub requests_per_second: u32,
     /// Requests a key may make at once after a quiet spell.
     pub burst: u32,
+    /// Replicas serving the API behind one balancer. Request rates are counted in each
+    /// process, so each enforces its share of a key's rate (and burst): the limit ÷ replicas,
+    /// rounded up. Everything else that must hold across replicas (balances, task and channel
+    /// places) is enforced by the database.
+    pub replicas: u32,
+}
+
+impl LimitsConfig {
+    /// This replica's share of a key's `(rate, burst)`.
+    pub fn share(&self, requests_per_second: u32, burst: u32) -> (u32, u32) {
+        let replicas = self.replicas.max(1);
+        (
+            requests_per_second.div_ceil(replicas).max(1),
+            burst.div_ceil(replicas).max(1),
+        )
+    }
 }
 
 impl Default for LimitsConfig {
@@ -68,6 +84,7 @@ impl Default for LimitsConfig {
         Self {
             requests_per_second: 50,
             burst: 100,
+            replicas: 1,
         }
     }
 }
@@ -321,6 +338,17 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_replica_enforces_its_share_of_a_rate_rounded_up() {
+        let mut limits = LimitsConfig::default();
+        assert_eq!(limits.share(50, 100), (50, 100));
+        limits.replicas = 3;
+        assert_eq!(limits.share(50, 100), (17, 34));
+        assert_eq!(limits.share(1, 2), (1, 1));
+        limits.replicas = 0;
+        assert_eq!(limits.share(10, 20), (10, 20));
+    }
 
     #[test]
     fn unknown_config_key_is_rejected() {

@@ -1,6 +1,8 @@
 //! Request-rate limiting per key: a token bucket of `burst` requests refilled at
-//! `requests_per_second`. Buckets live in this process; with several replicas each enforces its
-//! own share.
+//! `requests_per_second`. Buckets live in this process: with several replicas each enforces its
+//! share of the limit (`limits.replicas`, see `LimitsConfig::share`), so a balancer spreading a
+//! key's requests evenly lets through the configured rate in all, without a shared counter on
+//! the request path.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -59,13 +59,11 @@ impl FromRequestParts<ApiState> for Authed {
             .await
             .map_err(IntoResponse::into_response)?;
         let services = &state.services;
+        let limits = &services.rate_limit;
         let (rate, burst) = match account.requests_per_second {
             // A key's own rate comes with a burst of two seconds' worth.
-            Some(rate) => (rate, rate.saturating_mul(2)),
-            None => (
-                services.rate_limit.requests_per_second,
-                services.rate_limit.burst,
-            ),
+            Some(rate) => limits.share(rate, rate.saturating_mul(2)),
+            None => limits.share(limits.requests_per_second, limits.burst),
         };
         let decision = services
             .limiter

@@ -120,3 +120,29 @@ async fn tasks_beyond_a_keys_concurrency_wait_queued() {
     assert!(started.elapsed() < Duration::from_secs(60));
     assert_eq!(fake.tasks_created(), 2);
 }
+
+/// Behind a balancer each of N replicas lets a key through at its share of the rate.
+#[tokio::test]
+async fn each_replica_enforces_its_share_of_a_keys_rate() {
+    let app = TestApp::spawn_with(
+        |c| {
+            c.limits.requests_per_second = 1;
+            c.limits.burst = 6;
+            c.limits.replicas = 3;
+        },
+        false,
+    )
+    .await;
+    for _ in 0..2 {
+        assert_eq!(app.get_path("/v1/models").await.0, 200);
+    }
+    let response = app
+        .client
+        .get(format!("{}/v1/models", app.address))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(response.headers()["x-ratelimit-limit"], "2");
+}

@@ -1,11 +1,14 @@
 //! API throughput and latency, measured by `wrk` (a tool we did not write) against the real
-//! router on the embedded defaults (SQLite in a temporary directory):
+//! real router:
 //!
 //! - status polls (`GET /v1/tasks/{id}`) against a bare axum server answering the same bytes
 //!   from memory, on the same runtime shape and the same machine;
 //! - gateway latency at one connection (no queueing): poll and create, p50/p99;
-//! - durable task creations per second, each one committed to SQLite with its reservation
-//!   before the `200`, checked afterwards by counting the rows.
+//! - durable task creations per second, each one committed with its reservation before the
+//!   `200`, checked afterwards by counting the rows.
+//!
+//! Each gateway row is measured on SQLite and on PostgreSQL (a scratch schema on
+//! `SEEDGATE_BENCH_POSTGRES_URL`, by default the server the tests use) in the same run.
 //!
 //! `cargo bench -p seedgate --bench api` (needs `wrk`: `apt-get install wrk`).
 //! `SEEDGATE_BENCH_SECONDS` sets each run's length (default 10).
@@ -112,27 +115,31 @@ fn lua_script(dir: &Path, name: &str, key: &str, post: Option<&str>) -> std::pat
     path
 }
 
-fn main() {
-    // `cargo bench` passes `--bench`; nothing else is taken.
-    let seconds: u64 = std::env::var("SEEDGATE_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
-    let dir = tempfile::tempdir().unwrap();
+/// The gateway on one backend: the real router and store, no workers (creates stay queued,
+/// so the figures are the API's own), and a task to poll.
+struct Gateway {
+    runtime: Runtime,
+    address: SocketAddr,
+    key: String,
+    account: String,
+    store: seedgate::store::Store,
+    task_id: String,
+    task_body: Bytes,
+}
+
+fn start_gateway(data_dir: &Path, database_url: Option<String>) -> Gateway {
     let mut config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: dir.path().join("data"),
+        data_dir: data_dir.to_owned(),
+        database_url,
         // Enough play money for every create of the run.
         dev_key_balance_usd: 100_000_000,
         ..Config::default()
     };
     config.limits.requests_per_second = 10_000_000;
     config.limits.burst = 10_000_000;
-
-    // The gateway: the real router and store; no workers, so creates stay queued and the
-    // figures are the API's own.
-    let gateway = server_runtime();
-    let (gateway_addr, key, account, store) = gateway.block_on(async {
+    let runtime = server_runtime();
+    let (address, key, account, store) = runtime.block_on(async {
         let app = Application::build(config).await.unwrap();
         let addr = app.local_addr().unwrap();
         let dev_key = app.dev_key.as_ref().unwrap();
@@ -142,9 +149,9 @@ fn main() {
         (addr, key, account, store)
     });
     let client = reqwest::Client::new();
-    let (task_id, task_body) = gateway.block_on(async {
+    let (task_id, task_body) = runtime.block_on(async {
         let created: serde_json::Value = client
-            .post(format!("http://{gateway_addr}/v1/videos/generations"))
+            .post(format!("http://{address}/v1/videos/generations"))
             .bearer_auth(&key)
             .header("content-type", "application/json")
             .body(CREATE_BODY)
@@ -156,7 +163,7 @@ fn main() {
             .unwrap();
         let id = created["id"].as_str().unwrap().to_owned();
         let body = client
-            .get(format!("http://{gateway_addr}/v1/tasks/{id}"))
+            .get(format!("http://{address}/v1/tasks/{id}"))
             .bearer_auth(&key)
             .send()
             .await
@@ -166,16 +173,48 @@ fn main() {
             .unwrap();
         (id, body)
     });
+    Gateway {
+        runtime,
+        address,
+        key,
+        account,
+        store,
+        task_id,
+        task_body,
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken.
+    let seconds: u64 = std::env::var("SEEDGATE_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let dir = tempfile::tempdir().unwrap();
+    let postgres_url = std::env::var("SEEDGATE_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| seedgate::store::postgres::test_server_url());
+    let postgres_schema = server_runtime()
+        .block_on(seedgate::store::postgres::create_scratch_schema(
+            &postgres_url,
+        ))
+        .expect("a PostgreSQL server to measure beside SQLite (SEEDGATE_BENCH_POSTGRES_URL)");
+    let backends = [
+        ("SQLite", start_gateway(&dir.path().join("sqlite"), None)),
+        (
+            "PostgreSQL",
+            start_gateway(&dir.path().join("postgres"), Some(postgres_schema)),
+        ),
+    ];
 
     // The baseline: bare axum on the same runtime shape, answering the same task object from
     // memory with no key check and no database.
     let bare = server_runtime();
+    let task_body = backends[0].1.task_body.clone();
     let bare_addr = bare.block_on(async {
-        let body = Bytes::from(task_body.to_vec());
         let router = Router::new().route(
             "/v1/tasks/{id}",
             get(move || {
-                let body = body.clone();
+                let body = task_body.clone();
                 async move { ([(header::CONTENT_TYPE, "application/json")], body) }
             }),
         );
@@ -185,55 +224,66 @@ fn main() {
         addr
     });
 
-    let poll = lua_script(dir.path(), "poll.lua", &key, None);
-    let create = lua_script(dir.path(), "create.lua", &key, Some(CREATE_BODY));
-    let poll_url = format!("http://{gateway_addr}/v1/tasks/{task_id}");
-    let bare_url = format!("http://{bare_addr}/v1/tasks/{task_id}");
-    let create_url = format!("http://{gateway_addr}/v1/videos/generations");
-
     println!(
         "task object: {} bytes; each run {seconds} s; wrk on the same 2 cores",
-        task_body.len()
+        backends[0].1.task_body.len()
     );
     println!(
-        "| run | connections | req/s | p50 | p99 | requests | non-2xx |\n|---|---|---|---|---|---|---|"
+        "| backend | run | connections | req/s | p50 | p99 | requests | non-2xx |\n|---|---|---|---|---|---|---|---|"
     );
-    let row = |name: &str, connections: u32, run: &Run| {
+    let row = |backend: &str, name: &str, connections: u32, run: &Run| {
         println!(
-            "| {name} | {connections} | {:.0} | {:.3} ms | {:.3} ms | {} | {} |",
+            "| {backend} | {name} | {connections} | {:.0} | {:.3} ms | {:.3} ms | {} | {} |",
             run.requests_per_second, run.p50_ms, run.p99_ms, run.requests, run.non_2xx
         );
     };
+    let bare_script = lua_script(dir.path(), "bare.lua", "none", None);
+    let bare_run = wrk(
+        &format!("http://{bare_addr}/v1/tasks/{}", backends[0].1.task_id),
+        64,
+        seconds,
+        &bare_script,
+        2,
+    );
+    row("none", "bare axum, same body", 64, &bare_run);
 
-    let bare_run = wrk(&bare_url, 64, seconds, &poll, 2);
-    row("bare axum, same body", 64, &bare_run);
-    let poll_run = wrk(&poll_url, 64, seconds, &poll, 2);
-    row("status poll", 64, &poll_run);
-    let poll_one = wrk(&poll_url, 1, seconds, &poll, 1);
-    row("status poll", 1, &poll_one);
-    let create_one = wrk(&create_url, 1, seconds, &create, 1);
-    row("create (durable)", 1, &create_one);
-    let create_run = wrk(&create_url, 32, seconds, &create, 2);
-    row("create (durable)", 32, &create_run);
+    let mut summary = Vec::new();
+    for (name, gateway) in &backends {
+        let poll = lua_script(dir.path(), "poll.lua", &gateway.key, None);
+        let create = lua_script(dir.path(), "create.lua", &gateway.key, Some(CREATE_BODY));
+        let poll_url = format!("http://{}/v1/tasks/{}", gateway.address, gateway.task_id);
+        let create_url = format!("http://{}/v1/videos/generations", gateway.address);
+        let poll_run = wrk(&poll_url, 64, seconds, &poll, 2);
+        row(name, "status poll", 64, &poll_run);
+        let poll_one = wrk(&poll_url, 1, seconds, &poll, 1);
+        row(name, "status poll", 1, &poll_one);
+        let create_one = wrk(&create_url, 1, seconds, &create, 1);
+        row(name, "create (durable)", 1, &create_one);
+        let create_run = wrk(&create_url, 32, seconds, &create, 2);
+        row(name, "create (durable)", 32, &create_run);
 
-    let stored: i64 = gateway.block_on(store.count_tasks(&account)).unwrap();
-    let accepted =
-        create_one.requests - create_one.non_2xx + create_run.requests - create_run.non_2xx + 1;
+        let stored: i64 = gateway
+            .runtime
+            .block_on(gateway.store.count_tasks(&gateway.account))
+            .unwrap();
+        let accepted =
+            create_one.requests - create_one.non_2xx + create_run.requests - create_run.non_2xx + 1;
+        assert!(
+            stored as u64 >= accepted,
+            "{name}: every answered create must be stored"
+        );
+        summary.push(format!(
+            "{name}: status polls {:.0} % of bare axum (target ≥ 60 %); one-connection p99 poll \
+             {:.3} ms, create {:.3} ms (target < 1 ms); durable creations {:.0}/s at 32 \
+             connections (rows stored {stored}, creates answered {accepted})",
+            100.0 * poll_run.requests_per_second / bare_run.requests_per_second,
+            poll_one.p99_ms,
+            create_one.p99_ms,
+            create_run.requests_per_second
+        ));
+    }
     println!();
-    println!(
-        "status polls: {:.0} % of bare axum (target ≥ 60 %)",
-        100.0 * poll_run.requests_per_second / bare_run.requests_per_second
-    );
-    println!(
-        "gateway latency at one connection: poll p99 {:.3} ms, create p99 {:.3} ms (target < 1 ms)",
-        poll_one.p99_ms, create_one.p99_ms
-    );
-    println!(
-        "durable creations: {:.0}/s (target ≥ 2,000/s); rows stored {stored}, creates answered {accepted}",
-        create_run.requests_per_second
-    );
-    assert!(
-        stored as u64 >= accepted,
-        "every answered create must be stored"
-    );
+    for line in summary {
+        println!("{line}");
+    }
 }

@@ -144,8 +144,10 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The server's result files, opened as the server opens them.
     pub blobs: Arc<dyn Blobs>,
-    /// Held so the directory lives as long as the server.
-    _data_dir: tempfile::TempDir,
+    /// Held so the directory lives as long as the server (a second server given it shares
+    /// the database and files: read only by the PostgreSQL run's replica tests).
+    #[allow(dead_code)]
+    pub data_dir: tempfile::TempDir,
 }
 
 /// The database a test's server uses: SQLite in its data dir, or, when this binary runs the
@@ -237,13 +239,8 @@ impl TestApp {
             notifier,
             client: reqwest::Client::new(),
             blobs,
-            _data_dir: data_dir,
+            data_dir,
         }
-    }
-
-    /// This server's data dir (a second server given it shares the database and files).
-    pub fn data_dir(&self) -> &Path {
-        self._data_dir.path()
     }
 
     /// Another account on the same server.

@@ -211,8 +211,8 @@ async fn three_replicas_share_one_database_and_bucket_exactly_once() {
 #[tokio::test]
 async fn a_task_created_on_one_replica_wakes_the_engine_of_another() {
     let front = TestApp::spawn_with(|config| config.engine.idle_poll_ms = 60_000, false).await;
-    let mut config = test_config(front.data_dir());
-    config.database_url = Some(database_url(front.data_dir()));
+    let mut config = test_config(front.data_dir.path());
+    config.database_url = Some(database_url(front.data_dir.path()));
     config.engine.idle_poll_ms = 60_000;
     let worker = seedgate::Application::build(config).await.unwrap();
     tokio::spawn(worker.run(true, std::future::pending()));

@@ -37,6 +37,8 @@ mod openapi;
 mod operations;
 #[path = "api/restart.rs"]
 pub mod restart;
+#[path = "api/retention.rs"]
+mod retention;
 #[path = "api/storage.rs"]
 mod storage;
 #[path = "api/upstream.rs"]

@@ -763,3 +763,25 @@ on_both_backends! {
         assert_eq!(seen.len(), 30);
     }
 }
+
+on_both_backends! {
+    async fn client_text_holding_a_nul_names_no_task(db: &Db) {
+        let store = &db.store;
+        let key = store.create_key("k", KeyMode::Test, 1_000_000).await.unwrap();
+        let account = key.account.id;
+        store.create_task(new_task(&account, 1, 100), None).await.unwrap();
+        let nul = "vtask_\0";
+        assert!(store.task(nul).await.unwrap().is_none());
+        assert!(store.task_for_account(&account, nul).await.unwrap().is_none());
+        assert!(store.cancel_queued_task(&account, nul).await.unwrap().is_none());
+        let ids = [nul.to_owned()];
+        for filter in [
+            TaskFilter { model: Some(nul), limit: 10, ..TaskFilter::default() },
+            TaskFilter { after: Some(nul), limit: 10, ..TaskFilter::default() },
+            TaskFilter { ids: &ids, limit: 10, ..TaskFilter::default() },
+        ] {
+            assert!(store.list_tasks(&account, &filter).await.unwrap().is_empty());
+            assert_eq!(store.count_matching(&account, &filter).await.unwrap(), 0);
+        }
+    }
+}

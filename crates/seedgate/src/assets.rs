@@ -1,6 +1,12 @@
-//! A task's result files (MP4 and last frame) and where they are kept in the blob store:
-//! `<task id>/video.mp4` and `<task id>/last_frame.png`. The names are fixed, so no key is
-//! ever built from user input.
+//! A task's result files (MP4 and last frame), where they are kept in the blob store —
+//! `<task id>/video.mp4` and `<task id>/last_frame.png` — how long they are kept, and the
+//! signed links readers get to them. The names are fixed, so no key is ever built from user
+//! input.
+
+use std::num::NonZeroU64;
+
+use crate::signing::UrlSigner;
+use crate::store::{TaskRecord, TaskState};
 
 /// Files of one task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -10,6 +16,8 @@ pub enum AssetKind {
 }
 
 impl AssetKind {
+    pub const ALL: [AssetKind; 2] = [AssetKind::Video, AssetKind::LastFrame];
+
     pub fn file_name(self) -> &'static str {
         match self {
             AssetKind::Video => "video.mp4",
@@ -36,5 +44,84 @@ impl AssetKind {
     /// one a valid signature names).
     pub fn key(self, task_id: &str) -> String {
         format!("{task_id}/{}", self.file_name())
+    }
+}
+
+/// How long a task's files are kept once it has ended (`assets.retention_seconds`). One rule
+/// decides both what the sweeper deletes and when readers stop being given links, so a link
+/// is never handed out to a file that is due to go.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    ms: i64,
+}
+
+impl Retention {
+    pub fn new(seconds: NonZeroU64) -> Self {
+        let seconds = i64::try_from(seconds.get()).unwrap_or(i64::MAX);
+        Self {
+            ms: seconds.saturating_mul(1000),
+        }
+    }
+
+    /// Tasks that ended before this (milliseconds) are past their retention.
+    pub fn cutoff_ms(self, now_ms: i64) -> i64 {
+        now_ms.saturating_sub(self.ms)
+    }
+
+    /// When the task's files expire, in Unix seconds: the retention after the task ended, or
+    /// when they were swept if that came first (the retention has been lengthened since).
+    /// None while the task runs.
+    pub fn files_expire_at(self, task: &TaskRecord) -> Option<u64> {
+        let due = task.completed_at_ms?.saturating_add(self.ms);
+        let at = task.files_swept_at_ms.map_or(due, |swept| swept.min(due));
+        Some(u64::try_from(at / 1000).unwrap_or(0))
+    }
+
+    /// Whether the task's files are gone, or due to go, at `now_s` (Unix seconds).
+    pub fn files_expired(self, task: &TaskRecord, now_s: u64) -> bool {
+        self.files_expire_at(task).is_some_and(|at| at <= now_s)
+    }
+}
+
+/// How result files are linked from a task: URLs signed by `signer` for `url_ttl_seconds`,
+/// none outliving the files, which are kept for `retention`.
+#[derive(Clone)]
+pub struct ResultLinks {
+    pub signer: UrlSigner,
+    pub url_ttl_seconds: u64,
+    pub retention: Retention,
+}
+
+/// A completed task's files as a reader finds them at one moment.
+pub struct ResultFiles {
+    /// The signed URLs of the MP4 and of its last frame; None once the files have expired.
+    pub urls: Option<(String, String)>,
+    /// When the URLs stop working (Unix seconds): `url_ttl_seconds` from now, or when the
+    /// files expire if that comes first.
+    pub expires_at: u64,
+    /// When the files are deleted (Unix seconds).
+    pub files_expire_at: u64,
+}
+
+impl ResultLinks {
+    /// The files of a task that has succeeded, at `now_s`; None for any other task.
+    pub fn files(&self, task: &TaskRecord, base_url: &str, now_s: u64) -> Option<ResultFiles> {
+        if task.state != TaskState::Succeeded {
+            return None;
+        }
+        let files_expire_at = self.retention.files_expire_at(task)?;
+        let expires_at = (now_s + self.url_ttl_seconds).min(files_expire_at);
+        let url = |kind| {
+            format!(
+                "{base_url}{}",
+                self.signer.signed_path(&task.id, kind, expires_at)
+            )
+        };
+        Some(ResultFiles {
+            urls: (files_expire_at > now_s)
+                .then(|| (url(AssetKind::Video), url(AssetKind::LastFrame))),
+            expires_at,
+            files_expire_at,
+        })
     }
 }

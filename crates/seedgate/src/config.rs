@@ -2,6 +2,7 @@
 //! Unknown keys in the file are errors, so a typo never silently changes behaviour.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -184,8 +185,14 @@ pub struct FetchConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AssetsConfig {
-    /// Lifetime of a signed result URL; each task read mints fresh ones.
+    /// Lifetime of a signed result URL; each task read mints fresh ones, none outliving the
+    /// files it points at.
     pub url_ttl_seconds: u64,
+    /// How long a task's result files (and its stored inputs) are kept once it has ended;
+    /// then the sweeper deletes them and the task reads with its result expired.
+    pub retention_seconds: NonZeroU64,
+    /// How often the sweeper looks for files past their retention.
+    pub sweep_interval_seconds: NonZeroU64,
     /// Where result files are kept: `file:///path` or `s3://bucket/prefix`; absent, the
     /// `assets` folder in `data_dir`. `SEEDGATE_ASSETS_URL` overrides it.
     pub url: Option<Location>,
@@ -266,6 +273,8 @@ impl Default for AssetsConfig {
     fn default() -> Self {
         Self {
             url_ttl_seconds: 24 * 3600,
+            retention_seconds: NonZeroU64::new(30 * 24 * 3600).unwrap_or(NonZeroU64::MIN),
+            sweep_interval_seconds: NonZeroU64::new(600).unwrap_or(NonZeroU64::MIN),
             url: None,
             aws: AwsEnvironment::default(),
         }
@@ -387,6 +396,18 @@ mod tests {
         assert!(toml::from_str::<Config>("[assets]\nurl = \"ftp://x\"\n").is_err());
         // Credentials come from the environment only.
         assert!(toml::from_str::<Config>("[assets]\naws = []\n").is_err());
+    }
+
+    #[test]
+    fn files_are_kept_thirty_days_unless_configured_and_never_zero() {
+        let config = Config::default();
+        assert_eq!(config.assets.retention_seconds.get(), 2_592_000);
+        let config: Config = toml::from_str("[assets]\nretention_seconds = 86400\n").unwrap();
+        assert_eq!(config.assets.retention_seconds.get(), 86_400);
+        for zero in ["retention_seconds = 0", "sweep_interval_seconds = 0"] {
+            let err = toml::from_str::<Config>(&format!("[assets]\n{zero}\n")).unwrap_err();
+            assert!(err.to_string().contains("nonzero"), "{err}");
+        }
     }
 
     #[test]

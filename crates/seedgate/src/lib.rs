@@ -2,7 +2,7 @@
 //!
 //! Data flows one way: request → `api` → `service` (validate with `seedgate_contract`, price,
 //! persist task + reservation) → `engine` (lease) → `providers` → result files into `blobs`
-//! → settle in `store`.
+//! → settle in `store` → after the retention, `sweeper` deletes the files.
 
 pub mod api;
 pub mod assets;
@@ -19,6 +19,7 @@ pub mod secret;
 pub mod service;
 pub mod signing;
 pub mod store;
+pub mod sweeper;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use rand::RngCore;
 use tokio::net::TcpListener;
 
 use crate::api::{ApiState, CatalogBodies};
+use crate::assets::{ResultLinks, Retention};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::fetch::Fetcher;
@@ -36,6 +38,7 @@ use crate::providers::Registry;
 use crate::service::Services;
 use crate::signing::UrlSigner;
 use crate::store::{KeyMode, NewKey, Store};
+use crate::sweeper::Sweeper;
 
 /// Start-up failures, reported to the operator with their cause.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +63,9 @@ pub struct Application {
     router: axum::Router,
     engine: Arc<Engine>,
     notifier: Arc<notify::Notifier>,
+    sweeper: Arc<Sweeper>,
     idle: std::time::Duration,
+    sweep_interval: std::time::Duration,
     store: Store,
     /// The key created on an empty database, for the operator to see once.
     pub dev_key: Option<NewKey>,
@@ -75,7 +80,14 @@ impl Application {
             .setting_or_insert("asset_signing_key", &random_hex(32))
             .await?;
         let signer = UrlSigner::new(signing_key.into_bytes());
+        let retention = Retention::new(config.assets.retention_seconds);
+        let links = ResultLinks {
+            signer: signer.clone(),
+            url_ttl_seconds: config.assets.url_ttl_seconds,
+            retention,
+        };
         let blobs = blobs::open(&config.assets_location(), &config.assets.aws)?;
+        let sweeper = Arc::new(Sweeper::new(store.clone(), blobs.clone(), retention));
         let fetcher = Fetcher::new(config.fetch.clone())?;
         let fetcher_for_notifier = fetcher.clone();
         let providers = Arc::new(Registry {
@@ -120,11 +132,11 @@ impl Application {
             store: store.clone(),
             catalog: catalog.clone(),
             blobs,
-            signer: signer.clone(),
+            signer,
+            links: links.clone(),
             engine_wake: engine.waker(),
             providers,
             public_url: config.public_url.clone(),
-            url_ttl_seconds: config.assets.url_ttl_seconds,
             task_deadline_ms: config.engine.task_deadline_seconds as i64 * 1000,
             limiter: limits::RateLimiter::default(),
             rate_limit: config.limits.clone(),
@@ -141,10 +153,9 @@ impl Application {
             .unwrap_or(format!("http://{}", listener.local_addr()?));
         let notifier = Arc::new(notify::Notifier::new(
             store.clone(),
-            signer,
+            links,
             fetcher_for_notifier,
             base_url,
-            config.assets.url_ttl_seconds,
             config.webhooks.clone(),
         ));
         Ok(Self {
@@ -152,7 +163,11 @@ impl Application {
             router,
             engine,
             notifier,
+            sweeper,
             idle: std::time::Duration::from_millis(config.engine.idle_poll_ms),
+            sweep_interval: std::time::Duration::from_secs(
+                config.assets.sweep_interval_seconds.get(),
+            ),
             store,
             dev_key,
         })
@@ -174,7 +189,12 @@ impl Application {
         &self.notifier
     }
 
-    /// Serves HTTP and runs the engine workers until `shutdown` resolves.
+    pub fn sweeper(&self) -> &Arc<Sweeper> {
+        &self.sweeper
+    }
+
+    /// Serves HTTP and runs the engine workers, the notifier and the sweeper until `shutdown`
+    /// resolves.
     pub async fn run(
         self,
         run_workers: bool,
@@ -183,6 +203,7 @@ impl Application {
         if run_workers {
             self.engine.spawn_workers();
             self.notifier.clone().spawn(self.idle);
+            self.sweeper.clone().spawn(self.sweep_interval);
         }
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)

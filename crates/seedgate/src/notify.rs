@@ -12,17 +12,16 @@ use sha2::Sha256;
 use tracing::{info, warn, Instrument};
 
 use crate::api::view::render_task;
+use crate::assets::ResultLinks;
 use crate::config::WebhooksConfig;
 use crate::fetch::{FetchError, Fetcher};
-use crate::signing::UrlSigner;
 use crate::store::{now_ms, Delivery, Store, StoreError};
 
 pub struct Notifier {
     store: Store,
-    signer: UrlSigner,
+    links: ResultLinks,
     fetcher: Fetcher,
     base_url: String,
-    url_ttl_seconds: u64,
     config: WebhooksConfig,
     owner: String,
 }
@@ -43,18 +42,16 @@ pub fn signature_header(secret: &str, timestamp: u64, body: &str) -> String {
 impl Notifier {
     pub fn new(
         store: Store,
-        signer: UrlSigner,
+        links: ResultLinks,
         fetcher: Fetcher,
         base_url: String,
-        url_ttl_seconds: u64,
         config: WebhooksConfig,
     ) -> Self {
         Self {
             store,
-            signer,
+            links,
             fetcher,
             base_url,
-            url_ttl_seconds,
             config,
             owner: format!("notifier_{}", ulid::Ulid::new()),
         }
@@ -98,14 +95,8 @@ impl Notifier {
                 .await;
         };
         let now_s = (now_ms() / 1000) as u64;
-        let body = serde_json::to_string(&render_task(
-            &task,
-            &self.signer,
-            self.url_ttl_seconds,
-            &self.base_url,
-            now_s,
-        ))
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body = serde_json::to_string(&render_task(&task, &self.links, &self.base_url, now_s))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let secret = self.store.webhook_secret(&delivery.account_id).await?;
         let headers = [
             (

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tracing::error;
 
+use crate::assets::ResultLinks;
 use crate::blobs::Blobs;
 use crate::engine::StoredResult;
 use crate::inputs::media_inputs;
@@ -26,12 +27,13 @@ pub struct Services {
     pub catalog: Arc<Catalog>,
     /// Where result files are kept (downloads read them from here).
     pub blobs: Arc<dyn Blobs>,
-    /// Signs result URLs and checks upstream callbacks.
+    /// Checks download signatures and upstream callbacks.
     pub signer: UrlSigner,
+    /// Signs the result URLs of task objects, for as long as the files are kept.
+    pub links: ResultLinks,
     pub engine_wake: Arc<Notify>,
     pub providers: Arc<Registry>,
     pub public_url: Option<String>,
-    pub url_ttl_seconds: u64,
     pub task_deadline_ms: i64,
     pub limiter: crate::limits::RateLimiter,
     pub rate_limit: crate::config::LimitsConfig,
@@ -225,11 +227,29 @@ impl Services {
         if source.state != TaskState::Succeeded {
             return Err(not_usable("Only a completed task can be extended."));
         }
+        if self
+            .links
+            .retention
+            .files_expired(&source, (now_ms() / 1000) as u64)
+        {
+            return Err(not_usable(
+                "This task's files have expired, so it can no longer be extended.",
+            ));
+        }
         let result: Option<StoredResult> = source
             .result_json
             .as_deref()
             .and_then(|r| serde_json::from_str(r).ok());
         Ok(result.map(|r| (r.duration * 1000.0).round() as u64))
+    }
+
+    /// Whether a task's result files are gone for good (or due to go), so that a link to them
+    /// is answered `410` rather than `403` or `404`. The caller has checked the link's
+    /// signature: it names one of our tasks.
+    pub async fn result_expired(&self, task_id: &str) -> Result<bool, ApiError> {
+        let task = self.store.task(task_id).await.map_err(internal)?;
+        let now_s = (now_ms() / 1000) as u64;
+        Ok(task.is_some_and(|task| self.links.retention.files_expired(&task, now_s)))
     }
 
     pub async fn task(&self, account: &Account, id: &str) -> Result<TaskRecord, ApiError> {

@@ -7,6 +7,15 @@ use sha2::Sha256;
 
 use crate::assets::AssetKind;
 
+/// What a presented download signature is worth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signed {
+    Valid,
+    /// Ours and untampered, but past its expiry.
+    Expired,
+    Invalid,
+}
+
 #[derive(Clone)]
 pub struct UrlSigner {
     key: Vec<u8>,
@@ -26,17 +35,22 @@ impl UrlSigner {
         )
     }
 
-    /// Checks a presented signature in constant time; expiry is checked against `now`.
-    pub fn verify(&self, task_id: &str, file: &str, expires_at: u64, sig: &str, now: u64) -> bool {
-        if expires_at < now {
-            return false;
+    /// Checks a presented signature in constant time, and its expiry against `now`.
+    pub fn check(&self, task_id: &str, file: &str, expires_at: u64, sig: &str, now: u64) -> Signed {
+        let authentic = hex::decode(sig).is_ok_and(|presented| {
+            self.mac(task_id, file, expires_at)
+                .verify_slice(&presented)
+                .is_ok()
+        });
+        match (authentic, expires_at < now) {
+            (false, _) => Signed::Invalid,
+            (true, true) => Signed::Expired,
+            (true, false) => Signed::Valid,
         }
-        let Ok(presented) = hex::decode(sig) else {
-            return false;
-        };
-        self.mac(task_id, file, expires_at)
-            .verify_slice(&presented)
-            .is_ok()
+    }
+
+    pub fn verify(&self, task_id: &str, file: &str, expires_at: u64, sig: &str, now: u64) -> bool {
+        self.check(task_id, file, expires_at, sig, now) == Signed::Valid
     }
 
     /// The token that authenticates an upstream's callback about one task.
@@ -101,6 +115,15 @@ mod tests {
         assert!(s.verify("vtask_1", "video.mp4", exp, &sig, 999));
         assert!(s.verify("vtask_1", "video.mp4", exp, &sig, 1000));
         assert!(!s.verify("vtask_1", "video.mp4", exp, &sig, 1001));
+        // Still known for ours once expired: a deleted file can then be told apart.
+        assert_eq!(
+            s.check("vtask_1", "video.mp4", exp, &sig, 1001),
+            Signed::Expired
+        );
+        assert_eq!(
+            s.check("vtask_2", "video.mp4", exp, &sig, 1001),
+            Signed::Invalid
+        );
     }
 
     #[test]

@@ -39,6 +39,8 @@ mod operations;
 mod replicas;
 #[path = "api/restart.rs"]
 pub mod restart;
+#[path = "api/retention.rs"]
+mod retention;
 #[path = "api/storage.rs"]
 mod storage;
 #[path = "api/upstream.rs"]

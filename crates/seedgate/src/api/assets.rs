@@ -1,6 +1,7 @@
 //! Downloads of result files through signed URLs: no API key needed, but a tampered or expired
-//! signature is `403`. The bytes stream from the blob store through the gateway, whichever the
-//! store is, and single byte ranges are served, so players can seek.
+//! signature is `403`, and a genuine link to files deleted after their retention `410`. The
+//! bytes stream from the blob store through the gateway, whichever the store is, and single
+//! byte ranges are served, so players can seek.
 
 use std::ops::Range;
 
@@ -18,6 +19,8 @@ use super::error::HttpError;
 use super::ApiState;
 use crate::assets::AssetKind;
 use crate::blobs::BlobError;
+use crate::service::Services;
+use crate::signing::Signed;
 use crate::store::now_ms;
 
 #[derive(Deserialize, IntoParams)]
@@ -38,13 +41,22 @@ fn forbidden() -> HttpError {
     ))
 }
 
+fn result_expired() -> HttpError {
+    HttpError(ApiError::new(
+        410,
+        ErrorType::InvalidRequestError,
+        "result_expired",
+        "This task's result files were deleted once their retention period ended. The task itself stays readable.",
+    ))
+}
+
 fn storage_error(e: BlobError) -> HttpError {
     if matches!(e, BlobError::NotFound) {
         return HttpError(ApiError::new(
             404,
             ErrorType::InvalidRequestError,
             "not_found",
-            "This file is not stored (any more).",
+            "This file is not stored.",
         ));
     }
     error!(error = %e, "reading a result file failed");
@@ -54,6 +66,16 @@ fn storage_error(e: BlobError) -> HttpError {
         "storage_unavailable",
         "The file could not be read from storage. It is safe to retry.",
     ))
+}
+
+/// The answer for a file the store does not have: deleted after its retention (a link handed
+/// out just before, or before the retention was shortened), or never there.
+async fn missing(services: &Services, task_id: &str) -> HttpError {
+    match services.result_expired(task_id).await {
+        Ok(true) => result_expired(),
+        Ok(false) => storage_error(BlobError::NotFound),
+        Err(e) => HttpError(e),
+    }
 }
 
 fn unsatisfiable(size: u64) -> Response {
@@ -134,7 +156,8 @@ impl ByteRange {
         (status = 200, description = "The file.", content(("video/mp4"), ("image/png"))),
         (status = 206, description = "The requested byte range, with `Content-Range`.", content(("video/mp4"), ("image/png"))),
         (status = 403, description = "`invalid_signature`: tampered or expired; read the task again for a fresh link.", body = ErrorBody),
-        (status = 404, description = "`not_found`: the file is no longer stored, or an empty path segment.", body = ErrorBody),
+        (status = 404, description = "`not_found`: the file is not stored, or an empty path segment.", body = ErrorBody),
+        (status = 410, description = "`result_expired`: the task's files were deleted once their retention ended (`assets.retention_seconds`); the task stays readable, its result marked expired.", body = ErrorBody),
         (status = 416, description = "`range_not_satisfiable`: the range lies outside the file; `Content-Range: bytes */<size>`.", body = ErrorBody),
         (status = 503, description = "`storage_unavailable`: the file could not be read from storage; retry.", body = ErrorBody),
     ),
@@ -154,14 +177,14 @@ pub async fn download(
     };
     let kind = AssetKind::from_file_name(&file).ok_or_else(forbidden)?;
     let now = (now_ms() / 1000) as u64;
-    if !state
-        .services
-        .signer
-        .verify(&task_id, &file, exp, &sig, now)
-    {
-        return Err(forbidden());
+    let services = &state.services;
+    match services.signer.check(&task_id, &file, exp, &sig, now) {
+        Signed::Valid => {}
+        // No link outlives its files, so an old genuine link may be to files now deleted.
+        Signed::Expired if services.result_expired(&task_id).await? => return Err(result_expired()),
+        Signed::Expired | Signed::Invalid => return Err(forbidden()),
     }
-    let blobs = &state.services.blobs;
+    let blobs = &services.blobs;
     let key = kind.key(&task_id);
     let requested = headers
         .get(header::RANGE)
@@ -170,11 +193,9 @@ pub async fn download(
     let range = match requested {
         None => None,
         Some(requested) => {
-            let size = blobs
-                .size(&key)
-                .await
-                .map_err(storage_error)?
-                .ok_or_else(|| storage_error(BlobError::NotFound))?;
+            let Some(size) = blobs.size(&key).await.map_err(storage_error)? else {
+                return Err(missing(services, &task_id).await);
+            };
             match requested.resolve(size) {
                 Some(range) => Some(range),
                 None => return Ok(unsatisfiable(size)),
@@ -182,7 +203,11 @@ pub async fn download(
         }
     };
     let partial = range.is_some();
-    let object = blobs.get(&key, range).await.map_err(storage_error)?;
+    let object = match blobs.get(&key, range).await {
+        Ok(object) => object,
+        Err(BlobError::NotFound) => return Err(missing(services, &task_id).await),
+        Err(e) => return Err(storage_error(e)),
+    };
     let mut response = Body::from_stream(object.bytes).into_response();
     let headers = response.headers_mut();
     headers.insert(

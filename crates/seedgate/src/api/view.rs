@@ -1,5 +1,5 @@
 //! The public task object (docs/tasks-and-errors.md), built from a stored task at read time so
-//! result URLs are freshly signed and absolute.
+//! result URLs are freshly signed and absolute, and withheld once the files have expired.
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -10,10 +10,9 @@ use utoipa::ToSchema;
 
 use super::error::HttpError;
 use super::ApiState;
-use crate::assets::AssetKind;
+use crate::assets::{ResultFiles, ResultLinks};
 use crate::engine::StoredResult;
 use crate::service::{usd, Services};
-use crate::signing::UrlSigner;
 use crate::store::{PublicStatus, TaskRecord, TaskState};
 
 /// The scheme and host clients reached us by, for absolute download URLs.
@@ -88,24 +87,28 @@ pub struct TaskObject {
     /// Why it failed; absent unless it has.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<TaskError>,
-    /// Same as `result.video_url`, for the platform's clients; completed tasks only.
+    /// Same as `result.video_url`, for the platform's clients; completed tasks only, while
+    /// their files are kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub video_url: Option<String>,
-    /// Same as `result.last_frame_url`; completed tasks only.
+    /// Same as `result.last_frame_url`; completed tasks only, while their files are kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_frame_url: Option<String>,
-    /// The video in the platform's older shape; completed tasks only.
+    /// The video in the platform's older shape; completed tasks only, while their files are
+    /// kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub video: Option<VideoSummary>,
 }
 
 /// The output of a completed task. URLs are absolute, signed and expire at `expires_at`;
-/// read the task again for fresh ones.
+/// read the task again for fresh ones until `files_expire_at`, when the files are deleted:
+/// from then on `expired` is true and the URLs are null, and the rest stays.
 #[derive(Serialize, ToSchema)]
 pub struct TaskResult {
-    pub video_url: String,
-    /// A PNG of the last frame.
-    pub last_frame_url: String,
+    /// Null once the files have expired.
+    pub video_url: Option<String>,
+    /// A PNG of the last frame; null once the files have expired.
+    pub last_frame_url: Option<String>,
     /// Real pixel size of the file.
     pub width: u32,
     pub height: u32,
@@ -113,8 +116,14 @@ pub struct TaskResult {
     /// Seconds.
     pub duration: f64,
     pub has_audio: bool,
-    /// Unix seconds after which the URLs stop working.
+    /// Unix seconds after which the URLs stop working: `assets.url_ttl_seconds` after this
+    /// read, or `files_expire_at` if that comes first.
     pub expires_at: u64,
+    /// Unix seconds when the files are deleted: `assets.retention_seconds` (30 days by
+    /// default) after the task ended.
+    pub files_expire_at: u64,
+    /// True once the files have expired: no URL is given, since none would work.
+    pub expired: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -176,21 +185,13 @@ pub fn task_object(
     base_url: &str,
     now_s: u64,
 ) -> TaskObject {
-    render_task(
-        task,
-        &services.signer,
-        services.url_ttl_seconds,
-        base_url,
-        now_s,
-    )
+    render_task(task, &services.links, base_url, now_s)
 }
 
-/// The task object with result URLs signed by `signer` for `url_ttl_seconds`; also the body of
-/// webhooks.
+/// The task object with its result linked by `links`; also the body of webhooks.
 pub fn render_task(
     task: &TaskRecord,
-    signer: &UrlSigner,
-    url_ttl_seconds: u64,
+    links: &ResultLinks,
     base_url: &str,
     now_s: u64,
 ) -> TaskObject {
@@ -231,20 +232,13 @@ pub fn render_task(
             message: message.clone(),
         });
     }
-    if task.state == TaskState::Succeeded {
-        add_result(&mut object, task, signer, url_ttl_seconds, base_url, now_s);
+    if let Some(files) = links.files(task, base_url, now_s) {
+        add_result(&mut object, task, files);
     }
     object
 }
 
-fn add_result(
-    object: &mut TaskObject,
-    task: &TaskRecord,
-    signer: &UrlSigner,
-    url_ttl_seconds: u64,
-    base_url: &str,
-    now_s: u64,
-) {
+fn add_result(object: &mut TaskObject, task: &TaskRecord, files: ResultFiles) {
     let Some(result) = task
         .result_json
         .as_deref()
@@ -252,15 +246,6 @@ fn add_result(
     else {
         return;
     };
-    let expires = now_s + url_ttl_seconds;
-    let video_url = format!(
-        "{base_url}{}",
-        signer.signed_path(&task.id, AssetKind::Video, expires)
-    );
-    let last_frame_url = format!(
-        "{base_url}{}",
-        signer.signed_path(&task.id, AssetKind::LastFrame, expires)
-    );
     object.usage = Some(Usage {
         tokens: task.usage_tokens,
     });
@@ -269,15 +254,19 @@ fn add_result(
         amount: usd(micros),
         cny: task.cost_cny.clone(),
     });
-    object.video = Some(VideoSummary {
-        url: video_url.clone(),
-        duration: result.duration,
-        width: result.width,
-        height: result.height,
-    });
-    object.video_url = Some(video_url.clone());
-    object.last_frame_url = Some(last_frame_url.clone());
+    let (video_url, last_frame_url) = files.urls.unzip();
+    if let Some(url) = &video_url {
+        object.video = Some(VideoSummary {
+            url: url.clone(),
+            duration: result.duration,
+            width: result.width,
+            height: result.height,
+        });
+    }
+    object.video_url.clone_from(&video_url);
+    object.last_frame_url.clone_from(&last_frame_url);
     object.result = Some(TaskResult {
+        expired: video_url.is_none(),
         video_url,
         last_frame_url,
         width: result.width,
@@ -285,6 +274,7 @@ fn add_result(
         fps: result.fps,
         duration: result.duration,
         has_audio: result.has_audio,
-        expires_at: expires,
+        expires_at: files.expires_at,
+        files_expire_at: files.files_expire_at,
     });
 }

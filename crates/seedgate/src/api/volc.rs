@@ -20,7 +20,6 @@ use super::error::HttpError;
 use super::tasks::{body_error, idempotency_key, with_replay_mark};
 use super::view::{BaseUrl, TaskError};
 use super::ApiState;
-use crate::assets::AssetKind;
 use crate::store::{now_ms, PublicStatus, TaskFilter, TaskRecord, TaskState};
 
 /// Ark's task ids start `cgt-`; ours `vtask_`. The rest is the same ULID.
@@ -264,7 +263,8 @@ pub struct ArkTask {
     model: String,
     /// `queued` (cancellable), `running`, `succeeded`, `failed`, `cancelled` or `expired`.
     status: &'static str,
-    /// The result, once succeeded: download URLs of the MP4 and its last frame.
+    /// The result, once succeeded: download URLs of the MP4 and its last frame, or, once the
+    /// files have expired, `{"expired": true}` alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<ArkContent>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -290,8 +290,16 @@ pub struct ArkTask {
 
 #[derive(Serialize, ToSchema)]
 pub struct ArkContent {
-    video_url: String,
-    last_frame_url: String,
+    /// Absent once the files have expired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    video_url: Option<String>,
+    /// Absent once the files have expired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_frame_url: Option<String>,
+    /// Present, and true, once the files have been deleted after their retention
+    /// (`assets.retention_seconds`); not part of Ark's format.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    expired: bool,
 }
 
 /// Tokens, as Ark counts them: everything billed is completion.
@@ -323,20 +331,18 @@ fn render(state: &ApiState, task: &TaskRecord, base: &str) -> ArkTask {
         .and_then(|m| m.upstream_ids.first().cloned())
         .unwrap_or_else(|| task.model.clone());
     let succeeded = task.state == TaskState::Succeeded;
-    let expires = (now_ms() / 1000) as u64 + services.url_ttl_seconds;
-    let url = |kind| {
-        format!(
-            "{base}{}",
-            services.signer.signed_path(&task.id, kind, expires)
-        )
-    };
+    let files = services.links.files(task, base, (now_ms() / 1000) as u64);
     ArkTask {
         id: ark_id(&task.id),
         model,
         status: ark_status(task),
-        content: succeeded.then(|| ArkContent {
-            video_url: url(AssetKind::Video),
-            last_frame_url: url(AssetKind::LastFrame),
+        content: files.map(|files| {
+            let (video_url, last_frame_url) = files.urls.unzip();
+            ArkContent {
+                expired: video_url.is_none(),
+                video_url,
+                last_frame_url,
+            }
         }),
         usage: task
             .usage_tokens

@@ -226,6 +226,22 @@ pub trait TaskStore: Send + Sync {
         doubt: Option<(&str, i64)>,
     ) -> Result<bool, StoreError>;
 
+    /// Leases up to `limit` tasks whose files are due for deletion — ended before
+    /// `ended_before_ms`, not yet swept — for `lease_ms`, oldest first. A leased task is
+    /// skipped by every other sweeper (on PostgreSQL also while the lease is being taken), so
+    /// replicas sweeping at once take different tasks, and one whose sweeper died is taken
+    /// again once its lease runs out.
+    async fn claim_files_to_sweep(
+        &self,
+        ended_before_ms: i64,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Records that an ended task's files are deleted and drops its stored job (which holds
+    /// its inputs as sent); false when that was already recorded.
+    async fn mark_files_swept(&self, id: &str) -> Result<bool, StoreError>;
+
     /// Tasks per account (tests prove rejected requests store nothing).
     async fn count_tasks(&self, account_id: &str) -> Result<i64, StoreError>;
 }

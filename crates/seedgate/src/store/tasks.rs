@@ -289,6 +289,8 @@ pub struct TaskRecord {
     /// The usage the upstream reported, kept even when its result never arrived here.
     pub upstream_usage_tokens: Option<i64>,
     pub result_copy_failures: i64,
+    /// When the sweeper deleted the task's files, once their retention had passed.
+    pub files_swept_at_ms: Option<i64>,
     /// Set by [`super::TaskStore::claim_task`] (not stored): the claim took the task over from a holder
     /// whose lease ran out, so its last step may have half happened.
     pub reclaimed: bool,

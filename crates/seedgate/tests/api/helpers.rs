@@ -141,6 +141,7 @@ pub struct TestApp {
     pub store: Store,
     pub engine: std::sync::Arc<seedgate::engine::Engine>,
     pub notifier: std::sync::Arc<seedgate::notify::Notifier>,
+    pub sweeper: std::sync::Arc<seedgate::sweeper::Sweeper>,
     pub client: reqwest::Client,
     /// The server's result files, opened as the server opens them.
     pub blobs: Arc<dyn Blobs>,
@@ -229,6 +230,7 @@ impl TestApp {
         let store = app.store().clone();
         let engine = app.engine().clone();
         let notifier = app.notifier().clone();
+        let sweeper = app.sweeper().clone();
         tokio::spawn(app.run(run_workers, std::future::pending()));
         Self {
             address,
@@ -237,6 +239,7 @@ impl TestApp {
             store,
             engine,
             notifier,
+            sweeper,
             client: reqwest::Client::new(),
             blobs,
             data_dir,

@@ -253,7 +253,8 @@ async fn downloads_stream_whole_files_and_byte_ranges_on(storage: Storage) {
     assert_eq!((status, png.as_slice()), (206, b"PNG".as_slice()));
     assert_eq!(headers["content-type"], "image/png");
 
-    // A file no longer stored (a retention sweep) is gone, with or without a range.
+    // A file missing from the store (removed behind the gateway's back, its task still within
+    // its retention) is not found, with or without a range.
     let id = done["id"].as_str().unwrap();
     app.blobs.delete(&format!("{id}/video.mp4")).await.unwrap();
     for range in [None, Some("bytes=0-9")] {

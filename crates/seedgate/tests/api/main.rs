@@ -21,6 +21,7 @@ mod money;
 mod openapi;
 mod operations;
 pub mod restart;
+mod retention;
 mod storage;
 mod upstream;
 mod validation;

@@ -21,7 +21,8 @@ const TASK_COLUMNS: &str = "id, account_id, model, operation, provider, state, r
     reserved_usd_micros, estimated_tokens, usage_tokens, cost_usd_micros, cost_cny, result, \
     error_code, error_message, attempts, channel, upstream_id, polls, deadline_at_ms, \
     submit_started_at_ms, doubt_channel, doubt_since_ms, upstream_phase, upstream_expires_at_ms, \
-    upstream_usage_tokens, result_copy_failures, created_at_ms, updated_at_ms, completed_at_ms";
+    upstream_usage_tokens, result_copy_failures, files_swept_at_ms, created_at_ms, \
+    updated_at_ms, completed_at_ms";
 
 fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
     Ok(TaskRecord {
@@ -56,6 +57,7 @@ fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
         upstream_expires_at_ms: row.try_get("upstream_expires_at_ms")?,
         upstream_usage_tokens: row.try_get("upstream_usage_tokens")?,
         result_copy_failures: row.try_get("result_copy_failures")?,
+        files_swept_at_ms: row.try_get("files_swept_at_ms")?,
         reclaimed: false,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
@@ -766,6 +768,41 @@ impl TaskStore for SqlStore {
         .bind(now)
         .bind(id)
         .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn claim_files_to_sweep(
+        &self,
+        ended_before_ms: i64,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(sql!(
+            self.dialect,
+            "UPDATE tasks SET sweep_until_ms = @now + $3 \
+             WHERE id IN (SELECT id FROM tasks WHERE files_swept_at_ms IS NULL \
+               AND completed_at_ms < $1 AND (sweep_until_ms IS NULL OR sweep_until_ms < @now) \
+               ORDER BY completed_at_ms LIMIT $2@skip_locked) \
+             RETURNING id"
+        ))
+        .bind(ended_before_ms)
+        .bind(limit)
+        .bind(lease_ms)
+        .fetch_all(&self.writer)
+        .await?)
+    }
+
+    async fn mark_files_swept(&self, id: &str) -> Result<bool, StoreError> {
+        // An ended task's job is never read again; it goes with the files, since its data:
+        // URIs are the client's inputs.
+        let done = sqlx::query(
+            "UPDATE tasks SET files_swept_at_ms = $1, sweep_until_ms = NULL, job = '' \
+             WHERE id = $2 AND files_swept_at_ms IS NULL AND completed_at_ms IS NOT NULL",
+        )
+        .bind(now_ms())
+        .bind(id)
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -114,18 +114,10 @@ pub(crate) fn workload(rng: &mut StdRng, media: &MediaServer) -> (&'static str, 
 async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
     let long = std::env::var("SEEDGATE_CHAOS_LONG").is_ok();
     let (total, kills) = if long { (1000, 15) } else { (240, 5) };
-    let seed: u64 = std::env::var("SEEDGATE_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().gen());
-    let mut rng = StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = crash_run_seed();
     let started = Instant::now();
 
-    let fake = FakeArk::start().await;
-    fake.set_timing(Duration::from_millis(100), Duration::from_millis(300));
-    // Every eighth create loses its answer after the upstream made the task: held past the
-    // channel's 1 s timeout, reset, or answered 502.
-    fake.lose_answer_every(8);
+    let fake = lossy_upstream().await;
     let media = MediaServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("seedgate.toml");
@@ -240,6 +232,24 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
         books.upstream_ids.len(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// The seed of a crash run (`SEEDGATE_CHAOS_SEED=n` replays one) and its generator.
+pub(crate) fn crash_run_seed() -> (u64, StdRng) {
+    let seed: u64 = std::env::var("SEEDGATE_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::thread_rng().gen());
+    (seed, StdRng::seed_from_u64(seed))
+}
+
+/// The fake upstream of a crash run: quick tasks, and every eighth create losing its answer
+/// after the upstream made the task (held past the channel's 1 s timeout, reset, or 502).
+pub(crate) async fn lossy_upstream() -> FakeArk {
+    let fake = FakeArk::start().await;
+    fake.set_timing(Duration::from_millis(100), Duration::from_millis(300));
+    fake.lose_answer_every(8);
+    fake
 }
 
 /// The engine settings of a crash run: short leases and polls, one channel on the fake

@@ -8,12 +8,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use serde_json::Value;
 
-use crate::chaos::{audit_books, create_key, engine_config, wait_until_all_end, workload};
-use crate::fake_ark::FakeArk;
+use crate::chaos::{
+    audit_books, crash_run_seed, create_key, engine_config, lossy_upstream, wait_until_all_end,
+    workload,
+};
 use crate::helpers::{database_url, decode, ffprobe, test_config, MediaServer, Moto, TestApp};
 use crate::restart::{free_port, start_with_env, wait_ready, Server};
 
@@ -23,16 +24,10 @@ const REPLICAS: usize = 3;
 async fn three_replicas_share_one_database_and_bucket_exactly_once() {
     let total = 340;
     let kills = 2;
-    let seed: u64 = std::env::var("SEEDGATE_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().gen());
-    let mut rng = StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = crash_run_seed();
     let started = Instant::now();
 
-    let fake = FakeArk::start().await;
-    fake.set_timing(Duration::from_millis(100), Duration::from_millis(300));
-    fake.lose_answer_every(8);
+    let fake = lossy_upstream().await;
     let media = MediaServer::start().await;
     let moto = Moto::shared().await;
     let bucket = moto.new_bucket().await;

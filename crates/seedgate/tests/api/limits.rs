@@ -9,17 +9,23 @@ use crate::fake_ark::FakeArk;
 use crate::helpers::TestApp;
 use crate::upstream::{channel, fast_polls};
 
-#[tokio::test]
-async fn a_key_over_its_rate_gets_429_with_retry_after() {
+/// A server whose keys may make one request a second after a burst of `burst`, shared by
+/// `replicas`; the key spends `allowed` requests, and the answer to the next is returned.
+async fn spend_the_burst(
+    burst: u32,
+    replicas: u32,
+    allowed: usize,
+) -> (TestApp, reqwest::Response) {
     let app = TestApp::spawn_with(
         |c| {
             c.limits.requests_per_second = 1;
-            c.limits.burst = 3;
+            c.limits.burst = burst;
+            c.limits.replicas = replicas;
         },
         false,
     )
     .await;
-    for _ in 0..3 {
+    for _ in 0..allowed {
         assert_eq!(app.get_path("/v1/models").await.0, 200);
     }
     let response = app
@@ -29,6 +35,12 @@ async fn a_key_over_its_rate_gets_429_with_retry_after() {
         .send()
         .await
         .unwrap();
+    (app, response)
+}
+
+#[tokio::test]
+async fn a_key_over_its_rate_gets_429_with_retry_after() {
+    let (app, response) = spend_the_burst(3, 1, 3).await;
     assert_eq!(response.status().as_u16(), 429);
     let header = |name: &str| {
         response
@@ -124,25 +136,7 @@ async fn tasks_beyond_a_keys_concurrency_wait_queued() {
 /// Behind a balancer each of N replicas lets a key through at its share of the rate.
 #[tokio::test]
 async fn each_replica_enforces_its_share_of_a_keys_rate() {
-    let app = TestApp::spawn_with(
-        |c| {
-            c.limits.requests_per_second = 1;
-            c.limits.burst = 6;
-            c.limits.replicas = 3;
-        },
-        false,
-    )
-    .await;
-    for _ in 0..2 {
-        assert_eq!(app.get_path("/v1/models").await.0, 200);
-    }
-    let response = app
-        .client
-        .get(format!("{}/v1/models", app.address))
-        .bearer_auth(&app.key)
-        .send()
-        .await
-        .unwrap();
+    let (_app, response) = spend_the_burst(6, 3, 2).await;
     assert_eq!(response.status().as_u16(), 429);
     assert_eq!(response.headers()["x-ratelimit-limit"], "2");
 }

@@ -175,13 +175,12 @@ fn claim_statements(store: &SqlStore) -> [&'static str; 3] {
             to = Transition::Claim.to().as_str(),
         )
     };
-    let returning = format!(" RETURNING {TASK_COLUMNS}, job");
     [
         sql!(
             store.dialect,
             format!(
                 "{} WHERE id = (SELECT id FROM tasks WHERE {} AND lease_until_ms < @now \
-                 ORDER BY lease_until_ms LIMIT 1@skip_locked){returning}",
+                 ORDER BY lease_until_ms LIMIT 1@skip_locked) RETURNING {TASK_COLUMNS}, job",
                 set(),
                 states_sql(IN_FLIGHT)
             )
@@ -196,7 +195,7 @@ fn claim_statements(store: &SqlStore) -> [&'static str; 3] {
                    ORDER BY t.next_attempt_at_ms, t.id LIMIT 1@skip_locked), \
                  place AS (SELECT k.id FROM api_keys k WHERE k.id = (SELECT account_id FROM pick) \
                    AND k.in_flight < COALESCE(k.max_concurrent_tasks, $3)@lock) \
-                 {} WHERE id = (SELECT id FROM pick) AND EXISTS (SELECT 1 FROM place){returning}",
+                 {} WHERE id = (SELECT id FROM pick) AND EXISTS (SELECT 1 FROM place) RETURNING {TASK_COLUMNS}, job",
                 set()
             )
         ),
@@ -205,7 +204,7 @@ fn claim_statements(store: &SqlStore) -> [&'static str; 3] {
             format!(
                 "{} WHERE id = (SELECT id FROM tasks WHERE state = 'running' \
                  AND upstream_id IS NOT NULL AND next_poll_at_ms <= @now \
-                 AND lease_until_ms IS NULL ORDER BY next_poll_at_ms LIMIT 1@skip_locked){returning}",
+                 AND lease_until_ms IS NULL ORDER BY next_poll_at_ms LIMIT 1@skip_locked) RETURNING {TASK_COLUMNS}, job",
                 set()
             )
         ),

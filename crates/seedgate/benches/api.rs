@@ -121,7 +121,7 @@ struct Gateway {
     runtime: Runtime,
     address: SocketAddr,
     key: String,
-    account: String,
+    account: seedgate::ids::AccountId,
     store: seedgate::store::Store,
     task_id: String,
     task_body: Bytes,

@@ -5,6 +5,7 @@
 
 use std::num::NonZeroU64;
 
+use crate::ids::TaskId;
 use crate::signing::UrlSigner;
 use crate::store::{TaskRecord, TaskState};
 
@@ -42,7 +43,7 @@ impl AssetKind {
 
     /// The blob key of this file of `task_id`, which must already be a task id of ours (or
     /// one a valid signature names).
-    pub fn key(self, task_id: &str) -> String {
+    pub fn key(self, task_id: &TaskId) -> String {
         format!("{task_id}/{}", self.file_name())
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::blobs::{AwsEnvironment, Location};
+use crate::ids::ChannelId;
 
 /// Everything the server needs, parsed once at start-up.
 #[derive(Clone, Debug, Deserialize)]
@@ -94,7 +95,7 @@ impl Default for LimitsConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
-    pub id: String,
+    pub id: ChannelId,
     /// Only `ark` (Volcengine Ark and BytePlus ModelArk) exists.
     pub provider: String,
     /// Ends in `/api/v3`.

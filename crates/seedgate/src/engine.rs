@@ -17,6 +17,7 @@ use crate::assets::AssetKind;
 use crate::blobs::{BlobError, Blobs};
 use crate::config::EngineConfig;
 use crate::fetch::Fetcher;
+use crate::ids::{ChannelId, TaskId};
 use crate::mp4_header::Mp4Header;
 use crate::providers::{
     seed_is_ours, BoxFuture, ChannelSlots, Generated, Provider, ProviderError, ProviderErrorKind,
@@ -279,7 +280,7 @@ impl Engine {
 
     /// The submission of this task whose answer was lost, if any: one that failed in doubt,
     /// or one a dead worker had sent (it held a channel place) when its lease ran out.
-    fn doubt_of(&self, task: &TaskRecord, provider: &dyn Provider) -> Option<(String, i64)> {
+    fn doubt_of(&self, task: &TaskRecord, provider: &dyn Provider) -> Option<(ChannelId, i64)> {
         if provider.is_local() {
             return None;
         }
@@ -310,7 +311,7 @@ impl Engine {
                 Reconciled::Absent => {}
                 Reconciled::Ambiguous(count) => {
                     warn!(
-                        channel,
+                        %channel,
                         count, "several upstream tasks match a lost submission"
                     );
                     return self
@@ -323,7 +324,7 @@ impl Engine {
                 }
                 Reconciled::Unknown(e) => {
                     let delay = retry_delay_ms(task.attempts, e.retry_after);
-                    warn!(code = %e.code, channel, delay_ms = delay, "cannot look upstream for a lost submission yet");
+                    warn!(code = %e.code, %channel, delay_ms = delay, "cannot look upstream for a lost submission yet");
                     self.store
                         .requeue(&task.id, &self.owner, delay, false, Some((&channel, since)))
                         .await?;
@@ -420,7 +421,7 @@ impl Engine {
                     ProviderErrorKind::InDoubt { channel } => {
                         let delay = delay.max(MIN_RECONCILE_DELAY_MS);
                         let since = task.submit_started_at_ms.unwrap_or(sent_at);
-                        warn!(code = %e.code, channel, delay_ms = delay, "submission outcome unknown; reconciling before any resubmission");
+                        warn!(code = %e.code, %channel, delay_ms = delay, "submission outcome unknown; reconciling before any resubmission");
                         self.store
                             .requeue(&task.id, &self.owner, delay, true, Some((channel, since)))
                             .await?;
@@ -455,7 +456,7 @@ impl Engine {
         task: &TaskRecord,
         job: &VideoJob,
         provider: &dyn Provider,
-        channel: &str,
+        channel: &ChannelId,
         since: i64,
     ) -> Result<Reconciled, StoreError> {
         let candidates = match provider.find_submitted(&task.id, job, channel, since).await {
@@ -506,7 +507,7 @@ impl Engine {
     /// signed URL when we have a public address, else a data: URI. None when there is no
     /// source task or its video is gone; an error when the store could not be read.
     async fn source_video(&self, job: &VideoJob) -> Result<Option<String>, BlobError> {
-        let Some(source) = job.inputs.source_task_id.as_deref() else {
+        let Some(source) = job.inputs.source_task_id.clone().map(TaskId::new) else {
             return Ok(None);
         };
         if let Some(base) = &self.public_url {
@@ -514,10 +515,10 @@ impl Engine {
             return Ok(Some(format!(
                 "{}{}",
                 base.trim_end_matches('/'),
-                self.signer.signed_path(source, AssetKind::Video, expires)
+                self.signer.signed_path(&source, AssetKind::Video, expires)
             )));
         }
-        let bytes = match self.blobs.read(&AssetKind::Video.key(source)).await {
+        let bytes = match self.blobs.read(&AssetKind::Video.key(&source)).await {
             Ok(bytes) => bytes,
             Err(BlobError::NotFound) => return Ok(None),
             Err(e) => return Err(e),
@@ -528,7 +529,7 @@ impl Engine {
         )))
     }
 
-    fn callback_url(&self, task_id: &str) -> Option<String> {
+    fn callback_url(&self, task_id: &TaskId) -> Option<String> {
         let base = self.public_url.as_deref()?;
         Some(format!(
             "{}/v1/upstream/callback/{task_id}?token={}",
@@ -714,7 +715,7 @@ impl Engine {
     /// from the file's header as it passes.
     async fn copy_result(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         video_url: &str,
         last_frame_url: Option<&str>,
         usage_tokens: Option<u64>,
@@ -793,7 +794,7 @@ impl Engine {
     /// Stores the files a local provider rendered in memory.
     async fn store_rendered(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         generated: Generated,
     ) -> Result<Stored, BlobError> {
         self.blobs
@@ -886,14 +887,14 @@ impl Engine {
 /// Channel places backed by the task row being submitted.
 struct TaskSlots<'a> {
     store: &'a Store,
-    task_id: &'a str,
+    task_id: &'a TaskId,
     owner: &'a str,
 }
 
 impl ChannelSlots for TaskSlots<'_> {
     fn reserve<'a>(
         &'a self,
-        channel: &'a str,
+        channel: &'a ChannelId,
         limit: u32,
     ) -> BoxFuture<'a, Result<bool, ProviderError>> {
         Box::pin(async move {

@@ -10,6 +10,7 @@ pub mod blobs;
 pub mod config;
 pub mod engine;
 pub mod fetch;
+pub mod ids;
 pub mod inputs;
 pub mod limits;
 mod mp4_header;

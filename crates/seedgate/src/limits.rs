@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::ids::AccountId;
+
 /// The answer for one request, with what the `X-RateLimit-*` headers report.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Decision {
@@ -27,12 +29,12 @@ struct Bucket {
 
 #[derive(Default)]
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<HashMap<AccountId, Bucket>>,
 }
 
 impl RateLimiter {
     /// Takes one token from `key`'s bucket if it has one.
-    pub fn check(&self, key: &str, per_second: u32, burst: u32, now: Instant) -> Decision {
+    pub fn check(&self, key: &AccountId, per_second: u32, burst: u32, now: Instant) -> Decision {
         let rate = f64::from(per_second.max(1));
         let capacity = f64::from(burst.max(1));
         let Ok(mut buckets) = self.buckets.lock() else {
@@ -45,7 +47,7 @@ impl RateLimiter {
                 retry_after_seconds: 0,
             };
         };
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
+        let bucket = buckets.entry(key.clone()).or_insert(Bucket {
             tokens: capacity,
             last: now,
         });
@@ -81,26 +83,26 @@ mod tests {
         let limiter = RateLimiter::default();
         let t0 = Instant::now();
         for remaining in [2, 1, 0] {
-            let d = limiter.check("k", 2, 3, t0);
+            let d = limiter.check(&AccountId::new("k"), 2, 3, t0);
             assert!(d.allowed);
             assert_eq!(d.remaining, remaining);
         }
-        let refused = limiter.check("k", 2, 3, t0);
+        let refused = limiter.check(&AccountId::new("k"), 2, 3, t0);
         assert!(!refused.allowed);
         assert_eq!(refused.retry_after_seconds, 1);
         assert_eq!(refused.limit, 3);
         // Half a second refills one token at 2 per second.
         assert!(
             limiter
-                .check("k", 2, 3, t0 + Duration::from_millis(500))
+                .check(&AccountId::new("k"), 2, 3, t0 + Duration::from_millis(500))
                 .allowed
         );
         assert!(
             !limiter
-                .check("k", 2, 3, t0 + Duration::from_millis(500))
+                .check(&AccountId::new("k"), 2, 3, t0 + Duration::from_millis(500))
                 .allowed
         );
         // Keys do not share buckets.
-        assert!(limiter.check("other", 2, 3, t0).allowed);
+        assert!(limiter.check(&AccountId::new("other"), 2, 3, t0).allowed);
     }
 }

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use rust_decimal::Decimal;
 use seedgate::blobs::{AwsEnvironment, Location};
 use seedgate::config::Config;
+use seedgate::ids::AccountId;
 use seedgate::providers::ark::Ark;
 use seedgate::service::usd;
 use seedgate::store::{KeyMode, Store};
@@ -129,10 +130,10 @@ enum KeysAction {
     /// List keys (never their secrets).
     List,
     /// Revoke a key by id.
-    Revoke { key_id: String },
+    Revoke { key_id: AccountId },
     /// Show a key's webhook signing secret, and set or clear its account-wide webhook URL.
     Webhook {
-        key_id: String,
+        key_id: AccountId,
         /// Receives every task of this key when it ends (in addition to per-task callback_url).
         #[arg(long, conflicts_with = "clear")]
         url: Option<String>,
@@ -142,7 +143,7 @@ enum KeysAction {
     },
     /// Add funds to a key.
     TopUp {
-        key_id: String,
+        key_id: AccountId,
         #[arg(long)]
         usd: String,
     },

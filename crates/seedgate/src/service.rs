@@ -11,6 +11,7 @@ use tracing::error;
 use crate::assets::ResultLinks;
 use crate::blobs::Blobs;
 use crate::engine::StoredResult;
+use crate::ids::TaskId;
 use crate::inputs::media_inputs;
 use crate::providers::{CancelOutcome, Registry, UpstreamRef};
 use crate::signing::UrlSigner;
@@ -104,7 +105,7 @@ impl Services {
             .store
             .create_task(
                 NewTask {
-                    id: new_task_id(),
+                    id: TaskId::mint(),
                     account_id: account.id.clone(),
                     model: job.model.clone(),
                     operation: job.operation.as_str().to_owned(),
@@ -206,12 +207,12 @@ impl Services {
         account: &Account,
         job: &VideoJob,
     ) -> Result<Option<u64>, ApiError> {
-        let Some(source_id) = &job.inputs.source_task_id else {
+        let Some(source_id) = job.inputs.source_task_id.clone().map(TaskId::new) else {
             return Ok(None);
         };
         let source = self
             .store
-            .task_for_account(&account.id, source_id)
+            .task_for_account(&account.id, &source_id)
             .await
             .map_err(internal)?;
         let not_usable = |message: &str| {
@@ -246,13 +247,13 @@ impl Services {
     /// Whether a task's result files are gone for good (or due to go), so that a link to them
     /// is answered `410` rather than `403` or `404`. The caller has checked the link's
     /// signature: it names one of our tasks.
-    pub async fn result_expired(&self, task_id: &str) -> Result<bool, ApiError> {
+    pub async fn result_expired(&self, task_id: &TaskId) -> Result<bool, ApiError> {
         let task = self.store.task(task_id).await.map_err(internal)?;
         let now_s = (now_ms() / 1000) as u64;
         Ok(task.is_some_and(|task| self.links.retention.files_expired(&task, now_s)))
     }
 
-    pub async fn task(&self, account: &Account, id: &str) -> Result<TaskRecord, ApiError> {
+    pub async fn task(&self, account: &Account, id: &TaskId) -> Result<TaskRecord, ApiError> {
         self.store
             .task_for_account(&account.id, id)
             .await
@@ -262,7 +263,11 @@ impl Services {
 
     /// Cancels while the task is `pending` (queued here, or still queued upstream); once it is
     /// generating or finished, `409 task_not_cancellable`.
-    pub async fn cancel_task(&self, account: &Account, id: &str) -> Result<TaskRecord, ApiError> {
+    pub async fn cancel_task(
+        &self,
+        account: &Account,
+        id: &TaskId,
+    ) -> Result<TaskRecord, ApiError> {
         match self
             .store
             .cancel_queued_task(&account.id, id)
@@ -335,7 +340,7 @@ impl Services {
     }
 
     /// An upstream says a task changed: poll it now. The hint is never trusted alone.
-    pub async fn upstream_callback(&self, task_id: &str, token: &str) -> Result<(), ApiError> {
+    pub async fn upstream_callback(&self, task_id: &TaskId, token: &str) -> Result<(), ApiError> {
         if !self.signer.verify_callback(task_id, token) {
             return Err(task_not_found());
         }
@@ -370,7 +375,7 @@ impl Services {
         status: Option<&str>,
         model: Option<&str>,
         limit: Option<i64>,
-        after: Option<&str>,
+        after: Option<&TaskId>,
     ) -> Result<TaskPage, ApiError> {
         let status = match status {
             None => None,
@@ -421,19 +426,6 @@ fn check_idempotency_key(key: &str) -> Result<&str, ApiError> {
             "Idempotency-Key must be 1 to 255 visible ASCII characters.",
         ))
     }
-}
-
-/// Task ids sort by creation time (the list's order and cursor), also for ids minted within the
-/// same millisecond: a monotonic generator bumps the random part instead of redrawing it.
-fn new_task_id() -> String {
-    static GENERATOR: std::sync::LazyLock<std::sync::Mutex<ulid::Generator>> =
-        std::sync::LazyLock::new(|| std::sync::Mutex::new(ulid::Generator::new()));
-    let ulid = match GENERATOR.lock().ok().and_then(|mut g| g.generate().ok()) {
-        Some(ulid) => ulid,
-        // Overflow within one millisecond or a poisoned lock: a fresh id still sorts by time.
-        None => ulid::Ulid::new(),
-    };
-    format!("vtask_{ulid}")
 }
 
 /// Micro-dollars as the API shows money: six decimals, exact.

@@ -6,6 +6,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::assets::AssetKind;
+use crate::ids::TaskId;
 
 /// What a presented download signature is worth.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +28,7 @@ impl UrlSigner {
     }
 
     /// `/v1/assets/{task}/{file}?exp=…&sig=…` valid until `expires_at` (Unix seconds).
-    pub fn signed_path(&self, task_id: &str, kind: AssetKind, expires_at: u64) -> String {
+    pub fn signed_path(&self, task_id: &TaskId, kind: AssetKind, expires_at: u64) -> String {
         let sig = self.signature(task_id, kind.file_name(), expires_at);
         format!(
             "/v1/assets/{task_id}/{}?exp={expires_at}&sig={sig}",
@@ -36,7 +37,14 @@ impl UrlSigner {
     }
 
     /// Checks a presented signature in constant time, and its expiry against `now`.
-    pub fn check(&self, task_id: &str, file: &str, expires_at: u64, sig: &str, now: u64) -> Signed {
+    pub fn check(
+        &self,
+        task_id: &TaskId,
+        file: &str,
+        expires_at: u64,
+        sig: &str,
+        now: u64,
+    ) -> Signed {
         let authentic = hex::decode(sig).is_ok_and(|presented| {
             self.mac(task_id, file, expires_at)
                 .verify_slice(&presented)
@@ -49,29 +57,36 @@ impl UrlSigner {
         }
     }
 
-    pub fn verify(&self, task_id: &str, file: &str, expires_at: u64, sig: &str, now: u64) -> bool {
+    pub fn verify(
+        &self,
+        task_id: &TaskId,
+        file: &str,
+        expires_at: u64,
+        sig: &str,
+        now: u64,
+    ) -> bool {
         self.check(task_id, file, expires_at, sig, now) == Signed::Valid
     }
 
     /// The token that authenticates an upstream's callback about one task.
-    pub fn callback_token(&self, task_id: &str) -> String {
+    pub fn callback_token(&self, task_id: &TaskId) -> String {
         self.signature(task_id, "callback", 0)
     }
 
-    pub fn verify_callback(&self, task_id: &str, token: &str) -> bool {
+    pub fn verify_callback(&self, task_id: &TaskId, token: &str) -> bool {
         self.verify(task_id, "callback", 0, token, 0)
     }
 
-    fn signature(&self, task_id: &str, file: &str, expires_at: u64) -> String {
+    fn signature(&self, task_id: &TaskId, file: &str, expires_at: u64) -> String {
         hex::encode(self.mac(task_id, file, expires_at).finalize().into_bytes())
     }
 
-    fn mac(&self, task_id: &str, file: &str, expires_at: u64) -> Hmac<Sha256> {
+    fn mac(&self, task_id: &TaskId, file: &str, expires_at: u64) -> Hmac<Sha256> {
         // HMAC accepts keys of any length, so this cannot fail; fall back to an empty-key MAC
         // only to keep the type total.
         let mut mac =
             <Hmac<Sha256> as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable_mac());
-        mac.update(task_id.as_bytes());
+        mac.update(task_id.as_str().as_bytes());
         mac.update(b"/");
         mac.update(file.as_bytes());
         mac.update(b":");
@@ -110,18 +125,18 @@ mod tests {
     #[test]
     fn signed_url_verifies_until_it_expires() {
         let s = signer();
-        let url = s.signed_path("vtask_1", AssetKind::Video, 1000);
+        let url = s.signed_path(&TaskId::new("vtask_1"), AssetKind::Video, 1000);
         let (exp, sig) = parts(&url);
-        assert!(s.verify("vtask_1", "video.mp4", exp, &sig, 999));
-        assert!(s.verify("vtask_1", "video.mp4", exp, &sig, 1000));
-        assert!(!s.verify("vtask_1", "video.mp4", exp, &sig, 1001));
+        assert!(s.verify(&TaskId::new("vtask_1"), "video.mp4", exp, &sig, 999));
+        assert!(s.verify(&TaskId::new("vtask_1"), "video.mp4", exp, &sig, 1000));
+        assert!(!s.verify(&TaskId::new("vtask_1"), "video.mp4", exp, &sig, 1001));
         // Still known for ours once expired: a deleted file can then be told apart.
         assert_eq!(
-            s.check("vtask_1", "video.mp4", exp, &sig, 1001),
+            s.check(&TaskId::new("vtask_1"), "video.mp4", exp, &sig, 1001),
             Signed::Expired
         );
         assert_eq!(
-            s.check("vtask_2", "video.mp4", exp, &sig, 1001),
+            s.check(&TaskId::new("vtask_2"), "video.mp4", exp, &sig, 1001),
             Signed::Invalid
         );
     }
@@ -129,22 +144,22 @@ mod tests {
     #[test]
     fn tampered_urls_are_refused() {
         let s = signer();
-        let (exp, sig) = parts(&s.signed_path("vtask_1", AssetKind::Video, 1000));
-        assert!(!s.verify("vtask_2", "video.mp4", exp, &sig, 0));
-        assert!(!s.verify("vtask_1", "last_frame.png", exp, &sig, 0));
-        assert!(!s.verify("vtask_1", "video.mp4", exp + 1, &sig, 0));
-        assert!(!s.verify("vtask_1", "video.mp4", exp, "00", 0));
-        assert!(!s.verify("vtask_1", "video.mp4", exp, "zz", 0));
+        let (exp, sig) = parts(&s.signed_path(&TaskId::new("vtask_1"), AssetKind::Video, 1000));
+        assert!(!s.verify(&TaskId::new("vtask_2"), "video.mp4", exp, &sig, 0));
+        assert!(!s.verify(&TaskId::new("vtask_1"), "last_frame.png", exp, &sig, 0));
+        assert!(!s.verify(&TaskId::new("vtask_1"), "video.mp4", exp + 1, &sig, 0));
+        assert!(!s.verify(&TaskId::new("vtask_1"), "video.mp4", exp, "00", 0));
+        assert!(!s.verify(&TaskId::new("vtask_1"), "video.mp4", exp, "zz", 0));
         let other = UrlSigner::new(b"other".to_vec());
-        assert!(!other.verify("vtask_1", "video.mp4", exp, &sig, 0));
+        assert!(!other.verify(&TaskId::new("vtask_1"), "video.mp4", exp, &sig, 0));
     }
 
     #[test]
     fn a_callback_token_names_its_task() {
         let s = signer();
-        let token = s.callback_token("vtask_1");
-        assert!(s.verify_callback("vtask_1", &token));
-        assert!(!s.verify_callback("vtask_2", &token));
-        assert!(!UrlSigner::new(b"other".to_vec()).verify_callback("vtask_1", &token));
+        let token = s.callback_token(&TaskId::new("vtask_1"));
+        assert!(s.verify_callback(&TaskId::new("vtask_1"), &token));
+        assert!(!s.verify_callback(&TaskId::new("vtask_2"), &token));
+        assert!(!UrlSigner::new(b"other".to_vec()).verify_callback(&TaskId::new("vtask_1"), &token));
     }
 }

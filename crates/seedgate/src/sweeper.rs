@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use crate::assets::{AssetKind, Retention};
 use crate::blobs::{BlobError, Blobs};
+use crate::ids::TaskId;
 use crate::store::{now_ms, Store, StoreError};
 
 /// Tasks leased per step.
@@ -69,7 +70,7 @@ impl Sweeper {
         Ok(swept)
     }
 
-    async fn delete_files(&self, task_id: &str) -> Result<(), BlobError> {
+    async fn delete_files(&self, task_id: &TaskId) -> Result<(), BlobError> {
         for kind in AssetKind::ALL {
             self.blobs.delete(&kind.key(task_id)).await?;
         }

@@ -19,6 +19,7 @@ use super::error::HttpError;
 use super::ApiState;
 use crate::assets::AssetKind;
 use crate::blobs::BlobError;
+use crate::ids::TaskId;
 use crate::service::Services;
 use crate::signing::Signed;
 use crate::store::now_ms;
@@ -70,7 +71,7 @@ fn storage_error(e: BlobError) -> HttpError {
 
 /// The answer for a file the store does not have: deleted after its retention (a link handed
 /// out just before, or before the retention was shortened), or never there.
-async fn missing(services: &Services, task_id: &str) -> HttpError {
+async fn missing(services: &Services, task_id: &TaskId) -> HttpError {
     match services.result_expired(task_id).await {
         Ok(true) => result_expired(),
         Ok(false) => storage_error(BlobError::NotFound),
@@ -164,7 +165,7 @@ impl ByteRange {
 )]
 pub async fn download(
     State(state): State<ApiState>,
-    Path((task_id, file)): Path<(String, String)>,
+    Path((task_id, file)): Path<(TaskId, String)>,
     signature: Result<Query<Signature>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {

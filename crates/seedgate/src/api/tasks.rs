@@ -15,6 +15,7 @@ use super::auth::Authed;
 use super::error::{invalid_query, HttpError};
 use super::view::{task_object, BaseUrl, TaskObject};
 use super::ApiState;
+use crate::ids::TaskId;
 use crate::store::{now_ms, PublicStatus};
 
 fn now_s() -> u64 {
@@ -130,7 +131,7 @@ pub async fn get(
     State(state): State<ApiState>,
     Authed(account): Authed,
     BaseUrl(base): BaseUrl,
-    Path(id): Path<String>,
+    Path(id): Path<TaskId>,
 ) -> Result<Json<TaskObject>, HttpError> {
     let task = state.services.task(&account, &id).await?;
     Ok(Json(task_object(&task, &state.services, &base, now_s())))
@@ -156,7 +157,7 @@ pub async fn cancel(
     State(state): State<ApiState>,
     Authed(account): Authed,
     BaseUrl(base): BaseUrl,
-    Path(id): Path<String>,
+    Path(id): Path<TaskId>,
 ) -> Result<Json<TaskObject>, HttpError> {
     let task = state.services.cancel_task(&account, &id).await?;
     Ok(Json(task_object(&task, &state.services, &base, now_s())))
@@ -217,12 +218,12 @@ pub async fn list(
             query.status.as_deref(),
             query.model.as_deref(),
             query.limit,
-            query.after.as_deref(),
+            query.after.map(TaskId::new).as_ref(),
         )
         .await?;
     let now = now_s();
     let next_cursor = if page.has_more {
-        page.tasks.last().map(|t| t.id.clone())
+        page.tasks.last().map(|t| t.id.to_string())
     } else {
         None
     };
@@ -268,7 +269,7 @@ pub struct CallbackReceived {
 )]
 pub async fn upstream_callback(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Path(id): Path<TaskId>,
     query: Result<Query<CallbackQuery>, QueryRejection>,
 ) -> Result<Json<CallbackReceived>, HttpError> {
     let token = query.ok().and_then(|Query(q)| q.token).unwrap_or_default();

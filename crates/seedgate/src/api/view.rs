@@ -197,8 +197,8 @@ pub fn render_task(
 ) -> TaskObject {
     let cancelled = task.state == TaskState::Cancelled;
     let mut object = TaskObject {
-        id: task.id.clone(),
-        task_id: task.id.clone(),
+        id: task.id.to_string(),
+        task_id: task.id.to_string(),
         object: "video.task",
         model: task.model.clone(),
         provider: task.provider.clone(),

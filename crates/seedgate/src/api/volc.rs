@@ -20,25 +20,26 @@ use super::error::HttpError;
 use super::tasks::{body_error, idempotency_key, with_replay_mark};
 use super::view::{BaseUrl, TaskError};
 use super::ApiState;
+use crate::ids::TaskId;
 use crate::store::{now_ms, PublicStatus, TaskFilter, TaskRecord, TaskState};
 
 /// Ark's task ids start `cgt-`; ours `vtask_`. The rest is the same ULID.
 const ARK_PREFIX: &str = "cgt-";
 const OUR_PREFIX: &str = "vtask_";
 
-fn ark_id(task_id: &str) -> String {
-    match task_id.strip_prefix(OUR_PREFIX) {
+fn ark_id(task_id: &TaskId) -> String {
+    match task_id.as_str().strip_prefix(OUR_PREFIX) {
         Some(ulid) => format!("{ARK_PREFIX}{ulid}"),
-        None => task_id.to_owned(),
+        None => task_id.to_string(),
     }
 }
 
 /// Either spelling of a task id, as ours.
-fn our_id(id: &str) -> String {
-    match id.strip_prefix(ARK_PREFIX) {
+fn our_id(id: &str) -> TaskId {
+    TaskId::new(match id.strip_prefix(ARK_PREFIX) {
         Some(ulid) => format!("{OUR_PREFIX}{ulid}"),
         None => id.to_owned(),
-    }
+    })
 }
 
 fn invalid(code: &'static str, param: &str, message: impl Into<String>) -> ApiError {
@@ -476,8 +477,8 @@ pub struct ArkListQuery {
     #[param(rename = "filter.status")]
     status: Option<String>,
     /// Task ids: the parameter repeated, or one comma-separated value.
-    #[param(rename = "filter.task_ids")]
-    task_ids: Vec<String>,
+    #[param(rename = "filter.task_ids", value_type = Vec<String>)]
+    task_ids: Vec<TaskId>,
     /// An upstream model id, or ours.
     #[param(rename = "filter.model")]
     model: Option<String>,
@@ -694,8 +695,8 @@ mod tests {
 
     #[test]
     fn task_ids_read_the_same_in_both_spellings() {
-        assert_eq!(ark_id("vtask_01ABC"), "cgt-01ABC");
-        assert_eq!(our_id("cgt-01ABC"), "vtask_01ABC");
-        assert_eq!(our_id("vtask_01ABC"), "vtask_01ABC");
+        assert_eq!(ark_id(&TaskId::new("vtask_01ABC")), "cgt-01ABC");
+        assert_eq!(our_id("cgt-01ABC").as_str(), "vtask_01ABC");
+        assert_eq!(our_id("vtask_01ABC").as_str(), "vtask_01ABC");
     }
 }

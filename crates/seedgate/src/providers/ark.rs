@@ -18,6 +18,7 @@ use super::{
     SubmitRequest, UpstreamRef, UpstreamStatus,
 };
 use crate::config::ChannelConfig;
+use crate::ids::{ChannelId, TaskId};
 use crate::secret::Secret;
 
 /// Prompt sent for a video-extension that came without one.
@@ -34,13 +35,16 @@ const MAX_LIST_PAGES: usize = 20;
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelSetupError {
     #[error("channel {channel}: environment variable {env} (api_key_env) is not set")]
-    MissingKey { channel: String, env: String },
+    MissingKey { channel: ChannelId, env: String },
     #[error("channel {channel}: unknown provider `{provider}` (only `ark` exists)")]
-    UnknownProvider { channel: String, provider: String },
+    UnknownProvider {
+        channel: ChannelId,
+        provider: String,
+    },
     #[error("channel {0} is configured twice")]
-    Duplicate(String),
+    Duplicate(ChannelId),
     #[error("channel {channel}: {reason}")]
-    Invalid { channel: String, reason: String },
+    Invalid { channel: ChannelId, reason: String },
 }
 
 /// Circuit breaker of one channel: closed, open for a cooldown after repeated failures, then
@@ -134,12 +138,12 @@ impl CallError {
     }
 
     /// The error of a create on `channel`, in doubt when the task may exist there.
-    fn into_submit_error(self, channel: &str) -> ProviderError {
+    fn into_submit_error(self, channel: &ChannelId) -> ProviderError {
         let in_doubt = self.leaves_doubt();
         let mut error = self.into_provider_error();
         if in_doubt {
             error.kind = ProviderErrorKind::InDoubt {
-                channel: channel.to_owned(),
+                channel: channel.clone(),
             };
         }
         error
@@ -400,7 +404,7 @@ fn duration(job: &VideoJob) -> i64 {
 
 /// Whether an upstream task echoes what a submission of this task sent. A field the upstream
 /// does not echo, or fills in itself (`adaptive` ratio, model-decided length), cannot tell.
-fn echoes_submission(task: &ArkTask, task_id: &str, job: &VideoJob) -> bool {
+fn echoes_submission(task: &ArkTask, task_id: &TaskId, job: &VideoJob) -> bool {
     let differs = |echo: Option<bool>| echo == Some(false);
     let fixed_ratio = job.aspect_ratio != AspectRatio::Adaptive;
     let fixed_length = job.duration != DurationRequest::ModelDecides;
@@ -516,10 +520,10 @@ impl Ark {
         !self.channels.is_empty()
     }
 
-    fn channel(&self, id: &str) -> Result<&Channel, ProviderError> {
+    fn channel(&self, id: &ChannelId) -> Result<&Channel, ProviderError> {
         self.channels
             .iter()
-            .find(|c| c.config.id == id)
+            .find(|c| &c.config.id == id)
             .ok_or_else(|| {
                 ProviderError::permanent(
                     "channel_removed",
@@ -539,7 +543,7 @@ impl Ark {
     fn candidates(
         &self,
         job: &VideoJob,
-        in_flight: &HashMap<String, i64>,
+        in_flight: &HashMap<ChannelId, i64>,
     ) -> (Vec<&Channel>, bool) {
         let now = Instant::now();
         let serving: Vec<&Channel> = self.channels.iter().filter(|c| c.serves(job)).collect();
@@ -711,9 +715,9 @@ impl Ark {
 
     async fn find_task(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         job: &VideoJob,
-        channel_id: &str,
+        channel_id: &ChannelId,
         since_ms: i64,
     ) -> Result<Vec<UpstreamRef>, ProviderError> {
         let channel = self.channel(channel_id)?;
@@ -752,7 +756,7 @@ impl Ark {
                 return Ok(found
                     .into_iter()
                     .map(|(_, upstream_id)| UpstreamRef {
-                        channel: channel_id.to_owned(),
+                        channel: channel_id.clone(),
                         upstream_id,
                     })
                     .collect());
@@ -812,7 +816,7 @@ impl Ark {
 
 /// The result of `seedgate channels check` for one channel.
 pub struct ChannelCheck {
-    pub channel: String,
+    pub channel: ChannelId,
     pub base_url: String,
     pub reachable: bool,
     pub auth_ok: bool,
@@ -852,9 +856,9 @@ impl Provider for Ark {
 
     fn find_submitted<'a>(
         &'a self,
-        task_id: &'a str,
+        task_id: &'a TaskId,
         job: &'a VideoJob,
-        channel: &'a str,
+        channel: &'a ChannelId,
         since_ms: i64,
     ) -> BoxFuture<'a, Result<Vec<UpstreamRef>, ProviderError>> {
         Box::pin(self.find_task(task_id, job, channel, since_ms))
@@ -890,45 +894,45 @@ mod tests {
     #[test]
     fn an_upstream_task_is_ours_only_if_it_echoes_what_we_sent() {
         let ours = job(None);
-        let seed = task_seed("vtask_a", &ours);
+        let seed = task_seed(&TaskId::new("vtask_a"), &ours);
         assert!(echoes_submission(
             &echoed(seed, "480p", 5, false),
-            "vtask_a",
+            &TaskId::new("vtask_a"),
             &ours
         ));
         // Another task's seed, size, length or audio: not ours.
         assert!(!echoes_submission(
             &echoed(seed, "480p", 5, false),
-            "vtask_b",
+            &TaskId::new("vtask_b"),
             &ours
         ));
         assert!(!echoes_submission(
             &echoed(seed, "720p", 5, false),
-            "vtask_a",
+            &TaskId::new("vtask_a"),
             &ours
         ));
         assert!(!echoes_submission(
             &echoed(seed, "480p", 6, false),
-            "vtask_a",
+            &TaskId::new("vtask_a"),
             &ours
         ));
         assert!(!echoes_submission(
             &echoed(seed, "480p", 5, true),
-            "vtask_a",
+            &TaskId::new("vtask_a"),
             &ours
         ));
         // A client's seed is sent as given.
         let seeded = job(Some(42));
-        assert_eq!(task_seed("vtask_a", &seeded), 42);
+        assert_eq!(task_seed(&TaskId::new("vtask_a"), &seeded), 42);
         assert!(echoes_submission(
             &echoed(42, "480p", 5, false),
-            "vtask_z",
+            &TaskId::new("vtask_z"),
             &seeded
         ));
         // A field the upstream does not echo cannot rule a task out.
         let bare: ArkTask =
             serde_json::from_value(serde_json::json!({"id": "cgt-2", "status": "queued"})).unwrap();
-        assert!(echoes_submission(&bare, "vtask_a", &ours));
+        assert!(echoes_submission(&bare, &TaskId::new("vtask_a"), &ours));
     }
 
     #[test]
@@ -948,14 +952,14 @@ mod tests {
         assert!(!CallError::NotSent("refused".into()).leaves_doubt());
         assert_eq!(
             CallError::Transport("timed out".into())
-                .into_submit_error("volc")
+                .into_submit_error(&ChannelId::new("volc"))
                 .kind,
             ProviderErrorKind::InDoubt {
-                channel: "volc".into()
+                channel: ChannelId::new("volc")
             }
         );
         assert_eq!(
-            status(429).into_submit_error("volc").kind,
+            status(429).into_submit_error(&ChannelId::new("volc")).kind,
             ProviderErrorKind::Retryable
         );
     }

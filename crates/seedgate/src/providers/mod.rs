@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use seedgate_contract::VideoJob;
 
+use crate::ids::{ChannelId, TaskId};
+
 /// A finished video, with the usage the provider reports for settlement.
 pub struct Generated {
     pub video: Vec<u8>,
@@ -26,7 +28,7 @@ pub struct Generated {
 /// Where an accepted upstream task lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamRef {
-    pub channel: String,
+    pub channel: ChannelId,
     pub upstream_id: String,
 }
 
@@ -67,17 +69,17 @@ pub enum CancelOutcome {
 pub trait ChannelSlots: Sync {
     fn reserve<'a>(
         &'a self,
-        channel: &'a str,
+        channel: &'a ChannelId,
         limit: u32,
     ) -> BoxFuture<'a, Result<bool, ProviderError>>;
 }
 
 /// What a submission needs besides the job itself.
 pub struct SubmitRequest<'a> {
-    pub task_id: &'a str,
+    pub task_id: &'a TaskId,
     pub job: &'a VideoJob,
     /// Upstream tasks in flight per channel, to prefer channels with room.
-    pub in_flight: &'a HashMap<String, i64>,
+    pub in_flight: &'a HashMap<ChannelId, i64>,
     /// The authoritative check of a channel's concurrency limit.
     pub slots: &'a dyn ChannelSlots,
     /// Where the upstream may notify us (only when the gateway has a public URL).
@@ -98,11 +100,14 @@ pub fn seed_is_ours(job: &VideoJob) -> bool {
 /// echo the seed in their task objects, so a seed of our choosing also marks which upstream
 /// task is ours when a submission's answer was lost. Kept to 31 bits: every upstream and
 /// SDK takes those.
-pub fn task_seed(task_id: &str, job: &VideoJob) -> i64 {
+pub fn task_seed(task_id: &TaskId, job: &VideoJob) -> i64 {
     job.seed.filter(|_| !seed_is_ours(job)).unwrap_or_else(|| {
-        let hash = task_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+        let hash = task_id
+            .as_str()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
         (hash & 0x7fff_ffff) as i64
     })
 }
@@ -118,7 +123,7 @@ pub enum ProviderErrorKind {
     AwaitingCapacity,
     /// The request reached `channel` but its answer was lost (timeout, reset, 5xx, garbage):
     /// a task may exist there. It must be reconciled before anything is submitted again.
-    InDoubt { channel: String },
+    InDoubt { channel: ChannelId },
 }
 
 /// A provider failure: retryable ones are tried again later, the rest fail the task uncharged.
@@ -198,9 +203,9 @@ pub trait Provider: Send + Sync {
     /// submission whose answer was lost may have left behind.
     fn find_submitted<'a>(
         &'a self,
-        task_id: &'a str,
+        task_id: &'a TaskId,
         job: &'a VideoJob,
-        channel: &'a str,
+        channel: &'a ChannelId,
         since_ms: i64,
     ) -> BoxFuture<'a, Result<Vec<UpstreamRef>, ProviderError>>;
 }

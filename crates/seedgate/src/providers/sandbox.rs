@@ -15,6 +15,7 @@ use super::{
 use crate::assets::AssetKind;
 use crate::blobs::{BlobError, Blobs};
 use crate::fetch::Fetcher;
+use crate::ids::{ChannelId, TaskId};
 
 const FPS: u32 = 24;
 
@@ -56,7 +57,7 @@ impl Sandbox {
         if let Some(source) = &job.inputs.source_task_id {
             let bytes = self
                 .blobs
-                .read(&AssetKind::Video.key(source))
+                .read(&AssetKind::Video.key(&TaskId::new(source.as_str())))
                 .await
                 .map_err(|e| {
                     let message = format!("the source task's video could not be read: {e}");
@@ -225,9 +226,9 @@ impl Provider for Sandbox {
 
     fn find_submitted<'a>(
         &'a self,
-        _task_id: &'a str,
+        _task_id: &'a TaskId,
         _job: &'a VideoJob,
-        _channel: &'a str,
+        _channel: &'a ChannelId,
         _since_ms: i64,
     ) -> BoxFuture<'a, Result<Vec<UpstreamRef>, ProviderError>> {
         Box::pin(async { Ok(Vec::new()) })

@@ -3,6 +3,7 @@
 use sha2::{Digest, Sha256};
 
 use super::StoreError;
+use crate::ids::AccountId;
 
 /// Live keys reach the configured upstream channels; test keys always use the sandbox with play money.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +32,7 @@ impl KeyMode {
 /// An account as the rest of the system sees it; never carries the secret.
 #[derive(Clone, Debug)]
 pub struct Account {
-    pub id: String,
+    pub id: AccountId,
     pub name: String,
     pub key_prefix: String,
     pub mode: KeyMode,

@@ -28,6 +28,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
+use crate::ids::{AccountId, ChannelId, TaskId};
+
 pub use keys::{hash_key, Account, KeyMode, NewKey};
 pub use ledger::LedgerKind;
 pub use tasks::{
@@ -83,23 +85,23 @@ pub trait TaskStore: Send + Sync {
     /// A task as its owner sees it: another account's id is indistinguishable from a missing one.
     async fn task_for_account(
         &self,
-        account_id: &str,
-        id: &str,
+        account_id: &AccountId,
+        id: &TaskId,
     ) -> Result<Option<TaskRecord>, StoreError>;
 
-    async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError>;
+    async fn task(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError>;
 
     /// Newest first, one page; the caller asks for `limit + 1` rows to learn whether more exist.
     async fn list_tasks(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         filter: &TaskFilter<'_>,
     ) -> Result<Vec<TaskRecord>, StoreError>;
 
     /// How many tasks the filter matches, whatever the page.
     async fn count_matching(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         filter: &TaskFilter<'_>,
     ) -> Result<i64, StoreError>;
 
@@ -108,8 +110,8 @@ pub trait TaskStore: Send + Sync {
     /// now stands and whether this call cancelled it, or None when unknown.
     async fn cancel_queued_task(
         &self,
-        account_id: &str,
-        id: &str,
+        account_id: &AccountId,
+        id: &TaskId,
     ) -> Result<Option<(TaskRecord, bool)>, StoreError>;
 
     /// Leases one task for `owner`, with its job: first one whose previous holder's lease ran
@@ -124,7 +126,7 @@ pub trait TaskStore: Send + Sync {
     ) -> Result<Option<(TaskRecord, String)>, StoreError>;
 
     /// `submitting` → `running` for work that is now under way (a local render).
-    async fn mark_running(&self, id: &str, owner: &str) -> Result<bool, StoreError>;
+    async fn mark_running(&self, id: &TaskId, owner: &str) -> Result<bool, StoreError>;
 
     /// Records the upstream's id for a submitted task in the same statement that marks it
     /// `running` (no longer in doubt), and hands it to the poller. Its upstream phase is
@@ -132,7 +134,7 @@ pub trait TaskStore: Send + Sync {
     /// attempted. False when this worker no longer holds the task.
     async fn record_submission(
         &self,
-        id: &str,
+        id: &TaskId,
         owner: &str,
         submission: &UpstreamSubmission<'_>,
     ) -> Result<bool, StoreError>;
@@ -140,24 +142,27 @@ pub trait TaskStore: Send + Sync {
     /// Releases a polled task until its next poll, with what the poll saw.
     async fn schedule_poll(
         &self,
-        id: &str,
+        id: &TaskId,
         owner: &str,
         next_poll_at_ms: i64,
         seen: &PollSeen,
     ) -> Result<bool, StoreError>;
 
     /// Records that a running task has left the upstream's queue (a cancel found it started).
-    async fn note_upstream_running(&self, id: &str) -> Result<(), StoreError>;
+    async fn note_upstream_running(&self, id: &TaskId) -> Result<(), StoreError>;
 
     /// Makes a running upstream task due for a poll now (an upstream callback's hint).
-    async fn poll_soon(&self, id: &str) -> Result<bool, StoreError>;
+    async fn poll_soon(&self, id: &TaskId) -> Result<bool, StoreError>;
 
     /// Upstream tasks in flight per channel, for concurrency limits.
-    async fn in_flight_by_channel(&self) -> Result<HashMap<String, i64>, StoreError>;
+    async fn in_flight_by_channel(&self) -> Result<HashMap<ChannelId, i64>, StoreError>;
 
     /// Whether an upstream task already belongs to one of ours (reconciliation after a crash).
-    async fn upstream_id_known(&self, channel: &str, upstream_id: &str)
-        -> Result<bool, StoreError>;
+    async fn upstream_id_known(
+        &self,
+        channel: &ChannelId,
+        upstream_id: &str,
+    ) -> Result<bool, StoreError>;
 
     /// Claims a place on `channel` for a task about to be submitted there, if the channel has
     /// fewer than `limit` tasks in flight (a task keeps the place it holds). One statement
@@ -166,20 +171,25 @@ pub trait TaskStore: Send + Sync {
     /// reconciling it.
     async fn reserve_channel(
         &self,
-        id: &str,
+        id: &TaskId,
         owner: &str,
-        channel: &str,
+        channel: &ChannelId,
         limit: u32,
     ) -> Result<bool, StoreError>;
 
     /// Keeps a lease alive while work continues; false means the lease was lost.
-    async fn extend_lease(&self, id: &str, owner: &str, lease_ms: i64) -> Result<bool, StoreError>;
+    async fn extend_lease(
+        &self,
+        id: &TaskId,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError>;
 
     /// Marks a leased task succeeded and settles it: release the reservation, charge the cost,
     /// queue its webhooks, all in one transaction. False when this worker no longer holds it.
     async fn finish_succeeded(
         &self,
-        id: &str,
+        id: &TaskId,
         owner: &str,
         settlement: Settlement<'_>,
     ) -> Result<bool, StoreError>;
@@ -189,7 +199,7 @@ pub trait TaskStore: Send + Sync {
     /// longer holds the task.
     async fn finish_unpaid(
         &self,
-        id: &str,
+        id: &TaskId,
         owner: &str,
         ending: Unpaid,
         error: &TaskFailure<'_>,
@@ -197,7 +207,7 @@ pub trait TaskStore: Send + Sync {
 
     async fn finish_failed(
         &self,
-        id: &str,
+        id: &TaskId,
         owner: &str,
         code: &str,
         message: &str,
@@ -211,7 +221,11 @@ pub trait TaskStore: Send + Sync {
     }
 
     /// Cancels a task its upstream has just cancelled (it was still queued there).
-    async fn cancel_running_task(&self, account_id: &str, id: &str) -> Result<bool, StoreError>;
+    async fn cancel_running_task(
+        &self,
+        account_id: &AccountId,
+        id: &TaskId,
+    ) -> Result<bool, StoreError>;
 
     /// Hands a task back to the queue after a transient failure, to be retried after
     /// `delay_ms`. `counts_attempt` false gives the attempt back (waiting for capacity is not a
@@ -219,11 +233,11 @@ pub trait TaskStore: Send + Sync {
     /// seen; an earlier doubt stays until it is reconciled.
     async fn requeue(
         &self,
-        id: &str,
+        id: &TaskId,
         owner: &str,
         delay_ms: i64,
         counts_attempt: bool,
-        doubt: Option<(&str, i64)>,
+        doubt: Option<(&ChannelId, i64)>,
     ) -> Result<bool, StoreError>;
 
     /// Leases up to `limit` tasks whose files are due for deletion — ended before
@@ -236,14 +250,14 @@ pub trait TaskStore: Send + Sync {
         ended_before_ms: i64,
         limit: i64,
         lease_ms: i64,
-    ) -> Result<Vec<String>, StoreError>;
+    ) -> Result<Vec<TaskId>, StoreError>;
 
     /// Records that an ended task's files are deleted and drops its stored job (which holds
     /// its inputs as sent); false when that was already recorded.
-    async fn mark_files_swept(&self, id: &str) -> Result<bool, StoreError>;
+    async fn mark_files_swept(&self, id: &TaskId) -> Result<bool, StoreError>;
 
     /// Tasks per account (tests prove rejected requests store nothing).
-    async fn count_tasks(&self, account_id: &str) -> Result<i64, StoreError>;
+    async fn count_tasks(&self, account_id: &AccountId) -> Result<i64, StoreError>;
 }
 
 /// API keys (which are the accounts) and their append-only ledger.
@@ -260,7 +274,7 @@ pub trait AccountStore: Send + Sync {
     /// The active account a presented key belongs to, if any.
     async fn account_by_secret(&self, secret: &str) -> Result<Option<Account>, StoreError>;
 
-    async fn account(&self, id: &str) -> Result<Option<Account>, StoreError>;
+    async fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
 
     async fn list_keys(&self) -> Result<Vec<Account>, StoreError>;
 
@@ -269,36 +283,36 @@ pub trait AccountStore: Send + Sync {
     /// Sets (or with None clears) a key's own limits; false for an unknown key.
     async fn set_key_limits(
         &self,
-        id: &str,
+        id: &AccountId,
         requests_per_second: Option<u32>,
         max_concurrent_tasks: Option<u32>,
     ) -> Result<bool, StoreError>;
 
     /// Revokes a key; returns false when no such active key exists.
-    async fn revoke_key(&self, id: &str) -> Result<bool, StoreError>;
+    async fn revoke_key(&self, id: &AccountId) -> Result<bool, StoreError>;
 
     /// Adds funds; returns the new balance, or None for an unknown key.
-    async fn top_up(&self, id: &str, usd_micros: i64) -> Result<Option<i64>, StoreError>;
+    async fn top_up(&self, id: &AccountId, usd_micros: i64) -> Result<Option<i64>, StoreError>;
 
     /// The sum of every ledger entry of an account: must always equal its stored balance.
-    async fn ledger_sum(&self, account_id: &str) -> Result<i64, StoreError>;
+    async fn ledger_sum(&self, account_id: &AccountId) -> Result<i64, StoreError>;
 
     /// A task's ledger entries as (kind, signed amount), oldest first: the audit trail.
     async fn ledger_entries_for_task(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
     ) -> Result<Vec<(String, i64)>, StoreError>;
 
     /// Number of ledger entries of an account (tests use it to prove nothing was written).
-    async fn ledger_entries_for_account(&self, account_id: &str) -> Result<i64, StoreError>;
+    async fn ledger_entries_for_account(&self, account_id: &AccountId) -> Result<i64, StoreError>;
 
     /// The account's webhook signing secret, created on first use.
-    async fn webhook_secret(&self, account_id: &str) -> Result<String, StoreError>;
+    async fn webhook_secret(&self, account_id: &AccountId) -> Result<String, StoreError>;
 
     /// Sets (or clears) the account-wide webhook endpoint; false for an unknown key.
     async fn set_webhook_url(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         url: Option<&str>,
     ) -> Result<bool, StoreError>;
 }
@@ -325,7 +339,10 @@ pub trait WebhookOutbox: Send + Sync {
         retry_at_ms: Option<i64>,
     ) -> Result<(), StoreError>;
 
-    async fn deliveries_for_task(&self, task_id: &str) -> Result<Vec<DeliveryRecord>, StoreError>;
+    async fn deliveries_for_task(
+        &self,
+        task_id: &TaskId,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
 }
 
 /// A whole backend: the three concerns plus what the server itself keeps.

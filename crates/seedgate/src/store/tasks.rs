@@ -2,6 +2,7 @@
 //! store reads and writes. No SQL dialect here; the statements are in `sql/`.
 
 use super::StoreError;
+use crate::ids::{AccountId, ChannelId, TaskId};
 
 /// The engine's state machine (docs/tasks-and-errors.md#statuses). Only the engine moves a task forward, and terminal
 /// states never change again.
@@ -226,8 +227,8 @@ impl PublicStatus {
 
 /// Everything needed to insert a task and reserve its estimated cost in one transaction.
 pub struct NewTask {
-    pub id: String,
-    pub account_id: String,
+    pub id: TaskId,
+    pub account_id: AccountId,
     pub model: String,
     pub operation: String,
     pub provider: String,
@@ -260,8 +261,8 @@ pub struct Created {
 /// A task row as stored.
 #[derive(Clone, Debug)]
 pub struct TaskRecord {
-    pub id: String,
-    pub account_id: String,
+    pub id: TaskId,
+    pub account_id: AccountId,
     pub model: String,
     pub operation: String,
     pub provider: String,
@@ -276,13 +277,13 @@ pub struct TaskRecord {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub attempts: i64,
-    pub channel: Option<String>,
+    pub channel: Option<ChannelId>,
     pub upstream_id: Option<String>,
     pub polls: i64,
     pub deadline_at_ms: Option<i64>,
     pub submit_started_at_ms: Option<i64>,
     /// A submission whose outcome was never seen: the channel it went to and when it began.
-    pub doubt: Option<(String, i64)>,
+    pub doubt: Option<(ChannelId, i64)>,
     pub upstream_phase: Option<UpstreamPhase>,
     /// When the upstream itself expires the task (what we sent as `execution_expires_after`).
     pub upstream_expires_at_ms: Option<i64>,
@@ -313,8 +314,8 @@ pub struct TaskFilter<'a> {
     pub state: Option<TaskState>,
     pub model: Option<&'a str>,
     /// Only these ids (none: all).
-    pub ids: &'a [String],
-    pub after: Option<&'a str>,
+    pub ids: &'a [TaskId],
+    pub after: Option<&'a TaskId>,
     pub offset: i64,
     pub limit: i64,
 }
@@ -338,7 +339,7 @@ pub struct TaskFailure<'a> {
 
 /// An upstream task that is now this task's, as [`super::TaskStore::record_submission`] records it.
 pub struct UpstreamSubmission<'a> {
-    pub channel: &'a str,
+    pub channel: &'a ChannelId,
     pub upstream_id: &'a str,
     pub next_poll_at_ms: i64,
     pub upstream_expires_at_ms: i64,

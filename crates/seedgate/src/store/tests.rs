@@ -64,10 +64,14 @@ macro_rules! on_both_backends {
     };
 }
 
-fn new_task(account_id: &str, n: usize, reserved: i64) -> NewTask {
+fn task_id(n: usize) -> TaskId {
+    TaskId::new(format!("vtask_{n:026}"))
+}
+
+fn new_task(account_id: &AccountId, n: usize, reserved: i64) -> NewTask {
     NewTask {
-        id: format!("vtask_{n:026}"),
-        account_id: account_id.to_owned(),
+        id: task_id(n),
+        account_id: account_id.clone(),
         model: "seedance-2.0".into(),
         operation: "text-to-video".into(),
         provider: "sandbox".into(),
@@ -256,14 +260,14 @@ on_both_backends! {
         }
         let (a, _) = store.claim_task("wa", 60_000, 100).await.unwrap().unwrap();
         let (b, _) = store.claim_task("wb", 60_000, 100).await.unwrap().unwrap();
-        assert!(store.reserve_channel(&a.id, "wa", "volc", 1).await.unwrap());
-        assert!(!store.reserve_channel(&b.id, "wb", "volc", 1).await.unwrap());
+        assert!(store.reserve_channel(&a.id, "wa", &ChannelId::new("volc"), 1).await.unwrap());
+        assert!(!store.reserve_channel(&b.id, "wb", &ChannelId::new("volc"), 1).await.unwrap());
         assert!(store
-            .reserve_channel(&b.id, "wb", "other", 1)
+            .reserve_channel(&b.id, "wb", &ChannelId::new("other"), 1)
             .await
             .unwrap());
         assert!(
-            store.reserve_channel(&a.id, "wa", "volc", 1).await.unwrap(),
+            store.reserve_channel(&a.id, "wa", &ChannelId::new("volc"), 1).await.unwrap(),
             "a task's own place"
         );
     }
@@ -283,7 +287,7 @@ async fn assert_counters_match_rows(db: &Db) {
     for (id, counter, rows) in keys {
         assert_eq!(counter, rows, "key {id}");
     }
-    let counted: std::collections::HashMap<String, i64> = sqlx::query_as(
+    let counted: std::collections::HashMap<ChannelId, i64> = sqlx::query_as(
         "SELECT channel, COUNT(*) FROM tasks WHERE channel IS NOT NULL \
          AND state IN ('submitting', 'running') GROUP BY channel",
     )
@@ -322,17 +326,17 @@ on_both_backends! {
             assert_counters_match_rows(db).await;
         }
         let [(a, wa), (b, wb), (c, wc), (d, wd)] = claimed.try_into().unwrap();
-        assert!(store.reserve_channel(&a, wa, "volc", 10).await.unwrap());
-        assert!(store.reserve_channel(&a, wa, "byte", 10).await.unwrap());
-        assert!(store.reserve_channel(&b, wb, "volc", 10).await.unwrap());
-        assert!(store.reserve_channel(&c, wc, "volc", 10).await.unwrap());
+        assert!(store.reserve_channel(&a, wa, &ChannelId::new("volc"), 10).await.unwrap());
+        assert!(store.reserve_channel(&a, wa, &ChannelId::new("byte"), 10).await.unwrap());
+        assert!(store.reserve_channel(&b, wb, &ChannelId::new("volc"), 10).await.unwrap());
+        assert!(store.reserve_channel(&c, wc, &ChannelId::new("volc"), 10).await.unwrap());
         assert_counters_match_rows(db).await;
         assert!(store
             .record_submission(
                 &a,
                 wa,
                 &UpstreamSubmission {
-                    channel: "byte",
+                    channel: &ChannelId::new("byte"),
                     upstream_id: "cgt-a",
                     next_poll_at_ms: now_ms() + 3_600_000,
                     upstream_expires_at_ms: now_ms() + 7_200_000,
@@ -382,7 +386,7 @@ on_both_backends! {
             Some(UpstreamPhase::Succeeded),
         ];
         let raw = db.raw().await;
-    let mut expected: std::collections::HashMap<&str, HashSet<String>> = Default::default();
+    let mut expected: std::collections::HashMap<&str, HashSet<TaskId>> = Default::default();
         let mut n = 0;
         for state in states {
             for in_doubt in [false, true] {
@@ -416,7 +420,7 @@ on_both_backends! {
             }
         }
         for status in PublicStatus::ALL {
-            let listed: HashSet<String> = store
+            let listed: HashSet<TaskId> = store
                 .list_tasks(
                     &account,
                     &TaskFilter {
@@ -520,7 +524,7 @@ on_both_backends! {
             .unwrap();
         let (task, _) = store.claim_task("w", 60_000, 100).await.unwrap().unwrap();
         assert!(store
-            .requeue(&task.id, "w", 0, true, Some(("volc", 5)))
+            .requeue(&task.id, "w", 0, true, Some((&ChannelId::new("volc"), 5)))
             .await
             .unwrap());
         let (refused, cancelled) = store
@@ -529,16 +533,16 @@ on_both_backends! {
             .unwrap()
             .unwrap();
         assert!(!cancelled);
-        assert_eq!(refused.doubt, Some(("volc".to_owned(), 5)));
+        assert_eq!(refused.doubt, Some((ChannelId::new("volc"), 5)));
         assert_eq!(refused.public_status(), PublicStatus::Processing);
         // A later requeue keeps the doubt; taking a channel place (after reconciling) ends it.
         let (task, _) = store.claim_task("w", 60_000, 100).await.unwrap().unwrap();
-        assert_eq!(task.doubt, Some(("volc".to_owned(), 5)));
+        assert_eq!(task.doubt, Some((ChannelId::new("volc"), 5)));
         assert!(store.requeue(&task.id, "w", 0, false, None).await.unwrap());
         let (task, _) = store.claim_task("w", 60_000, 100).await.unwrap().unwrap();
         assert!(task.doubt.is_some());
         assert!(store
-            .reserve_channel(&task.id, "w", "byte", 10)
+            .reserve_channel(&task.id, "w", &ChannelId::new("byte"), 10)
             .await
             .unwrap());
         assert_eq!(store.task(&task.id).await.unwrap().unwrap().doubt, None);
@@ -657,7 +661,7 @@ on_both_backends! {
         for (n, (id, owner)) in held.into_iter().enumerate() {
             let store = handles[n % 2].clone();
             reservations.push(tokio::spawn(async move {
-                store.reserve_channel(&id, &owner, "volc", 2).await.unwrap()
+                store.reserve_channel(&id, &owner, &ChannelId::new("volc"), 2).await.unwrap()
             }));
         }
         let mut placed = 0;
@@ -670,7 +674,7 @@ on_both_backends! {
 }
 
 /// Creates task `n` and ends it: succeeded, or failed when `fails`. Returns its id.
-async fn ended_task(store: &Store, account: &str, n: usize, fails: bool) -> String {
+async fn ended_task(store: &Store, account: &AccountId, n: usize, fails: bool) -> TaskId {
     store
         .create_task(new_task(account, n, 100), None)
         .await
@@ -703,7 +707,7 @@ on_both_backends! {
         // Only tasks that ended before the cutoff, whatever their ending; never a running one.
         let mut due = store.claim_files_to_sweep(cutoff, 10, 60_000).await.unwrap();
         due.sort();
-        assert_eq!(due, [old_success.as_str(), old_failure.as_str()]);
+        assert_eq!(due, [old_success.clone(), old_failure.clone()]);
         // Leased: no other sweeper takes them.
         assert!(store.claim_files_to_sweep(cutoff, 10, 60_000).await.unwrap().is_empty());
 
@@ -720,15 +724,15 @@ on_both_backends! {
         assert_eq!(job, "");
         assert!(store.task(&recent).await.unwrap().unwrap().files_swept_at_ms.is_none());
         // A task that has not ended is never marked.
-        assert!(!store.mark_files_swept(&format!("vtask_{:026}", 4)).await.unwrap());
+        assert!(!store.mark_files_swept(&task_id(4)).await.unwrap());
 
         // A lease whose sweeper died runs out and the task is taken again; a swept one never.
         let later = now_ms() + 60_000;
         let due = store.claim_files_to_sweep(later, 10, 0).await.unwrap();
-        assert_eq!(due, [recent.as_str()]);
+        assert_eq!(due, std::slice::from_ref(&recent));
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         let due = store.claim_files_to_sweep(later, 10, 60_000).await.unwrap();
-        assert_eq!(due, [recent.as_str()]);
+        assert_eq!(due, std::slice::from_ref(&recent));
     }
 }
 
@@ -771,15 +775,15 @@ on_both_backends! {
         let account = key.account.id;
         store.create_task(new_task(&account, 1, 100), None).await.unwrap();
         let nul = "vtask_\0";
-        assert!(store.task(nul).await.unwrap().is_none());
-        assert!(store.task_for_account(&account, nul).await.unwrap().is_none());
-        assert!(store.cancel_queued_task(&account, nul).await.unwrap().is_none());
-        assert!(!store.cancel_running_task(&account, nul).await.unwrap());
-        assert!(!store.poll_soon(nul).await.unwrap());
-        let ids = [nul.to_owned()];
+        assert!(store.task(&TaskId::new(nul)).await.unwrap().is_none());
+        assert!(store.task_for_account(&account, &TaskId::new(nul)).await.unwrap().is_none());
+        assert!(store.cancel_queued_task(&account, &TaskId::new(nul)).await.unwrap().is_none());
+        assert!(!store.cancel_running_task(&account, &TaskId::new(nul)).await.unwrap());
+        assert!(!store.poll_soon(&TaskId::new(nul)).await.unwrap());
+        let ids = [TaskId::new(nul)];
         for filter in [
             TaskFilter { model: Some(nul), limit: 10, ..TaskFilter::default() },
-            TaskFilter { after: Some(nul), limit: 10, ..TaskFilter::default() },
+            TaskFilter { after: Some(&TaskId::new(nul)), limit: 10, ..TaskFilter::default() },
             TaskFilter { ids: &ids, limit: 10, ..TaskFilter::default() },
         ] {
             assert!(store.list_tasks(&account, &filter).await.unwrap().is_empty());

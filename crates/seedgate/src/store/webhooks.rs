@@ -2,13 +2,14 @@
 //! retried by the notifier until delivered or out of attempts.
 
 use super::TaskState;
+use crate::ids::{AccountId, TaskId};
 
 /// One delivery to attempt.
 #[derive(Clone, Debug)]
 pub struct Delivery {
     pub id: i64,
-    pub task_id: String,
-    pub account_id: String,
+    pub task_id: TaskId,
+    pub account_id: AccountId,
     pub url: String,
     pub event: String,
     pub attempts: i64,

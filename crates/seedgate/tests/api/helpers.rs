@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use axum::routing::get;
 use seedgate::blobs::{AwsEnvironment, Blobs, Location};
 use seedgate::config::Config;
+use seedgate::ids::AccountId;
 use seedgate::store::{KeyMode, Store};
 use seedgate::Application;
 use serde_json::Value;
@@ -137,7 +138,7 @@ impl Moto {
 pub struct TestApp {
     pub address: String,
     pub key: String,
-    pub account_id: String,
+    pub account_id: AccountId,
     pub store: Store,
     pub engine: std::sync::Arc<seedgate::engine::Engine>,
     pub notifier: std::sync::Arc<seedgate::notify::Notifier>,
@@ -247,7 +248,7 @@ impl TestApp {
     }
 
     /// Another account on the same server.
-    pub async fn new_key(&self, balance_usd_micros: i64) -> (String, String) {
+    pub async fn new_key(&self, balance_usd_micros: i64) -> (String, AccountId) {
         self.new_key_in_mode(KeyMode::Test, balance_usd_micros)
             .await
     }
@@ -256,7 +257,7 @@ impl TestApp {
         &self,
         mode: KeyMode,
         balance_usd_micros: i64,
-    ) -> (String, String) {
+    ) -> (String, AccountId) {
         let key = self
             .store
             .create_key("other", mode, balance_usd_micros)
@@ -380,7 +381,7 @@ impl TestApp {
         (status, headers, response.bytes().await.unwrap().to_vec())
     }
 
-    pub async fn balance(&self, account_id: &str) -> i64 {
+    pub async fn balance(&self, account_id: &AccountId) -> i64 {
         self.store
             .account(account_id)
             .await

@@ -6,6 +6,7 @@
 use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
+use seedgate::ids::TaskId;
 use serde_json::{json, Value};
 
 use crate::helpers::{Storage, TestApp};
@@ -27,7 +28,7 @@ async fn app_keeping_files_briefly(storage: Storage) -> TestApp {
 async fn wait_until_swept(app: &TestApp, id: &str) {
     let started = Instant::now();
     loop {
-        let task = app.store.task(id).await.unwrap().unwrap();
+        let task = app.store.task(&TaskId::new(id)).await.unwrap().unwrap();
         if task.files_swept_at_ms.is_some() {
             return;
         }
@@ -73,7 +74,11 @@ async fn swept_results_read_as_expired_with_their_bill(storage: Storage) {
     let (status, _) = app.download(&video_url).await;
     assert_eq!(status, 200);
     let balance = app.balance(&app.account_id).await;
-    let ledger = app.store.ledger_entries_for_task(&id).await.unwrap();
+    let ledger = app
+        .store
+        .ledger_entries_for_task(&TaskId::new(&id))
+        .await
+        .unwrap();
 
     wait_until_swept(&app, &id).await;
     for file in ["video.mp4", "last_frame.png"] {
@@ -147,7 +152,10 @@ async fn swept_results_read_as_expired_with_their_bill(storage: Storage) {
     // The bill stands as it was.
     assert_eq!(app.balance(&app.account_id).await, balance);
     assert_eq!(
-        app.store.ledger_entries_for_task(&id).await.unwrap(),
+        app.store
+            .ledger_entries_for_task(&TaskId::new(&id))
+            .await
+            .unwrap(),
         ledger
     );
     assert_eq!(
@@ -186,7 +194,7 @@ async fn files_are_kept_until_their_retention_ends_or_are_swept() {
     for file in ["video.mp4", "last_frame.png"] {
         app.blobs.delete(&format!("{id}/{file}")).await.unwrap();
     }
-    assert!(app.store.mark_files_swept(id).await.unwrap());
+    assert!(app.store.mark_files_swept(&TaskId::new(id)).await.unwrap());
     let whole = app.download(video_url).await;
     let (status, _, body) = app.download_range(video_url, "bytes=0-9").await;
     for (status, body) in [whole, (status, body)] {

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use seedgate::config::{ChannelConfig, Config};
+use seedgate::ids::{AccountId, ChannelId, TaskId};
 use seedgate::store::{KeyMode, TaskState};
 use seedgate_contract::Resolution;
 use serde_json::{json, Value};
@@ -14,7 +15,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 pub fn channel(id: &str, fake: &FakeArk, weight: u32) -> ChannelConfig {
     ChannelConfig {
-        id: id.into(),
+        id: ChannelId::new(id),
         provider: "ark".into(),
         base_url: fake.base_url.clone(),
         api_key_env: FAKE_KEY_ENV.into(),
@@ -43,7 +44,7 @@ pub fn fast_polls(config: &mut Config) {
 async fn live_app(
     channels: Vec<ChannelConfig>,
     tweak: impl FnOnce(&mut Config),
-) -> (TestApp, String, String) {
+) -> (TestApp, String, AccountId) {
     live_app_on(Storage::Local, channels, tweak).await
 }
 
@@ -51,7 +52,7 @@ async fn live_app_on(
     storage: Storage,
     channels: Vec<ChannelConfig>,
     tweak: impl FnOnce(&mut Config),
-) -> (TestApp, String, String) {
+) -> (TestApp, String, AccountId) {
     let app = TestApp::spawn_on(
         storage,
         |c| {
@@ -141,7 +142,7 @@ async fn success_is_copied_probed_and_settled_on(storage: Storage) {
         .as_i64()
         .unwrap();
     assert!((21_590..=21_600).contains(&sent), "{sent}");
-    let row = app.store.task(&id).await.unwrap().unwrap();
+    let row = app.store.task(&TaskId::new(&id)).await.unwrap().unwrap();
     assert_eq!(row.upstream_usage_tokens, Some(tokens as i64));
     fake.assert_no_violations();
 }
@@ -378,7 +379,7 @@ async fn transient_faults_are_retried_without_duplicates() {
 
 /// One of our tasks as stored.
 async fn row(app: &TestApp, id: &str) -> seedgate::store::TaskRecord {
-    app.store.task(id).await.unwrap().unwrap()
+    app.store.task(&TaskId::new(id)).await.unwrap().unwrap()
 }
 
 /// The upstream task behind one of ours.
@@ -387,7 +388,7 @@ async fn upstream_id(app: &TestApp, id: &str) -> Option<String> {
 }
 
 /// A live server whose next two creates reach the upstream but lose their answers.
-async fn app_losing_two_answers() -> (FakeArk, TestApp, String, String) {
+async fn app_losing_two_answers() -> (FakeArk, TestApp, String, AccountId) {
     let fake = FakeArk::start().await;
     let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |c| {
         c.engine.breaker_failures = 10;
@@ -576,7 +577,10 @@ async fn a_result_that_cannot_be_copied_fails_uncharged_after_a_few_tries() {
         let row = row(&app, &id).await;
         let reserved = row.reserved_usd_micros;
         assert_eq!(
-            app.store.ledger_entries_for_task(&id).await.unwrap(),
+            app.store
+                .ledger_entries_for_task(&TaskId::new(&id))
+                .await
+                .unwrap(),
             [
                 ("reserve".to_owned(), -reserved),
                 ("release".to_owned(), reserved)
@@ -648,7 +652,13 @@ async fn pending_means_a_cancel_succeeds_and_processing_means_it_does_not() {
     fake.fault(Endpoint::Create, Fault::Slow(Duration::from_millis(1500)));
     let sending = create_ok(&app, &key, &t2v()).await;
     until("submitting", async || {
-        app.store.task(&sending).await.unwrap().unwrap().state == TaskState::Submitting
+        app.store
+            .task(&TaskId::new(&sending))
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            == TaskState::Submitting
     })
     .await;
     assert_eq!(status_of(sending.clone()).await, "processing");
@@ -669,7 +679,7 @@ async fn pending_means_a_cancel_succeeds_and_processing_means_it_does_not() {
     let doubtful = create_ok(&app, &key, &t2v()).await;
     until("in doubt", async || {
         app.store
-            .task(&doubtful)
+            .task(&TaskId::new(&doubtful))
             .await
             .unwrap()
             .unwrap()
@@ -817,11 +827,11 @@ async fn an_interrupted_submission_adopts_its_upstream_task() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(claimed.id, id);
+    assert_eq!(claimed.id.as_str(), id);
     // It takes its place on the channel, sends the create (with the request's seed) and dies.
     assert!(app
         .store
-        .reserve_channel(&id, "dead-worker", "volc", 10)
+        .reserve_channel(&claimed.id, "dead-worker", &ChannelId::new("volc"), 10)
         .await
         .unwrap());
     let upstream = reqwest::Client::new()
@@ -869,7 +879,8 @@ async fn an_upstream_callback_is_a_signed_hint_to_poll() {
         .await
         .unwrap()
         .unwrap();
-    let token = seedgate::signing::UrlSigner::new(secret.into_bytes()).callback_token(&id);
+    let token =
+        seedgate::signing::UrlSigner::new(secret.into_bytes()).callback_token(&TaskId::new(&id));
     let callback = |token: String| {
         let url = format!("{}/v1/upstream/callback/{id}?token={token}", app.address);
         let client = app.client.clone();

@@ -2,6 +2,7 @@
 //! cancellable and billed once through either, with the same idempotency and errors.
 
 use seedgate::engine::Outcome;
+use seedgate::ids::TaskId;
 use serde_json::{json, Value};
 
 use crate::helpers::{decode, ffprobe, TestApp};
@@ -86,7 +87,7 @@ async fn a_task_made_in_arks_format_is_the_same_task_on_v1_and_billed_once() {
     assert_eq!(ffprobe(&mp4).width, 864);
     let kinds: Vec<String> = app
         .store
-        .ledger_entries_for_task(&v1_id)
+        .ledger_entries_for_task(&TaskId::new(&v1_id))
         .await
         .unwrap()
         .into_iter()

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use hmac::{Hmac, Mac};
+use seedgate::ids::TaskId;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -102,7 +103,11 @@ async fn a_completed_task_posts_its_signed_object_to_the_callback() {
         .as_str()
         .unwrap()
         .starts_with("http://127.0.0.1:"));
-    let deliveries = app.store.deliveries_for_task(id).await.unwrap();
+    let deliveries = app
+        .store
+        .deliveries_for_task(&TaskId::new(id))
+        .await
+        .unwrap();
     assert_eq!(deliveries.len(), 1);
     assert_eq!(
         (deliveries[0].state.as_str(), deliveries[0].attempts),
@@ -126,7 +131,11 @@ async fn failed_deliveries_are_retried_until_accepted() {
         "one delivery id across retries"
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let record = &app.store.deliveries_for_task(id).await.unwrap()[0];
+    let record = &app
+        .store
+        .deliveries_for_task(&TaskId::new(id))
+        .await
+        .unwrap()[0];
     assert_eq!(
         (record.state.as_str(), record.attempts, record.last_status),
         ("delivered", 4, Some(200))
@@ -177,7 +186,11 @@ async fn a_webhook_the_outbound_policy_refuses_is_dead_lettered_at_once() {
     let id = created["id"].as_str().unwrap();
     app.cancel(id).await;
     while app.notifier.deliver_one().await.unwrap() {}
-    let record = &app.store.deliveries_for_task(id).await.unwrap()[0];
+    let record = &app
+        .store
+        .deliveries_for_task(&TaskId::new(id))
+        .await
+        .unwrap()[0];
     assert_eq!(record.state, "failed", "{record:?}");
     assert_eq!(
         record.attempts, 1,

@@ -7,14 +7,15 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::SqlStore;
+use crate::ids::{AccountId, TaskId};
 use crate::store::{hash_key, Account, AccountStore, KeyMode, LedgerKind, NewKey, StoreError};
 
 /// Appends one entry and moves the running balance by `usd_micros` (already signed), in the
 /// caller's transaction.
 pub(super) async fn append_ledger(
     tx: &mut Transaction<'static, Any>,
-    account_id: &str,
-    task_id: Option<&str>,
+    account_id: &AccountId,
+    task_id: Option<&TaskId>,
     kind: LedgerKind,
     usd_micros: i64,
 ) -> Result<(), StoreError> {
@@ -28,8 +29,8 @@ pub(super) async fn append_ledger(
 
 async fn insert_entry(
     tx: &mut Transaction<'static, Any>,
-    account_id: &str,
-    task_id: Option<&str>,
+    account_id: &AccountId,
+    task_id: Option<&TaskId>,
     kind: LedgerKind,
     usd_micros: i64,
 ) -> Result<(), StoreError> {
@@ -51,8 +52,8 @@ async fn insert_entry(
 /// and the debit are one statement, so concurrent creates can never overspend.
 pub(super) async fn reserve_funds(
     tx: &mut Transaction<'static, Any>,
-    account_id: &str,
-    task_id: &str,
+    account_id: &AccountId,
+    task_id: &TaskId,
     usd_micros: i64,
 ) -> Result<(), StoreError> {
     let debited: Option<i64> = sqlx::query_scalar(
@@ -121,7 +122,7 @@ impl AccountStore for SqlStore {
             .map(char::from)
             .collect();
         let secret = format!("sg_{}_{random}", mode.as_str());
-        let id = format!("key_{}", ulid::Ulid::new());
+        let id = AccountId::mint();
         let key_prefix: String = secret.chars().take(12).collect();
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -167,7 +168,7 @@ impl AccountStore for SqlStore {
         row.as_ref().map(account_from_row).transpose()
     }
 
-    async fn account(&self, id: &str) -> Result<Option<Account>, StoreError> {
+    async fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
         let row = sqlx::query(super::sql!(
             self.dialect,
             format!("SELECT {ACCOUNT_COLUMNS} FROM api_keys WHERE id = $1")
@@ -196,7 +197,7 @@ impl AccountStore for SqlStore {
 
     async fn set_key_limits(
         &self,
-        id: &str,
+        id: &AccountId,
         requests_per_second: Option<u32>,
         max_concurrent_tasks: Option<u32>,
     ) -> Result<bool, StoreError> {
@@ -211,7 +212,7 @@ impl AccountStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
+    async fn revoke_key(&self, id: &AccountId) -> Result<bool, StoreError> {
         let done =
             sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                 .bind(crate::store::now_ms())
@@ -221,7 +222,7 @@ impl AccountStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn top_up(&self, id: &str, usd_micros: i64) -> Result<Option<i64>, StoreError> {
+    async fn top_up(&self, id: &AccountId, usd_micros: i64) -> Result<Option<i64>, StoreError> {
         let mut tx = self.begin_write().await?;
         let balance: Option<i64> = sqlx::query_scalar(
             "UPDATE api_keys SET balance_usd_micros = balance_usd_micros + $1 WHERE id = $2 \
@@ -239,7 +240,7 @@ impl AccountStore for SqlStore {
         Ok(Some(balance))
     }
 
-    async fn ledger_sum(&self, account_id: &str) -> Result<i64, StoreError> {
+    async fn ledger_sum(&self, account_id: &AccountId) -> Result<i64, StoreError> {
         // SUM of BIGINT is NUMERIC on PostgreSQL; the cast keeps one integer type on both.
         Ok(sqlx::query_scalar(
             "SELECT CAST(COALESCE(SUM(usd_micros), 0) AS BIGINT) FROM ledger WHERE account_id = $1",
@@ -251,7 +252,7 @@ impl AccountStore for SqlStore {
 
     async fn ledger_entries_for_task(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
     ) -> Result<Vec<(String, i64)>, StoreError> {
         Ok(
             sqlx::query_as("SELECT kind, usd_micros FROM ledger WHERE task_id = $1 ORDER BY id")
@@ -261,7 +262,7 @@ impl AccountStore for SqlStore {
         )
     }
 
-    async fn ledger_entries_for_account(&self, account_id: &str) -> Result<i64, StoreError> {
+    async fn ledger_entries_for_account(&self, account_id: &AccountId) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM ledger WHERE account_id = $1")
                 .bind(account_id)
@@ -270,7 +271,7 @@ impl AccountStore for SqlStore {
         )
     }
 
-    async fn webhook_secret(&self, account_id: &str) -> Result<String, StoreError> {
+    async fn webhook_secret(&self, account_id: &AccountId) -> Result<String, StoreError> {
         let mut bytes = [0u8; 24];
         rand::thread_rng().fill_bytes(&mut bytes);
         // The first writer's secret stands; later callers read it back.
@@ -290,7 +291,7 @@ impl AccountStore for SqlStore {
 
     async fn set_webhook_url(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         url: Option<&str>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query("UPDATE api_keys SET webhook_url = $1 WHERE id = $2")

@@ -19,6 +19,7 @@ use sqlx::{Any, Transaction};
 use tokio::sync::Notify;
 
 use super::{Backend, StoreError};
+use crate::ids::ChannelId;
 
 /// Which engine holds the rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +94,7 @@ pub(crate) struct SqlStore {
     /// Where work is announced (PostgreSQL: the URL a listener connects to).
     pub(super) listen_url: Option<String>,
     /// Channels whose load row is known to exist (rows are never deleted).
-    channels_ready: Mutex<HashSet<String>>,
+    channels_ready: Mutex<HashSet<ChannelId>>,
 }
 
 impl SqlStore {
@@ -117,7 +118,7 @@ impl SqlStore {
     }
 
     /// Makes sure `channel` has its load row, so a reservation can lock it.
-    async fn ensure_channel_row(&self, channel: &str) -> Result<(), StoreError> {
+    async fn ensure_channel_row(&self, channel: &ChannelId) -> Result<(), StoreError> {
         let known = self
             .channels_ready
             .lock()
@@ -133,7 +134,7 @@ impl SqlStore {
         .execute(&self.writer)
         .await?;
         if let Ok(mut ready) = self.channels_ready.lock() {
-            ready.insert(channel.to_owned());
+            ready.insert(channel.clone());
         }
         Ok(())
     }

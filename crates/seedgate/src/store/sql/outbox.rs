@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::{sql, SqlStore};
+use crate::ids::TaskId;
 use crate::store::{
     event_for, now_ms, Delivery, DeliveryRecord, StoreError, TaskState, WebhookOutbox,
 };
@@ -14,7 +15,7 @@ use crate::store::{
 /// account's endpoint, once each.
 pub(super) async fn enqueue_deliveries(
     tx: &mut Transaction<'static, Any>,
-    task_id: &str,
+    task_id: &TaskId,
     state: TaskState,
 ) -> Result<(), StoreError> {
     sqlx::query(
@@ -101,7 +102,10 @@ impl WebhookOutbox for SqlStore {
         Ok(())
     }
 
-    async fn deliveries_for_task(&self, task_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+    async fn deliveries_for_task(
+        &self,
+        task_id: &TaskId,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT url, event, state, attempts, last_status, last_error FROM webhook_deliveries \
              WHERE task_id = $1 ORDER BY id",

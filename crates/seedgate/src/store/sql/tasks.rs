@@ -9,6 +9,7 @@ use sqlx::{Any, Row, Transaction};
 use super::accounts::{append_ledger, reserve_funds};
 use super::outbox::enqueue_deliveries;
 use super::{sql, SqlStore};
+use crate::ids::{AccountId, ChannelId, TaskId};
 use crate::store::tasks::states_sql;
 use crate::store::{
     now_ms, Created, IdempotencyKey, LedgerKind, NewTask, PollSeen, Settlement, StoreError,
@@ -48,7 +49,7 @@ fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
         deadline_at_ms: row.try_get("deadline_at_ms")?,
         submit_started_at_ms: row.try_get("submit_started_at_ms")?,
         doubt: row
-            .try_get::<Option<String>, _>("doubt_channel")?
+            .try_get::<Option<ChannelId>, _>("doubt_channel")?
             .zip(row.try_get::<Option<i64>, _>("doubt_since_ms")?),
         upstream_phase: row
             .try_get::<Option<&str>, _>("upstream_phase")?
@@ -70,9 +71,9 @@ fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
 async fn release_reservation(
     tx: &mut Transaction<'static, Any>,
     row: &AnyRow,
-    task_id: &str,
-) -> Result<String, StoreError> {
-    let account_id: String = row.try_get("account_id")?;
+    task_id: &TaskId,
+) -> Result<AccountId, StoreError> {
+    let account_id: AccountId = row.try_get("account_id")?;
     let reserved: i64 = row.try_get("reserved_usd_micros")?;
     append_ledger(
         tx,
@@ -101,10 +102,10 @@ enum FilterValue<'a> {
 /// `WHERE` and the filter's conditions with numbered placeholders, and the values to bind in
 /// their order.
 fn filter_sql<'a>(
-    account_id: &'a str,
+    account_id: &'a AccountId,
     filter: &TaskFilter<'a>,
 ) -> Option<(String, Vec<FilterValue<'a>>)> {
-    let mut values = vec![FilterValue::Text(account_id)];
+    let mut values = vec![FilterValue::Text(account_id.as_str())];
     let mut sql = String::from(" WHERE account_id = $1");
     let mut bind = |sql: &mut String, value: FilterValue<'a>| {
         values.push(value);
@@ -128,13 +129,13 @@ fn filter_sql<'a>(
             if n > 0 {
                 sql.push_str(", ");
             }
-            bind(&mut sql, FilterValue::Text(id));
+            bind(&mut sql, FilterValue::Text(id.as_str()));
         }
         sql.push(')');
     }
     if let Some(after) = filter.after {
         sql.push_str(" AND id < ");
-        bind(&mut sql, FilterValue::Text(after));
+        bind(&mut sql, FilterValue::Text(after.as_str()));
     }
     let texts: Vec<&str> = values
         .iter()
@@ -216,13 +217,13 @@ impl SqlStore {
     /// given) must match.
     async fn end_unpaid(
         &self,
-        id: &str,
+        id: &TaskId,
         owner: Option<&str>,
-        account_id: Option<&str>,
+        account_id: Option<&AccountId>,
         ending: Unpaid,
         error: &TaskFailure<'_>,
     ) -> Result<bool, StoreError> {
-        if unmatchable(&[id]) {
+        if unmatchable(&[id.as_str()]) {
             return Ok(false);
         }
         let end = Transition::EndUnpaid(ending);
@@ -261,7 +262,7 @@ impl SqlStore {
 
     async fn replay(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         key: &IdempotencyKey<'_>,
     ) -> Result<Created, StoreError> {
         let previous = sqlx::query(
@@ -276,7 +277,7 @@ impl SqlStore {
         if hash != key.request_hash {
             return Err(StoreError::IdempotencyConflict);
         }
-        let task_id: String = previous.try_get("task_id")?;
+        let task_id: TaskId = previous.try_get("task_id")?;
         let task = self
             .task(&task_id)
             .await?
@@ -362,10 +363,10 @@ impl TaskStore for SqlStore {
 
     async fn task_for_account(
         &self,
-        account_id: &str,
-        id: &str,
+        account_id: &AccountId,
+        id: &TaskId,
     ) -> Result<Option<TaskRecord>, StoreError> {
-        if unmatchable(&[account_id, id]) {
+        if unmatchable(&[account_id.as_str(), id.as_str()]) {
             return Ok(None);
         }
         let row = sqlx::query(sql!(
@@ -379,8 +380,8 @@ impl TaskStore for SqlStore {
         row.as_ref().map(task_from_row).transpose()
     }
 
-    async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
-        if unmatchable(&[id]) {
+    async fn task(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        if unmatchable(&[id.as_str()]) {
             return Ok(None);
         }
         let row = sqlx::query(sql!(
@@ -395,7 +396,7 @@ impl TaskStore for SqlStore {
 
     async fn list_tasks(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         filter: &TaskFilter<'_>,
     ) -> Result<Vec<TaskRecord>, StoreError> {
         let Some((conditions, mut values)) = filter_sql(account_id, filter) else {
@@ -416,7 +417,7 @@ impl TaskStore for SqlStore {
 
     async fn count_matching(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         filter: &TaskFilter<'_>,
     ) -> Result<i64, StoreError> {
         let Some((conditions, values)) = filter_sql(account_id, filter) else {
@@ -431,10 +432,10 @@ impl TaskStore for SqlStore {
 
     async fn cancel_queued_task(
         &self,
-        account_id: &str,
-        id: &str,
+        account_id: &AccountId,
+        id: &TaskId,
     ) -> Result<Option<(TaskRecord, bool)>, StoreError> {
-        if unmatchable(&[account_id, id]) {
+        if unmatchable(&[account_id.as_str(), id.as_str()]) {
             return Ok(None);
         }
         let mut tx = self.begin_write().await?;
@@ -499,7 +500,7 @@ impl TaskStore for SqlStore {
         Ok(None)
     }
 
-    async fn mark_running(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+    async fn mark_running(&self, id: &TaskId, owner: &str) -> Result<bool, StoreError> {
         let start = Transition::Start;
         let done = sqlx::query(sql!(
             self.dialect,
@@ -520,7 +521,7 @@ impl TaskStore for SqlStore {
 
     async fn record_submission(
         &self,
-        id: &str,
+        id: &TaskId,
         owner: &str,
         submission: &UpstreamSubmission<'_>,
     ) -> Result<bool, StoreError> {
@@ -551,7 +552,7 @@ impl TaskStore for SqlStore {
 
     async fn schedule_poll(
         &self,
-        id: &str,
+        id: &TaskId,
         owner: &str,
         next_poll_at_ms: i64,
         seen: &PollSeen,
@@ -576,7 +577,7 @@ impl TaskStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn note_upstream_running(&self, id: &str) -> Result<(), StoreError> {
+    async fn note_upstream_running(&self, id: &TaskId) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE tasks SET upstream_phase = 'running' \
              WHERE id = $1 AND state = 'running' AND upstream_phase = 'queued'",
@@ -587,8 +588,8 @@ impl TaskStore for SqlStore {
         Ok(())
     }
 
-    async fn poll_soon(&self, id: &str) -> Result<bool, StoreError> {
-        if unmatchable(&[id]) {
+    async fn poll_soon(&self, id: &TaskId) -> Result<bool, StoreError> {
+        if unmatchable(&[id.as_str()]) {
             return Ok(false);
         }
         let done = sqlx::query(
@@ -603,8 +604,8 @@ impl TaskStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn in_flight_by_channel(&self) -> Result<HashMap<String, i64>, StoreError> {
-        let rows: Vec<(String, i64)> =
+    async fn in_flight_by_channel(&self) -> Result<HashMap<ChannelId, i64>, StoreError> {
+        let rows: Vec<(ChannelId, i64)> =
             sqlx::query_as("SELECT id, in_flight FROM channel_load WHERE in_flight > 0")
                 .fetch_all(&self.reader)
                 .await?;
@@ -613,7 +614,7 @@ impl TaskStore for SqlStore {
 
     async fn upstream_id_known(
         &self,
-        channel: &str,
+        channel: &ChannelId,
         upstream_id: &str,
     ) -> Result<bool, StoreError> {
         let found: Option<String> =
@@ -627,9 +628,9 @@ impl TaskStore for SqlStore {
 
     async fn reserve_channel(
         &self,
-        id: &str,
+        id: &TaskId,
         owner: &str,
-        channel: &str,
+        channel: &ChannelId,
         limit: u32,
     ) -> Result<bool, StoreError> {
         self.ensure_channel_row(channel).await?;
@@ -649,7 +650,12 @@ impl TaskStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn extend_lease(&self, id: &str, owner: &str, lease_ms: i64) -> Result<bool, StoreError> {
+    async fn extend_lease(
+        &self,
+        id: &TaskId,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(sql!(
             self.dialect,
             format!(
@@ -668,7 +674,7 @@ impl TaskStore for SqlStore {
 
     async fn finish_succeeded(
         &self,
-        id: &str,
+        id: &TaskId,
         owner: &str,
         settlement: Settlement<'_>,
     ) -> Result<bool, StoreError> {
@@ -714,7 +720,7 @@ impl TaskStore for SqlStore {
 
     async fn finish_unpaid(
         &self,
-        id: &str,
+        id: &TaskId,
         owner: &str,
         ending: Unpaid,
         error: &TaskFailure<'_>,
@@ -722,7 +728,11 @@ impl TaskStore for SqlStore {
         self.end_unpaid(id, Some(owner), None, ending, error).await
     }
 
-    async fn cancel_running_task(&self, account_id: &str, id: &str) -> Result<bool, StoreError> {
+    async fn cancel_running_task(
+        &self,
+        account_id: &AccountId,
+        id: &TaskId,
+    ) -> Result<bool, StoreError> {
         self.end_unpaid(
             id,
             None,
@@ -739,11 +749,11 @@ impl TaskStore for SqlStore {
 
     async fn requeue(
         &self,
-        id: &str,
+        id: &TaskId,
         owner: &str,
         delay_ms: i64,
         counts_attempt: bool,
-        doubt: Option<(&str, i64)>,
+        doubt: Option<(&ChannelId, i64)>,
     ) -> Result<bool, StoreError> {
         let now = now_ms();
         let requeue = Transition::Requeue;
@@ -777,7 +787,7 @@ impl TaskStore for SqlStore {
         ended_before_ms: i64,
         limit: i64,
         lease_ms: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<TaskId>, StoreError> {
         Ok(sqlx::query_scalar(sql!(
             self.dialect,
             "UPDATE tasks SET sweep_until_ms = @now + $3 \
@@ -793,7 +803,7 @@ impl TaskStore for SqlStore {
         .await?)
     }
 
-    async fn mark_files_swept(&self, id: &str) -> Result<bool, StoreError> {
+    async fn mark_files_swept(&self, id: &TaskId) -> Result<bool, StoreError> {
         // An ended task's job is never read again; it goes with the files, since its data:
         // URIs are the client's inputs.
         let done = sqlx::query(
@@ -807,7 +817,7 @@ impl TaskStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn count_tasks(&self, account_id: &str) -> Result<i64, StoreError> {
+    async fn count_tasks(&self, account_id: &AccountId) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE account_id = $1")
                 .bind(account_id)

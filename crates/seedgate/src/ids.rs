@@ -1,0 +1,110 @@
+//! The ids that cross module boundaries, each its own type, so a task id can never be passed
+//! where an account or a channel is meant. They stay strings on the wire and in the database.
+
+use std::fmt;
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, sqlx::Type)]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps an id read from storage, a request path or configuration; it is not
+            /// checked here, because looking up an id that does not exist simply finds nothing.
+            pub fn new(id: impl Into<String>) -> Self {
+                Self(id.into())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = std::convert::Infallible;
+
+            fn from_str(id: &str) -> Result<Self, Self::Err> {
+                Ok(Self::new(id))
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+    };
+}
+
+string_id! {
+    /// A generation task (`vtask_<ulid>`): sorts by creation time.
+    TaskId
+}
+
+string_id! {
+    /// The account that holds a balance, owns tasks and is charged for them.
+    AccountId
+}
+
+string_id! {
+    /// An upstream channel, as named in the configuration.
+    ChannelId
+}
+
+impl TaskId {
+    /// A fresh id. Ids sort by creation time (the list's order and cursor), also for ids minted
+    /// within the same millisecond: a monotonic generator bumps the random part instead of
+    /// redrawing it.
+    pub fn mint() -> Self {
+        static GENERATOR: std::sync::LazyLock<std::sync::Mutex<ulid::Generator>> =
+            std::sync::LazyLock::new(|| std::sync::Mutex::new(ulid::Generator::new()));
+        let ulid = match GENERATOR.lock().ok().and_then(|mut g| g.generate().ok()) {
+            Some(ulid) => ulid,
+            // Overflow within one millisecond or a poisoned lock: a fresh id still sorts by time.
+            None => ulid::Ulid::new(),
+        };
+        Self(format!("vtask_{ulid}"))
+    }
+}
+
+impl AccountId {
+    pub fn mint() -> Self {
+        Self(format!("key_{}", ulid::Ulid::new()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_ids_minted_in_a_burst_sort_in_mint_order() {
+        let ids: Vec<TaskId> = (0..1000).map(|_| TaskId::mint()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+        assert!(ids[0].as_str().starts_with("vtask_"));
+    }
+
+    #[test]
+    fn ids_serialize_as_plain_strings() {
+        let id = ChannelId::new("primary");
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"primary\"");
+        assert_eq!(id.to_string(), "primary");
+    }
+}

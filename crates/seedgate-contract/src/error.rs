@@ -13,8 +13,14 @@ pub enum ErrorType {
     InvalidRequestError,
     /// Missing, unknown or revoked key (401).
     InvalidApiKey,
+    /// The key has expired (401).
+    ExpiredApiKey,
+    /// The key may not do this, e.g. use a model outside its allow-list (403).
+    PermissionError,
     /// The reservation does not fit the balance (402).
     InsufficientBalance,
+    /// The reservation would take the key past its spending cap (402).
+    QuotaExceeded,
     /// The model id is not in the catalog.
     ModelNotFound,
     /// Too many requests (429, with `Retry-After`).
@@ -35,7 +41,10 @@ impl ErrorType {
         match self {
             ErrorType::InvalidRequestError => "invalid_request_error",
             ErrorType::InvalidApiKey => "invalid_api_key",
+            ErrorType::ExpiredApiKey => "expired_api_key",
+            ErrorType::PermissionError => "permission_error",
             ErrorType::InsufficientBalance => "insufficient_balance",
+            ErrorType::QuotaExceeded => "quota_exceeded",
             ErrorType::ModelNotFound => "model_not_found",
             ErrorType::RateLimitExceeded => "rate_limit_exceeded",
             ErrorType::UpstreamError => "upstream_error",

@@ -297,6 +297,12 @@ impl MediaInput {
         Self(value.into())
     }
 
+    /// Inline bytes the server already holds and checked (a material asset's, when it hands
+    /// one to a provider).
+    pub fn inline(mime: &str, bytes: &[u8]) -> Self {
+        Self(format!("data:{mime};base64,{}", BASE64.encode(bytes)))
+    }
+
     /// The URL, data URI or asset reference as the client sent it, its scheme in lower case.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -557,6 +563,9 @@ mod tests {
     fn asset_references_name_their_material() {
         let asset = MediaInput::checked("asset://asset-20260720123456-abcde");
         assert_eq!(asset.asset_id(), Some("asset-20260720123456-abcde"));
+        let inline = MediaInput::inline("image/png", b"\x89PNG");
+        assert_eq!(inline.data_bytes().unwrap(), b"\x89PNG");
+        assert!(inline.is_data_uri() && inline.asset_id().is_none());
         assert!(!asset.is_data_uri());
         assert_eq!(asset.data_bytes(), None);
         assert_eq!(MediaInput::checked("https://e.com/a").asset_id(), None);

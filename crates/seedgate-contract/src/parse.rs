@@ -47,7 +47,7 @@ use crate::job::{
 
 /// Every top-level field the API accepts, aliases included; anything else is
 /// `unsupported_parameter` if listed in [`UNSUPPORTED_FIELDS`], else `unknown_field`.
-pub const FIELDS: [&str; 33] = [
+pub const FIELDS: [&str; 35] = [
     "model",
     "operation",
     "prompt",
@@ -81,6 +81,8 @@ pub const FIELDS: [&str; 33] = [
     "video_url",
     "video",
     "task_id",
+    "material_asset_id",
+    "material_asset_ids",
 ];
 
 /// Why a field is refused for Seedance models: most belong to other model families.
@@ -91,7 +93,7 @@ const OTHER_FAMILY: &str =
 /// gateway does not serve, each with the end of its error message. Known rather than unknown,
 /// so the client learns why; refused rather than dropped, so nothing a client asked for is
 /// silently lost. `null` counts as not sent, as everywhere.
-pub const UNSUPPORTED_FIELDS: [(&str, &str); 16] = [
+pub const UNSUPPORTED_FIELDS: [(&str, &str); 14] = [
     ("negative_prompt", OTHER_FAMILY),
     ("fps", OTHER_FAMILY),
     ("cfg_scale", OTHER_FAMILY),
@@ -117,14 +119,6 @@ pub const UNSUPPORTED_FIELDS: [(&str, &str); 16] = [
     (
         "draft_task_id",
         "belongs to the Seedance 1.5 Pro draft workflow, which Seedance 2.0 models do not have.",
-    ),
-    (
-        "material_asset_id",
-        "is not supported here: its role (first frame or reference) would be a guess. Put `asset://<id>` in `image_url`, `start_image`, `end_image` or `reference_images` instead.",
-    ),
-    (
-        "material_asset_ids",
-        "is not supported here: put each `asset://<id>` in `reference_images` instead.",
     ),
 ];
 
@@ -192,6 +186,67 @@ pub(crate) fn model_not_found(catalog: &Catalog, id: &str) -> ApiError {
     .with_extra("available_models", ids.into())
 }
 
+/// `material_asset_id` and `material_asset_ids` name material assets as generic references:
+/// each becomes an `asset://<id>` entry of `reference_images` (and counts against its limit).
+/// To give a material another role, put `asset://<id>` in `image_url`, `start_image` or
+/// `end_image`.
+fn with_material_references(mut map: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let mut references = Vec::new();
+    for field in ["material_asset_id", "material_asset_ids"] {
+        let ids = match map.remove(field) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(id)) if field == "material_asset_id" => vec![Value::String(id)],
+            Some(Value::Array(ids)) if field == "material_asset_ids" && !ids.is_empty() => ids,
+            Some(_) => {
+                let shape = if field == "material_asset_id" {
+                    "a material asset id"
+                } else {
+                    "a non-empty array of material asset ids"
+                };
+                return Err(invalid(
+                    "invalid_type",
+                    field,
+                    format!("`{field}` must be {shape}."),
+                ));
+            }
+        };
+        for id in ids {
+            let reference = id.as_str().map(|id| format!("asset://{id}"));
+            match reference {
+                Some(reference) if is_asset_reference(&reference) => {
+                    references.push(Value::String(reference));
+                }
+                _ => {
+                    return Err(invalid(
+                        "invalid_material_asset_id",
+                        field,
+                        format!("`{field}`: a material asset id looks like asset-YYYYMMDDHHMMSS-xxxxx (14 digits, then 5 lower-case letters or digits)."),
+                    ))
+                }
+            }
+        }
+    }
+    if references.is_empty() {
+        return Ok(map);
+    }
+    let sent: Vec<&str> = ["reference_images", "image_urls"]
+        .into_iter()
+        .filter(|name| map.get(*name).is_some_and(|v| !v.is_null()))
+        .collect();
+    let targets = if sent.is_empty() {
+        vec!["reference_images"]
+    } else {
+        sent
+    };
+    for name in targets {
+        // A value that is not a list is left for reading the field to report.
+        if let Value::Array(list) = map.entry(name).or_insert_with(|| Value::Array(Vec::new())) {
+            list.extend(references.iter().cloned());
+        }
+    }
+    Ok(map)
+}
+
 /// Parses and validates a create request against the catalog; see the module docs for the
 /// order of the rules and their codes. Never panics, whatever the bytes.
 pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, ApiError> {
@@ -209,7 +264,7 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
             format!("Unknown field `{unknown}`.{hint}"),
         ));
     }
-    let map: Map<String, Value> = entries.into_iter().collect();
+    let map = with_material_references(entries.into_iter().collect())?;
     let raw = Raw::read(&Fields(&map))?;
 
     // 3. Model, 4. operation.

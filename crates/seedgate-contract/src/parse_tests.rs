@@ -2231,6 +2231,54 @@ fn malformed_asset_references_rejected() {
 }
 
 #[test]
+fn material_asset_ids_are_reference_images() {
+    let job = accepted(implicit(
+        json!({"material_asset_id": "asset-20260720123456-ab1cd"}),
+    ));
+    assert_eq!(job.operation, Operation::ReferenceToVideo);
+    assert_eq!(job.inputs.reference_images[0].as_str(), ASSET);
+    let job = accepted(implicit(json!({"reference_images": [IMG],
+        "material_asset_ids": ["asset-20260720123456-ab1cd", "asset-20260720123456-zz9zz"]})));
+    let refs: Vec<&str> = job
+        .inputs
+        .reference_images
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
+    assert_eq!(refs, [IMG, ASSET, "asset://asset-20260720123456-zz9zz"]);
+    // Aliases sent together keep agreeing.
+    let job = accepted(implicit(
+        json!({"reference_images": [IMG], "image_urls": [IMG],
+        "material_asset_id": "asset-20260720123456-ab1cd"}),
+    ));
+    assert_eq!(job.inputs.reference_images.len(), 2);
+    for (body, code, param) in [
+        (
+            json!({"material_asset_id": "asset-1"}),
+            "invalid_material_asset_id",
+            "material_asset_id",
+        ),
+        (
+            json!({"material_asset_ids": ["asset-20260720123456-AB1CD"]}),
+            "invalid_material_asset_id",
+            "material_asset_ids",
+        ),
+        (
+            json!({"material_asset_ids": []}),
+            "invalid_type",
+            "material_asset_ids",
+        ),
+        (
+            json!({"material_asset_id": 5}),
+            "invalid_type",
+            "material_asset_id",
+        ),
+    ] {
+        rejected(implicit(body), code, Some(param));
+    }
+}
+
+#[test]
 fn asset_references_are_refused_for_video_and_audio() {
     rejected(
         implicit(json!({"video_url": ASSET})),
@@ -2262,13 +2310,11 @@ fn asset_references_are_refused_for_video_and_audio() {
 fn unsupported_value(field: &str) -> Value {
     match field {
         "kling_elements" => json!([{"name": "hero", "element_input_urls": [IMG, IMG]}]),
-        "material_asset_ids" => json!(["asset-20260720123456-ab1cd"]),
         "negative_prompt" | "extend_times" | "size" | "effect_type" | "draft_task_id" => {
             json!("x")
         }
         "reference_image_type" | "referenceImageType" => json!("style"),
         "audio_url" => json!(AUD),
-        "material_asset_id" => json!("asset-20260720123456-ab1cd"),
         "cfg_scale" | "motion_strength" => json!(0.5),
         _ => json!(24),
     }

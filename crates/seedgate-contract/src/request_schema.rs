@@ -108,6 +108,13 @@ pub struct CreateVideoRequest {
     pub video: Option<String>,
     /// video-extension: a completed task of the same account to continue.
     pub task_id: Option<String>,
+    /// An ACTIVE image of the organization's material library (`asset-YYYYMMDDHHMMSS-xxxxx`),
+    /// as one more reference image. For another role put `asset://<id>` in `image_url`,
+    /// `start_image` or `end_image`.
+    #[schema(pattern = r"^asset-\d{14}-[a-z0-9]{5}$")]
+    pub material_asset_id: Option<String>,
+    /// More material images, as reference images; they share the reference-image limit.
+    pub material_asset_ids: Option<Vec<String>>,
 }
 
 #[cfg(test)]

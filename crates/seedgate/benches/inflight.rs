@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fake_ark::{Ending, FakeArk, FAKE_KEY_ENV};
-use seedgate::store::KeyMode;
+use seedgate::store::{KeyMode, KeySpec};
 
 const CREATE_BODY: &str = r#"{"model":"seedance-2.0-fast","operation":"text-to-video","prompt":"A lighthouse at dusk.","resolution":"480p","duration":4}"#;
 
@@ -81,7 +81,7 @@ fn main() {
         let url = format!("sqlite://{}", data.join("seedgate.db").display());
         let store = seedgate::store::connect(&url).await.unwrap();
         let key = store
-            .create_key("bench", KeyMode::Live, 10_000_000_000_000)
+            .create_key(&KeySpec::plain("bench", KeyMode::Live, 10_000_000_000_000))
             .await;
         key.unwrap().secret
     });

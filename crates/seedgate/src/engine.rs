@@ -18,6 +18,7 @@ use crate::blobs::{BlobError, Blobs};
 use crate::config::EngineConfig;
 use crate::fetch::Fetcher;
 use crate::ids::{ChannelId, TaskId};
+use crate::materials::{Materials, Unusable};
 use crate::mp4_header::Mp4Header;
 use crate::providers::{
     seed_is_ours, BoxFuture, ChannelSlots, Generated, Provider, ProviderError, ProviderErrorKind,
@@ -70,6 +71,7 @@ pub struct Engine {
     signer: UrlSigner,
     providers: Arc<Registry>,
     fetcher: Fetcher,
+    materials: Arc<Materials>,
     config: EngineConfig,
     public_url: Option<String>,
     owner: String,
@@ -143,6 +145,7 @@ impl Engine {
         signer: UrlSigner,
         providers: Arc<Registry>,
         fetcher: Fetcher,
+        materials: Arc<Materials>,
         config: EngineConfig,
         public_url: Option<String>,
     ) -> Self {
@@ -153,6 +156,7 @@ impl Engine {
             signer,
             providers,
             fetcher,
+            materials,
             config,
             public_url,
             owner: format!("worker_{}", ulid::Ulid::new()),
@@ -253,7 +257,23 @@ impl Engine {
                 }
                 self.poll(&task, &job, provider, &upstream).await
             }
-            None => self.submit(&task, &job, provider).await,
+            None => {
+                let job = match self.materials.resolve(&job).await {
+                    Ok(job) => job,
+                    Err(Unusable::Refused(code, message)) => {
+                        return self.fail(&task, code, &message).await
+                    }
+                    Err(Unusable::Unavailable(e)) => {
+                        let delay = retry_delay_ms(task.attempts, None);
+                        warn!(error = %e, delay_ms = delay, "a material could not be read; will retry");
+                        self.store
+                            .requeue(&task.id, &self.owner, delay, true, None)
+                            .await?;
+                        return Ok(());
+                    }
+                };
+                self.submit(&task, &job, provider).await
+            }
         }
     }
 

@@ -57,13 +57,55 @@ string_id! {
 }
 
 string_id! {
-    /// The account that holds a balance, owns tasks and is charged for them.
+    /// An API key's account: it creates tasks, owns them and is charged for them (its
+    /// organization's balance pays for a live key; a test key pays in its own play money).
     AccountId
+}
+
+string_id! {
+    /// An organization: it holds the money and the keys.
+    OrgId
 }
 
 string_id! {
     /// An upstream channel, as named in the configuration.
     ChannelId
+}
+
+string_id! {
+    /// A material asset (`asset-YYYYMMDDHHMMSS-xxxxx`), usable as `asset://<id>`.
+    MaterialId
+}
+
+string_id! {
+    /// A group of material assets (`group-YYYYMMDDHHMMSS-xxxxx`).
+    MaterialGroupId
+}
+
+/// `<prefix>-<UTC time to the second>-<5 lowercase letters or digits>`, the platform's form.
+fn timestamped(prefix: &str) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    let suffix: String = (0..5)
+        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+        .collect();
+    format!(
+        "{prefix}-{}-{suffix}",
+        chrono::Utc::now().format("%Y%m%d%H%M%S")
+    )
+}
+
+impl MaterialId {
+    pub fn mint() -> Self {
+        Self(timestamped("asset"))
+    }
+}
+
+impl MaterialGroupId {
+    pub fn mint() -> Self {
+        Self(timestamped("group"))
+    }
 }
 
 impl TaskId {
@@ -88,6 +130,12 @@ impl AccountId {
     }
 }
 
+impl OrgId {
+    pub fn mint() -> Self {
+        Self(format!("org_{}", ulid::Ulid::new()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +147,25 @@ mod tests {
         sorted.sort();
         assert_eq!(ids, sorted);
         assert!(ids[0].as_str().starts_with("vtask_"));
+    }
+
+    #[test]
+    fn material_ids_have_the_platforms_form() {
+        let id = MaterialId::mint();
+        let (prefix, rest) = id.as_str().split_at(6);
+        assert_eq!(prefix, "asset-");
+        let (time, suffix) = rest.split_once('-').unwrap();
+        assert!(
+            time.len() == 14 && time.bytes().all(|b| b.is_ascii_digit()),
+            "{id}"
+        );
+        assert!(
+            suffix.len() == 5
+                && suffix
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        );
+        assert!(MaterialGroupId::mint().as_str().starts_with("group-"));
     }
 
     #[test]

@@ -87,29 +87,10 @@ pub async fn fetch_checked(
             .fetch(named.input, named.kind)
             .await
             .map_err(|e| refuse(e.code(), &e))?;
+        let seconds = check_input(field, named.kind, &bytes)?;
         match named.kind {
-            MediaKind::Image => {
-                if !is_still_image(&bytes) {
-                    return Err(refuse(
-                        "input_image_unreadable",
-                        &"not a JPEG, PNG or WebP image",
-                    ));
-                }
-                check_image_dimensions(field, &bytes)
-                    .map_err(|e| ProviderError::permanent(e.code, e.message))?;
-                if keep {
-                    fetched.images.push(bytes);
-                }
-            }
+            MediaKind::Image if keep => fetched.images.push(bytes),
             MediaKind::Video => {
-                let seconds = seedgate_media::probe_mp4(&bytes)
-                    .map_err(|e| match e {
-                        // Names the codec and what decoding it needs.
-                        seedgate_media::MediaError::UnsupportedVideo(_) => refuse(e.code(), &e),
-                        _ => refuse(e.code(), &"not a readable MP4 or MOV video"),
-                    })?
-                    .duration_secs;
-                check_length(field, "video", seconds)?;
                 if field == "video_urls" {
                     reference_video_s += seconds;
                 }
@@ -117,12 +98,8 @@ pub async fn fetch_checked(
                     fetched.videos.push(bytes);
                 }
             }
-            MediaKind::Audio => {
-                let seconds =
-                    seedgate_media::audio_duration(&bytes).map_err(|e| refuse(e.code(), &e))?;
-                check_length(field, "audio", seconds)?;
-                reference_audio_s += seconds;
-            }
+            MediaKind::Audio => reference_audio_s += seconds,
+            MediaKind::Image => {}
         }
     }
     for (field, kind, total) in [
@@ -141,6 +118,44 @@ pub async fn fetch_checked(
     Ok(fetched)
 }
 
+/// Holds one input to the upstream's rules for its kind (the same for a job's inputs and for
+/// material assets); returns how long it lasts (0 for an image).
+pub fn check_input(field: &str, kind: MediaKind, bytes: &[u8]) -> Result<f64, ProviderError> {
+    let refuse = |code: &str, what: &dyn std::fmt::Display| {
+        ProviderError::permanent(code, format!("input `{field}`: {what}"))
+    };
+    match kind {
+        MediaKind::Image => {
+            if content_type(kind, bytes).is_none() {
+                return Err(refuse(
+                    "input_image_unreadable",
+                    &"not a JPEG, PNG or WebP image",
+                ));
+            }
+            check_image_dimensions(field, bytes)
+                .map_err(|e| ProviderError::permanent(e.code, e.message))?;
+            Ok(0.0)
+        }
+        MediaKind::Video => {
+            let seconds = seedgate_media::probe_mp4(bytes)
+                .map_err(|e| match e {
+                    // Names the codec and what decoding it needs.
+                    seedgate_media::MediaError::UnsupportedVideo(_) => refuse(e.code(), &e),
+                    _ => refuse(e.code(), &"not a readable MP4 or MOV video"),
+                })?
+                .duration_secs;
+            check_length(field, "video", seconds)?;
+            Ok(seconds)
+        }
+        MediaKind::Audio => {
+            let seconds =
+                seedgate_media::audio_duration(bytes).map_err(|e| refuse(e.code(), &e))?;
+            check_length(field, "audio", seconds)?;
+            Ok(seconds)
+        }
+    }
+}
+
 fn check_length(field: &str, kind: &str, seconds: f64) -> Result<(), ProviderError> {
     let (min, max) = (*INPUT_CLIP_SECONDS.start(), *INPUT_CLIP_SECONDS.end());
     if seconds + LENGTH_TOLERANCE_S < min || seconds - LENGTH_TOLERANCE_S > max {
@@ -154,9 +169,21 @@ fn check_length(field: &str, kind: &str, seconds: f64) -> Result<(), ProviderErr
     Ok(())
 }
 
-/// The image formats the upstream takes, by their signatures.
-fn is_still_image(b: &[u8]) -> bool {
-    b.starts_with(b"\x89PNG\r\n\x1a\n")
-        || b.starts_with(&[0xFF, 0xD8, 0xFF])
-        || (b.len() >= 12 && b.starts_with(b"RIFF") && &b[8..12] == b"WEBP")
+/// The media type of checked bytes of `kind`, by their signatures: for images, None unless a
+/// format the upstream takes (JPEG, PNG, WebP).
+pub fn content_type(kind: MediaKind, b: &[u8]) -> Option<&'static str> {
+    let riff = |form: &[u8]| b.len() >= 12 && b.starts_with(b"RIFF") && &b[8..12] == form;
+    match kind {
+        MediaKind::Image if b.starts_with(b"\x89PNG\r\n\x1a\n") => Some("image/png"),
+        MediaKind::Image if b.starts_with(&[0xFF, 0xD8, 0xFF]) => Some("image/jpeg"),
+        MediaKind::Image if riff(b"WEBP") => Some("image/webp"),
+        MediaKind::Image => None,
+        MediaKind::Video if b.len() >= 12 && &b[8..12] == b"qt  " => Some("video/quicktime"),
+        MediaKind::Video => Some("video/mp4"),
+        MediaKind::Audio if riff(b"WAVE") => Some("audio/wav"),
+        MediaKind::Audio if b.starts_with(b"ID3") || b.starts_with(&[0xFF, 0xFB]) => {
+            Some("audio/mpeg")
+        }
+        MediaKind::Audio => Some("audio/mp4"),
+    }
 }

@@ -2,7 +2,9 @@
 //!
 //! Data flows one way: request → `api` → `service` (validate with `seedgate_contract`, price,
 //! persist task + reservation) → `engine` (lease) → `providers` → result files into `blobs`
-//! → settle in `store` → after the retention, `sweeper` deletes the files.
+//! → settle in `store` → after the retention, `sweeper` deletes the files. Beside it,
+//! organizations run their keys through the management API (`management`) and keep reusable
+//! reference material (`materials`), which tasks name as `asset://<id>`.
 
 pub mod api;
 pub mod assets;
@@ -13,6 +15,8 @@ pub mod fetch;
 pub mod ids;
 pub mod inputs;
 pub mod limits;
+pub mod management;
+pub mod materials;
 mod mp4_header;
 pub mod notify;
 pub mod providers;
@@ -33,12 +37,13 @@ use crate::assets::{ResultLinks, Retention};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::fetch::Fetcher;
+use crate::materials::Materials;
 use crate::providers::ark::{Ark, ChannelSetupError};
 use crate::providers::sandbox::Sandbox;
 use crate::providers::Registry;
 use crate::service::Services;
 use crate::signing::UrlSigner;
-use crate::store::{KeyMode, NewKey, Store};
+use crate::store::{KeyMode, KeySpec, NewKey, Store};
 use crate::sweeper::Sweeper;
 
 /// Start-up failures, reported to the operator with their cause.
@@ -58,6 +63,9 @@ pub enum StartError {
     Blobs(#[from] blobs::BlobError),
 }
 
+/// How often assets whose processor died are looked for.
+const MATERIAL_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The whole server, wired once. `main` and every integration test build it the same way.
 pub struct Application {
     listener: TcpListener,
@@ -65,6 +73,7 @@ pub struct Application {
     engine: Arc<Engine>,
     notifier: Arc<notify::Notifier>,
     sweeper: Arc<Sweeper>,
+    materials: Arc<Materials>,
     idle: std::time::Duration,
     sweep_interval: std::time::Duration,
     store: Store,
@@ -91,6 +100,11 @@ impl Application {
         let sweeper = Arc::new(Sweeper::new(store.clone(), blobs.clone(), retention));
         let fetcher = Fetcher::new(config.fetch.clone())?;
         let fetcher_for_notifier = fetcher.clone();
+        let materials = Arc::new(Materials::new(
+            store.clone(),
+            fetcher.clone(),
+            blobs.clone(),
+        ));
         let providers = Arc::new(Registry {
             sandbox: Arc::new(Sandbox::new(
                 catalog.clone(),
@@ -111,6 +125,7 @@ impl Application {
             signer.clone(),
             providers.clone(),
             fetcher,
+            materials.clone(),
             config.engine.clone(),
             config.public_url.clone(),
         ));
@@ -118,11 +133,11 @@ impl Application {
         let dev_key = if store.count_keys().await? == 0 {
             Some(
                 store
-                    .create_key(
+                    .create_key(&KeySpec::plain(
                         "development",
                         KeyMode::Test,
                         config.dev_key_balance_usd as i64 * 1_000_000,
-                    )
+                    ))
                     .await?,
             )
         } else {
@@ -140,6 +155,8 @@ impl Application {
             public_url: config.public_url.clone(),
             task_deadline_ms: config.engine.task_deadline_seconds as i64 * 1000,
             limiter: limits::RateLimiter::default(),
+            org_limiter: limits::RateLimiter::default(),
+            materials: materials.clone(),
             rate_limit: config.limits.clone(),
         });
         let state = ApiState {
@@ -165,6 +182,7 @@ impl Application {
             engine,
             notifier,
             sweeper,
+            materials,
             idle: std::time::Duration::from_millis(config.engine.idle_poll_ms),
             sweep_interval: std::time::Duration::from_secs(
                 config.assets.sweep_interval_seconds.get(),
@@ -194,7 +212,12 @@ impl Application {
         &self.sweeper
     }
 
-    /// Serves HTTP and runs the engine workers, the notifier and the sweeper until `shutdown`
+    pub fn materials(&self) -> &Arc<Materials> {
+        &self.materials
+    }
+
+    /// Serves HTTP and runs the engine workers, the notifier, the sweeper and the material
+    /// processor until `shutdown`
     /// resolves.
     pub async fn run(
         self,
@@ -205,6 +228,7 @@ impl Application {
             self.engine.spawn_workers();
             self.notifier.clone().spawn(self.idle);
             self.sweeper.clone().spawn(self.sweep_interval);
+            self.materials.clone().spawn(MATERIAL_RETRY);
         }
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)

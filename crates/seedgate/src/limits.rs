@@ -5,6 +5,7 @@
 //! the request path.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -27,14 +28,22 @@ struct Bucket {
     last: Instant,
 }
 
-#[derive(Default)]
-pub struct RateLimiter {
-    buckets: Mutex<HashMap<AccountId, Bucket>>,
+/// Token buckets per caller: API keys, or organizations on the management API.
+pub struct RateLimiter<K = AccountId> {
+    buckets: Mutex<HashMap<K, Bucket>>,
 }
 
-impl RateLimiter {
+impl<K> Default for RateLimiter<K> {
+    fn default() -> Self {
+        Self {
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone> RateLimiter<K> {
     /// Takes one token from `key`'s bucket if it has one.
-    pub fn check(&self, key: &AccountId, per_second: u32, burst: u32, now: Instant) -> Decision {
+    pub fn check(&self, key: &K, per_second: u32, burst: u32, now: Instant) -> Decision {
         let rate = f64::from(per_second.max(1));
         let capacity = f64::from(burst.max(1));
         let Ok(mut buckets) = self.buckets.lock() else {

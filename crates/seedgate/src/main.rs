@@ -10,10 +10,10 @@ use clap::{Args, Parser, Subcommand};
 use rust_decimal::Decimal;
 use seedgate::blobs::{AwsEnvironment, Location};
 use seedgate::config::Config;
-use seedgate::ids::AccountId;
+use seedgate::ids::{AccountId, OrgId};
 use seedgate::providers::ark::Ark;
 use seedgate::service::usd;
-use seedgate::store::{KeyMode, Store};
+use seedgate::store::{KeyMode, KeySpec, Store};
 use seedgate::Application;
 use tracing_subscriber::EnvFilter;
 
@@ -37,6 +37,13 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "SEEDGATE_LISTEN")]
         listen: Option<SocketAddr>,
+    },
+    /// Create, list and top up organizations, and issue their management tokens.
+    Orgs {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        action: OrgsAction,
     },
     /// Create, list, revoke and top up API keys.
     Keys {
@@ -109,12 +116,37 @@ impl ServerArgs {
 }
 
 #[derive(Subcommand)]
+enum OrgsAction {
+    /// Create an organization; prints its id, then its management token (shown only once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Opening balance in USD.
+        #[arg(long, default_value = "0")]
+        balance_usd: String,
+    },
+    /// Add funds to an organization.
+    TopUp {
+        org_id: OrgId,
+        #[arg(long)]
+        usd: String,
+    },
+    /// List organizations and their balances (never their tokens).
+    List,
+    /// Issue a new management token (shown only once); the old one stops working.
+    RotateToken { org_id: OrgId },
+}
+
+#[derive(Subcommand)]
 enum KeysAction {
     /// Create a key and print it (alone, once) on stdout.
     Create {
         #[arg(long)]
         name: String,
-        /// Opening balance in USD.
+        /// The organization the key joins; without it, a new organization named after the key.
+        #[arg(long)]
+        org: Option<OrgId>,
+        /// Opening funds in USD: the new organization's balance, or a test key's play money.
         #[arg(long, default_value = "0")]
         balance_usd: String,
         /// A test key: always served by the sandbox, billed in play money.
@@ -141,7 +173,7 @@ enum KeysAction {
         #[arg(long)]
         clear: bool,
     },
-    /// Add funds to a key.
+    /// Add funds to what a key spends: its organization's balance, or a test key's play money.
     TopUp {
         key_id: AccountId,
         #[arg(long)]
@@ -162,6 +194,14 @@ fn usd_to_micros(text: &str) -> Result<i64, String> {
         .to_string()
         .parse()
         .map_err(|_| format!("`{text}` is too large"))
+}
+
+/// A top-up amount: positive, in USD.
+fn top_up_micros(text: &str) -> Result<i64, String> {
+    match usd_to_micros(text)? {
+        0 => Err("top-up amount must be positive".into()),
+        micros => Ok(micros),
+    }
 }
 
 fn out(line: &str) {
@@ -201,6 +241,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             out("database is up to date");
             Ok(())
         }
+        Command::Orgs { server, action } => orgs(server.store().await?, action).await,
         Command::Keys { server, action } => keys(server.store().await?, action).await,
         Command::Channels {
             server,
@@ -280,10 +321,64 @@ async fn shutdown_signal() {
     }
 }
 
+async fn orgs(store: Store, action: OrgsAction) -> Result<(), String> {
+    match action {
+        OrgsAction::Create { name, balance_usd } => {
+            let created = store
+                .create_organization(&name, usd_to_micros(&balance_usd)?)
+                .await
+                .map_err(|e| e.to_string())?;
+            out(created.organization.id.as_str());
+            out(&created.management_token);
+        }
+        OrgsAction::TopUp {
+            org_id,
+            usd: amount,
+        } => {
+            let balance = store
+                .top_up_organization(&org_id, top_up_micros(&amount)?)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no organization with id {org_id}"))?;
+            out(&format!("{org_id} balance: {} USD", usd(balance)));
+        }
+        OrgsAction::List => {
+            out("ID                                  NAME                   BALANCE_USD  MANAGEMENT_TOKEN");
+            for o in store
+                .list_organizations()
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                out(&format!(
+                    "{:<35} {:<19} {:>14}  {}",
+                    o.id,
+                    o.name,
+                    usd(o.balance_usd_micros),
+                    if o.has_management_token {
+                        "issued"
+                    } else {
+                        "none"
+                    }
+                ));
+            }
+        }
+        OrgsAction::RotateToken { org_id } => {
+            let token = store
+                .rotate_management_token(&org_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no organization with id {org_id}"))?;
+            out(&token);
+        }
+    }
+    Ok(())
+}
+
 async fn keys(store: Store, action: KeysAction) -> Result<(), String> {
     match action {
         KeysAction::Create {
             name,
+            org,
             balance_usd,
             test,
             rps,
@@ -291,7 +386,10 @@ async fn keys(store: Store, action: KeysAction) -> Result<(), String> {
         } => {
             let mode = if test { KeyMode::Test } else { KeyMode::Live };
             let key = store
-                .create_key(&name, mode, usd_to_micros(&balance_usd)?)
+                .create_key(&KeySpec {
+                    organization: org.as_ref(),
+                    ..KeySpec::plain(&name, mode, usd_to_micros(&balance_usd)?)
+                })
                 .await
                 .map_err(|e| e.to_string())?;
             if rps.is_some() || max_concurrent.is_some() {
@@ -303,16 +401,17 @@ async fn keys(store: Store, action: KeysAction) -> Result<(), String> {
             out(&key.secret);
         }
         KeysAction::List => {
-            out("ID                                  NAME                MODE  PREFIX        BALANCE_USD    STATUS");
+            out("ID                                  ORGANIZATION                        NAME                MODE  PREFIX        BALANCE_USD    STATUS");
             for a in store.list_keys().await.map_err(|e| e.to_string())? {
                 out(&format!(
-                    "{:<35} {:<19} {:<5} {:<13} {:>14} {}",
+                    "{:<35} {:<35} {:<19} {:<5} {:<13} {:>14} {}",
                     a.id,
+                    a.organization_id,
                     a.name,
                     a.mode.as_str(),
                     a.key_prefix,
                     usd(a.balance_usd_micros),
-                    if a.revoked { "revoked" } else { "active" }
+                    a.status.as_str()
                 ));
             }
         }
@@ -354,12 +453,8 @@ async fn keys(store: Store, action: KeysAction) -> Result<(), String> {
             key_id,
             usd: amount,
         } => {
-            let micros = usd_to_micros(&amount)?;
-            if micros == 0 {
-                return Err("top-up amount must be positive".into());
-            }
             let balance = store
-                .top_up(&key_id, micros)
+                .top_up(&key_id, top_up_micros(&amount)?)
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no key with id {key_id}"))?;

@@ -11,10 +11,11 @@ use tracing::error;
 use crate::assets::ResultLinks;
 use crate::blobs::Blobs;
 use crate::engine::StoredResult;
-use crate::ids::TaskId;
+use crate::ids::{MaterialId, TaskId};
 use crate::inputs::media_inputs;
 use crate::providers::{CancelOutcome, Registry, UpstreamRef};
 use crate::signing::UrlSigner;
+use crate::store::materials::{AssetType, MaterialStatus};
 use crate::store::{
     now_ms, Account, Created, IdempotencyKey, KeyMode, NewTask, PublicStatus, Store, StoreError,
     TaskFilter, TaskRecord, TaskState, UpstreamPhase,
@@ -37,7 +38,11 @@ pub struct Services {
     pub public_url: Option<String>,
     pub task_deadline_ms: i64,
     pub limiter: crate::limits::RateLimiter,
+    /// Management API requests, per organization.
+    pub org_limiter: crate::limits::RateLimiter<crate::ids::OrgId>,
     pub rate_limit: crate::config::LimitsConfig,
+    /// Processes material assets as they are created or given a new source.
+    pub materials: Arc<crate::materials::Materials>,
 }
 
 /// One page of `GET /v1/tasks`.
@@ -80,7 +85,20 @@ impl Services {
         let key = idempotency_key.map(check_idempotency_key).transpose()?;
         let request_hash = Sha256::digest(body);
         let job = parse_create_request(&self.catalog, body)?;
+        if !account.may_use(&job.model) {
+            return Err(ApiError::new(
+                403,
+                ErrorType::PermissionError,
+                "model_not_allowed",
+                format!(
+                    "This key may use only {}; its organization can change that.",
+                    account.models.join(", ")
+                ),
+            )
+            .with_param("model"));
+        }
         self.check_targets(&job)?;
+        self.check_materials(account, &job).await?;
         let provider = self
             .providers
             .route(account.mode == KeyMode::Live, &job)
@@ -151,6 +169,24 @@ impl Services {
             )
             .with_extra("estimated_cost_usd", usd_number(required_usd_micros))
             .with_extra("balance_usd", usd_number(balance_usd_micros))),
+            Err(StoreError::KeyLimitExceeded {
+                limit_usd_micros,
+                committed_usd_micros,
+                required_usd_micros,
+            }) => Err(ApiError::new(
+                402,
+                ErrorType::QuotaExceeded,
+                "key_limit_exceeded",
+                format!(
+                    "This request needs up to ${} but this key has ${} left of its ${} spending \
+                     cap (charges plus what its unfinished tasks hold).",
+                    usd(required_usd_micros),
+                    usd((limit_usd_micros - committed_usd_micros).max(0)),
+                    usd(limit_usd_micros)
+                ),
+            )
+            .with_extra("estimated_cost_usd", usd_number(required_usd_micros))
+            .with_extra("limit_usd", usd_number(limit_usd_micros))),
             Err(e) => Err(internal(e)),
         }
     }
@@ -171,16 +207,9 @@ impl Services {
             ));
         }
         for named in media_inputs(job) {
-            // No material library exists yet, so no asset id can name one of this account's.
-            if let Some(asset) = named.input.asset_id() {
-                return Err(ApiError::invalid(
-                    "asset_not_found",
-                    Some(named.field),
-                    format!(
-                        "`{}`: no material asset `{asset}` exists for this account.",
-                        named.field
-                    ),
-                ));
+            // Material assets are the server's own; `check_materials` looks them up.
+            if named.input.asset_id().is_some() {
+                continue;
             }
             // A data: URI names no host, and parsing one (tens of MB) would cost for nothing.
             if named.input.is_data_uri() {
@@ -195,6 +224,53 @@ impl Services {
                         named.field
                     ),
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every `asset://` input must name an ACTIVE image of the caller's organization's library.
+    async fn check_materials(&self, account: &Account, job: &VideoJob) -> Result<(), ApiError> {
+        for named in media_inputs(job) {
+            let Some(id) = named.input.asset_id() else {
+                continue;
+            };
+            let field = named.field;
+            let asset = self
+                .store
+                .asset(&account.organization_id, &MaterialId::new(id))
+                .await
+                .map_err(internal)?;
+            let refuse = |code, message: String| Err(ApiError::invalid(code, Some(field), message));
+            match asset {
+                None => {
+                    return refuse(
+                        "asset_not_found",
+                        format!("`{field}`: no material asset `{id}` exists for this organization."),
+                    )
+                }
+                Some(a) if a.status == MaterialStatus::Processing => {
+                    return Err(ApiError::new(
+                        409,
+                        ErrorType::InvalidRequestError,
+                        "seedance_material_preparing",
+                        format!("`{field}`: the material asset `{id}` is still being processed; retry once it is ACTIVE."),
+                    )
+                    .with_param(field))
+                }
+                Some(a) if a.status != MaterialStatus::Active => {
+                    return refuse(
+                        "asset_not_found",
+                        format!("`{field}`: the material asset `{id}` is {} and cannot be used.", a.status.as_str()),
+                    )
+                }
+                Some(a) if a.asset_type != AssetType::Image => {
+                    return refuse(
+                        "asset_not_an_image",
+                        format!("`{field}` takes an image; the material asset `{id}` is {}.", a.asset_type.as_str()),
+                    )
+                }
+                Some(_) => {}
             }
         }
         Ok(())

@@ -29,6 +29,10 @@ mod idempotency;
 mod lifecycle;
 #[path = "api/limits.rs"]
 mod limits;
+#[path = "api/management.rs"]
+mod management;
+#[path = "api/materials.rs"]
+mod materials;
 #[path = "api/money.rs"]
 mod money;
 #[path = "api/openapi.rs"]

@@ -1,5 +1,7 @@
-//! `Authorization: Bearer <key>` → the key's account, or `401 invalid_api_key`; then the key's
-//! request rate, or `429 rate_limit_exceeded` with `Retry-After` and `X-RateLimit-*`.
+//! `Authorization: Bearer <key>` → the key's account, or `401 invalid_api_key` (`expired_api_key`
+//! past its expiry); then the key's request rate, or `429 rate_limit_exceeded` with
+//! `Retry-After` and `X-RateLimit-*`. The management API takes an organization's management
+//! token the same way; neither kind of secret opens the other's paths.
 
 use std::time::Instant;
 
@@ -13,10 +15,17 @@ use super::error::HttpError;
 use super::ApiState;
 use crate::limits::Decision;
 use crate::service::internal;
-use crate::store::Account;
+use crate::store::{now_ms, Account, KeyStatus, Organization};
 
 /// The authenticated caller.
 pub struct Authed(pub Account);
+
+/// The organization whose management token came with the request.
+pub struct OrgAuthed(pub Organization);
+
+/// How stale a key's `last_used_at` may get: it is written at most this often per key, so
+/// busy keys do not turn every request into a write.
+const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 
 fn unauthorized(message: &str) -> HttpError {
     HttpError(ApiError::new(
@@ -75,25 +84,88 @@ impl FromRequestParts<ApiState> for Authed {
     }
 }
 
-async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Account, HttpError> {
+/// The bearer secret of a request.
+fn bearer(parts: &Parts, kind: &str) -> Result<String, HttpError> {
     let header = parts
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
-            unauthorized("Missing API key. Send it as `Authorization: Bearer <key>`.")
+            unauthorized(&format!(
+                "Missing {kind}. Send it as `Authorization: Bearer <{kind}>`."
+            ))
         })?;
-    let secret = header
+    header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| unauthorized("Malformed Authorization header. Use `Bearer <key>`."))?;
-    state
-        .services
-        .store
-        .account_by_secret(secret)
+        .map(str::to_owned)
+        .ok_or_else(|| unauthorized("Malformed Authorization header. Use `Bearer <secret>`."))
+}
+
+async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Account, HttpError> {
+    let secret = bearer(parts, "API key")?;
+    let store = &state.services.store;
+    let account = store
+        .account_by_secret(&secret)
         .await
         .map_err(|e| HttpError(internal(e)))?
-        .ok_or_else(|| unauthorized("Invalid or revoked API key."))
+        .ok_or_else(|| unauthorized("Invalid or revoked API key."))?;
+    let now = now_ms();
+    match account.status {
+        KeyStatus::Active => {}
+        KeyStatus::Inactive => {
+            return Err(unauthorized(
+                "This API key is inactive; its organization can switch it back on.",
+            ))
+        }
+        KeyStatus::Revoked => return Err(unauthorized("Invalid or revoked API key.")),
+    }
+    if account.expired(now) {
+        return Err(HttpError(ApiError::new(
+            401,
+            ErrorType::ExpiredApiKey,
+            "expired_api_key",
+            "This API key has expired; its organization can extend it or make a new one.",
+        )));
+    }
+    if account
+        .last_used_at_ms
+        .is_none_or(|at| at + LAST_USED_RESOLUTION_MS <= now)
+    {
+        // Off the request path: a lost update only makes `last_used_at` a little older.
+        let store = store.clone();
+        let id = account.id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.note_key_used(&id, now).await {
+                tracing::warn!(error = %e, "recording a key's last use failed");
+            }
+        });
+    }
+    Ok(account)
+}
+
+impl FromRequestParts<ApiState> for OrgAuthed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Response> {
+        let token = bearer(parts, "management token").map_err(IntoResponse::into_response)?;
+        let services = &state.services;
+        let organization = services
+            .store
+            .organization_by_token(&token)
+            .await
+            .map_err(|e| HttpError(internal(e)).into_response())?
+            .ok_or_else(|| unauthorized("Invalid management token.").into_response())?;
+        let limits = &services.rate_limit;
+        let (rate, burst) = limits.share(limits.requests_per_second, limits.burst);
+        let decision = services
+            .org_limiter
+            .check(&organization.id, rate, burst, Instant::now());
+        if !decision.allowed {
+            return Err(rate_limited(decision));
+        }
+        Ok(OrgAuthed(organization))
+    }
 }

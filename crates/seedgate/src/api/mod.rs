@@ -6,6 +6,8 @@ mod catalog;
 mod catalog_view;
 mod error;
 mod health;
+mod management;
+mod materials;
 mod openapi;
 mod tasks;
 pub mod view;
@@ -15,7 +17,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
@@ -47,6 +49,43 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/pricing", get(catalog::pricing))
         .route("/v1/assets/{task_id}/{file}", get(assets::download))
         .route("/v1/upstream/callback/{id}", post(tasks::upstream_callback))
+        .route(
+            "/v1/videos/assets",
+            get(materials::list_assets).post(materials::create_asset),
+        )
+        .route(
+            "/v1/videos/assets/groups",
+            get(materials::list_groups).post(materials::create_group),
+        )
+        .route(
+            "/v1/videos/assets/groups/{group_id}",
+            get(materials::get_group)
+                .put(materials::update_group)
+                .delete(materials::delete_group),
+        )
+        .route(
+            "/v1/videos/assets/{asset_id}",
+            get(materials::get_asset)
+                .put(materials::update_asset)
+                .delete(materials::delete_asset),
+        )
+        .route("/v1/management/balance", get(management::balance))
+        .route(
+            "/v1/management/api-keys",
+            get(management::list_keys).post(management::create_key),
+        )
+        .route(
+            "/v1/management/api-keys/{key_id}",
+            patch(management::update_key),
+        )
+        .route(
+            "/v1/management/api-keys/{key_id}/usage",
+            get(management::key_usage),
+        )
+        .route(
+            "/v1/management/api-keys/{key_id}/billing",
+            get(management::key_billing),
+        )
         .route(
             "/api/v3/contents/generations/tasks",
             get(volc::list).post(volc::create),

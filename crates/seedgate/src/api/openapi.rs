@@ -13,7 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi as Document, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi, PartialSchema};
 
-use super::{assets, catalog, health, tasks, volc};
+use super::{assets, catalog, health, management, materials, tasks, volc};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,6 +39,22 @@ use super::{assets, catalog, health, tasks, volc};
         volc::get,
         volc::delete,
         volc::list,
+        materials::create_asset,
+        materials::list_assets,
+        materials::get_asset,
+        materials::update_asset,
+        materials::delete_asset,
+        materials::create_group,
+        materials::list_groups,
+        materials::get_group,
+        materials::update_group,
+        materials::delete_group,
+        management::balance,
+        management::list_keys,
+        management::create_key,
+        management::update_key,
+        management::key_usage,
+        management::key_billing,
         health::healthz,
         health::readyz,
         openapi_json,
@@ -49,6 +65,8 @@ use super::{assets, catalog, health, tasks, volc};
         (name = "catalog", description = "Models and prices."),
         (name = "upstream", description = "Notifications from upstream providers."),
         (name = "ark", description = "The Ark-compatible surface: Ark's wire format for the same tasks, for Ark SDKs and clients."),
+        (name = "materials", description = "The material library: reusable reference images (and video, audio) of an organization, used as `asset://<id>`."),
+        (name = "management", description = "An organization's balance, API keys and their usage, with its management token."),
         (name = "operations", description = "Health and this document."),
     ),
 )]
@@ -83,6 +101,18 @@ impl Modify for SharedResponses {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some("`Authorization: Bearer sg_…`"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "management_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "`Authorization: Bearer sg_mgmt_…`: an organization's management token, \
+                         from `seedgate orgs create`. API keys do not open these paths, nor it theirs.",
+                    ))
                     .build(),
             ),
         );

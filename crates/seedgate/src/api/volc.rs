@@ -168,6 +168,7 @@ pub fn to_platform_request(catalog: &Catalog, body: &[u8]) -> Result<Value, ApiE
     };
     let mut request = Map::new();
     let mut content = None;
+    let mut material = None;
     // Ark's SDKs send every field they know, `null` when unset: null is absent.
     for (key, value) in ark.into_iter().filter(|(_, value)| !value.is_null()) {
         if let Some((_, why)) = UNSUPPORTED.iter().find(|(field, _)| *field == key) {
@@ -186,6 +187,15 @@ pub fn to_platform_request(catalog: &Catalog, body: &[u8]) -> Result<Value, ApiE
                 request.insert(key, model);
             }
             "content" => content = Some(value),
+            "material_asset_id" => material = Some(material_reference(&value)?),
+            "material_asset_ids" => {
+                return Err(invalid(
+                    "ambiguous_material_asset_ids",
+                    &key,
+                    "`material_asset_ids` does not say which role each material plays; put each \
+                     as an `image_url` content item (`asset://<id>`) with its role.",
+                ))
+            }
             _ => {
                 request.insert(key, value);
             }
@@ -198,7 +208,22 @@ pub fn to_platform_request(catalog: &Catalog, body: &[u8]) -> Result<Value, ApiE
             "`content` must be an array with a `text` item and the media, each with its role.",
         ));
     };
-    let content = read_content(&items)?;
+    let mut content = read_content(&items)?;
+    if let Some(material) = material {
+        let media = content.first_frame.len()
+            + content.last_frame.len()
+            + content.reference_images.len()
+            + content.reference_videos.len()
+            + content.reference_audios.len();
+        if media > 0 {
+            return Err(invalid(
+                "conflicting_inputs",
+                "material_asset_id",
+                "`material_asset_id` is the first frame and cannot be combined with media content items.",
+            ));
+        }
+        content.first_frame.push(material);
+    }
     if let Some(prompt) = content.prompt {
         request.insert("prompt".into(), prompt);
     }
@@ -246,6 +271,30 @@ pub fn to_platform_request(catalog: &Catalog, body: &[u8]) -> Result<Value, ApiE
     };
     request.insert("operation".into(), operation.into());
     Ok(Value::Object(request))
+}
+
+/// `material_asset_id`, Ark's shorthand for one material as the first frame, as the
+/// `asset://` reference the platform request takes.
+fn material_reference(value: &Value) -> Result<Value, ApiError> {
+    let id = value.as_str().filter(|id| {
+        let mut parts = id.splitn(3, '-');
+        let (prefix, time, suffix) = (parts.next(), parts.next(), parts.next());
+        prefix == Some("asset")
+            && time.is_some_and(|t| t.len() == 14 && t.bytes().all(|b| b.is_ascii_digit()))
+            && suffix.is_some_and(|s| {
+                s.len() == 5
+                    && s.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            })
+    });
+    id.map(|id| Value::String(format!("asset://{id}")))
+        .ok_or_else(|| {
+            invalid(
+                "invalid_material_asset_id",
+                "material_asset_id",
+                "`material_asset_id` looks like asset-YYYYMMDDHHMMSS-xxxxx (14 digits, then 5 lower-case letters or digits).",
+            )
+        })
 }
 
 /// The answer to a create: the task's id.
@@ -691,6 +740,41 @@ mod tests {
         assert_eq!(missing.code, "missing_field");
         let garbage = to_platform_request(&Catalog::builtin(), b"[1]").unwrap_err();
         assert_eq!(garbage.code, "invalid_json");
+    }
+
+    #[test]
+    fn material_asset_id_is_the_first_frame_and_ids_are_ambiguous() {
+        let text = json!({"type": "text", "text": "x"});
+        let request = read(json!({"model": "seedance-2.0", "content": [text.clone()],
+            "material_asset_id": "asset-20260720123456-ab1cd"}))
+        .unwrap();
+        assert_eq!(request["operation"], "image-to-video");
+        assert_eq!(request["image_url"], "asset://asset-20260720123456-ab1cd");
+        for (extra, code, param) in [
+            (
+                json!({"material_asset_id": "asset-1"}),
+                "invalid_material_asset_id",
+                "material_asset_id",
+            ),
+            (
+                json!({"material_asset_ids": ["asset-20260720123456-ab1cd"]}),
+                "ambiguous_material_asset_ids",
+                "material_asset_ids",
+            ),
+        ] {
+            let mut body = json!({"model": "seedance-2.0", "content": [text.clone()]});
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let error = read(body).unwrap_err();
+            assert_eq!((error.code, error.param.as_deref()), (code, Some(param)));
+        }
+        let mixed = read(
+            json!({"model": "seedance-2.0", "material_asset_id": "asset-20260720123456-ab1cd",
+            "content": [text, image("https://e.com/a.png", Some("reference_image"))]}),
+        )
+        .unwrap_err();
+        assert_eq!(mixed.code, "conflicting_inputs");
     }
 
     #[test]

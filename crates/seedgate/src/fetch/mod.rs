@@ -99,7 +99,8 @@ impl Fetcher {
         })
     }
 
-    fn limit(&self, kind: MediaKind) -> u64 {
+    /// The most bytes fetched for an input of `kind`.
+    pub fn limit(&self, kind: MediaKind) -> u64 {
         match kind {
             MediaKind::Image => self.config.max_image_bytes,
             MediaKind::Video => self.config.max_video_bytes,

@@ -1,5 +1,6 @@
-//! Durable state behind three traits split by concern: tasks ([`TaskStore`]), accounts and their
-//! ledger ([`AccountStore`]) and the webhook outbox ([`WebhookOutbox`]). The rest of the system
+//! Durable state behind traits split by concern: tasks ([`TaskStore`]), organizations, keys and
+//! their ledger ([`AccountStore`]), usage reports ([`UsageReports`]) and the webhook outbox
+//! ([`WebhookOutbox`]). The rest of the system
 //! holds a [`Store`] and never sees a database type.
 //!
 //! Two backends implement them: SQLite (`sqlite/`, the embedded default, one process) and
@@ -16,10 +17,12 @@
 
 mod keys;
 mod ledger;
+pub mod materials;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
 mod tasks;
+pub mod usage;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -28,9 +31,17 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::ids::{AccountId, ChannelId, TaskId};
+use crate::ids::{AccountId, ChannelId, MaterialGroupId, MaterialId, OrgId, TaskId};
+use materials::{
+    AssetFilter, AssetUpdate, GroupFilter, GroupUpdate, MaterialAsset, MaterialGroup, NewAsset,
+    NewGroup, Processed,
+};
+use usage::{UsageFilter, UsageItem, UsageTotals};
 
-pub use keys::{hash_key, Account, KeyMode, NewKey};
+pub use keys::{
+    hash_key, Account, KeyMode, KeySpec, KeyStatus, KeyUpdate, KeyUpdateRefused, NewKey,
+    NewOrganization, Organization,
+};
 pub use ledger::LedgerKind;
 pub use tasks::{
     public_status, Created, IdempotencyKey, NewTask, PollSeen, PublicStatus, Settlement,
@@ -53,6 +64,17 @@ pub enum StoreError {
         balance_usd_micros: i64,
         required_usd_micros: i64,
     },
+    #[error(
+        "key spending cap reached: {committed_usd_micros} of {limit_usd_micros} committed, \
+         {required_usd_micros} more required"
+    )]
+    KeyLimitExceeded {
+        limit_usd_micros: i64,
+        committed_usd_micros: i64,
+        required_usd_micros: i64,
+    },
+    #[error("no organization {0}")]
+    UnknownOrganization(OrgId),
     #[error("idempotency key reused with a different request")]
     IdempotencyConflict,
     #[error("corrupt row: {0}")]
@@ -260,18 +282,69 @@ pub trait TaskStore: Send + Sync {
     async fn count_tasks(&self, account_id: &AccountId) -> Result<i64, StoreError>;
 }
 
-/// API keys (which are the accounts) and their append-only ledger.
+/// Organizations, their API keys (the accounts) and the append-only ledger.
 #[async_trait]
 pub trait AccountStore: Send + Sync {
-    /// Creates a key with an opening balance (recorded as a `top_up` ledger entry).
-    async fn create_key(
+    /// Creates an organization with an opening balance (recorded as a `top_up`) and a
+    /// management token, returned this once.
+    async fn create_organization(
         &self,
         name: &str,
-        mode: KeyMode,
         opening_balance_usd_micros: i64,
-    ) -> Result<NewKey, StoreError>;
+    ) -> Result<NewOrganization, StoreError>;
 
-    /// The active account a presented key belongs to, if any.
+    /// Issues a new management token; the old one stops working. None for an unknown
+    /// organization.
+    async fn rotate_management_token(&self, id: &OrgId) -> Result<Option<String>, StoreError>;
+
+    /// The organization a presented management token belongs to, if any.
+    async fn organization_by_token(&self, token: &str) -> Result<Option<Organization>, StoreError>;
+
+    async fn organization(&self, id: &OrgId) -> Result<Option<Organization>, StoreError>;
+
+    async fn list_organizations(&self) -> Result<Vec<Organization>, StoreError>;
+
+    /// Adds funds; returns the new balance, or None for an unknown organization.
+    async fn top_up_organization(
+        &self,
+        id: &OrgId,
+        usd_micros: i64,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// The sum of every ledger entry moving an organization's balance: must always equal it.
+    async fn organization_ledger_sum(&self, id: &OrgId) -> Result<i64, StoreError>;
+
+    /// Creates a key, in a new organization unless the spec names one.
+    async fn create_key(&self, spec: &KeySpec<'_>) -> Result<NewKey, StoreError>;
+
+    /// One page of an organization's keys, oldest first, and how many it has.
+    async fn organization_keys(
+        &self,
+        organization: &OrgId,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<Account>, i64), StoreError>;
+
+    /// A key of this organization; another organization's key is indistinguishable from a
+    /// missing one.
+    async fn organization_key(
+        &self,
+        organization: &OrgId,
+        id: &AccountId,
+    ) -> Result<Option<Account>, StoreError>;
+
+    /// Applies an organization's change to one of its keys. None for a key it does not have.
+    async fn update_key(
+        &self,
+        organization: &OrgId,
+        id: &AccountId,
+        update: &KeyUpdate,
+    ) -> Result<Option<Result<Account, KeyUpdateRefused>>, StoreError>;
+
+    /// Records that a key was used at `at_ms` (never moving the time back).
+    async fn note_key_used(&self, id: &AccountId, at_ms: i64) -> Result<(), StoreError>;
+
+    /// The key a presented secret belongs to, whatever its status.
     async fn account_by_secret(&self, secret: &str) -> Result<Option<Account>, StoreError>;
 
     async fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
@@ -288,13 +361,15 @@ pub trait AccountStore: Send + Sync {
         max_concurrent_tasks: Option<u32>,
     ) -> Result<bool, StoreError>;
 
-    /// Revokes a key; returns false when no such active key exists.
+    /// Revokes a key for good; returns false when no such unrevoked key exists.
     async fn revoke_key(&self, id: &AccountId) -> Result<bool, StoreError>;
 
-    /// Adds funds; returns the new balance, or None for an unknown key.
+    /// Adds funds to what a key spends (its organization's balance, or a test key's play
+    /// money); returns the new balance, or None for an unknown key.
     async fn top_up(&self, id: &AccountId, usd_micros: i64) -> Result<Option<i64>, StoreError>;
 
-    /// The sum of every ledger entry of an account: must always equal its stored balance.
+    /// The sum of every ledger entry moving the money a key spends: must always equal its
+    /// balance.
     async fn ledger_sum(&self, account_id: &AccountId) -> Result<i64, StoreError>;
 
     /// A task's ledger entries as (kind, signed amount), oldest first: the audit trail.
@@ -345,9 +420,117 @@ pub trait WebhookOutbox: Send + Sync {
     ) -> Result<Vec<DeliveryRecord>, StoreError>;
 }
 
-/// A whole backend: the three concerns plus what the server itself keeps.
+/// What keys have been charged, for the management API.
 #[async_trait]
-pub trait Backend: TaskStore + AccountStore + WebhookOutbox {
+pub trait UsageReports: Send + Sync {
+    /// One page of a key's charges, newest first.
+    async fn charges(
+        &self,
+        account_id: &AccountId,
+        filter: &UsageFilter<'_>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<UsageItem>, StoreError>;
+
+    /// Every charge of a key the filter matches, summed by model and by day.
+    async fn charge_totals(
+        &self,
+        account_id: &AccountId,
+        filter: &UsageFilter<'_>,
+    ) -> Result<UsageTotals, StoreError>;
+}
+
+/// The material library: groups and assets of an organization. Another organization's group
+/// or asset is indistinguishable from a missing one.
+#[async_trait]
+pub trait MaterialStore: Send + Sync {
+    async fn create_group(&self, group: &NewGroup<'_>) -> Result<MaterialGroup, StoreError>;
+
+    async fn group(
+        &self,
+        organization: &OrgId,
+        id: &MaterialGroupId,
+    ) -> Result<Option<MaterialGroup>, StoreError>;
+
+    /// One page, newest first.
+    async fn list_groups(
+        &self,
+        organization: &OrgId,
+        filter: &GroupFilter<'_>,
+    ) -> Result<Vec<MaterialGroup>, StoreError>;
+
+    /// None for a group the organization does not have, or one already deleted.
+    async fn update_group(
+        &self,
+        organization: &OrgId,
+        id: &MaterialGroupId,
+        update: &GroupUpdate,
+    ) -> Result<Option<MaterialGroup>, StoreError>;
+
+    /// Marks a group and its assets deleted in one transaction; returns the assets whose files
+    /// are to be deleted, or None for a group the organization does not have.
+    async fn delete_group(
+        &self,
+        organization: &OrgId,
+        id: &MaterialGroupId,
+    ) -> Result<Option<Vec<MaterialId>>, StoreError>;
+
+    /// Stores a new asset, PROCESSING and leased to its creator.
+    async fn create_asset(&self, asset: &NewAsset<'_>) -> Result<MaterialAsset, StoreError>;
+
+    async fn asset(
+        &self,
+        organization: &OrgId,
+        id: &MaterialId,
+    ) -> Result<Option<MaterialAsset>, StoreError>;
+
+    /// An asset whoever owns it: for the engine, whose task was checked against its owner
+    /// when it was created.
+    async fn material(&self, id: &MaterialId) -> Result<Option<MaterialAsset>, StoreError>;
+
+    /// One page, newest first.
+    async fn list_assets(
+        &self,
+        organization: &OrgId,
+        filter: &AssetFilter<'_>,
+    ) -> Result<Vec<MaterialAsset>, StoreError>;
+
+    /// None for an asset the organization does not have, or one deleted. A new source or type
+    /// makes it PROCESSING again, leased to the updater for `lease_ms`.
+    async fn update_asset(
+        &self,
+        organization: &OrgId,
+        id: &MaterialId,
+        update: &AssetUpdate,
+        lease_ms: i64,
+    ) -> Result<Option<MaterialAsset>, StoreError>;
+
+    /// Marks an asset deleted; returns it, or None for an asset the organization does not have.
+    async fn delete_asset(
+        &self,
+        organization: &OrgId,
+        id: &MaterialId,
+    ) -> Result<Option<MaterialAsset>, StoreError>;
+
+    /// Leases a PROCESSING asset whose processor's lease ran out (it died mid-way).
+    async fn claim_unprocessed_asset(
+        &self,
+        lease_ms: i64,
+    ) -> Result<Option<MaterialAsset>, StoreError>;
+
+    /// Records how processing of `source_url` ended; None when the asset is no longer
+    /// processing that source (deleted, or given another meanwhile).
+    async fn finish_asset(
+        &self,
+        id: &MaterialId,
+        source_url: &str,
+        outcome: &Processed,
+    ) -> Result<Option<MaterialAsset>, StoreError>;
+}
+
+/// A whole backend: the concerns above plus what the server itself keeps.
+#[async_trait]
+pub trait Backend: TaskStore + AccountStore + UsageReports + MaterialStore + WebhookOutbox {
     /// Whether the database answers; backs `/readyz`.
     async fn ping(&self) -> bool;
 

@@ -98,7 +98,7 @@ on_both_backends! {
     async fn concurrent_claims_never_share_a_task(db: &Db) {
         let store = &db.store;
         let key = store
-            .create_key("k", KeyMode::Test, 1_000_000)
+            .create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000))
             .await
             .unwrap();
         for n in 0..30 {
@@ -136,7 +136,7 @@ on_both_backends! {
     async fn an_expired_lease_moves_to_a_new_owner_and_the_old_one_cannot_settle(db: &Db) {
         let store = &db.store;
         let key = store
-            .create_key("k", KeyMode::Test, 1_000_000)
+            .create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000))
             .await
             .unwrap();
         let account = key.account.id;
@@ -188,7 +188,7 @@ on_both_backends! {
 on_both_backends! {
     async fn reservation_is_refused_beyond_the_balance(db: &Db) {
         let store = &db.store;
-        let key = store.create_key("k", KeyMode::Test, 10_000).await.unwrap();
+        let key = store.create_key(&KeySpec::plain("k", KeyMode::Test, 10_000)).await.unwrap();
         let account = key.account.id;
         store
             .create_task(new_task(&account, 1, 6_000), None)
@@ -225,7 +225,7 @@ on_both_backends! {
 on_both_backends! {
     async fn a_requeued_task_waits_for_its_retry_time(db: &Db) {
         let store = &db.store;
-        let key = store.create_key("k", KeyMode::Test, 10_000).await.unwrap();
+        let key = store.create_key(&KeySpec::plain("k", KeyMode::Test, 10_000)).await.unwrap();
         store
             .create_task(new_task(&key.account.id, 1, 100), None)
             .await
@@ -249,7 +249,7 @@ on_both_backends! {
     async fn a_channel_place_goes_to_one_task_only(db: &Db) {
         let store = &db.store;
         let key = store
-            .create_key("k", KeyMode::Test, 1_000_000)
+            .create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000))
             .await
             .unwrap();
         for n in 0..2 {
@@ -305,7 +305,7 @@ on_both_backends! {
     async fn in_flight_counters_follow_every_transition(db: &Db) {
         let store = &db.store;
         let key = store
-            .create_key("k", KeyMode::Test, 1_000_000)
+            .create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000))
             .await
             .unwrap();
         for n in 0..5 {
@@ -366,7 +366,7 @@ on_both_backends! {
 
         let store = &db.store;
         let key = store
-            .create_key("k", KeyMode::Test, 1_000_000)
+            .create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000))
             .await
             .unwrap();
         let account = key.account.id;
@@ -517,7 +517,7 @@ fn pending_is_shown_exactly_where_a_cancel_succeeds() {
 on_both_backends! {
     async fn a_queued_task_whose_submission_is_in_doubt_cannot_be_cancelled(db: &Db) {
         let store = &db.store;
-        let key = store.create_key("k", KeyMode::Test, 10_000).await.unwrap();
+        let key = store.create_key(&KeySpec::plain("k", KeyMode::Test, 10_000)).await.unwrap();
         store
             .create_task(new_task(&key.account.id, 1, 100), None)
             .await
@@ -557,7 +557,7 @@ async fn second_handle(db: &Db) -> Store {
 on_both_backends! {
     async fn concurrent_creates_never_overspend(db: &Db) {
         let handles = [db.store.clone(), second_handle(db).await];
-        let key = db.store.create_key("k", KeyMode::Test, 1_000).await.unwrap();
+        let key = db.store.create_key(&KeySpec::plain("k", KeyMode::Test, 1_000)).await.unwrap();
         let account = key.account.id;
         let mut creates = Vec::new();
         for n in 0..40 {
@@ -584,7 +584,7 @@ on_both_backends! {
 on_both_backends! {
     async fn concurrent_repeats_of_an_idempotency_key_create_one_task(db: &Db) {
         let handles = [db.store.clone(), second_handle(db).await];
-        let key = db.store.create_key("k", KeyMode::Test, 1_000_000).await.unwrap();
+        let key = db.store.create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000)).await.unwrap();
         let account = key.account.id;
         let mut creates = Vec::new();
         for n in 0..20 {
@@ -625,7 +625,7 @@ on_both_backends! {
 on_both_backends! {
     async fn a_key_never_exceeds_its_limit_however_many_claim_at_once(db: &Db) {
         let handles = [db.store.clone(), second_handle(db).await];
-        let key = db.store.create_key("k", KeyMode::Test, 1_000_000).await.unwrap();
+        let key = db.store.create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000)).await.unwrap();
         assert!(db.store.set_key_limits(&key.account.id, None, Some(3)).await.unwrap());
         for n in 0..20 {
             db.store.create_task(new_task(&key.account.id, n, 100), None).await.unwrap();
@@ -649,7 +649,7 @@ on_both_backends! {
 on_both_backends! {
     async fn the_last_channel_place_goes_to_one_of_many_racing_workers(db: &Db) {
         let handles = [db.store.clone(), second_handle(db).await];
-        let key = db.store.create_key("k", KeyMode::Test, 1_000_000).await.unwrap();
+        let key = db.store.create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000)).await.unwrap();
         let mut held = Vec::new();
         for n in 0..8 {
             db.store.create_task(new_task(&key.account.id, n, 100), None).await.unwrap();
@@ -695,7 +695,7 @@ async fn ended_task(store: &Store, account: &AccountId, n: usize, fails: bool) -
 on_both_backends! {
     async fn files_are_swept_once_after_their_task_has_been_over_long_enough(db: &Db) {
         let store = &db.store;
-        let key = store.create_key("k", KeyMode::Test, 1_000_000).await.unwrap();
+        let key = store.create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000)).await.unwrap();
         let account = key.account.id;
         let old_success = ended_task(store, &account, 1, false).await;
         let old_failure = ended_task(store, &account, 2, true).await;
@@ -739,7 +739,7 @@ on_both_backends! {
 on_both_backends! {
     async fn sweepers_racing_on_one_database_take_different_tasks(db: &Db) {
         let handles = [db.store.clone(), second_handle(db).await];
-        let key = db.store.create_key("k", KeyMode::Test, 1_000_000).await.unwrap();
+        let key = db.store.create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000)).await.unwrap();
         for n in 0..30 {
             ended_task(&db.store, &key.account.id, n, n % 3 == 0).await;
         }
@@ -771,7 +771,7 @@ on_both_backends! {
 on_both_backends! {
     async fn client_text_holding_a_nul_names_no_task(db: &Db) {
         let store = &db.store;
-        let key = store.create_key("k", KeyMode::Test, 1_000_000).await.unwrap();
+        let key = store.create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000)).await.unwrap();
         let account = key.account.id;
         store.create_task(new_task(&account, 1, 100), None).await.unwrap();
         let nul = "vtask_\0";
@@ -790,4 +790,451 @@ on_both_backends! {
             assert_eq!(store.count_matching(&account, &filter).await.unwrap(), 0);
         }
     }
+}
+
+/// A live key in `organization` with an optional cap.
+async fn live_key(store: &Store, organization: &OrgId, cap: Option<i64>) -> AccountId {
+    store
+        .create_key(&KeySpec {
+            organization: Some(organization),
+            limit_usd_micros: cap,
+            ..KeySpec::plain("k", KeyMode::Live, 0)
+        })
+        .await
+        .unwrap()
+        .account
+        .id
+}
+
+/// Settles a freshly created task as a charge of `cost`.
+async fn charge(store: &Store, task: &TaskId, cost: i64) {
+    let (claimed, _) = store.claim_task("w", 60_000, 100).await.unwrap().unwrap();
+    assert_eq!(&claimed.id, task);
+    assert!(store
+        .finish_succeeded(task, "w", settlement(cost))
+        .await
+        .unwrap());
+}
+
+on_both_backends! {
+    async fn an_organization_pays_for_its_live_keys_and_a_test_key_in_play_money(db: &Db) {
+        let store = &db.store;
+        let created = store.create_organization("acme", 1_000).await.unwrap();
+        let org = created.organization.id.clone();
+        assert!(created.management_token.starts_with("sg_mgmt_"));
+        assert_eq!(
+            store.organization_by_token(&created.management_token).await.unwrap().unwrap().id,
+            org
+        );
+        let (a, b) = (live_key(store, &org, None).await, live_key(store, &org, None).await);
+        let test = store
+            .create_key(&KeySpec {
+                organization: Some(&org),
+                ..KeySpec::plain("t", KeyMode::Test, 500)
+            })
+            .await
+            .unwrap()
+            .account;
+        assert_eq!(test.balance_usd_micros, 500);
+
+        store.create_task(new_task(&a, 1, 300), None).await.unwrap();
+        charge(store, &task_id(1), 250).await;
+        store.create_task(new_task(&b, 2, 400), None).await.unwrap();
+        store.create_task(new_task(&test.id, 3, 200), None).await.unwrap();
+
+        let organization = store.organization(&org).await.unwrap().unwrap();
+        // 1000 − 250 charged − 400 held for b's task; the test key's play money is apart.
+        assert_eq!(organization.balance_usd_micros, 350);
+        assert_eq!(organization.total_recharge_usd_micros, 1_000);
+        assert_eq!(organization.total_used_usd_micros, 250);
+        assert_eq!(store.organization_ledger_sum(&org).await.unwrap(), 350);
+        for key in [&a, &b] {
+            assert_eq!(store.account(key).await.unwrap().unwrap().balance_usd_micros, 350);
+            assert_eq!(store.ledger_sum(key).await.unwrap(), 350);
+        }
+        assert_eq!(store.account(&a).await.unwrap().unwrap().used_usd_micros, 250);
+        assert_eq!(store.account(&test.id).await.unwrap().unwrap().balance_usd_micros, 300);
+        assert_eq!(store.ledger_sum(&test.id).await.unwrap(), 300);
+
+        assert_eq!(store.top_up_organization(&org, 650).await.unwrap(), Some(1_000));
+        assert_eq!(store.organization_ledger_sum(&org).await.unwrap(), 1_000);
+        assert!(store.top_up_organization(&OrgId::new("org_none"), 1).await.unwrap().is_none());
+        let unknown = store
+            .create_key(&KeySpec {
+                organization: Some(&OrgId::new("org_none")),
+                ..KeySpec::plain("k", KeyMode::Live, 0)
+            })
+            .await;
+        assert!(matches!(unknown, Err(StoreError::UnknownOrganization(_))));
+    }
+}
+
+/// Creates `count` tasks of 100 at once through both handles, round robin over `keys`;
+/// returns how many each outcome got: accepted, refused by a cap, refused by the balance.
+async fn burst(handles: &[Store; 2], keys: &[AccountId], first: usize, count: usize) -> [i32; 3] {
+    let mut creates = Vec::new();
+    for n in first..first + count {
+        let store = handles[n % 2].clone();
+        let task = new_task(&keys[n % keys.len()], n, 100);
+        creates.push(tokio::spawn(
+            async move { store.create_task(task, None).await },
+        ));
+    }
+    let mut outcomes = [0; 3];
+    for create in creates {
+        match create.await.unwrap() {
+            Ok(_) => outcomes[0] += 1,
+            Err(StoreError::KeyLimitExceeded { .. }) => outcomes[1] += 1,
+            Err(StoreError::InsufficientBalance { .. }) => outcomes[2] += 1,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    outcomes
+}
+
+on_both_backends! {
+    async fn concurrent_creates_pass_neither_a_key_cap_nor_the_organization_balance(db: &Db) {
+        let handles = [db.store.clone(), second_handle(db).await];
+        let org = db.store.create_organization("acme", 1_500).await.unwrap().organization.id;
+        // The cap holds 5 tasks of 100, however many arrive at once.
+        let capped = live_key(&db.store, &org, Some(500)).await;
+        assert_eq!(burst(&handles, std::slice::from_ref(&capped), 0, 20).await, [5, 15, 0]);
+        // The remaining 1,000 pay for 10 more, whichever of the two keys asks.
+        let (a, b) = (live_key(&db.store, &org, None).await, live_key(&db.store, &org, None).await);
+        assert_eq!(burst(&handles, &[a, b], 100, 30).await, [10, 0, 20]);
+        let organization = db.store.organization(&org).await.unwrap().unwrap();
+        assert_eq!(organization.balance_usd_micros, 0);
+        assert_eq!(db.store.organization_ledger_sum(&org).await.unwrap(), 0);
+
+        // A released reservation frees its share of the cap; a charge keeps it.
+        let held = db
+            .store
+            .list_tasks(&capped, &TaskFilter { limit: 1, ..TaskFilter::default() })
+            .await
+            .unwrap();
+        assert!(db.store.cancel_queued_task(&capped, &held[0].id).await.unwrap().unwrap().1);
+        db.store.top_up_organization(&org, 1_000).await.unwrap();
+        db.store.create_task(new_task(&capped, 200, 100), None).await.unwrap();
+        assert!(matches!(
+            db.store.create_task(new_task(&capped, 201, 1), None).await,
+            Err(StoreError::KeyLimitExceeded {
+                limit_usd_micros: 500,
+                committed_usd_micros: 500,
+                ..
+            })
+        ));
+    }
+}
+
+on_both_backends! {
+    async fn keys_change_only_in_their_organization_and_revoked_is_final(db: &Db) {
+        let store = &db.store;
+        let org = store.create_organization("acme", 0).await.unwrap().organization.id;
+        let other = store.create_organization("other", 0).await.unwrap().organization.id;
+        let key = live_key(store, &org, None).await;
+        let rename = KeyUpdate { name: Some("renamed".into()), ..KeyUpdate::default() };
+        assert!(store.update_key(&other, &key, &rename).await.unwrap().is_none());
+        assert!(store.organization_key(&other, &key).await.unwrap().is_none());
+        assert!(store.organization_key(&org, &AccountId::new("key_\0")).await.unwrap().is_none());
+
+        let capped = KeyUpdate {
+            limit_usd_micros: Some(Some(5_000)),
+            models: Some(vec!["seedance-2.0-fast".into()]),
+            expires_at_ms: Some(Some(4_000_000_000_000)),
+            status: Some(KeyStatus::Inactive),
+            ..KeyUpdate::default()
+        };
+        let updated = store.update_key(&org, &key, &capped).await.unwrap().unwrap().unwrap();
+        assert_eq!(updated.limit_usd_micros, Some(5_000));
+        assert_eq!(updated.models, ["seedance-2.0-fast"]);
+        assert_eq!(updated.expires_at_ms, Some(4_000_000_000_000));
+        assert_eq!(updated.status, KeyStatus::Inactive);
+        assert!(updated.may_use("seedance-2.0-fast") && !updated.may_use("seedance-2.0"));
+        let cleared = KeyUpdate {
+            limit_usd_micros: Some(None),
+            expires_at_ms: Some(None),
+            status: Some(KeyStatus::Revoked),
+            ..KeyUpdate::default()
+        };
+        let revoked = store.update_key(&org, &key, &cleared).await.unwrap().unwrap().unwrap();
+        assert_eq!((revoked.limit_usd_micros, revoked.expires_at_ms), (None, None));
+        assert_eq!(revoked.status, KeyStatus::Revoked);
+        assert_eq!(revoked.name, "k");
+        let reactivate = KeyUpdate { status: Some(KeyStatus::Active), ..KeyUpdate::default() };
+        assert_eq!(
+            store.update_key(&org, &key, &reactivate).await.unwrap().unwrap().unwrap_err(),
+            KeyUpdateRefused::Revoked
+        );
+        let (page, total) = store.organization_keys(&org, 0, 10).await.unwrap();
+        assert_eq!((page.len(), total), (1, 1));
+        assert!(store.organization_keys(&other, 0, 10).await.unwrap().0.is_empty());
+    }
+}
+
+on_both_backends! {
+    async fn usage_reports_sum_exactly_the_ledger_charges(db: &Db) {
+        let store = &db.store;
+        let org = store.create_organization("acme", 1_000_000).await.unwrap().organization.id;
+        let key = live_key(store, &org, None).await;
+        let mut charged = 0;
+        for n in 0..7 {
+            let mut task = new_task(&key, n, 10_000);
+            if n % 2 == 1 {
+                task.model = "seedance-2.0-fast".into();
+            }
+            store.create_task(task, None).await.unwrap();
+            let cost = 1_001 * (n as i64 + 1);
+            match n % 3 {
+                0 | 1 => {
+                    charge(store, &task_id(n), cost).await;
+                    charged += cost;
+                }
+                _ => assert!(store.cancel_queued_task(&key, &task_id(n)).await.unwrap().unwrap().1),
+            }
+        }
+        let all = UsageFilter::default();
+        let totals = store.charge_totals(&key, &all).await.unwrap();
+        assert_eq!(totals.cost_usd_micros(), charged);
+        assert_eq!(totals.requests(), 5);
+        assert_eq!(totals.by_day.iter().map(|d| d.cost_usd_micros).sum::<i64>(), charged);
+        assert_eq!(store.account(&key).await.unwrap().unwrap().used_usd_micros, charged);
+        let items = store.charges(&key, &all, 0, 100).await.unwrap();
+        assert_eq!(items.iter().map(|i| i.cost_usd_micros).sum::<i64>(), charged);
+        assert!(items.windows(2).all(|w| w[0].entry_id > w[1].entry_id));
+        let fast = UsageFilter { model: Some("seedance-2.0-fast"), ..UsageFilter::default() };
+        let fast_totals = store.charge_totals(&key, &fast).await.unwrap();
+        assert_eq!(fast_totals.by_model.len(), 1);
+        assert_eq!(fast_totals.requests(), 2);
+        let page = store.charges(&key, &all, 3, 3).await.unwrap();
+        assert_eq!(page.len(), 2);
+        let none = UsageFilter { until_ms: Some(1), ..UsageFilter::default() };
+        assert_eq!(store.charge_totals(&key, &none).await.unwrap().requests(), 0);
+        let nul = UsageFilter { model: Some("\0"), ..UsageFilter::default() };
+        assert!(store.charges(&key, &nul, 0, 10).await.unwrap().is_empty());
+    }
+}
+
+/// Builds a database of the release before organizations (every migration before
+/// `first_new`), fills it as that release would have, upgrades it, and checks every row.
+async fn upgrade_keeps_every_key_balance_task_and_ledger_entry(
+    url: &str,
+    migrator: &sqlx::migrate::Migrator,
+    first_new: i64,
+) {
+    let old = sqlx::migrate::Migrator {
+        migrations: migrator
+            .migrations
+            .iter()
+            .filter(|m| m.version < first_new)
+            .cloned()
+            .collect(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    sqlx::any::install_default_drivers();
+    let raw = AnyPool::connect(url).await.unwrap();
+    old.run(&raw).await.unwrap();
+
+    let ulid = || ulid::Ulid::new().to_string();
+    let (live, test, revoked) = (ulid(), ulid(), ulid());
+    for (ulid, mode, balance, revoked_at) in [
+        (&live, "live", 7_500_000_i64, None),
+        (&test, "test", 2_850_000, None),
+        (&revoked, "live", 1_000_000, Some(5_i64)),
+    ] {
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, key_hash, key_prefix, mode, balance_usd_micros, \
+             created_at, revoked_at, webhook_url) VALUES ($1, $2, $3, 'sg_x', $4, $5, 1, $6, $7)",
+        )
+        .bind(format!("key_{ulid}"))
+        .bind(format!("{mode} key"))
+        .bind(hash_key(&format!("secret-{ulid}")))
+        .bind(mode)
+        .bind(balance)
+        .bind(revoked_at)
+        .bind("https://hooks.example.com/x")
+        .execute(&raw)
+        .await
+        .unwrap();
+    }
+    let key = |ulid: &str| AccountId::new(format!("key_{ulid}"));
+    for (n, owner, state, reserved, cost) in [
+        (1, &live, "succeeded", 500_000_i64, Some(400_000_i64)),
+        (2, &live, "queued", 100_000, None),
+        (3, &test, "succeeded", 200_000, Some(150_000)),
+    ] {
+        sqlx::query(
+            "INSERT INTO tasks (id, account_id, model, operation, provider, state, job, request, \
+             reserved_usd_micros, estimated_tokens, cost_usd_micros, next_attempt_at_ms, \
+             created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, 'seedance-2.0', 'text-to-video', 'sandbox', $3, '{}', '{}', $4, 9, \
+             $5, 0, $6, $6)",
+        )
+        .bind(task_id(n).as_str())
+        .bind(key(owner).as_str())
+        .bind(state)
+        .bind(reserved)
+        .bind(cost)
+        .bind(n as i64)
+        .execute(&raw)
+        .await
+        .unwrap();
+    }
+    for (owner, task, kind, amount) in [
+        (&live, None, "top_up", 8_000_000_i64),
+        (&live, Some(1), "reserve", -500_000),
+        (&live, Some(1), "release", 500_000),
+        (&live, Some(1), "charge", -400_000),
+        (&live, Some(2), "reserve", -100_000),
+        (&test, None, "top_up", 3_000_000),
+        (&test, Some(3), "reserve", -200_000),
+        (&test, Some(3), "release", 200_000),
+        (&test, Some(3), "charge", -150_000),
+        (&revoked, None, "top_up", 1_000_000),
+    ] {
+        sqlx::query(
+            "INSERT INTO ledger (account_id, task_id, kind, usd_micros, created_at) \
+             VALUES ($1, $2, $3, $4, 7)",
+        )
+        .bind(key(owner).as_str())
+        .bind(task.map(|n| task_id(n).to_string()))
+        .bind(kind)
+        .bind(amount)
+        .execute(&raw)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO idempotency_keys (account_id, key, request_hash, task_id, created_at_ms) \
+         VALUES ($1, 'retry-1', $2, $3, $4)",
+    )
+    .bind(key(&live).as_str())
+    .bind(b"body".to_vec())
+    .bind(task_id(1).as_str())
+    .bind(now_ms())
+    .execute(&raw)
+    .await
+    .unwrap();
+    raw.close().await;
+
+    let store = connect(url).await.unwrap();
+    let org = |ulid: &str| OrgId::new(format!("org_{ulid}"));
+    assert_eq!(store.list_organizations().await.unwrap().len(), 3);
+    let account = store.account(&key(&live)).await.unwrap().unwrap();
+    assert_eq!(account.organization_id, org(&live));
+    assert_eq!(account.balance_usd_micros, 7_500_000);
+    assert_eq!(
+        (account.used_usd_micros, account.status),
+        (400_000, KeyStatus::Active)
+    );
+    assert_eq!(account.name, "live key");
+    assert_eq!(store.ledger_sum(&key(&live)).await.unwrap(), 7_500_000);
+    let organization = store.organization(&org(&live)).await.unwrap().unwrap();
+    assert_eq!(organization.balance_usd_micros, 7_500_000);
+    assert_eq!(organization.total_recharge_usd_micros, 8_000_000);
+    assert_eq!(organization.total_used_usd_micros, 400_000);
+    assert_eq!(
+        store.organization_ledger_sum(&org(&live)).await.unwrap(),
+        7_500_000
+    );
+    assert!(!organization.has_management_token);
+
+    let play = store.account(&key(&test)).await.unwrap().unwrap();
+    assert_eq!(
+        (play.balance_usd_micros, play.used_usd_micros),
+        (2_850_000, 150_000)
+    );
+    assert_eq!(store.ledger_sum(&key(&test)).await.unwrap(), 2_850_000);
+    assert_eq!(
+        store
+            .organization(&org(&test))
+            .await
+            .unwrap()
+            .unwrap()
+            .balance_usd_micros,
+        0
+    );
+    let gone = store.account(&key(&revoked)).await.unwrap().unwrap();
+    assert_eq!(
+        (gone.status, gone.balance_usd_micros),
+        (KeyStatus::Revoked, 1_000_000)
+    );
+    assert!(store
+        .account_by_secret(&format!("secret-{live}"))
+        .await
+        .unwrap()
+        .is_some());
+
+    let task = store
+        .task_for_account(&key(&live), &task_id(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (task.state, task.cost_usd_micros),
+        (TaskState::Succeeded, Some(400_000))
+    );
+    let kinds: Vec<String> = store
+        .ledger_entries_for_task(&task_id(1))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(kind, _)| kind)
+        .collect();
+    assert_eq!(kinds, ["reserve", "release", "charge"]);
+    assert_eq!(store.count_tasks(&key(&live)).await.unwrap(), 2);
+    let usage = store
+        .charge_totals(&key(&live), &UsageFilter::default())
+        .await
+        .unwrap();
+    assert_eq!((usage.requests(), usage.cost_usd_micros()), (1, 400_000));
+
+    // The upgraded books keep working: a repeat replays, the open reservation settles, and
+    // a cap set now counts what the key already holds.
+    let repeat = IdempotencyKey {
+        key: "retry-1",
+        request_hash: b"body",
+    };
+    let replayed = store
+        .create_task(new_task(&key(&live), 50, 1), Some(repeat))
+        .await
+        .unwrap();
+    assert!(replayed.replayed && replayed.task.id == task_id(1));
+    charge(&store, &task_id(2), 60_000).await;
+    assert_eq!(store.ledger_sum(&key(&live)).await.unwrap(), 7_540_000);
+    assert_eq!(
+        store.organization_ledger_sum(&org(&live)).await.unwrap(),
+        7_540_000
+    );
+    let cap = KeyUpdate {
+        limit_usd_micros: Some(Some(460_001)),
+        ..KeyUpdate::default()
+    };
+    store
+        .update_key(&org(&live), &key(&live), &cap)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        store.create_task(new_task(&key(&live), 51, 2), None).await,
+        Err(StoreError::KeyLimitExceeded {
+            committed_usd_micros: 460_000,
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn upgrade_keeps_every_row_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    upgrade_keeps_every_key_balance_task_and_ledger_entry(&url, &sqlite::MIGRATOR, 9).await;
+}
+
+#[tokio::test]
+async fn upgrade_keeps_every_row_postgres() {
+    let url = postgres::create_scratch_schema(&postgres::test_server_url())
+        .await
+        .expect("a PostgreSQL server for the store tests");
+    upgrade_keeps_every_key_balance_task_and_ledger_entry(&url, &postgres::MIGRATOR, 3).await;
 }

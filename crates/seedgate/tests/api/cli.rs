@@ -72,6 +72,54 @@ fn keys_lifecycle_through_the_cli() {
     assert!(listing.contains("revoked"), "{listing}");
 }
 
+#[test]
+fn organizations_and_their_keys_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = seedgate(
+        dir.path(),
+        &["orgs", "create", "--name", "acme", "--balance-usd", "20"],
+    );
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let [org, token] = lines[..] else {
+        panic!("the id and the token, alone: {stdout}")
+    };
+    assert!(
+        org.starts_with("org_") && token.starts_with("sg_mgmt_"),
+        "{stdout}"
+    );
+
+    let (ok, listing, _) = seedgate(dir.path(), &["orgs", "list"]);
+    assert!(ok);
+    assert!(
+        listing.contains(org) && listing.contains("20.000000") && listing.contains("issued"),
+        "{listing}"
+    );
+    assert!(!listing.contains(token), "list never shows tokens");
+
+    let (ok, out, _) = seedgate(dir.path(), &["orgs", "top-up", org, "--usd", "2.5"]);
+    assert!(ok && out.contains("22.500000"), "{out}");
+    let (ok, _, stderr) = seedgate(dir.path(), &["orgs", "top-up", "org_nope", "--usd", "1"]);
+    assert!(!ok && stderr.contains("no organization"), "{stderr}");
+
+    // A key joins the named organization and spends its balance.
+    let (ok, secret, stderr) =
+        seedgate(dir.path(), &["keys", "create", "--name", "k", "--org", org]);
+    assert!(ok, "{stderr}");
+    assert!(secret.trim().starts_with("sg_live_"));
+    let (_, keys, _) = seedgate(dir.path(), &["keys", "list"]);
+    let row = keys.lines().find(|l| l.contains(" k ")).unwrap();
+    assert!(row.contains(org) && row.contains("22.500000"), "{keys}");
+    let (ok, _, stderr) = seedgate(
+        dir.path(),
+        &["keys", "create", "--name", "k", "--org", "org_nope"],
+    );
+    assert!(!ok && stderr.contains("org_nope"), "{stderr}");
+
+    let (ok, rotated, _) = seedgate(dir.path(), &["orgs", "rotate-token", org]);
+    assert!(ok && rotated.trim().starts_with("sg_mgmt_") && rotated.trim() != token);
+}
+
 #[tokio::test]
 async fn channels_check_reports_reachability_and_key_validity() {
     let fake = crate::fake_ark::FakeArk::start().await;

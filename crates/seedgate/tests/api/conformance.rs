@@ -62,6 +62,37 @@ fn schema_for(path: &str, query: Option<&str>, status: u16, body: &Value) -> Opt
             body.is_object().then_some("ark_task")
         }
         ["api", "v3", "contents", "generations", "tasks", ..] => Some("ark_error"),
+        ["v1", "management", "balance"] if ok => Some("ManagementBalanceResponse"),
+        ["v1", "management", "api-keys"] if ok => Some(if body.get("object").is_some() {
+            "ManagementApiKeyListResponse"
+        } else {
+            "ManagementCreatedApiKey"
+        }),
+        ["v1", "management", "api-keys", _] if ok => Some("ManagementApiKey"),
+        ["v1", "management", "api-keys", _, "usage"] if ok => Some("ManagementUsageResponse"),
+        ["v1", "management", "api-keys", _, "billing"] if ok => Some("ManagementBillingResponse"),
+        ["v1", "management", ..] => Some("error"),
+        ["v1", "videos", "assets", "groups"] if ok => Some(if body.get("groups").is_some() {
+            "SeedanceMaterialAssetGroupList"
+        } else {
+            "SeedanceMaterialAssetGroup"
+        }),
+        ["v1", "videos", "assets", "groups", _] if ok => Some(if body.get("deleted").is_some() {
+            "SeedanceMaterialAssetDeleteResponse"
+        } else {
+            "SeedanceMaterialAssetGroup"
+        }),
+        ["v1", "videos", "assets"] if ok => Some(if body.get("assets").is_some() {
+            "SeedanceMaterialAssetList"
+        } else {
+            "SeedanceMaterialAsset"
+        }),
+        ["v1", "videos", "assets", _] if ok => Some(if body.get("deleted").is_some() {
+            "SeedanceMaterialAssetDeleteResponse"
+        } else {
+            "SeedanceMaterialAsset"
+        }),
+        ["v1", "videos", "assets", ..] => Some("error"),
         _ => None,
     }
 }

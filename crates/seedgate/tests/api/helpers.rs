@@ -13,7 +13,7 @@ use axum::routing::get;
 use seedgate::blobs::{AwsEnvironment, Blobs, Location};
 use seedgate::config::Config;
 use seedgate::ids::AccountId;
-use seedgate::store::{KeyMode, Store};
+use seedgate::store::{KeyMode, KeySpec, Store};
 use seedgate::Application;
 use serde_json::Value;
 use tokio::sync::OnceCell;
@@ -260,7 +260,7 @@ impl TestApp {
     ) -> (String, AccountId) {
         let key = self
             .store
-            .create_key("other", mode, balance_usd_micros)
+            .create_key(&KeySpec::plain("other", mode, balance_usd_micros))
             .await
             .unwrap();
         (key.secret, key.account.id)
@@ -309,6 +309,25 @@ impl TestApp {
             .await
             .unwrap();
         decode(response).await
+    }
+
+    /// Any request with any bearer secret, the body as JSON when given.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(bearer);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        decode(request.send().await.unwrap()).await
     }
 
     pub async fn get_path(&self, path: &str) -> (u16, Value) {
@@ -569,12 +588,14 @@ impl MediaServer {
         let start = png_bytes(640, 360, 20);
         let end = png_bytes(640, 360, 220);
         let portrait = jpeg_bytes(400, 720);
+        let tiny = png_bytes(100, 100, 60);
         let video = mp4_bytes();
         let audio = wav_bytes();
         let router = axum::Router::new()
             .route("/start.png", get(move || async move { start }))
             .route("/end.png", get(move || async move { end }))
             .route("/portrait.jpg", get(move || async move { portrait }))
+            .route("/tiny.png", get(move || async move { tiny }))
             .route("/clip.mp4", get(move || async move { video }))
             .route("/tone.wav", get(move || async move { audio }))
             .route(

@@ -17,6 +17,8 @@ mod helpers;
 mod idempotency;
 mod lifecycle;
 mod limits;
+mod management;
+mod materials;
 mod money;
 mod openapi;
 mod operations;

@@ -12,7 +12,7 @@ use crate::helpers::TestApp;
 use crate::restart::{free_port, start, wait_ready};
 
 /// Every route the router serves, as `METHOD path`.
-const ROUTES: [&str; 19] = [
+const ROUTES: [&str; 35] = [
     "POST /api/v3/contents/generations/tasks",
     "GET /api/v3/contents/generations/tasks",
     "GET /api/v3/contents/generations/tasks/{id}",
@@ -29,6 +29,22 @@ const ROUTES: [&str; 19] = [
     "GET /v1/pricing",
     "GET /v1/assets/{task_id}/{file}",
     "POST /v1/upstream/callback/{id}",
+    "POST /v1/videos/assets",
+    "GET /v1/videos/assets",
+    "GET /v1/videos/assets/{assetId}",
+    "PUT /v1/videos/assets/{assetId}",
+    "DELETE /v1/videos/assets/{assetId}",
+    "POST /v1/videos/assets/groups",
+    "GET /v1/videos/assets/groups",
+    "GET /v1/videos/assets/groups/{groupId}",
+    "PUT /v1/videos/assets/groups/{groupId}",
+    "DELETE /v1/videos/assets/groups/{groupId}",
+    "GET /v1/management/balance",
+    "GET /v1/management/api-keys",
+    "POST /v1/management/api-keys",
+    "PATCH /v1/management/api-keys/{keyId}",
+    "GET /v1/management/api-keys/{keyId}/usage",
+    "GET /v1/management/api-keys/{keyId}/billing",
     "GET /healthz",
     "GET /readyz",
     "GET /openapi.json",

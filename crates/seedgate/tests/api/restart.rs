@@ -37,6 +37,23 @@ impl Drop for Server {
     }
 }
 
+/// Runs an operator command of the real binary against a data dir and config.
+fn operator(
+    data: &std::path::Path,
+    config: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_seedgate"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--config")
+        .arg(config)
+        .env("SEEDGATE_DATABASE_URL", crate::helpers::database_url(data))
+        .output()
+        .unwrap()
+}
+
 /// Starts the real binary, its log appended to `server.log` beside the data dir; on a first
 /// start, also reads the development key it prints.
 pub fn start(
@@ -204,15 +221,11 @@ async fn restart_after_upstream_submit_does_not_submit_twice() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let created = Command::new(env!("CARGO_BIN_EXE_seedgate"))
-        .args(["keys", "create", "--name", "live", "--balance-usd", "50"])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--config")
-        .arg(&config)
-        .env("SEEDGATE_DATABASE_URL", crate::helpers::database_url(&data))
-        .output()
-        .unwrap();
+    let created = operator(
+        &data,
+        &config,
+        &["keys", "create", "--name", "live", "--balance-usd", "50"],
+    );
     assert!(
         created.status.success(),
         "{}",
@@ -253,6 +266,37 @@ async fn restart_after_upstream_submit_does_not_submit_twice() {
     let id = task["id"].as_str().unwrap();
     let done = wait_terminal(&client, &address, &key, id, Duration::from_secs(60)).await;
     assert_eq!(done["status"], "completed", "{done}");
+
+    // An organization's management token and the key it makes stay out of the log too.
+    let org = operator(
+        &data,
+        &config,
+        &["orgs", "create", "--name", "acme", "--balance-usd", "5"],
+    );
+    assert!(
+        org.status.success(),
+        "{}",
+        String::from_utf8_lossy(&org.stderr)
+    );
+    let org = String::from_utf8(org.stdout).unwrap();
+    let token = org.lines().nth(1).unwrap().to_owned();
+    let response = client
+        .post(format!("{address}/v1/management/api-keys"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "made over HTTP"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, made) = decode(response).await;
+    assert_eq!(status, 201, "{made}");
+    let made = made["key"].as_str().unwrap().to_owned();
+    let response = client
+        .get(format!("{address}/v1/tasks"))
+        .bearer_auth(&made)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(decode(response).await.0, 200);
     drop(server);
     assert_eq!(fake.tasks_created(), 1, "submitted upstream exactly once");
     fake.assert_no_violations();
@@ -260,7 +304,13 @@ async fn restart_after_upstream_submit_does_not_submit_twice() {
     // A full run at debug level never writes a key to the log.
     let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
     assert!(log.contains("submitted upstream"), "the log was captured");
-    assert!(!log.contains(&key), "the API key leaked into the log");
+    for (secret, what) in [
+        (&key, "the API key"),
+        (&token, "the management token"),
+        (&made, "the key made over HTTP"),
+    ] {
+        assert!(!log.contains(secret.as_str()), "{what} leaked into the log");
+    }
     assert!(
         !log.contains(crate::fake_ark::FAKE_KEY),
         "the upstream key leaked into the log"

@@ -23,6 +23,9 @@ const POOL_SIZE: u32 = 16;
 
 const WORK_CHANNEL: &str = "seedgate_work";
 
+/// The PostgreSQL schema's history, applied in order.
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
 pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
     sqlx::any::install_default_drivers();
     let pool = AnyPoolOptions::new()
@@ -32,7 +35,7 @@ pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
         .connect(url)
         .await?;
     // Replicas starting together take turns: the migrator holds an advisory lock.
-    sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+    MIGRATOR.run(&pool).await?;
     Ok(SqlStore::new(
         pool.clone(),
         pool,

@@ -7,8 +7,10 @@
 //! claim and a reservation take on PostgreSQL (SQLite's single writer needs none).
 
 mod accounts;
+mod materials;
 mod outbox;
 mod tasks;
+mod usage;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -23,6 +23,9 @@ const PRAGMAS: [&str; 4] = [
     "PRAGMA foreign_keys = ON",
 ];
 
+/// The SQLite schema's history, applied in order.
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
 pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
     sqlx::any::install_default_drivers();
     // Create the file when missing, unless the URL says how to open it.
@@ -45,7 +48,7 @@ pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
             })
     };
     let writer = options(1).connect(&url).await?;
-    sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+    MIGRATOR.run(&writer).await?;
     let reader = options(8).connect(&url).await?;
     Ok(SqlStore::new(reader, writer, Dialect::Sqlite, None))
 }

@@ -1,0 +1,728 @@
+//! The material library (`/v1/videos/assets*`), with an API key: an organization's reusable
+//! reference material, used in generation requests as `asset://<id>`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use seedgate_contract::{ApiError, ErrorBody, ErrorType};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Authed;
+use super::error::{invalid_query, HttpError};
+use super::tasks::body_error;
+use super::ApiState;
+use crate::ids::{MaterialGroupId, MaterialId};
+use crate::materials::{
+    parse_asset_update, parse_group_update, parse_new_asset, parse_new_group, DEFAULT_PROJECT,
+    PROCESS_LEASE_MS,
+};
+use crate::service::internal;
+use crate::store::materials::{
+    AssetFilter, GroupFilter, GroupStatus, LibraryType, MaterialAsset, MaterialGroup,
+    MaterialStatus, NewAsset, NewGroup,
+};
+use crate::store::Account;
+
+/// A material asset and how far its processing got. Fields without a value are left out
+/// (the platform's schema has them objects or strings, not null).
+#[derive(Serialize, ToSchema)]
+pub struct MaterialAssetObject {
+    /// Use it as `asset://<id>` once `status` is `ACTIVE`.
+    id: String,
+    /// `seedance.material_asset`.
+    object: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group_id: Option<String>,
+    project_name: String,
+    /// `aigc_avatar`.
+    library_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    asset_name: Option<String>,
+    /// `Image`, `Video` or `Audio`.
+    asset_type: &'static str,
+    /// `PROCESSING`, `ACTIVE`, `FAILED` or `DELETED`.
+    status: &'static str,
+    /// True when `ACTIVE`.
+    ready: bool,
+    /// Why processing failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_message: Option<String>,
+    /// `seedance_material_source_invalid` when processing failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<serde_json::Value>,
+    /// Unix seconds.
+    created_at: i64,
+    updated_at: i64,
+}
+
+fn metadata(text: Option<&str>) -> Option<serde_json::Value> {
+    text.and_then(|t| serde_json::from_str(t).ok())
+}
+
+fn asset_object(asset: &MaterialAsset) -> MaterialAssetObject {
+    MaterialAssetObject {
+        id: asset.id.to_string(),
+        object: "seedance.material_asset",
+        group_id: asset.group_id.as_ref().map(ToString::to_string),
+        project_name: asset.project_name.clone(),
+        library_type: asset.library_type.as_str(),
+        asset_name: asset.asset_name.clone(),
+        asset_type: asset.asset_type.as_str(),
+        status: asset.status.as_str(),
+        ready: asset.status == MaterialStatus::Active,
+        error_message: asset.error_message.clone(),
+        error_code: (asset.status == MaterialStatus::Failed)
+            .then_some("seedance_material_source_invalid"),
+        metadata: metadata(asset.metadata.as_deref()),
+        created_at: asset.created_at_ms / 1000,
+        updated_at: asset.updated_at_ms / 1000,
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MaterialGroupObject {
+    /// Give it as `group_id` when creating assets.
+    id: String,
+    /// `seedance.material_asset_group`.
+    object: &'static str,
+    library_type: &'static str,
+    project_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    /// `ACTIVE` or `DELETED`.
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<serde_json::Value>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+fn group_object(group: &MaterialGroup) -> MaterialGroupObject {
+    MaterialGroupObject {
+        id: group.id.to_string(),
+        object: "seedance.material_asset_group",
+        library_type: group.library_type.as_str(),
+        project_name: group.project_name.clone(),
+        group_name: group.group_name.clone(),
+        description: group.description.clone(),
+        status: group.status.as_str(),
+        metadata: metadata(group.metadata.as_deref()),
+        created_at: group.created_at_ms / 1000,
+        updated_at: group.updated_at_ms / 1000,
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MaterialAssetList {
+    assets: Vec<MaterialAssetObject>,
+    /// Pass as `page_token` for the next page; null on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MaterialGroupList {
+    groups: Vec<MaterialGroupObject>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Deleted {
+    deleted: bool,
+    id: String,
+}
+
+fn not_found(what: &str, code: &'static str) -> HttpError {
+    HttpError(ApiError::new(
+        404,
+        ErrorType::InvalidRequestError,
+        code,
+        format!("{what} not found."),
+    ))
+}
+
+fn asset_not_found() -> HttpError {
+    not_found("Material asset", "material_asset_not_found")
+}
+
+fn group_not_found() -> HttpError {
+    not_found("Material group", "material_group_not_found")
+}
+
+fn conflict(code: &'static str, message: &str) -> HttpError {
+    HttpError(ApiError::new(
+        409,
+        ErrorType::InvalidRequestError,
+        code,
+        message,
+    ))
+}
+
+fn source_invalid(status: u16, asset: &MaterialAsset) -> HttpError {
+    HttpError(
+        ApiError::new(
+            status,
+            ErrorType::InvalidRequestError,
+            "seedance_material_source_invalid",
+            asset
+                .error_message
+                .clone()
+                .unwrap_or_else(|| "The source is not usable.".into()),
+        )
+        .with_param("asset_url")
+        .with_extra("asset_id", asset.id.to_string().into()),
+    )
+}
+
+/// The project a lookup is scoped to; another project's asset is not found.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProjectQuery {
+    /// Default `default`.
+    project_name: Option<String>,
+}
+
+fn in_project(query: &ProjectQuery, project: &str) -> bool {
+    query.project_name.as_deref().unwrap_or(DEFAULT_PROJECT) == project
+}
+
+/// An asset of the caller's organization in the query's project.
+async fn owned_asset(
+    state: &ApiState,
+    account: &Account,
+    id: &MaterialId,
+    project: &ProjectQuery,
+) -> Result<MaterialAsset, HttpError> {
+    state
+        .services
+        .store
+        .asset(&account.organization_id, id)
+        .await
+        .map_err(internal)?
+        .filter(|asset| in_project(project, &asset.project_name))
+        .ok_or_else(asset_not_found)
+}
+
+async fn owned_group(
+    state: &ApiState,
+    account: &Account,
+    id: &MaterialGroupId,
+    project: &ProjectQuery,
+) -> Result<MaterialGroup, HttpError> {
+    state
+        .services
+        .store
+        .group(&account.organization_id, id)
+        .await
+        .map_err(internal)?
+        .filter(|group| in_project(project, &group.project_name))
+        .ok_or_else(group_not_found)
+}
+
+/// Imports a material from `asset_url`: fetched through the outbound guard, held to the
+/// upstream's input rules and stored here. Answers once it is processed (`ACTIVE`); a source
+/// that breaks a rule is `400 seedance_material_source_invalid` (the asset stays readable as
+/// `FAILED`). Real-person (`liveness_face`) material is refused: it needs an identity check this
+/// server cannot make.
+#[utoipa::path(
+    post,
+    path = "/v1/videos/assets",
+    operation_id = "create_material_asset",
+    tag = "materials",
+    request_body(content = serde_json::Value, description = "`asset_url` (required), `asset_name`, `asset_type` (`Image`, `Video`, `Audio`; default `Image`), `library_type` (`aigc_avatar`), `group_id`, `project_name` (default `default`), `metadata`."),
+    responses(
+        (status = 201, description = "The asset, `ACTIVE` (or `PROCESSING` when its storage is briefly unavailable).", body = MaterialAssetObject),
+        (status = 400, description = "`seedance_material_source_invalid`, `liveness_face_unsupported`, `input_url_forbidden`, `material_group_not_found` or a field's code.", body = ErrorBody),
+        (status = 409, description = "`material_group_deleted`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn create_asset(
+    State(state): State<ApiState>,
+    Authed(account): Authed,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, HttpError> {
+    let body = body.map_err(body_error)?;
+    let request = parse_new_asset(&body)?;
+    let services = &state.services;
+    if let Some(forbidden) = services.fetcher.refusal(&request.asset_url) {
+        return Err(HttpError(ApiError::invalid(
+            "input_url_forbidden",
+            Some("asset_url"),
+            format!("`asset_url`: {forbidden}; materials are never fetched from there."),
+        )));
+    }
+    if let Some(group_id) = &request.group_id {
+        let group = services
+            .store
+            .group(&account.organization_id, group_id)
+            .await
+            .map_err(internal)?
+            .filter(|g| g.project_name == request.project_name)
+            .ok_or_else(|| {
+                HttpError(ApiError::invalid(
+                    "material_group_not_found",
+                    Some("group_id"),
+                    "No material group with this id exists in this project.",
+                ))
+            })?;
+        if group.status == GroupStatus::Deleted {
+            return Err(conflict(
+                "material_group_deleted",
+                "This material group is deleted.",
+            ));
+        }
+    }
+    let asset = services
+        .store
+        .create_asset(&NewAsset {
+            organization_id: &account.organization_id,
+            project_name: &request.project_name,
+            group_id: request.group_id.as_ref(),
+            library_type: LibraryType::AigcAvatar,
+            asset_name: request.asset_name.as_deref(),
+            asset_type: request.asset_type,
+            source_url: &request.asset_url,
+            metadata: request.metadata.as_deref(),
+            lease_ms: PROCESS_LEASE_MS,
+        })
+        .await
+        .map_err(internal)?;
+    let asset = services.materials.process(asset).await.map_err(internal)?;
+    if asset.status == MaterialStatus::Failed {
+        return Err(source_invalid(400, &asset));
+    }
+    Ok((StatusCode::CREATED, Json(asset_object(&asset))).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AssetListQuery {
+    /// 1–100; default 20.
+    page_size: Option<i64>,
+    /// The `next_page_token` of the previous page.
+    page_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group_id: Option<String>,
+    /// `PROCESSING`, `ACTIVE`, `FAILED` or `DELETED`.
+    status: Option<String>,
+    /// `aigc_avatar` or `liveness_face`.
+    library_type: Option<String>,
+    /// Default `default`.
+    project_name: Option<String>,
+}
+
+fn page_size(size: Option<i64>) -> Result<i64, HttpError> {
+    let size = size.unwrap_or(20);
+    if !(1..=100).contains(&size) {
+        return Err(HttpError(ApiError::invalid(
+            "invalid_page_size",
+            Some("page_size"),
+            "page_size must be between 1 and 100.",
+        )));
+    }
+    Ok(size)
+}
+
+/// Cuts a listing fetched with one row more than `limit` to its page; returns the token of
+/// the next page, when there is one.
+fn cut_page<T>(rows: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> String) -> Option<String> {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    more.then(|| rows.last().map(id)).flatten()
+}
+
+fn filter_value<T>(
+    param: &str,
+    value: Option<&str>,
+    parse: fn(&str) -> Option<T>,
+    names: &str,
+) -> Result<Option<T>, HttpError> {
+    value
+        .map(|v| {
+            parse(v).ok_or_else(|| {
+                HttpError(ApiError::invalid(
+                    "invalid_query",
+                    Some(param),
+                    format!("{param} must be one of {names}."),
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// The organization's material assets in one project, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/videos/assets",
+    operation_id = "list_material_assets",
+    tag = "materials",
+    params(AssetListQuery),
+    responses(
+        (status = 200, description = "One page of assets.", body = MaterialAssetList),
+        (status = 400, description = "`invalid_query` or `invalid_page_size`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn list_assets(
+    State(state): State<ApiState>,
+    Authed(account): Authed,
+    query: Result<Query<AssetListQuery>, QueryRejection>,
+) -> Result<Json<MaterialAssetList>, HttpError> {
+    let Query(query) = query.map_err(invalid_query)?;
+    let limit = page_size(query.page_size)?;
+    let filter = AssetFilter {
+        project_name: query.project_name.as_deref().unwrap_or(DEFAULT_PROJECT),
+        group_id: query.group_id.as_deref(),
+        status: filter_value(
+            "status",
+            query.status.as_deref(),
+            MaterialStatus::parse,
+            "PROCESSING, ACTIVE, FAILED, DELETED",
+        )?,
+        library_type: filter_value(
+            "library_type",
+            query.library_type.as_deref(),
+            LibraryType::parse,
+            "aigc_avatar, liveness_face",
+        )?,
+        after: query.page_token.as_deref(),
+        limit: limit + 1,
+    };
+    let mut assets = state
+        .services
+        .store
+        .list_assets(&account.organization_id, &filter)
+        .await
+        .map_err(internal)?;
+    let next_page_token = cut_page(&mut assets, limit, |a| a.id.to_string());
+    Ok(Json(MaterialAssetList {
+        next_page_token,
+        assets: assets.iter().map(asset_object).collect(),
+    }))
+}
+
+/// One material asset and its processing status.
+#[utoipa::path(
+    get,
+    path = "/v1/videos/assets/{assetId}",
+    operation_id = "get_material_asset",
+    tag = "materials",
+    params(("assetId" = String, Path, description = "The asset's `id`."), ProjectQuery),
+    responses(
+        (status = 200, description = "The asset.", body = MaterialAssetObject),
+        (status = 404, description = "`material_asset_not_found`: no such asset of this organization in this project.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn get_asset(
+    State(state): State<ApiState>,
+    Authed(account): Authed,
+    Path(id): Path<MaterialId>,
+    query: Result<Query<ProjectQuery>, QueryRejection>,
+) -> Result<Json<MaterialAssetObject>, HttpError> {
+    let Query(project) = query.map_err(invalid_query)?;
+    let asset = owned_asset(&state, &account, &id, &project).await?;
+    Ok(Json(asset_object(&asset)))
+}
+
+/// Renames an asset or changes its metadata; a new `asset_url` (or `asset_type`) imports it
+/// again, and a source that breaks a rule is `422 seedance_material_source_invalid`.
+#[utoipa::path(
+    put,
+    path = "/v1/videos/assets/{assetId}",
+    operation_id = "update_material_asset",
+    tag = "materials",
+    params(("assetId" = String, Path, description = "The asset's `id`.")),
+    request_body(content = serde_json::Value, description = "At least one of `asset_url`, `asset_name`, `asset_type`, `metadata`; `project_name` scopes the lookup."),
+    responses(
+        (status = 200, description = "The asset as it now stands.", body = MaterialAssetObject),
+        (status = 400, description = "`empty_update` or a field's code.", body = ErrorBody),
+        (status = 404, description = "`material_asset_not_found`.", body = ErrorBody),
+        (status = 409, description = "`material_asset_deleted`.", body = ErrorBody),
+        (status = 422, description = "`seedance_material_source_invalid`: the new source breaks a rule.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn update_asset(
+    State(state): State<ApiState>,
+    Authed(account): Authed,
+    Path(id): Path<MaterialId>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<MaterialAssetObject>, HttpError> {
+    let body = body.map_err(body_error)?;
+    let (update, project_name) = parse_asset_update(&body)?;
+    let services = &state.services;
+    if let Some(url) = &update.source_url {
+        if let Some(forbidden) = services.fetcher.refusal(url) {
+            return Err(HttpError(ApiError::invalid(
+                "input_url_forbidden",
+                Some("asset_url"),
+                format!("`asset_url`: {forbidden}; materials are never fetched from there."),
+            )));
+        }
+    }
+    let project = ProjectQuery { project_name };
+    let current = owned_asset(&state, &account, &id, &project).await?;
+    let deleted = || conflict("material_asset_deleted", "This material asset is deleted.");
+    if current.status == MaterialStatus::Deleted {
+        return Err(deleted());
+    }
+    let asset = services
+        .store
+        .update_asset(&account.organization_id, &id, &update, PROCESS_LEASE_MS)
+        .await
+        .map_err(internal)?
+        .ok_or_else(deleted)?;
+    let asset = if asset.status == MaterialStatus::Processing {
+        services.materials.process(asset).await.map_err(internal)?
+    } else {
+        asset
+    };
+    if asset.status == MaterialStatus::Failed && update.source_url.is_some() {
+        return Err(source_invalid(422, &asset));
+    }
+    Ok(Json(asset_object(&asset)))
+}
+
+/// Deletes an asset and its stored file; it stays readable as `DELETED`.
+#[utoipa::path(
+    delete,
+    path = "/v1/videos/assets/{assetId}",
+    operation_id = "delete_material_asset",
+    tag = "materials",
+    params(("assetId" = String, Path, description = "The asset's `id`."), ProjectQuery),
+    responses(
+        (status = 200, description = "Deleted.", body = Deleted),
+        (status = 404, description = "`material_asset_not_found`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn delete_asset(
+    State(state): State<ApiState>,
+    Authed(account): Authed,
+    Path(id): Path<MaterialId>,
+    query: Result<Query<ProjectQuery>, QueryRejection>,
+) -> Result<Json<Deleted>, HttpError> {
+    let Query(project) = query.map_err(invalid_query)?;
+    owned_asset(&state, &account, &id, &project).await?;
+    let services = &state.services;
+    services
+        .store
+        .delete_asset(&account.organization_id, &id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(asset_not_found)?;
+    services
+        .materials
+        .delete_files(std::slice::from_ref(&id))
+        .await;
+    Ok(Json(Deleted {
+        deleted: true,
+        id: id.to_string(),
+    }))
+}
+
+/// Creates a virtual-avatar material group.
+#[utoipa::path(
+    post,
+    path = "/v1/videos/assets/groups",
+    operation_id = "create_material_group",
+    tag = "materials",
+    request_body(content = serde_json::Value, description = "`group_name`, `description`, `library_type` (`aigc_avatar`), `project_name`, `metadata`."),
+    responses(
+        (status = 201, description = "The group.", body = MaterialGroupObject),
+        (status = 400, description = "`liveness_face_unsupported` or a field's code.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn create_group(
+    State(state): State<ApiState>,
+    Authed(account): Authed,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, HttpError> {
+    let body = body.map_err(body_error)?;
+    let request = parse_new_group(&body)?;
+    let group = state
+        .services
+        .store
+        .create_group(&NewGroup {
+            organization_id: &account.organization_id,
+            project_name: &request.project_name,
+            library_type: LibraryType::AigcAvatar,
+            group_name: request.group_name.as_deref(),
+            description: request.description.as_deref(),
+            metadata: request.metadata.as_deref(),
+        })
+        .await
+        .map_err(internal)?;
+    Ok((StatusCode::CREATED, Json(group_object(&group))).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GroupListQuery {
+    /// 1–100; default 20.
+    page_size: Option<i64>,
+    page_token: Option<String>,
+    /// `ACTIVE` or `DELETED`.
+    status: Option<String>,
+    library_type: Option<String>,
+    /// Default `default`.
+    project_name: Option<String>,
+}
+
+/// The organization's material groups in one project, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/videos/assets/groups",
+    operation_id = "list_material_groups",
+    tag = "materials",
+    params(GroupListQuery),
+    responses(
+        (status = 200, description = "One page of groups.", body = MaterialGroupList),
+        (status = 400, description = "`invalid_query` or `invalid_page_size`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn list_groups(
+    State(state): State<ApiState>,
+    Authed(account): Authed,
+    query: Result<Query<GroupListQuery>, QueryRejection>,
+) -> Result<Json<MaterialGroupList>, HttpError> {
+    let Query(query) = query.map_err(invalid_query)?;
+    let limit = page_size(query.page_size)?;
+    let filter = GroupFilter {
+        project_name: query.project_name.as_deref().unwrap_or(DEFAULT_PROJECT),
+        status: filter_value(
+            "status",
+            query.status.as_deref(),
+            GroupStatus::parse,
+            "ACTIVE, DELETED",
+        )?,
+        library_type: filter_value(
+            "library_type",
+            query.library_type.as_deref(),
+            LibraryType::parse,
+            "aigc_avatar, liveness_face",
+        )?,
+        after: query.page_token.as_deref(),
+        limit: limit + 1,
+    };
+    let mut groups = state
+        .services
+        .store
+        .list_groups(&account.organization_id, &filter)
+        .await
+        .map_err(internal)?;
+    let next_page_token = cut_page(&mut groups, limit, |g| g.id.to_string());
+    Ok(Json(MaterialGroupList {
+        next_page_token,
+        groups: groups.iter().map(group_object).collect(),
+    }))
+}
+
+/// One material group.
+#[utoipa::path(
+    get,
+    path = "/v1/videos/assets/groups/{groupId}",
+    operation_id = "get_material_group",
+    tag = "materials",
+    params(("groupId" = String, Path, description = "The group's `id`."), ProjectQuery),
+    responses(
+        (status = 200, description = "The group.", body = MaterialGroupObject),
+        (status = 404, description = "`material_group_not_found`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn get_group(
+    State(state): State<ApiState>,
+    Authed(account): Authed,
+    Path(id): Path<MaterialGroupId>,
+    query: Result<Query<ProjectQuery>, QueryRejection>,
+) -> Result<Json<MaterialGroupObject>, HttpError> {
+    let Query(project) = query.map_err(invalid_query)?;
+    let group = owned_group(&state, &account, &id, &project).await?;
+    Ok(Json(group_object(&group)))
+}
+
+/// Changes a group's name, description or metadata.
+#[utoipa::path(
+    put,
+    path = "/v1/videos/assets/groups/{groupId}",
+    operation_id = "update_material_group",
+    tag = "materials",
+    params(("groupId" = String, Path, description = "The group's `id`.")),
+    request_body(content = serde_json::Value, description = "At least one of `group_name`, `description`, `metadata`; `project_name` scopes the lookup."),
+    responses(
+        (status = 200, description = "The group as it now stands.", body = MaterialGroupObject),
+        (status = 400, description = "`empty_update` or a field's code.", body = ErrorBody),
+        (status = 404, description = "`material_group_not_found`.", body = ErrorBody),
+        (status = 409, description = "`material_group_deleted`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn update_group(
+    State(state): State<ApiState>,
+    Authed(account): Authed,
+    Path(id): Path<MaterialGroupId>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<MaterialGroupObject>, HttpError> {
+    let body = body.map_err(body_error)?;
+    let (update, project_name) = parse_group_update(&body)?;
+    owned_group(&state, &account, &id, &ProjectQuery { project_name }).await?;
+    let group = state
+        .services
+        .store
+        .update_group(&account.organization_id, &id, &update)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| conflict("material_group_deleted", "This material group is deleted."))?;
+    Ok(Json(group_object(&group)))
+}
+
+/// Deletes a group and every asset in it, with their stored files.
+#[utoipa::path(
+    delete,
+    path = "/v1/videos/assets/groups/{groupId}",
+    operation_id = "delete_material_group",
+    tag = "materials",
+    params(("groupId" = String, Path, description = "The group's `id`."), ProjectQuery),
+    responses(
+        (status = 200, description = "Deleted, with its assets.", body = Deleted),
+        (status = 404, description = "`material_group_not_found`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn delete_group(
+    State(state): State<ApiState>,
+    Authed(account): Authed,
+    Path(id): Path<MaterialGroupId>,
+    query: Result<Query<ProjectQuery>, QueryRejection>,
+) -> Result<Json<Deleted>, HttpError> {
+    let Query(project) = query.map_err(invalid_query)?;
+    owned_group(&state, &account, &id, &project).await?;
+    let services = &state.services;
+    let assets = services
+        .store
+        .delete_group(&account.organization_id, &id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(group_not_found)?;
+    services.materials.delete_files(&assets).await;
+    Ok(Json(Deleted {
+        deleted: true,
+        id: id.to_string(),
+    }))
+}

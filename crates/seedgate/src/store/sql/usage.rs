@@ -1,0 +1,117 @@
+//! A key's charges for the management API's usage and billing reports, filtered and summed in
+//! the database.
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::{sql, SqlStore};
+use crate::ids::AccountId;
+use crate::store::usage::{DayUsage, ModelUsage, UsageFilter, UsageItem, UsageTotals};
+use crate::store::{StoreError, UsageReports};
+
+/// The charges of key `$1` that a filter (`$2` model, `$3`..`$4` time) matches.
+const CHARGES: &str = "FROM ledger l JOIN tasks t ON t.id = l.task_id \
+    WHERE l.account_id = $1 AND l.kind = 'charge' AND ($2 IS NULL OR t.model = $2) \
+    AND ($3 IS NULL OR l.created_at >= $3) AND ($4 IS NULL OR l.created_at < $4)";
+
+fn unmatchable(filter: &UsageFilter<'_>) -> bool {
+    filter.model.is_some_and(|model| model.contains('\0'))
+}
+
+#[async_trait]
+impl UsageReports for SqlStore {
+    async fn charges(
+        &self,
+        account_id: &AccountId,
+        filter: &UsageFilter<'_>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<UsageItem>, StoreError> {
+        if unmatchable(filter) {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(sql!(
+            self.dialect,
+            format!(
+                "SELECT l.id, l.task_id, t.model, COALESCE(t.usage_tokens, 0) AS tokens, \
+                 l.usd_micros, l.created_at {CHARGES} ORDER BY l.id DESC LIMIT $5 OFFSET $6"
+            )
+        ))
+        .bind(account_id)
+        .bind(filter.model)
+        .bind(filter.from_ms)
+        .bind(filter.until_ms)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UsageItem {
+                    entry_id: row.try_get("id")?,
+                    task_id: row.try_get("task_id")?,
+                    model: row.try_get("model")?,
+                    tokens: row.try_get("tokens")?,
+                    cost_usd_micros: -row.try_get::<i64, _>("usd_micros")?,
+                    charged_at_ms: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn charge_totals(
+        &self,
+        account_id: &AccountId,
+        filter: &UsageFilter<'_>,
+    ) -> Result<UsageTotals, StoreError> {
+        if unmatchable(filter) {
+            return Ok(UsageTotals::default());
+        }
+        // SUM of BIGINT is NUMERIC on PostgreSQL; the casts keep one integer type on both.
+        let models: Vec<(String, i64, i64, i64)> = sqlx::query_as(sql!(
+            self.dialect,
+            format!(
+                "SELECT t.model, COUNT(*), \
+                 CAST(SUM(COALESCE(t.usage_tokens, 0)) AS BIGINT), \
+                 CAST(-SUM(l.usd_micros) AS BIGINT) {CHARGES} GROUP BY t.model ORDER BY t.model"
+            )
+        ))
+        .bind(account_id)
+        .bind(filter.model)
+        .bind(filter.from_ms)
+        .bind(filter.until_ms)
+        .fetch_all(&self.reader)
+        .await?;
+        let days: Vec<(i64, i64)> = sqlx::query_as(sql!(
+            self.dialect,
+            format!(
+                "SELECT l.created_at / 86400000 AS day, CAST(-SUM(l.usd_micros) AS BIGINT) \
+                 {CHARGES} GROUP BY l.created_at / 86400000 ORDER BY day"
+            )
+        ))
+        .bind(account_id)
+        .bind(filter.model)
+        .bind(filter.from_ms)
+        .bind(filter.until_ms)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(UsageTotals {
+            by_model: models
+                .into_iter()
+                .map(|(model, requests, tokens, cost_usd_micros)| ModelUsage {
+                    model,
+                    requests,
+                    tokens,
+                    cost_usd_micros,
+                })
+                .collect(),
+            by_day: days
+                .into_iter()
+                .map(|(day, cost_usd_micros)| DayUsage {
+                    day_start_ms: day * crate::store::usage::DAY_MS,
+                    cost_usd_micros,
+                })
+                .collect(),
+        })
+    }
+}

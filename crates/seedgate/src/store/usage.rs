@@ -1,0 +1,66 @@
+//! What a key has been charged, as the management API reports it: the ledger's charges, each
+//! with the task it paid for.
+
+use crate::ids::TaskId;
+
+/// Which charges a report covers.
+#[derive(Debug, Default)]
+pub struct UsageFilter<'a> {
+    pub model: Option<&'a str>,
+    /// Charged at or after this time.
+    pub from_ms: Option<i64>,
+    /// Charged before this time.
+    pub until_ms: Option<i64>,
+}
+
+/// One charge.
+#[derive(Clone, Debug)]
+pub struct UsageItem {
+    /// The ledger entry: the billing transaction.
+    pub entry_id: i64,
+    pub task_id: TaskId,
+    pub model: String,
+    pub tokens: i64,
+    pub cost_usd_micros: i64,
+    pub charged_at_ms: i64,
+}
+
+/// Charges of one model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelUsage {
+    pub model: String,
+    pub requests: i64,
+    pub tokens: i64,
+    pub cost_usd_micros: i64,
+}
+
+/// Charges of one UTC day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DayUsage {
+    pub day_start_ms: i64,
+    pub cost_usd_micros: i64,
+}
+
+/// Every charge a filter matches, summed by model and by day.
+#[derive(Clone, Debug, Default)]
+pub struct UsageTotals {
+    pub by_model: Vec<ModelUsage>,
+    pub by_day: Vec<DayUsage>,
+}
+
+impl UsageTotals {
+    pub fn requests(&self) -> i64 {
+        self.by_model.iter().map(|m| m.requests).sum()
+    }
+
+    pub fn tokens(&self) -> i64 {
+        self.by_model.iter().map(|m| m.tokens).sum()
+    }
+
+    pub fn cost_usd_micros(&self) -> i64 {
+        self.by_model.iter().map(|m| m.cost_usd_micros).sum()
+    }
+}
+
+/// Milliseconds in a UTC day, the unit `daily_cost` groups by.
+pub const DAY_MS: i64 = 86_400_000;

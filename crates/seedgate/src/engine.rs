@@ -26,9 +26,10 @@ use crate::providers::{
 };
 use crate::signing::UrlSigner;
 use crate::store::{
-    now_ms, PollSeen, Settlement, Store, StoreError, TaskFailure, TaskRecord, Unpaid,
+    now_ms, PollSeen, Settlement, Store, StoreError, TaskFailure, TaskRecord, Transition, Unpaid,
     UpstreamPhase, UpstreamSubmission,
 };
+use crate::telemetry::Telemetry;
 
 /// What one step of a worker did: tests call [`Engine::run_one`] until it reports `Empty`.
 #[derive(Debug, PartialEq, Eq)]
@@ -72,6 +73,7 @@ pub struct Engine {
     providers: Arc<Registry>,
     fetcher: Fetcher,
     materials: Arc<Materials>,
+    telemetry: Arc<Telemetry>,
     config: EngineConfig,
     public_url: Option<String>,
     owner: String,
@@ -146,6 +148,7 @@ impl Engine {
         providers: Arc<Registry>,
         fetcher: Fetcher,
         materials: Arc<Materials>,
+        telemetry: Arc<Telemetry>,
         config: EngineConfig,
         public_url: Option<String>,
     ) -> Self {
@@ -157,6 +160,7 @@ impl Engine {
             providers,
             fetcher,
             materials,
+            telemetry,
             config,
             public_url,
             owner: format!("worker_{}", ulid::Ulid::new()),
@@ -206,7 +210,12 @@ impl Engine {
         else {
             return Ok(Outcome::Empty);
         };
-        let span = tracing::info_span!("task", task_id = %task.id, provider = %task.provider);
+        let span = tracing::info_span!(
+            "task",
+            task_id = %task.id,
+            provider = %task.provider,
+            request_id = task.request_id.as_deref().unwrap_or_default()
+        );
         self.advance(task, &job_json).instrument(span).await?;
         Ok(Outcome::Done)
     }
@@ -277,11 +286,20 @@ impl Engine {
         }
     }
 
+    /// Counts an ending this worker made (not one another worker beat it to).
+    fn ended(&self, task: &TaskRecord, ending: Transition, made: bool) {
+        if made {
+            self.telemetry.task_ended(&task.model, ending.to().as_str());
+        }
+    }
+
     async fn fail(&self, task: &TaskRecord, code: &str, message: &str) -> Result<(), StoreError> {
         warn!(code, message, "task failed");
-        self.store
+        let made = self
+            .store
             .finish_failed(&task.id, &self.owner, code, message)
             .await?;
+        self.ended(task, Transition::EndUnpaid(Unpaid::Failed), made);
         Ok(())
     }
 
@@ -292,9 +310,11 @@ impl Engine {
             message,
             upstream_usage_tokens: None,
         };
-        self.store
+        let made = self
+            .store
             .finish_unpaid(&task.id, &self.owner, Unpaid::Expired, &error)
             .await?;
+        self.ended(task, Transition::EndUnpaid(Unpaid::Expired), made);
         Ok(())
     }
 
@@ -596,7 +616,7 @@ impl Engine {
             self.store
                 .finish_unpaid(&task.id, &self.owner, state, &error)
                 .await
-                .map(|_| ())
+                .map(|made| self.ended(task, Transition::EndUnpaid(state), made))
         };
         match provider.poll(upstream).await {
             Ok(status @ (UpstreamStatus::Queued | UpstreamStatus::Running)) => {
@@ -688,9 +708,11 @@ impl Engine {
                 message: "The upstream finished the task but its video could not be retrieved; nothing was charged.",
                 upstream_usage_tokens,
             };
-            self.store
+            let made = self
+                .store
                 .finish_unpaid(&task.id, &self.owner, Unpaid::Failed, &failure)
                 .await?;
+            self.ended(task, Transition::EndUnpaid(Unpaid::Failed), made);
             return Ok(());
         }
         let delay = (self.config.result_copy_backoff_ms as i64) << (failures - 1).clamp(0, 10);
@@ -897,6 +919,7 @@ impl Engine {
                 },
             )
             .await?;
+        self.ended(task, Transition::Succeed, settled);
         if settled {
             info!(tokens = stored.usage_tokens, cost_usd = %cost.usd_string(), "task succeeded");
         }

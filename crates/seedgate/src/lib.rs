@@ -25,6 +25,7 @@ pub mod service;
 pub mod signing;
 pub mod store;
 pub mod sweeper;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -98,6 +99,7 @@ impl Application {
         };
         let blobs = blobs::open(&config.assets_location(), &config.assets.aws)?;
         let sweeper = Arc::new(Sweeper::new(store.clone(), blobs.clone(), retention));
+        let telemetry = Arc::new(telemetry::Telemetry::new());
         let fetcher = Fetcher::new(config.fetch.clone())?;
         let fetcher_for_notifier = fetcher.clone();
         let materials = Arc::new(Materials::new(
@@ -116,6 +118,7 @@ impl Application {
                 &config.channels,
                 config.engine.breaker_failures,
                 std::time::Duration::from_secs(config.engine.breaker_cooldown_seconds),
+                telemetry.clone(),
             )?),
         });
         let engine = Arc::new(Engine::new(
@@ -126,6 +129,7 @@ impl Application {
             providers.clone(),
             fetcher,
             materials.clone(),
+            telemetry.clone(),
             config.engine.clone(),
             config.public_url.clone(),
         ));
@@ -157,6 +161,7 @@ impl Application {
             limiter: limits::RateLimiter::default(),
             org_limiter: limits::RateLimiter::default(),
             materials: materials.clone(),
+            telemetry,
             rate_limit: config.limits.clone(),
         });
         let state = ApiState {

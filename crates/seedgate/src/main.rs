@@ -24,8 +24,22 @@ use tracing_subscriber::EnvFilter;
     about = "One asynchronous HTTP API for the Seedance 2.0 video models"
 )]
 struct Cli {
+    /// Log lines as JSON objects (one per line, for collectors) or for people.
+    #[arg(
+        long,
+        env = "SEEDGATE_LOG_FORMAT",
+        global = true,
+        default_value = "pretty"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Json,
+    Pretty,
 }
 
 #[derive(Subcommand)]
@@ -211,14 +225,24 @@ fn out(line: &str) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        // Each line carries its spans' fields: the request id, the task id, the provider.
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+        LogFormat::Pretty => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+    match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             let _ = writeln!(std::io::stderr(), "error: {message}");
@@ -255,6 +279,7 @@ async fn check_channels(config: Config) -> Result<(), String> {
         &config.channels,
         config.engine.breaker_failures,
         std::time::Duration::from_secs(config.engine.breaker_cooldown_seconds),
+        std::sync::Arc::default(),
     )
     .map_err(|e| e.to_string())?;
     if !ark.has_channels() {

@@ -20,6 +20,7 @@ use crate::store::{
     now_ms, Account, Created, IdempotencyKey, KeyMode, NewTask, PublicStatus, Store, StoreError,
     TaskFilter, TaskRecord, TaskState, UpstreamPhase,
 };
+use crate::telemetry::RequestId;
 
 /// Shared, immutable after start-up.
 pub struct Services {
@@ -43,6 +44,16 @@ pub struct Services {
     pub rate_limit: crate::config::LimitsConfig,
     /// Processes material assets as they are created or given a new source.
     pub materials: Arc<crate::materials::Materials>,
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
+}
+
+/// A create request checked and priced, before anything is stored.
+pub struct Priced {
+    pub job: VideoJob,
+    /// The provider that would serve it.
+    pub provider: &'static str,
+    /// What it would reserve, and how that was counted.
+    pub quote: pricing::Quote,
 }
 
 /// One page of `GET /v1/tasks`.
@@ -74,16 +85,9 @@ pub fn task_not_found() -> ApiError {
 }
 
 impl Services {
-    /// Validates, prices and stores a task with its reservation; nothing is written on any error.
-    /// With an idempotency key, a repeat of the same body returns the original task.
-    pub async fn create_task(
-        &self,
-        account: &Account,
-        body: &[u8],
-        idempotency_key: Option<&str>,
-    ) -> Result<Created, ApiError> {
-        let key = idempotency_key.map(check_idempotency_key).transpose()?;
-        let request_hash = Sha256::digest(body);
+    /// Validates and prices a create request as a create would, storing nothing: the job, the
+    /// provider that would serve it and what it would reserve.
+    pub async fn price(&self, account: &Account, body: &[u8]) -> Result<Priced, ApiError> {
         let job = parse_create_request(&self.catalog, body)?;
         if !account.may_use(&job.model) {
             return Err(ApiError::new(
@@ -115,6 +119,29 @@ impl Services {
             })?;
         let input_video_millis = self.source_video_millis(account, &job).await?;
         let quote = pricing::quote(&self.catalog, &job, input_video_millis)?;
+        Ok(Priced {
+            job,
+            provider,
+            quote,
+        })
+    }
+
+    /// Validates, prices and stores a task with its reservation; nothing is written on any error.
+    /// With an idempotency key, a repeat of the same body returns the original task.
+    pub async fn create_task(
+        &self,
+        account: &Account,
+        body: &[u8],
+        idempotency_key: Option<&str>,
+        request_id: Option<&RequestId>,
+    ) -> Result<Created, ApiError> {
+        let key = idempotency_key.map(check_idempotency_key).transpose()?;
+        let request_hash = Sha256::digest(body);
+        let Priced {
+            job,
+            provider,
+            quote,
+        } = self.price(account, body).await?;
         let job_json = serde_json::to_string(&job)
             .map_err(|e| internal(StoreError::Corrupt(e.to_string())))?;
         let request_json = serde_json::to_string(&job.echo())
@@ -134,6 +161,7 @@ impl Services {
                     estimated_tokens: quote.billed_tokens as i64,
                     deadline_at_ms: now_ms() + self.task_deadline_ms,
                     callback_url: job.callback_url.clone(),
+                    request_id: request_id.map(|id| id.0.clone()),
                 },
                 key.map(|key| IdempotencyKey {
                     key,
@@ -144,6 +172,7 @@ impl Services {
         match created {
             Ok(created) => {
                 if !created.replayed {
+                    self.telemetry.task_created(&created.task.model);
                     self.engine_wake.notify_one();
                 }
                 Ok(created)
@@ -227,6 +256,15 @@ impl Services {
             }
         }
         Ok(())
+    }
+
+    /// The metrics text: counters kept here, and the figures of the database and the channels
+    /// as they are now.
+    pub async fn metrics(&self) -> Result<String, ApiError> {
+        let figures = self.store.figures().await.map_err(internal)?;
+        Ok(self
+            .telemetry
+            .render(&figures, &self.providers.ark.breaker_states()))
     }
 
     /// Every `asset://` input must name an ACTIVE image of the caller's organization's library.

@@ -33,6 +33,8 @@ mod limits;
 mod management;
 #[path = "api/materials.rs"]
 mod materials;
+#[path = "api/metrics.rs"]
+mod metrics;
 #[path = "api/money.rs"]
 mod money;
 #[path = "api/openapi.rs"]

@@ -2,10 +2,12 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::error::HttpError;
 use super::ApiState;
 
 #[derive(Serialize, ToSchema)]
@@ -61,4 +63,28 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Health>)
             }),
         )
     }
+}
+
+/// Prometheus metrics in the text format: requests and their latency by route and status,
+/// tasks by model and state, the queue, upstream calls by channel and outcome, circuit
+/// breakers, the webhook backlog and the money. No key: keep it on the private network.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The metrics.", content_type = "application/openmetrics-text", body = String),
+    ),
+)]
+pub async fn metrics(State(state): State<ApiState>) -> Result<Response, HttpError> {
+    let text = state.services.metrics().await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }

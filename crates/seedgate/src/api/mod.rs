@@ -10,6 +10,7 @@ mod management;
 mod materials;
 mod openapi;
 mod tasks;
+mod telemetry;
 pub mod view;
 mod volc;
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
+use axum::middleware;
 use axum::routing::{get, patch, post};
 use axum::Router;
 use tower_http::trace::TraceLayer;
@@ -25,6 +27,7 @@ pub use catalog::CatalogBodies;
 pub use error::HttpError;
 
 use crate::service::Services;
+use crate::telemetry::RequestId;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -39,6 +42,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/videos/generations", post(tasks::create))
+        .route("/v1/videos/quote", post(tasks::quote))
         .route("/v1/videos/generations/{id}", get(tasks::get))
         .route("/v1/tasks", get(tasks::list))
         .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
@@ -94,14 +98,24 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
             "/api/v3/contents/generations/tasks/{id}",
             get(volc::get).delete(volc::delete),
         )
+        .route("/metrics", get(health::metrics))
+        .route_layer(middleware::from_fn(telemetry::mark_route))
         .fallback(|| async { error::not_found() })
         .method_not_allowed_fallback(|| async { error::method_not_allowed() })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(
             // Spans carry method and path only: query strings hold download signatures.
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
+                let id = request
+                    .extensions()
+                    .get::<RequestId>()
+                    .map_or("", |id| id.0.as_str());
+                tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id)
             }),
         )
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            telemetry::track,
+        ))
         .with_state(state)
 }

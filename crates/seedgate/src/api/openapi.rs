@@ -26,6 +26,7 @@ use super::{assets, catalog, health, management, materials, tasks, volc};
     ),
     paths(
         tasks::create,
+        tasks::quote,
         tasks::get,
         tasks::cancel,
         tasks::list,
@@ -57,6 +58,7 @@ use super::{assets, catalog, health, management, materials, tasks, volc};
         management::key_billing,
         health::healthz,
         health::readyz,
+        health::metrics,
         openapi_json,
     ),
     modifiers(&SharedResponses, &Aliases),

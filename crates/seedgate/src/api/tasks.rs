@@ -6,7 +6,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use seedgate_contract::{ApiError, CreateVideoRequest, ErrorBody, ErrorType};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -17,6 +17,7 @@ use super::view::{task_object, BaseUrl, TaskObject};
 use super::ApiState;
 use crate::ids::TaskId;
 use crate::store::{now_ms, PublicStatus};
+use crate::telemetry::RequestId;
 
 fn now_s() -> u64 {
     (now_ms() / 1000) as u64
@@ -71,19 +72,117 @@ pub async fn create(
     State(state): State<ApiState>,
     Authed(account): Authed,
     BaseUrl(base): BaseUrl,
+    request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
     let body = body.map_err(body_error)?;
     let created = state
         .services
-        .create_task(&account, &body, idempotency_key(&headers)?)
+        .create_task(
+            &account,
+            &body,
+            idempotency_key(&headers)?,
+            request_id.as_ref().map(|Extension(id)| id),
+        )
         .await?;
     let object = task_object(&created.task, &state.services, &base, now_s());
     Ok(with_replay_mark(
         Json(object).into_response(),
         created.replayed,
     ))
+}
+
+/// What a create would cost, counted as a create counts it.
+#[derive(Serialize, ToSchema)]
+pub struct QuoteObject {
+    /// `video.quote`.
+    object: &'static str,
+    model: String,
+    operation: &'static str,
+    resolution: &'static str,
+    /// The output size counted (the tier's largest for `adaptive`).
+    width: u32,
+    height: u32,
+    /// Output seconds counted (the model's longest for `duration: -1`).
+    output_seconds: u32,
+    /// Input video counted, in seconds; 0 without video input.
+    input_video_seconds: f64,
+    tokens: QuoteTokens,
+    /// What the create would reserve; a completed task is charged its actual usage, at most
+    /// this.
+    cost: QuoteCost,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QuoteTokens {
+    output: u64,
+    input: u64,
+    /// What is billed: output + input, at least the model's video-input minimum.
+    billed: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QuoteCost {
+    /// `USD`.
+    currency: &'static str,
+    #[schema(example = "0.596277")]
+    amount: String,
+    /// The official price in CNY it derives from (USD = CNY / 6.8).
+    #[schema(example = "4.054684")]
+    cny: String,
+    /// The rate applied, CNY per million tokens.
+    cny_per_million_tokens: String,
+    /// Whether the video-input rate applies.
+    video_input: bool,
+}
+
+/// Prices a create request without creating anything: the same body and the same validation
+/// as `POST /v1/videos/generations` (a request it refuses is refused here with the same code),
+/// then the tokens and the cost in USD and CNY.
+#[utoipa::path(
+    post,
+    path = "/v1/videos/quote",
+    operation_id = "quote_task",
+    tag = "tasks",
+    request_body = CreateVideoRequest,
+    responses(
+        (status = 200, description = "What the create would cost.", body = QuoteObject),
+        (status = 400, description = "Invalid request, exactly as a create would answer.", body = ErrorBody),
+        (status = 413, description = "`request_too_large`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn quote(
+    State(state): State<ApiState>,
+    Authed(account): Authed,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<QuoteObject>, HttpError> {
+    let body = body.map_err(body_error)?;
+    let priced = state.services.price(&account, &body).await?;
+    let (job, quote) = (&priced.job, &priced.quote);
+    Ok(Json(QuoteObject {
+        object: "video.quote",
+        model: job.model.clone(),
+        operation: job.operation.as_str(),
+        resolution: job.resolution.as_str(),
+        width: quote.width,
+        height: quote.height,
+        output_seconds: quote.output_seconds,
+        input_video_seconds: quote.input_video_millis as f64 / 1000.0,
+        tokens: QuoteTokens {
+            output: quote.output_tokens,
+            input: quote.input_tokens,
+            billed: quote.billed_tokens,
+        },
+        cost: QuoteCost {
+            currency: "USD",
+            amount: quote.cost.usd_string(),
+            cny: quote.cost.cny_string(),
+            cny_per_million_tokens: quote.cny_per_million.to_string(),
+            video_input: quote.video_input,
+        },
+    }))
 }
 
 /// Marks the answer to a repeated create (`Idempotent-Replayed: true`), on every surface.

@@ -9,7 +9,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use seedgate_contract::{ApiError, Catalog, ErrorBody, RequestEcho};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -22,6 +22,7 @@ use super::view::{BaseUrl, TaskError};
 use super::ApiState;
 use crate::ids::TaskId;
 use crate::store::{now_ms, PublicStatus, TaskFilter, TaskRecord, TaskState};
+use crate::telemetry::RequestId;
 
 /// Ark's task ids start `cgt-`; ours `vtask_`. The rest is the same ULID.
 const ARK_PREFIX: &str = "cgt-";
@@ -443,6 +444,7 @@ fn render(state: &ApiState, task: &TaskRecord, base: &str) -> ArkTask {
 pub async fn create(
     State(state): State<ApiState>,
     Authed(account): Authed,
+    request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
@@ -452,7 +454,12 @@ pub async fn create(
         .map_err(|e| HttpError(ApiError::invalid("invalid_json", None, e.to_string())))?;
     let created = state
         .services
-        .create_task(&account, &request, idempotency_key(&headers)?)
+        .create_task(
+            &account,
+            &request,
+            idempotency_key(&headers)?,
+            request_id.as_ref().map(|Extension(id)| id),
+        )
         .await?;
     let response = Json(ArkCreated {
         id: ark_id(&created.task.id),

@@ -4,7 +4,7 @@
 //! timeouts before a task is accepted upstream.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -20,6 +20,7 @@ use super::{
 use crate::config::ChannelConfig;
 use crate::ids::{ChannelId, TaskId};
 use crate::secret::Secret;
+use crate::telemetry::{BreakerState, Telemetry};
 
 /// Prompt sent for a video-extension that came without one.
 const CONTINUE_PROMPT: &str = "Continue this video seamlessly from its last frame.";
@@ -95,6 +96,7 @@ struct Channel {
     api_key: Secret,
     client: reqwest::Client,
     breaker: Mutex<Breaker>,
+    telemetry: Arc<Telemetry>,
 }
 
 /// How an upstream call failed, before it is judged.
@@ -251,8 +253,27 @@ impl Channel {
         )
     }
 
-    /// Sends a request and decodes a 2xx body as `T`; anything else is a [`CallError`].
+    /// Sends a request and decodes a 2xx body as `T`; anything else is a [`CallError`]. Each
+    /// call is counted and timed by channel and outcome.
     async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, CallError> {
+        let started = Instant::now();
+        let result = self.send(request).await;
+        let outcome = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(CallError::Status { status, .. }) => format!("http_{}", status.as_u16()),
+            Err(CallError::Transport(_)) => "transport".to_owned(),
+            Err(CallError::NotSent(_)) => "not_sent".to_owned(),
+            Err(CallError::BadBody(_)) => "bad_body".to_owned(),
+        };
+        self.telemetry
+            .upstream_call(&self.config.id, &outcome, started.elapsed());
+        result
+    }
+
+    async fn send<T: serde::de::DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, CallError> {
@@ -467,6 +488,7 @@ impl Ark {
         configs: &[ChannelConfig],
         breaker_failures: u32,
         breaker_cooldown: Duration,
+        telemetry: Arc<Telemetry>,
     ) -> Result<Self, ChannelSetupError> {
         let mut channels: Vec<Channel> = Vec::new();
         for config in configs {
@@ -507,6 +529,7 @@ impl Ark {
                 api_key: Secret::new(key),
                 client,
                 breaker: Mutex::new(Breaker::default()),
+                telemetry: telemetry.clone(),
             });
         }
         Ok(Self {
@@ -514,6 +537,22 @@ impl Ark {
             breaker_failures,
             breaker_cooldown,
         })
+    }
+
+    /// Each channel's circuit breaker as it stands now, for the metrics.
+    pub fn breaker_states(&self) -> Vec<(ChannelId, BreakerState)> {
+        let now = Instant::now();
+        self.channels
+            .iter()
+            .map(|c| {
+                let state = match c.breaker.lock().map(|b| b.open_until) {
+                    Ok(None) | Err(_) => BreakerState::Closed,
+                    Ok(Some(until)) if now < until => BreakerState::Open,
+                    Ok(Some(_)) => BreakerState::HalfOpen,
+                };
+                (c.config.id.clone(), state)
+            })
+            .collect()
     }
 
     pub fn has_channels(&self) -> bool {

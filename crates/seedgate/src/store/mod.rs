@@ -541,6 +541,10 @@ pub trait Backend: TaskStore + AccountStore + UsageReports + MaterialStore + Web
     /// so concurrent first starts (of one replica or many) agree on one secret.
     async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError>;
 
+    /// What the metrics report from the database: tasks not yet ended by model and state, the
+    /// webhook backlog, and the money totals.
+    async fn figures(&self) -> Result<crate::telemetry::StoreFigures, StoreError>;
+
     /// Wakes `wake` whenever any process sharing this database queues new work. A no-op where
     /// only this process can queue work (SQLite): the service wakes the engine itself.
     async fn announce_work_to(&self, wake: Arc<Notify>) -> Result<(), StoreError>;

@@ -241,6 +241,8 @@ pub struct NewTask {
     pub deadline_at_ms: i64,
     /// Where to POST the task when it ends.
     pub callback_url: Option<String>,
+    /// The request that created it, for the log lines of its work.
+    pub request_id: Option<String>,
 }
 
 /// How long an idempotency key holds.
@@ -298,6 +300,7 @@ pub struct TaskRecord {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub completed_at_ms: Option<i64>,
+    pub request_id: Option<String>,
 }
 
 impl TaskRecord {

@@ -81,6 +81,7 @@ fn new_task(account_id: &AccountId, n: usize, reserved: i64) -> NewTask {
         estimated_tokens: 1,
         deadline_at_ms: i64::MAX,
         callback_url: None,
+        request_id: None,
     }
 }
 

@@ -19,6 +19,7 @@ mod lifecycle;
 mod limits;
 mod management;
 mod materials;
+mod metrics;
 mod money;
 mod openapi;
 mod operations;

@@ -9,8 +9,8 @@ use seedgate::ids::{AccountId, OrgId, TaskId};
 use serde_json::{json, Value};
 
 use crate::fake_ark::{Ending, FakeArk};
-use crate::helpers::{wait_terminal, Storage, TestApp};
-use crate::upstream::{channel, fast_polls};
+use crate::helpers::{wait_terminal, TestApp};
+use crate::upstream::app_with_channel;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -238,15 +238,7 @@ async fn an_expired_key_is_refused_with_its_own_code() {
 #[tokio::test]
 async fn usage_and_billing_equal_the_ledger_after_a_mixed_run() {
     let fake = FakeArk::start().await;
-    let app = TestApp::spawn_on(
-        Storage::Local,
-        |c| {
-            fast_polls(c);
-            c.channels = vec![channel("volc", &fake, 1)];
-        },
-        true,
-    )
-    .await;
+    let app = app_with_channel(&fake).await;
     let acme = org(&app, 100_000_000).await;
     let (id, secret) = api_key(&app, &acme, json!({"name": "mixed"})).await;
     let mut ids = Vec::new();

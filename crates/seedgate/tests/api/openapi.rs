@@ -12,12 +12,13 @@ use crate::helpers::TestApp;
 use crate::restart::{free_port, start, wait_ready};
 
 /// Every route the router serves, as `METHOD path`.
-const ROUTES: [&str; 35] = [
+const ROUTES: [&str; 37] = [
     "POST /api/v3/contents/generations/tasks",
     "GET /api/v3/contents/generations/tasks",
     "GET /api/v3/contents/generations/tasks/{id}",
     "DELETE /api/v3/contents/generations/tasks/{id}",
     "POST /v1/videos/generations",
+    "POST /v1/videos/quote",
     "GET /v1/videos/generations/{id}",
     "GET /v1/tasks",
     "GET /v1/tasks/{id}",
@@ -47,6 +48,7 @@ const ROUTES: [&str; 35] = [
     "GET /v1/management/api-keys/{keyId}/billing",
     "GET /healthz",
     "GET /readyz",
+    "GET /metrics",
     "GET /openapi.json",
 ];
 

@@ -241,6 +241,7 @@ async fn restart_after_upstream_submit_does_not_submit_twice() {
     let response = client
         .post(format!("{address}/v1/videos/generations"))
         .bearer_auth(&key)
+        .header("x-request-id", "restart-req-7")
         .json(
             &json!({"model": "seedance-2.0-fast", "operation": "text-to-video", "prompt": "once",
             "resolution": "480p", "duration": 4}),
@@ -304,6 +305,13 @@ async fn restart_after_upstream_submit_does_not_submit_twice() {
     // A full run at debug level never writes a key to the log.
     let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
     assert!(log.contains("submitted upstream"), "the log was captured");
+    // The engine's and the provider's lines for the task carry the id of the request that
+    // created it.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("submitted upstream") && l.contains("restart-req-7")),
+        "the request id reached the provider's log line"
+    );
     for (secret, what) in [
         (&key, "the API key"),
         (&token, "the management token"),

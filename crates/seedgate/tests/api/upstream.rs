@@ -40,6 +40,19 @@ pub fn fast_polls(config: &mut Config) {
     config.engine.breaker_cooldown_seconds = 60;
 }
 
+/// A server whose live keys go to one fake upstream channel, `volc`; test keys to the sandbox.
+pub async fn app_with_channel(fake: &FakeArk) -> TestApp {
+    TestApp::spawn_on(
+        Storage::Local,
+        |c| {
+            fast_polls(c);
+            c.channels = vec![channel("volc", fake, 1)];
+        },
+        true,
+    )
+    .await
+}
+
 /// A server whose live keys go to the given fake upstreams; returns it with a live key.
 async fn live_app(
     channels: Vec<ChannelConfig>,

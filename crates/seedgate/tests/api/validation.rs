@@ -187,3 +187,43 @@ async fn insufficient_balance_is_402_and_stores_nothing() {
     assert_eq!(app.balance(&poor_account).await, 10_000);
     assert_eq!(app.store.ledger_sum(&poor_account).await.unwrap(), 10_000);
 }
+
+#[tokio::test]
+async fn a_quote_prices_exactly_as_a_create_reserves_and_stores_nothing() {
+    let app = TestApp::spawn_without_workers().await;
+    let body = json!({"model": "seedance-2.0", "prompt": "a kite over the sea", "resolution": "720p",
+        "duration": 8, "aspect_ratio": "9:16"});
+    let (status, quote) = app
+        .call("POST", "/v1/videos/quote", &app.key, Some(&body))
+        .await;
+    assert_eq!(status, 200, "{quote}");
+    assert_eq!(
+        (quote["object"].as_str(), quote["operation"].as_str()),
+        (Some("video.quote"), Some("text-to-video"))
+    );
+    assert_eq!(
+        (quote["width"].as_u64(), quote["output_seconds"].as_u64()),
+        (Some(720), Some(8))
+    );
+    app.assert_nothing_written().await;
+    // Refused with the very code a create gets, and still nothing written.
+    for bad in [
+        json!({"model": "seedance-2.0", "prompt": "x", "resolution": "8k"}),
+        json!({"model": "nope", "prompt": "x"}),
+    ] {
+        let (quoted, refusal) = app
+            .call("POST", "/v1/videos/quote", &app.key, Some(&bad))
+            .await;
+        let (created, error) = app.create(&bad).await;
+        assert_eq!(
+            (quoted, &refusal["error"]["code"]),
+            (created, &error["error"]["code"]),
+            "{bad}"
+        );
+    }
+    app.assert_nothing_written().await;
+    let (status, task) = app.create(&body).await;
+    assert_eq!(status, 200, "{task}");
+    assert_eq!(task["estimated_cost"]["amount"], quote["cost"]["amount"]);
+    assert_eq!(task["estimated_cost"]["tokens"], quote["tokens"]["billed"]);
+}

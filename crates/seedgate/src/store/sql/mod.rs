@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 
 use super::{Backend, StoreError};
 use crate::ids::ChannelId;
+use crate::telemetry::{MoneyFigure, StoreFigures};
 
 /// Which engine holds the rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,6 +169,64 @@ impl Backend for SqlStore {
         self.setting(name)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("setting {name} vanished")))
+    }
+
+    async fn figures(&self) -> Result<StoreFigures, StoreError> {
+        // Ended tasks are left out: the partial indexes on waiting and leased tasks keep this
+        // cheap however many have finished.
+        let open_tasks: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT model, state, COUNT(*) FROM tasks \
+             WHERE state IN ('queued', 'submitting', 'running') GROUP BY model, state",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        let webhook_backlog: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending'")
+                .fetch_one(&self.reader)
+                .await?;
+        // SUM of BIGINT is NUMERIC on PostgreSQL; the casts keep one integer type on both.
+        let (live_balance,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(balance_usd_micros), 0) AS BIGINT) FROM organizations",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        let keys: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT mode, CAST(COALESCE(SUM(balance_usd_micros), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(committed_usd_micros - used_usd_micros), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(used_usd_micros), 0) AS BIGINT) FROM api_keys GROUP BY mode",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        let mut money = vec![MoneyFigure {
+            kind: "balance",
+            live: true,
+            usd_micros: live_balance,
+        }];
+        for (mode, balance, reserved, charged) in keys {
+            let live = mode == "live";
+            if !live {
+                money.push(MoneyFigure {
+                    kind: "balance",
+                    live,
+                    usd_micros: balance,
+                });
+            }
+            money.push(MoneyFigure {
+                kind: "reserved",
+                live,
+                usd_micros: reserved,
+            });
+            money.push(MoneyFigure {
+                kind: "charged",
+                live,
+                usd_micros: charged,
+            });
+        }
+        Ok(StoreFigures {
+            open_tasks,
+            webhook_backlog,
+            money,
+        })
     }
 
     async fn announce_work_to(&self, wake: Arc<Notify>) -> Result<(), StoreError> {

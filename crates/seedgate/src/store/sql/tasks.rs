@@ -23,7 +23,7 @@ const TASK_COLUMNS: &str = "id, account_id, model, operation, provider, state, r
     error_code, error_message, attempts, channel, upstream_id, polls, deadline_at_ms, \
     submit_started_at_ms, doubt_channel, doubt_since_ms, upstream_phase, upstream_expires_at_ms, \
     upstream_usage_tokens, result_copy_failures, files_swept_at_ms, created_at_ms, \
-    updated_at_ms, completed_at_ms";
+    updated_at_ms, completed_at_ms, request_id";
 
 fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
     Ok(TaskRecord {
@@ -63,6 +63,7 @@ fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
         completed_at_ms: row.try_get("completed_at_ms")?,
+        request_id: row.try_get("request_id")?,
     })
 }
 
@@ -303,8 +304,8 @@ impl TaskStore for SqlStore {
             format!(
                 "INSERT INTO tasks (id, account_id, model, operation, provider, state, job, request, \
                  reserved_usd_micros, estimated_tokens, deadline_at_ms, callback_url, next_attempt_at_ms, \
-                 created_at_ms, updated_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, '{}', $6, $7, $8, $9, $10, $11, $12, $12, $12) \
+                 created_at_ms, updated_at_ms, request_id) \
+                 VALUES ($1, $2, $3, $4, $5, '{}', $6, $7, $8, $9, $10, $11, $12, $12, $12, $13) \
                  RETURNING {TASK_COLUMNS}",
                 TaskState::Queued.as_str()
             )
@@ -321,6 +322,7 @@ impl TaskStore for SqlStore {
         .bind(task.deadline_at_ms)
         .bind(&task.callback_url)
         .bind(now)
+        .bind(&task.request_id)
         .fetch_one(&mut *tx)
         .await?;
         if let Some(key) = &idempotency {

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod assets;
 pub mod blobs;
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod fetch;

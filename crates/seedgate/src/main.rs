@@ -9,6 +9,7 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand};
 use rust_decimal::Decimal;
 use seedgate::blobs::{AwsEnvironment, Location};
+use seedgate::client::{self, Client};
 use seedgate::config::Config;
 use seedgate::ids::{AccountId, OrgId};
 use seedgate::providers::ark::Ark;
@@ -71,6 +72,41 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Create a video: follows the task with a progress bar, downloads the MP4 and prints its
+    /// cost. Ctrl-C offers to cancel the task.
+    Generate {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        request: client::Request,
+        /// Where to save the video (default: <task id>.mp4).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Print the final task object instead, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What a generation would cost: tokens, USD and CNY. Creates nothing.
+    Quote {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        request: client::Request,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List, show or cancel your tasks.
+    Tasks {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        action: TasksAction,
+    },
+    /// The models the server offers.
+    Models {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Inspect the configured upstream channels.
     Channels {
         #[command(flatten)]
@@ -78,6 +114,36 @@ enum Command {
         #[command(subcommand)]
         action: ChannelsAction,
     },
+}
+
+#[derive(Subcommand)]
+enum TasksAction {
+    /// Your newest tasks.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One task, as JSON.
+    Get { id: String },
+    /// Cancel a pending task.
+    Cancel { id: String },
+}
+
+/// Where the client commands reach the server, and with which key.
+#[derive(Args)]
+struct ClientArgs {
+    /// The server's base URL.
+    #[arg(long, env = "SEEDGATE_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Your API key.
+    #[arg(long, env = "SEEDGATE_API_KEY", hide_env_values = true)]
+    api_key: String,
+}
+
+impl ClientArgs {
+    fn client(&self) -> Result<Client, String> {
+        Client::new(&self.url, &self.api_key)
+    }
 }
 
 #[derive(Subcommand)]
@@ -271,6 +337,26 @@ async fn run(cli: Cli) -> Result<(), String> {
             server,
             action: ChannelsAction::Check,
         } => check_channels(server.load()?).await,
+        Command::Generate {
+            client,
+            request,
+            output,
+            json,
+        } => client.client()?.generate(&request, output, json).await,
+        Command::Quote {
+            client,
+            request,
+            json,
+        } => client.client()?.quote(&request, json).await,
+        Command::Tasks { client, action } => {
+            let client = client.client()?;
+            match action {
+                TasksAction::List { json } => client.list_tasks(json).await,
+                TasksAction::Get { id } => client.get_task(&id).await,
+                TasksAction::Cancel { id } => client.cancel_task(&id).await,
+            }
+        }
+        Command::Models { client } => client.client()?.models().await,
     }
 }
 

@@ -15,6 +15,8 @@ mod catalog;
 mod chaos;
 #[path = "api/cli.rs"]
 mod cli;
+#[path = "api/client.rs"]
+mod client;
 #[path = "api/conformance.rs"]
 mod conformance;
 #[path = "api/fake_ark.rs"]

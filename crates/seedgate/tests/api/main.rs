@@ -10,6 +10,7 @@ mod blobs;
 mod catalog;
 mod chaos;
 mod cli;
+mod client;
 mod conformance;
 mod fake_ark;
 mod guard;

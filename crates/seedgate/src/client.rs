@@ -1,0 +1,464 @@
+//! The client commands (`seedgate generate`, `quote`, `tasks`, `models`): the HTTP API from a
+//! terminal, with `SEEDGATE_URL` and `SEEDGATE_API_KEY`. Local files become data: URIs; URLs
+//! and `asset://` references are sent as they are.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Map, Value};
+
+/// Where the server is and who is asking.
+pub struct Client {
+    base: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+/// What a generation or a quote asks for, as the command line gave it.
+#[derive(Debug, Default, clap::Args)]
+pub struct Request {
+    /// The model: seedance-2.0, seedance-2.0-fast or seedance-2.0-mini.
+    #[arg(long)]
+    pub model: String,
+    /// text-to-video, image-to-video, start-end-to-video, reference-to-video, video-to-video
+    /// or video-extension; inferred from the inputs when omitted, as by the API.
+    #[arg(long)]
+    pub operation: Option<String>,
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// 480p, 720p, 1080p…
+    #[arg(long)]
+    pub resolution: Option<String>,
+    /// Seconds; -1 lets the model choose.
+    #[arg(long, allow_hyphen_values = true)]
+    pub duration: Option<i64>,
+    /// 16:9, 9:16, 1:1, 4:3, 3:4, 21:9 or adaptive.
+    #[arg(long)]
+    pub aspect_ratio: Option<String>,
+    /// An image: a local file, a URL or asset://<id>. Once for the first frame; twice for the
+    /// first and last frames (start-end-to-video); more for reference images.
+    #[arg(long = "image", value_name = "FILE|URL")]
+    pub images: Vec<String>,
+    /// A video: the source of video-to-video, or reference videos.
+    #[arg(long = "video", value_name = "FILE|URL")]
+    pub videos: Vec<String>,
+    /// Reference audio (reference-to-video).
+    #[arg(long = "audio", value_name = "FILE|URL")]
+    pub audios: Vec<String>,
+    /// video-extension: the completed task to continue.
+    #[arg(long = "extend")]
+    pub extend: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub seed: Option<i64>,
+    /// No generated audio track.
+    #[arg(long)]
+    pub no_audio: bool,
+}
+
+/// A local file as a data: URI; anything with a scheme as it is.
+fn media_value(value: &str) -> Result<Value, String> {
+    let lower = value.to_ascii_lowercase();
+    if ["http://", "https://", "data:", "asset://"]
+        .iter()
+        .any(|scheme| lower.starts_with(scheme))
+    {
+        return Ok(Value::String(value.to_owned()));
+    }
+    let path = Path::new(value);
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {value}: {e}"))?;
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let mime = match extension.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "mp4" => "video/mp4",
+        "mov" => "video/quicktime",
+        "wav" => "audio/wav",
+        "mp3" => "audio/mpeg",
+        "m4a" => "audio/mp4",
+        "aac" => "audio/aac",
+        other => {
+            return Err(format!(
+                "{value}: cannot tell its type from `.{other}`; use png, jpg, webp, mp4, mov, wav, mp3, m4a or aac"
+            ))
+        }
+    };
+    Ok(Value::String(format!(
+        "data:{mime};base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )))
+}
+
+fn values(items: &[String]) -> Result<Vec<Value>, String> {
+    items.iter().map(|item| media_value(item)).collect()
+}
+
+impl Request {
+    /// The create body. Inputs go to the fields their operation takes; with no operation,
+    /// one image is a first frame, several are references, as the API infers them.
+    pub fn body(&self) -> Result<Value, String> {
+        let mut body = Map::new();
+        body.insert("model".into(), self.model.clone().into());
+        let text = [
+            ("operation", &self.operation),
+            ("prompt", &self.prompt),
+            ("resolution", &self.resolution),
+            ("aspect_ratio", &self.aspect_ratio),
+            ("task_id", &self.extend),
+        ];
+        for (field, value) in text {
+            if let Some(value) = value {
+                body.insert(field.into(), value.clone().into());
+            }
+        }
+        if let Some(duration) = self.duration {
+            body.insert("duration".into(), duration.into());
+        }
+        if let Some(seed) = self.seed {
+            body.insert("seed".into(), seed.into());
+        }
+        if self.no_audio {
+            body.insert("generate_audio".into(), false.into());
+        }
+        let mut images = values(&self.images)?;
+        let mut videos = values(&self.videos)?;
+        let audios = values(&self.audios)?;
+        let operation = self.operation.as_deref();
+        match (operation, images.len()) {
+            (_, 0) => {}
+            (Some("start-end-to-video"), _) => {
+                let mut frames = images.drain(..);
+                body.insert("start_image".into(), frames.next().unwrap_or_default());
+                if let Some(end) = frames.next() {
+                    body.insert("end_image".into(), end);
+                }
+                if frames.next().is_some() {
+                    return Err("start-end-to-video takes two images, first and last".into());
+                }
+            }
+            (Some("image-to-video"), 1) | (None, 1) if videos.is_empty() && audios.is_empty() => {
+                body.insert("image_url".into(), images.remove(0));
+            }
+            _ => {
+                body.insert("reference_images".into(), Value::Array(images));
+            }
+        }
+        let one_source = matches!(operation, Some("video-to-video"))
+            || (operation.is_none()
+                && videos.len() == 1
+                && body.get("reference_images").is_none()
+                && audios.is_empty());
+        if one_source && videos.len() == 1 {
+            body.insert("video_url".into(), videos.remove(0));
+        } else if !videos.is_empty() {
+            body.insert("video_urls".into(), Value::Array(videos));
+        }
+        if !audios.is_empty() {
+            body.insert("audio_urls".into(), Value::Array(audios));
+        }
+        Ok(Value::Object(body))
+    }
+}
+
+/// The API's error, as one line for the terminal.
+fn api_error(status: reqwest::StatusCode, body: &Value) -> String {
+    let error = &body["error"];
+    match (error["code"].as_str(), error["message"].as_str()) {
+        (Some(code), Some(message)) => format!("{code} ({}): {message}", status.as_u16()),
+        _ => format!("the server answered {status}"),
+    }
+}
+
+fn out(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+}
+
+impl Client {
+    pub fn new(base: &str, key: &str) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("seedgate-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            key: key.to_owned(),
+            http,
+        })
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, String> {
+        let response =
+            request.bearer_auth(&self.key).send().await.map_err(|e| {
+                format!("cannot reach {}: {}", self.base, crate::fetch::describe(e))
+            })?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(api_error(status, &body))
+        }
+    }
+
+    async fn get(&self, path: &str) -> Result<Value, String> {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
+    /// `seedgate quote`: tokens and cost in USD and CNY, nothing created.
+    pub async fn quote(&self, request: &Request, as_json: bool) -> Result<(), String> {
+        let quote = self.post("/v1/videos/quote", &request.body()?).await?;
+        if as_json {
+            out(&quote.to_string());
+            return Ok(());
+        }
+        out(&format!(
+            "{} {} {}×{} {} s: {} tokens, ${} (¥{})",
+            quote["model"].as_str().unwrap_or_default(),
+            quote["operation"].as_str().unwrap_or_default(),
+            quote["width"],
+            quote["height"],
+            quote["output_seconds"],
+            quote["tokens"]["billed"],
+            quote["cost"]["amount"].as_str().unwrap_or_default(),
+            quote["cost"]["cny"].as_str().unwrap_or_default(),
+        ));
+        Ok(())
+    }
+
+    /// `seedgate generate`: creates the task, follows it with a progress bar (Ctrl-C offers to
+    /// cancel it), downloads the video and prints its cost and path.
+    pub async fn generate(
+        &self,
+        request: &Request,
+        output: Option<PathBuf>,
+        as_json: bool,
+    ) -> Result<(), String> {
+        let body = request.body()?;
+        // One key per invocation: a retried create after a lost answer makes one task.
+        let created = self
+            .send(
+                self.http
+                    .post(format!("{}/v1/videos/generations", self.base))
+                    .header("idempotency-key", format!("cli-{}", ulid::Ulid::new()))
+                    .json(&body),
+            )
+            .await?;
+        let id = created["id"].as_str().unwrap_or_default().to_owned();
+        let task = self.follow(&id, as_json).await?;
+        if as_json {
+            out(&task.to_string());
+            return finished(&task);
+        }
+        finished(&task)?;
+        let url = task["result"]["video_url"]
+            .as_str()
+            .ok_or("the completed task has no video URL")?;
+        let path = output.unwrap_or_else(|| PathBuf::from(format!("{id}.mp4")));
+        let bytes = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| format!("cannot download the video: {e}"))?
+            .bytes()
+            .await
+            .map_err(|e| format!("cannot download the video: {e}"))?;
+        std::fs::write(&path, &bytes)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        out(&format!(
+            "{id} completed: {} ({} bytes), cost ${} (¥{})",
+            path.display(),
+            bytes.len(),
+            task["cost"]["amount"].as_str().unwrap_or("0"),
+            task["cost"]["cny"].as_str().unwrap_or("0"),
+        ));
+        Ok(())
+    }
+
+    /// Polls until the task ends. The bar shows its status, the time so far and an estimate of
+    /// the time left (from the requested length; the server does not report progress).
+    async fn follow(&self, id: &str, quiet: bool) -> Result<Value, String> {
+        let bar = if quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new_spinner()
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix} {msg} · {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(id.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        let started = Instant::now();
+        loop {
+            let task = self.get(&format!("/v1/tasks/{id}")).await?;
+            let status = task["status"].as_str().unwrap_or("unknown").to_owned();
+            if matches!(status.as_str(), "completed" | "failed") {
+                bar.finish_and_clear();
+                return Ok(task);
+            }
+            let seconds = task["request"]["duration"].as_i64().unwrap_or(5).max(1);
+            // About 12 s of work per second of video, the upstream's usual pace.
+            let expected = Duration::from_secs(seconds as u64 * 12);
+            let left = expected.saturating_sub(started.elapsed());
+            bar.set_message(format!("{status} · ETA ~{} s", left.as_secs()));
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::signal::ctrl_c() => {
+                    bar.suspend(|| ());
+                    if ask(&format!("Cancel {id}? [y/N] ")).await {
+                        bar.finish_and_clear();
+                        let cancelled = self
+                            .send(self.http.delete(format!("{}/v1/tasks/{id}", self.base)))
+                            .await?;
+                        return Err(format!("{id} cancelled: {}", cancelled["status"].as_str().unwrap_or("?")));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `seedgate tasks list`.
+    pub async fn list_tasks(&self, as_json: bool) -> Result<(), String> {
+        let page = self.get("/v1/tasks?limit=100").await?;
+        if as_json {
+            out(&page.to_string());
+            return Ok(());
+        }
+        out("ID                                  STATUS      MODEL              OPERATION            COST_USD    CREATED");
+        for task in page["data"].as_array().into_iter().flatten() {
+            out(&format!(
+                "{:<35} {:<11} {:<18} {:<20} {:>9}   {}",
+                task["id"].as_str().unwrap_or_default(),
+                task["status"].as_str().unwrap_or_default(),
+                task["model"].as_str().unwrap_or_default(),
+                task["operation"].as_str().unwrap_or_default(),
+                task["cost"]["amount"].as_str().unwrap_or("-"),
+                task["created_at"],
+            ));
+        }
+        Ok(())
+    }
+
+    /// `seedgate tasks get ID`: the task object.
+    pub async fn get_task(&self, id: &str) -> Result<(), String> {
+        let task = self.get(&format!("/v1/tasks/{id}")).await?;
+        out(&serde_json::to_string_pretty(&task).unwrap_or_default());
+        Ok(())
+    }
+
+    /// `seedgate tasks cancel ID`.
+    pub async fn cancel_task(&self, id: &str) -> Result<(), String> {
+        let task = self
+            .send(self.http.delete(format!("{}/v1/tasks/{id}", self.base)))
+            .await?;
+        out(&format!("{id}: {}", task["status"].as_str().unwrap_or("?")));
+        Ok(())
+    }
+
+    /// `seedgate models`.
+    pub async fn models(&self) -> Result<(), String> {
+        let models = self.get("/v1/models").await?;
+        for model in models["data"].as_array().into_iter().flatten() {
+            out(model["id"].as_str().unwrap_or_default());
+        }
+        Ok(())
+    }
+}
+
+/// A failed task is an error of the command, with its code and message.
+fn finished(task: &Value) -> Result<(), String> {
+    if task["status"] == "completed" {
+        return Ok(());
+    }
+    Err(format!(
+        "{} failed: {}: {}",
+        task["id"].as_str().unwrap_or_default(),
+        task["error"]["code"].as_str().unwrap_or("unknown"),
+        task["error"]["message"].as_str().unwrap_or_default()
+    ))
+}
+
+/// Asks a yes/no question on the terminal; no answer is no.
+async fn ask(question: &str) -> bool {
+    let question = question.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut stderr = std::io::stderr();
+        let _ = write!(stderr, "{question}");
+        let _ = stderr.flush();
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).is_ok()
+            && matches!(answer.trim(), "y" | "Y" | "yes")
+    })
+    .await
+    .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn request(images: &[&str], operation: Option<&str>) -> Request {
+        Request {
+            model: "seedance-2.0".into(),
+            operation: operation.map(str::to_owned),
+            images: images.iter().map(|s| s.to_string()).collect(),
+            ..Request::default()
+        }
+    }
+
+    #[test]
+    fn inputs_go_to_the_fields_their_operation_takes() {
+        let a = "https://e.com/a.png";
+        let b = "asset://asset-20260720123456-ab1cd";
+        assert_eq!(request(&[a], None).body().unwrap()["image_url"], a);
+        let pair = request(&[a, b], Some("start-end-to-video")).body().unwrap();
+        assert_eq!(
+            (pair["start_image"].as_str(), pair["end_image"].as_str()),
+            (Some(a), Some(b))
+        );
+        let refs = request(&[a, b], None).body().unwrap();
+        assert_eq!(refs["reference_images"], json!([a, b]));
+        let one_ref = request(&[a], Some("reference-to-video")).body().unwrap();
+        assert_eq!(one_ref["reference_images"], json!([a]));
+        let v2v = Request {
+            videos: vec!["https://e.com/v.mp4".into()],
+            ..request(&[], None)
+        };
+        assert_eq!(v2v.body().unwrap()["video_url"], "https://e.com/v.mp4");
+        assert!(request(&[a, a, a], Some("start-end-to-video"))
+            .body()
+            .is_err());
+    }
+
+    #[test]
+    fn local_files_travel_as_data_uris() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("frame.PNG");
+        std::fs::write(&path, b"\x89PNG").unwrap();
+        let body = request(&[path.to_str().unwrap()], None).body().unwrap();
+        assert_eq!(body["image_url"], "data:image/png;base64,iVBORw==");
+        let unknown = dir.path().join("notes.txt");
+        std::fs::write(&unknown, b"x").unwrap();
+        assert!(request(&[unknown.to_str().unwrap()], None).body().is_err());
+        assert!(request(&["/no/such/file.png"], None).body().is_err());
+    }
+}

@@ -353,6 +353,27 @@ pub fn page(page: Option<i64>, limit: Option<i64>) -> Result<(i64, i64), ApiErro
     Ok((page, limit))
 }
 
+/// How many days of spending `GET /v1/account/usage` reports by default, and at most.
+pub const DEFAULT_USAGE_DAYS: i64 = 30;
+pub const MAX_USAGE_DAYS: i64 = 90;
+
+/// The charges of the last `days` UTC days, today included, and the first of those days.
+pub fn recent_days(days: i64, now_ms: i64) -> Result<(UsageFilter<'static>, i64), ApiError> {
+    if !(1..=MAX_USAGE_DAYS).contains(&days) {
+        return Err(ApiError::invalid(
+            "invalid_days",
+            Some("days"),
+            format!("days must be between 1 and {MAX_USAGE_DAYS}."),
+        ));
+    }
+    let first_day_ms = (now_ms.div_euclid(DAY_MS) - (days - 1)) * DAY_MS;
+    let filter = UsageFilter {
+        from_ms: Some(first_day_ms),
+        ..UsageFilter::default()
+    };
+    Ok((filter, first_day_ms))
+}
+
 /// A time as the management API writes it: RFC 3339, UTC, milliseconds.
 pub fn rfc3339(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
@@ -365,6 +386,20 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn recent_days_start_at_midnight_utc_and_include_today() {
+        let (filter, first) = recent_days(DEFAULT_USAGE_DAYS, NOW).unwrap();
+        assert_eq!(first % DAY_MS, 0);
+        assert_eq!((NOW - first) / DAY_MS, 29);
+        assert_eq!(filter.from_ms, Some(first));
+        assert_eq!(filter.until_ms, None);
+        let (_, today) = recent_days(1, NOW).unwrap();
+        assert!(today <= NOW && NOW - today < DAY_MS);
+        for days in [0, -1, MAX_USAGE_DAYS + 1] {
+            assert_eq!(recent_days(days, NOW).unwrap_err().code, "invalid_days");
+        }
+    }
 
     fn new_key(body: Value) -> Result<NewKeyRequest, ApiError> {
         parse_new_key(&Catalog::builtin(), body.to_string().as_bytes(), NOW)

@@ -5,6 +5,8 @@
 
 const POSTGRES: bool = true;
 
+#[path = "api/account.rs"]
+mod account;
 #[path = "api/ark_sdk.rs"]
 mod ark_sdk;
 #[path = "api/blobs.rs"]

@@ -446,12 +446,12 @@ fn breakdowns(totals: &UsageTotals) -> Breakdowns {
             .into_iter()
             .collect(),
         daily_cost: totals
-            .by_day
-            .iter()
-            .map(|d| DailyCost {
-                date: rfc3339(d.day_start_ms),
-                cost: usd_number(d.cost_usd_micros),
-                cost_decimal: usd(d.cost_usd_micros),
+            .by_day()
+            .into_iter()
+            .map(|(day_start_ms, cost_usd_micros)| DailyCost {
+                date: rfc3339(day_start_ms),
+                cost: usd_number(cost_usd_micros),
+                cost_decimal: usd(cost_usd_micros),
             })
             .collect(),
         by_logical_model: by_model.clone(),

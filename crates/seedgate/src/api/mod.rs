@@ -1,5 +1,6 @@
 //! HTTP routes. No business rule lives here: handlers extract, call a service, render.
 
+mod account;
 mod assets;
 mod auth;
 mod catalog;
@@ -13,6 +14,7 @@ mod tasks;
 mod telemetry;
 pub mod view;
 mod volc;
+mod web;
 
 use std::sync::Arc;
 
@@ -73,6 +75,8 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
                 .put(materials::update_asset)
                 .delete(materials::delete_asset),
         )
+        .route("/v1/account", get(account::get))
+        .route("/v1/account/usage", get(account::usage))
         .route("/v1/management/balance", get(management::balance))
         .route(
             "/v1/management/api-keys",
@@ -99,6 +103,10 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
             get(volc::get).delete(volc::delete),
         )
         .route("/metrics", get(health::metrics))
+        .route("/console", get(web::console))
+        .route("/console/", get(web::console))
+        .route("/console/{file}", get(web::file))
+        .route("/docs", get(web::docs))
         .route_layer(middleware::from_fn(telemetry::mark_route))
         .fallback(|| async { error::not_found() })
         .method_not_allowed_fallback(|| async { error::method_not_allowed() })

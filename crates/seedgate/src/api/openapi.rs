@@ -13,7 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi as Document, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi, PartialSchema};
 
-use super::{assets, catalog, health, management, materials, tasks, volc};
+use super::{account, assets, catalog, health, management, materials, tasks, volc};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -50,6 +50,8 @@ use super::{assets, catalog, health, management, materials, tasks, volc};
         materials::get_group,
         materials::update_group,
         materials::delete_group,
+        account::get,
+        account::usage,
         management::balance,
         management::list_keys,
         management::create_key,
@@ -68,6 +70,7 @@ use super::{assets, catalog, health, management, materials, tasks, volc};
         (name = "upstream", description = "Notifications from upstream providers."),
         (name = "ark", description = "The Ark-compatible surface: Ark's wire format for the same tasks, for Ark SDKs and clients."),
         (name = "materials", description = "The material library: reusable reference images (and video, audio) of an organization, used as `asset://<id>`."),
+        (name = "account", description = "The calling key: its balance and what it has spent."),
         (name = "management", description = "An organization's balance, API keys and their usage, with its management token."),
         (name = "operations", description = "Health and this document."),
     ),

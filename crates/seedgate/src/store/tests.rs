@@ -997,7 +997,16 @@ on_both_backends! {
         let totals = store.charge_totals(&key, &all).await.unwrap();
         assert_eq!(totals.cost_usd_micros(), charged);
         assert_eq!(totals.requests(), 5);
-        assert_eq!(totals.by_day.iter().map(|d| d.cost_usd_micros).sum::<i64>(), charged);
+        assert_eq!(totals.by_day().iter().map(|(_, cost)| cost).sum::<i64>(), charged);
+        // Every charge was made today: one row per model, the same totals as `by_model`.
+        let per_model: Vec<(&str, i64, i64)> = totals
+            .by_day_and_model
+            .iter()
+            .map(|d| (d.model.as_str(), d.requests, d.cost_usd_micros))
+            .collect();
+        let by_model: Vec<(&str, i64, i64)> =
+            totals.by_model.iter().map(|m| (m.model.as_str(), m.requests, m.cost_usd_micros)).collect();
+        assert_eq!(per_model, by_model);
         assert_eq!(store.account(&key).await.unwrap().unwrap().used_usd_micros, charged);
         let items = store.charges(&key, &all, 0, 100).await.unwrap();
         assert_eq!(items.iter().map(|i| i.cost_usd_micros).sum::<i64>(), charged);

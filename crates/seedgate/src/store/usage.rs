@@ -34,21 +34,36 @@ pub struct ModelUsage {
     pub cost_usd_micros: i64,
 }
 
-/// Charges of one UTC day.
+/// Charges of one model on one UTC day.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DayUsage {
     pub day_start_ms: i64,
+    pub model: String,
+    pub requests: i64,
     pub cost_usd_micros: i64,
 }
 
-/// Every charge a filter matches, summed by model and by day.
+/// Every charge a filter matches, summed by model and by day and model.
 #[derive(Clone, Debug, Default)]
 pub struct UsageTotals {
     pub by_model: Vec<ModelUsage>,
-    pub by_day: Vec<DayUsage>,
+    /// Oldest day first, models in name order within a day.
+    pub by_day_and_model: Vec<DayUsage>,
 }
 
 impl UsageTotals {
+    /// What each day cost, every model together, oldest first.
+    pub fn by_day(&self) -> Vec<(i64, i64)> {
+        let mut days: Vec<(i64, i64)> = Vec::new();
+        for usage in &self.by_day_and_model {
+            match days.last_mut() {
+                Some((day, cost)) if *day == usage.day_start_ms => *cost += usage.cost_usd_micros,
+                _ => days.push((usage.day_start_ms, usage.cost_usd_micros)),
+            }
+        }
+        days
+    }
+
     pub fn requests(&self) -> i64 {
         self.by_model.iter().map(|m| m.requests).sum()
     }

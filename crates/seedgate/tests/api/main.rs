@@ -5,6 +5,7 @@
 /// These tests on SQLite; `tests/api_postgres.rs` runs them all again on PostgreSQL.
 const POSTGRES: bool = false;
 
+mod account;
 mod ark_sdk;
 mod blobs;
 mod catalog;
@@ -12,6 +13,7 @@ mod chaos;
 mod cli;
 mod client;
 mod conformance;
+mod console;
 mod fake_ark;
 mod guard;
 mod helpers;

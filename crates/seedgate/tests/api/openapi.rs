@@ -12,7 +12,7 @@ use crate::helpers::TestApp;
 use crate::restart::{free_port, start, wait_ready};
 
 /// Every route the router serves, as `METHOD path`.
-const ROUTES: [&str; 37] = [
+const ROUTES: [&str; 39] = [
     "POST /api/v3/contents/generations/tasks",
     "GET /api/v3/contents/generations/tasks",
     "GET /api/v3/contents/generations/tasks/{id}",
@@ -40,6 +40,8 @@ const ROUTES: [&str; 37] = [
     "GET /v1/videos/assets/groups/{groupId}",
     "PUT /v1/videos/assets/groups/{groupId}",
     "DELETE /v1/videos/assets/groups/{groupId}",
+    "GET /v1/account",
+    "GET /v1/account/usage",
     "GET /v1/management/balance",
     "GET /v1/management/api-keys",
     "POST /v1/management/api-keys",

@@ -82,11 +82,12 @@ impl UsageReports for SqlStore {
         .bind(filter.until_ms)
         .fetch_all(&self.reader)
         .await?;
-        let days: Vec<(i64, i64)> = sqlx::query_as(sql!(
+        let days: Vec<(i64, String, i64, i64)> = sqlx::query_as(sql!(
             self.dialect,
             format!(
-                "SELECT l.created_at / 86400000 AS day, CAST(-SUM(l.usd_micros) AS BIGINT) \
-                 {CHARGES} GROUP BY l.created_at / 86400000 ORDER BY day"
+                "SELECT l.created_at / 86400000 AS day, t.model, COUNT(*), \
+                 CAST(-SUM(l.usd_micros) AS BIGINT) \
+                 {CHARGES} GROUP BY l.created_at / 86400000, t.model ORDER BY day, t.model"
             )
         ))
         .bind(account_id)
@@ -105,10 +106,12 @@ impl UsageReports for SqlStore {
                     cost_usd_micros,
                 })
                 .collect(),
-            by_day: days
+            by_day_and_model: days
                 .into_iter()
-                .map(|(day, cost_usd_micros)| DayUsage {
+                .map(|(day, model, requests, cost_usd_micros)| DayUsage {
                     day_start_ms: day * crate::store::usage::DAY_MS,
+                    model,
+                    requests,
                     cost_usd_micros,
                 })
                 .collect(),

@@ -1,0 +1,142 @@
+// The public API as the console uses it: every call carries the signed-in key; every refusal
+// becomes an ApiFailure with the server's stable code and message.
+
+export class ApiFailure extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly param?: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface Account {
+  id: string;
+  name: string;
+  mode: 'live' | 'test';
+  organization_id: string;
+  balance_decimal: string;
+  used_amount_decimal: string;
+  limit_amount_decimal: string | null;
+  models: string[];
+}
+
+export interface DailySpend {
+  date: string;
+  model: string;
+  requests: number;
+  cost_decimal: string;
+}
+
+export interface AccountUsage {
+  start_date: string;
+  days: number;
+  total_cost_decimal: string;
+  daily: DailySpend[];
+  by_model: { model: string; requests: number; tokens: number; cost_decimal: string }[];
+}
+
+export interface DurationRange {
+  min: number;
+  max: number;
+  default: number;
+}
+
+export interface ModelDetail {
+  id: string;
+  tokenlab: {
+    name: string;
+    operations: string[];
+    resolutions: string[];
+    default_resolution: string;
+    aspect_ratios: string[];
+    duration: DurationRange;
+  };
+}
+
+export type Status = 'pending' | 'processing' | 'completed' | 'failed';
+
+export interface Task {
+  id: string;
+  model: string;
+  operation: string;
+  status: Status;
+  cancelled: boolean;
+  created_at: number;
+  request: { resolution?: string; duration?: number; prompt?: string } | null;
+  result: {
+    video_url: string | null;
+    last_frame_url: string | null;
+    width: number;
+    height: number;
+    duration: number;
+    expired: boolean;
+  } | null;
+  cost: { amount: string } | null;
+  estimated_cost: { amount: string };
+  error?: { code: string; message: string };
+}
+
+export interface Quote {
+  resolution: string;
+  width: number;
+  height: number;
+  output_seconds: number;
+  tokens: { billed: number };
+  cost: { amount: string; cny: string };
+}
+
+export const isFinal = (status: Status): boolean => status === 'completed' || status === 'failed';
+
+export class Api {
+  constructor(private readonly key: string) {}
+
+  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = { Authorization: `Bearer ${this.key}` };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    let response: Response;
+    try {
+      response = await fetch(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch {
+      throw new ApiFailure(0, 'unreachable', 'The server cannot be reached.');
+    }
+    const text = await response.text();
+    let json: unknown = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      // Not JSON: reported below by status.
+    }
+    if (!response.ok) {
+      const error = (json as { error?: { code?: string; message?: string; param?: string } })?.error;
+      throw new ApiFailure(
+        response.status,
+        error?.code ?? 'http_error',
+        error?.message ?? `The server answered ${response.status}.`,
+        error?.param,
+      );
+    }
+    return json as T;
+  }
+
+  account = () => this.call<Account>('GET', '/v1/account');
+  usage = (days: number) => this.call<AccountUsage>('GET', `/v1/account/usage?days=${days}`);
+  models = async (): Promise<ModelDetail[]> => {
+    const list = await this.call<{ data: { id: string }[] }>('GET', '/v1/models');
+    return Promise.all(
+      list.data.map((m) => this.call<ModelDetail>('GET', `/v1/models/${encodeURIComponent(m.id)}`)),
+    );
+  };
+  tasks = (limit: number) =>
+    this.call<{ data: Task[] }>('GET', `/v1/tasks?limit=${limit}`).then((page) => page.data);
+  task = (id: string) => this.call<Task>('GET', `/v1/tasks/${encodeURIComponent(id)}`);
+  quote = (body: object) => this.call<Quote>('POST', '/v1/videos/quote', body);
+  create = (body: object) => this.call<Task>('POST', '/v1/videos/generations', body);
+  cancel = (id: string) => this.call<Task>('POST', `/v1/tasks/${encodeURIComponent(id)}/cancel`);
+}

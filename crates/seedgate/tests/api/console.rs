@@ -11,7 +11,7 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
-use crate::helpers::TestApp;
+use crate::helpers::{png_bytes, TestApp};
 use crate::restart::free_port;
 
 /// Kills the driver (and with it the browser) however the test ends.
@@ -273,6 +273,50 @@ async fn a_person_signs_in_creates_a_video_and_plays_it() {
     assert_eq!(
         foreign_resources(&client, &app.address).await,
         Vec::<String>::new()
+    );
+
+    // A local file through the picker: image-to-video from a PNG on disk, sent as a data: URI.
+    let files = tempfile::tempdir().unwrap();
+    let frame = files.path().join("first-frame.png");
+    std::fs::write(&frame, png_bytes(640, 360, 90)).unwrap();
+    find(&client, "#operation")
+        .await
+        .select_by_value("image-to-video")
+        .await
+        .unwrap();
+    find(&client, "#image_url-file")
+        .await
+        .send_keys(frame.to_str().unwrap())
+        .await
+        .unwrap();
+    until(
+        &client,
+        10,
+        "the image-to-video quote",
+        "const q = document.getElementById('quote'); \
+         return q.className === 'quote' && !document.getElementById('submit').disabled ? true : null;",
+    )
+    .await;
+    find(&client, "#submit").await.click().await.unwrap();
+    let second = until(
+        &client,
+        180,
+        "the image-to-video result",
+        &format!(
+            "const id = document.querySelector('#detail code').textContent; \
+             const v = document.getElementById('player'); \
+             return id !== '{task_id}' && v && v.readyState >= 1 ? {{id, duration: v.duration}} : null;"
+        ),
+    )
+    .await;
+    let (_, task) = app
+        .get_path(&format!("/v1/tasks/{}", second["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(task["operation"], "image-to-video", "{task}");
+    assert_eq!(task["status"], "completed", "{task}");
+    assert!(
+        (second["duration"].as_f64().unwrap() - 4.0).abs() < 0.2,
+        "{second}"
     );
 
     let shot = target_dir().join("console-e2e.png");

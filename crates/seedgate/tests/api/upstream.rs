@@ -38,6 +38,9 @@ pub fn fast_polls(config: &mut Config) {
     config.engine.max_poll_interval_ms = 400;
     config.engine.expected_ms_per_output_second = 0;
     config.engine.breaker_cooldown_seconds = 60;
+    // A result copy that fails once under a loaded run (a slow bucket) is retried within the
+    // tests' wait, not after the production back-off of 15 s, then 30 s.
+    config.engine.result_copy_backoff_ms = 200;
 }
 
 /// A server whose live keys go to one fake upstream channel, `volc`; test keys to the sandbox.

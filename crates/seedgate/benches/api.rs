@@ -127,7 +127,7 @@ struct Gateway {
     task_body: Bytes,
 }
 
-fn start_gateway(data_dir: &Path, database_url: Option<String>) -> Gateway {
+fn start_gateway(data_dir: &Path, database_url: Option<String>, key_cache_ms: u64) -> Gateway {
     let mut config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: data_dir.to_owned(),
@@ -138,6 +138,7 @@ fn start_gateway(data_dir: &Path, database_url: Option<String>) -> Gateway {
     };
     config.limits.requests_per_second = 10_000_000;
     config.limits.burst = 10_000_000;
+    config.limits.key_cache_ms = key_cache_ms;
     let runtime = server_runtime();
     let (address, key, account, store) = runtime.block_on(async {
         let app = Application::build(config).await.unwrap();
@@ -198,13 +199,23 @@ fn main() {
             &postgres_url,
         ))
         .expect("a PostgreSQL server to measure beside SQLite (SEEDGATE_BENCH_POSTGRES_URL)");
+    let key_cache_ms = Config::default().limits.key_cache_ms;
     let backends = [
-        ("SQLite", start_gateway(&dir.path().join("sqlite"), None)),
+        (
+            "SQLite",
+            start_gateway(&dir.path().join("sqlite"), None, key_cache_ms),
+        ),
         (
             "PostgreSQL",
-            start_gateway(&dir.path().join("postgres"), Some(postgres_schema)),
+            start_gateway(
+                &dir.path().join("postgres"),
+                Some(postgres_schema),
+                key_cache_ms,
+            ),
         ),
     ];
+    // The same SQLite gateway reading the key on every request: what the key cache saves.
+    let uncached = start_gateway(&dir.path().join("sqlite-uncached"), None, 0);
 
     // The baseline: bare axum on the same runtime shape, answering the same task object from
     // memory with no key check and no database.
@@ -246,6 +257,14 @@ fn main() {
         2,
     );
     row("none", "bare axum, same body", 64, &bare_run);
+    let uncached_poll = wrk(
+        &format!("http://{}/v1/tasks/{}", uncached.address, uncached.task_id),
+        64,
+        seconds,
+        &lua_script(dir.path(), "uncached.lua", &uncached.key, None),
+        2,
+    );
+    row("SQLite", "status poll, no key cache", 64, &uncached_poll);
 
     let mut summary = Vec::new();
     for (name, gateway) in &backends {

@@ -68,6 +68,9 @@ pub struct LimitsConfig {
     /// rounded up. Everything else that must hold across replicas (balances, task and channel
     /// places) is enforced by the database.
     pub replicas: u32,
+    /// How long a replica trusts a key it has looked up, in milliseconds: the longest a key
+    /// revoked or changed elsewhere is still honoured here. 0 reads the key on every request.
+    pub key_cache_ms: u64,
 }
 
 impl LimitsConfig {
@@ -87,6 +90,7 @@ impl Default for LimitsConfig {
             requests_per_second: 50,
             burst: 100,
             replicas: 1,
+            key_cache_ms: 5_000,
         }
     }
 }

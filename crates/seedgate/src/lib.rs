@@ -15,6 +15,7 @@ pub mod engine;
 pub mod fetch;
 pub mod ids;
 pub mod inputs;
+pub mod keycache;
 pub mod limits;
 pub mod management;
 pub mod materials;
@@ -160,6 +161,9 @@ impl Application {
             public_url: config.public_url.clone(),
             task_deadline_ms: config.engine.task_deadline_seconds as i64 * 1000,
             limiter: limits::RateLimiter::default(),
+            keys: keycache::KeyCache::new(std::time::Duration::from_millis(
+                config.limits.key_cache_ms,
+            )),
             org_limiter: limits::RateLimiter::default(),
             materials: materials.clone(),
             telemetry,

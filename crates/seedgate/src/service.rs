@@ -39,6 +39,8 @@ pub struct Services {
     pub public_url: Option<String>,
     pub task_deadline_ms: i64,
     pub limiter: crate::limits::RateLimiter,
+    /// Keys recently looked up (`[limits] key_cache_ms`).
+    pub keys: crate::keycache::KeyCache,
     /// Management API requests, per organization.
     pub org_limiter: crate::limits::RateLimiter<crate::ids::OrgId>,
     pub rate_limit: crate::config::LimitsConfig,

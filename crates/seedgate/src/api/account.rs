@@ -52,8 +52,19 @@ pub struct AccountObject {
     responses((status = 200, description = "The calling key.", body = AccountObject)),
     security(("api_key" = [])),
 )]
-pub async fn get(Authed(account): Authed) -> Json<AccountObject> {
-    Json(AccountObject {
+pub async fn get(
+    State(state): State<ApiState>,
+    Authed(key): Authed,
+) -> Result<Json<AccountObject>, HttpError> {
+    // The key may come from the replica's key cache; money is read as it is now.
+    let account = state
+        .services
+        .store
+        .account(&key.id)
+        .await
+        .map_err(internal)?
+        .unwrap_or(key);
+    Ok(Json(AccountObject {
         object: "account",
         id: account.id.to_string(),
         name: account.name,
@@ -67,7 +78,7 @@ pub async fn get(Authed(account): Authed) -> Json<AccountObject> {
         models: account.models,
         expires_at: account.expires_at_ms.map(rfc3339),
         created_at: rfc3339(account.created_at_ms),
-    })
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]

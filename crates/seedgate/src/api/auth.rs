@@ -107,11 +107,14 @@ fn bearer(parts: &Parts, kind: &str) -> Result<String, HttpError> {
 async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Account, HttpError> {
     let secret = bearer(parts, "API key")?;
     let store = &state.services.store;
-    let account = store
-        .account_by_secret(&secret)
+    let key = state
+        .services
+        .keys
+        .key(store, &secret)
         .await
         .map_err(|e| HttpError(internal(e)))?
         .ok_or_else(|| unauthorized("Invalid or revoked API key."))?;
+    let account = &key.account;
     let now = now_ms();
     match account.status {
         KeyStatus::Active => {}
@@ -130,10 +133,7 @@ async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Account, HttpEr
             "This API key has expired; its organization can extend it or make a new one.",
         )));
     }
-    if account
-        .last_used_at_ms
-        .is_none_or(|at| at + LAST_USED_RESOLUTION_MS <= now)
-    {
+    if key.should_note_use(now, LAST_USED_RESOLUTION_MS) {
         // Off the request path: a lost update only makes `last_used_at` a little older.
         let store = store.clone();
         let id = account.id.clone();
@@ -143,7 +143,7 @@ async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Account, HttpEr
             }
         });
     }
-    Ok(account)
+    Ok(account.clone())
 }
 
 impl FromRequestParts<ApiState> for OrgAuthed {

@@ -254,12 +254,15 @@ pub async fn update_key(
     let body = body.map_err(body_error)?;
     let services = &state.services;
     let update = parse_key_update(&services.catalog, &body, now_ms())?;
-    match services
+    let updated = services
         .store
         .update_key(&organization.id, &key_id, &update)
         .await
-        .map_err(internal)?
-    {
+        .map_err(internal)?;
+    // Whatever changed (status, cap, models, expiry) holds on this replica from the next
+    // request; on the others within `[limits] key_cache_ms`.
+    services.keys.forget_all();
+    match updated {
         None => Err(key_not_found()),
         Some(Ok(account)) => Ok(Json(key_view(&account, None))),
         Some(Err(KeyUpdateRefused::Revoked)) => Err(HttpError(ApiError::new(

@@ -295,3 +295,30 @@ async fn revoked_key_is_refused() {
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], "invalid_api_key");
 }
+
+/// A replica trusts a key it has looked up for `[limits] key_cache_ms`: a key revoked
+/// elsewhere (another replica, the CLI) is refused here within that time, never later.
+#[tokio::test]
+async fn a_key_revoked_elsewhere_is_refused_within_the_cache_time() {
+    const CACHE_MS: u64 = 1_000;
+    let app = TestApp::spawn_with(|c| c.limits.key_cache_ms = CACHE_MS, false).await;
+    let (key, account) = app.new_key(1_000_000).await;
+    let (status, _) = app.get_path_with_key(&key, "/v1/tasks").await;
+    assert_eq!(status, 200);
+    let revoked_at = std::time::Instant::now();
+    assert!(app.store.revoke_key(&account).await.unwrap());
+    loop {
+        let (status, body) = app.get_path_with_key(&key, "/v1/tasks").await;
+        let waited = revoked_at.elapsed();
+        if status == 401 {
+            assert_eq!(body["error"]["code"], "invalid_api_key");
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            waited <= std::time::Duration::from_millis(CACHE_MS),
+            "a revoked key was still honoured {waited:?} later"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

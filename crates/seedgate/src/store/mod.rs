@@ -21,6 +21,7 @@ pub mod materials;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+mod taskcache;
 mod tasks;
 pub mod usage;
 mod webhooks;
@@ -42,7 +43,7 @@ pub use keys::{
     hash_key, Account, KeyMode, KeySpec, KeyStatus, KeyUpdate, KeyUpdateRefused, NewKey,
     NewOrganization, Organization,
 };
-pub use ledger::LedgerKind;
+pub use ledger::{GroupFunds, KeyFunds, LedgerKind};
 pub use tasks::{
     public_status, Created, IdempotencyKey, NewTask, PollSeen, PublicStatus, Settlement,
     TaskFailure, TaskFilter, TaskRecord, TaskState, Transition, Unpaid, UpstreamPhase,
@@ -77,6 +78,9 @@ pub enum StoreError {
     UnknownOrganization(OrgId),
     #[error("idempotency key reused with a different request")]
     IdempotencyConflict,
+    /// The shared transaction of a group of creates failed; none of them was stored.
+    #[error("group commit failed: {0}")]
+    GroupCommit(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
     #[error("unsupported database URL (expected sqlite:… or postgres://…): {0}")]

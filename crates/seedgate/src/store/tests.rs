@@ -411,7 +411,14 @@ on_both_backends! {
                     .execute(&raw)
                     .await
                     .unwrap();
-                    let task = store.task(&id).await.unwrap().unwrap();
+                    // Written behind the store's back, so read past its task cache.
+                    let ids = [id.clone()];
+                    let filter = TaskFilter {
+                        ids: &ids,
+                        limit: 1,
+                        ..TaskFilter::default()
+                    };
+                    let task = store.list_tasks(&account, &filter).await.unwrap().remove(0);
                     assert_eq!(task.public_status(), public_status(state, in_doubt, phase));
                     expected
                         .entry(task.public_status().as_str())
@@ -1247,4 +1254,172 @@ async fn upgrade_keeps_every_row_postgres() {
         .await
         .expect("a PostgreSQL server for the store tests");
     upgrade_keeps_every_key_balance_task_and_ledger_entry(&url, &postgres::MIGRATOR, 3).await;
+}
+
+/// The task as the database holds it, past the store's task cache.
+async fn stored_task(store: &Store, account: &AccountId, id: &TaskId) -> TaskRecord {
+    let ids = [id.clone()];
+    let filter = TaskFilter {
+        ids: &ids,
+        limit: 1,
+        ..TaskFilter::default()
+    };
+    store.list_tasks(account, &filter).await.unwrap().remove(0)
+}
+
+on_both_backends! {
+    async fn a_read_after_any_write_sees_it_while_others_keep_reading(db: &Db) {
+        let store = &db.store;
+        let account = store
+            .create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000))
+            .await
+            .unwrap()
+            .account
+            .id;
+        let channel = ChannelId::new("volc");
+        for n in 0..25 {
+            let id = store
+                .create_task(new_task(&account, n, 10), None)
+                .await
+                .unwrap()
+                .task
+                .id;
+            // Polls from other clients keep filling the cache while the task moves on.
+            let readers: Vec<_> = (0..3)
+                .map(|_| {
+                    let (store, id) = (store.clone(), id.clone());
+                    tokio::spawn(async move {
+                        for _ in 0..200 {
+                            store.task(&id).await.unwrap();
+                            tokio::task::yield_now().await;
+                        }
+                    })
+                })
+                .collect();
+            let check = |step: &'static str| {
+                let (store, account, id) = (store.clone(), account.clone(), id.clone());
+                async move {
+                    let polled = store.task(&id).await.unwrap().unwrap();
+                    let stored = stored_task(&store, &account, &id).await;
+                    assert_eq!(
+                        (polled.state, polled.public_status(), polled.polls, polled.updated_at_ms),
+                        (stored.state, stored.public_status(), stored.polls, stored.updated_at_ms),
+                        "after {step}"
+                    );
+                }
+            };
+            check("create").await;
+            let (claimed, _) = store.claim_task("w", 60_000, 100).await.unwrap().unwrap();
+            assert_eq!(claimed.id, id);
+            check("claim").await;
+            assert!(store.reserve_channel(&id, "w", &channel, 100).await.unwrap());
+            check("reserve_channel").await;
+            let submission = UpstreamSubmission {
+                channel: &channel,
+                upstream_id: &format!("cgt-{n}"),
+                next_poll_at_ms: 0,
+                upstream_expires_at_ms: i64::MAX,
+            };
+            assert!(store.record_submission(&id, "w", &submission).await.unwrap());
+            check("record_submission").await;
+            store.claim_task("w", 60_000, 100).await.unwrap().unwrap();
+            let seen = PollSeen {
+                phase: Some(UpstreamPhase::Running),
+                ..PollSeen::default()
+            };
+            assert!(store.schedule_poll(&id, "w", 0, &seen).await.unwrap());
+            check("schedule_poll").await;
+            store.claim_task("w", 60_000, 100).await.unwrap().unwrap();
+            assert!(store.finish_succeeded(&id, "w", settlement(5)).await.unwrap());
+            check("finish_succeeded").await;
+            for reader in readers {
+                reader.await.unwrap();
+            }
+        }
+    }
+}
+
+/// Two replicas on one database: what one changes, the other shows within the stated bound,
+/// by the change's announcement or, when that is lost, by the cached copy's expiry.
+#[tokio::test]
+async fn a_replica_never_shows_a_task_older_than_the_stated_bound() {
+    use std::time::{Duration, Instant};
+
+    let db = Db::postgres().await;
+    let (writer, reader) = (&db.store, connect(&db.url).await.unwrap());
+    let account = writer
+        .create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000))
+        .await
+        .unwrap()
+        .account
+        .id;
+    let bound = postgres::TASK_CACHE_BOUND;
+    // Polls 2 ms apart; a stale answer later than this after the change breaks the promise.
+    let shown_within = |id: TaskId, state: TaskState| {
+        let reader = reader.clone();
+        async move {
+            let changed = Instant::now();
+            loop {
+                let asked = Instant::now();
+                if reader.task(&id).await.unwrap().unwrap().state == state {
+                    return changed.elapsed();
+                }
+                assert!(
+                    asked.duration_since(changed) <= bound,
+                    "a replica still showed the old state {:?} after the change",
+                    asked.duration_since(changed)
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    };
+    let mut announced = Vec::new();
+    for n in 0..10 {
+        let id = create_unique(writer, &account, n).await;
+        // The reader caches the queued task, then the writer takes it.
+        assert_eq!(
+            reader.task(&id).await.unwrap().unwrap().state,
+            TaskState::Queued
+        );
+        writer.claim_task("w", 60_000, 100).await.unwrap().unwrap();
+        announced.push(shown_within(id.clone(), TaskState::Submitting).await);
+        writer
+            .finish_succeeded(&id, "w", settlement(1))
+            .await
+            .unwrap();
+    }
+    announced.sort();
+    assert!(
+        announced[announced.len() / 2] < bound / 4,
+        "announced changes should arrive long before the bound: {announced:?}"
+    );
+
+    // Announcements lost: the cached copy still expires within the bound.
+    let raw = db.raw().await;
+    sqlx::query("ALTER TABLE tasks DISABLE TRIGGER tasks_announce_change")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let id = create_unique(writer, &account, 100).await;
+    // Read more than once: a read that raced an announcement of another task is not cached.
+    for _ in 0..3 {
+        assert_eq!(
+            reader.task(&id).await.unwrap().unwrap().state,
+            TaskState::Queued
+        );
+    }
+    writer.claim_task("w", 60_000, 100).await.unwrap().unwrap();
+    let unannounced = shown_within(id, TaskState::Submitting).await;
+    assert!(
+        unannounced > bound / 4,
+        "without its announcement the change is seen only when the copy expires ({unannounced:?})"
+    );
+}
+
+/// A task whose id no other test's database uses: announcements carry only the id, and every
+/// scratch schema of the test server shares the channel.
+async fn create_unique(store: &Store, account: &AccountId, n: usize) -> TaskId {
+    let mut task = new_task(account, n, 10);
+    task.id = TaskId::mint();
+    store.create_task(task, None).await.unwrap().task.id
 }

@@ -4,16 +4,25 @@
 //! (`FOR UPDATE SKIP LOCKED`), leases run on the database's clock, in-flight counters are kept
 //! by triggers in the statement that moves a task, and a new task is announced with
 //! `NOTIFY seedgate_work` so every replica's engine wakes and the first to claim it takes it.
+//!
+//! Each replica keeps recently polled tasks in memory. A change to a task is announced with
+//! `NOTIFY seedgate_task_changed` (a trigger), and every replica drops its copy when the
+//! announcement arrives, within milliseconds. An announcement can be lost while the listener
+//! reconnects (it then drops everything), and the stated bound holds even if it is never
+//! told: no replica trusts a cached task longer than [`TASK_CACHE_BOUND`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 
 use super::sql::{Dialect, SqlStore};
+use super::taskcache::TaskCache;
 use super::StoreError;
+use crate::ids::TaskId;
 
 /// The database's clock in milliseconds; every replica's leases are measured by it.
 pub(super) const NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
@@ -22,6 +31,11 @@ pub(super) const NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 10
 const POOL_SIZE: u32 = 16;
 
 const WORK_CHANNEL: &str = "seedgate_work";
+
+const TASK_CHANGED_CHANNEL: &str = "seedgate_task_changed";
+
+/// The oldest a task a replica answers from memory can be (docs/deploy.md).
+pub const TASK_CACHE_BOUND: Duration = Duration::from_secs(1);
 
 /// The PostgreSQL schema's history, applied in order.
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -36,12 +50,44 @@ pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
         .await?;
     // Replicas starting together take turns: the migrator holds an advisory lock.
     MIGRATOR.run(&pool).await?;
+    let tasks = Arc::new(TaskCache::new(Some(TASK_CACHE_BOUND)));
+    let listener = listen_for_task_changes(url, Arc::downgrade(&tasks)).await?;
     Ok(SqlStore::new(
         pool.clone(),
         pool,
         Dialect::Postgres,
         Some(url.to_owned()),
-    ))
+        tasks,
+    )
+    .with_background(listener))
+}
+
+/// Drops the cached copy of every task another process (or this one) changes. Runs until the
+/// store that owns the cache is dropped.
+async fn listen_for_task_changes(
+    url: &str,
+    tasks: Weak<TaskCache>,
+) -> Result<AbortHandle, StoreError> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen(TASK_CHANGED_CHANNEL).await?;
+    let task = tokio::spawn(async move {
+        loop {
+            let received = listener.try_recv().await;
+            let Some(tasks) = tasks.upgrade() else { return };
+            match received {
+                Ok(Some(notification)) => tasks.changed(&TaskId::new(notification.payload())),
+                // The connection was lost and is re-established: what changed meanwhile is
+                // unknown.
+                Ok(None) => tasks.changed_all(),
+                Err(error) => {
+                    tasks.changed_all();
+                    tracing::warn!(%error, "task change announcements interrupted");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    Ok(task.abort_handle())
 }
 
 /// Listens for announced work and wakes `wake` for each announcement. A dropped connection is

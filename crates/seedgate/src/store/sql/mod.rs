@@ -7,6 +7,7 @@
 //! claim and a reservation take on PostgreSQL (SQLite's single writer needs none).
 
 mod accounts;
+mod creates;
 mod materials;
 mod outbox;
 mod tasks;
@@ -19,10 +20,13 @@ use async_trait::async_trait;
 use sqlx::AnyPool;
 use sqlx::{Any, Transaction};
 use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 
+use super::taskcache::TaskCache;
 use super::{Backend, StoreError};
 use crate::ids::ChannelId;
 use crate::telemetry::{MoneyFigure, StoreFigures};
+use creates::CreateQueue;
 
 /// Which engine holds the rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +60,7 @@ impl Dialect {
     }
 
     /// The statement that opens a write transaction.
-    fn begin(self) -> &'static str {
+    pub(crate) fn begin(self) -> &'static str {
         match self {
             // IMMEDIATE takes the write lock up front, so a read-then-write transaction cannot
             // fail half way with SQLITE_BUSY when another writer slips in.
@@ -98,6 +102,20 @@ pub(crate) struct SqlStore {
     pub(super) listen_url: Option<String>,
     /// Channels whose load row is known to exist (rows are never deleted).
     channels_ready: Mutex<HashSet<ChannelId>>,
+    /// Task rows for status polls; every statement that changes a task drops its entry.
+    pub(super) tasks: Arc<TaskCache>,
+    /// Creates wait here for the next group commit.
+    creates: CreateQueue,
+    /// Work that lives as long as the store (a notification listener).
+    background: Vec<AbortHandle>,
+}
+
+impl Drop for SqlStore {
+    fn drop(&mut self) {
+        for task in &self.background {
+            task.abort();
+        }
+    }
 }
 
 impl SqlStore {
@@ -106,14 +124,23 @@ impl SqlStore {
         writer: AnyPool,
         dialect: Dialect,
         listen_url: Option<String>,
+        tasks: Arc<TaskCache>,
     ) -> Self {
         Self {
+            creates: CreateQueue::start(writer.clone(), dialect, tasks.clone()),
             reader,
             writer,
             dialect,
             listen_url,
             channels_ready: Mutex::new(HashSet::new()),
+            tasks,
+            background: Vec::new(),
         }
+    }
+
+    pub(super) fn with_background(mut self, task: AbortHandle) -> Self {
+        self.background.push(task);
+        self
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {

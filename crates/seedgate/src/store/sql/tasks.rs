@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::accounts::{append_ledger, reserve_funds};
+use super::accounts::append_ledger;
+use super::creates::{Grouped, Idempotency};
 use super::outbox::enqueue_deliveries;
 use super::{sql, SqlStore};
 use crate::ids::{AccountId, ChannelId, TaskId};
@@ -14,18 +15,19 @@ use crate::store::tasks::states_sql;
 use crate::store::{
     now_ms, Created, IdempotencyKey, LedgerKind, NewTask, PollSeen, Settlement, StoreError,
     TaskFailure, TaskFilter, TaskRecord, TaskState, TaskStore, Transition, Unpaid, UpstreamPhase,
-    UpstreamSubmission, IDEMPOTENCY_WINDOW_MS, IN_FLIGHT,
+    UpstreamSubmission, IN_FLIGHT,
 };
 
 // The job itself (which may carry data: URIs of many MB) is read only by the engine.
-const TASK_COLUMNS: &str = "id, account_id, model, operation, provider, state, request, \
+pub(super) const TASK_COLUMNS: &str =
+    "id, account_id, model, operation, provider, state, request, \
     reserved_usd_micros, estimated_tokens, usage_tokens, cost_usd_micros, cost_cny, result, \
     error_code, error_message, attempts, channel, upstream_id, polls, deadline_at_ms, \
     submit_started_at_ms, doubt_channel, doubt_since_ms, upstream_phase, upstream_expires_at_ms, \
     upstream_usage_tokens, result_copy_failures, files_swept_at_ms, created_at_ms, \
     updated_at_ms, completed_at_ms, request_id";
 
-fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
+pub(super) fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
     Ok(TaskRecord {
         id: row.try_get("id")?,
         account_id: row.try_get("account_id")?,
@@ -229,6 +231,7 @@ impl SqlStore {
         }
         let end = Transition::EndUnpaid(ending);
         let state = end.to();
+        let _writing = self.tasks.writing(&[id]);
         let mut tx = self.begin_write().await?;
         let now = now_ms();
         let row = sqlx::query(sql!(
@@ -297,70 +300,24 @@ impl TaskStore for SqlStore {
         task: NewTask,
         idempotency: Option<IdempotencyKey<'_>>,
     ) -> Result<Created, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let now = now_ms();
-        let row = sqlx::query(sql!(
-            self.dialect,
-            format!(
-                "INSERT INTO tasks (id, account_id, model, operation, provider, state, job, request, \
-                 reserved_usd_micros, estimated_tokens, deadline_at_ms, callback_url, next_attempt_at_ms, \
-                 created_at_ms, updated_at_ms, request_id) \
-                 VALUES ($1, $2, $3, $4, $5, '{}', $6, $7, $8, $9, $10, $11, $12, $12, $12, $13) \
-                 RETURNING {TASK_COLUMNS}",
-                TaskState::Queued.as_str()
-            )
-        ))
-        .bind(&task.id)
-        .bind(&task.account_id)
-        .bind(&task.model)
-        .bind(&task.operation)
-        .bind(&task.provider)
-        .bind(&task.job_json)
-        .bind(&task.request_json)
-        .bind(task.reserved_usd_micros)
-        .bind(task.estimated_tokens)
-        .bind(task.deadline_at_ms)
-        .bind(&task.callback_url)
-        .bind(now)
-        .bind(&task.request_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if let Some(key) = &idempotency {
-            // The key is taken by the same statement that checks it: a live record (another
-            // request's, committed or about to be) makes this one a repeat; an expired one
-            // makes way. On PostgreSQL a concurrent holder's commit is waited for here.
-            let taken: Option<String> = sqlx::query_scalar(
-                "INSERT INTO idempotency_keys (account_id, key, request_hash, task_id, created_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, key) DO UPDATE SET \
-                 request_hash = excluded.request_hash, task_id = excluded.task_id, \
-                 created_at_ms = excluded.created_at_ms \
-                 WHERE idempotency_keys.created_at_ms < $6 RETURNING task_id",
-            )
-            .bind(&task.account_id)
-            .bind(key.key)
-            .bind(key.request_hash)
-            .bind(&task.id)
-            .bind(now)
-            .bind(now - IDEMPOTENCY_WINDOW_MS)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if taken.is_none() {
-                tx.rollback().await?;
-                return self.replay(&task.account_id, key).await;
-            }
+        let seen = self.tasks.seen(&task.id);
+        let account_id = task.account_id.clone();
+        let owned = idempotency.as_ref().map(|key| Idempotency {
+            key: key.key.to_owned(),
+            request_hash: key.request_hash.to_vec(),
+        });
+        match self.creates.create(task, owned, seen).await? {
+            Grouped::Stored(task) => Ok(Created {
+                task,
+                replayed: false,
+            }),
+            Grouped::Repeat => match &idempotency {
+                Some(key) => self.replay(&account_id, key).await,
+                None => Err(StoreError::Corrupt(
+                    "a create without a key repeated".into(),
+                )),
+            },
         }
-        reserve_funds(
-            &mut tx,
-            &task.account_id,
-            &task.id,
-            task.reserved_usd_micros,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Created {
-            task: task_from_row(&row)?,
-            replayed: false,
-        })
     }
 
     async fn task_for_account(
@@ -368,24 +325,20 @@ impl TaskStore for SqlStore {
         account_id: &AccountId,
         id: &TaskId,
     ) -> Result<Option<TaskRecord>, StoreError> {
-        if unmatchable(&[account_id.as_str(), id.as_str()]) {
-            return Ok(None);
-        }
-        let row = sqlx::query(sql!(
-            self.dialect,
-            format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 AND account_id = $2")
-        ))
-        .bind(id)
-        .bind(account_id)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.as_ref().map(task_from_row).transpose()
+        Ok(self
+            .task(id)
+            .await?
+            .filter(|task| task.account_id == *account_id))
     }
 
     async fn task(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
         if unmatchable(&[id.as_str()]) {
             return Ok(None);
         }
+        if let Some(task) = self.tasks.get(id) {
+            return Ok(Some(TaskRecord::clone(&task)));
+        }
+        let seen = self.tasks.seen(id);
         let row = sqlx::query(sql!(
             self.dialect,
             format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1")
@@ -393,7 +346,11 @@ impl TaskStore for SqlStore {
         .bind(id)
         .fetch_optional(&self.reader)
         .await?;
-        row.as_ref().map(task_from_row).transpose()
+        let task = row.as_ref().map(task_from_row).transpose()?;
+        if let Some(task) = &task {
+            self.tasks.fill(task, seen);
+        }
+        Ok(task)
     }
 
     async fn list_tasks(
@@ -440,6 +397,7 @@ impl TaskStore for SqlStore {
         if unmatchable(&[account_id.as_str(), id.as_str()]) {
             return Ok(None);
         }
+        let _writing = self.tasks.writing(&[id]);
         let mut tx = self.begin_write().await?;
         let cancel = Transition::CancelQueued;
         let cancelled = sqlx::query(sql!(
@@ -485,6 +443,7 @@ impl TaskStore for SqlStore {
         lease_ms: i64,
         max_per_key: u32,
     ) -> Result<Option<(TaskRecord, String)>, StoreError> {
+        let mut writing = self.tasks.writing(&[]);
         for (index, statement) in claim_statements(self).into_iter().enumerate() {
             // Polls are not attempts: only (re)submissions count towards max_attempts.
             let row = sqlx::query(statement)
@@ -495,6 +454,7 @@ impl TaskStore for SqlStore {
                 .await?;
             if let Some(row) = row {
                 let mut task = task_from_row(&row)?;
+                writing.touches(&task.id);
                 task.reclaimed = index == 0;
                 return Ok(Some((task, row.try_get("job")?)));
             }
@@ -503,6 +463,7 @@ impl TaskStore for SqlStore {
     }
 
     async fn mark_running(&self, id: &TaskId, owner: &str) -> Result<bool, StoreError> {
+        let _writing = self.tasks.writing(&[id]);
         let start = Transition::Start;
         let done = sqlx::query(sql!(
             self.dialect,
@@ -527,6 +488,7 @@ impl TaskStore for SqlStore {
         owner: &str,
         submission: &UpstreamSubmission<'_>,
     ) -> Result<bool, StoreError> {
+        let _writing = self.tasks.writing(&[id]);
         let start = Transition::Start;
         let done = sqlx::query(sql!(
             self.dialect,
@@ -559,6 +521,7 @@ impl TaskStore for SqlStore {
         next_poll_at_ms: i64,
         seen: &PollSeen,
     ) -> Result<bool, StoreError> {
+        let _writing = self.tasks.writing(&[id]);
         let done = sqlx::query(
             "UPDATE tasks SET next_poll_at_ms = $1, polls = polls + 1, \
              upstream_phase = COALESCE($2, upstream_phase), \
@@ -580,6 +543,7 @@ impl TaskStore for SqlStore {
     }
 
     async fn note_upstream_running(&self, id: &TaskId) -> Result<(), StoreError> {
+        let _writing = self.tasks.writing(&[id]);
         sqlx::query(
             "UPDATE tasks SET upstream_phase = 'running' \
              WHERE id = $1 AND state = 'running' AND upstream_phase = 'queued'",
@@ -635,6 +599,7 @@ impl TaskStore for SqlStore {
         channel: &ChannelId,
         limit: u32,
     ) -> Result<bool, StoreError> {
+        let _writing = self.tasks.writing(&[id]);
         self.ensure_channel_row(channel).await?;
         let done = sqlx::query(sql!(
             self.dialect,
@@ -680,6 +645,7 @@ impl TaskStore for SqlStore {
         owner: &str,
         settlement: Settlement<'_>,
     ) -> Result<bool, StoreError> {
+        let _writing = self.tasks.writing(&[id]);
         let mut tx = self.begin_write().await?;
         let succeed = Transition::Succeed;
         let row = sqlx::query(sql!(
@@ -757,6 +723,7 @@ impl TaskStore for SqlStore {
         counts_attempt: bool,
         doubt: Option<(&ChannelId, i64)>,
     ) -> Result<bool, StoreError> {
+        let _writing = self.tasks.writing(&[id]);
         let now = now_ms();
         let requeue = Transition::Requeue;
         let done = sqlx::query(sql!(
@@ -806,6 +773,7 @@ impl TaskStore for SqlStore {
     }
 
     async fn mark_files_swept(&self, id: &TaskId) -> Result<bool, StoreError> {
+        let _writing = self.tasks.writing(&[id]);
         // An ended task's job is never read again; it goes with the files, since its data:
         // URIs are the client's inputs.
         let done = sqlx::query(

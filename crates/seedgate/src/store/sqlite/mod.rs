@@ -3,12 +3,18 @@
 //! SQLite has one writer at a time. Writes go through a pool of one connection, so they queue
 //! in order on the runtime instead of in SQLite's busy handler, which sleeps in growing steps
 //! (hundreds of milliseconds under load); reads use a pool of their own and never wait for
-//! writes (WAL). One process owns the file: replicas need PostgreSQL.
+//! writes (WAL). One process owns the file: replicas need PostgreSQL. That is also what makes the
+//! task cache exact here: no write can happen that this process's store did not make.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
 use sqlx::Executor;
 
 use super::sql::{Dialect, SqlStore};
+use super::taskcache::TaskCache;
 use super::StoreError;
 
 /// The database's clock in milliseconds (the process's own: one machine holds both).
@@ -34,21 +40,49 @@ pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
     } else {
         format!("{url}?mode=rwc")
     };
-    let options = |max: u32| {
+    // Only the writer commits, so switching its automatic checkpoints off moves every
+    // checkpoint to `checkpoint_regularly`.
+    let options = |max: u32, pragmas: &'static [&'static str]| {
         AnyPoolOptions::new()
             .max_connections(max)
             .min_connections(1)
-            .after_connect(|connection, _| {
+            .after_connect(move |connection, _| {
                 Box::pin(async move {
-                    for pragma in PRAGMAS {
-                        connection.execute(pragma).await?;
+                    for pragma in PRAGMAS.iter().chain(pragmas) {
+                        connection.execute(*pragma).await?;
                     }
                     Ok(())
                 })
             })
     };
-    let writer = options(1).connect(&url).await?;
+    let writer = options(1, &["PRAGMA wal_autocheckpoint = 0"])
+        .connect(&url)
+        .await?;
     MIGRATOR.run(&writer).await?;
-    let reader = options(8).connect(&url).await?;
-    Ok(SqlStore::new(reader, writer, Dialect::Sqlite, None))
+    let reader = options(8, &[]).connect(&url).await?;
+    let checkpoints = tokio::spawn(checkpoint_regularly(reader.clone()));
+    // Exact without expiry: every write to the file goes through this process's store.
+    let tasks = Arc::new(TaskCache::new(None));
+    Ok(SqlStore::new(reader, writer, Dialect::Sqlite, None, tasks)
+        .with_background(checkpoints.abort_handle()))
+}
+
+/// How often the write-ahead log is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Copies the write-ahead log into the database file from a reader's connection, so the
+/// file's fsync never lands inside a commit that a create is waiting for. PASSIVE never blocks
+/// the writer or a reader; what it cannot copy yet, the next round does.
+async fn checkpoint_regularly(reader: AnyPool) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&reader)
+            .await
+        {
+            tracing::warn!(%error, "checkpoint failed");
+        }
+    }
 }

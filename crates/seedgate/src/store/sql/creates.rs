@@ -1,0 +1,387 @@
+//! Group commit of creates: one writer takes every create waiting in its queue, stores them
+//! and their reservations in one transaction, and answers each only after that commit. Under
+//! load a commit carries many creates for the price of one; alone, a create waits for nobody.
+//!
+//! A group costs a fixed handful of statements whatever its size: the keys' and organizations'
+//! funds read under the write lock (row locks on PostgreSQL, in one order, so groups on
+//! several replicas cannot deadlock each other), each create decided in arrival order by
+//! [`GroupFunds`] exactly as it would be alone, then the accepted tasks, their ledger entries
+//! and the balance debits written as a few multi-row statements.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use sqlx::{Any, AnyPool, Row, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use super::tasks::{task_from_row, TASK_COLUMNS};
+use super::Dialect;
+use crate::ids::{AccountId, OrgId};
+use crate::store::taskcache::{Seen, TaskCache};
+use crate::store::{
+    now_ms, GroupFunds, KeyFunds, KeyMode, LedgerKind, NewTask, StoreError, TaskRecord, TaskState,
+    IDEMPOTENCY_WINDOW_MS,
+};
+
+/// Most creates in one transaction; keeps every statement's parameters well under SQLite's
+/// limit (32,766) and a group's commit short.
+const MAX_GROUP: usize = 128;
+
+/// Creates waiting for the writer; a full queue makes callers wait (backpressure).
+const QUEUE: usize = 4096;
+
+/// An idempotency key and the hash of the request that presents it.
+pub(super) struct Idempotency {
+    pub(super) key: String,
+    pub(super) request_hash: Vec<u8>,
+}
+
+/// What became of one create of a group.
+pub(super) enum Grouped {
+    Stored(TaskRecord),
+    /// Its idempotency key is held by an earlier request (committed, or earlier in the group):
+    /// the caller answers with that request's task.
+    Repeat,
+}
+
+pub(super) struct PendingCreate {
+    task: NewTask,
+    idempotency: Option<Idempotency>,
+    seen: Seen,
+    reply: oneshot::Sender<Result<Grouped, StoreError>>,
+}
+
+/// Where creates are handed to the writer.
+pub(super) struct CreateQueue {
+    sender: mpsc::Sender<PendingCreate>,
+}
+
+impl CreateQueue {
+    /// Starts the writer; it stops when the queue is dropped.
+    pub(super) fn start(writer: AnyPool, dialect: Dialect, tasks: Arc<TaskCache>) -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        tokio::spawn(run(receiver, writer, dialect, tasks));
+        Self { sender }
+    }
+
+    /// Stores `task` with its reservation in the next group commit.
+    pub(super) async fn create(
+        &self,
+        task: NewTask,
+        idempotency: Option<Idempotency>,
+        seen: Seen,
+    ) -> Result<Grouped, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::GroupCommit("the writer has stopped".into());
+        self.sender
+            .send(PendingCreate {
+                task,
+                idempotency,
+                seen,
+                reply,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run(
+    mut receiver: mpsc::Receiver<PendingCreate>,
+    writer: AnyPool,
+    dialect: Dialect,
+    tasks: Arc<TaskCache>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while receiver.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let pending: Vec<PendingCreate> = std::mem::take(&mut group);
+        match commit_group(&writer, dialect, &pending).await {
+            Ok(outcomes) => {
+                for (pending, outcome) in pending.into_iter().zip(outcomes) {
+                    if let Ok(Grouped::Stored(task)) = &outcome {
+                        tasks.fill(task, pending.seen);
+                    }
+                    // A caller that stopped waiting finds its task by listing.
+                    let _ = pending.reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, creates = pending.len(), "group commit failed");
+                let message = error.to_string();
+                for pending in pending {
+                    let _ = pending
+                        .reply
+                        .send(Err(StoreError::GroupCommit(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for the group; an outcome per create, in order. An error means nothing
+/// was stored.
+async fn commit_group(
+    writer: &AnyPool,
+    dialect: Dialect,
+    group: &[PendingCreate],
+) -> Result<Vec<Result<Grouped, StoreError>>, StoreError> {
+    let mut tx = writer.begin_with(dialect.begin()).await?;
+    if group.iter().any(|create| create.idempotency.is_some()) {
+        // Keys are taken before the group's tasks are inserted (see take_idempotency_key).
+        sqlx::query(match dialect {
+            Dialect::Sqlite => "PRAGMA defer_foreign_keys = ON",
+            Dialect::Postgres => "SET CONSTRAINTS idempotency_keys_task_id_fkey DEFERRED",
+        })
+        .execute(&mut *tx)
+        .await?;
+    }
+    let mut funds = read_funds(&mut tx, dialect, group).await?;
+    let now = now_ms();
+    // Decided in arrival order, so an idempotency key taken by one create is held for the
+    // next, and a refused create gives its key back before the next looks at it.
+    let mut decisions = Vec::with_capacity(group.len());
+    for create in group {
+        let task = &create.task;
+        if let Some(idempotency) = &create.idempotency {
+            if !take_idempotency_key(&mut tx, task, idempotency, now).await? {
+                decisions.push(Ok(false));
+                continue;
+            }
+        }
+        let decision = funds.reserve(&task.account_id, task.reserved_usd_micros);
+        if let (Err(_), Some(idempotency)) = (&decision, &create.idempotency) {
+            give_back_idempotency_key(&mut tx, task, idempotency).await?;
+        }
+        decisions.push(decision.map(|()| true));
+    }
+    let accepted: Vec<&NewTask> = group
+        .iter()
+        .zip(&decisions)
+        .filter(|(_, decision)| matches!(decision, Ok(true)))
+        .map(|(create, _)| &create.task)
+        .collect();
+    let mut stored = HashMap::new();
+    if !accepted.is_empty() {
+        for row in insert_tasks(&mut tx, &accepted, now).await? {
+            let task = task_from_row(&row)?;
+            stored.insert(task.id.clone(), task);
+        }
+        insert_reservations(&mut tx, &funds, &accepted, now).await?;
+        debit(&mut tx, &funds).await?;
+    }
+    tx.commit().await?;
+    Ok(group
+        .iter()
+        .zip(decisions)
+        .map(|(create, decision)| match decision? {
+            false => Ok(Grouped::Repeat),
+            true => stored
+                .remove(&create.task.id)
+                .map(Grouped::Stored)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("task {} was not stored", create.task.id))
+                }),
+        })
+        .collect())
+}
+
+/// Takes the key for `task`, unless a live record holds it (another request's, committed or
+/// earlier in this group); an expired record makes way. On PostgreSQL a concurrent holder's
+/// commit is waited for here. The record names a task not inserted yet: the group defers the
+/// foreign key to its commit, by which time the task is in or the record is gone.
+async fn take_idempotency_key(
+    tx: &mut Transaction<'static, Any>,
+    task: &NewTask,
+    idempotency: &Idempotency,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let taken: Option<String> = sqlx::query_scalar(
+        "INSERT INTO idempotency_keys (account_id, key, request_hash, task_id, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, key) DO UPDATE SET \
+         request_hash = excluded.request_hash, task_id = excluded.task_id, \
+         created_at_ms = excluded.created_at_ms \
+         WHERE idempotency_keys.created_at_ms < $6 RETURNING task_id",
+    )
+    .bind(&task.account_id)
+    .bind(&idempotency.key)
+    .bind(&idempotency.request_hash)
+    .bind(&task.id)
+    .bind(now)
+    .bind(now - IDEMPOTENCY_WINDOW_MS)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(taken.is_some())
+}
+
+/// A refused create stores nothing, its key included: a retry with more funds is a new create.
+async fn give_back_idempotency_key(
+    tx: &mut Transaction<'static, Any>,
+    task: &NewTask,
+    idempotency: &Idempotency,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2 AND task_id = $3")
+        .bind(&task.account_id)
+        .bind(&idempotency.key)
+        .bind(&task.id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// `$first, $first+1, …` for `count` parameters.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The funds of every key in the group and of their organizations, locked until commit.
+async fn read_funds(
+    tx: &mut Transaction<'static, Any>,
+    dialect: Dialect,
+    group: &[PendingCreate],
+) -> Result<GroupFunds, StoreError> {
+    let lock = if dialect == Dialect::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let accounts: BTreeSet<&AccountId> =
+        group.iter().map(|create| &create.task.account_id).collect();
+    let sql = format!(
+        "SELECT id, organization_id, mode, limit_usd_micros, committed_usd_micros, \
+         balance_usd_micros FROM api_keys WHERE id IN ({}) ORDER BY id{lock}",
+        placeholders(1, accounts.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for account in &accounts {
+        query = query.bind(*account);
+    }
+    let mut keys = HashMap::new();
+    let mut organizations = BTreeSet::new();
+    for row in query.fetch_all(&mut **tx).await? {
+        let funds = KeyFunds {
+            mode: KeyMode::parse(row.try_get("mode")?)?,
+            organization_id: row.try_get("organization_id")?,
+            limit_usd_micros: row.try_get("limit_usd_micros")?,
+            committed_usd_micros: row.try_get("committed_usd_micros")?,
+            balance_usd_micros: row.try_get("balance_usd_micros")?,
+        };
+        if funds.mode == KeyMode::Live {
+            organizations.insert(funds.organization_id.clone());
+        }
+        keys.insert(row.try_get("id")?, funds);
+    }
+    let mut balances = HashMap::new();
+    if !organizations.is_empty() {
+        let sql = format!(
+            "SELECT id, balance_usd_micros FROM organizations WHERE id IN ({}) ORDER BY id{lock}",
+            placeholders(1, organizations.len())
+        );
+        let mut query = sqlx::query_as::<_, (OrgId, i64)>(&sql);
+        for organization in &organizations {
+            query = query.bind(organization);
+        }
+        balances.extend(query.fetch_all(&mut **tx).await?);
+    }
+    Ok(GroupFunds::new(keys, balances))
+}
+
+/// Parameters per task row; `$1` is the group's time, shared by every row.
+const TASK_INSERT_COLUMNS: usize = 12;
+
+async fn insert_tasks(
+    tx: &mut Transaction<'static, Any>,
+    accepted: &[&NewTask],
+    now: i64,
+) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+    let rows: Vec<String> = (0..accepted.len())
+        .map(|i| {
+            format!(
+                "({}, '{}', $1, $1, $1)",
+                placeholders(2 + i * TASK_INSERT_COLUMNS, TASK_INSERT_COLUMNS),
+                TaskState::Queued.as_str()
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO tasks (id, account_id, model, operation, provider, job, request, \
+         reserved_usd_micros, estimated_tokens, deadline_at_ms, callback_url, request_id, state, \
+         next_attempt_at_ms, created_at_ms, updated_at_ms) VALUES {} RETURNING {TASK_COLUMNS}",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(now);
+    for task in accepted {
+        query = query
+            .bind(&task.id)
+            .bind(&task.account_id)
+            .bind(&task.model)
+            .bind(&task.operation)
+            .bind(&task.provider)
+            .bind(&task.job_json)
+            .bind(&task.request_json)
+            .bind(task.reserved_usd_micros)
+            .bind(task.estimated_tokens)
+            .bind(task.deadline_at_ms)
+            .bind(&task.callback_url)
+            .bind(&task.request_id);
+    }
+    Ok(query.fetch_all(&mut **tx).await?)
+}
+
+async fn insert_reservations(
+    tx: &mut Transaction<'static, Any>,
+    funds: &GroupFunds,
+    accepted: &[&NewTask],
+    now: i64,
+) -> Result<(), StoreError> {
+    const COLUMNS: usize = 5;
+    let rows: Vec<String> = (0..accepted.len())
+        .map(|i| format!("($1, {})", placeholders(2 + i * COLUMNS, COLUMNS)))
+        .collect();
+    let sql = format!(
+        "INSERT INTO ledger (created_at, organization_id, account_id, task_id, kind, usd_micros) \
+         VALUES {}",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(now);
+    for task in accepted {
+        let organization = funds
+            .organization_of(&task.account_id)
+            .ok_or_else(|| StoreError::Corrupt(format!("no key {}", task.account_id)))?;
+        query = query
+            .bind(organization)
+            .bind(&task.account_id)
+            .bind(&task.id)
+            .bind(LedgerKind::Reserve.as_str())
+            .bind(-task.reserved_usd_micros);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+async fn debit(tx: &mut Transaction<'static, Any>, funds: &GroupFunds) -> Result<(), StoreError> {
+    for (account, reserved, own_balance) in funds.key_debits() {
+        sqlx::query(
+            "UPDATE api_keys SET committed_usd_micros = committed_usd_micros + $1, \
+             balance_usd_micros = balance_usd_micros - CASE WHEN $2 THEN $1 ELSE 0 END \
+             WHERE id = $3",
+        )
+        .bind(reserved)
+        .bind(own_balance)
+        .bind(account)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for (organization, reserved) in funds.organization_debits() {
+        sqlx::query(
+            "UPDATE organizations SET balance_usd_micros = balance_usd_micros - $1 WHERE id = $2",
+        )
+        .bind(reserved)
+        .bind(organization)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}

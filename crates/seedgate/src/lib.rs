@@ -6,6 +6,10 @@
 //! organizations run their keys through the management API (`management`) and keep reusable
 //! reference material (`materials`), which tasks name as `asset://<id>`.
 
+// Every binary built on the library, benches and tests included, allocates through mimalloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod api;
 pub mod assets;
 pub mod blobs;

@@ -38,7 +38,7 @@ pub(super) struct Idempotency {
 
 /// What became of one create of a group.
 pub(super) enum Grouped {
-    Stored(TaskRecord),
+    Stored(Box<TaskRecord>),
     /// Its idempotency key is held by an earlier request (committed, or earlier in the group):
     /// the caller answers with that request's task.
     Repeat,
@@ -162,11 +162,13 @@ async fn commit_group(
         .collect();
     let mut stored = HashMap::new();
     if !accepted.is_empty() {
-        for row in insert_tasks(&mut tx, &accepted, now).await? {
-            let task = task_from_row(&row)?;
-            stored.insert(task.id.clone(), task);
+        for rows in power_of_two_runs(&accepted) {
+            for row in insert_tasks(&mut tx, rows, now).await? {
+                let task = task_from_row(&row)?;
+                stored.insert(task.id.clone(), task);
+            }
+            insert_reservations(&mut tx, &funds, rows, now).await?;
         }
-        insert_reservations(&mut tx, &funds, &accepted, now).await?;
         debit(&mut tx, &funds).await?;
     }
     tx.commit().await?;
@@ -177,7 +179,7 @@ async fn commit_group(
             false => Ok(Grouped::Repeat),
             true => stored
                 .remove(&create.task.id)
-                .map(Grouped::Stored)
+                .map(|task| Grouped::Stored(Box::new(task)))
                 .ok_or_else(|| {
                     StoreError::Corrupt(format!("task {} was not stored", create.task.id))
                 }),
@@ -226,6 +228,20 @@ async fn give_back_idempotency_key(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// `items` cut into runs of 64, 32, …, 1 (the binary digits of its length), so multi-row
+/// statements come in a few fixed sizes whose prepared forms the connection keeps, instead of
+/// one new statement to prepare for every group size.
+fn power_of_two_runs<T>(mut items: &[T]) -> Vec<&[T]> {
+    let mut runs = Vec::new();
+    while !items.is_empty() {
+        let size = 1 << items.len().ilog2();
+        let (run, rest) = items.split_at(size);
+        runs.push(run);
+        items = rest;
+    }
+    runs
 }
 
 /// `$first, $first+1, …` for `count` parameters.
@@ -384,4 +400,21 @@ async fn debit(tx: &mut Transaction<'static, Any>, funds: &GroupFunds) -> Result
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_cut_into_a_few_fixed_sizes() {
+        let items: Vec<usize> = (0..MAX_GROUP).collect();
+        for len in 0..=MAX_GROUP {
+            let runs = power_of_two_runs(&items[..len]);
+            assert_eq!(runs.iter().map(|run| run.len()).sum::<usize>(), len);
+            assert!(runs.iter().all(|run| run.len().is_power_of_two()));
+            assert!(runs.windows(2).all(|pair| pair[0].len() > pair[1].len()));
+            assert_eq!(runs.concat(), items[..len]);
+        }
+    }
 }

@@ -308,7 +308,7 @@ impl TaskStore for SqlStore {
         });
         match self.creates.create(task, owned, seen).await? {
             Grouped::Stored(task) => Ok(Created {
-                task,
+                task: *task,
                 replayed: false,
             }),
             Grouped::Repeat => match &idempotency {

@@ -1,6 +1,7 @@
 //! Renders of every scene checked by ffprobe, a tool we did not write.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 
@@ -15,10 +16,12 @@ struct Probe {
 }
 
 fn ffprobe(mp4: &[u8]) -> Probe {
+    // A directory per probe: tests run in parallel, and two renders can be the same length.
+    static PROBES: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "seedgate-media-{}-{}",
         std::process::id(),
-        mp4.len()
+        PROBES.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("probe.mp4");

@@ -7,6 +7,10 @@
 //! - durable task creations per second, each one committed with its reservation before the
 //!   `200`, checked afterwards by counting the rows.
 //!
+//! - gateway overhead: an Ark client's create and poll through the gateway's Ark-compatible
+//!   surface, served by the `ark` provider against the fake upstream of the API tests, against
+//!   the same requests sent to that fake upstream directly.
+//!
 //! Each gateway row is measured on SQLite and on PostgreSQL (a scratch schema on
 //! `SEEDGATE_BENCH_POSTGRES_URL`, by default the server the tests use) in the same run.
 //!
@@ -14,6 +18,10 @@
 //! `SEEDGATE_BENCH_SECONDS` sets each run's length (default 10).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+#[allow(dead_code)]
+#[path = "../tests/api/fake_ark.rs"]
+mod fake_ark;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -23,11 +31,17 @@ use axum::body::Bytes;
 use axum::http::header;
 use axum::routing::get;
 use axum::Router;
-use seedgate::config::Config;
+use seedgate::config::{ChannelConfig, Config};
+use seedgate::store::{KeyMode, KeySpec};
 use seedgate::Application;
 use tokio::runtime::Runtime;
 
 const CREATE_BODY: &str = r#"{"model":"seedance-2.0-fast","operation":"text-to-video","prompt":"A lighthouse at dusk, waves rolling in.","resolution":"480p","duration":4}"#;
+
+/// The same request in Ark's wire format, which the gateway and the fake upstream both take.
+const ARK_CREATE_BODY: &str = r#"{"model":"doubao-seedance-2-0-fast-260128","content":[{"type":"text","text":"A lighthouse at dusk, waves rolling in."}],"ratio":"16:9","duration":4,"resolution":"480p","generate_audio":false,"watermark":false}"#;
+
+const ARK_TASKS: &str = "/api/v3/contents/generations/tasks";
 
 /// What one `wrk` run reports.
 struct Run {
@@ -127,7 +141,14 @@ struct Gateway {
     task_body: Bytes,
 }
 
-fn start_gateway(data_dir: &Path, database_url: Option<String>, key_cache_ms: u64) -> Gateway {
+/// With `upstream`, the gateway's one channel is an `ark` channel there, its engine runs (every
+/// create is submitted upstream and polled, as in production), and its key is a live one.
+fn start_gateway(
+    data_dir: &Path,
+    database_url: Option<String>,
+    key_cache_ms: u64,
+    upstream: Option<&str>,
+) -> Gateway {
     let mut config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: data_dir.to_owned(),
@@ -139,14 +160,43 @@ fn start_gateway(data_dir: &Path, database_url: Option<String>, key_cache_ms: u6
     config.limits.requests_per_second = 10_000_000;
     config.limits.burst = 10_000_000;
     config.limits.key_cache_ms = key_cache_ms;
+    if let Some(base_url) = upstream {
+        config.engine.max_concurrent_tasks_per_key = 1_000_000;
+        config.channels.push(ChannelConfig {
+            id: seedgate::ids::ChannelId::new("volc"),
+            provider: "ark".into(),
+            base_url: base_url.into(),
+            api_key_env: fake_ark::FAKE_KEY_ENV.into(),
+            models: [(
+                "seedance-2.0-fast".to_owned(),
+                "doubao-seedance-2-0-fast-260128".to_owned(),
+            )]
+            .into(),
+            resolutions: vec![seedgate_contract::Resolution::P480],
+            weight: 1,
+            max_concurrent_tasks: 1_000_000,
+            timeout_seconds: 30,
+        });
+    }
     let runtime = server_runtime();
     let (address, key, account, store) = runtime.block_on(async {
         let app = Application::build(config).await.unwrap();
         let addr = app.local_addr().unwrap();
-        let dev_key = app.dev_key.as_ref().unwrap();
-        let (key, account) = (dev_key.secret.clone(), dev_key.account.id.clone());
         let store = app.store().clone();
-        tokio::spawn(app.run(false, std::future::pending()));
+        let (key, account) = match upstream {
+            Some(_) => {
+                let live = store
+                    .create_key(&KeySpec::plain("bench", KeyMode::Live, 10_000_000_000_000))
+                    .await
+                    .unwrap();
+                (live.secret, live.account.id)
+            }
+            None => {
+                let dev = app.dev_key.as_ref().unwrap();
+                (dev.secret.clone(), dev.account.id.clone())
+            }
+        };
+        tokio::spawn(app.run(upstream.is_some(), std::future::pending()));
         (addr, key, account, store)
     });
     let client = reqwest::Client::new();
@@ -194,6 +244,14 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let postgres_url = std::env::var("SEEDGATE_BENCH_POSTGRES_URL")
         .unwrap_or_else(|_| seedgate::store::postgres::test_server_url());
+    // The fake upstream on a runtime of its own, like the bare server below.
+    let upstream_runtime = server_runtime();
+    let fake = upstream_runtime.block_on(fake_ark::FakeArk::start());
+    // Tasks stay queued upstream for the whole run: the engine keeps polling them.
+    fake.set_timing(
+        std::time::Duration::from_secs(3600),
+        std::time::Duration::from_secs(3600),
+    );
     let postgres_schema = server_runtime()
         .block_on(seedgate::store::postgres::create_scratch_schema(
             &postgres_url,
@@ -203,7 +261,7 @@ fn main() {
     let backends = [
         (
             "SQLite",
-            start_gateway(&dir.path().join("sqlite"), None, key_cache_ms),
+            start_gateway(&dir.path().join("sqlite"), None, key_cache_ms, None),
         ),
         (
             "PostgreSQL",
@@ -211,11 +269,12 @@ fn main() {
                 &dir.path().join("postgres"),
                 Some(postgres_schema),
                 key_cache_ms,
+                None,
             ),
         ),
     ];
     // The same SQLite gateway reading the key on every request: what the key cache saves.
-    let uncached = start_gateway(&dir.path().join("sqlite-uncached"), None, 0);
+    let uncached = start_gateway(&dir.path().join("sqlite-uncached"), None, 0, None);
 
     // The baseline: bare axum on the same runtime shape, answering the same task object from
     // memory with no key check and no database.
@@ -301,8 +360,112 @@ fn main() {
             create_run.requests_per_second
         ));
     }
+    summary.push(gateway_overhead(dir.path(), &fake, seconds, &row));
+
     println!();
     for line in summary {
         println!("{line}");
     }
+}
+
+/// An Ark client's create and poll at one connection, sent to the fake upstream directly and
+/// through the gateway (SQLite, `ark` channel to the same fake upstream, engine running): what
+/// the gateway adds to each.
+fn gateway_overhead(
+    dir: &Path,
+    fake: &fake_ark::FakeArk,
+    seconds: u64,
+    row: &dyn Fn(&str, &str, u32, &Run),
+) -> String {
+    let gateway = start_gateway(
+        &dir.join("sqlite-ark"),
+        None,
+        Config::default().limits.key_cache_ms,
+        Some(&fake.base_url),
+    );
+    let client = reqwest::Client::new();
+    let create = |base: String, key: String| {
+        let client = client.clone();
+        async move {
+            let created: serde_json::Value = client
+                .post(format!("{base}{ARK_TASKS}"))
+                .bearer_auth(key)
+                .header("content-type", "application/json")
+                .body(ARK_CREATE_BODY)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            created["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let root = fake.base_url.trim_end_matches("/api/v3").to_owned();
+    let gateway_root = format!("http://{}", gateway.address);
+    let (direct_task, gateway_task) = gateway.runtime.block_on(async {
+        (
+            create(root.clone(), fake_ark::FAKE_KEY.into()).await,
+            create(gateway_root.clone(), gateway.key.clone()).await,
+        )
+    });
+    let direct_script = lua_script(dir, "direct.lua", fake_ark::FAKE_KEY, None);
+    let direct_create = lua_script(
+        dir,
+        "direct-create.lua",
+        fake_ark::FAKE_KEY,
+        Some(ARK_CREATE_BODY),
+    );
+    let gateway_script = lua_script(dir, "ark.lua", &gateway.key, None);
+    let gateway_create = lua_script(dir, "ark-create.lua", &gateway.key, Some(ARK_CREATE_BODY));
+    let runs = [
+        (
+            "fake upstream directly",
+            "Ark create",
+            wrk(&format!("{root}{ARK_TASKS}"), 1, seconds, &direct_create, 1),
+        ),
+        (
+            "gateway, ark channel",
+            "Ark create",
+            wrk(
+                &format!("{gateway_root}{ARK_TASKS}"),
+                1,
+                seconds,
+                &gateway_create,
+                1,
+            ),
+        ),
+        (
+            "fake upstream directly",
+            "Ark poll",
+            wrk(
+                &format!("{root}{ARK_TASKS}/{direct_task}"),
+                1,
+                seconds,
+                &direct_script,
+                1,
+            ),
+        ),
+        (
+            "gateway, ark channel",
+            "Ark poll",
+            wrk(
+                &format!("{gateway_root}{ARK_TASKS}/{gateway_task}"),
+                1,
+                seconds,
+                &gateway_script,
+                1,
+            ),
+        ),
+    ];
+    for (backend, name, run) in &runs {
+        assert_eq!(run.non_2xx, 0, "{backend}: {name} must succeed");
+        row(backend, name, 1, run);
+    }
+    format!(
+        "Gateway overhead at one connection (target: added p99 < 1 ms): create {:.3} ms, \
+         poll {:.3} ms",
+        runs[1].2.p99_ms - runs[0].2.p99_ms,
+        runs[3].2.p99_ms - runs[2].2.p99_ms
+    )
 }

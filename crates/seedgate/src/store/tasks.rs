@@ -245,6 +245,46 @@ pub struct NewTask {
     pub request_id: Option<String>,
 }
 
+impl NewTask {
+    /// The row this task is stored as, created at `now_ms`: queued, untried, nothing spent.
+    pub fn queued(&self, now_ms: i64) -> TaskRecord {
+        TaskRecord {
+            id: self.id.clone(),
+            account_id: self.account_id.clone(),
+            model: self.model.clone(),
+            operation: self.operation.clone(),
+            provider: self.provider.clone(),
+            state: TaskState::Queued,
+            request_json: self.request_json.clone(),
+            reserved_usd_micros: self.reserved_usd_micros,
+            estimated_tokens: self.estimated_tokens,
+            usage_tokens: None,
+            cost_usd_micros: None,
+            cost_cny: None,
+            result_json: None,
+            error_code: None,
+            error_message: None,
+            attempts: 0,
+            channel: None,
+            upstream_id: None,
+            polls: 0,
+            deadline_at_ms: Some(self.deadline_at_ms),
+            submit_started_at_ms: None,
+            doubt: None,
+            upstream_phase: None,
+            upstream_expires_at_ms: None,
+            upstream_usage_tokens: None,
+            result_copy_failures: 0,
+            files_swept_at_ms: None,
+            reclaimed: false,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            completed_at_ms: None,
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
 /// How long an idempotency key holds.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 

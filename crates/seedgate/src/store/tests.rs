@@ -1423,3 +1423,26 @@ async fn create_unique(store: &Store, account: &AccountId, n: usize) -> TaskId {
     task.id = TaskId::mint();
     store.create_task(task, None).await.unwrap().task.id
 }
+
+on_both_backends! {
+    async fn a_create_is_answered_with_the_row_as_stored(db: &Db) {
+        let store = &db.store;
+        let account = store
+            .create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000))
+            .await
+            .unwrap()
+            .account
+            .id;
+        let mut task = new_task(&account, 1, 25);
+        task.callback_url = Some("https://example.com/hook".into());
+        task.request_id = Some("req_1".into());
+        task.deadline_at_ms = 4_102_444_800_000;
+        let key = IdempotencyKey { key: "k1", request_hash: b"h" };
+        let plain = store.create_task(new_task(&account, 2, 25), None).await.unwrap().task;
+        let keyed = store.create_task(task, Some(key)).await.unwrap().task;
+        for created in [plain, keyed] {
+            let stored = stored_task(store, &account, &created.id).await;
+            assert_eq!(format!("{created:?}"), format!("{stored:?}"));
+        }
+    }
+}

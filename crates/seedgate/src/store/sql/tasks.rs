@@ -19,15 +19,14 @@ use crate::store::{
 };
 
 // The job itself (which may carry data: URIs of many MB) is read only by the engine.
-pub(super) const TASK_COLUMNS: &str =
-    "id, account_id, model, operation, provider, state, request, \
+const TASK_COLUMNS: &str = "id, account_id, model, operation, provider, state, request, \
     reserved_usd_micros, estimated_tokens, usage_tokens, cost_usd_micros, cost_cny, result, \
     error_code, error_message, attempts, channel, upstream_id, polls, deadline_at_ms, \
     submit_started_at_ms, doubt_channel, doubt_since_ms, upstream_phase, upstream_expires_at_ms, \
     upstream_usage_tokens, result_copy_failures, files_swept_at_ms, created_at_ms, \
     updated_at_ms, completed_at_ms, request_id";
 
-pub(super) fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
+fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
     Ok(TaskRecord {
         id: row.try_get("id")?,
         account_id: row.try_get("account_id")?,

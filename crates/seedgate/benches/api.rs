@@ -141,6 +141,22 @@ struct Gateway {
     task_body: Bytes,
 }
 
+/// Creates a task by POSTing `body` to `url`; returns its id.
+async fn create_task(client: &reqwest::Client, url: &str, key: &str, body: &'static str) -> String {
+    let created: serde_json::Value = client
+        .post(url)
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["id"].as_str().unwrap().to_owned()
+}
+
 /// With `upstream`, the gateway's one channel is an `ark` channel there, its engine runs (every
 /// create is submitted upstream and polled, as in production), and its key is a live one.
 fn start_gateway(
@@ -201,18 +217,8 @@ fn start_gateway(
     });
     let client = reqwest::Client::new();
     let (task_id, task_body) = runtime.block_on(async {
-        let created: serde_json::Value = client
-            .post(format!("http://{address}/v1/videos/generations"))
-            .bearer_auth(&key)
-            .header("content-type", "application/json")
-            .body(CREATE_BODY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = created["id"].as_str().unwrap().to_owned();
+        let url = format!("http://{address}/v1/videos/generations");
+        let id = create_task(&client, &url, &key, CREATE_BODY).await;
         let body = client
             .get(format!("http://{address}/v1/tasks/{id}"))
             .bearer_auth(&key)
@@ -384,29 +390,24 @@ fn gateway_overhead(
         Some(&fake.base_url),
     );
     let client = reqwest::Client::new();
-    let create = |base: String, key: String| {
-        let client = client.clone();
-        async move {
-            let created: serde_json::Value = client
-                .post(format!("{base}{ARK_TASKS}"))
-                .bearer_auth(key)
-                .header("content-type", "application/json")
-                .body(ARK_CREATE_BODY)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            created["id"].as_str().unwrap().to_owned()
-        }
-    };
     let root = fake.base_url.trim_end_matches("/api/v3").to_owned();
     let gateway_root = format!("http://{}", gateway.address);
     let (direct_task, gateway_task) = gateway.runtime.block_on(async {
         (
-            create(root.clone(), fake_ark::FAKE_KEY.into()).await,
-            create(gateway_root.clone(), gateway.key.clone()).await,
+            create_task(
+                &client,
+                &format!("{root}{ARK_TASKS}"),
+                fake_ark::FAKE_KEY,
+                ARK_CREATE_BODY,
+            )
+            .await,
+            create_task(
+                &client,
+                &format!("{gateway_root}{ARK_TASKS}"),
+                &gateway.key,
+                ARK_CREATE_BODY,
+            )
+            .await,
         )
     });
     let direct_script = lua_script(dir, "direct.lua", fake_ark::FAKE_KEY, None);

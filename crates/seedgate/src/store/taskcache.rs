@@ -128,42 +128,26 @@ impl Drop for Writing<'_> {
 mod tests {
     use super::*;
     use crate::ids::AccountId;
-    use crate::store::TaskState;
+    use crate::store::{NewTask, TaskState};
 
     fn record(id: &str, state: TaskState) -> TaskRecord {
-        TaskRecord {
+        let task = NewTask {
             id: TaskId::new(id),
             account_id: AccountId::new("key_1"),
             model: "seedance-2.0".into(),
             operation: "text-to-video".into(),
             provider: "sandbox".into(),
-            state,
+            job_json: "{}".into(),
             request_json: "{}".into(),
             reserved_usd_micros: 1,
             estimated_tokens: 1,
-            usage_tokens: None,
-            cost_usd_micros: None,
-            cost_cny: None,
-            result_json: None,
-            error_code: None,
-            error_message: None,
-            attempts: 0,
-            channel: None,
-            upstream_id: None,
-            polls: 0,
-            deadline_at_ms: None,
-            submit_started_at_ms: None,
-            doubt: None,
-            upstream_phase: None,
-            upstream_expires_at_ms: None,
-            upstream_usage_tokens: None,
-            result_copy_failures: 0,
-            files_swept_at_ms: None,
-            reclaimed: false,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            completed_at_ms: None,
+            deadline_at_ms: i64::MAX,
+            callback_url: None,
             request_id: None,
+        };
+        TaskRecord {
+            state,
+            ..task.queued(0)
         }
     }
 

@@ -1270,12 +1270,7 @@ async fn stored_task(store: &Store, account: &AccountId, id: &TaskId) -> TaskRec
 on_both_backends! {
     async fn a_read_after_any_write_sees_it_while_others_keep_reading(db: &Db) {
         let store = &db.store;
-        let account = store
-            .create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000))
-            .await
-            .unwrap()
-            .account
-            .id;
+        let account = test_account(store).await;
         let channel = ChannelId::new("volc");
         for n in 0..25 {
             let id = store
@@ -1347,12 +1342,7 @@ async fn a_replica_never_shows_a_task_older_than_the_stated_bound() {
 
     let db = Db::postgres().await;
     let (writer, reader) = (&db.store, connect(&db.url).await.unwrap());
-    let account = writer
-        .create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000))
-        .await
-        .unwrap()
-        .account
-        .id;
+    let account = test_account(writer).await;
     let bound = postgres::TASK_CACHE_BOUND;
     // Polls 2 ms apart; a stale answer later than this after the change breaks the promise.
     let shown_within = |id: TaskId, state: TaskState| {
@@ -1427,12 +1417,7 @@ async fn create_unique(store: &Store, account: &AccountId, n: usize) -> TaskId {
 on_both_backends! {
     async fn a_create_is_answered_with_the_row_as_stored(db: &Db) {
         let store = &db.store;
-        let account = store
-            .create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000))
-            .await
-            .unwrap()
-            .account
-            .id;
+        let account = test_account(store).await;
         let mut task = new_task(&account, 1, 25);
         task.callback_url = Some("https://example.com/hook".into());
         task.request_id = Some("req_1".into());
@@ -1445,4 +1430,14 @@ on_both_backends! {
             assert_eq!(format!("{created:?}"), format!("{stored:?}"));
         }
     }
+}
+
+/// A test key with play money to spare.
+async fn test_account(store: &Store) -> AccountId {
+    store
+        .create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000))
+        .await
+        .unwrap()
+        .account
+        .id
 }

@@ -192,6 +192,8 @@ fn start_gateway(
             weight: 1,
             max_concurrent_tasks: 1_000_000,
             timeout_seconds: 30,
+            polls_per_second: 1_000_000,
+            poll_batch: 100,
         });
     }
     let runtime = server_runtime();

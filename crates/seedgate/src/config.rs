@@ -117,6 +117,14 @@ pub struct ChannelConfig {
     pub max_concurrent_tasks: u32,
     #[serde(default = "default_channel_timeout")]
     pub timeout_seconds: u64,
+    /// Status reads (polls, lists) this channel may receive per second from all replicas
+    /// together; each replica keeps to its share (÷ `limits.replicas`).
+    #[serde(default = "default_polls_per_second")]
+    pub polls_per_second: u32,
+    /// Upstream tasks one poll asks about (Ark lists up to 500 ids at once; each id adds about
+    /// 41 bytes to the URL).
+    #[serde(default = "default_poll_batch")]
+    pub poll_batch: u32,
 }
 
 fn default_weight() -> u32 {
@@ -129,6 +137,14 @@ fn default_max_concurrent() -> u32 {
 
 fn default_channel_timeout() -> u64 {
     30
+}
+
+fn default_polls_per_second() -> u32 {
+    50
+}
+
+fn default_poll_batch() -> u32 {
+    100
 }
 
 #[derive(Clone, Debug, Deserialize)]

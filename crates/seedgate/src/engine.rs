@@ -3,6 +3,7 @@
 //! the money, expire what missed its deadline. Every step is a conditional update on the task
 //! row, so a crash at any point leaves work the next lease holder finishes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use base64::Engine as _;
 use futures_util::StreamExt;
 use rand::Rng;
 use seedgate_contract::{pricing, Catalog, DurationRequest, Resolution, VideoJob};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tracing::{info, warn, Instrument};
 
 use crate::assets::AssetKind;
@@ -26,8 +27,8 @@ use crate::providers::{
 };
 use crate::signing::UrlSigner;
 use crate::store::{
-    now_ms, PollSeen, Settlement, Store, StoreError, TaskFailure, TaskRecord, Transition, Unpaid,
-    UpstreamPhase, UpstreamSubmission,
+    now_ms, PollSeen, ScheduledPoll, Settlement, Store, StoreError, TaskFailure, TaskRecord,
+    Transition, Unpaid, UpstreamPhase, UpstreamSubmission,
 };
 use crate::telemetry::Telemetry;
 
@@ -78,6 +79,24 @@ pub struct Engine {
     public_url: Option<String>,
     owner: String,
     wake: Arc<Notify>,
+    poll_wake: Arc<Notify>,
+    /// Bounds the polled tasks being finished at once (results copied, money settled), so
+    /// pollers keep polling meanwhile.
+    finishing: Arc<Semaphore>,
+}
+
+/// Poll loops per channel: enough to keep a channel's budget busy while each waits on the
+/// database and the upstream; the channel's pacer keeps them within the budget together.
+const POLLERS_PER_CHANNEL: usize = 4;
+/// How long a poller with nothing due waits before looking again (a callback wakes it sooner).
+const POLLER_IDLE: Duration = Duration::from_millis(200);
+
+/// A polled task that needs more than another poll later: its upstream ended it, or its
+/// status is unknown (left out of the answer, or expired here), and it is looked at alone.
+struct Attention {
+    task: TaskRecord,
+    job_json: String,
+    status: Option<Result<UpstreamStatus, ProviderError>>,
 }
 
 /// Longest wait before retrying a submission.
@@ -126,6 +145,24 @@ pub fn may_expire(
     }
 }
 
+/// Whether a submitted task is past the upstream's own expiry (and its grace): ended here.
+fn upstream_expired(task: &TaskRecord) -> bool {
+    // Rows from before expiries were recorded ran on the upstream's default.
+    let upstream_expires_at = task.upstream_expires_at_ms.unwrap_or(
+        task.submit_started_at_ms.unwrap_or(task.created_at_ms) + UPSTREAM_DEFAULT_EXPIRY_S * 1000,
+    );
+    may_expire(now_ms(), task.deadline_at_ms, Some(upstream_expires_at))
+}
+
+/// The phase of a task the upstream is still working on; None once it has ended.
+fn under_way(status: &UpstreamStatus) -> Option<UpstreamPhase> {
+    match status {
+        UpstreamStatus::Queued => Some(UpstreamPhase::Queued),
+        UpstreamStatus::Running => Some(UpstreamPhase::Running),
+        _ => None,
+    }
+}
+
 /// What looking upstream for a task's lost submission found.
 enum Reconciled {
     /// Its upstream task is now recorded as the task's own.
@@ -161,10 +198,12 @@ impl Engine {
             fetcher,
             materials,
             telemetry,
-            config,
             public_url,
             owner: format!("worker_{}", ulid::Ulid::new()),
             wake: Arc::new(Notify::new()),
+            poll_wake: Arc::new(Notify::new()),
+            finishing: Arc::new(Semaphore::new(config.workers.max(1))),
+            config,
         }
     }
 
@@ -177,18 +216,89 @@ impl Engine {
         (self.config.lease_seconds * 1000) as i64
     }
 
-    /// Starts the configured number of workers; they run until the process ends.
+    /// Signalled when an upstream callback flags a task, so an idle poller looks at once.
+    pub fn poll_waker(&self) -> Arc<Notify> {
+        self.poll_wake.clone()
+    }
+
+    /// Starts the configured number of workers and each channel's pollers; they run until the
+    /// process ends.
     pub fn spawn_workers(self: &Arc<Self>) {
         for index in 0..self.config.workers.max(1) {
             let engine = self.clone();
             tokio::spawn(async move { engine.work_loop(index).await });
+        }
+        let configured = self.poll_channels();
+        for (provider, channel, batch) in &configured {
+            for _ in 0..POLLERS_PER_CHANNEL {
+                let (engine, channel) = (self.clone(), channel.clone());
+                let (provider, batch) = (*provider, *batch);
+                tokio::spawn(async move { engine.poll_loop(provider, channel, batch).await });
+            }
+        }
+        // Tasks left on a channel since removed from the config are polled too: the
+        // provider refuses them, which ends them uncharged rather than leaving them running.
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let in_flight = match engine.store.in_flight_by_channel().await {
+                Ok(in_flight) => in_flight,
+                Err(e) => return warn!(error = %e, "cannot look for removed channels' tasks"),
+            };
+            for channel in in_flight.into_keys() {
+                if configured.iter().all(|(_, known, _)| *known != channel) {
+                    warn!(%channel, "tasks in flight on a channel no longer configured");
+                    let engine = engine.clone();
+                    let provider = engine.providers.ark.name();
+                    tokio::spawn(async move { engine.poll_loop(provider, channel, 1).await });
+                }
+            }
+        });
+    }
+
+    fn poll_channels(&self) -> Vec<(&'static str, ChannelId, usize)> {
+        self.providers
+            .all()
+            .into_iter()
+            .flat_map(|provider| {
+                provider
+                    .poll_channels()
+                    .into_iter()
+                    .map(move |(channel, batch)| (provider.name(), channel, batch))
+            })
+            .collect()
+    }
+
+    async fn poll_loop(self: Arc<Self>, provider: &'static str, channel: ChannelId, batch: usize) {
+        loop {
+            match self.poll_round(provider, &channel, batch).await {
+                Ok(Some((polled, attention))) => {
+                    for item in attention {
+                        let Ok(permit) = self.finishing.clone().acquire_owned().await else {
+                            return;
+                        };
+                        let engine = self.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = engine.attend(item).await {
+                                warn!(error = %e, "finishing a polled task failed");
+                            }
+                            drop(permit);
+                        });
+                    }
+                    if polled == batch {
+                        continue;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => warn!(%channel, error = %e, "polling failed"),
+            }
+            let _ = tokio::time::timeout(POLLER_IDLE, self.poll_wake.notified()).await;
         }
     }
 
     async fn work_loop(self: Arc<Self>, index: usize) {
         let idle = Duration::from_millis(self.config.idle_poll_ms);
         loop {
-            match self.run_one().await {
+            match self.claim_one().await {
                 Ok(Outcome::Done) => continue,
                 Ok(Outcome::Empty) => {}
                 Err(e) => warn!(worker = index, error = %e, "engine step failed"),
@@ -197,8 +307,122 @@ impl Engine {
         }
     }
 
-    /// Leases and advances at most one task.
+    /// Leases and advances one task, or else polls one batch of every channel with polls due
+    /// (finishing what they found ended): one step of all the engine does, for tests.
     pub async fn run_one(&self) -> Result<Outcome, StoreError> {
+        if self.claim_one().await? == Outcome::Done {
+            return Ok(Outcome::Done);
+        }
+        let mut outcome = Outcome::Empty;
+        for (provider, channel, batch) in self.poll_channels() {
+            if let Some((_, attention)) = self.poll_round(provider, &channel, batch).await? {
+                outcome = Outcome::Done;
+                for item in attention {
+                    self.attend(item).await?;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Polls up to `batch` of `channel`'s due tasks with one upstream request and schedules
+    /// the next poll of those still under way. Returns how many were polled and the ones that
+    /// need more (None when none were due).
+    async fn poll_round(
+        &self,
+        provider_name: &str,
+        channel: &ChannelId,
+        batch: usize,
+    ) -> Result<Option<(usize, Vec<Attention>)>, StoreError> {
+        let Some(provider) = self.providers.get(provider_name) else {
+            return Ok(None);
+        };
+        let claimed = self
+            .store
+            .claim_polls(channel, &self.owner, self.lease_ms(), batch)
+            .await?;
+        if claimed.is_empty() {
+            return Ok(None);
+        }
+        let polled = claimed.len();
+        let upstream_ids: Vec<String> = claimed
+            .iter()
+            .filter_map(|(task, _)| task.upstream_id.clone())
+            .collect();
+        let (mut statuses, failure): (HashMap<_, _>, _) =
+            match provider.poll_batch(channel, &upstream_ids).await {
+                Ok(listed) => (listed.into_iter().collect(), None),
+                Err(e) => {
+                    warn!(%channel, code = %e.code, tasks = polled, "a batch poll failed");
+                    (HashMap::new(), Some(e))
+                }
+            };
+        let mut scheduled = Vec::with_capacity(polled);
+        let mut attention = Vec::new();
+        for (task, job_json) in claimed {
+            let status = match &failure {
+                // Nothing was learnt: every task asked about shares the failure.
+                Some(e) => Some(Err(e.clone())),
+                None => task.upstream_id.as_ref().and_then(|id| statuses.remove(id)),
+            };
+            let job = serde_json::from_str::<VideoJob>(&job_json);
+            match (status, job) {
+                (Some(Ok(status)), Ok(job))
+                    if under_way(&status).is_some() && !upstream_expired(&task) =>
+                {
+                    scheduled.push(ScheduledPoll {
+                        next_poll_at_ms: now_ms() + self.next_poll_delay_ms(&task, &job),
+                        phase: under_way(&status),
+                        id: task.id,
+                    });
+                }
+                (Some(Err(e)), Ok(job)) if e.retryable() && !upstream_expired(&task) => {
+                    scheduled.push(ScheduledPoll {
+                        next_poll_at_ms: now_ms() + self.poll_retry_delay_ms(&task, &job, &e),
+                        phase: None,
+                        id: task.id,
+                    });
+                }
+                (status, _) => attention.push(Attention {
+                    task,
+                    job_json,
+                    status,
+                }),
+            }
+        }
+        if !scheduled.is_empty() {
+            self.store.schedule_polls(&self.owner, &scheduled).await?;
+        }
+        Ok(Some((polled, attention)))
+    }
+
+    /// Finishes what a batch poll left: an ended task settled or failed, an unknown one
+    /// advanced alone (looked up, or expired).
+    async fn attend(&self, item: Attention) -> Result<(), StoreError> {
+        let Attention {
+            task,
+            job_json,
+            status,
+        } = item;
+        let span = tracing::info_span!(
+            "task",
+            task_id = %task.id,
+            provider = %task.provider,
+            request_id = task.request_id.as_deref().unwrap_or_default()
+        );
+        let job = serde_json::from_str::<VideoJob>(&job_json);
+        match (status, job) {
+            (Some(status), Ok(job)) => {
+                self.conclude_poll(&task, &job, status)
+                    .instrument(span)
+                    .await
+            }
+            _ => self.advance(task, &job_json).instrument(span).await,
+        }
+    }
+
+    /// Leases and advances at most one task: a queued one, or one a dead worker left.
+    async fn claim_one(&self) -> Result<Outcome, StoreError> {
         let Some((task, job_json)) = self
             .store
             .claim_task(
@@ -254,12 +478,7 @@ impl Engine {
                 });
         match upstream {
             Some(upstream) => {
-                // Rows from before expiries were recorded ran on the upstream's default.
-                let upstream_expires_at = task.upstream_expires_at_ms.unwrap_or(
-                    task.submit_started_at_ms.unwrap_or(task.created_at_ms)
-                        + UPSTREAM_DEFAULT_EXPIRY_S * 1000,
-                );
-                if may_expire(now_ms(), task.deadline_at_ms, Some(upstream_expires_at)) {
+                if upstream_expired(&task) {
                     return self
                         .expire(&task, "Neither side finished the task before its deadline.")
                         .await;
@@ -607,6 +826,17 @@ impl Engine {
         provider: &dyn Provider,
         upstream: &UpstreamRef,
     ) -> Result<(), StoreError> {
+        let status = provider.poll(upstream).await;
+        self.conclude_poll(task, job, status).await
+    }
+
+    /// Acts on what a poll of an upstream task found.
+    async fn conclude_poll(
+        &self,
+        task: &TaskRecord,
+        job: &VideoJob,
+        status: Result<UpstreamStatus, ProviderError>,
+    ) -> Result<(), StoreError> {
         let unpaid = |state, code, message| async move {
             let error = TaskFailure {
                 code,
@@ -618,15 +848,11 @@ impl Engine {
                 .await
                 .map(|made| self.ended(task, Transition::EndUnpaid(state), made))
         };
-        match provider.poll(upstream).await {
+        match status {
             Ok(status @ (UpstreamStatus::Queued | UpstreamStatus::Running)) => {
-                let phase = match status {
-                    UpstreamStatus::Queued => UpstreamPhase::Queued,
-                    _ => UpstreamPhase::Running,
-                };
                 let next = now_ms() + self.next_poll_delay_ms(task, job);
                 let seen = PollSeen {
-                    phase: Some(phase),
+                    phase: under_way(&status),
                     ..PollSeen::default()
                 };
                 self.store
@@ -678,7 +904,7 @@ impl Engine {
                 .await
             }
             Err(e) if e.retryable() => {
-                let next = now_ms() + retry_delay_ms(task.polls.min(6), e.retry_after);
+                let next = now_ms() + self.poll_retry_delay_ms(task, job, &e);
                 warn!(code = %e.code, "poll failed; will retry");
                 self.store
                     .schedule_poll(&task.id, &self.owner, next, &PollSeen::default())
@@ -726,6 +952,14 @@ impl Engine {
             .schedule_poll(&task.id, &self.owner, now_ms() + delay, &seen)
             .await?;
         Ok(())
+    }
+
+    /// After a poll that learnt nothing: the next poll as planned, or the upstream's
+    /// `Retry-After` when later. The pacer already spaces reads within the channel's budget,
+    /// and a longer backoff would leave a finished task unnoticed past the poll interval.
+    fn poll_retry_delay_ms(&self, task: &TaskRecord, job: &VideoJob, error: &ProviderError) -> i64 {
+        let asked = error.retry_after.map_or(0, |d| d.as_millis() as i64);
+        self.next_poll_delay_ms(task, job).max(asked)
     }
 
     /// Polls cluster around the expected finish (by length and size), then back off to a cap.

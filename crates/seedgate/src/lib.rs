@@ -124,6 +124,7 @@ impl Application {
                 &config.channels,
                 config.engine.breaker_failures,
                 std::time::Duration::from_secs(config.engine.breaker_cooldown_seconds),
+                config.limits.replicas,
                 telemetry.clone(),
             )?),
         });
@@ -161,6 +162,7 @@ impl Application {
             signer,
             links: links.clone(),
             engine_wake: engine.waker(),
+            poll_wake: engine.poll_waker(),
             providers,
             public_url: config.public_url.clone(),
             task_deadline_ms: config.engine.task_deadline_seconds as i64 * 1000,

@@ -365,6 +365,7 @@ async fn check_channels(config: Config) -> Result<(), String> {
         &config.channels,
         config.engine.breaker_failures,
         std::time::Duration::from_secs(config.engine.breaker_cooldown_seconds),
+        config.limits.replicas,
         std::sync::Arc::default(),
     )
     .map_err(|e| e.to_string())?;

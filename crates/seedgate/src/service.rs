@@ -35,6 +35,8 @@ pub struct Services {
     /// Signs the result URLs of task objects, for as long as the files are kept.
     pub links: ResultLinks,
     pub engine_wake: Arc<Notify>,
+    /// Wakes idle pollers when an upstream callback flags a task.
+    pub poll_wake: Arc<Notify>,
     pub providers: Arc<Registry>,
     pub public_url: Option<String>,
     pub task_deadline_ms: i64,
@@ -461,7 +463,7 @@ impl Services {
             return Err(task_not_found());
         }
         if self.store.poll_soon(task_id).await.map_err(internal)? {
-            self.engine_wake.notify_one();
+            self.poll_wake.notify_waiters();
         }
         Ok(())
     }

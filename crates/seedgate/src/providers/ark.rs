@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    task_seed, BoxFuture, CancelOutcome, Provider, ProviderError, ProviderErrorKind, Submission,
-    SubmitRequest, UpstreamRef, UpstreamStatus,
+    task_seed, BoxFuture, CancelOutcome, Polled, Provider, ProviderError, ProviderErrorKind,
+    Submission, SubmitRequest, UpstreamRef, UpstreamStatus,
 };
 use crate::config::ChannelConfig;
 use crate::ids::{ChannelId, TaskId};
@@ -31,6 +31,8 @@ const CLOCK_SKEW_S: i64 = 5;
 const LIST_PAGE_SIZE: usize = 100;
 /// …and gives up (to try again later) past this many pages since the submission.
 const MAX_LIST_PAGES: usize = 20;
+/// The most ids Ark's list takes at once (its largest `page_size`).
+const MAX_POLL_BATCH: u32 = 500;
 
 /// Start-up problems with the channel configuration.
 #[derive(Debug, thiserror::Error)]
@@ -91,12 +93,40 @@ impl Breaker {
     }
 }
 
+/// Spaces a channel's status reads to this replica's share of the channel's budget: each read
+/// takes the next free turn, turns `interval` apart, so no second ever sees more than the
+/// budget (plus the one read a turn boundary may split).
+struct Pacer {
+    interval: Duration,
+    next: Mutex<Instant>,
+}
+
+impl Pacer {
+    fn new(per_second: u32) -> Self {
+        Self {
+            interval: Duration::from_secs(1) / per_second.max(1),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    async fn turn(&self) {
+        let at = {
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            let at = (*next).max(Instant::now());
+            *next = at + self.interval;
+            at
+        };
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
 struct Channel {
     config: ChannelConfig,
     api_key: Secret,
     client: reqwest::Client,
     breaker: Mutex<Breaker>,
     telemetry: Arc<Telemetry>,
+    reads: Pacer,
 }
 
 /// How an upstream call failed, before it is judged.
@@ -313,6 +343,15 @@ impl Channel {
         serde_json::from_slice(body).map_err(|e| CallError::BadBody(e.to_string()))
     }
 
+    /// A status read (a task, a list page), in its turn within the channel's budget.
+    async fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, CallError> {
+        self.reads.turn().await;
+        self.call(request).await
+    }
+
     fn serves(&self, job: &VideoJob) -> bool {
         self.config.models.contains_key(&job.model)
             && self.config.resolutions.contains(&job.resolution)
@@ -488,6 +527,7 @@ impl Ark {
         configs: &[ChannelConfig],
         breaker_failures: u32,
         breaker_cooldown: Duration,
+        replicas: u32,
         telemetry: Arc<Telemetry>,
     ) -> Result<Self, ChannelSetupError> {
         let mut channels: Vec<Channel> = Vec::new();
@@ -512,6 +552,11 @@ impl Ark {
             if config.weight == 0 || config.max_concurrent_tasks == 0 {
                 return Err(invalid("weight and max_concurrent_tasks must be positive"));
             }
+            if config.polls_per_second == 0 || !(1..=MAX_POLL_BATCH).contains(&config.poll_batch) {
+                return Err(invalid(&format!(
+                    "polls_per_second must be positive and poll_batch 1 to {MAX_POLL_BATCH}"
+                )));
+            }
             let key =
                 std::env::var(&config.api_key_env).map_err(|_| ChannelSetupError::MissingKey {
                     channel: config.id.clone(),
@@ -530,6 +575,7 @@ impl Ark {
                 client,
                 breaker: Mutex::new(Breaker::default()),
                 telemetry: telemetry.clone(),
+                reads: Pacer::new(config.polls_per_second.div_ceil(replicas.max(1))),
             });
         }
         Ok(Self {
@@ -711,7 +757,7 @@ impl Ark {
     async fn poll_task(&self, upstream: &UpstreamRef) -> Result<UpstreamStatus, ProviderError> {
         let channel = self.channel(&upstream.channel)?;
         let task = channel
-            .call::<ArkTask>(
+            .read::<ArkTask>(
                 channel
                     .client
                     .get(channel.url(&format!("/{}", upstream.upstream_id))),
@@ -730,11 +776,39 @@ impl Ark {
         }
     }
 
+    /// One list request for many tasks (`filter.task_ids` repeated). A task the answer leaves
+    /// out is not in the result: the engine asks for it alone.
+    async fn poll_tasks(
+        &self,
+        channel_id: &ChannelId,
+        upstream_ids: &[String],
+    ) -> Result<Polled, ProviderError> {
+        let channel = self.channel(channel_id)?;
+        let size = upstream_ids.len().to_string();
+        let mut query = vec![("page_num", "1"), ("page_size", size.as_str())];
+        query.extend(
+            upstream_ids
+                .iter()
+                .map(|id| ("filter.task_ids", id.as_str())),
+        );
+        let list = channel
+            .read::<TaskList>(channel.client.get(channel.url("")).query(&query))
+            .await
+            .map_err(CallError::into_provider_error)?;
+        Ok(list
+            .items
+            .into_iter()
+            // An answer about a task not asked for is no answer about ours.
+            .filter(|task| upstream_ids.contains(&task.id))
+            .map(|task| (task.id.clone(), status_of(task)))
+            .collect())
+    }
+
     async fn cancel_task(&self, upstream: &UpstreamRef) -> Result<CancelOutcome, ProviderError> {
         let channel = self.channel(&upstream.channel)?;
         let path = format!("/{}", upstream.upstream_id);
         let task = channel
-            .call::<ArkTask>(channel.client.get(channel.url(&path)))
+            .read::<ArkTask>(channel.client.get(channel.url(&path)))
             .await
             .map_err(CallError::into_provider_error)?;
         // Deleting a finished upstream task erases its record, so only a queued one is touched.
@@ -772,7 +846,7 @@ impl Ark {
         // Newest first: page until the pages reach back before the submission.
         for page in 1..=MAX_LIST_PAGES {
             let list = channel
-                .call::<TaskList>(channel.client.get(channel.url("")).query(&[
+                .read::<TaskList>(channel.client.get(channel.url("")).query(&[
                     ("page_num", page.to_string().as_str()),
                     ("page_size", LIST_PAGE_SIZE.to_string().as_str()),
                     ("filter.model", model.as_str()),
@@ -891,6 +965,21 @@ impl Provider for Ark {
         upstream: &'a UpstreamRef,
     ) -> BoxFuture<'a, Result<CancelOutcome, ProviderError>> {
         Box::pin(self.cancel_task(upstream))
+    }
+
+    fn poll_channels(&self) -> Vec<(ChannelId, usize)> {
+        self.channels
+            .iter()
+            .map(|c| (c.config.id.clone(), c.config.poll_batch as usize))
+            .collect()
+    }
+
+    fn poll_batch<'a>(
+        &'a self,
+        channel: &'a ChannelId,
+        upstream_ids: &'a [String],
+    ) -> BoxFuture<'a, Result<Polled, ProviderError>> {
+        Box::pin(self.poll_tasks(channel, upstream_ids))
     }
 
     fn find_submitted<'a>(

@@ -57,6 +57,9 @@ pub enum UpstreamStatus {
     Expired,
 }
 
+/// What one poll of many tasks learnt: each listed upstream id with its status.
+pub type Polled = Vec<(String, Result<UpstreamStatus, ProviderError>)>;
+
 /// Whether an upstream task could still be stopped.
 #[derive(Debug, PartialEq, Eq)]
 pub enum CancelOutcome {
@@ -198,6 +201,25 @@ pub trait Provider: Send + Sync {
         upstream: &'a UpstreamRef,
     ) -> BoxFuture<'a, Result<CancelOutcome, ProviderError>>;
 
+    /// The channels whose tasks are polled many at a time, with the most ids one poll takes.
+    fn poll_channels(&self) -> Vec<(ChannelId, usize)> {
+        Vec::new()
+    }
+
+    /// The status of each of `upstream_ids` on `channel`, by one request. Ids the upstream's
+    /// answer leaves out are missing from the result.
+    fn poll_batch<'a>(
+        &'a self,
+        channel: &'a ChannelId,
+        upstream_ids: &'a [String],
+    ) -> BoxFuture<'a, Result<Polled, ProviderError>> {
+        let _ = upstream_ids;
+        Box::pin(std::future::ready(Err(ProviderError::permanent(
+            "channel_removed",
+            format!("channel {channel} is no longer configured"),
+        ))))
+    }
+
     /// Upstream tasks on `channel`, created since `since_ms`, that echo what a submission of
     /// this task sends (model, size, length, audio, seed), oldest first: the candidates a
     /// submission whose answer was lost may have left behind.
@@ -217,6 +239,10 @@ pub struct Registry {
 }
 
 impl Registry {
+    pub fn all(&self) -> [&dyn Provider; 2] {
+        [&*self.sandbox, &*self.ark]
+    }
+
     pub fn get(&self, name: &str) -> Option<&dyn Provider> {
         match name {
             "sandbox" => Some(&*self.sandbox),

@@ -45,8 +45,8 @@ pub use keys::{
 };
 pub use ledger::{GroupFunds, KeyFunds, LedgerKind};
 pub use tasks::{
-    public_status, Created, IdempotencyKey, NewTask, PollSeen, PublicStatus, Settlement,
-    TaskFailure, TaskFilter, TaskRecord, TaskState, Transition, Unpaid, UpstreamPhase,
+    public_status, Created, IdempotencyKey, NewTask, PollSeen, PublicStatus, ScheduledPoll,
+    Settlement, TaskFailure, TaskFilter, TaskRecord, TaskState, Transition, Unpaid, UpstreamPhase,
     UpstreamSubmission, IDEMPOTENCY_WINDOW_MS, IN_FLIGHT,
 };
 pub use webhooks::{event_for, Delivery, DeliveryRecord};
@@ -141,9 +141,10 @@ pub trait TaskStore: Send + Sync {
     ) -> Result<Option<(TaskRecord, bool)>, StoreError>;
 
     /// Leases one task for `owner`, with its job: first one whose previous holder's lease ran
-    /// out (it died mid-work), then the oldest queued one (→ `submitting`), then an upstream
-    /// task due for a poll. A queued task waits while its key already has `max_per_key` (or
-    /// the key's own limit) tasks in flight. Leases run on the database's clock.
+    /// out (it died mid-work), then the oldest queued one (→ `submitting`). A queued task waits
+    /// while its key already has `max_per_key` (or the key's own limit) tasks in flight.
+    /// Leases run on the database's clock. Upstream tasks due for a poll are leased many at a
+    /// time by [`TaskStore::claim_polls`].
     async fn claim_task(
         &self,
         owner: &str,
@@ -174,10 +175,28 @@ pub trait TaskStore: Send + Sync {
         seen: &PollSeen,
     ) -> Result<bool, StoreError>;
 
+    /// Leases up to `limit` upstream tasks of `channel` due for a poll, with their jobs: those
+    /// an upstream callback flagged first, then the most overdue. A leased task is not due
+    /// again until its lease runs out, when any worker may take it over.
+    async fn claim_polls(
+        &self,
+        channel: &ChannelId,
+        owner: &str,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(TaskRecord, String)>, StoreError>;
+
+    /// Releases polled tasks until their next polls, with the upstream phase each poll saw, in
+    /// a few statements for the lot. A callback's flag set meanwhile is kept. Returns how many
+    /// this worker still held.
+    async fn schedule_polls(&self, owner: &str, polls: &[ScheduledPoll])
+        -> Result<u64, StoreError>;
+
     /// Records that a running task has left the upstream's queue (a cancel found it started).
     async fn note_upstream_running(&self, id: &TaskId) -> Result<(), StoreError>;
 
-    /// Makes a running upstream task due for a poll now (an upstream callback's hint).
+    /// Flags a running upstream task for a poll ahead of all others (an upstream callback's
+    /// hint).
     async fn poll_soon(&self, id: &TaskId) -> Result<bool, StoreError>;
 
     /// Upstream tasks in flight per channel, for concurrency limits.

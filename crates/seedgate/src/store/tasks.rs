@@ -388,6 +388,15 @@ pub struct UpstreamSubmission<'a> {
     pub upstream_expires_at_ms: i64,
 }
 
+/// A polled task still under way upstream, and when to look again.
+#[derive(Clone, Debug)]
+pub struct ScheduledPoll {
+    pub id: TaskId,
+    pub next_poll_at_ms: i64,
+    /// None when the poll learnt nothing (it failed).
+    pub phase: Option<UpstreamPhase>,
+}
+
 /// What a poll of an upstream task saw, recorded with its next poll.
 #[derive(Default)]
 pub struct PollSeen {

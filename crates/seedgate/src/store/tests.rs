@@ -1317,14 +1317,18 @@ on_both_backends! {
             };
             assert!(store.record_submission(&id, "w", &submission).await.unwrap());
             check("record_submission").await;
-            store.claim_task("w", 60_000, 100).await.unwrap().unwrap();
+            assert_eq!(store.claim_polls(&channel, "w", 60_000, 10).await.unwrap().len(), 1);
             let seen = PollSeen {
                 phase: Some(UpstreamPhase::Running),
                 ..PollSeen::default()
             };
             assert!(store.schedule_poll(&id, "w", 0, &seen).await.unwrap());
             check("schedule_poll").await;
-            store.claim_task("w", 60_000, 100).await.unwrap().unwrap();
+            assert_eq!(store.claim_polls(&channel, "w", 60_000, 10).await.unwrap().len(), 1);
+            let next = ScheduledPoll { id: id.clone(), next_poll_at_ms: 0, phase: Some(UpstreamPhase::Queued) };
+            assert_eq!(store.schedule_polls("w", &[next]).await.unwrap(), 1);
+            check("schedule_polls").await;
+            assert_eq!(store.claim_polls(&channel, "w", 60_000, 10).await.unwrap().len(), 1);
             assert!(store.finish_succeeded(&id, "w", settlement(5)).await.unwrap());
             check("finish_succeeded").await;
             for reader in readers {
@@ -1440,4 +1444,85 @@ async fn test_account(store: &Store) -> AccountId {
         .unwrap()
         .account
         .id
+}
+
+/// `count` tasks submitted upstream on `channel`, each due for its first poll at `due_at`.
+async fn submitted(
+    store: &Store,
+    account: &AccountId,
+    channel: &ChannelId,
+    first: usize,
+    count: usize,
+    due_at: impl Fn(usize) -> i64,
+) -> Vec<TaskId> {
+    let mut ids = Vec::new();
+    for n in first..first + count {
+        store
+            .create_task(new_task(account, n, 100), None)
+            .await
+            .unwrap();
+        let (task, _) = store
+            .claim_task("submitter", 60_000, 1_000)
+            .await
+            .unwrap()
+            .unwrap();
+        let submission = UpstreamSubmission {
+            channel,
+            upstream_id: &format!("cgt-{n}"),
+            next_poll_at_ms: due_at(n),
+            upstream_expires_at_ms: i64::MAX,
+        };
+        assert!(store
+            .record_submission(&task.id, "submitter", &submission)
+            .await
+            .unwrap());
+        ids.push(task.id);
+    }
+    ids
+}
+
+on_both_backends! {
+    async fn polls_are_claimed_by_channel_most_overdue_first_and_a_callback_jumps_the_line(db: &Db) {
+        let store = &db.store;
+        let key = store.create_key(&KeySpec::plain("k", KeyMode::Test, 100_000_000)).await.unwrap();
+        let account = &key.account.id;
+        let (volc, byte) = (ChannelId::new("volc"), ChannelId::new("byte"));
+        let now = now_ms();
+        // Due 6 s, 5 s, … 1 s ago; one not due for an hour; one due on another channel.
+        let due = submitted(store, account, &volc, 0, 6, |n| now - 6_000 + n as i64 * 1_000).await;
+        let later = submitted(store, account, &volc, 6, 1, |_| now + 3_600_000).await;
+        let other = submitted(store, account, &byte, 7, 1, |_| now - 60_000).await;
+
+        let first: Vec<TaskId> = store.claim_polls(&volc, "p1", 60_000, 4).await.unwrap()
+            .into_iter().map(|(task, _)| task.id).collect();
+        let mut expected = due[..4].to_vec();
+        let mut got = first.clone();
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected, "the four most overdue of this channel");
+        // Leased tasks are nobody else's; the rest of the due ones are.
+        let second: Vec<TaskId> = store.claim_polls(&volc, "p2", 60_000, 10).await.unwrap()
+            .into_iter().map(|(task, _)| task.id).collect();
+        assert_eq!(second.len(), 2);
+        assert!(second.iter().all(|id| due[4..].contains(id)));
+        assert!(store.claim_polls(&volc, "p3", 60_000, 10).await.unwrap().is_empty());
+
+        // A callback arrives for a task while its poll is under way: the flag outlives the
+        // poll's schedule, and puts the task ahead of every overdue one.
+        assert!(store.poll_soon(&first[0]).await.unwrap());
+        let schedule = |id: &TaskId, at: i64| ScheduledPoll { id: id.clone(), next_poll_at_ms: at, phase: Some(UpstreamPhase::Running) };
+        let polls: Vec<ScheduledPoll> = first.iter().map(|id| schedule(id, now - 1_000)).collect();
+        assert_eq!(store.schedule_polls("someone-else", &polls).await.unwrap(), 0, "only the holder releases");
+        assert_eq!(store.schedule_polls("p1", &polls).await.unwrap(), 4);
+        let released = store.task(&first[1]).await.unwrap().unwrap();
+        assert_eq!((released.polls, released.upstream_phase), (1, Some(UpstreamPhase::Running)));
+        let next: Vec<TaskId> = store.claim_polls(&volc, "p4", 60_000, 1).await.unwrap()
+            .into_iter().map(|(task, _)| task.id).collect();
+        assert_eq!(next, vec![first[0].clone()], "the flagged task first");
+        // Another channel's polls are its own.
+        let theirs: Vec<TaskId> = store.claim_polls(&byte, "p5", 60_000, 10).await.unwrap()
+            .into_iter().map(|(task, _)| task.id).collect();
+        assert_eq!(theirs, other);
+        assert_eq!(store.task(&later[0]).await.unwrap().unwrap().polls, 0, "not due, not polled");
+    }
 }

@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -56,6 +56,7 @@ pub enum ResultFiles {
 #[derive(Clone, Copy, PartialEq)]
 pub enum Endpoint {
     Create,
+    /// Status reads: a task or a list.
     Get,
 }
 
@@ -68,6 +69,9 @@ struct FakeTask {
     ending: Ending,
     cancelled: bool,
     expired: bool,
+    /// When a task that would never end succeeds after all (`complete_over_time`).
+    finish_at: Option<Instant>,
+    callback_url: Option<String>,
 }
 
 pub struct Behaviour {
@@ -83,13 +87,13 @@ pub struct Behaviour {
 
 /// (width, height, seconds, audio).
 type Shape = (u32, u32, u32, bool);
-/// (MP4, last frame PNG).
-type Rendered = (Vec<u8>, Vec<u8>);
+/// (MP4, last frame PNG), shared by every task of one shape.
+type Rendered = (bytes::Bytes, bytes::Bytes);
 
 #[derive(Default)]
 struct Files {
-    video: HashMap<String, Vec<u8>>,
-    frame: HashMap<String, Vec<u8>>,
+    video: HashMap<String, bytes::Bytes>,
+    frame: HashMap<String, bytes::Bytes>,
     /// Renders by shape: many tasks share one file.
     rendered: HashMap<Shape, Rendered>,
 }
@@ -104,6 +108,10 @@ pub struct FakeState {
     pub behaviour: Mutex<Behaviour>,
     base: Mutex<String>,
     counter: Mutex<u32>,
+    /// When each status read (a task or a list) arrived.
+    reads: Mutex<Vec<Instant>>,
+    /// Tasks finished by `complete_over_time`: (id, when, whether its callback was sent).
+    finished: Mutex<Vec<(String, std::time::SystemTime, bool)>>,
 }
 
 pub struct FakeArk {
@@ -131,6 +139,8 @@ impl FakeArk {
             }),
             base: Mutex::default(),
             counter: Mutex::new(0),
+            reads: Mutex::default(),
+            finished: Mutex::default(),
         });
         let router = Router::new()
             .route("/api/v3/contents/generations/tasks", get(list).post(create))
@@ -234,6 +244,77 @@ impl FakeArk {
         files.frame.clear();
     }
 
+    /// From now on, tasks that would never end succeed `per_second` at a time, oldest first.
+    /// Each one's callback (when it asked for one) is sent as it finishes, except every
+    /// `lose_callback_every`th, which is lost as a callback can be.
+    pub fn complete_over_time(&self, per_second: u32, lose_callback_every: usize) {
+        let start = Instant::now();
+        let mut order: Vec<(i64, String, Option<String>)> = {
+            let tasks = self.state.tasks.lock().unwrap();
+            tasks
+                .values()
+                .filter(|t| t.ending == Ending::Never && t.finish_at.is_none())
+                .map(|t| (t.created_unix, t.id.clone(), t.callback_url.clone()))
+                .collect()
+        };
+        order.sort();
+        let spacing = Duration::from_secs(1) / per_second.max(1);
+        {
+            let mut tasks = self.state.tasks.lock().unwrap();
+            for (n, (_, id, _)) in order.iter().enumerate() {
+                if let Some(task) = tasks.get_mut(id) {
+                    task.finish_at = Some(start + spacing * n as u32);
+                }
+            }
+        }
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let wall_start = std::time::SystemTime::now();
+            for (n, (_, id, callback)) in order.into_iter().enumerate() {
+                let offset = spacing * n as u32;
+                tokio::time::sleep_until((start + offset).into()).await;
+                let sent = callback.is_some() && (n + 1) % lose_callback_every.max(1) != 0;
+                state
+                    .finished
+                    .lock()
+                    .unwrap()
+                    .push((id.clone(), wall_start + offset, sent));
+                if let (true, Some(url)) = (sent, callback) {
+                    let (state, client) = (state.clone(), client.clone());
+                    tokio::spawn(async move {
+                        let body = task_json(&state, &id).await;
+                        let _ = client.post(url).json(&body).send().await;
+                    });
+                }
+            }
+        });
+    }
+
+    /// Tasks `complete_over_time` has finished so far: id, when, whether a callback went out.
+    pub fn finished(&self) -> Vec<(String, std::time::SystemTime, bool)> {
+        self.state.finished.lock().unwrap().clone()
+    }
+
+    /// The most status reads (task fetches and lists) that arrived within any one second.
+    pub fn most_reads_in_a_second(&self) -> usize {
+        let reads = self.state.reads.lock().unwrap();
+        let mut most = 0;
+        let mut first = 0;
+        for (last, at) in reads.iter().enumerate() {
+            while at.duration_since(reads[first]) >= Duration::from_secs(1) {
+                first += 1;
+            }
+            most = most.max(last + 1 - first);
+        }
+        most
+    }
+
+    /// Status reads so far.
+    pub fn reads(&self) -> usize {
+        self.state.reads.lock().unwrap().len()
+    }
+
     /// Fails the test on any request that broke the Ark wire format (docs/ark.md).
     pub fn assert_no_violations(&self) {
         let violations = self.state.violations.lock().unwrap();
@@ -261,7 +342,9 @@ fn status(task: &FakeTask, behaviour: &Behaviour) -> &'static str {
         return "expired";
     }
     let age = task.created.elapsed();
-    if age < behaviour.queued {
+    if task.finish_at.is_some_and(|at| Instant::now() >= at) {
+        "succeeded"
+    } else if age < behaviour.queued {
         "queued"
     } else if age < behaviour.queued + behaviour.running || task.ending == Ending::Never {
         "running"
@@ -556,10 +639,12 @@ async fn create(State(state): State<Arc<FakeState>>, headers: HeaderMap, body: S
             model: body["model"].as_str().unwrap_or("").to_owned(),
             created: Instant::now(),
             created_unix,
-            body,
             ending,
             cancelled: false,
             expired: false,
+            finish_at: None,
+            callback_url: body["callback_url"].as_str().map(str::to_owned),
+            body,
         },
     );
     after_create(&state, fault, Json(json!({"id": id})).into_response()).await
@@ -590,27 +675,35 @@ async fn ensure_rendered(state: &Arc<FakeState>, id: &str, body: &Value) -> (u32
         return (width, height, seconds);
     }
     let prompt = body["content"][0]["text"].as_str().unwrap_or("").to_owned();
-    let rendered = tokio::task::spawn_blocking(move || {
-        seedgate_media::render(&seedgate_media::RenderRequest {
-            scene: seedgate_media::Scene::Pattern { prompt: &prompt },
-            width,
-            height,
-            fps: 24,
-            frames: 24 * seconds,
-            seed: 1,
-            audio,
+    // Rendered and kept by a task of its own, so a request that gives up waiting (a client's
+    // timeout) still leaves the file ready for the next, as the real upstream's would be.
+    let (state, id) = (state.clone(), id.to_owned());
+    tokio::spawn(async move {
+        let rendered = tokio::task::spawn_blocking(move || {
+            seedgate_media::render(&seedgate_media::RenderRequest {
+                scene: seedgate_media::Scene::Pattern { prompt: &prompt },
+                width,
+                height,
+                fps: 24,
+                frames: 24 * seconds,
+                seed: 1,
+                audio,
+            })
+            .unwrap()
         })
-        .unwrap()
+        .await
+        .unwrap();
+        let (video, frame) = (
+            bytes::Bytes::from(rendered.mp4),
+            bytes::Bytes::from(rendered.last_frame_png),
+        );
+        let mut files = state.files.lock().unwrap();
+        files.rendered.insert(shape, (video.clone(), frame.clone()));
+        files.video.insert(id.clone(), video);
+        files.frame.insert(id, frame);
     })
     .await
     .unwrap();
-    let mut files = state.files.lock().unwrap();
-    files.rendered.insert(
-        shape,
-        (rendered.mp4.clone(), rendered.last_frame_png.clone()),
-    );
-    files.video.insert(id.to_owned(), rendered.mp4);
-    files.frame.insert(id.to_owned(), rendered.last_frame_png);
     (width, height, seconds)
 }
 
@@ -662,6 +755,7 @@ async fn fetch(
             .push("get without the channel key".into());
         return error(StatusCode::UNAUTHORIZED, "AuthenticationError", "bad key");
     }
+    state.reads.lock().unwrap().push(Instant::now());
     if let Some(response) = injected(next_fault(&state, Endpoint::Get).as_ref()).await {
         return response;
     }
@@ -674,12 +768,22 @@ async fn fetch(
 async fn list(
     State(state): State<Arc<FakeState>>,
     headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
     if !authorised(&headers) {
         return error(StatusCode::UNAUTHORIZED, "AuthenticationError", "bad key");
     }
-    for key in query.keys() {
+    state.reads.lock().unwrap().push(Instant::now());
+    if let Some(response) = injected(next_fault(&state, Endpoint::Get).as_ref()).await {
+        return response;
+    }
+    // `filter.task_ids` repeats; the other parameters come once.
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    let mut query: HashMap<String, String> = HashMap::new();
+    let mut asked_ids: Vec<String> = Vec::new();
+    for (key, value) in pairs {
         let known = [
             "page_num",
             "page_size",
@@ -694,19 +798,19 @@ async fn list(
                 .unwrap()
                 .push(format!("list parameter {key}"));
         }
+        if key == "filter.task_ids" {
+            asked_ids.push(value);
+        } else if query.insert(key.clone(), value).is_some() {
+            state
+                .violations
+                .lock()
+                .unwrap()
+                .push(format!("list parameter {key} repeated"));
+        }
     }
-    let ids: Vec<String> = {
-        let tasks = state.tasks.lock().unwrap();
-        let mut matching: Vec<&FakeTask> = tasks
-            .values()
-            .filter(|t| query.get("filter.model").is_none_or(|m| *m == t.model))
-            .collect();
-        matching.sort_by_key(|t| std::cmp::Reverse(t.created));
-        matching.iter().map(|t| t.id.clone()).collect()
-    };
     let number = |key: &str, default: usize| {
         query.get(key).map_or(Some(default), |v| {
-            v.parse::<usize>().ok().filter(|n| *n >= 1)
+            v.parse::<usize>().ok().filter(|n| (1..=500).contains(n))
         })
     };
     let (Some(page), Some(size)) = (number("page_num", 1), number("page_size", 10)) else {
@@ -714,8 +818,25 @@ async fn list(
             .violations
             .lock()
             .unwrap()
-            .push("list paging is not positive integers".into());
+            .push("list paging is not integers from 1 to 500".into());
         return error(StatusCode::BAD_REQUEST, "InvalidParameter", "paging");
+    };
+    let ids: Vec<String> = {
+        let tasks = state.tasks.lock().unwrap();
+        let behaviour = state.behaviour.lock().unwrap();
+        let mut matching: Vec<&FakeTask> = if asked_ids.is_empty() {
+            tasks.values().collect()
+        } else {
+            asked_ids.iter().filter_map(|id| tasks.get(id)).collect()
+        };
+        matching.retain(|t| {
+            query.get("filter.model").is_none_or(|m| *m == t.model)
+                && query
+                    .get("filter.status")
+                    .is_none_or(|s| s == status(t, &behaviour))
+        });
+        matching.sort_by_key(|t| std::cmp::Reverse(t.created));
+        matching.iter().map(|t| t.id.clone()).collect()
     };
     let mut items = Vec::new();
     for id in ids.iter().skip((page - 1) * size).take(size) {

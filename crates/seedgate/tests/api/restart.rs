@@ -324,3 +324,63 @@ async fn restart_after_upstream_submit_does_not_submit_twice() {
         "the upstream key leaked into the log"
     );
 }
+
+#[tokio::test]
+async fn a_task_on_a_channel_removed_from_the_config_ends_uncharged() {
+    let fake = crate::fake_ark::FakeArk::start().await;
+    fake.set_ending(crate::fake_ark::Ending::Never);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("seedgate.toml");
+    let with_channel = |id: &str| {
+        format!(
+            "[engine]\nworkers = 1\nlease_seconds = 2\nidle_poll_ms = 100\nfirst_poll_ms = 200\n\
+             max_poll_interval_ms = 500\nexpected_ms_per_output_second = 0\n\n\
+             [[channels]]\nid = \"{id}\"\nprovider = \"ark\"\nbase_url = \"{}\"\napi_key_env = \"{}\"\n\
+             resolutions = [\"480p\"]\nmodels = {{ \"seedance-2.0-fast\" = \"doubao-seedance-2-0-fast-260128\" }}\n",
+            fake.base_url,
+            crate::fake_ark::FAKE_KEY_ENV
+        )
+    };
+    std::fs::write(&config, with_channel("volc")).unwrap();
+    let data = dir.path().join("data");
+    let created = operator(
+        &data,
+        &config,
+        &["keys", "create", "--name", "live", "--balance-usd", "50"],
+    );
+    assert!(created.status.success());
+    let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    let port = free_port();
+    let address = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let (server, _) = start(&data, &config, port, false);
+    wait_ready(&client, &address).await;
+    let response = client
+        .post(format!("{address}/v1/videos/generations"))
+        .bearer_auth(&key)
+        .json(
+            &json!({"model": "seedance-2.0-fast", "operation": "text-to-video", "prompt": "orphan",
+            "resolution": "480p", "duration": 4}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, task) = decode(response).await;
+    assert_eq!(status, 200, "{task}");
+    let started = Instant::now();
+    while fake.reads() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "never polled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(server);
+
+    // The operator moves the account's key to a channel of another name.
+    std::fs::write(&config, with_channel("byte")).unwrap();
+    let (_server, _) = start(&data, &config, port, false);
+    wait_ready(&client, &address).await;
+    let id = task["id"].as_str().unwrap();
+    let done = wait_terminal(&client, &address, &key, id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "channel_removed", "{done}");
+    assert!(done["cost"].is_null(), "{done}");
+}

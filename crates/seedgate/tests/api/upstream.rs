@@ -30,6 +30,8 @@ pub fn channel(id: &str, fake: &FakeArk, weight: u32) -> ChannelConfig {
         weight,
         max_concurrent_tasks: 10,
         timeout_seconds: 2,
+        polls_per_second: 1000,
+        poll_batch: 100,
     }
 }
 
@@ -1022,4 +1024,88 @@ async fn bad_inputs_of_an_upstream_task_fail_it_uncharged_before_the_upstream_is
     assert_eq!(fake.tasks_created(), 0, "the upstream was never asked");
     assert_eq!(app.balance(&account).await, 100_000_000);
     assert_eq!(app.store.ledger_sum(&account).await.unwrap(), 100_000_000);
+}
+
+#[tokio::test]
+async fn polls_ask_about_many_tasks_at_once_within_the_channel_budget() {
+    let fake = FakeArk::start().await;
+    fake.set_timing(Duration::from_millis(300), Duration::from_millis(1500));
+    let budget = 4;
+    let mut volc = channel("volc", &fake, 1);
+    volc.max_concurrent_tasks = 100;
+    volc.polls_per_second = budget;
+    volc.poll_batch = 20;
+    let (app, key, _) = live_app(vec![volc], |c| {
+        c.engine.max_concurrent_tasks_per_key = 100;
+    })
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        ids.push(create_ok(&app, &key, &t2v()).await);
+    }
+    for id in &ids {
+        assert_eq!(wait_done(&app, &key, id).await["status"], "completed");
+    }
+    let reads = fake.reads();
+    assert!(
+        reads < ids.len() / 2,
+        "{reads} status reads for {} tasks: polls ask about many at once",
+        ids.len()
+    );
+    // A read that wakes late lets the next one follow closer than its turn: one more.
+    let most = fake.most_reads_in_a_second();
+    assert!(
+        most <= budget as usize + 1,
+        "{most} status reads within one second against a budget of {budget}"
+    );
+}
+
+#[tokio::test]
+async fn the_upstream_callback_finishes_a_task_long_before_its_next_poll() {
+    let fake = FakeArk::start().await;
+    fake.set_ending(Ending::Never);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (app, key, _) = live_app(vec![channel("volc", &fake, 1)], |c| {
+        c.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        c.public_url = Some(format!("http://127.0.0.1:{port}"));
+        c.engine.first_poll_ms = 60_000;
+        c.engine.max_poll_interval_ms = 60_000;
+    })
+    .await;
+    let ids = [
+        create_ok(&app, &key, &t2v()).await,
+        create_ok(&app, &key, &t2v()).await,
+    ];
+    let started = Instant::now();
+    while fake.tasks_created() < ids.len() {
+        assert!(started.elapsed() < WAIT);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let upstream_ids = fake.task_ids();
+    for id in &upstream_ids {
+        let body = fake.body_of(id).unwrap();
+        assert!(
+            body["callback_url"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("http://127.0.0.1:{port}/v1/upstream/callback/")),
+            "{body}"
+        );
+    }
+    let finishing = Instant::now();
+    fake.complete_over_time(10, usize::MAX);
+    for id in &ids {
+        assert_eq!(wait_done(&app, &key, id).await["status"], "completed");
+    }
+    assert!(
+        finishing.elapsed() < Duration::from_secs(20),
+        "finished by callbacks, not by the polls a minute away"
+    );
+    let finished = fake.finished();
+    assert_eq!(finished.len(), ids.len());
+    assert!(finished.iter().all(|(_, _, sent)| *sent));
 }

@@ -225,7 +225,7 @@ async fn give_back_idempotency_key(
 /// `items` cut into runs of 64, 32, …, 1 (the binary digits of its length), so multi-row
 /// statements come in a few fixed sizes whose prepared forms the connection keeps, instead of
 /// one new statement to prepare for every group size.
-fn power_of_two_runs<T>(mut items: &[T]) -> Vec<&[T]> {
+pub(super) fn power_of_two_runs<T>(mut items: &[T]) -> Vec<&[T]> {
     let mut runs = Vec::new();
     while !items.is_empty() {
         let size = 1 << items.len().ilog2();

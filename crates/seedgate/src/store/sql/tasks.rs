@@ -7,15 +7,15 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::accounts::append_ledger;
-use super::creates::{Grouped, Idempotency};
+use super::creates::{power_of_two_runs, Grouped, Idempotency};
 use super::outbox::enqueue_deliveries;
 use super::{sql, SqlStore};
 use crate::ids::{AccountId, ChannelId, TaskId};
 use crate::store::tasks::states_sql;
 use crate::store::{
-    now_ms, Created, IdempotencyKey, LedgerKind, NewTask, PollSeen, Settlement, StoreError,
-    TaskFailure, TaskFilter, TaskRecord, TaskState, TaskStore, Transition, Unpaid, UpstreamPhase,
-    UpstreamSubmission, IN_FLIGHT,
+    now_ms, Created, IdempotencyKey, LedgerKind, NewTask, PollSeen, ScheduledPoll, Settlement,
+    StoreError, TaskFailure, TaskFilter, TaskRecord, TaskState, TaskStore, Transition, Unpaid,
+    UpstreamPhase, UpstreamSubmission, IN_FLIGHT,
 };
 
 // The job itself (which may carry data: URIs of many MB) is read only by the engine.
@@ -162,11 +162,11 @@ fn bind_filter<'q>(
     query
 }
 
-/// The three claims, in the order they are tried. Each leases one row by one statement; on
+/// The two claims, in the order they are tried. Each leases one row by one statement; on
 /// PostgreSQL the pick skips rows another replica holds locked, and a queued task takes its
 /// key's place under the key's row lock, so a key never exceeds its limit however many
 /// replicas claim at once.
-fn claim_statements(store: &SqlStore) -> [&'static str; 3] {
+fn claim_statements(store: &SqlStore) -> [&'static str; 2] {
     let set = || {
         format!(
             "UPDATE tasks SET \
@@ -199,15 +199,6 @@ fn claim_statements(store: &SqlStore) -> [&'static str; 3] {
                  place AS (SELECT k.id FROM api_keys k WHERE k.id = (SELECT account_id FROM pick) \
                    AND k.in_flight < COALESCE(k.max_concurrent_tasks, $3)@lock) \
                  {} WHERE id = (SELECT id FROM pick) AND EXISTS (SELECT 1 FROM place) RETURNING {TASK_COLUMNS}, job",
-                set()
-            )
-        ),
-        sql!(
-            store.dialect,
-            format!(
-                "{} WHERE id = (SELECT id FROM tasks WHERE state = 'running' \
-                 AND upstream_id IS NOT NULL AND next_poll_at_ms <= @now \
-                 AND lease_until_ms IS NULL ORDER BY next_poll_at_ms LIMIT 1@skip_locked) RETURNING {TASK_COLUMNS}, job",
                 set()
             )
         ),
@@ -522,8 +513,9 @@ impl TaskStore for SqlStore {
     ) -> Result<bool, StoreError> {
         let _writing = self.tasks.writing(&[id]);
         let done = sqlx::query(
-            "UPDATE tasks SET next_poll_at_ms = $1, polls = polls + 1, \
-             upstream_phase = COALESCE($2, upstream_phase), \
+            "UPDATE tasks SET \
+             next_poll_at_ms = CASE WHEN next_poll_at_ms = 0 THEN 0 ELSE $1 END, \
+             polls = polls + 1, upstream_phase = COALESCE($2, upstream_phase), \
              upstream_usage_tokens = COALESCE($3, upstream_usage_tokens), \
              result_copy_failures = result_copy_failures + $4, lease_owner = NULL, \
              lease_until_ms = NULL, updated_at_ms = $5 \
@@ -539,6 +531,79 @@ impl TaskStore for SqlStore {
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn claim_polls(
+        &self,
+        channel: &ChannelId,
+        owner: &str,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(TaskRecord, String)>, StoreError> {
+        let mut writing = self.tasks.writing(&[]);
+        // The lease moves the due time too, so leased rows leave the range the next claim reads.
+        let rows = sqlx::query(sql!(
+            self.dialect,
+            format!(
+                "UPDATE tasks SET lease_owner = $1, lease_until_ms = @now + $2, \
+                 next_poll_at_ms = @now + $2 \
+                 WHERE id IN (SELECT id FROM tasks WHERE channel = $3 AND state = 'running' \
+                   AND upstream_id IS NOT NULL AND next_poll_at_ms <= @now \
+                   AND lease_until_ms IS NULL ORDER BY next_poll_at_ms LIMIT $4@skip_locked) \
+                 RETURNING {TASK_COLUMNS}, job"
+            )
+        ))
+        .bind(owner)
+        .bind(lease_ms)
+        .bind(channel)
+        .bind(limit as i64)
+        .fetch_all(&self.writer)
+        .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let task = task_from_row(row)?;
+            writing.touches(&task.id);
+            claimed.push((task, row.try_get("job")?));
+        }
+        Ok(claimed)
+    }
+
+    async fn schedule_polls(
+        &self,
+        owner: &str,
+        polls: &[ScheduledPoll],
+    ) -> Result<u64, StoreError> {
+        let ids: Vec<&TaskId> = polls.iter().map(|p| &p.id).collect();
+        let _writing = self.tasks.writing(&ids);
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let mut released = 0;
+        for run in power_of_two_runs(polls) {
+            let seen = (0..run.len())
+                .map(|i| format!("(${}, ${}, ${})", 3 * i + 3, 3 * i + 4, 3 * i + 5))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let statement = format!(
+                "WITH seen (id, next_at, phase) AS (VALUES {seen}) \
+                 UPDATE tasks SET \
+                   next_poll_at_ms = CASE WHEN tasks.next_poll_at_ms = 0 THEN 0 ELSE seen.next_at END, \
+                   polls = tasks.polls + 1, \
+                   upstream_phase = COALESCE(seen.phase, tasks.upstream_phase), \
+                   lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $2 \
+                 FROM seen WHERE tasks.id = seen.id AND tasks.lease_owner = $1 \
+                   AND tasks.state = 'running'"
+            );
+            let mut query = sqlx::query(&statement).bind(owner).bind(now);
+            for poll in run {
+                query = query
+                    .bind(&poll.id)
+                    .bind(poll.next_poll_at_ms)
+                    .bind(poll.phase.map(UpstreamPhase::as_str));
+            }
+            released += query.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(released)
     }
 
     async fn note_upstream_running(&self, id: &TaskId) -> Result<(), StoreError> {
@@ -557,12 +622,11 @@ impl TaskStore for SqlStore {
         if unmatchable(&[id.as_str()]) {
             return Ok(false);
         }
+        // 0 sorts before every due time, and a poll in progress keeps it (`schedule_polls`).
         let done = sqlx::query(
-            "UPDATE tasks SET next_poll_at_ms = \
-               CASE WHEN next_poll_at_ms < $1 THEN next_poll_at_ms ELSE $1 END \
-             WHERE id = $2 AND state = 'running' AND upstream_id IS NOT NULL",
+            "UPDATE tasks SET next_poll_at_ms = 0 \
+             WHERE id = $1 AND state = 'running' AND upstream_id IS NOT NULL",
         )
-        .bind(now_ms())
         .bind(id)
         .execute(&self.writer)
         .await?;

@@ -90,6 +90,7 @@ fn main() {
              first_poll_ms = {FIRST_POLL_MS}\nmax_poll_interval_ms = {POLL_INTERVAL_MS}\n\
              expected_ms_per_output_second = 0\n\
              [limits]\nrequests_per_second = 1000000\nburst = 1000000\n\
+             [fetch]\nallow_private = [\"127.0.0.1/32\"]\n\
              [[channels]]\nid = \"volc\"\nprovider = \"ark\"\nbase_url = \"{}\"\n\
              api_key_env = \"{FAKE_KEY_ENV}\"\nresolutions = [\"480p\", \"720p\"]\n\
              max_concurrent_tasks = 10000000\npolls_per_second = {POLL_BUDGET}\npoll_batch = 100\n\

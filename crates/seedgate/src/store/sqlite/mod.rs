@@ -60,7 +60,7 @@ pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
         .await?;
     MIGRATOR.run(&writer).await?;
     let reader = options(8, &[]).connect(&url).await?;
-    let checkpoints = tokio::spawn(checkpoint_regularly(reader.clone()));
+    let checkpoints = tokio::spawn(checkpoint_regularly(reader.clone(), writer.clone()));
     // Exact without expiry: every write to the file goes through this process's store.
     let tasks = Arc::new(TaskCache::new(None));
     Ok(SqlStore::new(reader, writer, Dialect::Sqlite, None, tasks)
@@ -69,20 +69,38 @@ pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
 
 /// How often the write-ahead log is copied back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// The log's length (in pages) past which it is emptied with the writer waiting: about
+/// 64 MiB of 4 KiB pages.
+const WAL_BOUND_PAGES: i64 = 16_384;
 
 /// Copies the write-ahead log into the database file from a reader's connection, so the
 /// file's fsync never lands inside a commit that a create is waiting for. PASSIVE never blocks
-/// the writer or a reader; what it cannot copy yet, the next round does.
-async fn checkpoint_regularly(reader: AnyPool) {
+/// the writer or a reader; what it cannot copy yet, the next round does. Under writes that
+/// never pause, PASSIVE copies but the log is never found fully copied when a write begins,
+/// so it would grow without end: past `WAL_BOUND_PAGES` it is emptied by a TRUNCATE checkpoint
+/// queued on the writer's own connection, between two transactions.
+async fn checkpoint_regularly(reader: AnyPool, writer: AnyPool) {
     let mut every = tokio::time::interval(CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&reader)
+        let log_pages = match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&reader)
             .await
         {
-            tracing::warn!(%error, "checkpoint failed");
+            Ok((_, log_pages, _)) => log_pages,
+            Err(error) => {
+                tracing::warn!(%error, "checkpoint failed");
+                continue;
+            }
+        };
+        if log_pages > WAL_BOUND_PAGES {
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&writer)
+                .await
+            {
+                tracing::warn!(%error, "emptying the write-ahead log failed");
+            }
         }
     }
 }

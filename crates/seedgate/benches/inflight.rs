@@ -1,6 +1,6 @@
-//! The server with a million upstream tasks in flight: the real `seedgate` binary, a live key,
+//! The server with many upstream tasks in flight: the real `seedgate` binary, a live key,
 //! one Ark channel pointing at the fake upstream of the API tests (docs/ark.md). Creates
-//! `SEEDGATE_BENCH_INFLIGHT` tasks (default 1,000,000) through the API and waits until the
+//! `SEEDGATE_BENCH_INFLIGHT` tasks (default 100,000) through the API and waits until the
 //! upstream holds every one of them, polled within the channel's budget. Then the upstream
 //! finishes them one after another at `SEEDGATE_BENCH_FINISH_RATE` a second (default 150) for a
 //! minute, calling back for every other one (the rest of the callbacks are lost), and the bench
@@ -59,7 +59,7 @@ fn main() {
     let total: usize = std::env::var("SEEDGATE_BENCH_INFLIGHT")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(100_000);
     let finish_rate: u32 = std::env::var("SEEDGATE_BENCH_FINISH_RATE")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -110,6 +110,41 @@ pub fn start_with_env(
     (Server { child }, key)
 }
 
+/// The real server on a free port, and a live key its operator made before starting it.
+struct LiveServer {
+    key: String,
+    port: u16,
+    address: String,
+    client: reqwest::Client,
+    server: Server,
+}
+
+async fn live_key_and_server(data: &std::path::Path, config: &std::path::Path) -> LiveServer {
+    let created = operator(
+        data,
+        config,
+        &["keys", "create", "--name", "live", "--balance-usd", "50"],
+    );
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    let port = free_port();
+    let address = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let (server, _) = start(data, config, port, false);
+    wait_ready(&client, &address).await;
+    LiveServer {
+        key,
+        port,
+        address,
+        client,
+        server,
+    }
+}
+
 pub async fn wait_ready(client: &reqwest::Client, address: &str) {
     let started = Instant::now();
     while client
@@ -221,23 +256,13 @@ async fn restart_after_upstream_submit_does_not_submit_twice() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let created = operator(
-        &data,
-        &config,
-        &["keys", "create", "--name", "live", "--balance-usd", "50"],
-    );
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
-    let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
-
-    let port = free_port();
-    let address = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let (server, _) = start(&data, &config, port, false);
-    wait_ready(&client, &address).await;
+    let LiveServer {
+        key,
+        port,
+        address,
+        client,
+        server,
+    } = live_key_and_server(&data, &config).await;
     let response = client
         .post(format!("{address}/v1/videos/generations"))
         .bearer_auth(&key)
@@ -343,18 +368,13 @@ async fn a_task_on_a_channel_removed_from_the_config_ends_uncharged() {
     };
     std::fs::write(&config, with_channel("volc")).unwrap();
     let data = dir.path().join("data");
-    let created = operator(
-        &data,
-        &config,
-        &["keys", "create", "--name", "live", "--balance-usd", "50"],
-    );
-    assert!(created.status.success());
-    let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
-    let port = free_port();
-    let address = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let (server, _) = start(&data, &config, port, false);
-    wait_ready(&client, &address).await;
+    let LiveServer {
+        key,
+        port,
+        address,
+        client,
+        server,
+    } = live_key_and_server(&data, &config).await;
     let response = client
         .post(format!("{address}/v1/videos/generations"))
         .bearer_auth(&key)

@@ -181,6 +181,17 @@ pub fn database_url(data_dir: &Path) -> String {
     url
 }
 
+/// Runs one case of a test on a runtime of its own, so the servers it starts end with it,
+/// workers and database connections included. Servers started one after another on the test's
+/// own runtime all live until the test ends, and PostgreSQL admits only so many connections.
+pub fn run_alone<F: std::future::Future>(case: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(case)
+}
+
 pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),

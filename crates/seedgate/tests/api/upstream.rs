@@ -9,7 +9,7 @@ use seedgate_contract::Resolution;
 use serde_json::{json, Value};
 
 use crate::fake_ark::{Ending, Endpoint, FakeArk, Fault, ResultFiles, FAKE_KEY_ENV};
-use crate::helpers::{ffprobe, png_bytes, MediaServer, Storage, TestApp};
+use crate::helpers::{ffprobe, png_bytes, run_alone, MediaServer, Storage, TestApp};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -561,8 +561,8 @@ async fn a_task_the_upstream_finishes_just_after_our_deadline_is_delivered_and_c
     assert_eq!(app.balance(&account).await, 100_000_000 - cost);
 }
 
-#[tokio::test]
-async fn a_result_that_cannot_be_copied_fails_uncharged_after_a_few_tries() {
+#[test]
+fn a_result_that_cannot_be_copied_fails_uncharged_after_a_few_tries() {
     let cases = [
         (Storage::Local, ResultFiles::Missing, None),
         (Storage::Local, ResultFiles::NotVideo, None),
@@ -572,51 +572,54 @@ async fn a_result_that_cannot_be_copied_fails_uncharged_after_a_few_tries() {
         (Storage::Local, ResultFiles::Streamed, Some(20_000)),
         (Storage::S3, ResultFiles::Streamed, Some(20_000)),
     ];
+    // Six servers: each case's ends with it, connections and all.
     for (storage, files, cap) in cases {
-        let fake = FakeArk::start().await;
-        fake.set_result_files(files);
-        let (app, key, account) = live_app_on(storage, vec![channel("volc", &fake, 1)], |c| {
-            c.engine.result_copy_attempts = 3;
-            c.engine.result_copy_backoff_ms = 200;
-            if let Some(cap) = cap {
-                c.engine.max_result_bytes = cap;
-            }
-        })
-        .await;
-        let case = (storage, files, cap);
-        let started = Instant::now();
-        let id = create_ok(&app, &key, &t2v()).await;
-        let done = wait_done(&app, &key, &id).await;
-        assert_eq!(done["status"], "failed", "{case:?}: {done}");
-        assert_eq!(done["error"]["code"], "result_unavailable");
-        assert!(started.elapsed() < Duration::from_secs(20), "{case:?}");
-        // Nothing charged, the reservation released.
-        assert_eq!(app.balance(&account).await, 100_000_000);
-        let row = row(&app, &id).await;
-        let reserved = row.reserved_usd_micros;
-        assert_eq!(
-            app.store
-                .ledger_entries_for_task(&TaskId::new(&id))
-                .await
-                .unwrap(),
-            [
-                ("reserve".to_owned(), -reserved),
-                ("release".to_owned(), reserved)
-            ]
-        );
-        // What the upstream billed stays on the task for the operator.
-        assert_eq!(row.result_copy_failures, 2);
-        assert!(row.upstream_id.is_some());
-        assert_eq!(
-            row.upstream_usage_tokens,
-            Some(i64::from(864 * 496 * 97 / 1024))
-        );
-        assert_eq!(fake.tasks_created(), 1);
-        // Nothing of it is kept.
-        assert_eq!(
-            app.blobs.size(&format!("{id}/video.mp4")).await.unwrap(),
-            None
-        );
+        run_alone(async move {
+            let fake = FakeArk::start().await;
+            fake.set_result_files(files);
+            let (app, key, account) = live_app_on(storage, vec![channel("volc", &fake, 1)], |c| {
+                c.engine.result_copy_attempts = 3;
+                c.engine.result_copy_backoff_ms = 200;
+                if let Some(cap) = cap {
+                    c.engine.max_result_bytes = cap;
+                }
+            })
+            .await;
+            let case = (storage, files, cap);
+            let started = Instant::now();
+            let id = create_ok(&app, &key, &t2v()).await;
+            let done = wait_done(&app, &key, &id).await;
+            assert_eq!(done["status"], "failed", "{case:?}: {done}");
+            assert_eq!(done["error"]["code"], "result_unavailable");
+            assert!(started.elapsed() < Duration::from_secs(20), "{case:?}");
+            // Nothing charged, the reservation released.
+            assert_eq!(app.balance(&account).await, 100_000_000);
+            let row = row(&app, &id).await;
+            let reserved = row.reserved_usd_micros;
+            assert_eq!(
+                app.store
+                    .ledger_entries_for_task(&TaskId::new(&id))
+                    .await
+                    .unwrap(),
+                [
+                    ("reserve".to_owned(), -reserved),
+                    ("release".to_owned(), reserved)
+                ]
+            );
+            // What the upstream billed stays on the task for the operator.
+            assert_eq!(row.result_copy_failures, 2);
+            assert!(row.upstream_id.is_some());
+            assert_eq!(
+                row.upstream_usage_tokens,
+                Some(i64::from(864 * 496 * 97 / 1024))
+            );
+            assert_eq!(fake.tasks_created(), 1);
+            // Nothing of it is kept.
+            assert_eq!(
+                app.blobs.size(&format!("{id}/video.mp4")).await.unwrap(),
+                None
+            );
+        });
     }
 }
 

@@ -339,7 +339,7 @@ impl Engine {
         };
         let claimed = self
             .store
-            .claim_polls(channel, &self.owner, self.lease_ms(), batch)
+            .claim_polls(channel, self.lease_ms(), batch)
             .await?;
         if claimed.is_empty() {
             return Ok(None);
@@ -372,7 +372,7 @@ impl Engine {
                 {
                     scheduled.push(ScheduledPoll {
                         next_poll_at_ms: now_ms() + self.next_poll_delay_ms(&task, &job),
-                        phase: under_way(&status),
+                        phase: under_way(&status).filter(|seen| task.upstream_phase != Some(*seen)),
                         id: task.id,
                     });
                 }
@@ -391,7 +391,7 @@ impl Engine {
             }
         }
         if !scheduled.is_empty() {
-            self.store.schedule_polls(&self.owner, &scheduled).await?;
+            self.store.schedule_polls(&scheduled).await?;
         }
         Ok(Some((polled, attention)))
     }
@@ -410,6 +410,13 @@ impl Engine {
             provider = %task.provider,
             request_id = task.request_id.as_deref().unwrap_or_default()
         );
+        if !self
+            .store
+            .lease_polled(&task.id, &self.owner, self.lease_ms())
+            .await?
+        {
+            return Ok(());
+        }
         let job = serde_json::from_str::<VideoJob>(&job_json);
         match (status, job) {
             (Some(status), Ok(job)) => {

@@ -175,22 +175,31 @@ pub trait TaskStore: Send + Sync {
         seen: &PollSeen,
     ) -> Result<bool, StoreError>;
 
-    /// Leases up to `limit` upstream tasks of `channel` due for a poll, with their jobs: those
-    /// an upstream callback flagged first, then the most overdue. A leased task is not due
-    /// again until its lease runs out, when any worker may take it over.
+    /// Takes up to `limit` upstream tasks of `channel` due for a poll, with their jobs: those
+    /// an upstream callback flagged first, then the most overdue. Taking them moves their next
+    /// poll `lease_ms` ahead, so no one else takes them meanwhile and a poller that dies leaves
+    /// them due again then; the tasks' own rows are not written. `polls` on each is the
+    /// number of polls so far.
     async fn claim_polls(
         &self,
         channel: &ChannelId,
-        owner: &str,
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<(TaskRecord, String)>, StoreError>;
 
-    /// Releases polled tasks until their next polls, with the upstream phase each poll saw, in
-    /// a few statements for the lot. A callback's flag set meanwhile is kept. Returns how many
-    /// this worker still held.
-    async fn schedule_polls(&self, owner: &str, polls: &[ScheduledPoll])
-        -> Result<u64, StoreError>;
+    /// Sets the next poll of tasks still under way upstream, and the phase of those that left
+    /// the upstream's queue, in a few statements for the lot. A callback's flag set meanwhile
+    /// is kept. Returns how many schedules were set.
+    async fn schedule_polls(&self, polls: &[ScheduledPoll]) -> Result<u64, StoreError>;
+
+    /// Leases a running upstream task for `owner`, to act on what a poll found (settle it, end
+    /// it, read it alone). False when another holds it or it is no longer running.
+    async fn lease_polled(
+        &self,
+        id: &TaskId,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError>;
 
     /// Records that a running task has left the upstream's queue (a cancel found it started).
     async fn note_upstream_running(&self, id: &TaskId) -> Result<(), StoreError>;

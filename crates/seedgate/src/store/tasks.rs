@@ -393,7 +393,7 @@ pub struct UpstreamSubmission<'a> {
 pub struct ScheduledPoll {
     pub id: TaskId,
     pub next_poll_at_ms: i64,
-    /// None when the poll learnt nothing (it failed).
+    /// The phase the poll saw, when it differs from the one recorded.
     pub phase: Option<UpstreamPhase>,
 }
 

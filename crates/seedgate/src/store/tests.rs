@@ -1317,18 +1317,21 @@ on_both_backends! {
             };
             assert!(store.record_submission(&id, "w", &submission).await.unwrap());
             check("record_submission").await;
-            assert_eq!(store.claim_polls(&channel, "w", 60_000, 10).await.unwrap().len(), 1);
+            assert_eq!(store.claim_polls(&channel, 60_000, 10).await.unwrap().len(), 1);
+            assert!(store.lease_polled(&id, "w", 60_000).await.unwrap());
+            check("lease_polled").await;
             let seen = PollSeen {
                 phase: Some(UpstreamPhase::Running),
                 ..PollSeen::default()
             };
             assert!(store.schedule_poll(&id, "w", 0, &seen).await.unwrap());
             check("schedule_poll").await;
-            assert_eq!(store.claim_polls(&channel, "w", 60_000, 10).await.unwrap().len(), 1);
+            assert_eq!(store.claim_polls(&channel, 60_000, 10).await.unwrap().len(), 1);
             let next = ScheduledPoll { id: id.clone(), next_poll_at_ms: 0, phase: Some(UpstreamPhase::Queued) };
-            assert_eq!(store.schedule_polls("w", &[next]).await.unwrap(), 1);
+            assert_eq!(store.schedule_polls(&[next]).await.unwrap(), 1);
             check("schedule_polls").await;
-            assert_eq!(store.claim_polls(&channel, "w", 60_000, 10).await.unwrap().len(), 1);
+            assert_eq!(store.claim_polls(&channel, 60_000, 10).await.unwrap().len(), 1);
+            assert!(store.lease_polled(&id, "w", 60_000).await.unwrap());
             assert!(store.finish_succeeded(&id, "w", settlement(5)).await.unwrap());
             check("finish_succeeded").await;
             for reader in readers {
@@ -1492,37 +1495,66 @@ on_both_backends! {
         let due = submitted(store, account, &volc, 0, 6, |n| now - 6_000 + n as i64 * 1_000).await;
         let later = submitted(store, account, &volc, 6, 1, |_| now + 3_600_000).await;
         let other = submitted(store, account, &byte, 7, 1, |_| now - 60_000).await;
+        let ids = |claimed: Vec<(TaskRecord, String)>| -> Vec<TaskId> {
+            let mut ids: Vec<TaskId> = claimed.into_iter().map(|(task, _)| task.id).collect();
+            ids.sort();
+            ids
+        };
 
-        let first: Vec<TaskId> = store.claim_polls(&volc, "p1", 60_000, 4).await.unwrap()
-            .into_iter().map(|(task, _)| task.id).collect();
+        let first = ids(store.claim_polls(&volc, 60_000, 4).await.unwrap());
         let mut expected = due[..4].to_vec();
-        let mut got = first.clone();
         expected.sort();
-        got.sort();
-        assert_eq!(got, expected, "the four most overdue of this channel");
-        // Leased tasks are nobody else's; the rest of the due ones are.
-        let second: Vec<TaskId> = store.claim_polls(&volc, "p2", 60_000, 10).await.unwrap()
-            .into_iter().map(|(task, _)| task.id).collect();
+        assert_eq!(first, expected, "the four most overdue of this channel");
+        // Claimed tasks are not due again until their claim runs out; the rest of the due are.
+        let second = ids(store.claim_polls(&volc, 60_000, 10).await.unwrap());
         assert_eq!(second.len(), 2);
         assert!(second.iter().all(|id| due[4..].contains(id)));
-        assert!(store.claim_polls(&volc, "p3", 60_000, 10).await.unwrap().is_empty());
+        assert!(store.claim_polls(&volc, 60_000, 10).await.unwrap().is_empty());
 
         // A callback arrives for a task while its poll is under way: the flag outlives the
         // poll's schedule, and puts the task ahead of every overdue one.
         assert!(store.poll_soon(&first[0]).await.unwrap());
-        let schedule = |id: &TaskId, at: i64| ScheduledPoll { id: id.clone(), next_poll_at_ms: at, phase: Some(UpstreamPhase::Running) };
+        let schedule = |id: &TaskId, at: i64| ScheduledPoll {
+            id: id.clone(),
+            next_poll_at_ms: at,
+            phase: Some(UpstreamPhase::Running),
+        };
         let polls: Vec<ScheduledPoll> = first.iter().map(|id| schedule(id, now - 1_000)).collect();
-        assert_eq!(store.schedule_polls("someone-else", &polls).await.unwrap(), 0, "only the holder releases");
-        assert_eq!(store.schedule_polls("p1", &polls).await.unwrap(), 4);
-        let released = store.task(&first[1]).await.unwrap().unwrap();
-        assert_eq!((released.polls, released.upstream_phase), (1, Some(UpstreamPhase::Running)));
-        let next: Vec<TaskId> = store.claim_polls(&volc, "p4", 60_000, 1).await.unwrap()
-            .into_iter().map(|(task, _)| task.id).collect();
-        assert_eq!(next, vec![first[0].clone()], "the flagged task first");
+        assert_eq!(store.schedule_polls(&polls).await.unwrap(), 4);
+        let moved = store.task(&first[1]).await.unwrap().unwrap();
+        assert_eq!(moved.upstream_phase, Some(UpstreamPhase::Running));
+        let next = store.claim_polls(&volc, 60_000, 1).await.unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].0.id, first[0], "the flagged task first");
+        assert_eq!(next[0].0.polls, 1, "one poll so far");
         // Another channel's polls are its own.
-        let theirs: Vec<TaskId> = store.claim_polls(&byte, "p5", 60_000, 10).await.unwrap()
-            .into_iter().map(|(task, _)| task.id).collect();
-        assert_eq!(theirs, other);
+        assert_eq!(ids(store.claim_polls(&byte, 60_000, 10).await.unwrap()), other);
+        // A task that ended is not polled again, and a task a worker holds is the worker's.
+        assert!(store.lease_polled(&first[1], "w", 60_000).await.unwrap());
+        assert!(!store.lease_polled(&first[1], "w2", 60_000).await.unwrap(), "held by w");
+        assert!(store.finish_failed(&first[1], "w", "boom", "failed").await.unwrap());
+        assert!(store.lease_polled(&first[2], "w", 60_000).await.unwrap());
+        let rest = ids(store.claim_polls(&volc, 60_000, 10).await.unwrap());
+        let mut expected = vec![first[3].clone()];
+        expected.sort();
+        assert_eq!(rest, expected, "neither the ended task nor the held one");
         assert_eq!(store.task(&later[0]).await.unwrap().unwrap().polls, 0, "not due, not polled");
+
+        // A callback that arrives before its task's submission is recorded is not lost.
+        store.create_task(new_task(account, 20, 100), None).await.unwrap();
+        let (early, _) = store.claim_task("s", 60_000, 1_000).await.unwrap().unwrap();
+        assert!(store.reserve_channel(&early.id, "s", &volc, 1_000).await.unwrap());
+        assert!(store.poll_soon(&early.id).await.unwrap());
+        assert!(store.claim_polls(&volc, 60_000, 10).await.unwrap().is_empty(), "not submitted yet");
+        let submission = UpstreamSubmission {
+            channel: &volc,
+            upstream_id: "cgt-early",
+            next_poll_at_ms: now_ms() + 3_600_000,
+            upstream_expires_at_ms: i64::MAX,
+        };
+        assert!(store.record_submission(&early.id, "s", &submission).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+        let claimed = ids(store.claim_polls(&volc, 60_000, 10).await.unwrap());
+        assert_eq!(claimed, vec![early.id], "polled within a second, not in an hour");
     }
 }

@@ -248,7 +248,7 @@ impl FakeArk {
     /// Each one's callback (when it asked for one) is sent as it finishes, except every
     /// `lose_callback_every`th, which is lost as a callback can be.
     pub fn complete_over_time(&self, per_second: u32, lose_callback_every: usize) {
-        let start = Instant::now();
+        let (start, wall_start) = (Instant::now(), std::time::SystemTime::now());
         let mut order: Vec<(i64, String, Option<String>)> = {
             let tasks = self.state.tasks.lock().unwrap();
             tasks
@@ -270,7 +270,6 @@ impl FakeArk {
         let state = self.state.clone();
         tokio::spawn(async move {
             let client = reqwest::Client::new();
-            let wall_start = std::time::SystemTime::now();
             for (n, (_, id, callback)) in order.into_iter().enumerate() {
                 let offset = spacing * n as u32;
                 tokio::time::sleep_until((start + offset).into()).await;

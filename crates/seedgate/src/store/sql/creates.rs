@@ -237,7 +237,7 @@ pub(super) fn power_of_two_runs<T>(mut items: &[T]) -> Vec<&[T]> {
 }
 
 /// `$first, $first+1, …` for `count` parameters.
-fn placeholders(first: usize, count: usize) -> String {
+pub(super) fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)
         .map(|n| format!("${n}"))
         .collect::<Vec<_>>()

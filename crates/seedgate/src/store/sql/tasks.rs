@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::accounts::append_ledger;
-use super::creates::{power_of_two_runs, Grouped, Idempotency};
+use super::creates::{placeholders, power_of_two_runs, Grouped, Idempotency};
 use super::outbox::enqueue_deliveries;
 use super::{sql, SqlStore};
 use crate::ids::{AccountId, ChannelId, TaskId};
@@ -17,6 +17,9 @@ use crate::store::{
     StoreError, TaskFailure, TaskFilter, TaskRecord, TaskState, TaskStore, Transition, Unpaid,
     UpstreamPhase, UpstreamSubmission, IN_FLIGHT,
 };
+
+/// How soon a poll schedule whose task's submission is not recorded yet is looked at again.
+const UNSUBMITTED_RECHECK_MS: i64 = 1_000;
 
 // The job itself (which may carry data: URIs of many MB) is read only by the engine.
 const TASK_COLUMNS: &str = "id, account_id, model, operation, provider, state, request, \
@@ -480,6 +483,7 @@ impl TaskStore for SqlStore {
     ) -> Result<bool, StoreError> {
         let _writing = self.tasks.writing(&[id]);
         let start = Transition::Start;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(sql!(
             self.dialect,
             format!(
@@ -499,9 +503,26 @@ impl TaskStore for SqlStore {
         .bind(now_ms())
         .bind(id)
         .bind(owner)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            // A callback that came before this answer was recorded left an earlier poll.
+            "INSERT INTO upstream_polls (task_id, channel, next_poll_at_ms, polls) \
+             VALUES ($1, $2, $3, 0) ON CONFLICT (task_id) DO UPDATE SET \
+             channel = excluded.channel, polls = 0, next_poll_at_ms = \
+               CASE WHEN upstream_polls.next_poll_at_ms < excluded.next_poll_at_ms \
+               THEN upstream_polls.next_poll_at_ms ELSE excluded.next_poll_at_ms END",
+        )
+        .bind(id)
+        .bind(submission.channel)
+        .bind(submission.next_poll_at_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn schedule_poll(
@@ -512,98 +533,183 @@ impl TaskStore for SqlStore {
         seen: &PollSeen,
     ) -> Result<bool, StoreError> {
         let _writing = self.tasks.writing(&[id]);
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
-            "UPDATE tasks SET \
-             next_poll_at_ms = CASE WHEN next_poll_at_ms = 0 THEN 0 ELSE $1 END, \
-             polls = polls + 1, upstream_phase = COALESCE($2, upstream_phase), \
-             upstream_usage_tokens = COALESCE($3, upstream_usage_tokens), \
-             result_copy_failures = result_copy_failures + $4, lease_owner = NULL, \
-             lease_until_ms = NULL, updated_at_ms = $5 \
-             WHERE id = $6 AND lease_owner = $7 AND state = 'running'",
+            "UPDATE tasks SET polls = polls + 1, upstream_phase = COALESCE($1, upstream_phase), \
+             upstream_usage_tokens = COALESCE($2, upstream_usage_tokens), \
+             result_copy_failures = result_copy_failures + $3, lease_owner = NULL, \
+             lease_until_ms = NULL, updated_at_ms = $4 \
+             WHERE id = $5 AND lease_owner = $6 AND state = 'running' RETURNING channel",
         )
-        .bind(next_poll_at_ms)
         .bind(seen.phase.map(UpstreamPhase::as_str))
         .bind(seen.usage_tokens)
         .bind(i64::from(seen.result_copy_failed))
         .bind(now_ms())
         .bind(id)
         .bind(owner)
-        .execute(&self.writer)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let Some(row) = done else { return Ok(false) };
+        let channel: ChannelId = row.try_get("channel")?;
+        // A callback's flag (0) set meanwhile is kept for the next poll.
+        sqlx::query(
+            "INSERT INTO upstream_polls (task_id, channel, next_poll_at_ms, polls) \
+             VALUES ($1, $2, $3, 1) ON CONFLICT (task_id) DO UPDATE SET \
+             next_poll_at_ms = CASE WHEN upstream_polls.next_poll_at_ms = 0 THEN 0 \
+               ELSE excluded.next_poll_at_ms END, \
+             polls = upstream_polls.polls + 1",
+        )
+        .bind(id)
+        .bind(&channel)
+        .bind(next_poll_at_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn claim_polls(
         &self,
         channel: &ChannelId,
-        owner: &str,
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<(TaskRecord, String)>, StoreError> {
-        let mut writing = self.tasks.writing(&[]);
-        // The lease moves the due time too, so leased rows leave the range the next claim reads.
-        let rows = sqlx::query(sql!(
+        // Moving the due time forward is the claim: the tasks are nobody's until then, and a
+        // poller that dies leaves them to be polled then.
+        let claimed: Vec<(TaskId, i64)> = sqlx::query_as(sql!(
             self.dialect,
-            format!(
-                "UPDATE tasks SET lease_owner = $1, lease_until_ms = @now + $2, \
-                 next_poll_at_ms = @now + $2 \
-                 WHERE id IN (SELECT id FROM tasks WHERE channel = $3 AND state = 'running' \
-                   AND upstream_id IS NOT NULL AND next_poll_at_ms <= @now \
-                   AND lease_until_ms IS NULL ORDER BY next_poll_at_ms LIMIT $4@skip_locked) \
-                 RETURNING {TASK_COLUMNS}, job"
-            )
+            "UPDATE upstream_polls SET next_poll_at_ms = @now + $1 \
+             WHERE task_id IN (SELECT task_id FROM upstream_polls WHERE channel = $2 \
+               AND next_poll_at_ms <= @now ORDER BY next_poll_at_ms LIMIT $3@skip_locked) \
+             RETURNING task_id, polls"
         ))
-        .bind(owner)
         .bind(lease_ms)
         .bind(channel)
         .bind(limit as i64)
         .fetch_all(&self.writer)
         .await?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let task = task_from_row(row)?;
-            writing.touches(&task.id);
-            claimed.push((task, row.try_get("job")?));
+        let mut polls: HashMap<TaskId, i64> = claimed.into_iter().collect();
+        let ids: Vec<TaskId> = polls.keys().cloned().collect();
+        let mut polled = Vec::with_capacity(ids.len());
+        let mut ended = Vec::new();
+        let mut unsubmitted = Vec::new();
+        for run in power_of_two_runs(&ids) {
+            let statement = format!(
+                "SELECT {TASK_COLUMNS}, job, lease_until_ms FROM tasks WHERE id IN ({})",
+                placeholders(1, run.len())
+            );
+            let mut query = sqlx::query(&statement);
+            for id in run {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&self.reader).await? {
+                let mut task = task_from_row(&row)?;
+                let leased = row.try_get::<Option<i64>, _>("lease_until_ms")?.is_some();
+                let Some(polls) = polls.remove(&task.id) else {
+                    continue;
+                };
+                if task.state.is_terminal() {
+                    ended.push(task.id);
+                } else if task.state != TaskState::Running || task.upstream_id.is_none() {
+                    // Flagged by a callback before its submission was recorded.
+                    unsubmitted.push(task.id);
+                } else if !leased {
+                    // A task a worker holds is that worker's to poll.
+                    task.polls = polls;
+                    polled.push((task, row.try_get("job")?));
+                }
+            }
         }
-        Ok(claimed)
+        // Schedules outlive their tasks' endings: they are dropped when next due, as is one
+        // whose task is not found at all.
+        ended.extend(polls.into_keys());
+        for run in power_of_two_runs(&ended) {
+            let statement = format!(
+                "DELETE FROM upstream_polls WHERE task_id IN ({})",
+                placeholders(1, run.len())
+            );
+            let mut query = sqlx::query(&statement);
+            for id in run {
+                query = query.bind(id);
+            }
+            query.execute(&self.writer).await?;
+        }
+        for run in power_of_two_runs(&unsubmitted) {
+            let statement = format!(
+                "UPDATE upstream_polls SET next_poll_at_ms = $1 WHERE task_id IN ({})",
+                placeholders(2, run.len())
+            );
+            let mut query = sqlx::query(&statement).bind(now_ms() + UNSUBMITTED_RECHECK_MS);
+            for id in run {
+                query = query.bind(id);
+            }
+            query.execute(&self.writer).await?;
+        }
+        Ok(polled)
     }
 
-    async fn schedule_polls(
-        &self,
-        owner: &str,
-        polls: &[ScheduledPoll],
-    ) -> Result<u64, StoreError> {
-        let ids: Vec<&TaskId> = polls.iter().map(|p| &p.id).collect();
-        let _writing = self.tasks.writing(&ids);
+    async fn schedule_polls(&self, polls: &[ScheduledPoll]) -> Result<u64, StoreError> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let mut released = 0;
+        let mut scheduled = 0;
         for run in power_of_two_runs(polls) {
             let seen = (0..run.len())
-                .map(|i| format!("(${}, ${}, ${})", 3 * i + 3, 3 * i + 4, 3 * i + 5))
+                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
                 .collect::<Vec<_>>()
                 .join(", ");
+            // A callback's flag (0) set while the poll was under way is kept.
             let statement = format!(
-                "WITH seen (id, next_at, phase) AS (VALUES {seen}) \
-                 UPDATE tasks SET \
-                   next_poll_at_ms = CASE WHEN tasks.next_poll_at_ms = 0 THEN 0 ELSE seen.next_at END, \
-                   polls = tasks.polls + 1, \
-                   upstream_phase = COALESCE(seen.phase, tasks.upstream_phase), \
-                   lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $2 \
-                 FROM seen WHERE tasks.id = seen.id AND tasks.lease_owner = $1 \
-                   AND tasks.state = 'running'"
+                "WITH seen (id, next_at) AS (VALUES {seen}) \
+                 UPDATE upstream_polls SET \
+                   next_poll_at_ms = CASE WHEN upstream_polls.next_poll_at_ms = 0 THEN 0 \
+                     ELSE seen.next_at END, \
+                   polls = upstream_polls.polls + 1 \
+                 FROM seen WHERE upstream_polls.task_id = seen.id"
             );
-            let mut query = sqlx::query(&statement).bind(owner).bind(now);
+            let mut query = sqlx::query(&statement);
             for poll in run {
-                query = query
-                    .bind(&poll.id)
-                    .bind(poll.next_poll_at_ms)
-                    .bind(poll.phase.map(UpstreamPhase::as_str));
+                query = query.bind(&poll.id).bind(poll.next_poll_at_ms);
             }
-            released += query.execute(&mut *tx).await?.rows_affected();
+            scheduled += query.execute(&mut *tx).await?.rows_affected();
+        }
+        // What a client sees changes only when a task leaves the upstream's queue.
+        let moved: Vec<&ScheduledPoll> = polls.iter().filter(|p| p.phase.is_some()).collect();
+        let ids: Vec<&TaskId> = moved.iter().map(|p| &p.id).collect();
+        let _writing = self.tasks.writing(&ids);
+        for poll in moved {
+            sqlx::query(
+                "UPDATE tasks SET upstream_phase = $1, updated_at_ms = $2 \
+                 WHERE id = $3 AND state = 'running' AND lease_until_ms IS NULL",
+            )
+            .bind(poll.phase.map(UpstreamPhase::as_str))
+            .bind(now)
+            .bind(&poll.id)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
-        Ok(released)
+        Ok(scheduled)
+    }
+
+    async fn lease_polled(
+        &self,
+        id: &TaskId,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let _writing = self.tasks.writing(&[id]);
+        let done = sqlx::query(sql!(
+            self.dialect,
+            "UPDATE tasks SET lease_owner = $1, lease_until_ms = @now + $2 \
+             WHERE id = $3 AND state = 'running' AND upstream_id IS NOT NULL \
+             AND lease_until_ms IS NULL"
+        ))
+        .bind(owner)
+        .bind(lease_ms)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn note_upstream_running(&self, id: &TaskId) -> Result<(), StoreError> {
@@ -622,10 +728,13 @@ impl TaskStore for SqlStore {
         if unmatchable(&[id.as_str()]) {
             return Ok(false);
         }
-        // 0 sorts before every due time, and a poll in progress keeps it (`schedule_polls`).
+        // 0 sorts before every due time, and a poll in progress keeps it. A callback may
+        // arrive before its task's submission is recorded: the flag waits for it.
         let done = sqlx::query(
-            "UPDATE tasks SET next_poll_at_ms = 0 \
-             WHERE id = $1 AND state = 'running' AND upstream_id IS NOT NULL",
+            "INSERT INTO upstream_polls (task_id, channel, next_poll_at_ms, polls) \
+             SELECT id, channel, 0, 0 FROM tasks WHERE id = $1 AND channel IS NOT NULL \
+               AND state IN ('submitting', 'running') \
+             ON CONFLICT (task_id) DO UPDATE SET next_poll_at_ms = 0",
         )
         .bind(id)
         .execute(&self.writer)

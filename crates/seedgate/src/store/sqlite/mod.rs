@@ -33,6 +33,13 @@ const PRAGMAS: [&str; 4] = [
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
+    connect_checkpointing(url, CHECKPOINTS).await
+}
+
+pub(super) async fn connect_checkpointing(
+    url: &str,
+    checkpoints: Checkpoints,
+) -> Result<SqlStore, StoreError> {
     sqlx::any::install_default_drivers();
     // Create the file when missing, unless the URL says how to open it.
     let url = if url.contains('?') {
@@ -60,27 +67,39 @@ pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
         .await?;
     MIGRATOR.run(&writer).await?;
     let reader = options(8, &[]).connect(&url).await?;
-    let checkpoints = tokio::spawn(checkpoint_regularly(reader.clone(), writer.clone()));
+    let checkpoints = tokio::spawn(checkpoint_regularly(
+        reader.clone(),
+        writer.clone(),
+        checkpoints,
+    ));
     // Exact without expiry: every write to the file goes through this process's store.
     let tasks = Arc::new(TaskCache::new(None));
     Ok(SqlStore::new(reader, writer, Dialect::Sqlite, None, tasks)
         .with_background(checkpoints.abort_handle()))
 }
 
-/// How often the write-ahead log is copied back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-/// The log's length (in pages) past which it is emptied with the writer waiting: about
-/// 64 MiB of 4 KiB pages.
-const WAL_BOUND_PAGES: i64 = 16_384;
+/// How often the write-ahead log is copied back into the database file, and its length past
+/// which it is emptied with the writer waiting.
+#[derive(Clone, Copy)]
+pub(super) struct Checkpoints {
+    pub every: Duration,
+    pub bound_pages: i64,
+}
+
+/// Twice a second; about 64 MiB of 4 KiB pages.
+const CHECKPOINTS: Checkpoints = Checkpoints {
+    every: Duration::from_millis(500),
+    bound_pages: 16_384,
+};
 
 /// Copies the write-ahead log into the database file from a reader's connection, so the
 /// file's fsync never lands inside a commit that a create is waiting for. PASSIVE never blocks
 /// the writer or a reader; what it cannot copy yet, the next round does. Under writes that
 /// never pause, PASSIVE copies but the log is never found fully copied when a write begins,
-/// so it would grow without end: past `WAL_BOUND_PAGES` it is emptied by a TRUNCATE checkpoint
-/// queued on the writer's own connection, between two transactions.
-async fn checkpoint_regularly(reader: AnyPool, writer: AnyPool) {
-    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+/// so it would grow without end: past the bound it is emptied by a TRUNCATE checkpoint queued on
+/// the writer's own connection, between two transactions.
+async fn checkpoint_regularly(reader: AnyPool, writer: AnyPool, checkpoints: Checkpoints) {
+    let mut every = tokio::time::interval(checkpoints.every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
@@ -94,7 +113,7 @@ async fn checkpoint_regularly(reader: AnyPool, writer: AnyPool) {
                 continue;
             }
         };
-        if log_pages > WAL_BOUND_PAGES {
+        if log_pages > checkpoints.bound_pages {
             if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                 .execute(&writer)
                 .await

@@ -116,7 +116,10 @@ fn main() {
             .arg(&data)
             .arg("--config")
             .arg(&config)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("SEEDGATE_BENCH_SERVER_LOG").unwrap_or("warn".into()),
+            )
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),

@@ -94,8 +94,8 @@ type Rendered = (bytes::Bytes, bytes::Bytes);
 struct Files {
     video: HashMap<String, bytes::Bytes>,
     frame: HashMap<String, bytes::Bytes>,
-    /// Renders by shape: many tasks share one file.
-    rendered: HashMap<Shape, Rendered>,
+    /// Renders by shape: many tasks share one file, rendered once however many ask at once.
+    rendered: HashMap<Shape, Arc<tokio::sync::OnceCell<Rendered>>>,
 }
 
 pub struct FakeState {
@@ -666,43 +666,47 @@ async fn ensure_rendered(state: &Arc<FakeState>, id: &str, body: &Value) -> (u32
     }
     let audio = body["generate_audio"].as_bool().unwrap_or(true);
     let shape = (width, height, seconds, audio);
-    let cached = state.files.lock().unwrap().rendered.get(&shape).cloned();
-    if let Some((video, frame)) = cached {
-        let mut files = state.files.lock().unwrap();
-        files.video.insert(id.to_owned(), video);
-        files.frame.insert(id.to_owned(), frame);
-        return (width, height, seconds);
-    }
+    let render = state
+        .files
+        .lock()
+        .unwrap()
+        .rendered
+        .entry(shape)
+        .or_default()
+        .clone();
     let prompt = body["content"][0]["text"].as_str().unwrap_or("").to_owned();
-    // Rendered and kept by a task of its own, so a request that gives up waiting (a client's
-    // timeout) still leaves the file ready for the next, as the real upstream's would be.
-    let (state, id) = (state.clone(), id.to_owned());
-    tokio::spawn(async move {
-        let rendered = tokio::task::spawn_blocking(move || {
-            seedgate_media::render(&seedgate_media::RenderRequest {
-                scene: seedgate_media::Scene::Pattern { prompt: &prompt },
-                width,
-                height,
-                fps: 24,
-                frames: 24 * seconds,
-                seed: 1,
-                audio,
+    // Rendered by a task of its own, so a request that gives up waiting (a client's timeout)
+    // still leaves the file ready for the next, as the real upstream's would be.
+    let (video, frame) = tokio::spawn(async move {
+        render
+            .get_or_init(|| async move {
+                let rendered = tokio::task::spawn_blocking(move || {
+                    seedgate_media::render(&seedgate_media::RenderRequest {
+                        scene: seedgate_media::Scene::Pattern { prompt: &prompt },
+                        width,
+                        height,
+                        fps: 24,
+                        frames: 24 * seconds,
+                        seed: 1,
+                        audio,
+                    })
+                    .unwrap()
+                })
+                .await
+                .unwrap();
+                (
+                    bytes::Bytes::from(rendered.mp4),
+                    bytes::Bytes::from(rendered.last_frame_png),
+                )
             })
-            .unwrap()
-        })
-        .await
-        .unwrap();
-        let (video, frame) = (
-            bytes::Bytes::from(rendered.mp4),
-            bytes::Bytes::from(rendered.last_frame_png),
-        );
-        let mut files = state.files.lock().unwrap();
-        files.rendered.insert(shape, (video.clone(), frame.clone()));
-        files.video.insert(id.clone(), video);
-        files.frame.insert(id, frame);
+            .await
+            .clone()
     })
     .await
     .unwrap();
+    let mut files = state.files.lock().unwrap();
+    files.video.insert(id.to_owned(), video);
+    files.frame.insert(id.to_owned(), frame);
     (width, height, seconds)
 }
 

@@ -6,6 +6,8 @@
 //! minute, calling back for every other one (the rest of the callbacks are lost), and the bench
 //! measures how long after the upstream's success each task shows `completed`. Memory is read
 //! from `/proc`, status reads per second are counted by the fake upstream.
+//! `SEEDGATE_BENCH_POLL_INTERVAL_MS` (default 60,000) is the longest wait between two polls of
+//! a task: a shorter one puts a million tasks' polling load on fewer tasks.
 //!
 //! `cargo bench -p seedgate --bench inflight`
 
@@ -24,10 +26,9 @@ use std::time::{Duration, Instant, SystemTime};
 use fake_ark::{Ending, FakeArk, FAKE_KEY_ENV};
 use seedgate::store::{KeyMode, KeySpec};
 
-/// The channel's budget of status reads a second, and the longest wait between two polls of
-/// a task: 100 tasks a read, so a million tasks are all looked at every 40 s within it.
+/// The channel's budget of status reads a second: 100 tasks a read, so a million tasks are all
+/// looked at every 40 s within it.
 const POLL_BUDGET: u32 = 250;
-const POLL_INTERVAL_MS: u64 = 60_000;
 const FIRST_POLL_MS: u64 = 5_000;
 
 const CREATE_BODY: &str = r#"{"model":"seedance-2.0-fast","operation":"text-to-video","prompt":"A lighthouse at dusk.","resolution":"480p","duration":4}"#;
@@ -64,6 +65,10 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(150);
+    let poll_interval_ms: u64 = std::env::var("SEEDGATE_BENCH_POLL_INTERVAL_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60_000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -87,7 +92,7 @@ fn main() {
         format!(
             "public_url = \"{address}\"\n\
              [engine]\nworkers = 16\nmax_concurrent_tasks_per_key = 10000000\n\
-             first_poll_ms = {FIRST_POLL_MS}\nmax_poll_interval_ms = {POLL_INTERVAL_MS}\n\
+             first_poll_ms = {FIRST_POLL_MS}\nmax_poll_interval_ms = {poll_interval_ms}\n\
              expected_ms_per_output_second = 0\n\
              [limits]\nrequests_per_second = 1000000\nburst = 1000000\n\
              [fetch]\nallow_private = [\"127.0.0.1/32\"]\n\
@@ -208,11 +213,11 @@ fn main() {
     );
 
     // The upstream finishes tasks one after another; every other callback is lost.
-    runtime.block_on(async { fake.complete_over_time(finish_rate, 2) });
+    runtime.block_on(fake.complete_over_time(finish_rate, 2));
     std::thread::sleep(Duration::from_secs(60));
     let window_end = SystemTime::now();
     // Every task finished in the window gets a full poll interval (and a little) to show.
-    std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS) + Duration::from_secs(15));
+    std::thread::sleep(Duration::from_millis(poll_interval_ms) + Duration::from_secs(15));
     peak_seen = peak_seen.max(memory_mib(pid).0);
     let finished: Vec<(String, SystemTime, bool)> = fake
         .finished()

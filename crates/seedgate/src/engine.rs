@@ -4,6 +4,7 @@
 //! row, so a crash at any point leaves work the next lease holder finishes.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +23,8 @@ use crate::ids::{ChannelId, TaskId};
 use crate::materials::{Materials, Unusable};
 use crate::mp4_header::Mp4Header;
 use crate::providers::{
-    seed_is_ours, BoxFuture, ChannelSlots, Generated, Provider, ProviderError, ProviderErrorKind,
-    Registry, Submission, SubmitRequest, UpstreamRef, UpstreamStatus,
+    seed_is_ours, BoxFuture, ChannelSlots, Generated, PollChannel, Provider, ProviderError,
+    ProviderErrorKind, Registry, Submission, SubmitRequest, UpstreamRef, UpstreamStatus,
 };
 use crate::signing::UrlSigner;
 use crate::store::{
@@ -83,11 +84,21 @@ pub struct Engine {
     /// Bounds the polled tasks being finished at once (results copied, money settled), so
     /// pollers keep polling meanwhile.
     finishing: Arc<Semaphore>,
+    /// When a claim next looks for tasks whose holder's lease ran out.
+    next_abandoned_check_ms: AtomicI64,
 }
 
-/// Poll loops per channel: enough to keep a channel's budget busy while each waits on the
-/// database and the upstream; the channel's pacer keeps them within the budget together.
-const POLLERS_PER_CHANNEL: usize = 4;
+/// How often claims look for abandoned leases while none are found: small beside a lease.
+const ABANDONED_CHECK_MS: i64 = 1_000;
+
+/// A channel's status reads a second per poll loop. A round (claim, read, upstream, schedule)
+/// takes 15–30 ms on a busy 2-core machine, so one loop per 60 reads uses the budget while
+/// each waits on the database and the upstream; its pacer keeps them within it together. More
+/// loops than that only queue on SQLite's one writer, ahead of new tasks' submissions.
+const READS_PER_POLLER: u32 = 60;
+/// The fewest and most poll loops one channel gets, whatever its budget.
+const MIN_POLLERS_PER_CHANNEL: u32 = 2;
+const MAX_POLLERS_PER_CHANNEL: u32 = 16;
 /// How long a poller with nothing due waits before looking again (a callback wakes it sooner).
 const POLLER_IDLE: Duration = Duration::from_millis(200);
 
@@ -203,6 +214,7 @@ impl Engine {
             wake: Arc::new(Notify::new()),
             poll_wake: Arc::new(Notify::new()),
             finishing: Arc::new(Semaphore::new(config.workers.max(1))),
+            next_abandoned_check_ms: AtomicI64::new(0),
             config,
         }
     }
@@ -229,10 +241,14 @@ impl Engine {
             tokio::spawn(async move { engine.work_loop(index).await });
         }
         let configured = self.poll_channels();
-        for (provider, channel, batch) in &configured {
-            for _ in 0..POLLERS_PER_CHANNEL {
-                let (engine, channel) = (self.clone(), channel.clone());
-                let (provider, batch) = (*provider, *batch);
+        for (provider, channel) in &configured {
+            let pollers = channel
+                .reads_per_second
+                .div_ceil(READS_PER_POLLER)
+                .clamp(MIN_POLLERS_PER_CHANNEL, MAX_POLLERS_PER_CHANNEL);
+            for _ in 0..pollers {
+                let (engine, provider, batch) = (self.clone(), *provider, channel.batch);
+                let channel = channel.id.clone();
                 tokio::spawn(async move { engine.poll_loop(provider, channel, batch).await });
             }
         }
@@ -245,7 +261,7 @@ impl Engine {
                 Err(e) => return warn!(error = %e, "cannot look for removed channels' tasks"),
             };
             for channel in in_flight.into_keys() {
-                if configured.iter().all(|(_, known, _)| *known != channel) {
+                if configured.iter().all(|(_, known)| known.id != channel) {
                     warn!(%channel, "tasks in flight on a channel no longer configured");
                     let engine = engine.clone();
                     let provider = engine.providers.ark.name();
@@ -255,7 +271,7 @@ impl Engine {
         });
     }
 
-    fn poll_channels(&self) -> Vec<(&'static str, ChannelId, usize)> {
+    fn poll_channels(&self) -> Vec<(&'static str, PollChannel)> {
         self.providers
             .all()
             .into_iter()
@@ -263,7 +279,7 @@ impl Engine {
                 provider
                     .poll_channels()
                     .into_iter()
-                    .map(move |(channel, batch)| (provider.name(), channel, batch))
+                    .map(move |channel| (provider.name(), channel))
             })
             .collect()
     }
@@ -314,8 +330,11 @@ impl Engine {
             return Ok(Outcome::Done);
         }
         let mut outcome = Outcome::Empty;
-        for (provider, channel, batch) in self.poll_channels() {
-            if let Some((_, attention)) = self.poll_round(provider, &channel, batch).await? {
+        for (provider, channel) in self.poll_channels() {
+            if let Some((_, attention)) = self
+                .poll_round(provider, &channel.id, channel.batch)
+                .await?
+            {
                 outcome = Outcome::Done;
                 for item in attention {
                     self.attend(item).await?;
@@ -430,15 +449,24 @@ impl Engine {
 
     /// Leases and advances at most one task: a queued one, or one a dead worker left.
     async fn claim_one(&self) -> Result<Outcome, StoreError> {
-        let Some((task, job_json)) = self
-            .store
-            .claim_task(
-                &self.owner,
-                self.lease_ms(),
-                self.config.max_concurrent_tasks_per_key,
-            )
-            .await?
-        else {
+        let (owner, lease_ms) = (&self.owner, self.lease_ms());
+        let max_per_key = self.config.max_concurrent_tasks_per_key;
+        // Abandoned leases are rare (a worker died): looking for them before every claim would
+        // cost each submission a write, so they are looked for at most once a period, and again
+        // at once while some are found.
+        let look_for_abandoned = now_ms() >= self.next_abandoned_check_ms.load(Ordering::Relaxed);
+        let claimed = if look_for_abandoned {
+            self.store.claim_task(owner, lease_ms, max_per_key).await?
+        } else {
+            self.store
+                .claim_queued_task(owner, lease_ms, max_per_key)
+                .await?
+        };
+        if look_for_abandoned && !claimed.as_ref().is_some_and(|(task, _)| task.reclaimed) {
+            self.next_abandoned_check_ms
+                .store(now_ms() + ABANDONED_CHECK_MS, Ordering::Relaxed);
+        }
+        let Some((task, job_json)) = claimed else {
             return Ok(Outcome::Empty);
         };
         let span = tracing::info_span!(

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    task_seed, BoxFuture, CancelOutcome, Polled, Provider, ProviderError, ProviderErrorKind,
-    Submission, SubmitRequest, UpstreamRef, UpstreamStatus,
+    task_seed, BoxFuture, CancelOutcome, PollChannel, Polled, Provider, ProviderError,
+    ProviderErrorKind, Submission, SubmitRequest, UpstreamRef, UpstreamStatus,
 };
 use crate::config::ChannelConfig;
 use crate::ids::{ChannelId, TaskId};
@@ -97,14 +97,17 @@ impl Breaker {
 /// takes the next free turn, turns `interval` apart, so no second ever sees more than the
 /// budget (plus the one read a turn boundary may split).
 struct Pacer {
+    per_second: u32,
     interval: Duration,
     next: Mutex<Instant>,
 }
 
 impl Pacer {
     fn new(per_second: u32) -> Self {
+        let per_second = per_second.max(1);
         Self {
-            interval: Duration::from_secs(1) / per_second.max(1),
+            per_second,
+            interval: Duration::from_secs(1) / per_second,
             next: Mutex::new(Instant::now()),
         }
     }
@@ -967,10 +970,14 @@ impl Provider for Ark {
         Box::pin(self.cancel_task(upstream))
     }
 
-    fn poll_channels(&self) -> Vec<(ChannelId, usize)> {
+    fn poll_channels(&self) -> Vec<PollChannel> {
         self.channels
             .iter()
-            .map(|c| (c.config.id.clone(), c.config.poll_batch as usize))
+            .map(|c| PollChannel {
+                id: c.config.id.clone(),
+                batch: c.config.poll_batch as usize,
+                reads_per_second: c.reads.per_second,
+            })
             .collect()
     }
 

@@ -169,6 +169,16 @@ impl ProviderError {
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A channel whose tasks are polled many at a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PollChannel {
+    pub id: ChannelId,
+    /// The most ids one poll asks about.
+    pub batch: usize,
+    /// This replica's share of the channel's status reads a second.
+    pub reads_per_second: u32,
+}
+
 /// One source of videos.
 pub trait Provider: Send + Sync {
     /// The name clients see as the task's `provider`.
@@ -201,8 +211,8 @@ pub trait Provider: Send + Sync {
         upstream: &'a UpstreamRef,
     ) -> BoxFuture<'a, Result<CancelOutcome, ProviderError>>;
 
-    /// The channels whose tasks are polled many at a time, with the most ids one poll takes.
-    fn poll_channels(&self) -> Vec<(ChannelId, usize)> {
+    /// The channels whose tasks are polled many at a time.
+    fn poll_channels(&self) -> Vec<PollChannel> {
         Vec::new()
     }
 

@@ -152,6 +152,15 @@ pub trait TaskStore: Send + Sync {
         max_per_key: u32,
     ) -> Result<Option<(TaskRecord, String)>, StoreError>;
 
+    /// [`TaskStore::claim_task`] without looking for abandoned leases first: for a worker that
+    /// has looked for them a moment ago.
+    async fn claim_queued_task(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        max_per_key: u32,
+    ) -> Result<Option<(TaskRecord, String)>, StoreError>;
+
     /// `submitting` → `running` for work that is now under way (a local render).
     async fn mark_running(&self, id: &TaskId, owner: &str) -> Result<bool, StoreError>;
 

@@ -124,7 +124,7 @@ pub(super) fn states_sql(states: &[TaskState]) -> String {
 }
 
 /// The upstream's own phase of a submitted task, as last seen by a poll.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum UpstreamPhase {
     /// Waiting at the upstream: it can still be withdrawn there.
     Queued,

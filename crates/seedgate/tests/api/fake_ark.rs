@@ -247,17 +247,35 @@ impl FakeArk {
     /// From now on, tasks that would never end succeed `per_second` at a time, oldest first.
     /// Each one's callback (when it asked for one) is sent as it finishes, except every
     /// `lose_callback_every`th, which is lost as a callback can be.
-    pub fn complete_over_time(&self, per_second: u32, lose_callback_every: usize) {
-        let (start, wall_start) = (Instant::now(), std::time::SystemTime::now());
-        let mut order: Vec<(i64, String, Option<String>)> = {
+    pub async fn complete_over_time(&self, per_second: u32, lose_callback_every: usize) {
+        // The real upstream has a task's video when it reports success, so each shape is
+        // rendered before the first success rather than holding up the first callbacks.
+        let mut order: Vec<(i64, String, Option<String>)> = Vec::new();
+        let mut shapes: HashMap<String, (String, Value)> = HashMap::new();
+        {
             let tasks = self.state.tasks.lock().unwrap();
-            tasks
-                .values()
-                .filter(|t| t.ending == Ending::Never && t.finish_at.is_none())
-                .map(|t| (t.created_unix, t.id.clone(), t.callback_url.clone()))
-                .collect()
-        };
+            for t in tasks.values() {
+                if t.ending != Ending::Never || t.finish_at.is_some() {
+                    continue;
+                }
+                order.push((t.created_unix, t.id.clone(), t.callback_url.clone()));
+                let body = &t.body;
+                let shape = [
+                    &body["resolution"],
+                    &body["ratio"],
+                    &body["duration"],
+                    &body["generate_audio"],
+                ];
+                shapes
+                    .entry(json!(shape).to_string())
+                    .or_insert_with(|| (t.id.clone(), body.clone()));
+            }
+        }
         order.sort();
+        for (id, body) in shapes.values() {
+            ensure_rendered(&self.state, id, body).await;
+        }
+        let (start, wall_start) = (Instant::now(), std::time::SystemTime::now());
         let spacing = Duration::from_secs(1) / per_second.max(1);
         {
             let mut tasks = self.state.tasks.lock().unwrap();

@@ -1100,7 +1100,7 @@ async fn the_upstream_callback_finishes_a_task_long_before_its_next_poll() {
         );
     }
     let finishing = Instant::now();
-    fake.complete_over_time(10, usize::MAX);
+    fake.complete_over_time(10, usize::MAX).await;
     for id in &ids {
         assert_eq!(wait_done(&app, &key, id).await["status"], "completed");
     }

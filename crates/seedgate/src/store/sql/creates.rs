@@ -236,6 +236,16 @@ pub(super) fn power_of_two_runs<T>(mut items: &[T]) -> Vec<&[T]> {
     runs
 }
 
+/// `items`, then its last item repeated up to the next power of two: for a statement over a
+/// set, which a repeated item leaves unchanged, one statement in a few fixed sizes.
+pub(super) fn padded_to_power_of_two<T>(items: &[T]) -> Vec<&T> {
+    let size = items.len().next_power_of_two();
+    items
+        .iter()
+        .chain(std::iter::repeat_n(items.last(), size - items.len()).flatten())
+        .collect()
+}
+
 /// `$first, $first+1, …` for `count` parameters.
 pub(super) fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)
@@ -411,5 +421,17 @@ mod tests {
             assert!(runs.windows(2).all(|pair| pair[0].len() > pair[1].len()));
             assert_eq!(runs.concat(), items[..len]);
         }
+    }
+
+    #[test]
+    fn padding_repeats_the_last_item_up_to_a_power_of_two() {
+        let items: Vec<u32> = (1..=100).collect();
+        assert!(padded_to_power_of_two::<u32>(&[]).is_empty());
+        assert_eq!(padded_to_power_of_two(&items[..1]), [&1]);
+        assert_eq!(padded_to_power_of_two(&items[..3]), [&1, &2, &3, &3]);
+        let padded = padded_to_power_of_two(&items);
+        assert_eq!(padded.len(), 128);
+        assert!(padded[..100].iter().copied().eq(items.iter()));
+        assert!(padded[100..].iter().all(|item| **item == 100));
     }
 }

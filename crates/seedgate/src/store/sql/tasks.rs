@@ -1,13 +1,15 @@
 //! Task rows: every transition one guarded `UPDATE`, every settlement one transaction.
 
 use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
 use async_trait::async_trait;
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
 use sqlx::{Any, Row, Transaction};
 
 use super::accounts::append_ledger;
-use super::creates::{placeholders, power_of_two_runs, Grouped, Idempotency};
+use super::creates::{padded_to_power_of_two, placeholders, Grouped, Idempotency};
 use super::outbox::enqueue_deliveries;
 use super::{sql, SqlStore};
 use crate::ids::{AccountId, ChannelId, TaskId};
@@ -208,7 +210,74 @@ fn claim_statements(store: &SqlStore) -> [&'static str; 2] {
     ]
 }
 
+/// A statement over a set of tasks: `template`'s `{ids}` filled with placeholders after the
+/// `bound` parameters `query` binds, then `ids` bound to them, padded as
+/// [`padded_to_power_of_two`] says (for statements a repeated id leaves unchanged). Each
+/// template's few sizes are rendered once and kept, as [`sql!`] keeps its statements.
+fn over_ids<'q>(
+    template: &'static str,
+    bound: usize,
+    ids: &'q [TaskId],
+    query: impl FnOnce(&'q str) -> Query<'q, Any, AnyArguments<'q>>,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    static RENDERED: LazyLock<Mutex<HashMap<(&'static str, usize), &'static str>>> =
+        LazyLock::new(Mutex::default);
+    let padded = padded_to_power_of_two(ids);
+    let statement = *RENDERED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry((template, padded.len()))
+        .or_insert_with(|| {
+            let filled = template.replace("{ids}", &placeholders(bound + 1, padded.len()));
+            Box::leak(filled.into_boxed_str())
+        });
+    let mut query = query(statement);
+    for id in padded {
+        query = query.bind(id);
+    }
+    query
+}
+
+/// What a poll reads of each task it claimed.
+static POLLED_TASKS: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {TASK_COLUMNS}, job, lease_until_ms FROM tasks WHERE id IN ({{ids}})")
+});
+
 impl SqlStore {
+    /// Leases one task: an abandoned one first when `look_for_abandoned`, else a queued one.
+    async fn claim_with(
+        &self,
+        look_for_abandoned: bool,
+        owner: &str,
+        lease_ms: i64,
+        max_per_key: u32,
+    ) -> Result<Option<(TaskRecord, String)>, StoreError> {
+        let mut writing = self.tasks.writing(&[]);
+        let [abandoned, queued] = claim_statements(self);
+        let tries = [(abandoned, true), (queued, false)];
+        let tries = if look_for_abandoned {
+            &tries[..]
+        } else {
+            &tries[1..]
+        };
+        for &(statement, reclaiming) in tries {
+            // Polls are not attempts: only (re)submissions count towards max_attempts.
+            let row = sqlx::query(statement)
+                .bind(owner)
+                .bind(lease_ms)
+                .bind(i64::from(max_per_key))
+                .fetch_optional(&self.writer)
+                .await?;
+            if let Some(row) = row {
+                let mut task = task_from_row(&row)?;
+                writing.touches(&task.id);
+                task.reclaimed = reclaiming;
+                return Ok(Some((task, row.try_get("job")?)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Ends a task without charge and releases its reservation; `owner` or `account_id` (when
     /// given) must match.
     async fn end_unpaid(
@@ -436,23 +505,16 @@ impl TaskStore for SqlStore {
         lease_ms: i64,
         max_per_key: u32,
     ) -> Result<Option<(TaskRecord, String)>, StoreError> {
-        let mut writing = self.tasks.writing(&[]);
-        for (index, statement) in claim_statements(self).into_iter().enumerate() {
-            // Polls are not attempts: only (re)submissions count towards max_attempts.
-            let row = sqlx::query(statement)
-                .bind(owner)
-                .bind(lease_ms)
-                .bind(i64::from(max_per_key))
-                .fetch_optional(&self.writer)
-                .await?;
-            if let Some(row) = row {
-                let mut task = task_from_row(&row)?;
-                writing.touches(&task.id);
-                task.reclaimed = index == 0;
-                return Ok(Some((task, row.try_get("job")?)));
-            }
-        }
-        Ok(None)
+        self.claim_with(true, owner, lease_ms, max_per_key).await
+    }
+
+    async fn claim_queued_task(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        max_per_key: u32,
+    ) -> Result<Option<(TaskRecord, String)>, StoreError> {
+        self.claim_with(false, owner, lease_ms, max_per_key).await
     }
 
     async fn mark_running(&self, id: &TaskId, owner: &str) -> Result<bool, StoreError> {
@@ -588,106 +650,105 @@ impl TaskStore for SqlStore {
         .bind(limit as i64)
         .fetch_all(&self.writer)
         .await?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut polls: HashMap<TaskId, i64> = claimed.into_iter().collect();
         let ids: Vec<TaskId> = polls.keys().cloned().collect();
         let mut polled = Vec::with_capacity(ids.len());
         let mut ended = Vec::new();
         let mut unsubmitted = Vec::new();
-        for run in power_of_two_runs(&ids) {
-            let statement = format!(
-                "SELECT {TASK_COLUMNS}, job, lease_until_ms FROM tasks WHERE id IN ({})",
-                placeholders(1, run.len())
-            );
-            let mut query = sqlx::query(&statement);
-            for id in run {
-                query = query.bind(id);
-            }
-            for row in query.fetch_all(&self.reader).await? {
-                let mut task = task_from_row(&row)?;
-                let leased = row.try_get::<Option<i64>, _>("lease_until_ms")?.is_some();
-                let Some(polls) = polls.remove(&task.id) else {
-                    continue;
-                };
-                if task.state.is_terminal() {
-                    ended.push(task.id);
-                } else if task.state != TaskState::Running || task.upstream_id.is_none() {
-                    // Flagged by a callback before its submission was recorded.
-                    unsubmitted.push(task.id);
-                } else if !leased {
-                    // A task a worker holds is that worker's to poll.
-                    task.polls = polls;
-                    polled.push((task, row.try_get("job")?));
-                }
+        let rows = over_ids(POLLED_TASKS.as_str(), 0, &ids, sqlx::query)
+            .fetch_all(&self.reader)
+            .await?;
+        for row in rows {
+            let mut task = task_from_row(&row)?;
+            let leased = row.try_get::<Option<i64>, _>("lease_until_ms")?.is_some();
+            let Some(polls) = polls.remove(&task.id) else {
+                continue;
+            };
+            if task.state.is_terminal() {
+                ended.push(task.id);
+            } else if task.state != TaskState::Running || task.upstream_id.is_none() {
+                // Flagged by a callback before its submission was recorded.
+                unsubmitted.push(task.id);
+            } else if !leased {
+                // A task a worker holds is that worker's to poll.
+                task.polls = polls;
+                polled.push((task, row.try_get("job")?));
             }
         }
         // Schedules outlive their tasks' endings: they are dropped when next due, as is one
         // whose task is not found at all.
         ended.extend(polls.into_keys());
-        for run in power_of_two_runs(&ended) {
-            let statement = format!(
-                "DELETE FROM upstream_polls WHERE task_id IN ({})",
-                placeholders(1, run.len())
-            );
-            let mut query = sqlx::query(&statement);
-            for id in run {
-                query = query.bind(id);
-            }
-            query.execute(&self.writer).await?;
+        if !ended.is_empty() {
+            over_ids(
+                "DELETE FROM upstream_polls WHERE task_id IN ({ids})",
+                0,
+                &ended,
+                sqlx::query,
+            )
+            .execute(&self.writer)
+            .await?;
         }
-        for run in power_of_two_runs(&unsubmitted) {
-            let statement = format!(
-                "UPDATE upstream_polls SET next_poll_at_ms = $1 WHERE task_id IN ({})",
-                placeholders(2, run.len())
-            );
-            let mut query = sqlx::query(&statement).bind(now_ms() + UNSUBMITTED_RECHECK_MS);
-            for id in run {
-                query = query.bind(id);
-            }
-            query.execute(&self.writer).await?;
+        if !unsubmitted.is_empty() {
+            over_ids(
+                "UPDATE upstream_polls SET next_poll_at_ms = $1 WHERE task_id IN ({ids})",
+                1,
+                &unsubmitted,
+                |statement| sqlx::query(statement).bind(now_ms() + UNSUBMITTED_RECHECK_MS),
+            )
+            .execute(&self.writer)
+            .await?;
         }
         Ok(polled)
     }
 
     async fn schedule_polls(&self, polls: &[ScheduledPoll]) -> Result<u64, StoreError> {
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        let mut scheduled = 0;
-        for run in power_of_two_runs(polls) {
-            let seen = (0..run.len())
-                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-                .collect::<Vec<_>>()
-                .join(", ");
-            // A callback's flag (0) set while the poll was under way is kept.
-            let statement = format!(
-                "WITH seen (id, next_at) AS (VALUES {seen}) \
-                 UPDATE upstream_polls SET \
-                   next_poll_at_ms = CASE WHEN upstream_polls.next_poll_at_ms = 0 THEN 0 \
-                     ELSE seen.next_at END, \
-                   polls = upstream_polls.polls + 1 \
-                 FROM seen WHERE upstream_polls.task_id = seen.id"
-            );
-            let mut query = sqlx::query(&statement);
-            for poll in run {
-                query = query.bind(&poll.id).bind(poll.next_poll_at_ms);
-            }
-            scheduled += query.execute(&mut *tx).await?.rows_affected();
+        if polls.is_empty() {
+            return Ok(0);
         }
+        // One statement for the whole round: the writer is shared with every submission, and
+        // each statement sent to it is a hand-off to its thread. Padding repeats a row whose
+        // second join changes nothing.
+        let padded = padded_to_power_of_two(polls);
+        let seen = (0..padded.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // A callback's flag (0) set while the poll was under way is kept.
+        let statement = format!(
+            "WITH seen (id, next_at) AS (VALUES {seen}) \
+             UPDATE upstream_polls SET \
+               next_poll_at_ms = CASE WHEN upstream_polls.next_poll_at_ms = 0 THEN 0 \
+                 ELSE seen.next_at END, \
+               polls = upstream_polls.polls + 1 \
+             FROM seen WHERE upstream_polls.task_id = seen.id"
+        );
+        let mut query = sqlx::query(&statement);
+        for poll in padded {
+            query = query.bind(&poll.id).bind(poll.next_poll_at_ms);
+        }
+        let scheduled = query.execute(&self.writer).await?.rows_affected();
         // What a client sees changes only when a task leaves the upstream's queue.
-        let moved: Vec<&ScheduledPoll> = polls.iter().filter(|p| p.phase.is_some()).collect();
-        let ids: Vec<&TaskId> = moved.iter().map(|p| &p.id).collect();
-        let _writing = self.tasks.writing(&ids);
-        for poll in moved {
-            sqlx::query(
+        let mut moved: HashMap<UpstreamPhase, Vec<TaskId>> = HashMap::new();
+        for poll in polls {
+            if let Some(phase) = poll.phase {
+                moved.entry(phase).or_default().push(poll.id.clone());
+            }
+        }
+        for (phase, ids) in moved {
+            let _writing = self.tasks.writing(&ids.iter().collect::<Vec<_>>());
+            over_ids(
                 "UPDATE tasks SET upstream_phase = $1, updated_at_ms = $2 \
-                 WHERE id = $3 AND state = 'running' AND lease_until_ms IS NULL",
+                 WHERE id IN ({ids}) AND state = 'running' AND lease_until_ms IS NULL",
+                2,
+                &ids,
+                |statement| sqlx::query(statement).bind(phase.as_str()).bind(now_ms()),
             )
-            .bind(poll.phase.map(UpstreamPhase::as_str))
-            .bind(now)
-            .bind(&poll.id)
-            .execute(&mut *tx)
+            .execute(&self.writer)
             .await?;
         }
-        tx.commit().await?;
         Ok(scheduled)
     }
 

@@ -8,6 +8,7 @@
 //! from `/proc`, status reads per second are counted by the fake upstream.
 //! `SEEDGATE_BENCH_POLL_INTERVAL_MS` (default 60,000) is the longest wait between two polls of
 //! a task: a shorter one puts a million tasks' polling load on fewer tasks.
+//! `SEEDGATE_BENCH_POLL_BATCH` (default 100) is the channel's `poll_batch`.
 //!
 //! `cargo bench -p seedgate --bench inflight`
 
@@ -69,6 +70,10 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60_000);
+    let poll_batch: u32 = std::env::var("SEEDGATE_BENCH_POLL_BATCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -98,7 +103,7 @@ fn main() {
              [fetch]\nallow_private = [\"127.0.0.1/32\"]\n\
              [[channels]]\nid = \"volc\"\nprovider = \"ark\"\nbase_url = \"{}\"\n\
              api_key_env = \"{FAKE_KEY_ENV}\"\nresolutions = [\"480p\", \"720p\"]\n\
-             max_concurrent_tasks = 10000000\npolls_per_second = {POLL_BUDGET}\npoll_batch = 100\n\
+             max_concurrent_tasks = 10000000\npolls_per_second = {POLL_BUDGET}\npoll_batch = {poll_batch}\n\
              models = {{ \"seedance-2.0-fast\" = \"doubao-seedance-2-0-fast-260128\" }}\n",
             fake.base_url
         ),

@@ -3,7 +3,7 @@
 //! configured channel, choosing among healthy ones by weight and failing over on 429, 5xx and
 //! timeouts before a task is accepted upstream.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -93,13 +93,25 @@ impl Breaker {
     }
 }
 
-/// Spaces a channel's status reads to this replica's share of the channel's budget: each read
-/// takes the next free turn, turns `interval` apart, so no second ever sees more than the
-/// budget (plus the one read a turn boundary may split).
+/// How much later than its turn a read may reach the upstream (its way through the runtime,
+/// the connection pool and the network) without the upstream seeing more than the budget in
+/// any one second. The budget's reads are spread over a second and this slack, so the pacer
+/// uses about 95 % of a budget of 50 reads a second or more.
+const READ_TRANSIT_SLACK: Duration = Duration::from_millis(50);
+
+/// Spaces a channel's status reads to this replica's share of the channel's budget. Turns are
+/// even; a read whose turn came late does not let the ones after it catch up, because no read
+/// leaves within a second and the slack of the read `per_second` turns before it.
 struct Pacer {
     per_second: u32,
     interval: Duration,
-    next: Mutex<Instant>,
+    turns: tokio::sync::Mutex<Turns>,
+}
+
+struct Turns {
+    next: tokio::time::Instant,
+    /// When the last `per_second` reads left their turns, oldest first.
+    departed: VecDeque<tokio::time::Instant>,
 }
 
 impl Pacer {
@@ -107,19 +119,26 @@ impl Pacer {
         let per_second = per_second.max(1);
         Self {
             per_second,
-            interval: Duration::from_secs(1) / per_second,
-            next: Mutex::new(Instant::now()),
+            interval: (Duration::from_secs(1) + READ_TRANSIT_SLACK) / per_second,
+            turns: tokio::sync::Mutex::new(Turns {
+                next: tokio::time::Instant::now(),
+                departed: VecDeque::with_capacity(per_second as usize),
+            }),
         }
     }
 
+    /// Waits for this read's turn. Turns are taken one at a time, in the order asked.
     async fn turn(&self) {
-        let at = {
-            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-            let at = (*next).max(Instant::now());
-            *next = at + self.interval;
-            at
-        };
-        tokio::time::sleep_until(at.into()).await;
+        let mut turns = self.turns.lock().await;
+        let mut at = turns.next.max(tokio::time::Instant::now());
+        if turns.departed.len() >= self.per_second as usize {
+            if let Some(oldest) = turns.departed.pop_front() {
+                at = at.max(oldest + Duration::from_secs(1) + READ_TRANSIT_SLACK);
+            }
+        }
+        tokio::time::sleep_until(at).await;
+        turns.departed.push_back(tokio::time::Instant::now());
+        turns.next = at + self.interval;
     }
 }
 
@@ -1124,5 +1143,54 @@ mod tests {
         b.record(true, 3, cooldown);
         assert!(b.allows(Instant::now(), cooldown));
         assert!(b.allows(Instant::now(), cooldown));
+    }
+
+    /// Reads from several pollers at once, each reaching the upstream 0–45 ms after its turn:
+    /// no second at the upstream sees more than the budget, and the budget is used.
+    #[tokio::test(start_paused = true)]
+    async fn paced_reads_stay_within_the_budget_at_the_upstream_and_use_it() {
+        let budget = 10;
+        let pacer = Arc::new(Pacer::new(budget));
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let started = tokio::time::Instant::now();
+        let pollers: Vec<_> = (0..5u64)
+            .map(|poller| {
+                let (pacer, arrivals) = (pacer.clone(), arrivals.clone());
+                tokio::spawn(async move {
+                    for read in 0..20u64 {
+                        pacer.turn().await;
+                        let transit = Duration::from_millis((poller * 20 + read) * 37 % 46);
+                        let arrivals = arrivals.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(transit).await;
+                            arrivals.lock().unwrap().push(tokio::time::Instant::now());
+                        });
+                    }
+                })
+            })
+            .collect();
+        for poller in pollers {
+            poller.await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut arrivals = arrivals.lock().unwrap().clone();
+        arrivals.sort();
+        assert_eq!(arrivals.len(), 100);
+        let mut first = 0;
+        for (last, at) in arrivals.iter().enumerate() {
+            while at.duration_since(arrivals[first]) >= Duration::from_secs(1) {
+                first += 1;
+            }
+            assert!(
+                last + 1 - first <= budget as usize,
+                "{} reads arrived within one second",
+                last + 1 - first
+            );
+        }
+        let took = arrivals[99].duration_since(started);
+        assert!(
+            took <= Duration::from_millis(10_600),
+            "100 reads at 10 a second took {took:?}"
+        );
     }
 }

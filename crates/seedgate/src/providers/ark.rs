@@ -98,6 +98,8 @@ impl Breaker {
 /// any one second. The budget's reads are spread over a second and this slack, so the pacer
 /// uses about 95 % of a budget of 50 reads a second or more.
 const READ_TRANSIT_SLACK: Duration = Duration::from_millis(50);
+/// The span a budget's worth of reads is spread over.
+const PACED_SPAN: Duration = Duration::from_secs(1).saturating_add(READ_TRANSIT_SLACK);
 
 /// Spaces a channel's status reads to this replica's share of the channel's budget. Turns are
 /// even; a read whose turn came late does not let the ones after it catch up, because no read
@@ -119,7 +121,7 @@ impl Pacer {
         let per_second = per_second.max(1);
         Self {
             per_second,
-            interval: (Duration::from_secs(1) + READ_TRANSIT_SLACK) / per_second,
+            interval: PACED_SPAN / per_second,
             turns: tokio::sync::Mutex::new(Turns {
                 next: tokio::time::Instant::now(),
                 departed: VecDeque::with_capacity(per_second as usize),
@@ -133,7 +135,7 @@ impl Pacer {
         let mut at = turns.next.max(tokio::time::Instant::now());
         if turns.departed.len() >= self.per_second as usize {
             if let Some(oldest) = turns.departed.pop_front() {
-                at = at.max(oldest + Duration::from_secs(1) + READ_TRANSIT_SLACK);
+                at = at.max(oldest + PACED_SPAN);
             }
         }
         tokio::time::sleep_until(at).await;

@@ -228,7 +228,7 @@ impl AccountStore for SqlStore {
         .bind(hash_key(&token))
         .bind(token_prefix(&token))
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         Ok((done.rows_affected() == 1).then_some(token))
     }
@@ -474,7 +474,7 @@ impl AccountStore for SqlStore {
         .bind(id)
         .bind(organization)
         .bind(now_ms())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         if done.rows_affected() == 0 {
             return Ok(Some(Err(KeyUpdateRefused::Revoked)));
@@ -489,7 +489,7 @@ impl AccountStore for SqlStore {
         )
         .bind(at_ms)
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         Ok(())
     }
@@ -506,7 +506,7 @@ impl AccountStore for SqlStore {
         .bind(requests_per_second.map(i64::from))
         .bind(max_concurrent_tasks.map(i64::from))
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -518,7 +518,7 @@ impl AccountStore for SqlStore {
         )
         .bind(now_ms())
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -580,7 +580,7 @@ impl AccountStore for SqlStore {
         )
         .bind(format!("whsec_{}", hex::encode(bytes)))
         .bind(account_id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         sqlx::query_scalar("SELECT webhook_secret FROM api_keys WHERE id = $1")
             .bind(account_id)
@@ -597,7 +597,7 @@ impl AccountStore for SqlStore {
         let done = sqlx::query("UPDATE api_keys SET webhook_url = $1 WHERE id = $2")
             .bind(url)
             .bind(account_id)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.connection().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }

@@ -11,10 +11,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Any, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::Dialect;
+use super::{Dialect, Writer};
 use crate::ids::{AccountId, OrgId};
 use crate::store::taskcache::{Seen, TaskCache};
 use crate::store::{
@@ -57,9 +57,9 @@ pub(super) struct CreateQueue {
 
 impl CreateQueue {
     /// Starts the writer; it stops when the queue is dropped.
-    pub(super) fn start(writer: AnyPool, dialect: Dialect, tasks: Arc<TaskCache>) -> Self {
+    pub(super) fn start(writer: Writer, tasks: Arc<TaskCache>) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(run(receiver, writer, dialect, tasks));
+        tokio::spawn(run(receiver, writer, tasks));
         Self { sender }
     }
 
@@ -85,16 +85,11 @@ impl CreateQueue {
     }
 }
 
-async fn run(
-    mut receiver: mpsc::Receiver<PendingCreate>,
-    writer: AnyPool,
-    dialect: Dialect,
-    tasks: Arc<TaskCache>,
-) {
+async fn run(mut receiver: mpsc::Receiver<PendingCreate>, writer: Writer, tasks: Arc<TaskCache>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while receiver.recv_many(&mut group, MAX_GROUP).await > 0 {
         let pending: Vec<PendingCreate> = std::mem::take(&mut group);
-        match commit_group(&writer, dialect, &pending).await {
+        match commit_group(&writer, &pending).await {
             Ok(outcomes) => {
                 for (pending, outcome) in pending.into_iter().zip(outcomes) {
                     if let Ok(Grouped::Stored(task)) = &outcome {
@@ -120,11 +115,11 @@ async fn run(
 /// One transaction for the group; an outcome per create, in order. An error means nothing
 /// was stored.
 async fn commit_group(
-    writer: &AnyPool,
-    dialect: Dialect,
+    writer: &Writer,
     group: &[PendingCreate],
 ) -> Result<Vec<Result<Grouped, StoreError>>, StoreError> {
-    let mut tx = writer.begin_with(dialect.begin()).await?;
+    let mut tx = writer.begin_group().await?;
+    let dialect = writer.dialect();
     if group.iter().any(|create| create.idempotency.is_some()) {
         // Keys are taken before the group's tasks are inserted (see take_idempotency_key).
         sqlx::query(match dialect {

@@ -80,7 +80,7 @@ impl MaterialStore for SqlStore {
         .bind(group.description)
         .bind(group.metadata)
         .bind(now)
-        .fetch_one(&self.writer)
+        .fetch_one(&mut *self.writer.connection().await?)
         .await?;
         group_from_row(&row)
     }
@@ -163,7 +163,7 @@ impl MaterialStore for SqlStore {
         .bind(now_ms())
         .bind(id)
         .bind(organization)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.writer.connection().await?)
         .await?;
         row.as_ref().map(group_from_row).transpose()
     }
@@ -225,7 +225,7 @@ impl MaterialStore for SqlStore {
         .bind(asset.metadata)
         .bind(now + asset.lease_ms)
         .bind(now)
-        .fetch_one(&self.writer)
+        .fetch_one(&mut *self.writer.connection().await?)
         .await?;
         asset_from_row(&row)
     }
@@ -341,7 +341,7 @@ impl MaterialStore for SqlStore {
         .bind(now)
         .bind(id)
         .bind(organization)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.writer.connection().await?)
         .await?;
         row.as_ref().map(asset_from_row).transpose()
     }
@@ -364,7 +364,7 @@ impl MaterialStore for SqlStore {
         .bind(now_ms())
         .bind(id)
         .bind(organization)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.writer.connection().await?)
         .await?;
         row.as_ref().map(asset_from_row).transpose()
     }
@@ -383,7 +383,7 @@ impl MaterialStore for SqlStore {
             )
         ))
         .bind(lease_ms)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.writer.connection().await?)
         .await?;
         row.as_ref().map(asset_from_row).transpose()
     }
@@ -426,7 +426,7 @@ impl MaterialStore for SqlStore {
         .bind(now_ms())
         .bind(id)
         .bind(source_url)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.writer.connection().await?)
         .await?;
         row.as_ref().map(asset_from_row).transpose()
     }

@@ -12,6 +12,7 @@ mod materials;
 mod outbox;
 mod tasks;
 mod usage;
+mod writer;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -27,6 +28,7 @@ use super::{Backend, StoreError};
 use crate::ids::ChannelId;
 use crate::telemetry::{MoneyFigure, StoreFigures};
 use creates::CreateQueue;
+use writer::Writer;
 
 /// Which engine holds the rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,9 +96,9 @@ pub(crate) fn rendered(
 pub(crate) struct SqlStore {
     /// Reads.
     pub(super) reader: AnyPool,
-    /// Every statement that writes (on SQLite one connection, so writes queue in order on the
-    /// runtime instead of in SQLite's busy handler; on PostgreSQL the same pool as reads).
-    pub(super) writer: AnyPool,
+    /// Every statement that writes (on SQLite one connection, so writes queue on the runtime
+    /// instead of in SQLite's busy handler; on PostgreSQL the same pool as reads).
+    writer: Writer,
     pub(super) dialect: Dialect,
     /// Where work is announced (PostgreSQL: the URL a listener connects to).
     pub(super) listen_url: Option<String>,
@@ -126,8 +128,9 @@ impl SqlStore {
         listen_url: Option<String>,
         tasks: Arc<TaskCache>,
     ) -> Self {
+        let writer = Writer::new(writer, dialect);
         Self {
-            creates: CreateQueue::start(writer.clone(), dialect, tasks.clone()),
+            creates: CreateQueue::start(writer.clone(), tasks.clone()),
             reader,
             writer,
             dialect,
@@ -144,7 +147,7 @@ impl SqlStore {
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        Ok(self.writer.begin_with(self.dialect.begin()).await?)
+        self.writer.begin().await
     }
 
     /// Makes sure `channel` has its load row, so a reservation can lock it.
@@ -161,7 +164,7 @@ impl SqlStore {
             "INSERT INTO channel_load (id, in_flight) VALUES ($1, 0) ON CONFLICT (id) DO NOTHING",
         )
         .bind(channel)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         if let Ok(mut ready) = self.channels_ready.lock() {
             ready.insert(channel.clone());
@@ -191,7 +194,7 @@ impl Backend for SqlStore {
         )
         .bind(name)
         .bind(value)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         self.setting(name)
             .await?

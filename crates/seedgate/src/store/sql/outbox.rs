@@ -65,7 +65,7 @@ impl WebhookOutbox for SqlStore {
         ))
         .bind(owner)
         .bind(lease_ms)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.writer.connection().await?)
         .await?;
         row.as_ref().map(delivery_from_row).transpose()
     }
@@ -97,7 +97,7 @@ impl WebhookOutbox for SqlStore {
         .bind(delivered.then_some(now))
         .bind(id)
         .bind(owner)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         Ok(())
     }

@@ -266,7 +266,7 @@ impl SqlStore {
                 .bind(owner)
                 .bind(lease_ms)
                 .bind(i64::from(max_per_key))
-                .fetch_optional(&self.writer)
+                .fetch_optional(&mut *self.writer.connection().await?)
                 .await?;
             if let Some(row) = row {
                 let mut task = task_from_row(&row)?;
@@ -336,7 +336,7 @@ impl SqlStore {
         )
         .bind(account_id)
         .bind(key.key)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.writer.connection().await?)
         .await?
         .ok_or_else(|| StoreError::Corrupt("idempotency record vanished".into()))?;
         let hash: Vec<u8> = previous.try_get("request_hash")?;
@@ -532,7 +532,7 @@ impl TaskStore for SqlStore {
         .bind(now_ms())
         .bind(id)
         .bind(owner)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -648,7 +648,7 @@ impl TaskStore for SqlStore {
         .bind(lease_ms)
         .bind(channel)
         .bind(limit as i64)
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *self.writer.connection().await?)
         .await?;
         if claimed.is_empty() {
             return Ok(Vec::new());
@@ -688,7 +688,7 @@ impl TaskStore for SqlStore {
                 &ended,
                 sqlx::query,
             )
-            .execute(&self.writer)
+            .execute(&mut *self.writer.connection().await?)
             .await?;
         }
         if !unsubmitted.is_empty() {
@@ -698,7 +698,7 @@ impl TaskStore for SqlStore {
                 &unsubmitted,
                 |statement| sqlx::query(statement).bind(now_ms() + UNSUBMITTED_RECHECK_MS),
             )
-            .execute(&self.writer)
+            .execute(&mut *self.writer.connection().await?)
             .await?;
         }
         Ok(polled)
@@ -729,7 +729,10 @@ impl TaskStore for SqlStore {
         for poll in padded {
             query = query.bind(&poll.id).bind(poll.next_poll_at_ms);
         }
-        let scheduled = query.execute(&self.writer).await?.rows_affected();
+        let scheduled = query
+            .execute(&mut *self.writer.connection().await?)
+            .await?
+            .rows_affected();
         // What a client sees changes only when a task leaves the upstream's queue.
         let mut moved: HashMap<UpstreamPhase, Vec<TaskId>> = HashMap::new();
         for poll in polls {
@@ -746,7 +749,7 @@ impl TaskStore for SqlStore {
                 &ids,
                 |statement| sqlx::query(statement).bind(phase.as_str()).bind(now_ms()),
             )
-            .execute(&self.writer)
+            .execute(&mut *self.writer.connection().await?)
             .await?;
         }
         Ok(scheduled)
@@ -768,7 +771,7 @@ impl TaskStore for SqlStore {
         .bind(owner)
         .bind(lease_ms)
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -780,7 +783,7 @@ impl TaskStore for SqlStore {
              WHERE id = $1 AND state = 'running' AND upstream_phase = 'queued'",
         )
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         Ok(())
     }
@@ -798,7 +801,7 @@ impl TaskStore for SqlStore {
              ON CONFLICT (task_id) DO UPDATE SET next_poll_at_ms = 0",
         )
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -845,7 +848,7 @@ impl TaskStore for SqlStore {
         .bind(id)
         .bind(owner)
         .bind(i64::from(limit))
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -867,7 +870,7 @@ impl TaskStore for SqlStore {
         .bind(lease_ms)
         .bind(id)
         .bind(owner)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -979,7 +982,7 @@ impl TaskStore for SqlStore {
         .bind(now)
         .bind(id)
         .bind(owner)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -1001,7 +1004,7 @@ impl TaskStore for SqlStore {
         .bind(ended_before_ms)
         .bind(limit)
         .bind(lease_ms)
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *self.writer.connection().await?)
         .await?)
     }
 
@@ -1015,7 +1018,7 @@ impl TaskStore for SqlStore {
         )
         .bind(now_ms())
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }

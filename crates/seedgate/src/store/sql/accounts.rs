@@ -202,7 +202,7 @@ impl AccountStore for SqlStore {
         opening_balance_usd_micros: i64,
     ) -> Result<NewOrganization, StoreError> {
         let token = new_secret("sg_mgmt_");
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.writer.begin().await?;
         let id = self
             .insert_organization(&mut tx, name, Some(&token))
             .await?;
@@ -270,7 +270,7 @@ impl AccountStore for SqlStore {
         id: &OrgId,
         usd_micros: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.writer.begin().await?;
         let balance = Self::fund_organization(&mut tx, id, usd_micros).await?;
         if balance.is_some() {
             tx.commit().await?;
@@ -292,7 +292,7 @@ impl AccountStore for SqlStore {
     async fn create_key(&self, spec: &KeySpec<'_>) -> Result<NewKey, StoreError> {
         let secret = new_secret(&format!("sg_{}_", spec.mode.as_str()));
         let id = AccountId::mint();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.writer.begin().await?;
         let organization = match spec.organization {
             Some(organization) => organization.clone(),
             None => self.insert_organization(&mut tx, spec.name, None).await?,
@@ -524,7 +524,7 @@ impl AccountStore for SqlStore {
     }
 
     async fn top_up(&self, id: &AccountId, usd_micros: i64) -> Result<Option<i64>, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.writer.begin().await?;
         let known: Option<String> = sqlx::query_scalar("SELECT id FROM api_keys WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)

@@ -177,7 +177,7 @@ impl MaterialStore for SqlStore {
             return Ok(None);
         }
         let now = now_ms();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.writer.begin().await?;
         let found: Option<String> = sqlx::query_scalar(
             "UPDATE material_groups SET status = 'DELETED', updated_at_ms = $1 \
              WHERE id = $2 AND organization_id = $3 RETURNING id",

@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use sqlx::AnyPool;
-use sqlx::{Any, Transaction};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
@@ -144,10 +143,6 @@ impl SqlStore {
     pub(super) fn with_background(mut self, task: AbortHandle) -> Self {
         self.background.push(task);
         self
-    }
-
-    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        self.writer.begin().await
     }
 
     /// Makes sure `channel` has its load row, so a reservation can lock it.

@@ -294,7 +294,7 @@ impl SqlStore {
         let end = Transition::EndUnpaid(ending);
         let state = end.to();
         let _writing = self.tasks.writing(&[id]);
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.writer.begin().await?;
         let now = now_ms();
         let row = sqlx::query(sql!(
             self.dialect,
@@ -460,7 +460,7 @@ impl TaskStore for SqlStore {
             return Ok(None);
         }
         let _writing = self.tasks.writing(&[id]);
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.writer.begin().await?;
         let cancel = Transition::CancelQueued;
         let cancelled = sqlx::query(sql!(
             self.dialect,
@@ -545,7 +545,7 @@ impl TaskStore for SqlStore {
     ) -> Result<bool, StoreError> {
         let _writing = self.tasks.writing(&[id]);
         let start = Transition::Start;
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(sql!(
             self.dialect,
             format!(
@@ -595,7 +595,7 @@ impl TaskStore for SqlStore {
         seen: &PollSeen,
     ) -> Result<bool, StoreError> {
         let _writing = self.tasks.writing(&[id]);
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "UPDATE tasks SET polls = polls + 1, upstream_phase = COALESCE($1, upstream_phase), \
              upstream_usage_tokens = COALESCE($2, upstream_usage_tokens), \
@@ -882,7 +882,7 @@ impl TaskStore for SqlStore {
         settlement: Settlement<'_>,
     ) -> Result<bool, StoreError> {
         let _writing = self.tasks.writing(&[id]);
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.writer.begin().await?;
         let succeed = Transition::Succeed;
         let row = sqlx::query(sql!(
             self.dialect,

@@ -154,12 +154,11 @@ async fn commit_group(
         .filter(|(_, decision)| matches!(decision, Ok(true)))
         .map(|(create, _)| &create.task)
         .collect();
+    for run in power_of_two_runs(&accepted) {
+        insert_run(&mut tx, dialect, &funds, run, now).await?;
+    }
     if !accepted.is_empty() {
-        for rows in power_of_two_runs(&accepted) {
-            insert_tasks(&mut tx, rows, now).await?;
-            insert_reservations(&mut tx, &funds, rows, now).await?;
-        }
-        debit(&mut tx, &funds).await?;
+        debit(&mut tx, dialect, &funds).await?;
     }
     tx.commit().await?;
     Ok(group
@@ -249,30 +248,36 @@ pub(super) fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
-/// The funds of every key in the group and of their organizations, locked until commit.
+/// The funds of every key in the group and of their organizations, locked until commit. On
+/// SQLite, where the transaction already holds the only write lock, one statement reads both;
+/// PostgreSQL locks the keys' rows and then the organizations', each in id order, so groups on
+/// several replicas cannot deadlock each other.
 async fn read_funds(
     tx: &mut Transaction<'static, Any>,
     dialect: Dialect,
     group: &[PendingCreate],
 ) -> Result<GroupFunds, StoreError> {
-    let lock = if dialect == Dialect::Postgres {
-        " FOR UPDATE"
-    } else {
-        ""
-    };
     let accounts: BTreeSet<&AccountId> =
         group.iter().map(|create| &create.task.account_id).collect();
-    let sql = format!(
-        "SELECT id, organization_id, mode, limit_usd_micros, committed_usd_micros, \
-         balance_usd_micros FROM api_keys WHERE id IN ({}) ORDER BY id{lock}",
-        placeholders(1, accounts.len())
-    );
+    let ids = placeholders(1, accounts.len());
+    let sql = match dialect {
+        Dialect::Sqlite => format!(
+            "SELECT k.id, k.organization_id, k.mode, k.limit_usd_micros, k.committed_usd_micros, \
+             k.balance_usd_micros, o.balance_usd_micros AS organization_balance_usd_micros \
+             FROM api_keys k JOIN organizations o ON o.id = k.organization_id WHERE k.id IN ({ids})"
+        ),
+        Dialect::Postgres => format!(
+            "SELECT id, organization_id, mode, limit_usd_micros, committed_usd_micros, \
+             balance_usd_micros FROM api_keys WHERE id IN ({ids}) ORDER BY id FOR UPDATE"
+        ),
+    };
     let mut query = sqlx::query(&sql);
     for account in &accounts {
         query = query.bind(*account);
     }
     let mut keys = HashMap::new();
     let mut organizations = BTreeSet::new();
+    let mut balances = HashMap::new();
     for row in query.fetch_all(&mut **tx).await? {
         let funds = KeyFunds {
             mode: KeyMode::parse(row.try_get("mode")?)?,
@@ -282,14 +287,21 @@ async fn read_funds(
             balance_usd_micros: row.try_get("balance_usd_micros")?,
         };
         if funds.mode == KeyMode::Live {
-            organizations.insert(funds.organization_id.clone());
+            if dialect == Dialect::Sqlite {
+                balances.insert(
+                    funds.organization_id.clone(),
+                    row.try_get("organization_balance_usd_micros")?,
+                );
+            } else {
+                organizations.insert(funds.organization_id.clone());
+            }
         }
         keys.insert(row.try_get("id")?, funds);
     }
-    let mut balances = HashMap::new();
     if !organizations.is_empty() {
         let sql = format!(
-            "SELECT id, balance_usd_micros FROM organizations WHERE id IN ({}) ORDER BY id{lock}",
+            "SELECT id, balance_usd_micros FROM organizations WHERE id IN ({}) ORDER BY id \
+             FOR UPDATE",
             placeholders(1, organizations.len())
         );
         let mut query = sqlx::query_as::<_, (OrgId, i64)>(&sql);
@@ -301,33 +313,53 @@ async fn read_funds(
     Ok(GroupFunds::new(keys, balances))
 }
 
-/// Parameters per task row; `$1` is the group's time, shared by every row.
-const TASK_INSERT_COLUMNS: usize = 12;
+/// Parameters per task row and per ledger row; `$1` is the group's time, shared by every row.
+const TASK_COLUMNS: usize = 12;
+const LEDGER_COLUMNS: usize = 5;
 
-/// Nothing is read back: the answer is the row as [`NewTask::queued`] describes it, which a
-/// store test holds equal to the row read from the database.
-async fn insert_tasks(
+/// A run of accepted tasks and their reservations, written in one statement. Nothing is read
+/// back: the answer is the row as [`NewTask::queued`] describes it, which a store test holds
+/// equal to the row read from the database.
+async fn insert_run(
     tx: &mut Transaction<'static, Any>,
-    accepted: &[&NewTask],
+    dialect: Dialect,
+    funds: &GroupFunds,
+    run: &[&NewTask],
     now: i64,
 ) -> Result<(), StoreError> {
-    let rows: Vec<String> = (0..accepted.len())
+    let first_ledger = 2 + run.len() * TASK_COLUMNS;
+    let tasks: Vec<String> = (0..run.len())
         .map(|i| {
             format!(
                 "({}, '{}', $1, $1, $1)",
-                placeholders(2 + i * TASK_INSERT_COLUMNS, TASK_INSERT_COLUMNS),
+                placeholders(2 + i * TASK_COLUMNS, TASK_COLUMNS),
                 TaskState::Queued.as_str()
             )
         })
         .collect();
-    let sql = format!(
-        "INSERT INTO tasks (id, account_id, model, operation, provider, job, request, \
-         reserved_usd_micros, estimated_tokens, deadline_at_ms, callback_url, request_id, state, \
-         next_attempt_at_ms, created_at_ms, updated_at_ms) VALUES {}",
-        rows.join(", ")
-    );
+    let reservations: Vec<String> = (0..run.len())
+        .map(|i| {
+            format!(
+                "($1, {})",
+                placeholders(first_ledger + i * LEDGER_COLUMNS, LEDGER_COLUMNS)
+            )
+        })
+        .collect();
+    let sql = dialect.batch(&[
+        format!(
+            "INSERT INTO tasks (id, account_id, model, operation, provider, job, request, \
+             reserved_usd_micros, estimated_tokens, deadline_at_ms, callback_url, request_id, \
+             state, next_attempt_at_ms, created_at_ms, updated_at_ms) VALUES {}",
+            tasks.join(", ")
+        ),
+        format!(
+            "INSERT INTO ledger (created_at, organization_id, account_id, task_id, kind, \
+             usd_micros) VALUES {}",
+            reservations.join(", ")
+        ),
+    ]);
     let mut query = sqlx::query(&sql).bind(now);
-    for task in accepted {
+    for task in run {
         query = query
             .bind(&task.id)
             .bind(&task.account_id)
@@ -342,27 +374,7 @@ async fn insert_tasks(
             .bind(&task.callback_url)
             .bind(&task.request_id);
     }
-    query.execute(&mut **tx).await?;
-    Ok(())
-}
-
-async fn insert_reservations(
-    tx: &mut Transaction<'static, Any>,
-    funds: &GroupFunds,
-    accepted: &[&NewTask],
-    now: i64,
-) -> Result<(), StoreError> {
-    const COLUMNS: usize = 5;
-    let rows: Vec<String> = (0..accepted.len())
-        .map(|i| format!("($1, {})", placeholders(2 + i * COLUMNS, COLUMNS)))
-        .collect();
-    let sql = format!(
-        "INSERT INTO ledger (created_at, organization_id, account_id, task_id, kind, usd_micros) \
-         VALUES {}",
-        rows.join(", ")
-    );
-    let mut query = sqlx::query(&sql).bind(now);
-    for task in accepted {
+    for task in run {
         let organization = funds
             .organization_of(&task.account_id)
             .ok_or_else(|| StoreError::Corrupt(format!("no key {}", task.account_id)))?;
@@ -377,28 +389,43 @@ async fn insert_reservations(
     Ok(())
 }
 
-async fn debit(tx: &mut Transaction<'static, Any>, funds: &GroupFunds) -> Result<(), StoreError> {
+/// Every key's and organization's debit for the group, in one statement.
+async fn debit(
+    tx: &mut Transaction<'static, Any>,
+    dialect: Dialect,
+    funds: &GroupFunds,
+) -> Result<(), StoreError> {
+    let mut statements = Vec::new();
+    let mut next = 1;
+    for _ in funds.key_debits() {
+        statements.push(format!(
+            "UPDATE api_keys SET committed_usd_micros = committed_usd_micros + ${amount}, \
+             balance_usd_micros = balance_usd_micros - CASE WHEN ${own} THEN ${amount} ELSE 0 \
+             END WHERE id = ${id}",
+            amount = next,
+            own = next + 1,
+            id = next + 2
+        ));
+        next += 3;
+    }
+    for _ in funds.organization_debits() {
+        statements.push(format!(
+            "UPDATE organizations SET balance_usd_micros = balance_usd_micros - ${amount} \
+             WHERE id = ${id}",
+            amount = next,
+            id = next + 1
+        ));
+        next += 2;
+    }
+    let sql = dialect.batch(&statements);
+    let mut query = sqlx::query(&sql);
     for (account, reserved, own_balance) in funds.key_debits() {
-        sqlx::query(
-            "UPDATE api_keys SET committed_usd_micros = committed_usd_micros + $1, \
-             balance_usd_micros = balance_usd_micros - CASE WHEN $2 THEN $1 ELSE 0 END \
-             WHERE id = $3",
-        )
-        .bind(reserved)
-        .bind(own_balance)
-        .bind(account)
-        .execute(&mut **tx)
-        .await?;
+        query = query.bind(reserved).bind(own_balance).bind(account);
     }
     for (organization, reserved) in funds.organization_debits() {
-        sqlx::query(
-            "UPDATE organizations SET balance_usd_micros = balance_usd_micros - $1 WHERE id = $2",
-        )
-        .bind(reserved)
-        .bind(organization)
-        .execute(&mut **tx)
-        .await?;
+        query = query.bind(reserved).bind(organization);
     }
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -60,6 +60,25 @@ impl Dialect {
             .replace("@lock", lock)
     }
 
+    /// Several writes as one statement, so they cost one trip to the database: SQLite runs a
+    /// list of statements; PostgreSQL, which prepares one statement at a time, takes all but
+    /// the last as data-modifying `WITH` clauses (each runs once; none sees another's rows,
+    /// and foreign keys are checked when the whole statement ends). Parameters are numbered
+    /// across the whole batch.
+    pub(crate) fn batch(self, statements: &[String]) -> String {
+        match (self, statements.split_last()) {
+            (Dialect::Postgres, Some((last, clauses))) if !clauses.is_empty() => {
+                let clauses: Vec<String> = clauses
+                    .iter()
+                    .enumerate()
+                    .map(|(i, statement)| format!("w{i} AS ({statement})"))
+                    .collect();
+                format!("WITH {} {last}", clauses.join(", "))
+            }
+            _ => statements.join("; "),
+        }
+    }
+
     /// The statement that opens a write transaction.
     pub(crate) fn begin(self) -> &'static str {
         match self {

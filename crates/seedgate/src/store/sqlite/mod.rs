@@ -58,6 +58,9 @@ pub(super) async fn connect_checkpointing(
         AnyPoolOptions::new()
             .max_connections(max)
             .min_connections(1)
+            // A connection to a local file does not go stale the way a socket does; the
+            // check before every use would cost each statement a second trip to its thread.
+            .test_before_acquire(false)
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     for pragma in PRAGMAS.iter().chain(pragmas) {

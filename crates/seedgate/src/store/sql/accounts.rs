@@ -8,8 +8,9 @@
 use async_trait::async_trait;
 use rand::RngCore;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
+use super::writer::WriteTransaction;
 use super::SqlStore;
 use crate::ids::{AccountId, OrgId, TaskId};
 use crate::store::keys::new_secret;
@@ -22,7 +23,7 @@ use crate::store::{
 /// signed), in the caller's transaction. Entries of a task also move the key's committed
 /// amount (what its cap bounds) and, for a charge, its used amount.
 pub(super) async fn append_ledger(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTransaction,
     account_id: &AccountId,
     task_id: Option<&TaskId>,
     kind: LedgerKind,
@@ -56,7 +57,7 @@ pub(super) async fn append_ledger(
 }
 
 async fn move_organization_balance(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTransaction,
     organization: &OrgId,
     usd_micros: i64,
 ) -> Result<Option<i64>, StoreError> {
@@ -71,7 +72,7 @@ async fn move_organization_balance(
 }
 
 async fn insert_entry(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTransaction,
     organization: &OrgId,
     account_id: Option<&AccountId>,
     task_id: Option<&TaskId>,
@@ -158,7 +159,7 @@ fn models_json(models: &[String]) -> String {
 impl SqlStore {
     async fn insert_organization(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut WriteTransaction,
         name: &str,
         token: Option<&str>,
     ) -> Result<OrgId, StoreError> {
@@ -178,7 +179,7 @@ impl SqlStore {
     }
 
     async fn fund_organization(
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut WriteTransaction,
         organization: &OrgId,
         usd_micros: i64,
     ) -> Result<Option<i64>, StoreError> {

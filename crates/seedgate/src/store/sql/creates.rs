@@ -11,9 +11,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
+use super::writer::WriteTransaction;
 use super::{Dialect, Writer};
 use crate::ids::{AccountId, OrgId};
 use crate::store::taskcache::{Seen, TaskCache};
@@ -178,7 +179,7 @@ async fn commit_group(
 /// commit is waited for here. The record names a task not inserted yet: the group defers the
 /// foreign key to its commit, by which time the task is in or the record is gone.
 async fn take_idempotency_key(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTransaction,
     task: &NewTask,
     idempotency: &Idempotency,
     now: i64,
@@ -203,7 +204,7 @@ async fn take_idempotency_key(
 
 /// A refused create stores nothing, its key included: a retry with more funds is a new create.
 async fn give_back_idempotency_key(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTransaction,
     task: &NewTask,
     idempotency: &Idempotency,
 ) -> Result<(), StoreError> {
@@ -253,7 +254,7 @@ pub(super) fn placeholders(first: usize, count: usize) -> String {
 /// PostgreSQL locks the keys' rows and then the organizations', each in id order, so groups on
 /// several replicas cannot deadlock each other.
 async fn read_funds(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTransaction,
     dialect: Dialect,
     group: &[PendingCreate],
 ) -> Result<GroupFunds, StoreError> {
@@ -321,7 +322,7 @@ const LEDGER_COLUMNS: usize = 5;
 /// back: the answer is the row as [`NewTask::queued`] describes it, which a store test holds
 /// equal to the row read from the database.
 async fn insert_run(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTransaction,
     dialect: Dialect,
     funds: &GroupFunds,
     run: &[&NewTask],
@@ -391,7 +392,7 @@ async fn insert_run(
 
 /// Every key's and organization's debit for the group, in one statement.
 async fn debit(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTransaction,
     dialect: Dialect,
     funds: &GroupFunds,
 ) -> Result<(), StoreError> {

@@ -27,7 +27,7 @@ use super::{Backend, StoreError};
 use crate::ids::ChannelId;
 use crate::telemetry::{MoneyFigure, StoreFigures};
 use creates::CreateQueue;
-use writer::Writer;
+pub(in crate::store) use writer::Writer;
 
 /// Which engine holds the rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,17 +141,15 @@ impl Drop for SqlStore {
 impl SqlStore {
     pub(super) fn new(
         reader: AnyPool,
-        writer: AnyPool,
-        dialect: Dialect,
+        writer: Writer,
         listen_url: Option<String>,
         tasks: Arc<TaskCache>,
     ) -> Self {
-        let writer = Writer::new(writer, dialect);
         Self {
             creates: CreateQueue::start(writer.clone(), tasks.clone()),
             reader,
+            dialect: writer.dialect(),
             writer,
-            dialect,
             listen_url,
             channels_ready: Mutex::new(HashSet::new()),
             tasks,

@@ -3,8 +3,9 @@
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
+use super::writer::WriteTransaction;
 use super::{sql, SqlStore};
 use crate::ids::TaskId;
 use crate::store::{
@@ -14,7 +15,7 @@ use crate::store::{
 /// Queues the deliveries of a task that has just ended: its own `callback_url` and its
 /// account's endpoint, once each.
 pub(super) async fn enqueue_deliveries(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTransaction,
     task_id: &TaskId,
     state: TaskState,
 ) -> Result<(), StoreError> {

@@ -6,11 +6,12 @@ use std::sync::{LazyLock, Mutex};
 use async_trait::async_trait;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Row};
 
 use super::accounts::append_ledger;
 use super::creates::{padded_to_power_of_two, placeholders, Grouped, Idempotency};
 use super::outbox::enqueue_deliveries;
+use super::writer::WriteTransaction;
 use super::{sql, SqlStore};
 use crate::ids::{AccountId, ChannelId, TaskId};
 use crate::store::tasks::states_sql;
@@ -76,7 +77,7 @@ fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
 /// Releases the reservation of a task an `UPDATE … RETURNING account_id, reserved_usd_micros`
 /// has just ended; returns its account.
 async fn release_reservation(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut WriteTransaction,
     row: &AnyRow,
     task_id: &TaskId,
 ) -> Result<AccountId, StoreError> {

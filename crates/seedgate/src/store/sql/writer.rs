@@ -1,36 +1,60 @@
 //! Where every write gets its connection, and in what order.
 //!
-//! On SQLite writes share one connection, which the pool hands out in the order it was asked
-//! for, so a write waits for every write queued before it. A caller waits for its create
-//! group's commit; nobody waits on the engine's writes (claims, submissions, poll rounds) in
-//! the same way. So on SQLite every write other than a create group goes to the pool in turn,
-//! holding the turn until it has the connection: at most one of them is ever queued ahead of a
+//! On SQLite writes share one connection. It is the store's own rather than pooled: sqlx pings
+//! a pooled connection each time it goes back, one more trip to the connection's thread during
+//! which no write can start. Writes wait for it in the order they
+//! asked (a fair mutex), so a write waits for every write queued before it. A caller waits for
+//! its create group's commit; nobody waits on the engine's writes (claims, submissions, poll
+//! rounds) in the same way. So on SQLite every write other than a create group takes a turn,
+//! holding it until it has the connection: at most one of them is ever queued ahead of a
 //! group, and a group queued ahead of a write holds it up for one commit only, so neither side
 //! can starve the other. On PostgreSQL writes run on a pool of many connections and take no
 //! turns.
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyPool, Transaction};
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use tokio::sync::{Mutex, MutexGuard};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Database, TransactionManager};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::Dialect;
 use crate::store::StoreError;
 
 #[derive(Clone)]
-pub(super) struct Writer {
-    pool: AnyPool,
+pub(in crate::store) struct Writer {
     dialect: Dialect,
-    /// Held by a write other than a create group from its turn until it has the connection.
-    turns: Option<Arc<Mutex<()>>>,
+    connections: Connections,
+}
+
+#[derive(Clone)]
+enum Connections {
+    Pooled(AnyPool),
+    Held {
+        connection: Arc<Mutex<AnyConnection>>,
+        /// Held by a write other than a create group from its turn until it has the
+        /// connection.
+        turns: Arc<Mutex<()>>,
+    },
 }
 
 impl Writer {
-    pub(super) fn new(pool: AnyPool, dialect: Dialect) -> Self {
+    /// Writes on connections from `pool`, each returned after its write.
+    pub(in crate::store) fn pooled(pool: AnyPool, dialect: Dialect) -> Self {
         Self {
-            pool,
             dialect,
-            turns: (dialect == Dialect::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            connections: Connections::Pooled(pool),
+        }
+    }
+
+    /// Writes on `connection` alone (SQLite).
+    pub(in crate::store) fn held(connection: AnyConnection, dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            connections: Connections::Held {
+                connection: Arc::new(Mutex::new(connection)),
+                turns: Arc::new(Mutex::new(())),
+            },
         }
     }
 
@@ -39,46 +63,132 @@ impl Writer {
     }
 
     /// A connection for statements that each commit on their own.
-    pub(super) async fn connection(&self) -> Result<PoolConnection<Any>, StoreError> {
-        let _turn = self.turn().await;
-        Ok(self.pool.acquire().await?)
+    pub(in crate::store) async fn connection(&self) -> Result<WriteConnection, StoreError> {
+        self.take(true).await
     }
 
     /// A write transaction.
-    pub(super) async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        let _turn = self.turn().await;
-        Ok(self.pool.begin_with(self.dialect.begin()).await?)
+    pub(super) async fn begin(&self) -> Result<WriteTransaction, StoreError> {
+        WriteTransaction::begin(self.take(true).await?, self.dialect.begin()).await
     }
 
     /// A create group's transaction, queued behind at most one other write.
-    pub(super) async fn begin_group(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        Ok(self.pool.begin_with(self.dialect.begin()).await?)
+    pub(super) async fn begin_group(&self) -> Result<WriteTransaction, StoreError> {
+        WriteTransaction::begin(self.take(false).await?, self.dialect.begin()).await
     }
 
-    async fn turn(&self) -> Option<MutexGuard<'_, ()>> {
-        Some(self.turns.as_deref()?.lock().await)
+    async fn take(&self, in_turn: bool) -> Result<WriteConnection, StoreError> {
+        match &self.connections {
+            Connections::Pooled(pool) => Ok(WriteConnection::Pooled(pool.acquire().await?)),
+            Connections::Held { connection, turns } => {
+                let _turn = match in_turn {
+                    true => Some(turns.lock().await),
+                    false => None,
+                };
+                Ok(WriteConnection::Held(connection.clone().lock_owned().await))
+            }
+        }
+    }
+}
+
+/// A writer's connection, for as long as a write needs it.
+pub(in crate::store) enum WriteConnection {
+    Pooled(PoolConnection<Any>),
+    Held(OwnedMutexGuard<AnyConnection>),
+}
+
+impl Deref for WriteConnection {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Self::Pooled(connection) => connection,
+            Self::Held(connection) => connection,
+        }
+    }
+}
+
+impl DerefMut for WriteConnection {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Self::Pooled(connection) => connection,
+            Self::Held(connection) => connection,
+        }
+    }
+}
+
+/// A transaction on a [`WriteConnection`]: what sqlx's `Transaction` does, over a connection
+/// it cannot own. Rolled back when dropped uncommitted, through the same transaction manager.
+pub(super) struct WriteTransaction {
+    connection: WriteConnection,
+    open: bool,
+}
+
+type Manager = <Any as Database>::TransactionManager;
+
+impl WriteTransaction {
+    async fn begin(
+        mut connection: WriteConnection,
+        statement: &'static str,
+    ) -> Result<Self, StoreError> {
+        Manager::begin(&mut connection, Some(statement.into())).await?;
+        Ok(Self {
+            connection,
+            open: true,
+        })
+    }
+
+    pub(super) async fn commit(mut self) -> Result<(), StoreError> {
+        Manager::commit(&mut self.connection).await?;
+        self.open = false;
+        Ok(())
+    }
+
+    pub(super) async fn rollback(mut self) -> Result<(), StoreError> {
+        Manager::rollback(&mut self.connection).await?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for WriteTransaction {
+    fn drop(&mut self) {
+        if self.open {
+            Manager::start_rollback(&mut self.connection);
+        }
+    }
+}
+
+impl Deref for WriteTransaction {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.connection
+    }
+}
+
+impl DerefMut for WriteTransaction {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.connection
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sqlx::Connection;
     use std::time::Duration;
 
-    async fn one_connection_sqlite() -> AnyPool {
+    async fn sqlite_in_memory() -> AnyConnection {
         sqlx::any::install_default_drivers();
-        sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap()
+        AnyConnection::connect("sqlite::memory:").await.unwrap()
     }
 
     /// Of the writes waiting when a group arrives, only the one already queued for the
     /// connection goes first.
     #[tokio::test]
     async fn a_create_group_waits_for_at_most_one_other_write() {
-        let writer = Writer::new(one_connection_sqlite().await, Dialect::Sqlite);
+        let writer = Writer::held(sqlite_in_memory().await, Dialect::Sqlite);
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         // The connection is busy while the others line up.
         let holder = writer.begin().await.unwrap();
@@ -115,7 +225,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_get_through_while_groups_never_pause() {
-        let writer = Writer::new(one_connection_sqlite().await, Dialect::Sqlite);
+        let writer = Writer::held(sqlite_in_memory().await, Dialect::Sqlite);
         let groups = {
             let writer = writer.clone();
             tokio::spawn(async move {

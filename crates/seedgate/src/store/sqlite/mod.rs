@@ -1,19 +1,18 @@
 //! SQLite, the embedded default: one file beside the server, in WAL mode.
 //!
-//! SQLite has one writer at a time. Writes go through a pool of one connection, so they queue
-//! in order on the runtime instead of in SQLite's busy handler, which sleeps in growing steps
-//! (hundreds of milliseconds under load); reads use a pool of their own and never wait for
-//! writes (WAL). One process owns the file: replicas need PostgreSQL. That is also what makes the
+//! SQLite has one writer at a time. Writes go through one connection that the store holds, so
+//! they queue in order on the runtime instead of in SQLite's busy handler, which sleeps in
+//! growing steps (hundreds of milliseconds under load); reads use a pool of their own and never
+//! wait for writes (WAL). One process owns the file: replicas need PostgreSQL. That is also what makes the
 //! task cache exact here: no write can happen that this process's store did not make.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::AnyPool;
-use sqlx::Executor;
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
-use super::sql::{Dialect, SqlStore};
+use super::sql::{Dialect, SqlStore, Writer};
 use super::taskcache::TaskCache;
 use super::StoreError;
 
@@ -54,27 +53,31 @@ pub(super) async fn connect_checkpointing(
     // checkpoint to `checkpoint_regularly`. Its page cache is never invalidated by another
     // connection's write, so a large one keeps the indexes that every write touches in memory
     // (a reader's is emptied by each commit, so theirs stay at the default).
-    let options = |max: u32, pragmas: &'static [&'static str]| {
-        AnyPoolOptions::new()
-            .max_connections(max)
-            .min_connections(1)
-            // A connection to a local file does not go stale the way a socket does; the
-            // check before every use would cost each statement a second trip to its thread.
-            .test_before_acquire(false)
-            .after_connect(move |connection, _| {
-                Box::pin(async move {
-                    for pragma in PRAGMAS.iter().chain(pragmas) {
-                        connection.execute(*pragma).await?;
-                    }
-                    Ok(())
-                })
+    let mut writer = AnyConnection::connect(&url).await?;
+    for pragma in PRAGMAS
+        .iter()
+        .chain(&["PRAGMA wal_autocheckpoint = 0", WRITER_CACHE])
+    {
+        writer.execute(*pragma).await?;
+    }
+    MIGRATOR.run(&mut writer).await?;
+    let writer = Writer::held(writer, Dialect::Sqlite);
+    let reader = AnyPoolOptions::new()
+        .max_connections(8)
+        .min_connections(1)
+        // A connection to a local file does not go stale the way a socket does; the check
+        // before every use would cost each read a second trip to the connection's thread.
+        .test_before_acquire(false)
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                for pragma in PRAGMAS {
+                    connection.execute(pragma).await?;
+                }
+                Ok(())
             })
-    };
-    let writer = options(1, &["PRAGMA wal_autocheckpoint = 0", WRITER_CACHE])
+        })
         .connect(&url)
         .await?;
-    MIGRATOR.run(&writer).await?;
-    let reader = options(8, &[]).connect(&url).await?;
     let checkpoints = tokio::spawn(checkpoint_regularly(
         reader.clone(),
         writer.clone(),
@@ -82,8 +85,7 @@ pub(super) async fn connect_checkpointing(
     ));
     // Exact without expiry: every write to the file goes through this process's store.
     let tasks = Arc::new(TaskCache::new(None));
-    Ok(SqlStore::new(reader, writer, Dialect::Sqlite, None, tasks)
-        .with_background(checkpoints.abort_handle()))
+    Ok(SqlStore::new(reader, writer, None, tasks).with_background(checkpoints.abort_handle()))
 }
 
 /// How often the write-ahead log is copied back into the database file, and its length past
@@ -106,7 +108,7 @@ const CHECKPOINTS: Checkpoints = Checkpoints {
 /// never pause, PASSIVE copies but the log is never found fully copied when a write begins,
 /// so it would grow without end: past the bound it is emptied by a TRUNCATE checkpoint queued on
 /// the writer's own connection, between two transactions.
-async fn checkpoint_regularly(reader: AnyPool, writer: AnyPool, checkpoints: Checkpoints) {
+async fn checkpoint_regularly(reader: AnyPool, writer: Writer, checkpoints: Checkpoints) {
     let mut every = tokio::time::interval(checkpoints.every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -122,10 +124,14 @@ async fn checkpoint_regularly(reader: AnyPool, writer: AnyPool, checkpoints: Che
             }
         };
         if log_pages > checkpoints.bound_pages {
-            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&writer)
-                .await
-            {
+            let emptied = async {
+                let mut connection = writer.connection().await?;
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(&mut *connection)
+                    .await?;
+                Ok::<_, StoreError>(())
+            };
+            if let Err(error) = emptied.await {
                 tracing::warn!(%error, "emptying the write-ahead log failed");
             }
         }

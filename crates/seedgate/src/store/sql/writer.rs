@@ -184,6 +184,34 @@ mod tests {
         AnyConnection::connect("sqlite::memory:").await.unwrap()
     }
 
+    #[tokio::test]
+    async fn a_transaction_dropped_uncommitted_is_rolled_back_for_the_next_write() {
+        let writer = Writer::held(sqlite_in_memory().await, Dialect::Sqlite);
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(&mut *writer.connection().await.unwrap())
+            .await
+            .unwrap();
+        {
+            let mut abandoned = writer.begin().await.unwrap();
+            sqlx::query("INSERT INTO t VALUES (1)")
+                .execute(&mut *abandoned)
+                .await
+                .unwrap();
+        }
+        // A transaction left open would refuse this one's BEGIN.
+        let mut tx = writer.begin().await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (2)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT n FROM t")
+            .fetch_all(&mut *writer.connection().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(rows, [2]);
+    }
+
     /// Of the writes waiting when a group arrives, only the one already queued for the
     /// connection goes first.
     #[tokio::test]

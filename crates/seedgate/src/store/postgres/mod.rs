@@ -19,7 +19,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-use super::sql::{Dialect, SqlStore, Writer};
+use super::sql::{SqlStore, Writer};
 use super::taskcache::TaskCache;
 use super::StoreError;
 use crate::ids::TaskId;
@@ -54,7 +54,7 @@ pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
     let listener = listen_for_task_changes(url, Arc::downgrade(&tasks)).await?;
     Ok(SqlStore::new(
         pool.clone(),
-        Writer::pooled(pool, Dialect::Postgres),
+        Writer::pooled(pool),
         Some(url.to_owned()),
         tasks,
     )

@@ -2,8 +2,8 @@
 //!
 //! On SQLite writes share one connection. It is the store's own rather than pooled: sqlx pings
 //! a pooled connection each time it goes back, one more trip to the connection's thread during
-//! which no write can start. Writes wait for it in the order they
-//! asked (a fair mutex), so a write waits for every write queued before it. A caller waits for
+//! which no write can start. Writes wait for it in the order they asked (a fair mutex), so a
+//! write waits for every write queued before it. A caller waits for
 //! its create group's commit; nobody waits on the engine's writes (claims, submissions, poll
 //! rounds) in the same way. So on SQLite every write other than a create group takes a turn,
 //! holding it until it has the connection: at most one of them is ever queued ahead of a
@@ -23,13 +23,14 @@ use crate::store::StoreError;
 
 #[derive(Clone)]
 pub(in crate::store) struct Writer {
-    dialect: Dialect,
     connections: Connections,
 }
 
 #[derive(Clone)]
 enum Connections {
+    /// PostgreSQL.
     Pooled(AnyPool),
+    /// SQLite.
     Held {
         connection: Arc<Mutex<AnyConnection>>,
         /// Held by a write other than a create group from its turn until it has the
@@ -39,18 +40,16 @@ enum Connections {
 }
 
 impl Writer {
-    /// Writes on connections from `pool`, each returned after its write.
-    pub(in crate::store) fn pooled(pool: AnyPool, dialect: Dialect) -> Self {
+    /// Writes on connections from a PostgreSQL `pool`, each returned after its write.
+    pub(in crate::store) fn pooled(pool: AnyPool) -> Self {
         Self {
-            dialect,
             connections: Connections::Pooled(pool),
         }
     }
 
-    /// Writes on `connection` alone (SQLite).
-    pub(in crate::store) fn held(connection: AnyConnection, dialect: Dialect) -> Self {
+    /// Writes on a SQLite `connection` alone.
+    pub(in crate::store) fn held(connection: AnyConnection) -> Self {
         Self {
-            dialect,
             connections: Connections::Held {
                 connection: Arc::new(Mutex::new(connection)),
                 turns: Arc::new(Mutex::new(())),
@@ -59,7 +58,10 @@ impl Writer {
     }
 
     pub(super) fn dialect(&self) -> Dialect {
-        self.dialect
+        match self.connections {
+            Connections::Pooled(_) => Dialect::Postgres,
+            Connections::Held { .. } => Dialect::Sqlite,
+        }
     }
 
     /// A connection for statements that each commit on their own.
@@ -69,12 +71,12 @@ impl Writer {
 
     /// A write transaction.
     pub(super) async fn begin(&self) -> Result<WriteTransaction, StoreError> {
-        WriteTransaction::begin(self.take(true).await?, self.dialect.begin()).await
+        WriteTransaction::begin(self.take(true).await?, self.dialect().begin()).await
     }
 
     /// A create group's transaction, queued behind at most one other write.
     pub(super) async fn begin_group(&self) -> Result<WriteTransaction, StoreError> {
-        WriteTransaction::begin(self.take(false).await?, self.dialect.begin()).await
+        WriteTransaction::begin(self.take(false).await?, self.dialect().begin()).await
     }
 
     async fn take(&self, in_turn: bool) -> Result<WriteConnection, StoreError> {
@@ -186,7 +188,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_transaction_dropped_uncommitted_is_rolled_back_for_the_next_write() {
-        let writer = Writer::held(sqlite_in_memory().await, Dialect::Sqlite);
+        let writer = Writer::held(sqlite_in_memory().await);
         sqlx::query("CREATE TABLE t (n INTEGER)")
             .execute(&mut *writer.connection().await.unwrap())
             .await
@@ -216,7 +218,7 @@ mod tests {
     /// connection goes first.
     #[tokio::test]
     async fn a_create_group_waits_for_at_most_one_other_write() {
-        let writer = Writer::held(sqlite_in_memory().await, Dialect::Sqlite);
+        let writer = Writer::held(sqlite_in_memory().await);
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         // The connection is busy while the others line up.
         let holder = writer.begin().await.unwrap();
@@ -253,7 +255,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_get_through_while_groups_never_pause() {
-        let writer = Writer::held(sqlite_in_memory().await, Dialect::Sqlite);
+        let writer = Writer::held(sqlite_in_memory().await);
         let groups = {
             let writer = writer.clone();
             tokio::spawn(async move {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
-use super::sql::{Dialect, SqlStore, Writer};
+use super::sql::{SqlStore, Writer};
 use super::taskcache::TaskCache;
 use super::StoreError;
 
@@ -61,7 +61,7 @@ pub(super) async fn connect_checkpointing(
         writer.execute(*pragma).await?;
     }
     MIGRATOR.run(&mut writer).await?;
-    let writer = Writer::held(writer, Dialect::Sqlite);
+    let writer = Writer::held(writer);
     let reader = AnyPoolOptions::new()
         .max_connections(8)
         .min_connections(1)

@@ -1341,6 +1341,44 @@ on_both_backends! {
     }
 }
 
+on_both_backends! {
+    async fn a_submission_or_poll_round_under_a_lost_lease_changes_nothing(db: &Db) {
+        let store = &db.store;
+        let account = test_account(store).await;
+        let channel = ChannelId::new("volc");
+        let id = store.create_task(new_task(&account, 0, 10), None).await.unwrap().task.id;
+        store.claim_task("w", 60_000, 100).await.unwrap().unwrap();
+        assert!(store.reserve_channel(&id, "w", &channel, 100).await.unwrap());
+        let submission = UpstreamSubmission {
+            channel: &channel,
+            upstream_id: "cgt-0",
+            next_poll_at_ms: 0,
+            upstream_expires_at_ms: i64::MAX,
+        };
+        assert!(!store.record_submission(&id, "other", &submission).await.unwrap());
+        let task = stored_task(store, &account, &id).await;
+        assert_eq!((task.state, task.upstream_id), (TaskState::Submitting, None));
+        assert!(store.claim_polls(&channel, 60_000, 10).await.unwrap().is_empty());
+
+        assert!(store.record_submission(&id, "w", &submission).await.unwrap());
+        assert_eq!(store.claim_polls(&channel, 60_000, 10).await.unwrap().len(), 1);
+        assert!(store.lease_polled(&id, "w", 60_000).await.unwrap());
+        let seen = PollSeen {
+            phase: Some(UpstreamPhase::Running),
+            ..PollSeen::default()
+        };
+        assert!(!store.schedule_poll(&id, "other", 0, &seen).await.unwrap());
+        let task = stored_task(store, &account, &id).await;
+        assert_eq!((task.polls, task.upstream_phase), (0, None));
+        assert!(store.claim_polls(&channel, 60_000, 10).await.unwrap().is_empty());
+
+        assert!(store.schedule_poll(&id, "w", 0, &seen).await.unwrap());
+        let task = stored_task(store, &account, &id).await;
+        assert_eq!((task.polls, task.upstream_phase), (1, Some(UpstreamPhase::Running)));
+        assert_eq!(store.claim_polls(&channel, 60_000, 10).await.unwrap().len(), 1);
+    }
+}
+
 /// Two replicas on one database: what one changes, the other shows within the stated bound,
 /// by the change's announcement or, when that is lost, by the cached copy's expiry.
 #[tokio::test]

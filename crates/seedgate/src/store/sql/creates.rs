@@ -123,10 +123,10 @@ async fn commit_group(
     let dialect = writer.dialect();
     if group.iter().any(|create| create.idempotency.is_some()) {
         // Keys are taken before the group's tasks are inserted (see take_idempotency_key).
-        sqlx::query(match dialect {
+        sqlx::query(&tx.opening(match dialect {
             Dialect::Sqlite => "PRAGMA defer_foreign_keys = ON",
             Dialect::Postgres => "SET CONSTRAINTS idempotency_keys_task_id_fkey DEFERRED",
-        })
+        }))
         .execute(&mut *tx)
         .await?;
     }
@@ -272,6 +272,7 @@ async fn read_funds(
              balance_usd_micros FROM api_keys WHERE id IN ({ids}) ORDER BY id FOR UPDATE"
         ),
     };
+    let sql = tx.opening(&sql);
     let mut query = sqlx::query(&sql);
     for account in &accounts {
         query = query.bind(*account);
@@ -390,7 +391,7 @@ async fn insert_run(
     Ok(())
 }
 
-/// Every key's and organization's debit for the group, in one statement.
+/// Every key's and organization's debit for the group, in one statement, the group's last.
 async fn debit(
     tx: &mut WriteTransaction,
     dialect: Dialect,
@@ -419,6 +420,7 @@ async fn debit(
         next += 2;
     }
     let sql = dialect.batch(&statements);
+    let sql = tx.closing(&sql);
     let mut query = sqlx::query(&sql);
     for (account, reserved, own_balance) in funds.key_debits() {
         query = query.bind(reserved).bind(own_balance).bind(account);

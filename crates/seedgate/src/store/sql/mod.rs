@@ -78,16 +78,6 @@ impl Dialect {
             _ => statements.join("; "),
         }
     }
-
-    /// The statement that opens a write transaction.
-    pub(crate) fn begin(self) -> &'static str {
-        match self {
-            // IMMEDIATE takes the write lock up front, so a read-then-write transaction cannot
-            // fail half way with SQLITE_BUSY when another writer slips in.
-            Dialect::Sqlite => "BEGIN IMMEDIATE",
-            Dialect::Postgres => "BEGIN",
-        }
-    }
 }
 
 /// A statement rendered for `$dialect` once per process, as `&'static str`.

@@ -12,7 +12,7 @@ use super::accounts::append_ledger;
 use super::creates::{padded_to_power_of_two, placeholders, Grouped, Idempotency};
 use super::outbox::enqueue_deliveries;
 use super::writer::WriteTransaction;
-use super::{sql, SqlStore};
+use super::{sql, Dialect, SqlStore};
 use crate::ids::{AccountId, ChannelId, TaskId};
 use crate::store::tasks::states_sql;
 use crate::store::{
@@ -166,6 +166,68 @@ fn bind_filter<'q>(
         };
     }
     query
+}
+
+/// `update` of one task (`id_param` its id) and `insert` of rows selected `FROM @updated`, the
+/// task's row as the update left it, so the insert happens only when the update did: one
+/// statement on PostgreSQL; on SQLite, which has no writes in `WITH`, a list to send between
+/// BEGIN and COMMIT, whose insert reads the row back when the update changed it.
+fn update_then_insert(dialect: Dialect, update: &str, id_param: &str, insert: &str) -> String {
+    match dialect {
+        Dialect::Sqlite => format!(
+            "{update}; {}",
+            insert.replace(
+                "@updated",
+                &format!("tasks WHERE id = {id_param} AND changes() = 1")
+            )
+        ),
+        Dialect::Postgres => format!(
+            "WITH updated AS ({update} RETURNING *) {}",
+            insert.replace("@updated", "updated")
+        ),
+    }
+}
+
+/// Records a submission and schedules the task's first poll; returns the task's id when its
+/// lease still held.
+fn submission_statement(dialect: Dialect) -> String {
+    let start = Transition::Start;
+    let update = format!(
+        "UPDATE tasks SET state = '{}', channel = $1, upstream_id = $2, \
+         next_poll_at_ms = $3, upstream_phase = NULL, upstream_expires_at_ms = $4, \
+         doubt_channel = NULL, doubt_since_ms = NULL, lease_owner = NULL, \
+         lease_until_ms = NULL, updated_at_ms = $5 \
+         WHERE id = $6 AND lease_owner = $7 AND {}",
+        start.to().as_str(),
+        start.guard()
+    );
+    // A callback that came before this answer was recorded left an earlier poll.
+    let schedule = "INSERT INTO upstream_polls (task_id, channel, next_poll_at_ms, polls) \
+         SELECT id, channel, next_poll_at_ms, 0 FROM @updated ON CONFLICT (task_id) DO UPDATE SET \
+         channel = excluded.channel, polls = 0, next_poll_at_ms = \
+           CASE WHEN upstream_polls.next_poll_at_ms < excluded.next_poll_at_ms \
+           THEN upstream_polls.next_poll_at_ms ELSE excluded.next_poll_at_ms END \
+         RETURNING task_id";
+    update_then_insert(dialect, &update, "$6", schedule)
+}
+
+/// Counts a poll of a running task and schedules its next; returns the task's id when its
+/// lease still held.
+fn poll_round_statement(dialect: Dialect) -> String {
+    let update = "UPDATE tasks SET polls = polls + 1, \
+         upstream_phase = COALESCE($1, upstream_phase), \
+         upstream_usage_tokens = COALESCE($2, upstream_usage_tokens), \
+         result_copy_failures = result_copy_failures + $3, lease_owner = NULL, \
+         lease_until_ms = NULL, updated_at_ms = $4 \
+         WHERE id = $5 AND lease_owner = $6 AND state = 'running'";
+    // A callback's flag (0) set meanwhile is kept for the next poll.
+    let schedule = "INSERT INTO upstream_polls (task_id, channel, next_poll_at_ms, polls) \
+         SELECT id, channel, $7, 1 FROM @updated ON CONFLICT (task_id) DO UPDATE SET \
+         next_poll_at_ms = CASE WHEN upstream_polls.next_poll_at_ms = 0 THEN 0 \
+           ELSE excluded.next_poll_at_ms END, \
+         polls = upstream_polls.polls + 1 \
+         RETURNING task_id";
+    update_then_insert(dialect, update, "$5", schedule)
 }
 
 /// The two claims, in the order they are tried. Each leases one row by one statement; on
@@ -545,47 +607,20 @@ impl TaskStore for SqlStore {
         submission: &UpstreamSubmission<'_>,
     ) -> Result<bool, StoreError> {
         let _writing = self.tasks.writing(&[id]);
-        let start = Transition::Start;
-        let mut tx = self.writer.begin().await?;
-        let done = sqlx::query(sql!(
-            self.dialect,
-            format!(
-                "UPDATE tasks SET state = '{}', channel = $1, upstream_id = $2, \
-                 next_poll_at_ms = $3, upstream_phase = NULL, upstream_expires_at_ms = $4, \
-                 doubt_channel = NULL, doubt_since_ms = NULL, lease_owner = NULL, \
-                 lease_until_ms = NULL, updated_at_ms = $5 \
-                 WHERE id = $6 AND lease_owner = $7 AND {}",
-                start.to().as_str(),
-                start.guard()
-            )
-        ))
-        .bind(submission.channel)
-        .bind(submission.upstream_id)
-        .bind(submission.next_poll_at_ms)
-        .bind(submission.upstream_expires_at_ms)
-        .bind(now_ms())
-        .bind(id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        sqlx::query(
-            // A callback that came before this answer was recorded left an earlier poll.
-            "INSERT INTO upstream_polls (task_id, channel, next_poll_at_ms, polls) \
-             VALUES ($1, $2, $3, 0) ON CONFLICT (task_id) DO UPDATE SET \
-             channel = excluded.channel, polls = 0, next_poll_at_ms = \
-               CASE WHEN upstream_polls.next_poll_at_ms < excluded.next_poll_at_ms \
-               THEN upstream_polls.next_poll_at_ms ELSE excluded.next_poll_at_ms END",
-        )
-        .bind(id)
-        .bind(submission.channel)
-        .bind(submission.next_poll_at_ms)
-        .execute(&mut *tx)
-        .await?;
+        let statement = sql!(self.dialect, submission_statement(self.dialect));
+        let (mut tx, statement) = self.writer.begin_one_statement(statement).await?;
+        let scheduled = sqlx::query(&statement)
+            .bind(submission.channel)
+            .bind(submission.upstream_id)
+            .bind(submission.next_poll_at_ms)
+            .bind(submission.upstream_expires_at_ms)
+            .bind(now_ms())
+            .bind(id)
+            .bind(owner)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(scheduled.len() == 1)
     }
 
     async fn schedule_poll(
@@ -596,39 +631,20 @@ impl TaskStore for SqlStore {
         seen: &PollSeen,
     ) -> Result<bool, StoreError> {
         let _writing = self.tasks.writing(&[id]);
-        let mut tx = self.writer.begin().await?;
-        let done = sqlx::query(
-            "UPDATE tasks SET polls = polls + 1, upstream_phase = COALESCE($1, upstream_phase), \
-             upstream_usage_tokens = COALESCE($2, upstream_usage_tokens), \
-             result_copy_failures = result_copy_failures + $3, lease_owner = NULL, \
-             lease_until_ms = NULL, updated_at_ms = $4 \
-             WHERE id = $5 AND lease_owner = $6 AND state = 'running' RETURNING channel",
-        )
-        .bind(seen.phase.map(UpstreamPhase::as_str))
-        .bind(seen.usage_tokens)
-        .bind(i64::from(seen.result_copy_failed))
-        .bind(now_ms())
-        .bind(id)
-        .bind(owner)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = done else { return Ok(false) };
-        let channel: ChannelId = row.try_get("channel")?;
-        // A callback's flag (0) set meanwhile is kept for the next poll.
-        sqlx::query(
-            "INSERT INTO upstream_polls (task_id, channel, next_poll_at_ms, polls) \
-             VALUES ($1, $2, $3, 1) ON CONFLICT (task_id) DO UPDATE SET \
-             next_poll_at_ms = CASE WHEN upstream_polls.next_poll_at_ms = 0 THEN 0 \
-               ELSE excluded.next_poll_at_ms END, \
-             polls = upstream_polls.polls + 1",
-        )
-        .bind(id)
-        .bind(&channel)
-        .bind(next_poll_at_ms)
-        .execute(&mut *tx)
-        .await?;
+        let statement = sql!(self.dialect, poll_round_statement(self.dialect));
+        let (mut tx, statement) = self.writer.begin_one_statement(statement).await?;
+        let scheduled = sqlx::query(&statement)
+            .bind(seen.phase.map(UpstreamPhase::as_str))
+            .bind(seen.usage_tokens)
+            .bind(i64::from(seen.result_copy_failed))
+            .bind(now_ms())
+            .bind(id)
+            .bind(owner)
+            .bind(next_poll_at_ms)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(scheduled.len() == 1)
     }
 
     async fn claim_polls(

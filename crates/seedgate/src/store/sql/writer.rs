@@ -10,12 +10,19 @@
 //! group, and a group queued ahead of a write holds it up for one commit only, so neither side
 //! can starve the other. On PostgreSQL writes run on a pool of many connections and take no
 //! turns.
+//!
+//! Every statement sent to SQLite is a trip to its connection's thread and back, which costs
+//! far more than the statement itself; so SQLite transactions are opened and committed by
+//! statements of their own, which can travel with the transaction's first and last
+//! statements (see [`WriteTransaction::opening`] and [`WriteTransaction::closing`]), rather
+//! than by sqlx's transaction manager (two trips to begin, one to commit).
 
+use std::borrow::Cow;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Database, TransactionManager};
+use sqlx::{Any, AnyConnection, AnyPool, Database, Executor, TransactionManager};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::Dialect;
@@ -32,12 +39,24 @@ enum Connections {
     Pooled(AnyPool),
     /// SQLite.
     Held {
-        connection: Arc<Mutex<AnyConnection>>,
+        connection: Arc<Mutex<HeldConnection>>,
         /// Held by a write other than a create group from its turn until it has the
         /// connection.
         turns: Arc<Mutex<()>>,
     },
 }
+
+/// SQLite's write connection, and whether a transaction may have been left open on it.
+pub(in crate::store) struct HeldConnection {
+    connection: AnyConnection,
+    /// Set from a transaction's `BEGIN` until its end is confirmed. A transaction that fails
+    /// or is dropped half way leaves it set, and the next write rolls back first.
+    maybe_open: bool,
+}
+
+/// IMMEDIATE takes the write lock up front, so a read-then-write transaction cannot fail half
+/// way with SQLITE_BUSY when another process writes to the file.
+const SQLITE_BEGIN: &str = "BEGIN IMMEDIATE";
 
 impl Writer {
     /// Writes on connections from a PostgreSQL `pool`, each returned after its write.
@@ -51,7 +70,10 @@ impl Writer {
     pub(in crate::store) fn held(connection: AnyConnection) -> Self {
         Self {
             connections: Connections::Held {
-                connection: Arc::new(Mutex::new(connection)),
+                connection: Arc::new(Mutex::new(HeldConnection {
+                    connection,
+                    maybe_open: false,
+                })),
                 turns: Arc::new(Mutex::new(())),
             },
         }
@@ -69,14 +91,33 @@ impl Writer {
         self.take(true).await
     }
 
-    /// A write transaction.
+    /// A write transaction, open on return.
     pub(super) async fn begin(&self) -> Result<WriteTransaction, StoreError> {
-        WriteTransaction::begin(self.take(true).await?, self.dialect().begin()).await
+        let mut tx = WriteTransaction::start(self.take(true).await?).await?;
+        if tx.opening_pending {
+            tx.connection.execute(SQLITE_BEGIN).await?;
+            tx.opening_pending = false;
+        }
+        Ok(tx)
     }
 
-    /// A create group's transaction, queued behind at most one other write.
+    /// A transaction of one statement, returned with `statement` as it must be sent: whole
+    /// (`execute` or `fetch_all`), then [`commit`](WriteTransaction::commit)ted. On SQLite it
+    /// carries its BEGIN and COMMIT, so the transaction costs a single trip.
+    pub(super) async fn begin_one_statement(
+        &self,
+        statement: &str,
+    ) -> Result<(WriteTransaction, String), StoreError> {
+        let mut tx = WriteTransaction::start(self.take(true).await?).await?;
+        let opened = tx.opening(statement);
+        let whole = tx.closing(&opened).into_owned();
+        Ok((tx, whole))
+    }
+
+    /// A create group's transaction, queued behind at most one other write; its first
+    /// statement opens it.
     pub(super) async fn begin_group(&self) -> Result<WriteTransaction, StoreError> {
-        WriteTransaction::begin(self.take(false).await?, self.dialect().begin()).await
+        WriteTransaction::start(self.take(false).await?).await
     }
 
     async fn take(&self, in_turn: bool) -> Result<WriteConnection, StoreError> {
@@ -87,7 +128,15 @@ impl Writer {
                     true => Some(turns.lock().await),
                     false => None,
                 };
-                Ok(WriteConnection::Held(connection.clone().lock_owned().await))
+                let mut held = connection.clone().lock_owned().await;
+                if held.maybe_open {
+                    // Fails only when nothing was left open.
+                    if let Err(error) = held.connection.execute("ROLLBACK").await {
+                        tracing::debug!(%error, "nothing to roll back");
+                    }
+                    held.maybe_open = false;
+                }
+                Ok(WriteConnection::Held(held))
             }
         }
     }
@@ -96,7 +145,7 @@ impl Writer {
 /// A writer's connection, for as long as a write needs it.
 pub(in crate::store) enum WriteConnection {
     Pooled(PoolConnection<Any>),
-    Held(OwnedMutexGuard<AnyConnection>),
+    Held(OwnedMutexGuard<HeldConnection>),
 }
 
 impl Deref for WriteConnection {
@@ -105,7 +154,7 @@ impl Deref for WriteConnection {
     fn deref(&self) -> &AnyConnection {
         match self {
             Self::Pooled(connection) => connection,
-            Self::Held(connection) => connection,
+            Self::Held(held) => &held.connection,
         }
     }
 }
@@ -114,48 +163,107 @@ impl DerefMut for WriteConnection {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match self {
             Self::Pooled(connection) => connection,
-            Self::Held(connection) => connection,
+            Self::Held(held) => &mut held.connection,
         }
     }
 }
 
-/// A transaction on a [`WriteConnection`]: what sqlx's `Transaction` does, over a connection
-/// it cannot own. Rolled back when dropped uncommitted, through the same transaction manager.
+/// A transaction on a [`WriteConnection`]. On PostgreSQL sqlx's transaction manager opens it,
+/// commits it and rolls it back when dropped uncommitted. On SQLite it is opened by the
+/// statement handed to [`opening`](Self::opening) and, when a statement goes through
+/// [`closing`](Self::closing), committed by it; one dropped uncommitted is rolled back
+/// before the next write.
 pub(super) struct WriteTransaction {
     connection: WriteConnection,
-    open: bool,
+    /// PostgreSQL: the manager has opened it and nothing has ended it yet.
+    managed_open: bool,
+    /// SQLite: no statement has opened it yet.
+    opening_pending: bool,
+    /// SQLite: a statement carried its commit.
+    closed: bool,
 }
 
 type Manager = <Any as Database>::TransactionManager;
 
 impl WriteTransaction {
-    async fn begin(
-        mut connection: WriteConnection,
-        statement: &'static str,
-    ) -> Result<Self, StoreError> {
-        Manager::begin(&mut connection, Some(statement.into())).await?;
+    async fn start(mut connection: WriteConnection) -> Result<Self, StoreError> {
+        let managed = match &mut connection {
+            WriteConnection::Pooled(pooled) => {
+                Manager::begin(pooled, None).await?;
+                true
+            }
+            WriteConnection::Held(held) => {
+                held.maybe_open = true;
+                false
+            }
+        };
         Ok(Self {
             connection,
-            open: true,
+            managed_open: managed,
+            opening_pending: !managed,
+            closed: false,
         })
     }
 
+    /// `first`, the transaction's first statement, with what opens the transaction ahead of it
+    /// on SQLite: one trip for both.
+    pub(super) fn opening<'s>(&mut self, first: &'s str) -> Cow<'s, str> {
+        match std::mem::take(&mut self.opening_pending) {
+            true => Cow::Owned(format!("{SQLITE_BEGIN}; {first}")),
+            false => Cow::Borrowed(first),
+        }
+    }
+
+    /// `last`, the transaction's last statement, with the commit after it on SQLite: one trip
+    /// for both; [`commit`](Self::commit) then only confirms it. It must run whole (`execute` or
+    /// `fetch_all`; `fetch_optional` stops at the first row).
+    pub(super) fn closing<'s>(&mut self, last: &'s str) -> Cow<'s, str> {
+        match self.connection {
+            WriteConnection::Held(_) => {
+                self.closed = true;
+                Cow::Owned(format!("{last}; COMMIT"))
+            }
+            WriteConnection::Pooled(_) => Cow::Borrowed(last),
+        }
+    }
+
     pub(super) async fn commit(mut self) -> Result<(), StoreError> {
-        Manager::commit(&mut self.connection).await?;
-        self.open = false;
+        match &mut self.connection {
+            WriteConnection::Pooled(connection) => {
+                Manager::commit(connection).await?;
+                self.managed_open = false;
+            }
+            WriteConnection::Held(held) => {
+                // Nothing to commit when no statement opened it, or its last carried the commit.
+                if !self.opening_pending && !self.closed {
+                    held.connection.execute("COMMIT").await?;
+                }
+                held.maybe_open = false;
+            }
+        }
         Ok(())
     }
 
     pub(super) async fn rollback(mut self) -> Result<(), StoreError> {
-        Manager::rollback(&mut self.connection).await?;
-        self.open = false;
+        match &mut self.connection {
+            WriteConnection::Pooled(connection) => {
+                Manager::rollback(connection).await?;
+                self.managed_open = false;
+            }
+            WriteConnection::Held(held) => {
+                if !self.opening_pending {
+                    held.connection.execute("ROLLBACK").await?;
+                }
+                held.maybe_open = false;
+            }
+        }
         Ok(())
     }
 }
 
 impl Drop for WriteTransaction {
     fn drop(&mut self) {
-        if self.open {
+        if self.managed_open {
             Manager::start_rollback(&mut self.connection);
         }
     }
@@ -171,6 +279,10 @@ impl Deref for WriteTransaction {
 
 impl DerefMut for WriteTransaction {
     fn deref_mut(&mut self) -> &mut AnyConnection {
+        debug_assert!(
+            !self.opening_pending,
+            "a statement ran ahead of the one that opens its transaction"
+        );
         &mut self.connection
     }
 }
@@ -207,6 +319,35 @@ mod tests {
             .await
             .unwrap();
         tx.commit().await.unwrap();
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT n FROM t")
+            .fetch_all(&mut *writer.connection().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(rows, [2]);
+    }
+
+    #[tokio::test]
+    async fn a_one_statement_transaction_commits_whole_or_leaves_nothing() {
+        let writer = Writer::held(sqlite_in_memory().await);
+        sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .execute(&mut *writer.connection().await.unwrap())
+            .await
+            .unwrap();
+        let (mut tx, statement) = writer
+            .begin_one_statement("INSERT INTO t VALUES (1); INSERT INTO t VALUES (1)")
+            .await
+            .unwrap();
+        let failed = sqlx::query(&statement).execute(&mut *tx).await;
+        assert!(failed.is_err(), "the second insert breaks the key");
+        drop(tx);
+        let (mut tx, statement) = writer
+            .begin_one_statement("INSERT INTO t VALUES (2)")
+            .await
+            .unwrap();
+        sqlx::query(&statement).execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
+        // A transaction left open would refuse this one's BEGIN.
+        writer.begin().await.unwrap().rollback().await.unwrap();
         let rows: Vec<i64> = sqlx::query_scalar("SELECT n FROM t")
             .fetch_all(&mut *writer.connection().await.unwrap())
             .await

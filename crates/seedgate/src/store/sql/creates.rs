@@ -11,7 +11,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use sqlx::Row;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::writer::WriteTransaction;
@@ -155,11 +157,22 @@ async fn commit_group(
         .filter(|(_, decision)| matches!(decision, Ok(true)))
         .map(|(create, _)| &create.task)
         .collect();
-    for run in power_of_two_runs(&accepted) {
-        insert_run(&mut tx, dialect, &funds, run, now).await?;
-    }
-    if !accepted.is_empty() {
-        debit(&mut tx, dialect, &funds).await?;
+    let runs = power_of_two_runs(&accepted);
+    if let Some((last, earlier)) = runs.split_last() {
+        for run in earlier {
+            let sql = dialect.batch(&run_statements(run.len()));
+            bind_run(sqlx::query(&sql), &funds, run, now)?
+                .execute(&mut *tx)
+                .await?;
+        }
+        // The last run goes with the debits, and on SQLite with the commit: one trip.
+        let mut statements = run_statements(last.len());
+        statements.extend(debit_statements(&funds, run_parameters(last.len()) + 1));
+        let sql = dialect.batch(&statements);
+        let sql = tx.closing(&sql);
+        bind_debits(bind_run(sqlx::query(&sql), &funds, last, now)?, &funds)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(group
@@ -319,18 +332,19 @@ async fn read_funds(
 const TASK_COLUMNS: usize = 12;
 const LEDGER_COLUMNS: usize = 5;
 
-/// A run of accepted tasks and their reservations, written in one statement. Nothing is read
+type GroupQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+
+/// How many parameters a run of `len` tasks takes.
+fn run_parameters(len: usize) -> usize {
+    1 + len * (TASK_COLUMNS + LEDGER_COLUMNS)
+}
+
+/// A run of `len` accepted tasks and their reservations, bound by [`bind_run`]. Nothing is read
 /// back: the answer is the row as [`NewTask::queued`] describes it, which a store test holds
 /// equal to the row read from the database.
-async fn insert_run(
-    tx: &mut WriteTransaction,
-    dialect: Dialect,
-    funds: &GroupFunds,
-    run: &[&NewTask],
-    now: i64,
-) -> Result<(), StoreError> {
-    let first_ledger = 2 + run.len() * TASK_COLUMNS;
-    let tasks: Vec<String> = (0..run.len())
+fn run_statements(len: usize) -> Vec<String> {
+    let first_ledger = 2 + len * TASK_COLUMNS;
+    let tasks: Vec<String> = (0..len)
         .map(|i| {
             format!(
                 "({}, '{}', $1, $1, $1)",
@@ -339,7 +353,7 @@ async fn insert_run(
             )
         })
         .collect();
-    let reservations: Vec<String> = (0..run.len())
+    let reservations: Vec<String> = (0..len)
         .map(|i| {
             format!(
                 "($1, {})",
@@ -347,7 +361,7 @@ async fn insert_run(
             )
         })
         .collect();
-    let sql = dialect.batch(&[
+    vec![
         format!(
             "INSERT INTO tasks (id, account_id, model, operation, provider, job, request, \
              reserved_usd_micros, estimated_tokens, deadline_at_ms, callback_url, request_id, \
@@ -359,8 +373,16 @@ async fn insert_run(
              usd_micros) VALUES {}",
             reservations.join(", ")
         ),
-    ]);
-    let mut query = sqlx::query(&sql).bind(now);
+    ]
+}
+
+fn bind_run<'q>(
+    query: GroupQuery<'q>,
+    funds: &'q GroupFunds,
+    run: &'q [&NewTask],
+    now: i64,
+) -> Result<GroupQuery<'q>, StoreError> {
+    let mut query = query.bind(now);
     for task in run {
         query = query
             .bind(&task.id)
@@ -387,18 +409,14 @@ async fn insert_run(
             .bind(LedgerKind::Reserve.as_str())
             .bind(-task.reserved_usd_micros);
     }
-    query.execute(&mut **tx).await?;
-    Ok(())
+    Ok(query)
 }
 
-/// Every key's and organization's debit for the group, in one statement, the group's last.
-async fn debit(
-    tx: &mut WriteTransaction,
-    dialect: Dialect,
-    funds: &GroupFunds,
-) -> Result<(), StoreError> {
+/// Every key's and organization's debit for the group, parameters from `$first`, bound by
+/// [`bind_debits`].
+fn debit_statements(funds: &GroupFunds, first: usize) -> Vec<String> {
     let mut statements = Vec::new();
-    let mut next = 1;
+    let mut next = first;
     for _ in funds.key_debits() {
         statements.push(format!(
             "UPDATE api_keys SET committed_usd_micros = committed_usd_micros + ${amount}, \
@@ -419,17 +437,17 @@ async fn debit(
         ));
         next += 2;
     }
-    let sql = dialect.batch(&statements);
-    let sql = tx.closing(&sql);
-    let mut query = sqlx::query(&sql);
+    statements
+}
+
+fn bind_debits<'q>(mut query: GroupQuery<'q>, funds: &'q GroupFunds) -> GroupQuery<'q> {
     for (account, reserved, own_balance) in funds.key_debits() {
         query = query.bind(reserved).bind(own_balance).bind(account);
     }
     for (organization, reserved) in funds.organization_debits() {
         query = query.bind(reserved).bind(organization);
     }
-    query.execute(&mut **tx).await?;
-    Ok(())
+    query
 }
 
 #[cfg(test)]

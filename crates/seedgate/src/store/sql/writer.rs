@@ -50,8 +50,26 @@ enum Connections {
 pub(in crate::store) struct HeldConnection {
     connection: AnyConnection,
     /// Set from a transaction's `BEGIN` until its end is confirmed. A transaction that fails
-    /// or is dropped half way leaves it set, and the next write rolls back first.
+    /// or is dropped half way leaves it set: a task spawned on the drop rolls it back, or
+    /// else the next write does, first.
     maybe_open: bool,
+}
+
+impl HeldConnection {
+    async fn roll_back_what_was_left_open(&mut self) -> Result<(), StoreError> {
+        if !self.maybe_open {
+            return Ok(());
+        }
+        match self.connection.execute("ROLLBACK").await {
+            Ok(_) => {}
+            // The transaction had ended after all: its COMMIT had travelled with its last
+            // statement.
+            Err(sqlx::Error::Database(error)) if error.message().contains("no transaction") => {}
+            Err(error) => return Err(error.into()),
+        }
+        self.maybe_open = false;
+        Ok(())
+    }
 }
 
 /// IMMEDIATE takes the write lock up front, so a read-then-write transaction cannot fail half
@@ -101,8 +119,8 @@ impl Writer {
         Ok(tx)
     }
 
-    /// A transaction of one statement, returned with `statement` as it must be sent: whole
-    /// (`execute` or `fetch_all`), then [`commit`](WriteTransaction::commit)ted. On SQLite it
+    /// A transaction of one statement, returned with `statement` as it must be sent: whole, as
+    /// [`WriteTransaction::closing`] says, then [`commit`](WriteTransaction::commit)ted. On SQLite it
     /// carries its BEGIN and COMMIT, so the transaction costs a single trip.
     pub(super) async fn begin_one_statement(
         &self,
@@ -129,13 +147,7 @@ impl Writer {
                     false => None,
                 };
                 let mut held = connection.clone().lock_owned().await;
-                if held.maybe_open {
-                    // Fails only when nothing was left open.
-                    if let Err(error) = held.connection.execute("ROLLBACK").await {
-                        tracing::debug!(%error, "nothing to roll back");
-                    }
-                    held.maybe_open = false;
-                }
+                held.roll_back_what_was_left_open().await?;
                 Ok(WriteConnection::Held(held))
             }
         }
@@ -171,8 +183,8 @@ impl DerefMut for WriteConnection {
 /// A transaction on a [`WriteConnection`]. On PostgreSQL sqlx's transaction manager opens it,
 /// commits it and rolls it back when dropped uncommitted. On SQLite it is opened by the
 /// statement handed to [`opening`](Self::opening) and, when a statement goes through
-/// [`closing`](Self::closing), committed by it; one dropped uncommitted is rolled back
-/// before the next write.
+/// [`closing`](Self::closing), committed by it; one dropped uncommitted is rolled back as
+/// soon as the connection is free (see [`HeldConnection`]).
 pub(super) struct WriteTransaction {
     connection: WriteConnection,
     /// PostgreSQL: the manager has opened it and nothing has ended it yet.
@@ -216,7 +228,9 @@ impl WriteTransaction {
 
     /// `last`, the transaction's last statement, with the commit after it on SQLite: one trip
     /// for both; [`commit`](Self::commit) then only confirms it. It must run whole (`execute` or
-    /// `fetch_all`; `fetch_optional` stops at the first row).
+    /// `fetch_all`; `fetch_optional` stops at BEGIN's empty result or the first row), and its
+    /// `rows_affected` means nothing (sqlx adds SQLite's count of the last change after BEGIN
+    /// and COMMIT, which is an earlier statement's).
     pub(super) fn closing<'s>(&mut self, last: &'s str) -> Cow<'s, str> {
         match self.connection {
             WriteConnection::Held(_) => {
@@ -265,6 +279,27 @@ impl Drop for WriteTransaction {
     fn drop(&mut self) {
         if self.managed_open {
             Manager::start_rollback(&mut self.connection);
+        }
+        let WriteConnection::Held(held) = &mut self.connection else {
+            return;
+        };
+        if self.opening_pending {
+            // Nothing was sent.
+            held.maybe_open = false;
+        }
+        if !held.maybe_open {
+            return;
+        }
+        // Rolled back now rather than at the next write, so that another process waiting to
+        // write to the file is not held up meanwhile; without a runtime, the next write does it.
+        let connection = OwnedMutexGuard::mutex(held).clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let mut held = connection.lock().await;
+                if let Err(error) = held.roll_back_what_was_left_open().await {
+                    tracing::warn!(%error, "rolling back an abandoned write failed");
+                }
+            });
         }
     }
 }
@@ -321,6 +356,41 @@ mod tests {
         tx.commit().await.unwrap();
         let rows: Vec<i64> = sqlx::query_scalar("SELECT n FROM t")
             .fetch_all(&mut *writer.connection().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(rows, [2]);
+    }
+
+    /// Another process waiting to write to the file gets through without a write of ours
+    /// coming first.
+    #[tokio::test]
+    async fn a_dropped_transaction_lets_go_of_the_file_at_once() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let writer = Writer::held(AnyConnection::connect(&url).await.unwrap());
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(&mut *writer.connection().await.unwrap())
+            .await
+            .unwrap();
+        {
+            let mut abandoned = writer.begin().await.unwrap();
+            sqlx::query("INSERT INTO t VALUES (1)")
+                .execute(&mut *abandoned)
+                .await
+                .unwrap();
+        }
+        // sqlx's busy timeout (5 s) is longer than this wait.
+        let mut other = AnyConnection::connect(&url).await.unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            sqlx::query("INSERT INTO t VALUES (2)").execute(&mut other),
+        )
+        .await
+        .expect("the abandoned transaction still holds the write lock")
+        .unwrap();
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT n FROM t")
+            .fetch_all(&mut other)
             .await
             .unwrap();
         assert_eq!(rows, [2]);

@@ -333,9 +333,10 @@ mod tests {
         AnyConnection::connect("sqlite::memory:").await.unwrap()
     }
 
-    #[tokio::test]
-    async fn a_transaction_dropped_uncommitted_is_rolled_back_for_the_next_write() {
-        let writer = Writer::held(sqlite_in_memory().await);
+    /// A writer on `connection` whose table `t` is empty, after a transaction that inserted 1
+    /// into it was dropped uncommitted.
+    async fn with_an_abandoned_write(connection: AnyConnection) -> Writer {
+        let writer = Writer::held(connection);
         sqlx::query("CREATE TABLE t (n INTEGER)")
             .execute(&mut *writer.connection().await.unwrap())
             .await
@@ -347,6 +348,12 @@ mod tests {
                 .await
                 .unwrap();
         }
+        writer
+    }
+
+    #[tokio::test]
+    async fn a_transaction_dropped_uncommitted_is_rolled_back_for_the_next_write() {
+        let writer = with_an_abandoned_write(sqlite_in_memory().await).await;
         // A transaction left open would refuse this one's BEGIN.
         let mut tx = writer.begin().await.unwrap();
         sqlx::query("INSERT INTO t VALUES (2)")
@@ -368,18 +375,8 @@ mod tests {
         sqlx::any::install_default_drivers();
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let writer = Writer::held(AnyConnection::connect(&url).await.unwrap());
-        sqlx::query("CREATE TABLE t (n INTEGER)")
-            .execute(&mut *writer.connection().await.unwrap())
-            .await
-            .unwrap();
-        {
-            let mut abandoned = writer.begin().await.unwrap();
-            sqlx::query("INSERT INTO t VALUES (1)")
-                .execute(&mut *abandoned)
-                .await
-                .unwrap();
-        }
+        // Kept open to the end, as a running gateway keeps it.
+        let _writer = with_an_abandoned_write(AnyConnection::connect(&url).await.unwrap()).await;
         // sqlx's busy timeout (5 s) is longer than this wait.
         let mut other = AnyConnection::connect(&url).await.unwrap();
         tokio::time::timeout(

@@ -112,9 +112,9 @@ impl Writer {
     /// A write transaction, open on return.
     pub(super) async fn begin(&self) -> Result<WriteTransaction, StoreError> {
         let mut tx = WriteTransaction::start(self.take(true).await?).await?;
-        if tx.opening_pending {
+        if tx.stage == Stage::Unopened {
             tx.connection.execute(SQLITE_BEGIN).await?;
-            tx.opening_pending = false;
+            tx.stage = Stage::Open;
         }
         Ok(tx)
     }
@@ -187,43 +187,46 @@ impl DerefMut for WriteConnection {
 /// soon as the connection is free (see [`HeldConnection`]).
 pub(super) struct WriteTransaction {
     connection: WriteConnection,
-    /// PostgreSQL: the manager has opened it and nothing has ended it yet.
-    managed_open: bool,
+    stage: Stage,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
     /// SQLite: no statement has opened it yet.
-    opening_pending: bool,
-    /// SQLite: a statement carried its commit.
-    closed: bool,
+    Unopened,
+    /// Open, or opened by the statement [`opening`](WriteTransaction::opening) returned.
+    Open,
+    /// SQLite: the statement [`closing`](WriteTransaction::closing) returned carries its commit.
+    CommitSent,
+    /// Committed or rolled back.
+    Ended,
 }
 
 type Manager = <Any as Database>::TransactionManager;
 
 impl WriteTransaction {
     async fn start(mut connection: WriteConnection) -> Result<Self, StoreError> {
-        let managed = match &mut connection {
+        let stage = match &mut connection {
             WriteConnection::Pooled(pooled) => {
                 Manager::begin(pooled, None).await?;
-                true
+                Stage::Open
             }
             WriteConnection::Held(held) => {
                 held.maybe_open = true;
-                false
+                Stage::Unopened
             }
         };
-        Ok(Self {
-            connection,
-            managed_open: managed,
-            opening_pending: !managed,
-            closed: false,
-        })
+        Ok(Self { connection, stage })
     }
 
     /// `first`, the transaction's first statement, with what opens the transaction ahead of it
     /// on SQLite: one trip for both.
     pub(super) fn opening<'s>(&mut self, first: &'s str) -> Cow<'s, str> {
-        match std::mem::take(&mut self.opening_pending) {
-            true => Cow::Owned(format!("{SQLITE_BEGIN}; {first}")),
-            false => Cow::Borrowed(first),
+        if self.stage != Stage::Unopened {
+            return Cow::Borrowed(first);
         }
+        self.stage = Stage::Open;
+        Cow::Owned(format!("{SQLITE_BEGIN}; {first}"))
     }
 
     /// `last`, the transaction's last statement, with the commit after it on SQLite: one trip
@@ -234,7 +237,7 @@ impl WriteTransaction {
     pub(super) fn closing<'s>(&mut self, last: &'s str) -> Cow<'s, str> {
         match self.connection {
             WriteConnection::Held(_) => {
-                self.closed = true;
+                self.stage = Stage::CommitSent;
                 Cow::Owned(format!("{last}; COMMIT"))
             }
             WriteConnection::Pooled(_) => Cow::Borrowed(last),
@@ -243,47 +246,46 @@ impl WriteTransaction {
 
     pub(super) async fn commit(mut self) -> Result<(), StoreError> {
         match &mut self.connection {
-            WriteConnection::Pooled(connection) => {
-                Manager::commit(connection).await?;
-                self.managed_open = false;
-            }
+            WriteConnection::Pooled(connection) => Manager::commit(connection).await?,
             WriteConnection::Held(held) => {
                 // Nothing to commit when no statement opened it, or its last carried the commit.
-                if !self.opening_pending && !self.closed {
+                if self.stage == Stage::Open {
                     held.connection.execute("COMMIT").await?;
                 }
                 held.maybe_open = false;
             }
         }
+        self.stage = Stage::Ended;
         Ok(())
     }
 
     pub(super) async fn rollback(mut self) -> Result<(), StoreError> {
         match &mut self.connection {
-            WriteConnection::Pooled(connection) => {
-                Manager::rollback(connection).await?;
-                self.managed_open = false;
-            }
+            WriteConnection::Pooled(connection) => Manager::rollback(connection).await?,
             WriteConnection::Held(held) => {
-                if !self.opening_pending {
+                if self.stage != Stage::Unopened {
                     held.connection.execute("ROLLBACK").await?;
                 }
                 held.maybe_open = false;
             }
         }
+        self.stage = Stage::Ended;
         Ok(())
     }
 }
 
 impl Drop for WriteTransaction {
     fn drop(&mut self) {
-        if self.managed_open {
-            Manager::start_rollback(&mut self.connection);
-        }
-        let WriteConnection::Held(held) = &mut self.connection else {
-            return;
+        let held = match &mut self.connection {
+            WriteConnection::Pooled(pooled) => {
+                if self.stage == Stage::Open {
+                    Manager::start_rollback(pooled);
+                }
+                return;
+            }
+            WriteConnection::Held(held) => held,
         };
-        if self.opening_pending {
+        if self.stage == Stage::Unopened {
             // Nothing was sent.
             held.maybe_open = false;
         }
@@ -315,7 +317,7 @@ impl Deref for WriteTransaction {
 impl DerefMut for WriteTransaction {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         debug_assert!(
-            !self.opening_pending,
+            self.stage != Stage::Unopened,
             "a statement ran ahead of the one that opens its transaction"
         );
         &mut self.connection

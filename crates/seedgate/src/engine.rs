@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use futures_util::StreamExt;
@@ -86,7 +86,17 @@ pub struct Engine {
     finishing: Arc<Semaphore>,
     /// When a claim next looks for tasks whose holder's lease ran out.
     next_abandoned_check_ms: AtomicI64,
+    /// The channels' load as last read, and when.
+    load_hint: Mutex<Option<(Instant, ChannelLoad)>>,
 }
+
+/// Tasks in flight on each channel that has any.
+type ChannelLoad = Arc<HashMap<ChannelId, i64>>;
+
+/// How long one read of the channels' load serves submissions. It only orders the channels
+/// tried, and skips those that looked full: each reservation checks the limit itself, and a
+/// task that found every channel full waits longer than this before it looks again.
+const LOAD_HINT_TTL: Duration = Duration::from_millis(100);
 
 /// How often claims look for abandoned leases while none are found: small beside a lease.
 const ABANDONED_CHECK_MS: i64 = 1_000;
@@ -215,6 +225,7 @@ impl Engine {
             poll_wake: Arc::new(Notify::new()),
             finishing: Arc::new(Semaphore::new(config.workers.max(1))),
             next_abandoned_check_ms: AtomicI64::new(0),
+            load_hint: Mutex::new(None),
             config,
         }
     }
@@ -222,6 +233,20 @@ impl Engine {
     /// Signalled on every new task or callback so an idle worker starts at once.
     pub fn waker(&self) -> Arc<Notify> {
         self.wake.clone()
+    }
+
+    async fn channel_load(&self) -> Result<ChannelLoad, StoreError> {
+        let hint = self.load_hint.lock().ok().and_then(|hint| hint.clone());
+        if let Some((read_at, load)) = hint {
+            if read_at.elapsed() < LOAD_HINT_TTL {
+                return Ok(load);
+            }
+        }
+        let load = Arc::new(self.store.in_flight_by_channel().await?);
+        if let Ok(mut hint) = self.load_hint.lock() {
+            *hint = Some((Instant::now(), load.clone()));
+        }
+        Ok(load)
     }
 
     fn lease_ms(&self) -> i64 {
@@ -651,7 +676,7 @@ impl Engine {
                 Some(Ok(_)) => {}
             }
         }
-        let in_flight = self.store.in_flight_by_channel().await?;
+        let in_flight = self.channel_load().await?;
         let source_video = match provider.is_local() {
             true => None,
             false => match self.source_video(job).await {

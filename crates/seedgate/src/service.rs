@@ -371,7 +371,7 @@ impl Services {
         Ok(task.is_some_and(|task| self.links.retention.files_expired(&task, now_s)))
     }
 
-    pub async fn task(&self, account: &Account, id: &TaskId) -> Result<TaskRecord, ApiError> {
+    pub async fn task(&self, account: &Account, id: &TaskId) -> Result<Arc<TaskRecord>, ApiError> {
         self.store
             .task_for_account(&account.id, id)
             .await
@@ -396,7 +396,7 @@ impl Services {
             Some((task, true)) => Ok(task),
             Some((task, false)) if task.state == TaskState::Cancelled => Ok(task),
             Some((task, false)) if self.cancel_upstream(account, &task).await? => {
-                self.task(account, id).await
+                self.task(account, id).await.map(Arc::unwrap_or_clone)
             }
             Some((task, false)) => Err(ApiError::new(
                 409,

@@ -113,9 +113,10 @@ pub trait TaskStore: Send + Sync {
         &self,
         account_id: &AccountId,
         id: &TaskId,
-    ) -> Result<Option<TaskRecord>, StoreError>;
+    ) -> Result<Option<Arc<TaskRecord>>, StoreError>;
 
-    async fn task(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError>;
+    /// Shared rather than copied: a status poll reads it from the task cache.
+    async fn task(&self, id: &TaskId) -> Result<Option<Arc<TaskRecord>>, StoreError>;
 
     /// Newest first, one page; the caller asks for `limit + 1` rows to learn whether more exist.
     async fn list_tasks(

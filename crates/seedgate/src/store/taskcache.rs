@@ -67,13 +67,12 @@ impl TaskCache {
     }
 
     /// Keeps `record`, read after `seen`, unless a write to its stripe finished since.
-    pub(crate) fn fill(&self, record: &TaskRecord, seen: Seen) {
+    pub(crate) fn fill(&self, record: Arc<TaskRecord>, seen: Seen) {
         let stripe = self.stripe(&record.id);
         if stripe.load(Ordering::SeqCst) != seen.0 {
             return;
         }
-        self.entries
-            .insert(record.id.clone(), Arc::new(record.clone()));
+        self.entries.insert(record.id.clone(), record.clone());
         if stripe.load(Ordering::SeqCst) != seen.0 {
             self.entries.invalidate(&record.id);
         }
@@ -158,11 +157,11 @@ mod tests {
         let seen = cache.seen(&id);
         // The write finishes between the reader's statement and its fill.
         cache.changed(&id);
-        cache.fill(&record("task_1", TaskState::Queued), seen);
+        cache.fill(Arc::new(record("task_1", TaskState::Queued)), seen);
         assert!(cache.get(&id).is_none());
         // A read that started after the write is kept.
         let seen = cache.seen(&id);
-        cache.fill(&record("task_1", TaskState::Running), seen);
+        cache.fill(Arc::new(record("task_1", TaskState::Running)), seen);
         assert_eq!(cache.get(&id).map(|r| r.state), Some(TaskState::Running));
     }
 
@@ -170,7 +169,10 @@ mod tests {
     fn a_write_drops_the_entry_even_when_abandoned() {
         let cache = TaskCache::new(None);
         let id = TaskId::new("task_2");
-        cache.fill(&record("task_2", TaskState::Queued), cache.seen(&id));
+        cache.fill(
+            Arc::new(record("task_2", TaskState::Queued)),
+            cache.seen(&id),
+        );
         assert!(cache.get(&id).is_some());
         {
             let _writing = cache.writing(&[&id]);
@@ -180,7 +182,7 @@ mod tests {
         let seen = cache.seen(&id);
         claim.touches(&id);
         drop(claim);
-        cache.fill(&record("task_2", TaskState::Queued), seen);
+        cache.fill(Arc::new(record("task_2", TaskState::Queued)), seen);
         assert!(cache.get(&id).is_none());
     }
 
@@ -189,10 +191,10 @@ mod tests {
         let cache = TaskCache::new(None);
         let id = TaskId::new("task_3");
         let seen = cache.seen(&id);
-        cache.fill(&record("task_3", TaskState::Queued), seen);
+        cache.fill(Arc::new(record("task_3", TaskState::Queued)), seen);
         cache.changed_all();
         assert!(cache.get(&id).is_none());
-        cache.fill(&record("task_3", TaskState::Queued), seen);
+        cache.fill(Arc::new(record("task_3", TaskState::Queued)), seen);
         assert!(cache.get(&id).is_none());
     }
 }

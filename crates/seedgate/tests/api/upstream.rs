@@ -396,13 +396,13 @@ async fn transient_faults_are_retried_without_duplicates() {
 }
 
 /// One of our tasks as stored.
-async fn row(app: &TestApp, id: &str) -> seedgate::store::TaskRecord {
+async fn row(app: &TestApp, id: &str) -> std::sync::Arc<seedgate::store::TaskRecord> {
     app.store.task(&TaskId::new(id)).await.unwrap().unwrap()
 }
 
 /// The upstream task behind one of ours.
 async fn upstream_id(app: &TestApp, id: &str) -> Option<String> {
-    row(app, id).await.upstream_id
+    row(app, id).await.upstream_id.clone()
 }
 
 /// A live server whose next two creates reach the upstream but lose their answers.

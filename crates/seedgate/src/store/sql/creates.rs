@@ -96,7 +96,7 @@ async fn run(mut receiver: mpsc::Receiver<PendingCreate>, writer: Writer, tasks:
             Ok(outcomes) => {
                 for (pending, outcome) in pending.into_iter().zip(outcomes) {
                     if let Ok(Grouped::Stored(task)) = &outcome {
-                        tasks.fill(task, pending.seen);
+                        tasks.fill(Arc::new(TaskRecord::clone(task)), pending.seen);
                     }
                     // A caller that stopped waiting finds its task by listing.
                     let _ = pending.reply.send(outcome);

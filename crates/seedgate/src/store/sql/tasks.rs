@@ -1,7 +1,7 @@
 //! Task rows: every transition one guarded `UPDATE`, every settlement one transaction.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
 use sqlx::any::{AnyArguments, AnyRow};
@@ -412,7 +412,7 @@ impl SqlStore {
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("idempotent task {task_id} vanished")))?;
         Ok(Created {
-            task,
+            task: Arc::unwrap_or_clone(task),
             replayed: true,
         })
     }
@@ -449,19 +449,19 @@ impl TaskStore for SqlStore {
         &self,
         account_id: &AccountId,
         id: &TaskId,
-    ) -> Result<Option<TaskRecord>, StoreError> {
+    ) -> Result<Option<Arc<TaskRecord>>, StoreError> {
         Ok(self
             .task(id)
             .await?
             .filter(|task| task.account_id == *account_id))
     }
 
-    async fn task(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+    async fn task(&self, id: &TaskId) -> Result<Option<Arc<TaskRecord>>, StoreError> {
         if unmatchable(&[id.as_str()]) {
             return Ok(None);
         }
         if let Some(task) = self.tasks.get(id) {
-            return Ok(Some(TaskRecord::clone(&task)));
+            return Ok(Some(task));
         }
         let seen = self.tasks.seen(id);
         let row = sqlx::query(sql!(
@@ -471,9 +471,9 @@ impl TaskStore for SqlStore {
         .bind(id)
         .fetch_optional(&self.reader)
         .await?;
-        let task = row.as_ref().map(task_from_row).transpose()?;
+        let task = row.as_ref().map(task_from_row).transpose()?.map(Arc::new);
         if let Some(task) = &task {
-            self.tasks.fill(task, seen);
+            self.tasks.fill(task.clone(), seen);
         }
         Ok(task)
     }
@@ -559,7 +559,7 @@ impl TaskStore for SqlStore {
         Ok(self
             .task_for_account(account_id, id)
             .await?
-            .map(|task| (task, false)))
+            .map(|task| (Arc::unwrap_or_clone(task), false)))
     }
 
     async fn claim_task(

@@ -93,9 +93,9 @@ pub struct Engine {
 /// Tasks in flight on each channel that has any.
 type ChannelLoad = Arc<HashMap<ChannelId, i64>>;
 
-/// How long one read of the channels' load serves submissions. It only orders the channels
-/// tried, and skips those that looked full: each reservation checks the limit itself, and a
-/// task that found every channel full waits longer than this before it looks again.
+/// How long one read of the channels' load serves submissions. It only spares a submission the
+/// channels that looked full: each reservation checks the limit itself, and a task that found
+/// every channel full waits longer than this before it looks again.
 const LOAD_HINT_TTL: Duration = Duration::from_millis(100);
 
 /// How often claims look for abandoned leases while none are found: small beside a lease.

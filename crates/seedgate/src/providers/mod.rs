@@ -81,7 +81,7 @@ pub trait ChannelSlots: Sync {
 pub struct SubmitRequest<'a> {
     pub task_id: &'a TaskId,
     pub job: &'a VideoJob,
-    /// Upstream tasks in flight per channel, to prefer channels with room.
+    /// Upstream tasks in flight per channel, as lately read: channels that look full are skipped.
     pub in_flight: &'a HashMap<ChannelId, i64>,
     /// The authoritative check of a channel's concurrency limit.
     pub slots: &'a dyn ChannelSlots,

@@ -127,8 +127,7 @@ impl Writer {
         statement: &str,
     ) -> Result<(WriteTransaction, String), StoreError> {
         let mut tx = WriteTransaction::start(self.take(true).await?).await?;
-        let opened = tx.opening(statement);
-        let whole = tx.closing(&opened).into_owned();
+        let whole = tx.closing(statement).into_owned();
         Ok((tx, whole))
     }
 
@@ -229,19 +228,19 @@ impl WriteTransaction {
         Cow::Owned(format!("{SQLITE_BEGIN}; {first}"))
     }
 
-    /// `last`, the transaction's last statement, with the commit after it on SQLite: one trip
-    /// for both; [`commit`](Self::commit) then only confirms it. It must run whole (`execute` or
+    /// `last`, the transaction's last statement, with the commit after it on SQLite (and the
+    /// opening before it, if no statement has opened the transaction): one trip for all;
+    /// [`commit`](Self::commit) then only confirms it. It must run whole (`execute` or
     /// `fetch_all`; `fetch_optional` stops at BEGIN's empty result or the first row), and its
     /// `rows_affected` means nothing (sqlx adds SQLite's count of the last change after BEGIN
     /// and COMMIT, which is an earlier statement's).
     pub(super) fn closing<'s>(&mut self, last: &'s str) -> Cow<'s, str> {
-        match self.connection {
-            WriteConnection::Held(_) => {
-                self.stage = Stage::CommitSent;
-                Cow::Owned(format!("{last}; COMMIT"))
-            }
-            WriteConnection::Pooled(_) => Cow::Borrowed(last),
+        if let WriteConnection::Pooled(_) = self.connection {
+            return Cow::Borrowed(last);
         }
+        let opened = self.opening(last);
+        self.stage = Stage::CommitSent;
+        Cow::Owned(format!("{opened}; COMMIT"))
     }
 
     pub(super) async fn commit(mut self) -> Result<(), StoreError> {

@@ -7,6 +7,7 @@ pub mod error;
 pub mod job;
 pub mod parse;
 pub mod pricing;
+mod prompt_commands;
 pub mod request_schema;
 
 #[cfg(test)]

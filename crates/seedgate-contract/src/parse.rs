@@ -3,7 +3,9 @@
 //!
 //! 1. **JSON** — syntax, a top-level object, no key twice (`invalid_json`).
 //! 2. **Schema** — no unknown field (`unknown_field`), right types (`invalid_type`),
-//!    `model` present (`missing_field`), aliases agree (`alias_conflict`).
+//!    `model` present (`missing_field`), aliases agree (`alias_conflict`); Ark's prompt
+//!    commands (`--rs 1080p`) read into their fields and out of the prompt
+//!    (`invalid_prompt_command`, `prompt_command_conflict`).
 //! 3. **Model** — in the catalog (`model_not_found`); no field the platform documents only
 //!    for other models (`unsupported_parameter`).
 //! 4. **Operation** — the one sent, or the one the inputs imply (`ambiguous_operation`),
@@ -265,6 +267,7 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
         ));
     }
     let map = with_material_references(entries.into_iter().collect())?;
+    let map = crate::prompt_commands::apply(map)?;
     let raw = Raw::read(&Fields(&map))?;
 
     // 3. Model, 4. operation.
@@ -942,20 +945,35 @@ fn check_slots(raw: &Raw<'_>, operation: Operation) -> Result<(), ApiError> {
 }
 
 /// `vtask_` + a canonical (upper-case Crockford base32) ULID: the ids this gateway issues.
+/// How `/v1` spells a task id: `vtask_` and a ULID.
+pub const TASK_ID_PREFIX: &str = "vtask_";
+/// How the Ark-compatible surface spells the same id: `cgt-` and the same ULID.
+pub const ARK_TASK_ID_PREFIX: &str = "cgt-";
+
+/// A task id in `/v1`'s spelling, whichever surface's spelling it came in: a client may carry
+/// an id from one surface to the other.
+pub fn canonical_task_id(id: &str) -> String {
+    match id.strip_prefix(ARK_TASK_ID_PREFIX) {
+        Some(ulid) => format!("{TASK_ID_PREFIX}{ulid}"),
+        None => id.to_owned(),
+    }
+}
+
 fn check_task_id(task_id: &str) -> Result<String, ApiError> {
-    let ulid = task_id.strip_prefix("vtask_").unwrap_or_default();
+    let task_id = canonical_task_id(task_id);
+    let ulid = task_id.strip_prefix(TASK_ID_PREFIX).unwrap_or_default();
     let crockford = |c: char| c.is_ascii_digit() || (c.is_ascii_uppercase() && !"ILOU".contains(c));
     // A ULID's first character carries the top 3 bits of a 48-bit time: 0–7 only.
     let valid = ulid.len() == 26
         && ulid.chars().all(crockford)
         && ulid.starts_with(|c: char| ('0'..='7').contains(&c));
     if valid {
-        Ok(task_id.to_owned())
+        Ok(task_id)
     } else {
         Err(invalid(
             "invalid_task_id",
             "task_id",
-            "`task_id` must be the id of one of your tasks (`vtask_` followed by 26 characters).",
+            "`task_id` must be the id of one of your tasks (`vtask_` or `cgt-` followed by 26 characters).",
         ))
     }
 }

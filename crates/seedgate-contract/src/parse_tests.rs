@@ -2645,3 +2645,38 @@ fn jobs_persist_as_json_and_round_trip() {
     assert_eq!(stored["duration"], json!({"seconds": 5}));
     assert_eq!(stored["inputs"]["reference_images"], json!([IMG]));
 }
+
+#[test]
+fn prompt_commands_are_validated_and_priced_as_fields_and_stripped_from_the_prompt() {
+    let job = accepted(with(
+        t2v("seedance-2.0"),
+        "prompt",
+        "a cat --rs 1080p --dur 12 --rt 9:16 --seed 7 --wm true --cf false",
+    ));
+    assert_eq!(job.prompt.as_deref(), Some("a cat"));
+    assert_eq!(job.resolution, Resolution::P1080);
+    assert_eq!(job.duration, DurationRequest::Seconds(12));
+    assert_eq!(job.aspect_ratio, AspectRatio::W9H16);
+    assert_eq!(job.seed, Some(7));
+    assert!(job.watermark);
+    let plain = accepted(json!({"model": "seedance-2.0", "operation": "text-to-video",
+        "prompt": "a cat", "resolution": "1080p", "duration": 12, "aspect_ratio": "9:16",
+        "seed": 7, "watermark": true}));
+    // The same job as the fields sent plainly, so priced and sent upstream the same.
+    assert_eq!(
+        serde_json::to_value(&job).unwrap(),
+        serde_json::to_value(&plain).unwrap()
+    );
+    // The fast model has no 1080p, whichever way it is asked for.
+    let fast = with(t2v("seedance-2.0-fast"), "prompt", "a cat --rs 1080p");
+    rejected(fast, "unsupported_resolution", Some("resolution"));
+    let conflict = with(
+        with(t2v("seedance-2.0"), "prompt", "a cat --rs 1080p"),
+        "resolution",
+        "720p",
+    );
+    rejected(conflict, "prompt_command_conflict", Some("prompt"));
+    // `--cf true` is the field's `true`, refused on Seedance 2.0 like the field itself.
+    let fixed = with(t2v("seedance-2.0"), "prompt", "a cat --cf true");
+    rejected(fixed, "unsupported_parameter", Some("camera_fixed"));
+}

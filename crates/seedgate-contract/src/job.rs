@@ -11,6 +11,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::catalog::Catalog;
+
 /// A string that is not one of an enum's wire names (`"8k"` as a [`Resolution`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("`{value}` is not a valid {kind}")]
@@ -164,8 +166,8 @@ pub enum AspectRatio {
     /// 21:9 cinema.
     #[serde(rename = "21:9")]
     W21H9,
-    /// The model chooses: the shape of the input image or video when there is one (the
-    /// sandbox takes `Catalog::closest_ratio`), otherwise what suits the prompt.
+    /// Follows the input: the fixed ratio closest to the first image or video input, or 16:9
+    /// with a prompt alone ([`VideoJob::output_ratio`]).
     #[serde(rename = "adaptive")]
     Adaptive,
 }
@@ -184,6 +186,10 @@ impl AspectRatio {
     /// What a request naming no ratio gets, whatever its operation: the platform's documented
     /// default for Seedance.
     pub const DEFAULT: AspectRatio = AspectRatio::Adaptive;
+
+    /// What `adaptive` makes with a prompt alone: Seedance follows an image or video input
+    /// and otherwise keeps its default shape for text, 16:9.
+    pub const ADAPTIVE_WITHOUT_INPUT: AspectRatio = AspectRatio::W16H9;
 
     /// The six ratios with a size of their own in the catalog.
     pub const FIXED: [AspectRatio; 6] = [
@@ -410,6 +416,39 @@ impl VideoJob {
             || i.start_image.is_some()
             || i.end_image.is_some()
             || !i.reference_images.is_empty()
+    }
+
+    /// The ratio the video is made at. The quote, the reservation and every provider take it
+    /// from here, so what is priced is what is made: a fixed ratio is itself; `adaptive` is
+    /// the fixed ratio closest to `input_shape` (the first image input's, else the first
+    /// video's) and [`AspectRatio::ADAPTIVE_WITHOUT_INPUT`] without a visual input. `None`
+    /// when it follows an input whose shape is not known yet (a URL not fetched).
+    pub fn output_ratio(&self, input_shape: Option<(u32, u32)>) -> Option<AspectRatio> {
+        match self.aspect_ratio {
+            AspectRatio::Adaptive if !self.has_visual_input() => {
+                Some(AspectRatio::ADAPTIVE_WITHOUT_INPUT)
+            }
+            AspectRatio::Adaptive => input_shape.map(|(w, h)| Catalog::closest_ratio(w, h)),
+            fixed => Some(fixed),
+        }
+    }
+
+    /// The input `adaptive` follows and whether it is a video: the first image in the order
+    /// the operation lists them, else the first video. `None` without one, and for a source
+    /// task, which is no URL.
+    pub fn first_visual_input(&self) -> Option<(&MediaInput, bool)> {
+        let i = &self.inputs;
+        let image = i
+            .image
+            .iter()
+            .chain(&i.start_image)
+            .chain(&i.end_image)
+            .chain(&i.reference_images)
+            .next();
+        let video = || i.video.iter().chain(&i.reference_videos).next();
+        image
+            .map(|m| (m, false))
+            .or_else(|| video().map(|m| (m, true)))
     }
 
     /// The knobs that decide size, length and price, as the task object echoes them.

@@ -532,7 +532,7 @@ proptest! {
         let catalog = Catalog::builtin();
         let job = parse(body).unwrap();
         let ceiling = token_ceiling(&catalog, catalog.model(&job.model).unwrap()).unwrap();
-        let q = quote(&catalog, &job, ms).unwrap();
+        let q = quote(&catalog, &job, ms, None).unwrap();
         prop_assert!(q.output_tokens <= ceiling.output);
         prop_assert!(!job.has_video_input() || job.operation.may_take_video());
         prop_assert!(q.input_tokens <= ceiling.input.unwrap_or(0));
@@ -544,10 +544,12 @@ proptest! {
         let job = parse(body).unwrap();
         let model = catalog.model(&job.model).unwrap();
         let reserved_ms = known.then_some(actual_ms);
-        let q = quote(&catalog, &job, reserved_ms).unwrap();
-        let sizes: Vec<(u32, u32)> = match job.aspect_ratio {
-            AspectRatio::Adaptive => AspectRatio::FIXED.iter().map(|a| catalog.output_size(job.resolution, *a).unwrap()).collect(),
-            a => vec![catalog.output_size(job.resolution, a).unwrap()],
+        let q = quote(&catalog, &job, reserved_ms, None).unwrap();
+        // Every size the video can be made at: the one its ratio decides, or any when it
+        // follows an input not read yet.
+        let sizes: Vec<(u32, u32)> = match job.output_ratio(None) {
+            Some(a) => vec![catalog.output_size(job.resolution, a).unwrap()],
+            None => AspectRatio::FIXED.iter().map(|a| catalog.output_size(job.resolution, *a).unwrap()).collect(),
         };
         let durations: Vec<u32> = match job.duration {
             DurationRequest::Seconds(s) => vec![s],

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::catalog::{Catalog, ModelSpec, PriceRow};
 use crate::error::{ApiError, ErrorType};
-use crate::job::{AspectRatio, DurationRequest, Resolution, VideoJob};
+use crate::job::{DurationRequest, Resolution, VideoJob};
 use crate::parse::model_not_found;
 
 /// What a video input of unknown length reserves for: reference videos may total at most
@@ -56,7 +56,8 @@ impl Money {
 /// What a request costs at most (the reservation) and how that was counted.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Quote {
-    /// Output width counted (the largest of the tier for `adaptive`).
+    /// Output width counted: the size the video is made at, or the largest of the tier for
+    /// `adaptive` following an input whose shape is not known yet.
     pub width: u32,
     /// Output height counted.
     pub height: u32,
@@ -125,9 +126,11 @@ fn price_row(model: &ModelSpec, resolution: Resolution) -> Result<&PriceRow, Api
 }
 
 /// The reservation estimate at create: an upper bound of what settlement can charge for this
-/// job. `duration: -1` counts the model's longest duration, `adaptive` the largest-area size
-/// of the tier, and a video input of unknown length (`None`) [`MAX_INPUT_VIDEO_MILLIS`].
-/// `input_video_millis` is ignored without video input.
+/// job. The size is the one the video is made at ([`VideoJob::output_ratio`], with the shape
+/// of the input `adaptive` follows when known: `input_shape`); only `adaptive` following an
+/// input of unknown shape counts the largest-area size of the tier. `duration: -1` counts the
+/// model's longest duration, and a video input of unknown length (`None`)
+/// [`MAX_INPUT_VIDEO_MILLIS`]. `input_video_millis` is ignored without video input.
 ///
 /// Errors: `model_not_found` / `unsupported_resolution` for a job the catalog no longer
 /// covers (a stored job after a catalog change), `amount_out_of_range` for absurd catalogs.
@@ -135,14 +138,15 @@ pub fn quote(
     catalog: &Catalog,
     job: &VideoJob,
     input_video_millis: Option<u64>,
+    input_shape: Option<(u32, u32)>,
 ) -> Result<Quote, ApiError> {
     let model = catalog
         .model(&job.model)
         .ok_or_else(|| model_not_found(catalog, &job.model))?;
     let price = price_row(model, job.resolution)?;
-    let (width, height) = match job.aspect_ratio {
-        AspectRatio::Adaptive => catalog.largest_size(job.resolution),
-        fixed => catalog.output_size(job.resolution, fixed),
+    let (width, height) = match job.output_ratio(input_shape) {
+        Some(ratio) => catalog.output_size(job.resolution, ratio),
+        None => catalog.largest_size(job.resolution),
     }
     .ok_or_else(|| {
         ApiError::invalid(
@@ -239,6 +243,7 @@ pub fn price_tokens(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::AspectRatio;
     use crate::parse::parse_create_request;
     use proptest::prelude::*;
 
@@ -267,7 +272,7 @@ mod tests {
             r#"{"model":"seedance-2.0","operation":"reference-to-video","prompt":"x","duration":4,
                 "aspect_ratio":"16:9","video_urls":["https://e.com/v.mp4"]}"#,
         );
-        let q = quote(&Catalog::builtin(), &j, Some(4000)).unwrap();
+        let q = quote(&Catalog::builtin(), &j, Some(4000), None).unwrap();
         assert_eq!(
             (q.output_tokens, q.input_tokens, q.billed_tokens),
             (87_300, 86_400, 173_700)
@@ -295,6 +300,7 @@ mod tests {
             &Catalog::builtin(),
             &job(r#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x","aspect_ratio":"16:9"}"#),
             None,
+            None,
         )
         .unwrap();
         assert_eq!((q.width, q.height, q.output_seconds), (1280, 720, 5));
@@ -307,15 +313,37 @@ mod tests {
     }
 
     #[test]
-    fn default_text_to_video_is_adaptive_and_reserves_the_largest_size() {
-        let j = job(r#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x"}"#);
-        assert_eq!(j.aspect_ratio, AspectRatio::Adaptive);
-        let q = quote(&Catalog::builtin(), &j, None).unwrap();
-        // 3:4 and 4:3 are the largest 720p frames (834 × 1112 > 1280 × 720): the model may
-        // pick either.
-        assert_eq!((q.width, q.height), (834, 1112));
-        assert_eq!(q.billed_tokens, output_tokens(834, 1112, 5));
-        assert!(q.billed_tokens > 108_900);
+    fn the_quote_describes_the_video_that_will_be_made() {
+        let c = Catalog::builtin();
+        // Adaptive with a prompt alone is made at 16:9, so it is quoted at 16:9.
+        let text = job(r#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x"}"#);
+        assert_eq!(text.aspect_ratio, AspectRatio::Adaptive);
+        assert_eq!(text.output_ratio(None), Some(AspectRatio::W16H9));
+        let q = quote(&c, &text, None, None).unwrap();
+        assert_eq!((q.width, q.height), (1280, 720));
+        assert_eq!(q.billed_tokens, 108_900);
+        assert_eq!(q.cost.usd_string(), "0.736676");
+        // A shape sent along cannot move a video without an input.
+        assert_eq!(quote(&c, &text, None, Some((400, 720))).unwrap(), q);
+        // With an image of known shape, the closest ratio's size; unknown, the largest.
+        let image = job(
+            r#"{"model":"seedance-2.0","operation":"image-to-video","prompt":"x","image_url":"https://e.com/a.png"}"#,
+        );
+        assert_eq!(
+            image.output_ratio(Some((400, 720))),
+            Some(AspectRatio::W9H16)
+        );
+        let known = quote(&c, &image, None, Some((400, 720))).unwrap();
+        assert_eq!((known.width, known.height), (720, 1280));
+        assert_eq!(image.output_ratio(None), None);
+        let unknown = quote(&c, &image, None, None).unwrap();
+        assert_eq!((unknown.width, unknown.height), (834, 1112));
+        // A fixed ratio is itself, whatever the input.
+        let fixed = job(
+            r#"{"model":"seedance-2.0","operation":"image-to-video","prompt":"x","image_url":"https://e.com/a.png","aspect_ratio":"21:9"}"#,
+        );
+        let q = quote(&c, &fixed, None, Some((400, 720))).unwrap();
+        assert_eq!((q.width, q.height), (1470, 630));
     }
 
     #[test]
@@ -331,7 +359,7 @@ mod tests {
         let full_hd = job(
             r#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x","resolution":"1080p","aspect_ratio":"16:9"}"#,
         );
-        let q = quote(&c, &full_hd, None).unwrap();
+        let q = quote(&c, &full_hd, None, None).unwrap();
         assert_eq!(q.billed_tokens, 245_025);
         assert_eq!(q.cost.cny_string(), "12.496275");
         // 12.496275 / 6.8 = 1.8376875 exactly: the half micro-dollar rounds away from zero.
@@ -344,7 +372,7 @@ mod tests {
         let j = job(
             r#"{"model":"seedance-2.0","operation":"video-to-video","prompt":"x","video_url":"https://e.com/v.mp4","duration":4,"aspect_ratio":"16:9"}"#,
         );
-        let known = quote(&c, &j, Some(4000)).unwrap();
+        let known = quote(&c, &j, Some(4000), None).unwrap();
         assert_eq!(known.billed_tokens, 173_700);
         assert_eq!(known.cny_per_million, Decimal::from(28));
         assert_eq!(known.cost.cny_string(), "4.863600");
@@ -358,10 +386,10 @@ mod tests {
         let j = job(
             r#"{"model":"seedance-2.0","operation":"video-extension","task_id":"vtask_01JAAAAAAAAAAAAAAAAAAAAAAA"}"#,
         );
-        let unknown = quote(&c, &j, None).unwrap();
+        let unknown = quote(&c, &j, None, None).unwrap();
         assert_eq!(unknown.input_video_millis, MAX_INPUT_VIDEO_MILLIS);
         assert!(unknown.video_input);
-        let known = quote(&c, &j, Some(5000)).unwrap();
+        let known = quote(&c, &j, Some(5000), None).unwrap();
         assert!(unknown.cost.usd_micros > known.cost.usd_micros);
     }
 
@@ -370,7 +398,7 @@ mod tests {
         let j = job(
             r#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x","aspect_ratio":"16:9"}"#,
         );
-        let q = quote(&Catalog::builtin(), &j, Some(9000)).unwrap();
+        let q = quote(&Catalog::builtin(), &j, Some(9000), None).unwrap();
         assert_eq!(
             (q.input_video_millis, q.input_tokens, q.billed_tokens),
             (0, 0, 108_900)
@@ -382,17 +410,17 @@ mod tests {
         let j = job(
             r#"{"model":"seedance-2.0-fast","operation":"text-to-video","prompt":"x","duration":-1,"aspect_ratio":"16:9"}"#,
         );
-        let q = quote(&Catalog::builtin(), &j, None).unwrap();
+        let q = quote(&Catalog::builtin(), &j, None, None).unwrap();
         assert_eq!(q.output_seconds, 15);
         assert_eq!(q.billed_tokens, output_tokens(1280, 720, 15));
     }
 
     #[test]
-    fn adaptive_reserves_the_largest_size() {
+    fn adaptive_following_an_unread_input_reserves_the_largest_size() {
         let j = job(
             r#"{"model":"seedance-2.0","operation":"image-to-video","prompt":"x","image_url":"https://e.com/a.png"}"#,
         );
-        let q = quote(&Catalog::builtin(), &j, None).unwrap();
+        let q = quote(&Catalog::builtin(), &j, None, None).unwrap();
         assert_eq!((q.width, q.height), (834, 1112));
     }
 
@@ -411,7 +439,7 @@ mod tests {
         let j = job(
             r#"{"model":"seedance-2.0","operation":"video-to-video","prompt":"x","video_url":"https://e.com/v.mp4","duration":4}"#,
         );
-        let q = quote(&c, &j, Some(2000)).unwrap();
+        let q = quote(&c, &j, Some(2000), None).unwrap();
         assert_eq!(q.billed_tokens, 500_000);
     }
 
@@ -451,7 +479,10 @@ mod tests {
         assert_eq!(err.code, "unsupported_resolution");
         let mut j = job(r#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x"}"#);
         j.model = "gone".into();
-        assert_eq!(quote(&c, &j, None).unwrap_err().code, "model_not_found");
+        assert_eq!(
+            quote(&c, &j, None, None).unwrap_err().code,
+            "model_not_found"
+        );
     }
 
     #[test]
@@ -533,7 +564,7 @@ mod tests {
                 format!(r#"{{"model":"{}","operation":"text-to-video","prompt":"x","duration":{seconds}}}"#, spec.id)
             };
             let j = job(&body);
-            let q = quote(&c, &j, Some(ms)).unwrap();
+            let q = quote(&c, &j, Some(ms), None).unwrap();
             let settled = price_tokens(&c, &spec.id, j.resolution, op_video, q.billed_tokens).unwrap();
             prop_assert_eq!(settled, q.cost);
         }

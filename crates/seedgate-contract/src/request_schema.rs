@@ -41,8 +41,8 @@ pub struct CreateVideoRequest {
     pub prompt: Option<String>,
     /// One of the model's resolutions; default the model's (720p).
     pub resolution: Option<Resolution>,
-    /// Output shape; default `adaptive`: the model follows the image or video input, or picks
-    /// the shape itself for a prompt alone.
+    /// Output shape; default `adaptive`: the output follows the image or video input, and is
+    /// 16:9 for a prompt alone.
     pub aspect_ratio: Option<AspectRatio>,
     /// Alias of `aspect_ratio`; both must agree when both are sent.
     pub ratio: Option<AspectRatio>,

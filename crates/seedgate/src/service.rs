@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use seedgate_contract::{parse_create_request, pricing, ApiError, Catalog, ErrorType, VideoJob};
+use seedgate_contract::{
+    parse_create_request, pricing, ApiError, AspectRatio, Catalog, ErrorType, VideoJob,
+};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tracing::error;
@@ -82,6 +84,23 @@ pub fn internal(e: StoreError) -> ApiError {
 pub fn task_not_found() -> ApiError {
     ApiError::new(
         404,
+/// The shape of the input an `adaptive` job follows, when the request carries it inline: the
+/// video is then quoted and reserved at the size it will be made at, as the provider reads the
+/// same bytes. `None` for a URL or an unreadable input (the tier's largest size is reserved).
+fn inline_shape(job: &VideoJob) -> Option<(u32, u32)> {
+    if job.aspect_ratio != AspectRatio::Adaptive {
+        return None;
+    }
+    let (input, is_video) = job.first_visual_input()?;
+    let bytes = input.data_bytes()?;
+    if is_video {
+        let info = seedgate_media::probe_mp4(&bytes).ok()?;
+        Some((info.width, info.height))
+    } else {
+        seedgate_media::image_dimensions(&bytes).ok()
+    }
+}
+
         ErrorType::AsyncTaskNotFound,
         "async_task_not_found",
         "Task not found or no longer available.",
@@ -121,8 +140,15 @@ impl Services {
                     ),
                 )
             })?;
-        let input_video_millis = self.source_video_millis(account, &job).await?;
-        let quote = pricing::quote(&self.catalog, &job, input_video_millis)?;
+        let source = self.source_result(account, &job).await?;
+        let input_video_millis = source
+            .as_ref()
+            .map(|r| (r.duration * 1000.0).round() as u64);
+        let input_shape = match &source {
+            Some(source) => Some((source.width, source.height)),
+            None => inline_shape(&job),
+        };
+        let quote = pricing::quote(&self.catalog, &job, input_video_millis, input_shape)?;
         Ok(Priced {
             job,
             provider,
@@ -319,12 +345,12 @@ impl Services {
     }
 
     /// For video-extension of one of our tasks: the source must be this account's succeeded
-    /// task, and its real length prices the input.
-    async fn source_video_millis(
+    /// task; its real length prices the input, and its shape the output of an `adaptive` job.
+    async fn source_result(
         &self,
         account: &Account,
         job: &VideoJob,
-    ) -> Result<Option<u64>, ApiError> {
+    ) -> Result<Option<StoredResult>, ApiError> {
         let Some(source_id) = job.inputs.source_task_id.clone().map(TaskId::new) else {
             return Ok(None);
         };
@@ -355,11 +381,10 @@ impl Services {
                 "This task's files have expired, so it can no longer be extended.",
             ));
         }
-        let result: Option<StoredResult> = source
+        Ok(source
             .result_json
             .as_deref()
-            .and_then(|r| serde_json::from_str(r).ok());
-        Ok(result.map(|r| (r.duration * 1000.0).round() as u64))
+            .and_then(|r| serde_json::from_str(r).ok()))
     }
 
     /// Whether a task's result files are gone for good (or due to go), so that a link to them

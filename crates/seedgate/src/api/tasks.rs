@@ -101,7 +101,8 @@ pub struct QuoteObject {
     model: String,
     operation: &'static str,
     resolution: &'static str,
-    /// The output size counted (the tier's largest for `adaptive`).
+    /// The size the video is made at (the tier's largest for `adaptive` following an input
+    /// given by URL, whose shape is known only when the task runs).
     width: u32,
     height: u32,
     /// Output seconds counted (the model's longest for `duration: -1`).

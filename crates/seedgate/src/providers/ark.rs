@@ -472,11 +472,11 @@ fn create_body(request: &SubmitRequest<'_>, upstream_model: &str) -> Value {
     body
 }
 
+/// The ratio the quote counted: `adaptive` is passed on only when it follows an input, since
+/// the upstream then reads the input's shape itself.
 fn ratio(job: &VideoJob) -> &'static str {
-    match job.aspect_ratio {
-        AspectRatio::Adaptive => "adaptive",
-        fixed => fixed.as_str(),
-    }
+    job.output_ratio(None)
+        .map_or("adaptive", AspectRatio::as_str)
 }
 
 fn duration(job: &VideoJob) -> i64 {

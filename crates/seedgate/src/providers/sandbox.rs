@@ -74,26 +74,26 @@ impl Sandbox {
         Ok(inputs)
     }
 
-    /// Output size: the catalog's for a fixed ratio; for `adaptive`, the ratio closest to the
-    /// first visual input, or 16:9 when there is none (the model's choice; the sandbox's is
-    /// the most common one).
+    /// Output size, by the rule the quote and the reservation follow
+    /// ([`VideoJob::output_ratio`]), with the shape of the first visual input now in hand.
     fn output_size(&self, job: &VideoJob, inputs: &Inputs) -> Result<(u32, u32), ProviderError> {
-        let ratio = match job.aspect_ratio {
-            AspectRatio::Adaptive => {
-                let (w, h) = if let Some(image) = inputs.images.first() {
-                    seedgate_media::image_dimensions(image).map_err(media_error)?
-                } else if let Some(video) = inputs.videos.first() {
-                    let info = seedgate_media::probe_mp4(video).map_err(media_error)?;
-                    (info.width, info.height)
-                } else {
-                    (16, 9)
-                };
-                Catalog::closest_ratio(w, h)
+        let shape = if job.aspect_ratio == AspectRatio::Adaptive {
+            if let Some(image) = inputs.images.first() {
+                Some(seedgate_media::image_dimensions(image).map_err(media_error)?)
+            } else if let Some(video) = inputs.videos.first() {
+                let info = seedgate_media::probe_mp4(video).map_err(media_error)?;
+                Some((info.width, info.height))
+            } else {
+                None
             }
-            fixed => fixed,
+        } else {
+            None
         };
         self.catalog
             .output_size(job.resolution, ratio)
+        let ratio = job.output_ratio(shape).ok_or_else(|| {
+            ProviderError::permanent("input_unreadable", "no input to take the shape from")
+        })?;
             .ok_or_else(|| {
                 ProviderError::permanent(
                     "unsupported_resolution",

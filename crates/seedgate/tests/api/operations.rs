@@ -214,3 +214,63 @@ async fn videos_made_with_ffmpegs_defaults_and_h265_are_read_by_the_sandbox() {
         assert_renders(&app, body, 864, 496, 4.0, false).await;
     }
 }
+
+/// One rule decides the size: what the quote shows is what the create reserves and what the
+/// file is, for `adaptive` with a prompt alone (16:9) and following an inline image.
+#[tokio::test]
+async fn the_quote_describes_the_video_that_will_be_made() {
+    use base64::Engine as _;
+    let app = TestApp::spawn().await;
+    let portrait = format!(
+        "data:image/jpeg;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(crate::helpers::jpeg_bytes(400, 720))
+    );
+    let cases = [
+        (
+            json!({"model": "seedance-2.0-fast", "prompt": "a kite over the sea",
+                "resolution": "480p", "duration": 4, "generate_audio": false}),
+            (864, 496),
+        ),
+        (
+            json!({"model": "seedance-2.0-fast", "prompt": "a portrait comes alive",
+                "image_url": portrait, "resolution": "480p", "duration": 4,
+                "generate_audio": false}),
+            (496, 864),
+        ),
+    ];
+    for (body, size) in cases {
+        let (status, quote) = app
+            .call("POST", "/v1/videos/quote", &app.key, Some(&body))
+            .await;
+        assert_eq!(status, 200, "{quote}");
+        let quoted = (
+            quote["width"].as_u64().unwrap(),
+            quote["height"].as_u64().unwrap(),
+        );
+        assert_eq!(quoted, size, "{quote}");
+        let tokens = quoted.0 * quoted.1 * (24 * 4 + 1) / 1024;
+        assert_eq!(quote["tokens"]["billed"], tokens, "{quote}");
+
+        let (status, created) = app.create(&body).await;
+        assert_eq!(status, 200, "{created}");
+        assert_eq!(created["request"]["aspect_ratio"], "adaptive");
+        assert_eq!(created["estimated_cost"]["tokens"], tokens, "{created}");
+        assert_eq!(created["estimated_cost"]["amount"], quote["cost"]["amount"]);
+
+        let id = created["id"].as_str().unwrap();
+        let done = app.wait_terminal(id, RENDER_TIMEOUT).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        let result = (
+            done["result"]["width"].as_u64().unwrap(),
+            done["result"]["height"].as_u64().unwrap(),
+        );
+        assert_eq!(result, quoted, "{done}");
+        let (status, mp4) = app.download(done["video_url"].as_str().unwrap()).await;
+        assert_eq!(status, 200);
+        let probe = ffprobe(&mp4);
+        assert_eq!((probe.width, probe.height), quoted);
+        // Charged exactly what was reserved: the estimate was the video's own count.
+        assert_eq!(done["usage"]["tokens"], tokens, "{done}");
+        assert_eq!(done["cost"]["amount"], quote["cost"]["amount"], "{done}");
+    }
+}

@@ -2,7 +2,7 @@
 //! terminal, with `SEEDGATE_URL` and `SEEDGATE_API_KEY`. Local files become data: URIs; URLs
 //! and `asset://` references are sent as they are.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -194,14 +194,22 @@ impl Client {
         })
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, String> {
+    /// The answer's status and JSON body, whatever the status.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, Value), String> {
         let response =
             request.bearer_auth(&self.key).send().await.map_err(|e| {
                 format!("cannot reach {}: {}", self.base, crate::fetch::describe(e))
             })?;
         let status = response.status();
         let text = response.text().await.map_err(|e| e.to_string())?;
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, String> {
+        let (status, body) = self.exchange(request).await?;
         if status.is_success() {
             Ok(body)
         } else {
@@ -241,7 +249,8 @@ impl Client {
     }
 
     /// `seedgate generate`: creates the task, follows it with a progress bar (Ctrl-C offers to
-    /// cancel it), downloads the video and prints its cost and path.
+    /// cancel it), downloads the video and prints its cost and path. With `as_json` the final
+    /// task object is all stdout gets, and the video is saved only when `output` names a file.
     pub async fn generate(
         &self,
         request: &Request,
@@ -262,13 +271,30 @@ impl Client {
         let task = self.follow(&id, as_json).await?;
         if as_json {
             out(&task.to_string());
-            return finished(&task);
+            finished(&task)?;
+            if let Some(path) = output {
+                let size = self.save(&task, &path).await?;
+                note(&format!("{id}: saved {} ({size} bytes)", path.display()));
+            }
+            return Ok(());
         }
         finished(&task)?;
+        let path = output.unwrap_or_else(|| PathBuf::from(format!("{id}.mp4")));
+        let size = self.save(&task, &path).await?;
+        out(&format!(
+            "{id} completed: {} ({size} bytes), cost ${} (¥{})",
+            path.display(),
+            task["cost"]["amount"].as_str().unwrap_or("0"),
+            task["cost"]["cny"].as_str().unwrap_or("0"),
+        ));
+        Ok(())
+    }
+
+    /// Downloads a completed task's video to `path`; its size in bytes.
+    async fn save(&self, task: &Value, path: &Path) -> Result<usize, String> {
         let url = task["result"]["video_url"]
             .as_str()
             .ok_or("the completed task has no video URL")?;
-        let path = output.unwrap_or_else(|| PathBuf::from(format!("{id}.mp4")));
         let bytes = self
             .http
             .get(url)
@@ -279,20 +305,30 @@ impl Client {
             .bytes()
             .await
             .map_err(|e| format!("cannot download the video: {e}"))?;
-        std::fs::write(&path, &bytes)
+        std::fs::write(path, &bytes)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        out(&format!(
-            "{id} completed: {} ({} bytes), cost ${} (¥{})",
-            path.display(),
-            bytes.len(),
-            task["cost"]["amount"].as_str().unwrap_or("0"),
-            task["cost"]["cny"].as_str().unwrap_or("0"),
-        ));
-        Ok(())
+        Ok(bytes.len())
+    }
+
+    /// Asks the server to cancel a task: the cancelled task, or `None` when it answers that the
+    /// task can no longer be cancelled (it is already generating, or has ended).
+    async fn cancel(&self, id: &str) -> Result<Option<Value>, String> {
+        let (status, body) = self
+            .exchange(self.http.delete(format!("{}/v1/tasks/{id}", self.base)))
+            .await?;
+        match status {
+            s if s.is_success() => Ok(Some(body)),
+            reqwest::StatusCode::CONFLICT => Ok(None),
+            s => Err(api_error(s, &body)),
+        }
     }
 
     /// Polls until the task ends. The bar shows its status, the time so far and an estimate of
     /// the time left (from the requested length; the server does not report progress).
+    ///
+    /// Ctrl-C asks whether to cancel. A task already generating cannot be: the video will be
+    /// charged whatever happens here, so it is followed to the end and downloaded; a second
+    /// Ctrl-C then stops following it.
     async fn follow(&self, id: &str, quiet: bool) -> Result<Value, String> {
         let bar = if quiet {
             ProgressBar::hidden()
@@ -306,6 +342,10 @@ impl Client {
         bar.set_prefix(id.to_owned());
         bar.enable_steady_tick(Duration::from_millis(120));
         let started = Instant::now();
+        // Kept across polls: once polled it is registered, so a Ctrl-C that arrives while a
+        // poll is in flight is still seen at the next wait.
+        let mut interrupt = Box::pin(tokio::signal::ctrl_c());
+        let mut cancellable = true;
         loop {
             let task = self.get(&format!("/v1/tasks/{id}")).await?;
             let status = task["status"].as_str().unwrap_or("unknown").to_owned();
@@ -320,14 +360,36 @@ impl Client {
             bar.set_message(format!("{status} · ETA ~{} s", left.as_secs()));
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = tokio::signal::ctrl_c() => {
-                    bar.suspend(|| ());
-                    if ask(&format!("Cancel {id}? [y/N] ")).await {
+                _ = &mut interrupt => {
+                    interrupt = Box::pin(tokio::signal::ctrl_c());
+                    if !cancellable {
                         bar.finish_and_clear();
-                        let cancelled = self
-                            .send(self.http.delete(format!("{}/v1/tasks/{id}", self.base)))
-                            .await?;
-                        return Err(format!("{id} cancelled: {}", cancelled["status"].as_str().unwrap_or("?")));
+                        return Err(format!(
+                            "stopped following {id}: it is still generating and will be \
+                             charged (`seedgate tasks get {id}` shows it)"
+                        ));
+                    }
+                    if !ask(&bar, format!("Cancel {id}? [y/N] ")).await {
+                        continue;
+                    }
+                    match self.cancel(id).await? {
+                        Some(cancelled) => {
+                            bar.finish_and_clear();
+                            return Err(format!(
+                                "{id} cancelled: {}",
+                                cancelled["status"].as_str().unwrap_or("?")
+                            ));
+                        }
+                        None => {
+                            cancellable = false;
+                            bar.suspend(|| {
+                                note(&format!(
+                                    "{id} can no longer be cancelled: it is already generating \
+                                     and will be charged. Waiting to download it (Ctrl-C \
+                                     again stops waiting)."
+                                ));
+                            });
+                        }
                     }
                 }
             }
@@ -395,19 +457,42 @@ fn finished(task: &Value) -> Result<(), String> {
     ))
 }
 
-/// Asks a yes/no question on the terminal; no answer is no.
-async fn ask(question: &str) -> bool {
-    let question = question.to_owned();
+/// Asks a yes/no question on the terminal while the progress bar is suspended; no answer is no.
+async fn ask(bar: &ProgressBar, question: String) -> bool {
+    let bar = bar.clone();
     tokio::task::spawn_blocking(move || {
-        let mut stderr = std::io::stderr();
-        let _ = write!(stderr, "{question}");
-        let _ = stderr.flush();
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer).is_ok()
-            && matches!(answer.trim(), "y" | "Y" | "yes")
+        answer(
+            &bar,
+            &question,
+            &mut std::io::stdin().lock(),
+            &mut std::io::stderr(),
+        )
     })
     .await
     .unwrap_or(false)
+}
+
+/// The question and its answer, with the bar cleared and held for the whole exchange: its
+/// ticker redraws the line several times a second and would overwrite the question, and a
+/// suspended bar holds its lock, so the ticker waits until the answer is in.
+fn answer(
+    bar: &ProgressBar,
+    question: &str,
+    input: &mut dyn BufRead,
+    prompt: &mut dyn Write,
+) -> bool {
+    bar.suspend(|| {
+        let _ = write!(prompt, "{question}");
+        let _ = prompt.flush();
+        let mut reply = String::new();
+        input.read_line(&mut reply).is_ok() && matches!(reply.trim(), "y" | "Y" | "yes")
+    })
+}
+
+/// A message for the person at the terminal, never for a script reading stdout.
+fn note(line: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{line}");
 }
 
 #[cfg(test)]
@@ -460,5 +545,107 @@ mod tests {
         std::fs::write(&unknown, b"x").unwrap();
         assert!(request(&[unknown.to_str().unwrap()], None).body().is_err());
         assert!(request(&["/no/such/file.png"], None).body().is_err());
+    }
+
+    /// What reached a terminal, in order: the bar's draws and the question's exchange.
+    #[derive(Clone, Debug, Default)]
+    struct Screen(std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>);
+
+    impl Screen {
+        fn log(&self, event: &'static str) {
+            self.0.lock().unwrap().push(event);
+        }
+    }
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            80
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, _: &str) -> std::io::Result<()> {
+            self.log("bar");
+            Ok(())
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            if !s.is_empty() {
+                self.log("bar");
+            }
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Write for Screen {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.log("question");
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Someone who takes a while to type `y`.
+    struct SlowReply(Screen);
+
+    impl std::io::Read for SlowReply {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            unreachable!("read through BufRead")
+        }
+    }
+
+    impl BufRead for SlowReply {
+        fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+            std::thread::sleep(Duration::from_millis(400));
+            self.0.log("answered");
+            Ok(b"y\n")
+        }
+        fn consume(&mut self, _: usize) {}
+    }
+
+    #[test]
+    fn the_cancel_question_is_not_overwritten_by_the_progress_bar() {
+        let screen = Screen::default();
+        let bar = ProgressBar::with_draw_target(
+            None,
+            indicatif::ProgressDrawTarget::term_like(Box::new(screen.clone())),
+        );
+        bar.enable_steady_tick(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(100));
+        let yes = answer(
+            &bar,
+            "Cancel task? [y/N] ",
+            &mut SlowReply(screen.clone()),
+            &mut screen.clone(),
+        );
+        bar.finish_and_clear();
+        assert!(yes);
+        let events = screen.0.lock().unwrap().clone();
+        let asked = events.iter().position(|e| *e == "question").unwrap();
+        let answered = events.iter().position(|e| *e == "answered").unwrap();
+        assert!(
+            events[..asked].contains(&"bar"),
+            "the bar was ticking: {events:?}"
+        );
+        assert!(
+            !events[asked..answered].contains(&"bar"),
+            "the bar drew over the question: {events:?}"
+        );
     }
 }

@@ -82,7 +82,8 @@ enum Command {
         /// Where to save the video (default: <task id>.mp4).
         #[arg(short, long)]
         output: Option<PathBuf>,
-        /// Print the final task object instead, for scripts.
+        /// Print the final task object alone on stdout instead, for scripts; the video is then
+        /// saved only when -o names a file.
         #[arg(long)]
         json: bool,
     },

@@ -182,3 +182,132 @@ async fn channels_check_reports_reachability_and_key_validity() {
         "keys never printed"
     );
 }
+
+/// `seedgate <args>` as a client of the server at `url`, with `key`.
+fn client_command(url: &str, key: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_seedgate"));
+    command
+        .args(args)
+        .env("SEEDGATE_URL", url)
+        .env("SEEDGATE_API_KEY", key);
+    command
+}
+
+#[tokio::test]
+async fn generate_json_with_output_saves_the_video_and_prints_only_the_task() {
+    let app = crate::helpers::TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("x.mp4");
+    let mut command = client_command(
+        &app.address,
+        &app.key,
+        &[
+            "generate",
+            "--model",
+            "seedance-2.0-fast",
+            "--prompt",
+            "a paper boat",
+            "--resolution",
+            "480p",
+            "--duration",
+            "4",
+            "--json",
+            "-o",
+            video.to_str().unwrap(),
+        ],
+    );
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let task: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is the task JSON alone ({e}): {output:?}"));
+    assert_eq!(task["status"], "completed");
+    let saved = std::fs::read(&video).expect("the video is saved where -o says");
+    assert_eq!(crate::helpers::ffprobe(&saved).codec, "h264");
+    assert!(
+        stderr.contains(video.to_str().unwrap()),
+        "where it went is said on stderr: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn ctrl_c_on_a_task_already_generating_keeps_following_and_downloads_it() {
+    use std::time::{Duration, Instant};
+
+    let fake = crate::fake_ark::FakeArk::start().await;
+    fake.set_timing(Duration::ZERO, Duration::from_secs(4));
+    let app = crate::upstream::app_with_channel(&fake).await;
+    let (key, account) = app
+        .new_key_in_mode(seedgate::store::KeyMode::Live, 100_000_000)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("charged.mp4");
+    let mut child = client_command(
+        &app.address,
+        &key,
+        &[
+            "generate",
+            "--model",
+            "seedance-2.0-fast",
+            "--prompt",
+            "a red kite",
+            "--resolution",
+            "480p",
+            "--duration",
+            "4",
+            "-o",
+            video.to_str().unwrap(),
+        ],
+    )
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // The answer waits in the pipe until the question is asked.
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"y\n").unwrap();
+
+    let started = Instant::now();
+    loop {
+        let (_, page) = app.get_path_with_key(&key, "/v1/tasks").await;
+        if page["data"][0]["status"] == "processing" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never processing: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the client's first poll, so its Ctrl-C handler is in place.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Cancel "),
+        "the question was asked: {stderr}"
+    );
+    assert!(
+        stderr.contains("can no longer be cancelled"),
+        "the refusal is explained: {stderr}"
+    );
+    assert!(
+        output.status.success(),
+        "the charged video is not abandoned: {stdout}{stderr}"
+    );
+    assert!(stdout.contains("completed"), "{stdout}");
+    let saved = std::fs::read(&video).expect("the video is downloaded");
+    assert_eq!(crate::helpers::ffprobe(&saved).codec, "h264");
+    assert!(app.balance(&account).await < 100_000_000, "it was charged");
+}

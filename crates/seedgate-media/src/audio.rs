@@ -1,5 +1,5 @@
-//! A deterministic soundtrack: a slow three-note chord chosen by the seed, encoded as mono
-//! AAC-LC at 48 kHz and muxed as the MP4's second track.
+//! A deterministic soundtrack: a slow three-note chord chosen by the seed, with any reference
+//! audio mixed over it, encoded as mono AAC-LC at 48 kHz and muxed as the MP4's second track.
 
 use std::io::{Seek, Write};
 
@@ -12,6 +12,12 @@ use mp4::{
 
 use crate::MediaError;
 
+mod reference;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use reference::sequence;
+
 const SAMPLE_RATE: u32 = 48_000;
 const FRAME: usize = 1024;
 const BIT_RATE: u32 = 96_000;
@@ -23,8 +29,16 @@ fn audio_error(e: impl std::fmt::Debug) -> MediaError {
     MediaError::Encode(format!("audio: {e:?}"))
 }
 
-/// PCM of `samples` mono samples: a chord whose notes fade in and out in turn.
-fn synthesize(seed: u64, samples: usize) -> Vec<i16> {
+/// How loud the chord stays under reference audio: a bed the reference is clearly heard over.
+const BED_UNDER_REFERENCE: f64 = 0.3;
+
+/// Peak level of the reference audio in the mix, below full scale to leave the bed room.
+const REFERENCE_LEVEL: f64 = 24_000.0;
+
+/// PCM of `samples` mono samples: a chord whose notes fade in and out in turn, with `reference`
+/// (48 kHz, in [-1, 1]) mixed over it from the start, the chord lowered throughout when there
+/// is one.
+fn synthesize(seed: u64, samples: usize, reference: &[f32]) -> Vec<i16> {
     let pick = |shift: u32| SEMITONES[((seed >> shift) % SEMITONES.len() as u64) as usize];
     let notes = [pick(0), pick(8) + 3, pick(16) + 7];
     let freqs: Vec<f64> = notes
@@ -43,9 +57,19 @@ fn synthesize(seed: u64, samples: usize) -> Vec<i16> {
             let edge = (t / 0.05)
                 .min((samples - n) as f64 / f64::from(SAMPLE_RATE) / 0.05)
                 .min(1.0);
-            (v / 3.0 * edge * 9000.0) as i16
+            let mut level = v / 3.0 * 9000.0;
+            if !reference.is_empty() {
+                level *= BED_UNDER_REFERENCE;
+                level += f64::from(reference.get(n).copied().unwrap_or(0.0)) * REFERENCE_LEVEL;
+            }
+            (level * edge).clamp(-32_768.0, 32_767.0) as i16
         })
         .collect()
+}
+
+/// Samples in `seconds` of the soundtrack.
+pub(crate) fn samples_for(seconds: f64) -> usize {
+    (seconds * f64::from(SAMPLE_RATE)).round() as usize
 }
 
 /// Encodes `seconds` of audio and adds it as the writer's next track, `track_id` (the mp4
@@ -56,10 +80,11 @@ pub fn add_track<W: Write + Seek>(
     track_id: u32,
     seed: u64,
     seconds: f64,
+    reference: &[f32],
 ) -> Result<(), MediaError> {
-    let samples = (seconds * f64::from(SAMPLE_RATE)).round() as usize;
+    let samples = samples_for(seconds);
     let target_frames = samples.div_ceil(FRAME);
-    let pcm = synthesize(seed, samples);
+    let pcm = synthesize(seed, samples, reference);
     let encoder = Encoder::new(EncoderParams {
         bit_rate: BitRate::Cbr(BIT_RATE),
         sample_rate: SAMPLE_RATE,

@@ -22,7 +22,7 @@ mod tests;
 
 use container::VideoTrack;
 use ffmpeg::FfmpegFrames;
-pub(crate) use ffmpeg::Tools;
+pub(crate) use ffmpeg::{decode_audio, Tools};
 
 fn unreadable(e: impl std::fmt::Display) -> MediaError {
     MediaError::UnreadableVideo(e.to_string())

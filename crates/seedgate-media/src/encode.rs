@@ -45,6 +45,28 @@ pub fn encode_mp4(
     audio_seed: Option<u64>,
     frame: &mut dyn FnMut(u32, &mut [u8]),
 ) -> Result<Vec<u8>, MediaError> {
+    let soundtrack = audio_seed.map(|seed| Soundtrack {
+        seed,
+        reference: &[],
+    });
+    encode_with(width, height, fps, frames, soundtrack, frame)
+}
+
+/// The audio track to add: the seed's chord, with reference audio (48 kHz mono) mixed in.
+pub(crate) struct Soundtrack<'a> {
+    pub seed: u64,
+    pub reference: &'a [f32],
+}
+
+/// [`encode_mp4`] with a soundtrack that may carry reference audio.
+pub(crate) fn encode_with(
+    width: u32,
+    height: u32,
+    fps: u32,
+    frames: u32,
+    soundtrack: Option<Soundtrack<'_>>,
+    frame: &mut dyn FnMut(u32, &mut [u8]),
+) -> Result<Vec<u8>, MediaError> {
     if width == 0
         || height == 0
         || width % 2 == 1
@@ -153,9 +175,15 @@ pub fn encode_mp4(
             .map_err(encode_error)?;
     }
 
-    if let Some(seed) = audio_seed {
+    if let Some(soundtrack) = soundtrack {
         let seconds = f64::from(frames) / f64::from(fps);
-        audio::add_track(&mut writer, 2, seed, seconds)?;
+        audio::add_track(
+            &mut writer,
+            2,
+            soundtrack.seed,
+            seconds,
+            soundtrack.reference,
+        )?;
     }
     writer.write_end().map_err(encode_error)?;
     Ok(writer.into_writer().into_inner())

@@ -57,6 +57,32 @@ pub fn audio_duration(bytes: &[u8]) -> Result<f64, MediaError> {
     Err(unreadable("not WAV, MP3, AAC or M4A audio"))
 }
 
+/// How an audio file [`audio_duration`] recognizes is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AudioFormat {
+    Wav,
+    /// An MP4/M4A container (which may hold video: [`audio_duration`] says whether it does).
+    M4a,
+    /// MPEG audio (MP3 and its layers I and II), from this byte on.
+    Mpeg(usize),
+    /// Raw AAC in ADTS frames, from this byte on.
+    Adts(usize),
+}
+
+/// The layout of an audio file, by the same tests as [`audio_duration`].
+pub(crate) fn audio_format(bytes: &[u8]) -> Option<AudioFormat> {
+    if bytes.get(..4) == Some(b"RIFF") && bytes.get(8..12) == Some(b"WAVE") {
+        return Some(AudioFormat::Wav);
+    }
+    if bytes.get(4..8) == Some(b"ftyp") {
+        return Some(AudioFormat::M4a);
+    }
+    let start = skip_id3v2(bytes).ok()?;
+    stream_start(bytes, start, mpeg_audio_frame)
+        .map(AudioFormat::Mpeg)
+        .or_else(|| stream_start(bytes, start, adts_frame).map(AudioFormat::Adts))
+}
+
 fn unreadable(reason: impl Into<String>) -> MediaError {
     MediaError::UnreadableAudio(reason.into())
 }
@@ -65,10 +91,17 @@ fn unreadable(reason: impl Into<String>) -> MediaError {
 /// the extensible wrapper (which in practice wraps the same).
 const FRAME_BLOCK_FORMATS: [u16; 5] = [0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE];
 
-/// Seconds of a RIFF/WAVE file from its `fmt ` and `data` chunks.
-fn wav_seconds(bytes: &[u8]) -> Result<f64, MediaError> {
-    let mut format: Option<[u8; 16]> = None;
-    let mut data_len = None;
+/// A RIFF/WAVE file's `fmt ` chunk (whole, at least its 16 common bytes) and the part of its
+/// `data` chunk the file holds.
+pub(crate) struct WavChunks<'a> {
+    pub format: &'a [u8],
+    pub data: &'a [u8],
+}
+
+/// Finds the `fmt ` and `data` chunks of a RIFF/WAVE file.
+pub(crate) fn wav_chunks(bytes: &[u8]) -> Result<WavChunks<'_>, MediaError> {
+    let mut format: Option<&[u8]> = None;
+    let mut data = None;
     let mut at = 12usize;
     // A few stray bytes after the last chunk are not worth refusing the file over.
     while let Some(&[a, b, c, d, s0, s1, s2, s3]) = bytes.get(at..).and_then(|rest| rest.get(..8)) {
@@ -76,23 +109,28 @@ fn wav_seconds(bytes: &[u8]) -> Result<f64, MediaError> {
         let available = bytes.len() - body;
         let size = usize::try_from(u32::from_le_bytes([s0, s1, s2, s3])).unwrap_or(usize::MAX);
         match &[a, b, c, d] {
-            b"fmt " if format.is_none() => {
-                let fields = bytes.get(body..).and_then(|rest| rest.get(..16));
-                match fields.and_then(|f| f.try_into().ok()) {
-                    Some(fields) if size >= 16 && size <= available => format = Some(fields),
-                    _ => return Err(unreadable("WAV fmt chunk is truncated")),
-                }
-            }
+            b"fmt " if format.is_none() => match bytes.get(body..body.saturating_add(size)) {
+                Some(fields) if size >= 16 => format = Some(fields),
+                _ => return Err(unreadable("WAV fmt chunk is truncated")),
+            },
             // Writers that cannot seek back leave the size at 0xFFFFFFFF: the data then runs
             // to the end of the file, and only what is there can be played.
-            b"data" if data_len.is_none() => data_len = Some(size.min(available)),
+            b"data" if data.is_none() => data = bytes.get(body..body + size.min(available)),
             _ => {}
         }
         // Chunks are padded to an even length; the pad byte is not counted in the size.
         at = body.saturating_add(size).saturating_add(size & 1);
     }
-    let f = format.ok_or_else(|| unreadable("WAV file has no fmt chunk"))?;
-    let data_len = data_len.ok_or_else(|| unreadable("WAV file has no data chunk"))?;
+    Ok(WavChunks {
+        format: format.ok_or_else(|| unreadable("WAV file has no fmt chunk"))?,
+        data: data.ok_or_else(|| unreadable("WAV file has no data chunk"))?,
+    })
+}
+
+/// Seconds of a RIFF/WAVE file from its `fmt ` and `data` chunks.
+fn wav_seconds(bytes: &[u8]) -> Result<f64, MediaError> {
+    let chunks = wav_chunks(bytes)?;
+    let (f, data_len) = (chunks.format, chunks.data.len());
     let tag = u16::from_le_bytes([f[0], f[1]]);
     let channels = u16::from_le_bytes([f[2], f[3]]);
     let sample_rate = u32::from_le_bytes([f[4], f[5], f[6], f[7]]);
@@ -195,11 +233,15 @@ fn frames(bytes: &[u8], start: usize, parse: FrameParser) -> impl Iterator<Item 
     })
 }
 
+/// Where the framed stream that begins near `start` opens, or `None` when there is none.
+fn stream_start(bytes: &[u8], start: usize, parse: FrameParser) -> Option<usize> {
+    let window_end = bytes.len().min(start.saturating_add(MAX_LEADING_JUNK + 1));
+    (start..window_end).find(|&at| frames(bytes, at, parse).take(MIN_FRAMES).count() == MIN_FRAMES)
+}
+
 /// Seconds of the framed stream that begins near `start`, or `None` when there is none.
 fn framed_seconds(bytes: &[u8], start: usize, parse: FrameParser) -> Option<f64> {
-    let window_end = bytes.len().min(start.saturating_add(MAX_LEADING_JUNK + 1));
-    let first = (start..window_end)
-        .find(|&at| frames(bytes, at, parse).take(MIN_FRAMES).count() == MIN_FRAMES)?;
+    let first = stream_start(bytes, start, parse)?;
     let mut samples = 0u64;
     let mut sample_rate = 0u32;
     for frame in frames(bytes, first, parse) {

@@ -15,6 +15,9 @@
 //! installed, such an input fails with [`MediaError::UnsupportedVideo`], whose message names
 //! the codec and profile the container declares.
 //!
+//! Reference audio is mixed into the soundtrack: WAV is read here and AAC (ADTS or M4A) by the
+//! same FDK AAC library that encodes it; MP3, and what those cannot read, by `ffmpeg`.
+//!
 //! It also tells what a fetched input file is and how long an input audio file lasts, from
 //! headers alone, so inputs can be checked against the upstream's rules before they are sent.
 
@@ -35,10 +38,13 @@ pub enum Scene<'a> {
     ZoomPan { image: &'a [u8] },
     /// start-end-to-video: a crossfade from the start image to the end image.
     Crossfade { start: &'a [u8], end: &'a [u8] },
-    /// reference-to-video: the references in sequence, images first, in equal slices.
+    /// reference-to-video: the references in sequence, images first, in equal slices; the
+    /// reference audio files one after another from the start, mixed into the soundtrack
+    /// (WAV, AAC and M4A are decoded here, MP3 and anything else by `ffmpeg`).
     Sequence {
         images: Vec<&'a [u8]>,
         videos: Vec<&'a [u8]>,
+        audios: Vec<&'a [u8]>,
     },
     /// video-to-video: the input's frames, recoloured, stretched to the output length.
     Recolour { video: &'a [u8] },
@@ -143,16 +149,26 @@ pub fn render(req: &RenderRequest) -> Result<Rendered, MediaError> {
             "fps and frames must be positive".into(),
         ));
     }
+    let reference = match &req.scene {
+        Scene::Sequence { audios, .. } if req.audio && !audios.is_empty() => {
+            let seconds = f64::from(req.frames) / f64::from(req.fps);
+            audio::sequence(audios, audio::samples_for(seconds))?
+        }
+        _ => Vec::new(),
+    };
+    let soundtrack = req.audio.then_some(encode::Soundtrack {
+        seed: req.seed,
+        reference: &reference,
+    });
     let mut scene = scenes::Painter::new(req)?;
     let mut last_frame = Vec::new();
-    let audio_seed = req.audio.then_some(req.seed);
     let mut paint_error = None;
-    let mp4 = encode_mp4(
+    let mp4 = encode::encode_with(
         req.width,
         req.height,
         req.fps,
         req.frames,
-        audio_seed,
+        soundtrack,
         &mut |i, rgb| {
             if paint_error.is_some() {
                 return;

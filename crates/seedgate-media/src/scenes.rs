@@ -245,7 +245,7 @@ impl<'a> Painter<'a> {
                 fitted(&decode_image(start)?, width, height),
                 fitted(&decode_image(end)?, width, height),
             ),
-            Scene::Sequence { images, videos } => {
+            Scene::Sequence { images, videos, .. } => {
                 input_video_seconds = video_seconds(videos)?;
                 let mut slices = Vec::new();
                 for image in images {

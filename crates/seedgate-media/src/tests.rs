@@ -152,6 +152,7 @@ fn sequence_of_images_and_videos() {
         Scene::Sequence {
             images: vec![&image],
             videos: vec![&video, &video],
+            audios: Vec::new(),
         },
         752,
         560,

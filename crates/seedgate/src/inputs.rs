@@ -60,6 +60,8 @@ pub struct FetchedInputs {
     pub images: Vec<Vec<u8>>,
     /// The source video, then the reference videos.
     pub videos: Vec<Vec<u8>>,
+    /// The reference audio files.
+    pub audios: Vec<Vec<u8>>,
 }
 
 /// Slack on input lengths: containers round their durations.
@@ -98,7 +100,12 @@ pub async fn fetch_checked(
                     fetched.videos.push(bytes);
                 }
             }
-            MediaKind::Audio => reference_audio_s += seconds,
+            MediaKind::Audio => {
+                reference_audio_s += seconds;
+                if keep {
+                    fetched.audios.push(bytes);
+                }
+            }
             MediaKind::Image => {}
         }
     }

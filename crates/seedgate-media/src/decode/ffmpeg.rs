@@ -333,3 +333,74 @@ fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     }
     Ok(filled)
 }
+
+/// An input audio file decoded by ffmpeg to mono 16-bit samples at `rate`, at most `limit`
+/// of them: MP3, and what the crate's own readers cannot read.
+pub(crate) fn decode_audio(
+    bytes: &[u8],
+    tools: &Tools,
+    limit: usize,
+    rate: u32,
+) -> Result<Vec<f32>, MediaError> {
+    let audio = MediaError::UnreadableAudio;
+    let scratch = Scratch::new(bytes).map_err(|e| match e {
+        MediaError::UnreadableVideo(reason) => audio(reason.replace("video", "audio")),
+        other => other,
+    })?;
+    let log = scratch.dir.path().join("ffmpeg.log");
+    let log_file = File::create(&log).map_err(|e| audio(format!("cannot stage the audio: {e}")))?;
+    let mut child = Command::new(&tools.ffmpeg)
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(&scratch.input)
+        .args(["-map", "0:a:0", "-ac", "1", "-ar", &rate.to_string()])
+        .args(["-f", "s16le", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .map_err(|e| {
+            let program = tools.ffmpeg.to_string_lossy();
+            audio(if e.kind() == io::ErrorKind::NotFound {
+                format!(
+                    "this audio needs ffmpeg, which is not installed (`{program}` was not found)"
+                )
+            } else {
+                format!("this audio needs ffmpeg, which cannot be run (`{program}`: {e})")
+            })
+        })?;
+    let mut pcm = Vec::new();
+    let wanted = limit.saturating_mul(2);
+    let read = child
+        .stdout
+        .take()
+        .map(|stdout| stdout.take(wanted as u64).read_to_end(&mut pcm));
+    // Past the limit ffmpeg may still be writing: stop it rather than drain it.
+    let whole = pcm.len() < wanted;
+    if !whole {
+        let _ = child.kill();
+    }
+    let status = child
+        .wait()
+        .map_err(|e| audio(format!("waiting for ffmpeg: {e}")))?;
+    match read {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => return Err(audio(format!("reading ffmpeg's output: {e}"))),
+        None => return Err(audio("ffmpeg's output is not connected".into())),
+    }
+    if whole && !status.success() {
+        let mut text = Vec::new();
+        let _ = File::open(&log).and_then(|f| f.take(4096).read_to_end(&mut text));
+        return Err(audio(format!(
+            "ffmpeg: {}",
+            first_lines(&text, &scratch.input)
+        )));
+    }
+    let samples: Vec<f32> = pcm
+        .chunks_exact(2)
+        .map(|s| f32::from(i16::from_le_bytes([s[0], s[1]])) / 32_768.0)
+        .collect();
+    if samples.is_empty() {
+        return Err(audio("ffmpeg found no audio to decode".into()));
+    }
+    Ok(samples)
+}

@@ -149,7 +149,7 @@ fn m4a(seconds: f64) -> Vec<u8> {
         timescale: 48_000,
     };
     let mut writer = Mp4Writer::write_start(Cursor::new(Vec::new()), &config).unwrap();
-    crate::audio::add_track(&mut writer, 1, 5, seconds).unwrap();
+    crate::audio::add_track(&mut writer, 1, 5, seconds, &[]).unwrap();
     writer.write_end().unwrap();
     writer.into_writer().into_inner()
 }

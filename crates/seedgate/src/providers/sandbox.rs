@@ -31,6 +31,7 @@ pub struct Sandbox {
 struct Inputs {
     images: Vec<Vec<u8>>,
     videos: Vec<Vec<u8>>,
+    audios: Vec<Vec<u8>>,
 }
 
 impl Sandbox {
@@ -53,6 +54,7 @@ impl Sandbox {
         let mut inputs = Inputs {
             images: checked.images,
             videos: checked.videos,
+            audios: checked.audios,
         };
         if let Some(source) = &job.inputs.source_task_id {
             let bytes = self
@@ -89,11 +91,11 @@ impl Sandbox {
         } else {
             None
         };
-        self.catalog
-            .output_size(job.resolution, ratio)
         let ratio = job.output_ratio(shape).ok_or_else(|| {
             ProviderError::permanent("input_unreadable", "no input to take the shape from")
         })?;
+        self.catalog
+            .output_size(job.resolution, ratio)
             .ok_or_else(|| {
                 ProviderError::permanent(
                     "unsupported_resolution",
@@ -173,6 +175,7 @@ fn scene_for<'a>(operation: Operation, prompt: &'a str, inputs: &'a Inputs) -> S
         Operation::ReferenceToVideo => Scene::Sequence {
             images: inputs.images.iter().map(Vec::as_slice).collect(),
             videos: inputs.videos.iter().map(Vec::as_slice).collect(),
+            audios: inputs.audios.iter().map(Vec::as_slice).collect(),
         },
         Operation::VideoToVideo => Scene::Recolour { video: video(0) },
         Operation::VideoExtension => Scene::Continue { video: video(0) },

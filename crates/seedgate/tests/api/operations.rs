@@ -112,6 +112,94 @@ async fn reference_to_video_renders_exact_mp4() {
     assert_eq!(done["usage"]["tokens"].as_u64(), Some(output + input));
 }
 
+/// A 16-bit mono WAV at 44.1 kHz: a 1 kHz square wave for 2 s, then 2 s of silence.
+fn square_then_silence_wav() -> Vec<u8> {
+    let rate = 44_100u32;
+    let samples: Vec<i16> = (0..rate * 4)
+        .map(|n| match n {
+            n if n >= rate * 2 => 0,
+            n if (n * 2000 / rate).is_multiple_of(2) => 16_000,
+            _ => -16_000,
+        })
+        .collect();
+    let mut out = b"RIFF".to_vec();
+    out.extend_from_slice(&(36 + samples.len() as u32 * 2).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    for field in [16u32, 1 | (1 << 16), rate, rate * 2, 2 | (16 << 16)] {
+        out.extend_from_slice(&field.to_le_bytes());
+    }
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&(samples.len() as u32 * 2).to_le_bytes());
+    for sample in samples {
+        out.extend_from_slice(&sample.to_le_bytes());
+    }
+    out
+}
+
+/// ffmpeg's mean volume (dB) of an MP4's audio from `start` to `end` s, around 1 kHz.
+fn band_volume(mp4: &[u8], start: f64, end: f64) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.mp4");
+    std::fs::write(&path, mp4).unwrap();
+    let filter = format!("atrim={start}:{end},bandpass=f=1000:width_type=q:w=4,volumedetect");
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-nostats", "-i"])
+        .arg(&path)
+        .args(["-map", "0:a", "-af", &filter, "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg (Debian package ffmpeg) must be installed");
+    let log = String::from_utf8_lossy(&out.stderr);
+    log.lines()
+        .rev()
+        .find_map(|l| l.split("mean_volume:").nth(1))
+        .and_then(|v| v.trim().trim_end_matches("dB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no volumedetect in {log}"))
+}
+
+#[tokio::test]
+async fn the_sandbox_mixes_reference_audio_into_its_soundtrack() {
+    use base64::Engine as _;
+    let app = TestApp::spawn().await;
+    let media = MediaServer::start().await;
+    let audio = format!(
+        "data:audio/wav;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(square_then_silence_wav())
+    );
+    let body = |audio_urls: Option<&str>| {
+        let mut body = json!({"model": "seedance-2.0-fast", "operation": "reference-to-video",
+            "prompt": "the bell rings", "reference_images": [media.url("start.png")],
+            "resolution": "480p", "duration": 5, "aspect_ratio": "16:9", "seed": 21});
+        if let Some(url) = audio_urls {
+            body["audio_urls"] = json!([url]);
+        }
+        body
+    };
+    let mut files = Vec::new();
+    for request in [body(Some(&audio)), body(None), body(Some(&audio))] {
+        let done = assert_renders(&app, request, 864, 496, 5.0, true).await;
+        let (status, bytes) = app
+            .download(done["result"]["video_url"].as_str().unwrap())
+            .await;
+        assert_eq!(status, 200);
+        files.push(bytes);
+    }
+    let [with, without, again] = &files[..] else {
+        unreachable!()
+    };
+    assert!(with == again, "same request and inputs, same bytes");
+    assert!(with != without, "the reference audio changes the file");
+    let (playing, bare) = (band_volume(with, 0.2, 1.8), band_volume(without, 0.2, 1.8));
+    assert!(
+        playing > bare + 12.0,
+        "1 kHz while the reference plays: {playing} dB with it, {bare} dB without"
+    );
+    let (after, bare_after) = (band_volume(with, 2.3, 3.8), band_volume(without, 2.3, 3.8));
+    assert!(
+        after < bare_after + 1.0 && playing > after + 12.0,
+        "1 kHz once the reference is silent: {after} dB with it, {bare_after} dB without"
+    );
+}
+
 #[tokio::test]
 async fn video_to_video_renders_exact_mp4() {
     let app = TestApp::spawn().await;

@@ -47,14 +47,27 @@ fn invalid(code: &'static str, param: &str, message: impl Into<String>) -> ApiEr
     ApiError::invalid(code, Some(param), message)
 }
 
-/// Ark request fields this gateway cannot honour for Seedance 2.0: refused, never dropped.
-const UNSUPPORTED: [(&str, &str); 6] = [
-    ("draft", "draft tasks are not supported for Seedance 2.0"),
-    ("frames", "set `duration` instead"),
-    ("camera_fixed", "Seedance 2.0 does not take it"),
-    ("tools", "no tools are available for Seedance 2.0"),
-    ("output_format", "results are MP4"),
-    ("omni_reference_task_type", "Seedance 2.0 does not take it"),
+/// Whether a field's value asks for nothing.
+type IsNoOp = fn(&Value) -> bool;
+
+/// Ark request fields this gateway cannot honour for Seedance 2.0, each with the one value
+/// that asks for nothing (`None`: every value asks for something). That value is a no-op,
+/// since it is what every task gets anyway; any other is refused, never dropped. `draft` and
+/// `camera_fixed` are not here: the platform request has them, and its parser takes `false`
+/// and refuses `true`, the same on both surfaces.
+const UNSUPPORTED: [(&str, Option<IsNoOp>, &str); 4] = [
+    ("frames", None, "set `duration` instead"),
+    (
+        "tools",
+        Some(|v| v.as_array().is_some_and(Vec::is_empty)),
+        "no tools are available for Seedance 2.0",
+    ),
+    ("output_format", Some(|v| v == "mp4"), "results are MP4"),
+    (
+        "omni_reference_task_type",
+        None,
+        "Seedance 2.0 does not take it",
+    ),
 ];
 
 /// The media of an Ark `content` array, by role.
@@ -172,7 +185,10 @@ pub fn to_platform_request(catalog: &Catalog, body: &[u8]) -> Result<Value, ApiE
     let mut material = None;
     // Ark's SDKs send every field they know, `null` when unset: null is absent.
     for (key, value) in ark.into_iter().filter(|(_, value)| !value.is_null()) {
-        if let Some((_, why)) = UNSUPPORTED.iter().find(|(field, _)| *field == key) {
+        if let Some((_, off, why)) = UNSUPPORTED.iter().find(|(field, ..)| *field == key) {
+            if off.is_some_and(|off| off(&value)) {
+                continue;
+            }
             return Err(invalid(
                 "unsupported_parameter",
                 &key,
@@ -728,10 +744,16 @@ mod tests {
 
     #[test]
     fn ark_fields_this_gateway_cannot_honour_are_refused_not_dropped() {
-        for field in ["draft", "frames", "camera_fixed", "tools"] {
+        for (field, value) in [
+            ("frames", json!(121)),
+            ("tools", json!([{"type": "web_search"}])),
+            ("tools", json!(true)),
+            ("output_format", json!("mov")),
+            ("omni_reference_task_type", json!("edit")),
+        ] {
             let error = read(
                 json!({"model": "seedance-2.0", "content": [{"type": "text", "text": "x"}],
-                field: true}),
+                field: value}),
             )
             .unwrap_err();
             assert_eq!(
@@ -739,6 +761,18 @@ mod tests {
                 ("unsupported_parameter", Some(field))
             );
         }
+        // The values that ask for nothing are no-ops; `draft` and `camera_fixed` go on to the
+        // platform parser, which owns their rule.
+        let request = read(
+            json!({"model": "seedance-2.0", "content": [{"type": "text", "text": "x"}],
+            "tools": [], "output_format": "mp4", "draft": false, "camera_fixed": false}),
+        )
+        .unwrap();
+        assert!(request.get("tools").is_none() && request.get("output_format").is_none());
+        assert_eq!(
+            (&request["draft"], &request["camera_fixed"]),
+            (&json!(false), &json!(false))
+        );
         let mixed = read(json!({"model": "seedance-2.0", "content": [{"type": "text", "text": "x"},
             image("https://e.com/a.png", None), image("https://e.com/b.png", Some("reference_image"))]}))
         .unwrap_err();

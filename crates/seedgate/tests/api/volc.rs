@@ -180,3 +180,46 @@ async fn arks_requests_are_held_to_the_same_rules_in_arks_error_shape() {
     );
     app.assert_nothing_written().await;
 }
+
+#[tokio::test]
+async fn ark_create_takes_the_off_values_as_no_ops_and_refuses_the_on_values() {
+    let app = TestApp::spawn_without_workers().await;
+    let mut off = ark_t2v("a quiet harbour");
+    for (field, value) in [
+        ("camera_fixed", json!(false)),
+        ("draft", json!(false)),
+        ("tools", json!([])),
+        ("output_format", json!("mp4")),
+        ("frames", Value::Null),
+    ] {
+        off[field] = value;
+    }
+    let (status, created) = ark_create(&app, &off, None).await;
+    assert_eq!(status, 200, "{created}");
+    let (_, task) = app
+        .get_path(&format!("{TASKS}/{}", created["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        (&task["status"], &task["duration"]),
+        (&json!("queued"), &json!(4))
+    );
+
+    for (field, value) in [
+        ("camera_fixed", json!(true)),
+        ("draft", json!(true)),
+        ("tools", json!([{"type": "web_search"}])),
+        ("output_format", json!("mov")),
+        ("frames", json!(97)),
+    ] {
+        let mut on = ark_t2v("a quiet harbour");
+        on[field] = value;
+        let (status, refused) = ark_create(&app, &on, None).await;
+        assert_eq!(status, 400, "{field}: {refused}");
+        assert_eq!(
+            (&refused["error"]["code"], &refused["error"]["param"]),
+            (&json!("unsupported_parameter"), &json!(field)),
+            "{refused}"
+        );
+    }
+    assert_eq!(app.store.count_tasks(&app.account_id).await.unwrap(), 1);
+}

@@ -21,6 +21,7 @@ use super::tasks::{body_error, idempotency_key, with_replay_mark};
 use super::view::{BaseUrl, TaskError};
 use super::ApiState;
 use crate::ids::TaskId;
+use crate::providers::seed_in_force;
 use crate::store::{now_ms, PublicStatus, TaskFilter, TaskRecord, TaskState};
 use crate::telemetry::RequestId;
 
@@ -342,8 +343,9 @@ pub struct ArkTask {
     created_at: i64,
     /// Unix seconds.
     updated_at: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    seed: Option<i64>,
+    /// The seed the video is made with: the client's, or the one drawn for it when the
+    /// client left it to chance (none, or -1).
+    seed: i64,
     resolution: String,
     ratio: String,
     /// Seconds; -1 when the model decides.
@@ -353,6 +355,13 @@ pub struct ArkTask {
     watermark: bool,
     /// Always true: the last frame is always kept.
     return_last_frame: bool,
+    /// Always `default`, the only tier served.
+    service_tier: &'static str,
+    /// Seconds from `created_at` until the task is given up: the server's deadline
+    /// (`engine.task_deadline_seconds`) until it is sent upstream, then the expiry it was sent
+    /// with (the client's own `execution_expires_after` when shorter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    execution_expires_after: Option<i64>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -425,7 +434,7 @@ fn render(state: &ApiState, task: &TaskRecord, base: &str) -> ArkTask {
             .map(|(code, message)| TaskError { code, message }),
         created_at: task.created_at_ms / 1000,
         updated_at: task.updated_at_ms / 1000,
-        seed: echo.as_ref().and_then(|e| e.seed),
+        seed: seed_in_force(&task.id, echo.as_ref().and_then(|e| e.seed)),
         resolution: echo
             .as_ref()
             .map_or_else(String::new, |e| e.resolution.as_str().to_owned()),
@@ -437,7 +446,18 @@ fn render(state: &ApiState, task: &TaskRecord, base: &str) -> ArkTask {
         generate_audio: echo.as_ref().is_some_and(|e| e.generate_audio),
         watermark: echo.as_ref().is_some_and(|e| e.watermark),
         return_last_frame: true,
+        service_tier: "default",
+        execution_expires_after: expires_after(task),
     }
+}
+
+/// Ark counts `execution_expires_after` from the task's creation; the moment the task is given
+/// up is the upstream's expiry once it was sent there (our deadline no longer ends it before
+/// that), and our own deadline before. Rounded: the deadline and the creation time are taken a
+/// few milliseconds apart.
+fn expires_after(task: &TaskRecord) -> Option<i64> {
+    let ends_at = task.upstream_expires_at_ms.or(task.deadline_at_ms)?;
+    Some((ends_at - task.created_at_ms + 500).div_euclid(1000))
 }
 
 /// Create a task in Ark's wire format: `content` items with roles, Ark or our model ids.

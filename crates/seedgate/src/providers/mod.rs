@@ -104,7 +104,13 @@ pub fn seed_is_ours(job: &VideoJob) -> bool {
 /// task is ours when a submission's answer was lost. Kept to 31 bits: every upstream and
 /// SDK takes those.
 pub fn task_seed(task_id: &TaskId, job: &VideoJob) -> i64 {
-    job.seed.filter(|_| !seed_is_ours(job)).unwrap_or_else(|| {
+    seed_in_force(task_id, job.seed)
+}
+
+/// [`task_seed`] from the seed the client asked for alone, for readers that have the task's
+/// request echo but not its job.
+pub fn seed_in_force(task_id: &TaskId, requested: Option<i64>) -> i64 {
+    requested.filter(|seed| *seed >= 0).unwrap_or_else(|| {
         let hash = task_id
             .as_str()
             .bytes()

@@ -1,11 +1,17 @@
 //! The Ark-compatible surface: Ark's wire format for the same tasks as `/v1`, readable,
 //! cancellable and billed once through either, with the same idempotency and errors.
 
+use std::time::Duration;
+
 use seedgate::engine::Outcome;
 use seedgate::ids::TaskId;
+use seedgate::providers::seed_in_force;
+use seedgate::store::KeyMode;
 use serde_json::{json, Value};
 
-use crate::helpers::{decode, ffprobe, TestApp};
+use crate::fake_ark::FakeArk;
+use crate::helpers::{decode, ffprobe, wait_terminal, TestApp};
+use crate::upstream::{channel, fast_polls};
 
 const TASKS: &str = "/api/v3/contents/generations/tasks";
 
@@ -17,10 +23,19 @@ fn ark_t2v(prompt: &str) -> Value {
 }
 
 async fn ark_create(app: &TestApp, body: &Value, idempotency: Option<&str>) -> (u16, Value) {
+    ark_create_with_key(app, &app.key, body, idempotency).await
+}
+
+async fn ark_create_with_key(
+    app: &TestApp,
+    key: &str,
+    body: &Value,
+    idempotency: Option<&str>,
+) -> (u16, Value) {
     let mut request = app
         .client
         .post(format!("{}{TASKS}", app.address))
-        .bearer_auth(&app.key)
+        .bearer_auth(key)
         .json(body);
     if let Some(key) = idempotency {
         request = request.header("idempotency-key", key);
@@ -222,4 +237,61 @@ async fn ark_create_takes_the_off_values_as_no_ops_and_refuses_the_on_values() {
         );
     }
     assert_eq!(app.store.count_tasks(&app.account_id).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn ark_tasks_show_the_seed_tier_and_expiry_in_force() {
+    let app = TestApp::spawn_with(|c| c.engine.task_deadline_seconds = 7200, false).await;
+    for seed in [None, Some(-1), Some(3)] {
+        let mut body = ark_t2v("a lighthouse at dusk");
+        body["seed"] = seed.map_or(Value::Null, Value::from);
+        let (_, created) = ark_create(&app, &body, None).await;
+        let id = created["id"].as_str().unwrap();
+        let (_, task) = app.get_path(&format!("{TASKS}/{id}")).await;
+        let drawn = seed_in_force(&TaskId::new(id.replacen("cgt-", "vtask_", 1)), None);
+        assert_eq!(
+            task["seed"],
+            seed.filter(|s| *s >= 0).unwrap_or(drawn),
+            "{seed:?}: {task}"
+        );
+        assert_eq!(task["service_tier"], "default");
+        // Queued here, the server's own deadline is what ends it.
+        assert_eq!(task["execution_expires_after"], 7200, "{task}");
+    }
+
+    // Sent upstream: the seed and the expiry the upstream received.
+    let fake = FakeArk::start().await;
+    let app = TestApp::spawn_with(
+        |c| {
+            fast_polls(c);
+            c.channels = vec![channel("volc", &fake, 1)];
+        },
+        true,
+    )
+    .await;
+    let (key, _) = app.new_key_in_mode(KeyMode::Live, 100_000_000).await;
+    let mut body = ark_t2v("a lighthouse at dawn");
+    body["seed"] = Value::Null;
+    body["execution_expires_after"] = 3600.into();
+    let (status, created) = ark_create_with_key(&app, &key, &body, None).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let v1_id = id.replacen("cgt-", "vtask_", 1);
+    let done = wait_terminal(
+        &app.client,
+        &app.address,
+        &key,
+        &v1_id,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (_, task) = app.get_path_with_key(&key, &format!("{TASKS}/{id}")).await;
+    let sent = &fake.creates()[0].1;
+    assert_eq!(task["seed"], sent["seed"], "{task}");
+    assert_eq!(sent["execution_expires_after"], 3600);
+    // Counted from our creation, so the moments it was queued and sent here are added.
+    let expiry = task["execution_expires_after"].as_i64().unwrap();
+    assert!((3600..=3605).contains(&expiry), "{task}");
+    assert_eq!(task["service_tier"], "default");
 }

@@ -4,16 +4,17 @@
 //! parser and the one service; tasks are the same tasks as on `/v1` (`cgt-…` here is
 //! `vtask_…` there), rendered in Ark's shape.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use seedgate_contract::{ApiError, Catalog, ErrorBody, RequestEcho};
+use seedgate_contract::{ApiError, Catalog, RequestEcho};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 use super::auth::Authed;
 use super::error::HttpError;
@@ -22,7 +23,7 @@ use super::view::{BaseUrl, TaskError};
 use super::ApiState;
 use crate::ids::TaskId;
 use crate::providers::seed_in_force;
-use crate::store::{now_ms, PublicStatus, TaskFilter, TaskRecord, TaskState};
+use crate::store::{now_ms, Account, PublicStatus, TaskFilter, TaskRecord, TaskState};
 use crate::telemetry::RequestId;
 
 /// Ark's task ids start `cgt-`; ours `vtask_`. The rest is the same ULID.
@@ -315,6 +316,157 @@ fn material_reference(value: &Value) -> Result<Value, ApiError> {
         })
 }
 
+/// Ark's error code for one of our refusals, with the `type` Ark gives it (docs/ark.md has the
+/// table). `None` where Ark documents no refusal of its own for it: the client then gets ours.
+/// Codes not named here are refusals of the request itself when their status is 400 or 413
+/// (Ark's `InvalidParameter`) and our own faults when it is 5xx.
+pub fn ark_code(code: &str, status: u16) -> Option<(&'static str, &'static str)> {
+    const BAD_REQUEST: &str = "BadRequest";
+    Some(match code {
+        "missing_field" | "missing_visual_reference" => ("MissingParameter", BAD_REQUEST),
+        "model_not_found" => ("InvalidEndpointOrModel.NotFound", "NotFound"),
+        "model_not_allowed" => ("ModelNotOpen", "NotFound"),
+        "invalid_api_key" | "expired_api_key" => ("AuthenticationError", "Unauthorized"),
+        "insufficient_balance" => ("AccountOverdueError", "Forbidden"),
+        "key_limit_exceeded" => ("QuotaExceeded", "TooManyRequests"),
+        "rate_limit_exceeded" => ("ModelAccountRpmRateLimitExceeded", "TooManyRequests"),
+        "async_task_not_found" => ("ResourceNotFound", "NotFound"),
+        "upstream_unavailable" => ("ServerOverloaded", "TooManyRequests"),
+        "idempotency_conflict" | "task_not_cancellable" | "seedance_material_preparing" => {
+            return None
+        }
+        _ if status == 400 || status == 413 => ("InvalidParameter", BAD_REQUEST),
+        _ if status >= 500 => ("InternalServiceError", "InternalServerError"),
+        _ => return None,
+    })
+}
+
+/// An error body of the platform's shape, in Ark's words: Ark's `code` and `type` where Ark
+/// has them, so clients that branch on Ark's codes work, and ours kept in `seedgate_code`.
+fn in_arks_words(status: u16, mut body: Value) -> Value {
+    if let Some(error) = body.get_mut("error").and_then(Value::as_object_mut) {
+        let ours = error.get("code").and_then(Value::as_str).map(str::to_owned);
+        if let Some(ours) = ours {
+            if let Some((code, kind)) = ark_code(&ours, status) {
+                error.insert("code".into(), code.into());
+                error.insert("type".into(), kind.into());
+            }
+            error.insert("seedgate_code".into(), ours.into());
+        }
+    }
+    body
+}
+
+/// Any refusal of this surface: the platform's error, answered in Ark's words.
+#[derive(Debug)]
+pub struct ArkError(ApiError);
+
+impl From<ApiError> for ArkError {
+    fn from(e: ApiError) -> Self {
+        Self(e)
+    }
+}
+
+impl From<HttpError> for ArkError {
+    fn from(HttpError(e): HttpError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for ArkError {
+    fn into_response(self) -> Response {
+        let body = in_arks_words(self.0.status, self.0.body());
+        // The platform's response keeps its status and headers; only the body is reworded.
+        let mut response = HttpError(self.0).into_response();
+        *response.body_mut() = Body::from(body.to_string());
+        response.headers_mut().remove(header::CONTENT_LENGTH);
+        response
+    }
+}
+
+/// The calling key, as [`Authed`] reads it (rate limit included), refused in Ark's words.
+pub struct ArkAuthed(Account);
+
+impl FromRequestParts<ApiState> for ArkAuthed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Response> {
+        match Authed::from_request_parts(parts, state).await {
+            Ok(Authed(account)) => Ok(Self(account)),
+            Err(refusal) => Err(reworded(refusal).await),
+        }
+    }
+}
+
+/// A refusal already rendered in the platform's words (with its `Retry-After` and
+/// `WWW-Authenticate`), reworded.
+async fn reworded(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let body = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(body) => Body::from(in_arks_words(parts.status.as_u16(), body).to_string()),
+        Err(_) => Body::from(bytes),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, body)
+}
+
+/// What every call of this surface may answer besides its own refusals, in Ark's words.
+/// It describes responses for the OpenAPI document; the bodies are written by [`ArkError`].
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum ArkCommonErrors {
+    /// `AuthenticationError` (`invalid_api_key`, `expired_api_key`): missing, unknown, revoked
+    /// or expired key.
+    #[response(status = 401, headers(("WWW-Authenticate" = String, description = "`Bearer`")))]
+    Unauthorized(ArkErrorBody),
+    /// `ModelAccountRpmRateLimitExceeded` (`rate_limit_exceeded`): back off for `Retry-After` s.
+    #[response(
+        status = 429,
+        headers(
+            ("Retry-After" = u64, description = "Seconds to wait."),
+            ("X-RateLimit-Limit" = u64, description = "Requests per minute allowed."),
+            ("X-RateLimit-Remaining" = u64, description = "Requests left now."),
+            ("X-RateLimit-Reset" = u64, description = "Unix time (seconds) when the limit is whole again."),
+        )
+    )]
+    RateLimited(ArkErrorBody),
+    /// `InternalServiceError` (`internal_error`): our fault; safe to retry.
+    #[response(status = 500)]
+    Internal(ArkErrorBody),
+}
+
+/// Every error response of this surface.
+#[derive(Serialize, ToSchema)]
+pub struct ArkErrorBody {
+    error: ArkErrorObject,
+}
+
+/// Ark's error object, with our code beside Ark's.
+#[derive(Serialize, ToSchema)]
+pub struct ArkErrorObject {
+    /// Ark's code for the refusal (`InvalidParameter`, `ResourceNotFound`, …), or ours where
+    /// Ark has none.
+    #[schema(example = "InvalidParameter")]
+    code: String,
+    /// What went wrong and how to fix it; wording may change.
+    message: String,
+    /// Ark's error type (`BadRequest`, `NotFound`, …), or the platform's where Ark has none.
+    #[serde(rename = "type")]
+    kind: String,
+    /// The request field at fault, if one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    param: Option<String>,
+    /// Our own, finer code, as on `/v1` (e.g. `unsupported_resolution`).
+    #[schema(example = "unsupported_resolution")]
+    seedgate_code: String,
+    /// Helpful extras, as on `/v1`, e.g. `allowed_resolutions`.
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
 /// The answer to a create: the task's id.
 #[derive(Serialize, ToSchema)]
 pub struct ArkCreated {
@@ -470,24 +622,26 @@ fn expires_after(task: &TaskRecord) -> Option<i64> {
     request_body(content = Object, description = "Ark's create body: `model`, `content` (text, image_url, video_url, audio_url items with roles), `ratio`, `duration`, `resolution`, `generate_audio`, `watermark`, `seed`, `callback_url`, `return_last_frame`."),
     responses(
         (status = 200, description = "The task was accepted.", body = ArkCreated),
-        (status = 400, description = "Invalid request; `code` names the rule.", body = ErrorBody),
-        (status = 402, description = "`insufficient_balance`.", body = ErrorBody),
-        (status = 409, description = "`idempotency_conflict`.", body = ErrorBody),
-        (status = 413, description = "`request_too_large`.", body = ErrorBody),
+        (status = 400, description = "`InvalidParameter` or `MissingParameter`; `seedgate_code` names the rule.", body = ArkErrorBody),
+        (status = 402, description = "`AccountOverdueError` (`insufficient_balance`) or `QuotaExceeded` (`key_limit_exceeded`).", body = ArkErrorBody),
+        (status = 403, description = "`ModelNotOpen` (`model_not_allowed`): the key may not use the model.", body = ArkErrorBody),
+        (status = 409, description = "`idempotency_conflict`.", body = ArkErrorBody),
+        (status = 413, description = "`InvalidParameter` (`request_too_large`).", body = ArkErrorBody),
+        ArkCommonErrors,
     ),
     security(("api_key" = [])),
 )]
 pub async fn create(
     State(state): State<ApiState>,
-    Authed(account): Authed,
+    ArkAuthed(account): ArkAuthed,
     request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, HttpError> {
+) -> Result<Response, ArkError> {
     let body = body.map_err(body_error)?;
     let request = to_platform_request(&state.services.catalog, &body)?;
     let request = serde_json::to_vec(&request)
-        .map_err(|e| HttpError(ApiError::invalid("invalid_json", None, e.to_string())))?;
+        .map_err(|e| ApiError::invalid("invalid_json", None, e.to_string()))?;
     let created = state
         .services
         .create_task(
@@ -513,16 +667,17 @@ pub async fn create(
     params(("id" = String, Path, description = "`cgt-…` (or the `/v1` id).")),
     responses(
         (status = 200, description = "The task.", body = ArkTask),
-        (status = 404, description = "`async_task_not_found`.", body = ErrorBody),
+        (status = 404, description = "`ResourceNotFound` (`async_task_not_found`).", body = ArkErrorBody),
+        ArkCommonErrors,
     ),
     security(("api_key" = [])),
 )]
 pub async fn get(
     State(state): State<ApiState>,
-    Authed(account): Authed,
+    ArkAuthed(account): ArkAuthed,
     BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
-) -> Result<Json<ArkTask>, HttpError> {
+) -> Result<Json<ArkTask>, ArkError> {
     let task = state.services.task(&account, &our_id(&id)).await?;
     Ok(Json(render(&state, &task, &base)))
 }
@@ -537,17 +692,18 @@ pub async fn get(
     params(("id" = String, Path, description = "`cgt-…` (or the `/v1` id).")),
     responses(
         (status = 200, description = "Cancelled, or already finished; the body is empty."),
-        (status = 404, description = "`async_task_not_found`.", body = ErrorBody),
-        (status = 409, description = "`task_not_cancellable`: it is running.", body = ErrorBody),
-        (status = 503, description = "`upstream_unavailable`: the upstream could not be asked; retry.", body = ErrorBody),
+        (status = 404, description = "`ResourceNotFound` (`async_task_not_found`).", body = ArkErrorBody),
+        (status = 409, description = "`task_not_cancellable`: it is running.", body = ArkErrorBody),
+        (status = 503, description = "`ServerOverloaded` (`upstream_unavailable`): the upstream could not be asked; retry.", body = ArkErrorBody),
+        ArkCommonErrors,
     ),
     security(("api_key" = [])),
 )]
 pub async fn delete(
     State(state): State<ApiState>,
-    Authed(account): Authed,
+    ArkAuthed(account): ArkAuthed,
     Path(id): Path<String>,
-) -> Result<Response, HttpError> {
+) -> Result<Response, ArkError> {
     let id = our_id(&id);
     let task = state.services.task(&account, &id).await?;
     if !task.state.is_terminal() {
@@ -631,25 +787,27 @@ pub struct ArkTaskList {
     params(ArkListQuery),
     responses(
         (status = 200, description = "One page.", body = ArkTaskList),
-        (status = 400, description = "`invalid_query`, `invalid_status` or `invalid_page`.", body = ErrorBody),
+        (status = 400, description = "`InvalidParameter` (`invalid_query`, `invalid_status` or `invalid_page`).", body = ArkErrorBody),
+        ArkCommonErrors,
     ),
     security(("api_key" = [])),
 )]
 pub async fn list(
     State(state): State<ApiState>,
-    Authed(account): Authed,
+    ArkAuthed(account): ArkAuthed,
     BaseUrl(base): BaseUrl,
     RawQuery(query): RawQuery,
-) -> Result<Json<ArkTaskList>, HttpError> {
+) -> Result<Json<ArkTaskList>, ArkError> {
     let query = ArkListQuery::parse(query.as_deref())?;
     let page = query.page_num.unwrap_or(1);
     let size = query.page_size.unwrap_or(20);
     if page < 1 || !(1..=500).contains(&size) {
-        return Err(HttpError(ApiError::invalid(
+        return Err(ApiError::invalid(
             "invalid_page",
             Some("page_size"),
             "page_num starts at 1; page_size is 1 to 500.",
-        )));
+        )
+        .into());
     }
     let (status, task_state) = match query.status.as_deref() {
         None => (None, None),
@@ -659,11 +817,12 @@ pub async fn list(
         Some("failed") => (None, Some(TaskState::Failed)),
         Some("cancelled") => (None, Some(TaskState::Cancelled)),
         Some("expired") => (None, Some(TaskState::Expired)),
-        Some(_) => return Err(HttpError(invalid(
+        Some(_) => return Err(invalid(
             "invalid_status",
             "filter.status",
             "filter.status must be one of queued, running, succeeded, failed, cancelled, expired.",
-        ))),
+        )
+        .into()),
     };
     // Every task here runs on the default tier: another tier matches nothing.
     if query
@@ -836,6 +995,122 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(mixed.code, "conflicting_inputs");
+    }
+
+    /// Our refusals that can reach this surface, and Ark's code for each.
+    const ARK_CODES: [(&str, u16, Option<&str>); 27] = [
+        ("missing_field", 400, Some("MissingParameter")),
+        ("missing_visual_reference", 400, Some("MissingParameter")),
+        ("invalid_json", 400, Some("InvalidParameter")),
+        ("invalid_body", 400, Some("InvalidParameter")),
+        ("unknown_field", 400, Some("InvalidParameter")),
+        ("invalid_type", 400, Some("InvalidParameter")),
+        ("unsupported_parameter", 400, Some("InvalidParameter")),
+        ("unsupported_resolution", 400, Some("InvalidParameter")),
+        ("invalid_content", 400, Some("InvalidParameter")),
+        ("conflicting_inputs", 400, Some("InvalidParameter")),
+        ("no_channel_for_request", 400, Some("InvalidParameter")),
+        ("invalid_query", 400, Some("InvalidParameter")),
+        ("invalid_status", 400, Some("InvalidParameter")),
+        ("request_too_large", 413, Some("InvalidParameter")),
+        (
+            "model_not_found",
+            400,
+            Some("InvalidEndpointOrModel.NotFound"),
+        ),
+        ("model_not_allowed", 403, Some("ModelNotOpen")),
+        ("invalid_api_key", 401, Some("AuthenticationError")),
+        ("expired_api_key", 401, Some("AuthenticationError")),
+        ("insufficient_balance", 402, Some("AccountOverdueError")),
+        ("key_limit_exceeded", 402, Some("QuotaExceeded")),
+        (
+            "rate_limit_exceeded",
+            429,
+            Some("ModelAccountRpmRateLimitExceeded"),
+        ),
+        ("async_task_not_found", 404, Some("ResourceNotFound")),
+        ("upstream_unavailable", 503, Some("ServerOverloaded")),
+        ("internal_error", 500, Some("InternalServiceError")),
+        ("storage_unavailable", 503, Some("InternalServiceError")),
+        ("idempotency_conflict", 409, None),
+        ("task_not_cancellable", 409, None),
+    ];
+
+    #[test]
+    fn our_refusals_carry_arks_codes_where_ark_has_one() {
+        for (ours, status, ark) in ARK_CODES {
+            assert_eq!(ark_code(ours, status).map(|(code, _)| code), ark, "{ours}");
+        }
+        let body = in_arks_words(
+            400,
+            ApiError::invalid("unsupported_resolution", Some("resolution"), "no")
+                .with_extra("allowed_resolutions", json!(["480p"]))
+                .body(),
+        );
+        assert_eq!(
+            body,
+            json!({"error": {"code": "InvalidParameter", "type": "BadRequest", "message": "no",
+                "param": "resolution", "seedgate_code": "unsupported_resolution",
+                "allowed_resolutions": ["480p"]}})
+        );
+        let kept = in_arks_words(
+            409,
+            ApiError::new(
+                409,
+                seedgate_contract::ErrorType::InvalidRequestError,
+                "idempotency_conflict",
+                "reused",
+            )
+            .body(),
+        );
+        assert_eq!(
+            (
+                &kept["error"]["code"],
+                &kept["error"]["type"],
+                &kept["error"]["seedgate_code"]
+            ),
+            (
+                &json!("idempotency_conflict"),
+                &json!("invalid_request_error"),
+                &json!("idempotency_conflict")
+            )
+        );
+    }
+
+    /// docs/ark.md's table of codes is the function's: a row per code, the same answer.
+    #[test]
+    fn the_documented_ark_codes_are_the_ones_answered() {
+        let doc = include_str!("../../../../docs/ark.md");
+        let section = doc
+            .split("### Errors in Ark's words")
+            .nth(1)
+            .expect("docs/ark.md has the section");
+        let code = |cell: &str| cell.trim().trim_matches('`').to_owned();
+        let mut documented = Vec::new();
+        let rows = section
+            .lines()
+            .skip_while(|line| !line.starts_with("| our code"))
+            .skip(2)
+            .take_while(|line| line.starts_with('|'));
+        for line in rows {
+            let cells: Vec<&str> = line.split('|').collect();
+            let status: u16 = cells[2].split('/').next().unwrap().trim().parse().unwrap();
+            let ark = Some(code(cells[3])).filter(|ark| ark != "ours");
+            for ours in code(cells[1]).split("`, `") {
+                assert_eq!(
+                    ark_code(ours, status).map(|(code, _)| code.to_owned()),
+                    ark,
+                    "{ours}"
+                );
+                documented.push(ours.to_owned());
+            }
+        }
+        for (ours, ..) in ARK_CODES {
+            assert!(
+                documented.iter().any(|d| d == ours),
+                "{ours} is not in docs/ark.md"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! ByteDance's official Ark SDK for Python, unchanged but for its base URL, creates, reads,
-//! lists and deletes tasks on a live server, and sees refusals as its own error types with our
-//! codes (`tests/clients/ark_sdk.py`; `pip install volcengine-python-sdk`).
+//! lists and deletes tasks on a live server, and sees refusals as its own error types with
+//! Ark's codes, ours beside them (`tests/clients/ark_sdk.py`; `pip install
+//! volcengine-python-sdk`).
 
 use std::process::Command;
 

@@ -153,7 +153,7 @@ async fn arks_list_pages_and_filters_and_delete_cancels_a_queued_task() {
     );
     let (status, refused) = app.get_path(&format!("{TASKS}?filter.status=done")).await;
     assert_eq!(
-        (status, &refused["error"]["code"]),
+        (status, &refused["error"]["seedgate_code"]),
         (400, &json!("invalid_status"))
     );
 }
@@ -183,14 +183,14 @@ async fn arks_requests_are_held_to_the_same_rules_in_arks_error_shape() {
     ] {
         let (status, refused) = ark_create(&app, &body, None).await;
         assert_eq!(status, 400, "{body}: {refused}");
-        assert_eq!(refused["error"]["code"], code, "{refused}");
+        assert_eq!(refused["error"]["seedgate_code"], code, "{refused}");
         assert!(refused["error"]["message"].as_str().is_some());
     }
     let (status, missing) = app
         .get_path(&format!("{TASKS}/cgt-01ARZ3NDEKTSV4RRFFQ69G5FAV"))
         .await;
     assert_eq!(
-        (status, &missing["error"]["code"]),
+        (status, &missing["error"]["seedgate_code"]),
         (404, &json!("async_task_not_found"))
     );
     app.assert_nothing_written().await;
@@ -231,7 +231,10 @@ async fn ark_create_takes_the_off_values_as_no_ops_and_refuses_the_on_values() {
         let (status, refused) = ark_create(&app, &on, None).await;
         assert_eq!(status, 400, "{field}: {refused}");
         assert_eq!(
-            (&refused["error"]["code"], &refused["error"]["param"]),
+            (
+                &refused["error"]["seedgate_code"],
+                &refused["error"]["param"]
+            ),
             (&json!("unsupported_parameter"), &json!(field)),
             "{refused}"
         );
@@ -294,4 +297,143 @@ async fn ark_tasks_show_the_seed_tier_and_expiry_in_force() {
     let expiry = task["execution_expires_after"].as_i64().unwrap();
     assert!((3600..=3605).contains(&expiry), "{task}");
     assert_eq!(task["service_tier"], "default");
+}
+
+#[tokio::test]
+async fn ark_errors_carry_arks_codes_and_keep_ours_beside_them() {
+    // A burst for the refusals below, then one request a second.
+    let app = TestApp::spawn_with(
+        |c| {
+            c.limits.requests_per_second = 1;
+            c.limits.burst = 12;
+        },
+        false,
+    )
+    .await;
+    let mut too_big = ark_t2v("x");
+    too_big["resolution"] = "1080p".into();
+    let mut unknown_model = ark_t2v("x");
+    unknown_model["model"] = "doubao-seedance-9-9-990101".into();
+    for (body, status, ark, ours) in [
+        (too_big, 400, "InvalidParameter", "unsupported_resolution"),
+        (
+            json!({"model": "seedance-2.0"}),
+            400,
+            "MissingParameter",
+            "missing_field",
+        ),
+        (
+            unknown_model,
+            400,
+            "InvalidEndpointOrModel.NotFound",
+            "model_not_found",
+        ),
+    ] {
+        let (got, refused) = ark_create(&app, &body, None).await;
+        let error = &refused["error"];
+        assert_eq!(
+            (got, &error["code"], &error["seedgate_code"]),
+            (status, &json!(ark), &json!(ours)),
+            "{refused}"
+        );
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let mut too_big = ark_t2v("x");
+    too_big["resolution"] = "1080p".into();
+    let (_, refused) = ark_create(&app, &too_big, None).await;
+    assert_eq!(
+        (&refused["error"]["type"], &refused["error"]["param"]),
+        (&json!("BadRequest"), &json!("resolution"))
+    );
+    assert!(
+        refused["error"]["allowed_resolutions"].is_array(),
+        "{refused}"
+    );
+
+    let (status, missing) = app
+        .get_path(&format!("{TASKS}/cgt-01ARZ3NDEKTSV4RRFFQ69G5FAV"))
+        .await;
+    assert_eq!(
+        (status, &missing["error"]["code"], &missing["error"]["type"]),
+        (404, &json!("ResourceNotFound"), &json!("NotFound"))
+    );
+
+    // Refused before the handler runs: the key, then its rate, keep their headers.
+    let response = app
+        .client
+        .get(format!("{}{TASKS}", app.address))
+        .bearer_auth("sg_not_a_key")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().contains_key("www-authenticate"));
+    let (status, refused) = decode(response).await;
+    assert_eq!(
+        (
+            status,
+            &refused["error"]["code"],
+            &refused["error"]["seedgate_code"]
+        ),
+        (
+            401,
+            &json!("AuthenticationError"),
+            &json!("invalid_api_key")
+        )
+    );
+
+    let (poor, _) = app.new_key(0).await;
+    let (status, refused) = ark_create_with_key(&app, &poor, &ark_t2v("x"), None).await;
+    assert_eq!(
+        (
+            status,
+            &refused["error"]["code"],
+            &refused["error"]["seedgate_code"]
+        ),
+        (
+            402,
+            &json!("AccountOverdueError"),
+            &json!("insufficient_balance")
+        )
+    );
+
+    // No refusal of Ark's matches: ours stands in both fields.
+    let (_, _) = ark_create(&app, &ark_t2v("first"), Some("same-key")).await;
+    let (status, refused) = ark_create(&app, &ark_t2v("second"), Some("same-key")).await;
+    assert_eq!(
+        (
+            status,
+            &refused["error"]["code"],
+            &refused["error"]["seedgate_code"]
+        ),
+        (
+            409,
+            &json!("idempotency_conflict"),
+            &json!("idempotency_conflict")
+        )
+    );
+
+    let limited = loop {
+        let response = app
+            .client
+            .get(format!("{}{TASKS}", app.address))
+            .bearer_auth(&app.key)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            break response;
+        }
+    };
+    assert!(limited.headers().contains_key("retry-after"));
+    let (_, refused) = decode(limited).await;
+    assert_eq!(
+        (
+            &refused["error"]["code"],
+            &refused["error"]["seedgate_code"]
+        ),
+        (
+            &json!("ModelAccountRpmRateLimitExceeded"),
+            &json!("rate_limit_exceeded")
+        )
+    );
 }

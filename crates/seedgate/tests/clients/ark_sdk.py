@@ -42,17 +42,19 @@ def queued():
     assert [t.id for t in listed.items] == [kept.id, withdrawn.id], listed
     assert tasks.list(status="queued").total == 1
 
-    # Refusals surface as the SDK's own errors, carrying our codes.
+    # Refusals surface as the SDK's own errors, carrying Ark's codes, with ours beside them.
     try:
         create("too sharp for the fast model", resolution="1080p")
         raise AssertionError("1080p on the fast model was accepted")
     except ArkBadRequestError as e:
-        assert e.status_code == 400 and "unsupported_resolution" in str(e.code or e.body), (e.code, e.body)
+        assert e.status_code == 400 and e.code == "InvalidParameter", (e.code, e.body)
+        assert e.param == "resolution" and e.body["seedgate_code"] == "unsupported_resolution", e.body
     try:
         tasks.get(task_id="cgt-01ARZ3NDEKTSV4RRFFQ69G5FAV")
         raise AssertionError("an unknown task was found")
     except ArkNotFoundError as e:
-        assert "async_task_not_found" in str(e.code or e.body), (e.code, e.body)
+        assert e.code == "ResourceNotFound", (e.code, e.body)
+        assert e.body["seedgate_code"] == "async_task_not_found", e.body
     print(kept.id)
 
 

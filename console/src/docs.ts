@@ -5,12 +5,17 @@ declare const Redoc: {
   init(spec: object, options: object, element: HTMLElement | null, callback?: (error?: unknown) => void): void;
 };
 
+interface Example {
+  summary?: string;
+  value?: unknown;
+}
+
 interface Operation {
   operationId?: string;
   summary?: string;
   description?: string;
   security?: Record<string, string[]>[];
-  requestBody?: unknown;
+  requestBody?: { content?: Record<string, { examples?: Record<string, Example> }> };
   'x-codeSamples'?: { lang: string; label: string; source: string }[];
 }
 
@@ -18,42 +23,25 @@ type Spec = { servers?: { url: string }[]; paths: Record<string, Record<string, 
 
 const here = location.origin;
 
-function curlPost(path: string, body: object): string {
+function curlPost(path: string, body: unknown): string {
+  // Inside single quotes the shell ends the string at a quote, so each one is closed, escaped
+  // and reopened.
+  const json = JSON.stringify(body, null, 2).replace(/'/g, "'\\''");
   return [
     `curl -X POST "${here}${path}" \\`,
     '  -H "Authorization: Bearer $SEEDGATE_API_KEY" \\',
     '  -H "Content-Type: application/json" \\',
-    `  -d '${JSON.stringify(body, null, 2).replace(/\n/g, '\n  ')}'`,
+    `  -d '${json.replace(/\n/g, '\n  ')}'`,
   ].join('\n');
 }
 
-// The platform's own examples, pointed at this host.
-const fastTextToVideo = {
-  model: 'seedance-2.0-fast',
-  operation: 'text-to-video',
-  prompt: '白色棚拍背景上的干净商品揭示镜头，镜头轻微推进。',
-  duration: 5,
-  resolution: '720p',
-  aspect_ratio: '16:9',
-};
-const referenceToVideo4k = {
-  model: 'seedance-2.0',
-  operation: 'reference-to-video',
-  prompt: '保持同一商品身份和布光，生成缓慢电影感旋转镜头。',
-  reference_images: ['https://example.com/product-front.jpg', 'https://example.com/product-side.jpg'],
-  video_urls: ['https://example.com/motion-reference.mp4'],
-  duration: 6,
-  resolution: '4k',
-  aspect_ratio: '16:9',
-};
-
-const samples: Record<string, { label: string; source: string }[]> = {
-  create_task: [
-    { label: 'Fast and Mini', source: curlPost('/v1/videos/generations', fastTextToVideo) },
-    { label: '4K reference-to-video', source: curlPost('/v1/videos/generations', referenceToVideo4k) },
-  ],
-  quote_task: [{ label: 'curl', source: curlPost('/v1/videos/quote', fastTextToVideo) }],
-};
+/** The document's own request examples, which tests send as they stand, as curl for this host. */
+function writtenSamples(path: string, operation: Operation): { label: string; source: string }[] {
+  const examples = operation.requestBody?.content?.['application/json']?.examples ?? {};
+  return Object.values(examples)
+    .filter((example) => example.value !== undefined)
+    .map((example) => ({ label: example.summary ?? 'curl', source: curlPost(path, example.value) }));
+}
 
 /** A curl line for any operation without a written example: its method, path and secret. */
 function genericSample(method: string, path: string, operation: Operation): string {
@@ -80,8 +68,8 @@ function addSamples(spec: Spec): void {
   for (const [path, item] of Object.entries(spec.paths)) {
     for (const [method, operation] of Object.entries(item)) {
       shortenSummary(operation);
-      const written = samples[operation.operationId ?? ''];
-      const list = written ?? [{ label: 'curl', source: genericSample(method, path, operation) }];
+      const written = writtenSamples(path, operation);
+      const list = written.length ? written : [{ label: 'curl', source: genericSample(method, path, operation) }];
       operation['x-codeSamples'] = list.map((s) => ({ lang: 'Shell', ...s }));
     }
   }

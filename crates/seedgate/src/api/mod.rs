@@ -6,6 +6,7 @@ mod auth;
 mod catalog;
 mod catalog_view;
 mod error;
+mod examples;
 mod health;
 mod management;
 mod materials;
@@ -104,6 +105,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         )
         .route("/metrics", get(health::metrics))
         .route("/console", get(web::console))
+        .route("/", get(web::home))
         .route("/console/", get(web::console))
         .route("/console/{file}", get(web::file))
         .route("/docs", get(web::docs))

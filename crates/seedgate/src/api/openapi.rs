@@ -13,6 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi as Document, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi, PartialSchema};
 
+use super::examples::RequestExamples;
 use super::{account, assets, catalog, health, management, materials, tasks, volc};
 
 #[derive(OpenApi)]
@@ -63,7 +64,7 @@ use super::{account, assets, catalog, health, management, materials, tasks, volc
         health::metrics,
         openapi_json,
     ),
-    modifiers(&SharedResponses, &Aliases),
+    modifiers(&SharedResponses, &Aliases, &RequestExamples),
     tags(
         (name = "tasks", description = "Create, poll, list and cancel video tasks; download results."),
         (name = "catalog", description = "Models and prices."),

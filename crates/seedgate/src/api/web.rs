@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use sha2::{Digest, Sha256};
 
 use super::error::not_found;
@@ -92,6 +92,11 @@ fn serve(name: &str, request: &HeaderMap) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     response
+}
+
+/// A person who opens the server's address wants the console, not an API error.
+pub async fn home() -> Redirect {
+    Redirect::temporary("/console")
 }
 
 pub async fn console(headers: HeaderMap) -> Response {

@@ -399,3 +399,30 @@ async fn pages_are_served_from_the_binary_and_revalidated() {
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_found");
 }
+
+/// Whoever opens the server's address in a browser lands on the console.
+#[tokio::test]
+async fn get_root_leads_to_the_console() {
+    let app = TestApp::spawn_without_workers().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("{}/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_redirection(), "{}", response.status());
+    assert_eq!(response.headers()["location"], "/console");
+    // Followed, it is the console page.
+    let page = app
+        .client
+        .get(format!("{}/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.url().path(), "/console");
+    assert!(page.text().await.unwrap().contains("<html"));
+}

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -219,4 +219,71 @@ async fn schemathesis_finds_no_server_error_or_undocumented_response() {
     let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
     assert!(!log.contains("panicked"), "a handler panicked:\n{log}");
     assert!(!log.contains(&key), "the API key leaked into the log");
+}
+
+/// Every create body the document gives as an example, wherever it gives one (the request's
+/// named examples, its `example`, its schema's `example`), with the path it is sent to.
+fn request_examples(doc: &Value) -> Vec<(String, String, Value)> {
+    let mut found = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for operation in item.as_object().unwrap().values() {
+            let media = &operation["requestBody"]["content"]["application/json"];
+            let mut add = |name: String, value: &Value| {
+                if !value.is_null() {
+                    found.push((path.clone(), name, value.clone()));
+                }
+            };
+            add("example".into(), &media["example"]);
+            for (name, example) in media["examples"].as_object().into_iter().flatten() {
+                add(name.clone(), &example["value"]);
+            }
+            if let Some(reference) = media["schema"]["$ref"].as_str() {
+                let schema = reference.trim_start_matches("#/components/schemas/");
+                add(
+                    format!("{schema}.example"),
+                    &doc["components"]["schemas"][schema]["example"],
+                );
+            }
+        }
+    }
+    found
+}
+
+/// `/docs` shows each example as a curl command to paste: each must be accepted as it stands
+/// by a fresh server with a test key and no network, and its task must complete. Prompts are
+/// ASCII, so a browser without CJK fonts shows them.
+#[tokio::test]
+async fn the_docs_examples_work_as_pasted_on_this_host() {
+    let app = TestApp::spawn().await;
+    let (status, doc) = app.get_path("/openapi.json").await;
+    assert_eq!(status, 200);
+    let examples = request_examples(&doc);
+    let named = |path: &str| {
+        examples
+            .iter()
+            .filter(|(p, name, _)| p == path && !name.contains('.'))
+            .count()
+    };
+    assert!(named("/v1/videos/generations") >= 2, "{examples:?}");
+    assert!(named("/v1/videos/quote") >= 2, "{examples:?}");
+
+    let mut created = Vec::new();
+    for (path, name, body) in &examples {
+        let prompt = body["prompt"].as_str().unwrap_or_default();
+        assert!(prompt.is_ascii(), "{path} {name}: {prompt}");
+        let (status, answer) = app.call("POST", path, &app.key, Some(body)).await;
+        assert_eq!(status, 200, "{path} {name}: {answer}");
+        match path.as_str() {
+            "/v1/videos/quote" => assert_eq!(answer["object"], "video.quote", "{answer}"),
+            "/v1/videos/generations" => {
+                assert_eq!(answer["provider"], "sandbox", "{answer}");
+                created.push((name, answer["id"].as_str().unwrap().to_owned()));
+            }
+            other => panic!("{other} has an example this test does not know how to check"),
+        }
+    }
+    for (name, id) in created {
+        let done = app.wait_terminal(&id, Duration::from_secs(300)).await;
+        assert_eq!(done["status"], "completed", "{name}: {done}");
+    }
 }

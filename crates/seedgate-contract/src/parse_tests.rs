@@ -2659,9 +2659,11 @@ fn prompt_commands_are_validated_and_priced_as_fields_and_stripped_from_the_prom
     assert_eq!(job.aspect_ratio, AspectRatio::W9H16);
     assert_eq!(job.seed, Some(7));
     assert!(job.watermark);
-    let plain = accepted(json!({"model": "seedance-2.0", "operation": "text-to-video",
+    let plain = accepted(
+        json!({"model": "seedance-2.0", "operation": "text-to-video",
         "prompt": "a cat", "resolution": "1080p", "duration": 12, "aspect_ratio": "9:16",
-        "seed": 7, "watermark": true}));
+        "seed": 7, "watermark": true}),
+    );
     // The same job as the fields sent plainly, so priced and sent upstream the same.
     assert_eq!(
         serde_json::to_value(&job).unwrap(),

@@ -123,9 +123,12 @@ pub(crate) fn apply(mut map: Map<String, Value>) -> Result<Map<String, Value>, A
     while i < words.len() {
         let (start, end) = words[i];
         let command = prompt[start..end].strip_prefix("--").and_then(|word| {
-            COMMANDS
-                .iter()
-                .find_map(|c| c.names.iter().find(|name| **name == word).map(|name| (*name, c)))
+            COMMANDS.iter().find_map(|c| {
+                c.names
+                    .iter()
+                    .find(|name| **name == word)
+                    .map(|name| (*name, c))
+            })
         });
         let Some((name, command)) = command else {
             i += 1;
@@ -175,10 +178,11 @@ pub(crate) fn apply(mut map: Map<String, Value>) -> Result<Map<String, Value>, A
             }
             continue;
         }
-        let sent = command
-            .fields
-            .iter()
-            .find_map(|field| map.get(*field).filter(|v| !v.is_null()).map(|v| (*field, v)));
+        let sent = command.fields.iter().find_map(|field| {
+            map.get(*field)
+                .filter(|v| !v.is_null())
+                .map(|v| (*field, v))
+        });
         match sent {
             Some((_, sent)) if sent == value => {}
             Some((field, sent)) => {
@@ -237,7 +241,8 @@ mod tests {
             json!({"model": "m", "prompt": "a cat", "resolution": "1080p", "duration": 12,
                 "aspect_ratio": "9:16", "seed": 7, "watermark": true, "camera_fixed": false})
         );
-        let long = applied(json!({"prompt": "--resolution 480p a\ncat --duration 5 walks"})).unwrap();
+        let long =
+            applied(json!({"prompt": "--resolution 480p a\ncat --duration 5 walks"})).unwrap();
         assert_eq!(
             long,
             json!({"prompt": "a\ncat walks", "resolution": "480p", "duration": 5})
@@ -259,8 +264,14 @@ mod tests {
     #[test]
     fn a_prompt_command_that_disagrees_is_refused() {
         let cases = [
-            (json!({"prompt": "x --rs 1080p", "resolution": "720p"}), "prompt_command_conflict"),
-            (json!({"prompt": "x --dur 5 --dur 6"}), "prompt_command_conflict"),
+            (
+                json!({"prompt": "x --rs 1080p", "resolution": "720p"}),
+                "prompt_command_conflict",
+            ),
+            (
+                json!({"prompt": "x --dur 5 --dur 6"}),
+                "prompt_command_conflict",
+            ),
             (json!({"prompt": "x --dur five"}), "invalid_prompt_command"),
             (json!({"prompt": "x --wm yes"}), "invalid_prompt_command"),
             (json!({"prompt": "x --seed"}), "invalid_prompt_command"),

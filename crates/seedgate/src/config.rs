@@ -22,6 +22,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Largest request body accepted (data: URIs of video inputs need tens of MB).
     pub max_body_bytes: usize,
+    /// How long a connection may take to send a request head, counted from when it is ready
+    /// for one (so it also bounds an idle keep-alive connection): then it is closed.
+    pub request_head_timeout_ms: NonZeroU64,
     /// Opening balance of the development key created on an empty database.
     pub dev_key_balance_usd: u64,
     /// A catalog TOML that replaces the built-in one (adding a model needs no code change).
@@ -185,6 +188,10 @@ pub struct EngineConfig {
 pub struct SandboxConfig {
     /// Renders at once; each one is CPU-bound on one core.
     pub max_concurrent_renders: usize,
+    /// Whether live keys may be served by the sandbox on a server with no upstream channels.
+    /// Off by default: a live key pays real money, and an operator who forgot the channels
+    /// must not bill customers for test patterns. For development only.
+    pub serve_live_keys: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -231,6 +238,7 @@ impl Default for Config {
             database_url: None,
             public_url: None,
             max_body_bytes: 75 * 1024 * 1024,
+            request_head_timeout_ms: NonZeroU64::new(10_000).unwrap_or(NonZeroU64::MIN),
             dev_key_balance_usd: 100,
             catalog_file: None,
             engine: EngineConfig::default(),
@@ -272,6 +280,7 @@ impl Default for SandboxConfig {
             max_concurrent_renders: std::thread::available_parallelism()
                 .map(usize::from)
                 .unwrap_or(2),
+            serve_live_keys: false,
         }
     }
 }

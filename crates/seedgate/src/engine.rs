@@ -64,6 +64,34 @@ enum CopyError {
     Storage(BlobError),
 }
 
+/// Why a finished video could not be kept here, which names the task's failure when the
+/// tries run out: the upstream's files could not be had, or our own result store refused them.
+#[derive(Clone, Copy)]
+enum KeepFailure {
+    Copy,
+    Store,
+}
+
+impl KeepFailure {
+    fn failure(self, upstream_usage_tokens: Option<i64>) -> TaskFailure<'static> {
+        let (code, message) = match self {
+            Self::Copy => (
+                "result_unavailable",
+                "The upstream finished the task but its video could not be retrieved; nothing was charged.",
+            ),
+            Self::Store => (
+                "result_store_failed",
+                "The video was generated but this server could not store it (its result storage refused the write, for example because its disk is full); nothing was charged.",
+            ),
+        };
+        TaskFailure {
+            code,
+            message,
+            upstream_usage_tokens,
+        }
+    }
+}
+
 /// The largest last frame copied from an upstream.
 const MAX_LAST_FRAME_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -941,9 +969,13 @@ impl Engine {
                     }
                     Some(Ok(stored)) => self.settle(task, job, stored, usage_tokens).await,
                     Some(Err(CopyError::Upstream(e))) => {
-                        self.result_copy_failed(task, usage_tokens, &e).await
+                        self.result_copy_failed(task, usage_tokens, KeepFailure::Copy, &e)
+                            .await
                     }
-                    Some(Err(CopyError::Storage(e))) => self.storing_failed(task, &e).await,
+                    Some(Err(CopyError::Storage(e))) => {
+                        self.result_copy_failed(task, usage_tokens, KeepFailure::Store, &e)
+                            .await
+                    }
                 }
             }
             Ok(UpstreamStatus::Failed { code, message }) => self.fail(task, &code, &message).await,
@@ -975,25 +1007,23 @@ impl Engine {
         }
     }
 
-    /// The upstream finished but its result could not be copied here. A few tries over
-    /// minutes (a file can appear late), then the task fails uncharged with the reservation
-    /// released; the upstream id and its reported usage stay on the task for the operator.
+    /// The upstream finished but its result could not be copied here, or stored. A few tries
+    /// over minutes (a file can appear late, a disk be cleared), then the task fails uncharged,
+    /// with the reservation released and a code that says which side failed; the upstream id
+    /// and its reported usage stay on the task for the operator.
     async fn result_copy_failed(
         &self,
         task: &TaskRecord,
         usage_tokens: Option<u64>,
-        error: &ProviderError,
+        kind: KeepFailure,
+        error: &(dyn std::fmt::Display + Sync),
     ) -> Result<(), StoreError> {
         let failures = task.result_copy_failures + 1;
         let upstream_usage_tokens = usage_tokens.map(|t| t as i64);
         if failures >= self.config.result_copy_attempts {
+            let failure = kind.failure(upstream_usage_tokens);
             warn!(upstream_id = task.upstream_id.as_deref().unwrap_or(""), ?upstream_usage_tokens,
-                failures, error = %error, "the upstream's result could not be copied; the task fails uncharged");
-            let failure = TaskFailure {
-                code: "result_unavailable",
-                message: "The upstream finished the task but its video could not be retrieved; nothing was charged.",
-                upstream_usage_tokens,
-            };
+                failures, error = %error, code = failure.code, "the upstream's result could not be kept; the task fails uncharged");
             let made = self
                 .store
                 .finish_unpaid(&task.id, &self.owner, Unpaid::Failed, &failure)
@@ -1151,30 +1181,30 @@ impl Engine {
         })
     }
 
-    /// Our storage refused a result: the task is kept, an upstream one polled again (its
-    /// result copied anew), a local one rendered again.
+    /// Our storage refused a video rendered here: rendered again later, as a failed attempt;
+    /// when the attempts run out the task fails uncharged, saying it was the storing that
+    /// failed, not the start.
     async fn storing_failed(&self, task: &TaskRecord, error: &BlobError) -> Result<(), StoreError> {
-        warn!(error = %error, "storing the result failed; will retry");
-        if task.upstream_id.is_some() {
-            self.store
-                .schedule_poll(
-                    &task.id,
-                    &self.owner,
-                    now_ms() + retry_delay_ms(task.polls, None),
-                    &PollSeen::default(),
-                )
+        if task.attempts >= self.config.max_attempts {
+            let failure = KeepFailure::Store.failure(None);
+            warn!(error = %error, code = failure.code, "storing the result failed; the task fails uncharged");
+            let made = self
+                .store
+                .finish_unpaid(&task.id, &self.owner, Unpaid::Failed, &failure)
                 .await?;
-        } else {
-            self.store
-                .requeue(
-                    &task.id,
-                    &self.owner,
-                    retry_delay_ms(task.attempts, None),
-                    true,
-                    None,
-                )
-                .await?;
+            self.ended(task, Transition::EndUnpaid(Unpaid::Failed), made);
+            return Ok(());
         }
+        warn!(error = %error, "storing the result failed; will retry");
+        self.store
+            .requeue(
+                &task.id,
+                &self.owner,
+                retry_delay_ms(task.attempts, None),
+                true,
+                None,
+            )
+            .await?;
         Ok(())
     }
 

@@ -124,6 +124,33 @@ impl TaskId {
     }
 }
 
+impl TaskId {
+    /// The task a client names, in either surface's spelling (`vtask_…` or Ark's `cgt-…`).
+    pub fn from_either(id: &str) -> Self {
+        Self(seedgate_contract::parse::canonical_task_id(id))
+    }
+
+    /// This id as the Ark-compatible surface shows it.
+    pub fn ark_spelling(&self) -> String {
+        use seedgate_contract::parse::{ARK_TASK_ID_PREFIX, TASK_ID_PREFIX};
+        match self.0.strip_prefix(TASK_ID_PREFIX) {
+            Some(ulid) => format!("{ARK_TASK_ID_PREFIX}{ulid}"),
+            None => self.0.clone(),
+        }
+    }
+}
+
+/// A task id read from a request path, in either surface's spelling.
+#[derive(serde::Deserialize)]
+#[serde(from = "String")]
+pub struct AnyTaskId(pub TaskId);
+
+impl From<String> for AnyTaskId {
+    fn from(id: String) -> Self {
+        Self(TaskId::from_either(&id))
+    }
+}
+
 impl AccountId {
     pub fn mint() -> Self {
         Self(format!("key_{}", ulid::Ulid::new()))
@@ -166,6 +193,16 @@ mod tests {
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         );
         assert!(MaterialGroupId::mint().as_str().starts_with("group-"));
+    }
+
+    #[test]
+    fn task_ids_read_the_same_in_either_spelling() {
+        let id = TaskId::mint();
+        let ark = id.ark_spelling();
+        assert!(ark.starts_with("cgt-"), "{ark}");
+        assert_eq!(TaskId::from_either(&ark), id);
+        assert_eq!(TaskId::from_either(id.as_str()), id);
+        assert_eq!(TaskId::new("other").ark_spelling(), "other");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod client;
 pub mod config;
 pub mod engine;
 pub mod fetch;
+mod http_server;
 pub mod ids;
 pub mod inputs;
 pub mod keycache;
@@ -83,9 +84,12 @@ pub struct Application {
     materials: Arc<Materials>,
     idle: std::time::Duration,
     sweep_interval: std::time::Duration,
+    head_timeout: std::time::Duration,
     store: Store,
     /// The key created on an empty database, for the operator to see once.
     pub dev_key: Option<NewKey>,
+    /// Which providers serve live keys and which test keys, for the operator to read at start.
+    pub routing: String,
 }
 
 impl Application {
@@ -127,7 +131,9 @@ impl Application {
                 config.limits.replicas,
                 telemetry.clone(),
             )?),
+            sandbox_serves_live_keys: config.sandbox.serve_live_keys,
         });
+        let routing = providers.routing_summary();
         let engine = Arc::new(Engine::new(
             store.clone(),
             catalog.clone(),
@@ -200,11 +206,13 @@ impl Application {
             sweeper,
             materials,
             idle: std::time::Duration::from_millis(config.engine.idle_poll_ms),
+            head_timeout: std::time::Duration::from_millis(config.request_head_timeout_ms.get()),
             sweep_interval: std::time::Duration::from_secs(
                 config.assets.sweep_interval_seconds.get(),
             ),
             store,
             dev_key,
+            routing,
         })
     }
 
@@ -246,9 +254,7 @@ impl Application {
             self.sweeper.clone().spawn(self.sweep_interval);
             self.materials.clone().spawn(MATERIAL_RETRY);
         }
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        http_server::serve(self.listener, self.router, self.head_timeout, shutdown).await
     }
 }
 

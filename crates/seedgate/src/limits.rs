@@ -15,7 +15,8 @@ use crate::ids::AccountId;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Decision {
     pub allowed: bool,
-    pub limit: u32,
+    /// The sustained rate, in requests a minute (the platform's `X-RateLimit-Limit`).
+    pub limit_per_minute: u32,
     pub remaining: u32,
     /// Seconds until the bucket is full again.
     pub reset_seconds: u64,
@@ -50,7 +51,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
             // A poisoned lock must not take the API down: let the request through.
             return Decision {
                 allowed: true,
-                limit: burst,
+                limit_per_minute: per_second.saturating_mul(60),
                 remaining: burst,
                 reset_seconds: 0,
                 retry_after_seconds: 0,
@@ -69,7 +70,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         }
         Decision {
             allowed,
-            limit: burst.max(1),
+            limit_per_minute: per_second.max(1).saturating_mul(60),
             remaining: bucket.tokens.floor() as u32,
             reset_seconds: ((capacity - bucket.tokens) / rate).ceil() as u64,
             retry_after_seconds: if allowed {
@@ -99,7 +100,7 @@ mod tests {
         let refused = limiter.check(&AccountId::new("k"), 2, 3, t0);
         assert!(!refused.allowed);
         assert_eq!(refused.retry_after_seconds, 1);
-        assert_eq!(refused.limit, 3);
+        assert_eq!(refused.limit_per_minute, 120);
         // Half a second refills one token at 2 per second.
         assert!(
             limiter

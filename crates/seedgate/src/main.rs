@@ -371,7 +371,7 @@ async fn check_channels(config: Config) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     if !ark.has_channels() {
-        out("no channels configured: every task is served by the sandbox");
+        out("no channels configured: test keys are served by the sandbox, live keys by nothing");
         return Ok(());
     }
     out("CHANNEL          REACHABLE  AUTH  LATENCY_MS  DETAIL");
@@ -407,7 +407,8 @@ async fn serve(config: Config) -> Result<(), String> {
             key.secret
         ));
     }
-    tracing::info!(%addr, "seedgate listening");
+    out(&app.routing);
+    tracing::info!(%addr, routing = %app.routing, "seedgate listening");
     app.run(true, shutdown_signal())
         .await
         .map_err(|e| e.to_string())

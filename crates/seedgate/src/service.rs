@@ -8,7 +8,7 @@ use seedgate_contract::{
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::assets::ResultLinks;
 use crate::blobs::Blobs;
@@ -70,6 +70,9 @@ pub struct TaskPage {
 
 const MAX_PAGE: i64 = 100;
 
+/// Where `/readyz` writes to learn whether the result store takes writes.
+const READINESS_PROBE_KEY: &str = "probes/readiness";
+
 /// Our own fault: logged in full, shown as a generic 500.
 pub fn internal(e: StoreError) -> ApiError {
     error!(error = %e, "storage failure");
@@ -81,9 +84,6 @@ pub fn internal(e: StoreError) -> ApiError {
     )
 }
 
-pub fn task_not_found() -> ApiError {
-    ApiError::new(
-        404,
 /// The shape of the input an `adaptive` job follows, when the request carries it inline: the
 /// video is then quoted and reserved at the size it will be made at, as the provider reads the
 /// same bytes. `None` for a URL or an unreadable input (the tier's largest size is reserved).
@@ -101,6 +101,9 @@ fn inline_shape(job: &VideoJob) -> Option<(u32, u32)> {
     }
 }
 
+pub fn task_not_found() -> ApiError {
+    ApiError::new(
+        404,
         ErrorType::AsyncTaskNotFound,
         "async_task_not_found",
         "Task not found or no longer available.",
@@ -108,6 +111,23 @@ fn inline_shape(job: &VideoJob) -> Option<(u32, u32)> {
 }
 
 impl Services {
+    /// Whether this server can do its work: read and write its database, and write its result
+    /// store. A full disk leaves reads working, so each is written to. The reason otherwise.
+    pub async fn readiness(&self) -> Result<(), &'static str> {
+        if !self.store.ping().await {
+            return Err("database unreachable");
+        }
+        if !self.store.ping_write().await {
+            return Err("database cannot be written");
+        }
+        let probe = now_ms().to_string().into_bytes();
+        if let Err(e) = self.blobs.put_bytes(READINESS_PROBE_KEY, probe).await {
+            warn!(error = %e, "the result store refused the readiness probe");
+            return Err("result store cannot be written");
+        }
+        Ok(())
+    }
+
     /// Validates and prices a create request as a create would, storing nothing: the job, the
     /// provider that would serve it and what it would reserve.
     pub async fn price(&self, account: &Account, body: &[u8]) -> Result<Priced, ApiError> {
@@ -157,7 +177,7 @@ impl Services {
     }
 
     /// Validates, prices and stores a task with its reservation; nothing is written on any error.
-    /// With an idempotency key, a repeat of the same body returns the original task.
+    /// With an idempotency key, a repeat of the same job returns the original task.
     pub async fn create_task(
         &self,
         account: &Account,
@@ -166,7 +186,6 @@ impl Services {
         request_id: Option<&RequestId>,
     ) -> Result<Created, ApiError> {
         let key = idempotency_key.map(check_idempotency_key).transpose()?;
-        let request_hash = Sha256::digest(body);
         let Priced {
             job,
             provider,
@@ -174,6 +193,9 @@ impl Services {
         } = self.price(account, body).await?;
         let job_json = serde_json::to_string(&job)
             .map_err(|e| internal(StoreError::Corrupt(e.to_string())))?;
+        // The parsed job, not the bytes, is what a repeat must match: the same job sent through
+        // `/v1` and `/api/v3`, or with its fields in another order, is the same request.
+        let request_hash = Sha256::digest(&job_json);
         let request_json = serde_json::to_string(&job.echo())
             .map_err(|e| internal(StoreError::Corrupt(e.to_string())))?;
         let created = self

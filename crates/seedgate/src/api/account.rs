@@ -2,7 +2,7 @@
 //! The web console's header and spending chart read these.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use seedgate_contract::ErrorBody;
 use serde::{Deserialize, Serialize};
@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authed;
 use super::error::{invalid_query, HttpError};
+use super::query::Query;
 use super::ApiState;
 use crate::management::{recent_days, rfc3339, DEFAULT_USAGE_DAYS};
 use crate::service::{internal, usd, usd_number};

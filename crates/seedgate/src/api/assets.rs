@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use seedgate_contract::{ApiError, ErrorBody, ErrorType};
@@ -16,6 +16,7 @@ use tracing::error;
 use utoipa::IntoParams;
 
 use super::error::HttpError;
+use super::query::Query;
 use super::ApiState;
 use crate::assets::AssetKind;
 use crate::blobs::BlobError;

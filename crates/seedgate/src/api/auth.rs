@@ -36,7 +36,8 @@ fn unauthorized(message: &str) -> HttpError {
     ))
 }
 
-/// A `429` with the headers clients need to back off.
+/// A `429` with the headers clients need to back off, as the platform's document gives them:
+/// the limit per minute and the reset as a Unix time; `Retry-After` in seconds.
 fn rate_limited(decision: Decision) -> Response {
     let mut response = HttpError(ApiError::new(
         429,
@@ -51,9 +52,12 @@ fn rate_limited(decision: Decision) -> Response {
     let headers = response.headers_mut();
     for (name, value) in [
         ("retry-after", decision.retry_after_seconds),
-        ("x-ratelimit-limit", u64::from(decision.limit)),
+        ("x-ratelimit-limit", u64::from(decision.limit_per_minute)),
         ("x-ratelimit-remaining", u64::from(decision.remaining)),
-        ("x-ratelimit-reset", decision.reset_seconds),
+        (
+            "x-ratelimit-reset",
+            (now_ms() / 1000).max(0) as u64 + decision.reset_seconds,
+        ),
     ] {
         headers.insert(name, HeaderValue::from(value));
     }

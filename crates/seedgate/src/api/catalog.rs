@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use seedgate_contract::{ApiError, Catalog, ErrorBody, ErrorType};
@@ -20,6 +20,7 @@ use super::catalog_view::{
     ModelPricing, PricingList, CATEGORY, PROVIDER,
 };
 use super::error::{invalid_query, HttpError};
+use super::query::Query;
 use super::ApiState;
 
 /// The platform's model categories (`?category=`).

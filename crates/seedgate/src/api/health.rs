@@ -34,7 +34,7 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// The process is up and its database answers.
+/// The process is up, and can write its database and its result store.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -42,26 +42,25 @@ pub async fn healthz() -> Json<Health> {
     tag = "operations",
     responses(
         (status = 200, description = "Ready to serve.", body = Health),
-        (status = 503, description = "The database is unreachable.", body = Health),
+        (status = 503, description = "The database is unreachable or refuses writes, or the result store refuses writes (a full disk, say).", body = Health),
     ),
 )]
 pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Health>) {
-    if state.services.store.ping().await {
-        (
+    match state.services.readiness().await {
+        Ok(()) => (
             StatusCode::OK,
             Json(Health {
                 status: "ready",
                 reason: None,
             }),
-        )
-    } else {
-        (
+        ),
+        Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(Health {
                 status: "unavailable",
-                reason: Some("database unreachable"),
+                reason: Some(reason),
             }),
-        )
+        ),
     }
 }
 

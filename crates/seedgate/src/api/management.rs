@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use super::auth::OrgAuthed;
 use super::error::invalid_query;
 use super::error::HttpError;
+use super::query::Query;
 use super::tasks::body_error;
 use super::ApiState;
 use crate::ids::AccountId;

@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authed;
 use super::error::{invalid_query, HttpError};
+use super::query::Query;
 use super::tasks::body_error;
 use super::ApiState;
 use crate::ids::{MaterialGroupId, MaterialId};

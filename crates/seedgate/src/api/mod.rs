@@ -11,6 +11,7 @@ mod health;
 mod management;
 mod materials;
 mod openapi;
+mod query;
 mod tasks;
 mod telemetry;
 pub mod view;
@@ -104,8 +105,8 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
             get(volc::get).delete(volc::delete),
         )
         .route("/metrics", get(health::metrics))
-        .route("/console", get(web::console))
         .route("/", get(web::home))
+        .route("/console", get(web::console))
         .route("/console/", get(web::console))
         .route("/console/{file}", get(web::file))
         .route("/docs", get(web::docs))

@@ -79,7 +79,8 @@ use super::{account, assets, catalog, health, management, materials, tasks, volc
 struct ApiDoc;
 
 /// Adds what every operation shares instead of repeating it in each annotation: the bearer
-/// scheme, `401` and `429` wherever a key is required, and `500` everywhere.
+/// scheme, `401` and `429` wherever a key is required, `400` wherever a query is read, and
+/// `500` everywhere.
 struct SharedResponses;
 
 fn error_response(description: &str) -> ResponseBuilder {
@@ -136,7 +137,7 @@ impl Modify for SharedResponses {
             .header("Retry-After", integer_header("Seconds to wait."))
             .header(
                 "X-RateLimit-Limit",
-                integer_header("Requests per second allowed."),
+                integer_header("Requests per minute allowed."),
             )
             .header(
                 "X-RateLimit-Remaining",
@@ -144,10 +145,12 @@ impl Modify for SharedResponses {
             )
             .header(
                 "X-RateLimit-Reset",
-                integer_header("Seconds until the bucket is full."),
+                integer_header("Unix time (seconds) when the limit is whole again."),
             )
             .build();
         let internal = error_response("`internal_error`: our fault; safe to retry.").build();
+        let invalid_query =
+            error_response("`invalid_query`: a query parameter could not be read.").build();
 
         for item in doc.paths.paths.values_mut() {
             for operation in [
@@ -168,6 +171,14 @@ impl Modify for SharedResponses {
                     responses
                         .entry("429".to_owned())
                         .or_insert_with(|| rate_limited.clone().into());
+                }
+                let takes_query = operation.parameters.iter().flatten().any(|parameter| {
+                    parameter.parameter_in == utoipa::openapi::path::ParameterIn::Query
+                });
+                if takes_query {
+                    responses
+                        .entry("400".to_owned())
+                        .or_insert_with(|| invalid_query.clone().into());
                 }
                 responses
                     .entry("500".to_owned())
@@ -206,6 +217,28 @@ fn camel_case_links(document: &mut Value) {
     }
 }
 
+/// An optional query parameter sent empty (`?status=`) counts as not sent (`api/query.rs`):
+/// said in the document with OpenAPI's `allowEmptyValue`, which utoipa 5 does not write.
+fn empty_query_values_allowed(document: &mut Value) {
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let parameters = paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .filter_map(|operation| operation.get_mut("parameters")?.as_array_mut())
+        .flat_map(|parameters| parameters.iter_mut())
+        .filter_map(Value::as_object_mut);
+    for parameter in parameters {
+        let optional_query = parameter.get("in").and_then(Value::as_str) == Some("query")
+            && parameter.get("required").and_then(Value::as_bool) != Some(true);
+        if optional_query {
+            parameter.insert("allowEmptyValue".to_owned(), Value::Bool(true));
+        }
+    }
+}
+
 /// Paths that are another path's handler under a second name: `POST /v1/tasks/{id}/cancel` for
 /// clients that cannot send DELETE, and the platform's `GET /v1/videos/generations/{id}`. One
 /// handler, so one description, copied.
@@ -233,6 +266,7 @@ impl Modify for Aliases {
 static DOCUMENT: LazyLock<Bytes> = LazyLock::new(|| {
     let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
     camel_case_links(&mut document);
+    empty_query_values_allowed(&mut document);
     Bytes::from(serde_json::to_vec_pretty(&document).unwrap_or_default())
 });
 

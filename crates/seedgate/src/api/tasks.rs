@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -13,9 +13,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authed;
 use super::error::{invalid_query, HttpError};
+use super::query::Query;
 use super::view::{task_object, BaseUrl, TaskObject};
 use super::ApiState;
-use crate::ids::TaskId;
+use crate::ids::{AnyTaskId, TaskId};
 use crate::store::{now_ms, PublicStatus};
 use crate::telemetry::RequestId;
 
@@ -52,7 +53,7 @@ pub(super) fn body_error(rejection: BytesRejection) -> HttpError {
     request_body = CreateVideoRequest,
     params(
         ("Idempotency-Key" = Option<String>, Header,
-            description = "1–255 visible ASCII characters. The same key and body within 24 h return the original task; another body is `409 idempotency_conflict`."),
+            description = "1–255 visible ASCII characters. The same key and job (compared after parsing, on either surface) within 24 h return the original task; another job is `409 idempotency_conflict`."),
     ),
     responses(
         (status = 200, description = "The task was accepted (status `pending`).", body = TaskObject,
@@ -218,7 +219,7 @@ pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, HttpE
     path = "/v1/tasks/{id}",
     operation_id = "get_task",
     tag = "tasks",
-    params(("id" = String, Path, description = "The task id.")),
+    params(("id" = String, Path, description = "The task id: `vtask_…`, or the same task's `cgt-…` id from the Ark-compatible surface.")),
     responses(
         (status = 200, description = "The task.", body = TaskObject, links(
             ("CancelTask" = (operation_id = "cancel_task", parameters(("id" = "$response.body#/id")))),
@@ -231,7 +232,7 @@ pub async fn get(
     State(state): State<ApiState>,
     Authed(account): Authed,
     BaseUrl(base): BaseUrl,
-    Path(id): Path<TaskId>,
+    Path(AnyTaskId(id)): Path<AnyTaskId>,
 ) -> Result<Json<TaskObject>, HttpError> {
     let task = state.services.task(&account, &id).await?;
     Ok(Json(task_object(&task, &state.services, &base, now_s())))
@@ -244,7 +245,7 @@ pub async fn get(
     path = "/v1/tasks/{id}",
     operation_id = "cancel_task",
     tag = "tasks",
-    params(("id" = String, Path, description = "The task id.")),
+    params(("id" = String, Path, description = "The task id: `vtask_…`, or the same task's `cgt-…` id from the Ark-compatible surface.")),
     responses(
         (status = 200, description = "The cancelled task.", body = TaskObject),
         (status = 404, description = "`async_task_not_found`.", body = ErrorBody),
@@ -257,7 +258,7 @@ pub async fn cancel(
     State(state): State<ApiState>,
     Authed(account): Authed,
     BaseUrl(base): BaseUrl,
-    Path(id): Path<TaskId>,
+    Path(AnyTaskId(id)): Path<AnyTaskId>,
 ) -> Result<Json<TaskObject>, HttpError> {
     let task = state.services.cancel_task(&account, &id).await?;
     Ok(Json(task_object(&task, &state.services, &base, now_s())))

@@ -158,7 +158,8 @@ pub struct EstimatedCost {
 /// (`input_url_forbidden`, `input_fetch_failed`, `input_too_large`, `input_image_unreadable`,
 /// `input_video_unreadable`, `input_video_unsupported`, `input_audio_unreadable`, `invalid_image_dimensions`,
 /// `invalid_media_duration`); `result_unavailable` (the upstream finished but its video could
-/// not be retrieved); `submission_unresolved`; `too_many_attempts`; or the upstream's own code.
+/// not be retrieved); `result_store_failed` (the video was made but this server could not
+/// store it, e.g. a full disk); `submission_unresolved`; `too_many_attempts`; or the upstream's own code.
 /// A failed task is never charged.
 #[derive(Serialize, ToSchema)]
 pub struct TaskError {

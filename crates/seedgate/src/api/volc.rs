@@ -26,25 +26,6 @@ use crate::providers::seed_in_force;
 use crate::store::{now_ms, Account, PublicStatus, TaskFilter, TaskRecord, TaskState};
 use crate::telemetry::RequestId;
 
-/// Ark's task ids start `cgt-`; ours `vtask_`. The rest is the same ULID.
-const ARK_PREFIX: &str = "cgt-";
-const OUR_PREFIX: &str = "vtask_";
-
-fn ark_id(task_id: &TaskId) -> String {
-    match task_id.as_str().strip_prefix(OUR_PREFIX) {
-        Some(ulid) => format!("{ARK_PREFIX}{ulid}"),
-        None => task_id.to_string(),
-    }
-}
-
-/// Either spelling of a task id, as ours.
-fn our_id(id: &str) -> TaskId {
-    TaskId::new(match id.strip_prefix(ARK_PREFIX) {
-        Some(ulid) => format!("{OUR_PREFIX}{ulid}"),
-        None => id.to_owned(),
-    })
-}
-
 fn invalid(code: &'static str, param: &str, message: impl Into<String>) -> ApiError {
     ApiError::invalid(code, Some(param), message)
 }
@@ -561,7 +542,7 @@ fn render(state: &ApiState, task: &TaskRecord, base: &str) -> ArkTask {
     let succeeded = task.state == TaskState::Succeeded;
     let files = services.links.files(task, base, (now_ms() / 1000) as u64);
     ArkTask {
-        id: ark_id(&task.id),
+        id: task.id.ark_spelling(),
         model,
         status: ark_status(task),
         content: files.map(|files| {
@@ -652,7 +633,7 @@ pub async fn create(
         )
         .await?;
     let response = Json(ArkCreated {
-        id: ark_id(&created.task.id),
+        id: created.task.id.ark_spelling(),
     })
     .into_response();
     Ok(with_replay_mark(response, created.replayed))
@@ -678,7 +659,10 @@ pub async fn get(
     BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
 ) -> Result<Json<ArkTask>, ArkError> {
-    let task = state.services.task(&account, &our_id(&id)).await?;
+    let task = state
+        .services
+        .task(&account, &TaskId::from_either(&id))
+        .await?;
     Ok(Json(render(&state, &task, &base)))
 }
 
@@ -704,7 +688,7 @@ pub async fn delete(
     ArkAuthed(account): ArkAuthed,
     Path(id): Path<String>,
 ) -> Result<Response, ArkError> {
-    let id = our_id(&id);
+    let id = TaskId::from_either(&id);
     let task = state.services.task(&account, &id).await?;
     if !task.state.is_terminal() {
         state.services.cancel_task(&account, &id).await?;
@@ -736,6 +720,15 @@ pub struct ArkListQuery {
 }
 
 impl ArkListQuery {
+    const KEYS: [&'static str; 6] = [
+        "page_num",
+        "page_size",
+        "filter.status",
+        "filter.task_ids",
+        "filter.model",
+        "filter.service_tier",
+    ];
+
     /// Reads the query by hand: Ark clients repeat `filter.task_ids`.
     fn parse(query: Option<&str>) -> Result<Self, ApiError> {
         let mut parsed = Self::default();
@@ -745,6 +738,11 @@ impl ArkListQuery {
                 .map_err(|_| invalid("invalid_query", key, format!("`{key}` must be an integer.")))
         };
         for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            // An empty value is a filter left blank, not a filter on "".
+            let known = ArkListQuery::KEYS.contains(&key.as_ref());
+            if value.is_empty() && known {
+                continue;
+            }
             match key.as_ref() {
                 "page_num" => parsed.page_num = Some(number(&key, &value)?),
                 "page_size" => parsed.page_size = Some(number(&key, &value)?),
@@ -754,7 +752,7 @@ impl ArkListQuery {
                         .split(',')
                         .map(str::trim)
                         .filter(|id| !id.is_empty())
-                        .map(our_id),
+                        .map(TaskId::from_either),
                 ),
                 "filter.model" => parsed.model = Some(value.into_owned()),
                 "filter.service_tier" => parsed.service_tier = Some(value.into_owned()),
@@ -1111,12 +1109,5 @@ mod tests {
                 "{ours} is not in docs/ark.md"
             );
         }
-    }
-
-    #[test]
-    fn task_ids_read_the_same_in_both_spellings() {
-        assert_eq!(ark_id(&TaskId::new("vtask_01ABC")), "cgt-01ABC");
-        assert_eq!(our_id("cgt-01ABC").as_str(), "vtask_01ABC");
-        assert_eq!(our_id("vtask_01ABC").as_str(), "vtask_01ABC");
     }
 }

@@ -629,6 +629,10 @@ impl Ark {
         !self.channels.is_empty()
     }
 
+    pub fn channel_names(&self) -> Vec<&ChannelId> {
+        self.channels.iter().map(|c| &c.config.id).collect()
+    }
+
     fn channel(&self, id: &ChannelId) -> Result<&Channel, ProviderError> {
         self.channels
             .iter()

@@ -252,6 +252,9 @@ pub trait Provider: Send + Sync {
 pub struct Registry {
     pub sandbox: std::sync::Arc<sandbox::Sandbox>,
     pub ark: std::sync::Arc<ark::Ark>,
+    /// `sandbox.serve_live_keys`: whether the sandbox may serve a live key that no upstream
+    /// channel can serve.
+    pub sandbox_serves_live_keys: bool,
 }
 
 impl Registry {
@@ -267,13 +270,35 @@ impl Registry {
         }
     }
 
-    /// Which provider serves a new task: test keys always get the sandbox; live keys get the
-    /// configured upstream channels, or the sandbox when none are configured. None when
-    /// channels exist but none can serve the request.
+    /// Which provider serves a new task: test keys always get the sandbox; live keys get an
+    /// upstream channel that can serve the request. None, for a live key, when no channel
+    /// can; only a server with no channels at all lets the sandbox stand in, and only with
+    /// `sandbox.serve_live_keys`, so a request the real channels cannot serve is never
+    /// rendered locally instead.
     pub fn route(&self, live: bool, job: &VideoJob) -> Option<&'static str> {
-        if !live || !self.ark.has_channels() {
-            return Some("sandbox");
+        if !live {
+            Some("sandbox")
+        } else if self.ark.has_channels() {
+            self.ark.can_serve(job).then_some("ark")
+        } else {
+            self.sandbox_serves_live_keys.then_some("sandbox")
         }
-        self.ark.can_serve(job).then_some("ark")
+    }
+
+    /// Which providers serve live keys and which test keys, for the operator to read at start.
+    pub fn routing_summary(&self) -> String {
+        let channels = self.ark.channel_names();
+        let mut live: Vec<String> = channels.iter().map(|c| format!("ark ({c})")).collect();
+        if self.sandbox_serves_live_keys && channels.is_empty() {
+            live.push(
+                "sandbox (sandbox.serve_live_keys = true: live keys pay for local renders)".into(),
+            );
+        }
+        let live = if live.is_empty() {
+            "nothing (no [[channels]] configured: live keys' creates are refused with no_channel_for_request)".to_owned()
+        } else {
+            live.join(", ")
+        };
+        format!("live keys are served by {live}; test keys by the sandbox")
     }
 }

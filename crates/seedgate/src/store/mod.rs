@@ -576,6 +576,10 @@ pub trait Backend: TaskStore + AccountStore + UsageReports + MaterialStore + Web
     /// Whether the database answers; backs `/readyz`.
     async fn ping(&self) -> bool;
 
+    /// Whether the database takes a write (a full disk refuses one while reads still work);
+    /// backs `/readyz`.
+    async fn ping_write(&self) -> bool;
+
     /// Reads a named setting (e.g. the asset-signing secret).
     async fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
 

@@ -203,6 +203,9 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.engine.lease_seconds = 3;
     config.engine.idle_poll_ms = 100;
     config.sandbox.max_concurrent_renders = 2;
+    // Most tests bill live keys (the management API's) without an upstream; the refusal a
+    // live key meets by default is tested on its own (money.rs).
+    config.sandbox.serve_live_keys = true;
     // Test servers (media inputs, the fake upstream) live on loopback.
     config.fetch.allow_private = vec!["127.0.0.1/32".parse().unwrap()];
     config

@@ -111,3 +111,45 @@ async fn malformed_keys_are_refused() {
     }
     app.assert_nothing_written().await;
 }
+
+/// The same job through `/v1` and then Ark's surface, with the same key, is one task: the job
+/// is compared after parsing, not as bytes.
+#[tokio::test]
+async fn the_same_job_through_both_surfaces_replays() {
+    let app = TestApp::spawn_without_workers().await;
+    let (status, first, _) = create(&app, "both-doors", &body("a red kite")).await;
+    assert_eq!(status, 200, "{first}");
+    let balance = app.balance(&app.account_id).await;
+    let ark_body = json!({"model": "seedance-2.0-fast",
+        "content": [{"type": "text", "text": "a red kite"}],
+        "duration": 4, "resolution": "480p"});
+    let response = app
+        .client
+        .post(format!("{}/api/v3/contents/generations/tasks", app.address))
+        .bearer_auth(&app.key)
+        .header("idempotency-key", "both-doors")
+        .json(&ark_body)
+        .send()
+        .await
+        .unwrap();
+    let replayed = response.headers().get("idempotent-replayed").is_some();
+    let (status, ark) = decode(response).await;
+    assert_eq!((status, replayed), (200, true), "{ark}");
+    let ulid = first["id"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("vtask_")
+        .unwrap();
+    assert_eq!(ark["id"], format!("cgt-{ulid}"));
+    assert_eq!(app.store.count_tasks(&app.account_id).await.unwrap(), 1);
+    assert_eq!(app.balance(&app.account_id).await, balance);
+
+    // Fields in another order and an alias are the same job too; another prompt is not.
+    let reordered = json!({"duration": 4, "ratio": "adaptive", "prompt": "a red kite",
+        "resolution": "480p", "operation": "text-to-video", "model": "seedance-2.0-fast"});
+    let (status, again, replayed) = create(&app, "both-doors", &reordered).await;
+    assert_eq!((status, replayed), (200, true), "{again}");
+    assert_eq!(again["id"], first["id"]);
+    let (status, conflict, _) = create(&app, "both-doors", &body("a blue kite")).await;
+    assert_eq!(status, 409, "{conflict}");
+}

@@ -322,3 +322,51 @@ async fn a_key_revoked_elsewhere_is_refused_within_the_cache_time() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// `docs/ark.md` promises either id spelling on both surfaces: reads, cancels, and the
+/// `task_id` of a video-extension.
+#[tokio::test]
+async fn either_task_id_spelling_works_on_both_surfaces() {
+    let app = TestApp::spawn_without_workers().await;
+    let (_, source) = app.create(&small_task("the source")).await;
+    let source_id = source["id"].as_str().unwrap().to_owned();
+    let ark_id = source_id.replace("vtask_", "cgt-");
+    drain(&app).await;
+
+    let (status, read) = app.task(&ark_id).await;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read["id"], source_id.as_str());
+    let (status, read) = app
+        .get_path(&format!("/api/v3/contents/generations/tasks/{source_id}"))
+        .await;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read["id"], ark_id.as_str());
+
+    let extension = json!({"model": "seedance-2.0-fast", "operation": "video-extension",
+        "task_id": ark_id, "prompt": "and then", "resolution": "480p", "duration": 4});
+    let (status, extended) = app.create(&extension).await;
+    assert_eq!(status, 200, "{extended}");
+    let extended_id = extended["id"].as_str().unwrap().replace("vtask_", "cgt-");
+    let (status, cancelled) = app.cancel(&extended_id).await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["cancelled"], true);
+    let (status, cancelled) = app.cancel_by_post(&extended_id).await;
+    assert_eq!((status, &cancelled["cancelled"]), (200, &json!(true)));
+}
+
+/// A filter sent empty (`?status=`) is a filter not sent, on both surfaces.
+#[tokio::test]
+async fn an_empty_query_parameter_is_absent() {
+    let app = TestApp::spawn_without_workers().await;
+    let (_, created) = app.create(&small_task("listed")).await;
+    let (status, list) = app.get_path("/v1/tasks?status=&model=&after=&limit=").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["data"][0]["id"], created["id"]);
+    let (status, list) = app
+        .get_path("/api/v3/contents/generations/tasks?filter.status=&filter.model=&page_size=")
+        .await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["total"], 1);
+    // An unknown parameter with a value stays an error.
+    assert_eq!(app.get_path("/v1/tasks?colour=red").await.0, 400);
+}

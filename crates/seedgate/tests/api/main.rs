@@ -28,6 +28,7 @@ mod openapi;
 mod operations;
 pub mod restart;
 mod retention;
+mod serving;
 mod storage;
 mod upstream;
 mod validation;

@@ -60,3 +60,66 @@ async fn balance_equals_ledger_sum_after_a_mixed_workload() {
     );
     assert_eq!(balance, 100_000_000 - charged);
 }
+
+/// A live key pays real money: with no upstream channel it is refused before any charge, not
+/// served test patterns by the sandbox, unless the operator allows that for development.
+#[tokio::test]
+async fn a_live_key_with_no_channel_is_refused_before_any_charge() {
+    let body = json!({"model": "seedance-2.0-fast", "operation": "text-to-video",
+        "prompt": "a kite", "resolution": "480p", "duration": 4});
+    let app = TestApp::spawn_with(|c| c.sandbox.serve_live_keys = false, false).await;
+    let (live, account) = app
+        .new_key_in_mode(seedgate::store::KeyMode::Live, 5_000_000)
+        .await;
+    let entries = app
+        .store
+        .ledger_entries_for_account(&account)
+        .await
+        .unwrap();
+    let (status, refused) = app.create_with_key(&live, &body).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["code"], "no_channel_for_request");
+    assert_eq!(app.store.count_tasks(&account).await.unwrap(), 0);
+    assert_eq!(app.balance(&account).await, 5_000_000);
+    assert_eq!(
+        app.store
+            .ledger_entries_for_account(&account)
+            .await
+            .unwrap(),
+        entries
+    );
+    // Test keys keep the sandbox.
+    assert_eq!(app.create(&body).await.0, 200);
+
+    // The development setting lets the sandbox stand in, and the task says so.
+    let app = TestApp::spawn_with(|c| c.sandbox.serve_live_keys = true, false).await;
+    let (live, _) = app
+        .new_key_in_mode(seedgate::store::KeyMode::Live, 5_000_000)
+        .await;
+    let (status, created) = app.create_with_key(&live, &body).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["provider"], "sandbox");
+}
+
+/// `serve` tells the operator at start who serves live keys and who serves test keys.
+#[tokio::test]
+async fn serve_says_which_providers_serve_live_and_test_keys() {
+    for (allowed, live) in [
+        (false, "live keys are served by nothing"),
+        (
+            true,
+            "live keys are served by sandbox (sandbox.serve_live_keys = true",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::helpers::test_config(dir.path());
+        config.sandbox.serve_live_keys = allowed;
+        let app = seedgate::Application::build(config).await.unwrap();
+        assert!(app.routing.starts_with(live), "{}", app.routing);
+        assert!(
+            app.routing.ends_with("test keys by the sandbox"),
+            "{}",
+            app.routing
+        );
+    }
+}

@@ -1123,3 +1123,77 @@ async fn the_upstream_callback_finishes_a_task_long_before_its_next_poll() {
     assert_eq!(finished.len(), ids.len());
     assert!(finished.iter().all(|(_, _, sent)| *sent));
 }
+
+/// A full disk is not a task that "could not be started": the video was made and only storing
+/// it failed. Both kinds of task end uncharged with `result_store_failed`, and `/readyz`
+/// answers `503` while the result store refuses writes.
+#[tokio::test]
+async fn a_result_store_that_refuses_writes_fails_tasks_with_its_own_code_and_readyz_says_so() {
+    let fake = FakeArk::start().await;
+    let (app, live, live_account) = live_app(vec![channel("volc", &fake, 1)], |c| {
+        // One try each: the first refusal to store ends the task.
+        c.engine.max_attempts = 1;
+        c.engine.result_copy_attempts = 1;
+    })
+    .await;
+    assert_eq!(app.get_path("/readyz").await.0, 200);
+    // The local store's folder becomes a file: every write under it fails, as on a full disk.
+    let assets = app.data_dir.path().join("assets");
+    std::fs::remove_dir_all(&assets).ok();
+    std::fs::write(&assets, b"not a folder").unwrap();
+    let (status, ready) = app.get_path("/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["reason"], "result store cannot be written");
+
+    let (status, local) = app
+        .create(
+            &json!({"model": "seedance-2.0-fast", "prompt": "a kite", "resolution": "480p",
+            "duration": 4, "generate_audio": false}),
+        )
+        .await;
+    assert_eq!(status, 200, "{local}");
+    let upstream = create_ok(&app, &live, &t2v()).await;
+    for (key, id) in [
+        (&app.key, local["id"].as_str().unwrap()),
+        (&live, &upstream),
+    ] {
+        let done = wait_done(&app, key, id).await;
+        assert_eq!(done["status"], "failed", "{done}");
+        assert_eq!(done["error"]["code"], "result_store_failed", "{done}");
+    }
+    // Reserved at create, released in full: nothing charged.
+    assert_eq!(app.balance(&app.account_id).await, 100_000_000);
+    assert_eq!(app.balance(&live_account).await, 100_000_000);
+
+    std::fs::remove_file(&assets).unwrap();
+    assert_eq!(app.get_path("/readyz").await.0, 200);
+}
+
+/// Ark's prompt commands never reach the upstream unread: they become the request's fields,
+/// priced as such, and the upstream gets the prompt without them.
+#[tokio::test]
+async fn prompt_commands_reach_the_upstream_as_fields_not_as_prompt_text() {
+    let fake = FakeArk::start().await;
+    let (app, key, _) = live_app(vec![channel("volc", &fake, 1)], |_| {}).await;
+    let body = json!({"model": "seedance-2.0", "prompt": "a red kite --rs 1080p --dur 6 --rt 9:16",
+        "seed": 7});
+    let plain = json!({"model": "seedance-2.0", "prompt": "a red kite", "resolution": "1080p",
+        "duration": 6, "aspect_ratio": "9:16", "seed": 7});
+    let (status, quoted) = app
+        .call("POST", "/v1/videos/quote", &key, Some(&plain))
+        .await;
+    assert_eq!(status, 200, "{quoted}");
+    let id = create_ok(&app, &key, &body).await;
+    let (_, task) = app.task_with_key(&key, &id).await;
+    assert_eq!(
+        task["estimated_cost"]["amount"], quoted["cost"]["amount"],
+        "{quoted}"
+    );
+    let done = wait_done(&app, &key, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let sent = fake.creates().pop().unwrap().1;
+    assert_eq!(sent["content"][0]["text"], "a red kite", "{sent}");
+    assert_eq!(sent["resolution"], "1080p");
+    assert_eq!(sent["duration"], 6);
+    assert_eq!(sent["ratio"], "9:16");
+}

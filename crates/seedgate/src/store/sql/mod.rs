@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::taskcache::TaskCache;
-use super::{Backend, StoreError};
+use super::{now_ms, Backend, StoreError};
 use crate::ids::ChannelId;
 use crate::telemetry::{MoneyFigure, StoreFigures};
 use creates::CreateQueue;
@@ -179,6 +179,21 @@ impl SqlStore {
 impl Backend for SqlStore {
     async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.reader).await.is_ok()
+    }
+
+    async fn ping_write(&self) -> bool {
+        // A new value each time, so the row is really rewritten.
+        let write = async {
+            sqlx::query(
+                "INSERT INTO settings (name, value) VALUES ('readiness_probe', $1) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            )
+            .bind(now_ms().to_string())
+            .execute(&mut *self.writer.connection().await?)
+            .await?;
+            Ok::<_, StoreError>(())
+        };
+        write.await.is_ok()
     }
 
     async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {

@@ -188,17 +188,22 @@ impl Modify for SharedResponses {
     }
 }
 
+/// Every operation of the document, as JSON.
+fn operations(document: &mut Value) -> impl Iterator<Item = &mut Value> {
+    document
+        .get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+}
+
 /// utoipa 5 writes the fields of Link objects in snake case (`operation_id`); OpenAPI spells
 /// them in camel case, and clients that follow links (schemathesis' stateful phase among
 /// them) ignore the snake-case ones.
 fn camel_case_links(document: &mut Value) {
-    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
-        return;
-    };
-    let links = paths
-        .values_mut()
-        .filter_map(Value::as_object_mut)
-        .flat_map(|item| item.values_mut())
+    let links = operations(document)
         .filter_map(|operation| operation.get_mut("responses")?.as_object_mut())
         .flat_map(|responses| responses.values_mut())
         .filter_map(|response| response.get_mut("links")?.as_object_mut())
@@ -220,13 +225,7 @@ fn camel_case_links(document: &mut Value) {
 /// An optional query parameter sent empty (`?status=`) counts as not sent (`api/query.rs`):
 /// said in the document with OpenAPI's `allowEmptyValue`, which utoipa 5 does not write.
 fn empty_query_values_allowed(document: &mut Value) {
-    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
-        return;
-    };
-    let parameters = paths
-        .values_mut()
-        .filter_map(Value::as_object_mut)
-        .flat_map(|item| item.values_mut())
+    let parameters = operations(document)
         .filter_map(|operation| operation.get_mut("parameters")?.as_array_mut())
         .flat_map(|parameters| parameters.iter_mut())
         .filter_map(Value::as_object_mut);

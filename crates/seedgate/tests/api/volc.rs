@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::fake_ark::FakeArk;
 use crate::helpers::{decode, ffprobe, wait_terminal, TestApp};
-use crate::upstream::{channel, fast_polls};
+use crate::upstream::app_with_channel;
 
 const TASKS: &str = "/api/v3/contents/generations/tasks";
 
@@ -264,14 +264,7 @@ async fn ark_tasks_show_the_seed_tier_and_expiry_in_force() {
 
     // Sent upstream: the seed and the expiry the upstream received.
     let fake = FakeArk::start().await;
-    let app = TestApp::spawn_with(
-        |c| {
-            fast_polls(c);
-            c.channels = vec![channel("volc", &fake, 1)];
-        },
-        true,
-    )
-    .await;
+    let app = app_with_channel(&fake).await;
     let (key, _) = app.new_key_in_mode(KeyMode::Live, 100_000_000).await;
     let mut body = ark_t2v("a lighthouse at dawn");
     body["seed"] = Value::Null;

@@ -6,7 +6,24 @@ use seedgate_contract::parse::{INPUT_CLIPS_TOTAL_SECONDS, INPUT_CLIP_SECONDS};
 use seedgate_contract::{check_image_dimensions, MediaInput, VideoJob};
 
 use crate::fetch::{Fetcher, MediaKind};
-use crate::providers::ProviderError;
+
+/// An input that failed its checks. Always final: the input is what it is, so the task fails
+/// uncharged with `code`. A type of its own, so the checks sit below the providers that run them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct InputError {
+    pub code: String,
+    pub message: String,
+}
+
+impl InputError {
+    fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
 
 /// One media input: the request field it came in, what it must be, and its value.
 pub struct NamedInput<'a> {
@@ -77,13 +94,13 @@ pub async fn fetch_checked(
     fetcher: &Fetcher,
     job: &VideoJob,
     keep: bool,
-) -> Result<FetchedInputs, ProviderError> {
+) -> Result<FetchedInputs, InputError> {
     let mut fetched = FetchedInputs::default();
     let (mut reference_video_s, mut reference_audio_s) = (0.0, 0.0);
     for named in media_inputs(job) {
         let field = named.field;
         let refuse = |code: &str, what: &dyn std::fmt::Display| {
-            ProviderError::permanent(code, format!("input `{field}`: {what}"))
+            InputError::new(code, format!("input `{field}`: {what}"))
         };
         let bytes = fetcher
             .fetch(named.input, named.kind)
@@ -114,7 +131,7 @@ pub async fn fetch_checked(
         ("audio_urls", "audio", reference_audio_s),
     ] {
         if total > INPUT_CLIPS_TOTAL_SECONDS + LENGTH_TOLERANCE_S {
-            return Err(ProviderError::permanent(
+            return Err(InputError::new(
                 "invalid_media_duration",
                 format!(
                     "input `{field}`: the reference {kind} lasts {total:.1} s in all; at most {INPUT_CLIPS_TOTAL_SECONDS} s is allowed"
@@ -127,9 +144,9 @@ pub async fn fetch_checked(
 
 /// Holds one input to the upstream's rules for its kind (the same for a job's inputs and for
 /// material assets); returns how long it lasts (0 for an image).
-pub fn check_input(field: &str, kind: MediaKind, bytes: &[u8]) -> Result<f64, ProviderError> {
+pub fn check_input(field: &str, kind: MediaKind, bytes: &[u8]) -> Result<f64, InputError> {
     let refuse = |code: &str, what: &dyn std::fmt::Display| {
-        ProviderError::permanent(code, format!("input `{field}`: {what}"))
+        InputError::new(code, format!("input `{field}`: {what}"))
     };
     match kind {
         MediaKind::Image => {
@@ -139,8 +156,7 @@ pub fn check_input(field: &str, kind: MediaKind, bytes: &[u8]) -> Result<f64, Pr
                     &"not a JPEG, PNG or WebP image",
                 ));
             }
-            check_image_dimensions(field, bytes)
-                .map_err(|e| ProviderError::permanent(e.code, e.message))?;
+            check_image_dimensions(field, bytes).map_err(|e| InputError::new(e.code, e.message))?;
             Ok(0.0)
         }
         MediaKind::Video => {
@@ -163,10 +179,10 @@ pub fn check_input(field: &str, kind: MediaKind, bytes: &[u8]) -> Result<f64, Pr
     }
 }
 
-fn check_length(field: &str, kind: &str, seconds: f64) -> Result<(), ProviderError> {
+fn check_length(field: &str, kind: &str, seconds: f64) -> Result<(), InputError> {
     let (min, max) = (*INPUT_CLIP_SECONDS.start(), *INPUT_CLIP_SECONDS.end());
     if seconds + LENGTH_TOLERANCE_S < min || seconds - LENGTH_TOLERANCE_S > max {
-        return Err(ProviderError::permanent(
+        return Err(InputError::new(
             "invalid_media_duration",
             format!(
                 "input `{field}`: the {kind} lasts {seconds:.1} s; each must last {min}–{max} s"

@@ -50,7 +50,9 @@ impl Sandbox {
     }
 
     async fn fetch_inputs(&self, job: &VideoJob) -> Result<Inputs, ProviderError> {
-        let checked = crate::inputs::fetch_checked(&self.fetcher, job, true).await?;
+        let checked = crate::inputs::fetch_checked(&self.fetcher, job, true)
+            .await
+            .map_err(|e| ProviderError::permanent(e.code, e.message))?;
         let mut inputs = Inputs {
             images: checked.images,
             videos: checked.videos,

@@ -14,18 +14,16 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use sqlx::any::AnyPoolOptions;
 use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-use super::sql::{SqlStore, Writer};
+use super::sql::{SqlStore, WorkAnnouncements, Writer};
 use super::taskcache::TaskCache;
 use super::StoreError;
 use crate::ids::TaskId;
-
-/// The database's clock in milliseconds; every replica's leases are measured by it.
-pub(super) const NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
 
 /// Connections per replica; the database's `max_connections` bounds replicas × this.
 const POOL_SIZE: u32 = 16;
@@ -55,7 +53,9 @@ pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
     Ok(SqlStore::new(
         pool.clone(),
         Writer::pooled(pool),
-        Some(url.to_owned()),
+        Some(Box::new(WorkChannel {
+            url: url.to_owned(),
+        })),
         tasks,
     )
     .with_background(listener))
@@ -89,10 +89,22 @@ async fn listen_for_task_changes(
     Ok(task.abort_handle())
 }
 
+/// Work announced on [`WORK_CHANNEL`] by the trigger on new tasks.
+struct WorkChannel {
+    url: String,
+}
+
+#[async_trait]
+impl WorkAnnouncements for WorkChannel {
+    async fn forward_to(&self, wake: Arc<Notify>) -> Result<(), StoreError> {
+        listen_for_work(&self.url, wake).await
+    }
+}
+
 /// Listens for announced work and wakes `wake` for each announcement. A dropped connection is
 /// re-established by the listener; anything announced meanwhile is found by the engine's idle
 /// poll.
-pub(crate) async fn listen_for_work(url: &str, wake: Arc<Notify>) -> Result<(), StoreError> {
+async fn listen_for_work(url: &str, wake: Arc<Notify>) -> Result<(), StoreError> {
     let mut listener = PgListener::connect(url).await?;
     listener.listen(WORK_CHANNEL).await?;
     tokio::spawn(async move {

@@ -29,6 +29,12 @@ use crate::telemetry::{MoneyFigure, StoreFigures};
 use creates::CreateQueue;
 pub(in crate::store) use writer::Writer;
 
+/// SQLite's clock in milliseconds (the process's own: one machine holds both).
+const SQLITE_NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+
+/// PostgreSQL's clock in milliseconds; every replica's leases are measured by it.
+const POSTGRES_NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+
 /// Which engine holds the rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Dialect {
@@ -47,12 +53,8 @@ impl Dialect {
     /// Fills in the dialect's tokens.
     pub(crate) fn render(self, template: &str) -> String {
         let (now, skip_locked, lock) = match self {
-            Dialect::Sqlite => (super::sqlite::NOW_MS, "", ""),
-            Dialect::Postgres => (
-                super::postgres::NOW_MS,
-                " FOR UPDATE SKIP LOCKED",
-                " FOR UPDATE",
-            ),
+            Dialect::Sqlite => (SQLITE_NOW_MS, "", ""),
+            Dialect::Postgres => (POSTGRES_NOW_MS, " FOR UPDATE SKIP LOCKED", " FOR UPDATE"),
         };
         template
             .replace("@now", now)
@@ -100,6 +102,14 @@ pub(crate) fn rendered(
         .as_str()
 }
 
+/// How a backend hears of work that other processes queue. Only the backend knows (PostgreSQL
+/// listens on the channel its triggers notify), so it hands this to the shared store.
+#[async_trait]
+pub(in crate::store) trait WorkAnnouncements: Send + Sync {
+    /// Wakes `wake` for each announcement from now on.
+    async fn forward_to(&self, wake: Arc<Notify>) -> Result<(), StoreError>;
+}
+
 /// The shared implementation of every store trait.
 pub(crate) struct SqlStore {
     /// Reads.
@@ -108,8 +118,8 @@ pub(crate) struct SqlStore {
     /// instead of in SQLite's busy handler; on PostgreSQL the same pool as reads).
     writer: Writer,
     pub(super) dialect: Dialect,
-    /// Where work is announced (PostgreSQL: the URL a listener connects to).
-    pub(super) listen_url: Option<String>,
+    /// Where work is announced; None when no other process can queue any (SQLite).
+    work_announcements: Option<Box<dyn WorkAnnouncements>>,
     /// Channels whose load row is known to exist (rows are never deleted).
     channels_ready: Mutex<HashSet<ChannelId>>,
     /// Task rows for status polls; every statement that changes a task drops its entry.
@@ -132,7 +142,7 @@ impl SqlStore {
     pub(super) fn new(
         reader: AnyPool,
         writer: Writer,
-        listen_url: Option<String>,
+        work_announcements: Option<Box<dyn WorkAnnouncements>>,
         tasks: Arc<TaskCache>,
     ) -> Self {
         Self {
@@ -140,7 +150,7 @@ impl SqlStore {
             reader,
             dialect: writer.dialect(),
             writer,
-            listen_url,
+            work_announcements,
             channels_ready: Mutex::new(HashSet::new()),
             tasks,
             background: Vec::new(),
@@ -277,8 +287,8 @@ impl Backend for SqlStore {
     }
 
     async fn announce_work_to(&self, wake: Arc<Notify>) -> Result<(), StoreError> {
-        match &self.listen_url {
-            Some(url) => super::postgres::listen_for_work(url, wake).await,
+        match &self.work_announcements {
+            Some(announcements) => announcements.forward_to(wake).await,
             None => Ok(()),
         }
     }

@@ -16,9 +16,6 @@ use super::sql::{SqlStore, Writer};
 use super::taskcache::TaskCache;
 use super::StoreError;
 
-/// The database's clock in milliseconds (the process's own: one machine holds both).
-pub(super) const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
-
 // WAL + NORMAL loses nothing when the process dies (kill -9); only an OS crash can drop the
 // last commits. That trade is what makes thousands of creates per second possible.
 const PRAGMAS: [&str; 4] = [

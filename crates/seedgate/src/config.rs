@@ -179,6 +179,16 @@ pub struct EngineConfig {
     /// `result_unavailable`, the first retry after `result_copy_backoff_ms`, then doubling.
     pub result_copy_attempts: i64,
     pub result_copy_backoff_ms: u64,
+    /// The first retry of a submission that failed transiently waits this long, each next one
+    /// twice as long (plus up to a quarter, at random), up to `max_retry_delay_ms`.
+    pub retry_backoff_ms: u64,
+    pub max_retry_delay_ms: u64,
+    /// Least wait after a submission whose answer was lost before the upstream is searched
+    /// for its task, so that a task the upstream was still creating shows up in its list.
+    pub reconcile_delay_ms: u64,
+    /// After the upstream's own expiry of a submitted task, how long its last word is awaited
+    /// before the task is ended here anyway.
+    pub upstream_expiry_grace_ms: u64,
     /// Tasks of one key generating at once; more wait queued (a key may carry its own).
     pub max_concurrent_tasks_per_key: u32,
 }
@@ -269,6 +279,10 @@ impl Default for EngineConfig {
             // 15 s, 30 s, 1 min, 2 min: about four minutes in all.
             result_copy_attempts: 5,
             result_copy_backoff_ms: 15_000,
+            retry_backoff_ms: 1_000,
+            max_retry_delay_ms: 60_000,
+            reconcile_delay_ms: 2_000,
+            upstream_expiry_grace_ms: 10 * 60 * 1000,
             max_concurrent_tasks_per_key: 8,
         }
     }

@@ -21,6 +21,7 @@ mod http_server;
 pub mod ids;
 pub mod inputs;
 pub mod keycache;
+pub mod lifecycle;
 pub mod limits;
 pub mod management;
 pub mod materials;
@@ -135,16 +136,19 @@ impl Application {
         });
         let routing = providers.routing_summary();
         let engine = Arc::new(Engine::new(
-            store.clone(),
-            catalog.clone(),
-            blobs.clone(),
-            signer.clone(),
-            providers.clone(),
-            fetcher,
-            materials.clone(),
-            telemetry.clone(),
+            engine::Ports {
+                store: store.clone(),
+                providers: providers.clone(),
+                blobs: blobs.clone(),
+                fetcher,
+                materials: materials.clone(),
+                telemetry: telemetry.clone(),
+                clock: Arc::new(engine::SystemClock),
+                signer: signer.clone(),
+                public_url: config.public_url.clone(),
+            },
             config.engine.clone(),
-            config.public_url.clone(),
+            catalog.clone(),
         ));
         store.announce_work_to(engine.waker()).await?;
         let dev_key = if store.count_keys().await? == 0 {

@@ -33,6 +33,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::ids::{AccountId, ChannelId, MaterialGroupId, MaterialId, OrgId, TaskId};
+use crate::lifecycle::Move;
 use materials::{
     AssetFilter, AssetUpdate, GroupFilter, GroupUpdate, MaterialAsset, MaterialGroup, NewAsset,
     NewGroup, Processed,
@@ -45,7 +46,7 @@ pub use keys::{
 };
 pub use ledger::{GroupFunds, KeyFunds, LedgerKind};
 pub use tasks::{
-    public_status, Created, IdempotencyKey, NewTask, PollSeen, PublicStatus, ScheduledPoll,
+    public_status, Created, IdempotencyKey, Lease, NewTask, PollSeen, PublicStatus, ScheduledPoll,
     Settlement, TaskFailure, TaskFilter, TaskRecord, TaskState, Transition, Unpaid, UpstreamPhase,
     UpstreamSubmission, IDEMPOTENCY_WINDOW_MS, IN_FLIGHT,
 };
@@ -282,6 +283,69 @@ pub trait TaskStore: Send + Sync {
             upstream_usage_tokens: None,
         };
         self.finish_unpaid(id, owner, Unpaid::Failed, &error).await
+    }
+
+    /// Applies a move the lifecycle decided for a task `lease` holds; false when the lease
+    /// is no longer this one (another worker moved the task first).
+    async fn apply(&self, lease: &Lease<'_>, step: &Move) -> Result<bool, StoreError> {
+        let (id, owner) = (lease.task_id, lease.owner);
+        match step {
+            Move::Requeue {
+                delay_ms,
+                counts_attempt,
+                doubt,
+                ..
+            } => {
+                let doubt = doubt.as_ref().map(|(channel, since)| (channel, *since));
+                self.requeue(id, owner, *delay_ms, *counts_attempt, doubt)
+                    .await
+            }
+            Move::Start => self.mark_running(id, owner).await,
+            Move::RecordSubmission {
+                channel,
+                upstream_id,
+                next_poll_at_ms,
+                upstream_expires_at_ms,
+            } => {
+                let submission = UpstreamSubmission {
+                    channel,
+                    upstream_id,
+                    next_poll_at_ms: *next_poll_at_ms,
+                    upstream_expires_at_ms: *upstream_expires_at_ms,
+                };
+                self.record_submission(id, owner, &submission).await
+            }
+            Move::SchedulePoll { at_ms, seen } => self.schedule_poll(id, owner, *at_ms, seen).await,
+            Move::Succeed {
+                result_json,
+                usage_tokens,
+                cost_usd_micros,
+                cost_cny,
+                upstream_usage_tokens,
+            } => {
+                let settlement = Settlement {
+                    result_json,
+                    usage_tokens: *usage_tokens,
+                    cost_usd_micros: *cost_usd_micros,
+                    cost_cny,
+                    upstream_usage_tokens: *upstream_usage_tokens,
+                };
+                self.finish_succeeded(id, owner, settlement).await
+            }
+            Move::EndUnpaid {
+                ending,
+                code,
+                message,
+                upstream_usage_tokens,
+            } => {
+                let failure = TaskFailure {
+                    code,
+                    message,
+                    upstream_usage_tokens: *upstream_usage_tokens,
+                };
+                self.finish_unpaid(id, owner, *ending, &failure).await
+            }
+        }
     }
 
     /// Cancels a task its upstream has just cancelled (it was still queued there).

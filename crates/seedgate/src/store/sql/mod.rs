@@ -8,6 +8,7 @@
 
 mod accounts;
 mod creates;
+pub(in crate::store) mod guards;
 mod materials;
 mod outbox;
 mod tasks;

@@ -10,11 +10,14 @@ use sqlx::{Any, Row};
 
 use super::accounts::append_ledger;
 use super::creates::{padded_to_power_of_two, placeholders, Grouped, Idempotency};
+use super::guards::{
+    guard, leased_update, public_status_condition, states_sql, task_state, transition_update,
+    upstream_phase,
+};
 use super::outbox::enqueue_deliveries;
 use super::writer::WriteTransaction;
 use super::{sql, Dialect, SqlStore};
 use crate::ids::{AccountId, ChannelId, TaskId};
-use crate::store::tasks::states_sql;
 use crate::store::{
     now_ms, Created, IdempotencyKey, LedgerKind, NewTask, PollSeen, ScheduledPoll, Settlement,
     StoreError, TaskFailure, TaskFilter, TaskRecord, TaskState, TaskStore, Transition, Unpaid,
@@ -39,7 +42,7 @@ fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
         model: row.try_get("model")?,
         operation: row.try_get("operation")?,
         provider: row.try_get("provider")?,
-        state: TaskState::parse(row.try_get::<&str, _>("state")?)?,
+        state: task_state(row.try_get::<&str, _>("state")?)?,
         request_json: row.try_get("request")?,
         reserved_usd_micros: row.try_get("reserved_usd_micros")?,
         estimated_tokens: row.try_get("estimated_tokens")?,
@@ -60,7 +63,7 @@ fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
             .zip(row.try_get::<Option<i64>, _>("doubt_since_ms")?),
         upstream_phase: row
             .try_get::<Option<&str>, _>("upstream_phase")?
-            .map(UpstreamPhase::parse)
+            .map(upstream_phase)
             .transpose()?,
         upstream_expires_at_ms: row.try_get("upstream_expires_at_ms")?,
         upstream_usage_tokens: row.try_get("upstream_usage_tokens")?,
@@ -121,7 +124,7 @@ fn filter_sql<'a>(
     };
     if let Some(status) = filter.status {
         sql.push_str(" AND ");
-        sql.push_str(status.sql_condition());
+        sql.push_str(public_status_condition(status));
     }
     if let Some(state) = filter.state {
         sql.push_str(" AND state = ");
@@ -191,15 +194,13 @@ fn update_then_insert(dialect: Dialect, update: &str, id_param: &str, insert: &s
 /// Records a submission and schedules the task's first poll; returns the task's id when its
 /// lease still held.
 fn submission_statement(dialect: Dialect) -> String {
-    let start = Transition::Start;
-    let update = format!(
-        "UPDATE tasks SET state = '{}', channel = $1, upstream_id = $2, \
-         next_poll_at_ms = $3, upstream_phase = NULL, upstream_expires_at_ms = $4, \
-         doubt_channel = NULL, doubt_since_ms = NULL, lease_owner = NULL, \
-         lease_until_ms = NULL, updated_at_ms = $5 \
-         WHERE id = $6 AND lease_owner = $7 AND {}",
-        start.to().as_str(),
-        start.guard()
+    let update = transition_update(
+        Transition::Start,
+        "channel = $1, upstream_id = $2, next_poll_at_ms = $3, upstream_phase = NULL, \
+         upstream_expires_at_ms = $4, doubt_channel = NULL, doubt_since_ms = NULL, \
+         lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $5",
+        "$6",
+        "$7",
     );
     // A callback that came before this answer was recorded left an earlier poll.
     let schedule = "INSERT INTO upstream_polls (task_id, channel, next_poll_at_ms, polls) \
@@ -214,12 +215,15 @@ fn submission_statement(dialect: Dialect) -> String {
 /// Counts a poll of a running task and schedules its next; returns the task's id when its
 /// lease still held.
 fn poll_round_statement(dialect: Dialect) -> String {
-    let update = "UPDATE tasks SET polls = polls + 1, \
-         upstream_phase = COALESCE($1, upstream_phase), \
+    let update = leased_update(
+        "polls = polls + 1, upstream_phase = COALESCE($1, upstream_phase), \
          upstream_usage_tokens = COALESCE($2, upstream_usage_tokens), \
          result_copy_failures = result_copy_failures + $3, lease_owner = NULL, \
-         lease_until_ms = NULL, updated_at_ms = $4 \
-         WHERE id = $5 AND lease_owner = $6 AND state = 'running'";
+         lease_until_ms = NULL, updated_at_ms = $4",
+        "$5",
+        "$6",
+        &[TaskState::Running],
+    );
     // A callback's flag (0) set meanwhile is kept for the next poll.
     let schedule = "INSERT INTO upstream_polls (task_id, channel, next_poll_at_ms, polls) \
          SELECT id, channel, $7, 1 FROM @updated ON CONFLICT (task_id) DO UPDATE SET \
@@ -227,7 +231,7 @@ fn poll_round_statement(dialect: Dialect) -> String {
            ELSE excluded.next_poll_at_ms END, \
          polls = upstream_polls.polls + 1 \
          RETURNING task_id";
-    update_then_insert(dialect, update, "$5", schedule)
+    update_then_insert(dialect, &update, "$5", schedule)
 }
 
 /// The two claims, in the order they are tried. Each leases one row by one statement; on
@@ -242,7 +246,7 @@ fn claim_statements(store: &SqlStore) -> [&'static str; 2] {
                submit_started_at_ms = CASE WHEN {claimable} THEN @now ELSE submit_started_at_ms END, \
                state = CASE WHEN {claimable} THEN '{to}' ELSE state END, \
                lease_owner = $1, lease_until_ms = @now + $2, updated_at_ms = @now",
-            claimable = Transition::Claim.guard(),
+            claimable = guard(Transition::Claim),
             to = Transition::Claim.to().as_str(),
         )
     };
@@ -369,7 +373,7 @@ impl SqlStore {
                  AND ($8 IS NULL OR account_id = $8) AND {} \
                  RETURNING account_id, reserved_usd_micros",
                 // Every unpaid ending starts from the same states; the one taken is bound.
-                Transition::EndUnpaid(Unpaid::Failed).guard()
+                guard(Transition::EndUnpaid(Unpaid::Failed))
             )
         ))
         .bind(state.as_str())
@@ -533,7 +537,7 @@ impl TaskStore for SqlStore {
                  WHERE id = $2 AND account_id = $3 AND {} AND doubt_channel IS NULL \
                  RETURNING {TASK_COLUMNS}",
                 cancel.to().as_str(),
-                cancel.guard()
+                guard(cancel)
             )
         ))
         .bind(now_ms())
@@ -582,15 +586,9 @@ impl TaskStore for SqlStore {
 
     async fn mark_running(&self, id: &TaskId, owner: &str) -> Result<bool, StoreError> {
         let _writing = self.tasks.writing(&[id]);
-        let start = Transition::Start;
         let done = sqlx::query(sql!(
             self.dialect,
-            format!(
-                "UPDATE tasks SET state = '{}', updated_at_ms = $1 \
-                 WHERE id = $2 AND lease_owner = $3 AND {}",
-                start.to().as_str(),
-                start.guard()
-            )
+            transition_update(Transition::Start, "updated_at_ms = $1", "$2", "$3")
         ))
         .bind(now_ms())
         .bind(id)
@@ -856,10 +854,16 @@ impl TaskStore for SqlStore {
         self.ensure_channel_row(channel).await?;
         let done = sqlx::query(sql!(
             self.dialect,
-            "WITH place AS (SELECT id FROM channel_load WHERE id = $1 AND in_flight < $4@lock) \
-             UPDATE tasks SET channel = $1, doubt_channel = NULL, doubt_since_ms = NULL \
-             WHERE id = $2 AND lease_owner = $3 AND state = 'submitting' \
-             AND (channel = $1 OR EXISTS (SELECT 1 FROM place))"
+            format!(
+                "WITH place AS (SELECT id FROM channel_load WHERE id = $1 AND in_flight < $4@lock) \
+                 {} AND (channel = $1 OR EXISTS (SELECT 1 FROM place))",
+                leased_update(
+                    "channel = $1, doubt_channel = NULL, doubt_since_ms = NULL",
+                    "$2",
+                    "$3",
+                    &[TaskState::Submitting],
+                )
+            )
         ))
         .bind(channel)
         .bind(id)
@@ -878,11 +882,7 @@ impl TaskStore for SqlStore {
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(sql!(
             self.dialect,
-            format!(
-                "UPDATE tasks SET lease_until_ms = @now + $1 \
-                 WHERE id = $2 AND lease_owner = $3 AND {}",
-                states_sql(IN_FLIGHT)
-            )
+            leased_update("lease_until_ms = @now + $1", "$2", "$3", IN_FLIGHT)
         ))
         .bind(lease_ms)
         .bind(id)
@@ -900,18 +900,19 @@ impl TaskStore for SqlStore {
     ) -> Result<bool, StoreError> {
         let _writing = self.tasks.writing(&[id]);
         let mut tx = self.writer.begin().await?;
-        let succeed = Transition::Succeed;
         let row = sqlx::query(sql!(
             self.dialect,
             format!(
-                "UPDATE tasks SET state = '{}', result = $1, usage_tokens = $2, \
-                 cost_usd_micros = $3, cost_cny = $4, \
-                 upstream_usage_tokens = COALESCE($5, upstream_usage_tokens), lease_owner = NULL, \
-                 lease_until_ms = NULL, updated_at_ms = $6, completed_at_ms = $6 \
-                 WHERE id = $7 AND lease_owner = $8 AND {} \
-                 RETURNING account_id, reserved_usd_micros",
-                succeed.to().as_str(),
-                succeed.guard()
+                "{} RETURNING account_id, reserved_usd_micros",
+                transition_update(
+                    Transition::Succeed,
+                    "result = $1, usage_tokens = $2, cost_usd_micros = $3, cost_cny = $4, \
+                     upstream_usage_tokens = COALESCE($5, upstream_usage_tokens), \
+                     lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $6, \
+                     completed_at_ms = $6",
+                    "$7",
+                    "$8",
+                )
             )
         ))
         .bind(settlement.result_json)
@@ -978,18 +979,17 @@ impl TaskStore for SqlStore {
     ) -> Result<bool, StoreError> {
         let _writing = self.tasks.writing(&[id]);
         let now = now_ms();
-        let requeue = Transition::Requeue;
         let done = sqlx::query(sql!(
             self.dialect,
-            format!(
-                "UPDATE tasks SET state = '{}', lease_owner = NULL, lease_until_ms = NULL, \
-                 channel = NULL, attempts = attempts - CASE WHEN $1 THEN 0 ELSE 1 END, \
+            transition_update(
+                Transition::Requeue,
+                "lease_owner = NULL, lease_until_ms = NULL, channel = NULL, \
+                 attempts = attempts - CASE WHEN $1 THEN 0 ELSE 1 END, \
                  doubt_channel = COALESCE($2, doubt_channel), \
                  doubt_since_ms = COALESCE($3, doubt_since_ms), \
-                 next_attempt_at_ms = $4, updated_at_ms = $5 \
-                 WHERE id = $6 AND lease_owner = $7 AND {}",
-                requeue.to().as_str(),
-                requeue.guard()
+                 next_attempt_at_ms = $4, updated_at_ms = $5",
+                "$6",
+                "$7",
             )
         ))
         .bind(counts_attempt)

@@ -20,7 +20,7 @@ pub use catalog::{
     BUILTIN_CATALOG,
 };
 pub use date::CalendarDate;
-pub use error::{ApiError, ErrorBody, ErrorObject, ErrorType};
+pub use error::{ApiError, ErrorBody, ErrorCode, ErrorObject, ErrorType};
 pub use job::{
     AspectRatio, DurationRequest, JobInputs, MediaInput, Operation, RequestEcho, Resolution,
     ServiceTier, UnknownVariant, VideoJob,

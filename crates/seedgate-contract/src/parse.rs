@@ -41,7 +41,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::catalog::{Catalog, ModelSpec};
-use crate::error::{ApiError, ErrorType};
+use crate::error::{ApiError, ErrorCode};
 use crate::job::{
     strip_data_scheme, AspectRatio, DataUri, DurationRequest, JobInputs, MediaInput, Operation,
     Resolution, ServiceTier, VideoJob, BASE64,
@@ -156,8 +156,8 @@ pub const MAX_SAFETY_IDENTIFIER_CHARS: usize = 64;
 
 const MIB: usize = 1024 * 1024;
 
-fn invalid(code: &'static str, param: &str, message: impl Into<String>) -> ApiError {
-    ApiError::invalid(code, Some(param), message)
+fn invalid(code: ErrorCode, param: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(code, message).with_param(param)
 }
 
 fn names<T: fmt::Display>(items: &[T]) -> String {
@@ -176,9 +176,7 @@ fn name_list<T: fmt::Display>(items: &[T]) -> Value {
 pub(crate) fn model_not_found(catalog: &Catalog, id: &str) -> ApiError {
     let ids: Vec<&str> = catalog.models().iter().map(|m| m.id.as_str()).collect();
     ApiError::new(
-        400,
-        ErrorType::ModelNotFound,
-        "model_not_found",
+        ErrorCode::UnknownModel,
         format!(
             "The model `{id}` does not exist. Available models: {}.",
             ids.join(", ")
@@ -206,7 +204,7 @@ fn with_material_references(mut map: Map<String, Value>) -> Result<Map<String, V
                     "a non-empty array of material asset ids"
                 };
                 return Err(invalid(
-                    "invalid_type",
+                    ErrorCode::InvalidType,
                     field,
                     format!("`{field}` must be {shape}."),
                 ));
@@ -220,7 +218,7 @@ fn with_material_references(mut map: Map<String, Value>) -> Result<Map<String, V
                 }
                 _ => {
                     return Err(invalid(
-                        "invalid_material_asset_id",
+                        ErrorCode::InvalidMaterialAssetId,
                         field,
                         format!("`{field}`: a material asset id looks like asset-YYYYMMDDHHMMSS-xxxxx (14 digits, then 5 lower-case letters or digits)."),
                     ))
@@ -261,7 +259,7 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
             None => format!(" Accepted fields: {}.", FIELDS.join(", ")),
         };
         return Err(invalid(
-            "unknown_field",
+            ErrorCode::UnknownField,
             unknown,
             format!("Unknown field `{unknown}`.{hint}"),
         ));
@@ -371,15 +369,13 @@ fn read_object(body: &[u8]) -> Result<Vec<(String, Value)>, ApiError> {
     let Entries(entries) = serde_json::from_slice(body).map_err(|e| {
         // A well-formed value of another type fails as "data"; everything else is syntax.
         if e.classify() == serde_json::error::Category::Data {
-            ApiError::invalid(
-                "invalid_json",
-                None,
+            ApiError::new(
+                ErrorCode::InvalidJson,
                 "The request body must be a JSON object.",
             )
         } else {
-            ApiError::invalid(
-                "invalid_json",
-                None,
+            ApiError::new(
+                ErrorCode::InvalidJson,
                 format!("The request body is not valid JSON: {e}."),
             )
         }
@@ -387,7 +383,7 @@ fn read_object(body: &[u8]) -> Result<Vec<(String, Value)>, ApiError> {
     let mut seen = HashSet::new();
     if let Some((key, _)) = entries.iter().find(|(k, _)| !seen.insert(k.as_str())) {
         return Err(invalid(
-            "invalid_json",
+            ErrorCode::InvalidJson,
             key,
             format!("The field `{key}` appears more than once."),
         ));
@@ -454,7 +450,11 @@ impl<'a> Fields<'a> {
     }
 
     fn wrong_type(key: &str, expected: &str) -> ApiError {
-        invalid("invalid_type", key, format!("`{key}` must be {expected}."))
+        invalid(
+            ErrorCode::InvalidType,
+            key,
+            format!("`{key}` must be {expected}."),
+        )
     }
 
     fn string(&self, key: &str) -> Result<Option<&'a str>, ApiError> {
@@ -519,7 +519,7 @@ impl<'a> Fields<'a> {
             match &first {
                 Some(kept) if kept.value != value => {
                     return Err(invalid(
-                        "alias_conflict",
+                        ErrorCode::AliasConflict,
                         name,
                         format!(
                         "`{}` and `{name}` are the same setting and disagree; send one of them.",
@@ -592,7 +592,7 @@ impl<'a> Raw<'a> {
     fn read(f: &Fields<'a>) -> Result<Self, ApiError> {
         let model = f
             .string("model")?
-            .ok_or_else(|| invalid("missing_field", "model", "`model` is required."))?;
+            .ok_or_else(|| invalid(ErrorCode::MissingField, "model", "`model` is required."))?;
         Ok(Raw {
             model,
             operation: f.string("operation")?,
@@ -709,7 +709,7 @@ impl<'a> Raw<'a> {
 fn check_unsupported(f: &Fields<'_>, raw: &Raw<'_>) -> Result<(), ApiError> {
     let refuse = |field: &str, why: &str| {
         Err(invalid(
-            "unsupported_parameter",
+            ErrorCode::UnsupportedParameter,
             field,
             format!("`{field}` {why}"),
         ))
@@ -740,7 +740,7 @@ fn check_unsupported(f: &Fields<'_>, raw: &Raw<'_>) -> Result<(), ApiError> {
 
 fn unsupported_operation(model: &ModelSpec, message: String) -> ApiError {
     invalid(
-        "unsupported_operation",
+        ErrorCode::UnsupportedOperation,
         "operation",
         format!("{message} Use one of {}.", names(&model.operations)),
     )
@@ -778,7 +778,7 @@ fn infer_operation(raw: &Raw<'_>) -> Result<Operation, ApiError> {
     match sent.iter().find(|i| i.implies != first.implies) {
         None => Ok(first.implies),
         Some(other) => Err(invalid(
-            "ambiguous_operation",
+            ErrorCode::AmbiguousOperation,
             other.field,
             format!(
                 "Without `operation`, `{}` asks for `{}` but `{}` asks for `{}`; send `operation` and only the inputs it takes.",
@@ -814,7 +814,7 @@ fn check_prompt(prompt: Option<&str>, operation: Operation) -> Result<Option<Str
             return Ok(None);
         }
         return Err(invalid(
-            "missing_field",
+            ErrorCode::MissingField,
             "prompt",
             format!("`prompt` is required for `{operation}`."),
         ));
@@ -828,7 +828,7 @@ fn check_prompt(prompt: Option<&str>, operation: Operation) -> Result<Option<Str
         .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\r' | '\t'));
     if let Some((index, c)) = control {
         return Err(invalid(
-            "invalid_prompt",
+            ErrorCode::InvalidPrompt,
             "prompt",
             format!(
                 "`prompt` contains the control character U+{:04X} at character index {index} (counting from 0); only line breaks and tabs are allowed.",
@@ -844,7 +844,7 @@ fn check_prompt(prompt: Option<&str>, operation: Operation) -> Result<Option<Str
             ""
         };
         return Err(invalid(
-            "invalid_prompt",
+            ErrorCode::InvalidPrompt,
             "prompt",
             format!(
                 "`prompt` must be 1 to {MAX_PROMPT_CHARS} characters of text (got {chars}{blank})."
@@ -870,7 +870,7 @@ fn check_slots(raw: &Raw<'_>, operation: Operation) -> Result<(), ApiError> {
     {
         return Err(if field == "audio_urls" {
             invalid(
-                "audio_not_allowed",
+                ErrorCode::AudioNotAllowed,
                 field,
                 format!(
                     "Audio is accepted only as `audio_urls` of `reference-to-video`, not with `{operation}`."
@@ -878,7 +878,7 @@ fn check_slots(raw: &Raw<'_>, operation: Operation) -> Result<(), ApiError> {
             )
         } else {
             invalid(
-                "input_not_allowed",
+                ErrorCode::InputNotAllowed,
                 field,
                 format!("`{field}` is not an input of `{operation}`."),
             )
@@ -886,7 +886,7 @@ fn check_slots(raw: &Raw<'_>, operation: Operation) -> Result<(), ApiError> {
     }
     let missing = |field: &str, what: &str| {
         invalid(
-            "missing_field",
+            ErrorCode::MissingField,
             field,
             format!("`{operation}` needs {what}."),
         )
@@ -909,13 +909,13 @@ fn check_slots(raw: &Raw<'_>, operation: Operation) -> Result<(), ApiError> {
         {
             Err(if raw.audio_urls.is_empty() {
                 invalid(
-                    "missing_visual_reference",
+                    ErrorCode::MissingVisualReference,
                     "reference_images",
                     "`reference-to-video` needs at least one of `reference_images` or `video_urls`.",
                 )
             } else {
                 invalid(
-                    "audio_requires_visual_reference",
+                    ErrorCode::AudioRequiresVisualReference,
                     "audio_urls",
                     "Audio references need at least one image or video reference (`reference_images` or `video_urls`).",
                 )
@@ -928,7 +928,7 @@ fn check_slots(raw: &Raw<'_>, operation: Operation) -> Result<(), ApiError> {
         Operation::VideoToVideo => Ok(()),
         Operation::VideoExtension => match (raw.task_id, raw.video) {
             (Some(_), Some(video)) => Err(invalid(
-                "conflicting_inputs",
+                ErrorCode::ConflictingInputs,
                 video.field,
                 format!(
                     "Send either `task_id` or `{}` to extend, not both.",
@@ -971,7 +971,7 @@ fn check_task_id(task_id: &str) -> Result<String, ApiError> {
         Ok(task_id)
     } else {
         Err(invalid(
-            "invalid_task_id",
+            ErrorCode::InvalidTaskId,
             "task_id",
             "`task_id` must be the id of one of your tasks (`vtask_` or `cgt-` followed by 26 characters).",
         ))
@@ -1039,7 +1039,7 @@ fn check_callback_url(url: &str) -> Result<String, ApiError> {
         Ok(normalise_scheme(url))
     } else {
         Err(invalid(
-            "invalid_callback_url",
+            ErrorCode::InvalidCallbackUrl,
             "callback_url",
             "`callback_url` must be an http:// or https:// URL.",
         ))
@@ -1079,12 +1079,12 @@ fn check_media_form(m: &MediaValue<'_>) -> Result<(), ApiError> {
         return match m.kind {
             Media::Image if is_asset_reference(m.value) => Ok(()),
             Media::Image => Err(invalid(
-                "invalid_media_url",
+                ErrorCode::InvalidMediaUrl,
                 field,
                 format!("`{field}`: an asset reference must look like asset://asset-YYYYMMDDHHMMSS-xxxxx (14 digits, then 5 lower-case letters or digits)."),
             )),
             kind => Err(invalid(
-                "invalid_media_url",
+                ErrorCode::InvalidMediaUrl,
                 field,
                 format!(
                     "`{field}`: asset references are accepted for images only; a {} must be an https:// or http:// URL or a base64 data: URI.",
@@ -1096,7 +1096,7 @@ fn check_media_form(m: &MediaValue<'_>) -> Result<(), ApiError> {
     if strip_data_scheme(m.value).is_some() {
         if DataUri::parse(m.value).is_none() {
             return Err(invalid(
-                "invalid_media_url",
+                ErrorCode::InvalidMediaUrl,
                 field,
                 format!("`{field}`: a data URI must look like data:<type>;base64,<data>."),
             ));
@@ -1110,7 +1110,7 @@ fn check_media_form(m: &MediaValue<'_>) -> Result<(), ApiError> {
             " or a base64 data: URI"
         };
         return Err(invalid(
-            "invalid_media_url",
+            ErrorCode::InvalidMediaUrl,
             field,
             format!("`{field}` must be an https:// or http:// URL{asset}."),
         ));
@@ -1130,7 +1130,7 @@ fn check_resolution(model: &ModelSpec, resolution: Option<&str>) -> Result<Resol
         .filter(|r| model.resolutions.contains(r))
         .ok_or_else(|| {
             invalid(
-                "unsupported_resolution",
+                ErrorCode::UnsupportedResolution,
                 "resolution",
                 format!(
                     "`{}` does not offer resolution `{text}`; use one of {}.",
@@ -1159,7 +1159,7 @@ fn check_duration(
         .map(DurationRequest::Seconds)
         .ok_or_else(|| {
             invalid(
-                "invalid_duration",
+                ErrorCode::InvalidDuration,
                 field,
                 format!(
                     "`{field}` must be {} to {} seconds, or -1 to let the model decide (got {value}).",
@@ -1186,7 +1186,7 @@ fn check_aspect_ratio(
         .filter(|r| model.aspect_ratios.contains(r))
         .ok_or_else(|| {
             invalid(
-                "invalid_aspect_ratio",
+                ErrorCode::InvalidAspectRatio,
                 field,
                 format!(
                     "`{field}` must be one of {} (got `{text}`).",
@@ -1203,7 +1203,7 @@ fn check_seed(seed: i128) -> Result<i64, ApiError> {
         .filter(|s| SEED_RANGE.contains(s))
         .ok_or_else(|| {
             invalid(
-                "invalid_seed",
+                ErrorCode::InvalidSeed,
                 "seed",
                 format!(
                     "`seed` must be between {} and {} (got {seed}).",
@@ -1226,7 +1226,7 @@ fn check_service_tier(text: &str) -> Result<ServiceTier, ApiError> {
             format!("`{text}` is not a service tier")
         };
         invalid(
-            "unsupported_service_tier",
+            ErrorCode::UnsupportedServiceTier,
             "service_tier",
             format!("{why}; send `default` or omit `service_tier`."),
         )
@@ -1236,7 +1236,7 @@ fn check_service_tier(text: &str) -> Result<ServiceTier, ApiError> {
 
 /// A whole number within `range`, else `code` naming `field` with `min` and `max`.
 fn in_range<T: TryFrom<i128> + Into<i64> + Copy>(
-    code: &'static str,
+    code: ErrorCode,
     field: &str,
     what: &str,
     range: std::ops::RangeInclusive<T>,
@@ -1259,7 +1259,7 @@ fn in_range<T: TryFrom<i128> + Into<i64> + Copy>(
 
 fn check_execution_expires_after(seconds: i128) -> Result<u32, ApiError> {
     in_range(
-        "invalid_execution_expires_after",
+        ErrorCode::InvalidExecutionExpiresAfter,
         "execution_expires_after",
         "seconds",
         EXECUTION_EXPIRES_AFTER,
@@ -1269,7 +1269,7 @@ fn check_execution_expires_after(seconds: i128) -> Result<u32, ApiError> {
 
 fn check_priority(priority: i128) -> Result<u8, ApiError> {
     in_range(
-        "invalid_priority",
+        ErrorCode::InvalidPriority,
         "priority",
         "a whole number",
         PRIORITY,
@@ -1297,7 +1297,7 @@ fn check_safety_identifier(raw: &Raw<'_>) -> Result<Option<String>, ApiError> {
         ""
     };
     Err(invalid(
-        "invalid_safety_identifier",
+        ErrorCode::InvalidSafetyIdentifier,
         field,
         format!(
             "`{field}` must be 1 to {MAX_SAFETY_IDENTIFIER_CHARS} characters without control characters{stands_in}; got {chars} characters."
@@ -1319,7 +1319,7 @@ fn check_reference_limits(model: &ModelSpec, raw: &Raw<'_>) -> Result<(), ApiErr
     ] {
         if count > limit {
             return Err(invalid(
-                "too_many_references",
+                ErrorCode::TooManyReferences,
                 field,
                 format!(
                     "`{}` accepts at most {limit} items in `{field}` (got {count}).",
@@ -1409,7 +1409,7 @@ fn check_media_content(m: &MediaValue<'_>) -> Result<(), ApiError> {
     let mime = uri.mime.to_ascii_lowercase();
     if !kind.mime_types().contains(&mime.as_str()) {
         return Err(invalid(
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             field,
             format!(
                 "`{field}`: {} is not an accepted {} type ({}).",
@@ -1422,7 +1422,7 @@ fn check_media_content(m: &MediaValue<'_>) -> Result<(), ApiError> {
     }
     let too_large = || {
         invalid(
-            "media_too_large",
+            ErrorCode::MediaTooLarge,
             field,
             format!(
                 "`{field}`: a {} data URI may hold at most {} MB.",
@@ -1439,7 +1439,7 @@ fn check_media_content(m: &MediaValue<'_>) -> Result<(), ApiError> {
     }
     let bytes = BASE64.decode(uri.payload).map_err(|_| {
         invalid(
-            "invalid_media_url",
+            ErrorCode::InvalidMediaUrl,
             field,
             format!("`{field}`: the data URI is not valid base64."),
         )
@@ -1449,7 +1449,7 @@ fn check_media_content(m: &MediaValue<'_>) -> Result<(), ApiError> {
     }
     if !content_matches(&mime, &bytes) {
         return Err(invalid(
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             field,
             format!("`{field}`: the content is not {mime} as declared."),
         )
@@ -1466,7 +1466,7 @@ fn check_media_content(m: &MediaValue<'_>) -> Result<(), ApiError> {
 pub fn check_image_dimensions(field: &str, bytes: &[u8]) -> Result<(), ApiError> {
     let size = imagesize::blob_size(bytes).map_err(|_| {
         invalid(
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             field,
             format!("`{field}`: the image header cannot be read."),
         )
@@ -1477,7 +1477,7 @@ pub fn check_image_dimensions(field: &str, bytes: &[u8]) -> Result<(), ApiError>
     let aspect_ok = 5 * wide >= 2 * high && 2 * wide <= 5 * high;
     if !IMAGE_SIDE_PX.contains(&w) || !IMAGE_SIDE_PX.contains(&h) || !aspect_ok {
         return Err(invalid(
-            "invalid_image_dimensions",
+            ErrorCode::InvalidImageDimensions,
             field,
             format!(
                 "`{field}` is {w}×{h}; images must be {}–{} px a side with an aspect ratio (width/height) of 0.4–2.5.",

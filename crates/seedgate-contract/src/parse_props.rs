@@ -262,13 +262,12 @@ fn sent_urls(body: &Value) -> Vec<&str> {
 /// What every rejection looks like: a 400 of the request family, naming a real field (or
 /// the unknown/duplicated key it found in the body).
 fn well_formed_rejection(e: &ApiError, body_keys: &[String]) -> Result<(), TestCaseError> {
-    prop_assert_eq!(e.status, 400);
+    prop_assert_eq!(e.status(), 400);
     prop_assert!(matches!(
-        e.error_type,
+        e.error_type(),
         ErrorType::InvalidRequestError | ErrorType::ModelNotFound
     ));
     prop_assert!(!e.message.is_empty());
-    prop_assert!(e.code.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
     if let Some(param) = &e.param {
         prop_assert!(
             FIELDS.contains(&param.as_str()) || body_keys.contains(param),
@@ -402,7 +401,7 @@ proptest! {
             Ok(job) => prop_assert!(offered && job.resolution.as_str() == res),
             Err(e) => {
                 prop_assert!(!offered);
-                prop_assert_eq!(e.code, "unsupported_resolution");
+                prop_assert_eq!(e.code.as_str(), "unsupported_resolution");
                 prop_assert_eq!(e.param.as_deref(), Some("resolution"));
                 let allowed: Vec<&str> = spec.resolutions.iter().map(|r| r.as_str()).collect();
                 prop_assert_eq!(&e.extra["allowed_resolutions"], &json!(allowed));
@@ -419,7 +418,10 @@ proptest! {
             4..=15 => prop_assert_eq!(result.unwrap().duration, DurationRequest::Seconds(d as u32)),
             _ => {
                 let e = result.unwrap_err();
-                prop_assert_eq!((e.code, e.param.as_deref()), ("invalid_duration", Some(key)));
+                prop_assert_eq!(
+                    (e.code.as_str(), e.param.as_deref()),
+                    ("invalid_duration", Some(key))
+                );
             }
         }
     }
@@ -439,7 +441,10 @@ proptest! {
                 }
                 Err(e) => {
                     prop_assert!(job.prompt.is_none());
-                    prop_assert_eq!((e.code, e.param.as_deref()), ("missing_field", Some("prompt")));
+                    prop_assert_eq!(
+                        (e.code.as_str(), e.param.as_deref()),
+                        ("missing_field", Some("prompt"))
+                    );
                 }
             }
         } else {
@@ -455,7 +460,10 @@ proptest! {
         let mut body = body;
         body[key] = value;
         let e = parse(body).unwrap_err();
-        prop_assert_eq!((e.code, e.param.as_deref()), ("unsupported_parameter", Some(key)));
+        prop_assert_eq!(
+            (e.code.as_str(), e.param.as_deref()),
+            ("unsupported_parameter", Some(key))
+        );
     }
 
     #[test]
@@ -465,7 +473,10 @@ proptest! {
         let mut body = body;
         body[key.as_str()] = value;
         let e = parse(body).unwrap_err();
-        prop_assert_eq!((e.code, e.param.as_deref()), ("unknown_field", Some(key.as_str())));
+        prop_assert_eq!(
+            (e.code.as_str(), e.param.as_deref()),
+            ("unknown_field", Some(key.as_str()))
+        );
     }
 
     #[test]
@@ -478,7 +489,10 @@ proptest! {
         let mut body = body;
         body["prompt"] = format!("{before}{control}{after}").into();
         let e = parse(body).unwrap_err();
-        prop_assert_eq!((e.code, e.param.as_deref()), ("invalid_prompt", Some("prompt")));
+        prop_assert_eq!(
+            (e.code.as_str(), e.param.as_deref()),
+            ("invalid_prompt", Some("prompt"))
+        );
         let at = format!("U+{:04X} at character index {}", u32::from(control), before.chars().count());
         prop_assert!(e.message.contains(&at), "{}", e.message);
     }
@@ -486,7 +500,7 @@ proptest! {
     #[test]
     fn parse_never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         if let Err(e) = parse_create_request(&Catalog::builtin(), &bytes) {
-            prop_assert_eq!(e.status, 400);
+            prop_assert_eq!(e.status(), 400);
         }
     }
 

@@ -6,7 +6,9 @@ use serde_json::{json, Value};
 
 use crate::job::{AspectRatio, DurationRequest, Operation, Resolution, ServiceTier};
 use crate::parse::UNSUPPORTED_FIELDS;
-use crate::{parse_create_request, ApiError, Catalog, ErrorType, VideoJob, BUILTIN_CATALOG};
+use crate::{
+    parse_create_request, ApiError, Catalog, ErrorCode, ErrorType, VideoJob, BUILTIN_CATALOG,
+};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -28,8 +30,8 @@ fn accepted(body: Value) -> VideoJob {
 
 fn rejected(body: Value, code: &str, param: Option<&str>) -> ApiError {
     let err = parse(body.clone()).expect_err(&format!("{body} should be rejected"));
-    assert_eq!(err.code, code, "{body}: {err:?}");
-    assert_eq!(err.status, 400, "{body}");
+    assert_eq!(err.code.as_str(), code, "{body}: {err:?}");
+    assert_eq!(err.status(), 400, "{body}");
     assert_eq!(err.param.as_deref(), param, "{body}: {err:?}");
     assert!(!err.message.is_empty());
     err
@@ -267,7 +269,7 @@ fn invalid_json_rejected() {
     ] {
         let err = parse_bytes(body).unwrap_err();
         assert_eq!(
-            (err.code, err.param.as_deref()),
+            (err.code.as_str(), err.param.as_deref()),
             ("invalid_json", None),
             "{body:?}"
         );
@@ -279,7 +281,7 @@ fn invalid_json_rejected() {
 fn body_that_is_not_an_object_rejected() {
     for body in [&b"[1,2]"[..], b"\"text\"", b"null", b"42", b"true"] {
         let err = parse_bytes(body).unwrap_err();
-        assert_eq!(err.code, "invalid_json");
+        assert_eq!(err.code.as_str(), "invalid_json");
         assert!(err.message.contains("JSON object"), "{}", err.message);
     }
 }
@@ -291,7 +293,7 @@ fn duplicate_field_rejected() {
     )
     .unwrap_err();
     assert_eq!(
-        (err.code, err.param.as_deref()),
+        (err.code.as_str(), err.param.as_deref()),
         ("invalid_json", Some("duration"))
     );
 }
@@ -305,7 +307,7 @@ fn deeply_nested_json_is_an_error_not_a_crash() {
     );
     assert_eq!(
         parse_bytes(body.as_bytes()).unwrap_err().code,
-        "invalid_json"
+        ErrorCode::InvalidJson
     );
 }
 
@@ -535,7 +537,7 @@ fn alias_with_null_partner_is_accepted() {
 #[test]
 fn unknown_model_rejected() {
     let err = rejected(t2v("seedance-9"), "model_not_found", Some("model"));
-    assert_eq!(err.error_type, ErrorType::ModelNotFound);
+    assert_eq!(err.error_type(), ErrorType::ModelNotFound);
     assert_eq!(
         err.extra["available_models"],
         json!(["seedance-2.0", "seedance-2.0-fast", "seedance-2.0-mini"])
@@ -590,7 +592,7 @@ fn operation_the_model_lacks_rejected() {
     .to_string();
     let err = parse_create_request(&catalog, body.as_bytes()).unwrap_err();
     assert_eq!(
-        (err.code, err.param.as_deref()),
+        (err.code.as_str(), err.param.as_deref()),
         ("unsupported_operation", Some("operation"))
     );
     assert_eq!(
@@ -1314,7 +1316,7 @@ fn ratio_the_model_lacks_rejected() {
     );
     let err = parse_create_request(&catalog, body.to_string().as_bytes()).unwrap_err();
     assert_eq!(
-        (err.code, err.param.as_deref()),
+        (err.code.as_str(), err.param.as_deref()),
         ("invalid_aspect_ratio", Some("aspect_ratio"))
     );
 }
@@ -1437,7 +1439,7 @@ fn reference_limits_come_from_the_catalog() {
     let check = |body: String, field: &str, limit: u64| {
         let err = parse_create_request(&catalog, body.as_bytes()).unwrap_err();
         assert_eq!(
-            (err.code, err.param.as_deref()),
+            (err.code.as_str(), err.param.as_deref()),
             ("too_many_references", Some(field))
         );
         assert_eq!(err.extra["limit"], limit);
@@ -1924,7 +1926,7 @@ fn inferred_operation_the_model_lacks_is_unsupported_operation() {
     );
     let err = parse_create_request(&catalog, body.to_string().as_bytes()).unwrap_err();
     assert_eq!(
-        (err.code, err.param.as_deref()),
+        (err.code.as_str(), err.param.as_deref()),
         ("unsupported_operation", Some("operation"))
     );
     assert!(err.message.contains("video-to-video"), "{}", err.message);
@@ -2415,14 +2417,14 @@ fn duration_follows_the_model_range_not_the_platform_wide_bound() {
 #[test]
 fn invalid_json_is_reported_before_anything_else() {
     let err = parse_bytes(br#"{"bogus": 1, "model": "nope""#).unwrap_err();
-    assert_eq!(err.code, "invalid_json");
+    assert_eq!(err.code.as_str(), "invalid_json");
 }
 
 #[test]
 fn duplicate_field_is_reported_before_unknown_field() {
     let err = parse_bytes(br#"{"bogus":1,"model":"a","model":"b"}"#).unwrap_err();
     assert_eq!(
-        (err.code, err.param.as_deref()),
+        (err.code.as_str(), err.param.as_deref()),
         ("invalid_json", Some("model"))
     );
 }

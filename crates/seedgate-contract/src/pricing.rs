@@ -7,7 +7,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 
 use crate::catalog::{Catalog, ModelSpec, PriceRow};
-use crate::error::{ApiError, ErrorType};
+use crate::error::{ApiError, ErrorCode};
 use crate::job::{DurationRequest, Resolution, VideoJob};
 use crate::parse::model_not_found;
 
@@ -89,9 +89,7 @@ fn six_places(value: Decimal) -> Decimal {
 /// An amount that does not fit the ledger: only an absurd token count or catalog gets here.
 fn out_of_range() -> ApiError {
     ApiError::new(
-        500,
-        ErrorType::ServerError,
-        "amount_out_of_range",
+        ErrorCode::AmountOutOfRange,
         "The computed price is out of range.",
     )
 }
@@ -117,11 +115,11 @@ fn money(tokens: u64, cny_per_million: Decimal, cny_per_usd: Decimal) -> Result<
 
 fn price_row(model: &ModelSpec, resolution: Resolution) -> Result<&PriceRow, ApiError> {
     model.price_row(resolution).ok_or_else(|| {
-        ApiError::invalid(
-            "unsupported_resolution",
-            Some("resolution"),
+        ApiError::new(
+            ErrorCode::UnsupportedResolution,
             format!("`{}` has no price for {resolution}.", model.id),
         )
+        .with_param("resolution")
     })
 }
 
@@ -149,14 +147,14 @@ pub fn quote(
         None => catalog.largest_size(job.resolution),
     }
     .ok_or_else(|| {
-        ApiError::invalid(
-            "invalid_aspect_ratio",
-            Some("aspect_ratio"),
+        ApiError::new(
+            ErrorCode::InvalidAspectRatio,
             format!(
                 "No output size for {} at {}.",
                 job.resolution, job.aspect_ratio
             ),
         )
+        .with_param("aspect_ratio")
     })?;
     let output_seconds = match job.duration {
         DurationRequest::Seconds(s) => s,
@@ -472,16 +470,16 @@ mod tests {
         let c = Catalog::builtin();
         let err = price_tokens(&c, "seedance-9", Resolution::P720, false, 1).unwrap_err();
         assert_eq!(
-            (err.code, err.param.as_deref()),
+            (err.code.as_str(), err.param.as_deref()),
             ("model_not_found", Some("model"))
         );
         let err = price_tokens(&c, "seedance-2.0-fast", Resolution::K4, false, 1).unwrap_err();
-        assert_eq!(err.code, "unsupported_resolution");
+        assert_eq!(err.code.as_str(), "unsupported_resolution");
         let mut j = job(r#"{"model":"seedance-2.0","operation":"text-to-video","prompt":"x"}"#);
         j.model = "gone".into();
         assert_eq!(
             quote(&c, &j, None, None).unwrap_err().code,
-            "model_not_found"
+            ErrorCode::UnknownModel
         );
     }
 
@@ -489,7 +487,10 @@ mod tests {
     fn absurd_token_counts_are_an_error_not_a_panic() {
         let c = Catalog::builtin();
         let err = price_tokens(&c, "seedance-2.0", Resolution::P720, false, u64::MAX).unwrap_err();
-        assert_eq!((err.status, err.code), (500, "amount_out_of_range"));
+        assert_eq!(
+            (err.status(), err.code.as_str()),
+            (500, "amount_out_of_range")
+        );
         assert_eq!(output_tokens(u32::MAX, u32::MAX, u32::MAX), u64::MAX);
         assert_eq!(input_tokens(u32::MAX, u32::MAX, u64::MAX), u64::MAX);
     }

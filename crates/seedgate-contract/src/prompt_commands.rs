@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// How a command's value is read.
 #[derive(Clone, Copy)]
@@ -63,8 +63,8 @@ const COMMANDS: [Command; 7] = [
     },
 ];
 
-fn refuse(code: &'static str, message: String) -> ApiError {
-    ApiError::invalid(code, Some("prompt"), message)
+fn refuse(code: ErrorCode, message: String) -> ApiError {
+    ApiError::new(code, message).with_param("prompt")
 }
 
 /// The whitespace-separated words of `text`, with where each starts and ends.
@@ -104,7 +104,7 @@ fn read_value(kind: Kind, command: &str, text: &str) -> Result<Value, ApiError> 
             Kind::Boolean => "true or false",
         };
         refuse(
-            "invalid_prompt_command",
+            ErrorCode::InvalidPromptCommand,
             format!("The prompt command `--{command}` takes {expected}, not `{text}`."),
         )
     })
@@ -136,17 +136,17 @@ pub(crate) fn apply(mut map: Map<String, Value>) -> Result<Map<String, Value>, A
         };
         let Some(&(value_start, value_end)) = words.get(i + 1) else {
             return Err(refuse(
-                "invalid_prompt_command",
+                ErrorCode::InvalidPromptCommand,
                 format!("The prompt command `--{name}` needs a value after it."),
             ));
         };
         let value = read_value(command.kind, name, &prompt[value_start..value_end])?;
         if command.fields == ["fps"] {
-            return Err(ApiError::invalid(
-                "unsupported_parameter",
-                Some("prompt"),
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedParameter,
                 format!("The prompt command `--{name}` is not supported by Seedance models: their videos are 24 fps. Remove it."),
-            ));
+            )
+            .with_param("prompt"));
         }
         found.push((command, name, value));
         cuts.push((start, value_end));
@@ -172,7 +172,7 @@ pub(crate) fn apply(mut map: Map<String, Value>) -> Result<Map<String, Value>, A
         if let Some((_, other_name, other_value)) = earlier {
             if other_value != value {
                 return Err(refuse(
-                    "prompt_command_conflict",
+                    ErrorCode::PromptCommandConflict,
                     format!("The prompt sets `--{other_name}` twice, to {other_value} and {value}; keep one."),
                 ));
             }
@@ -187,7 +187,7 @@ pub(crate) fn apply(mut map: Map<String, Value>) -> Result<Map<String, Value>, A
             Some((_, sent)) if sent == value => {}
             Some((field, sent)) => {
                 return Err(refuse(
-                    "prompt_command_conflict",
+                    ErrorCode::PromptCommandConflict,
                     format!("The prompt's `--{name} {}` disagrees with `{field}: {sent}`; set it in one place.", plain(value)),
                 ))
             }
@@ -279,7 +279,7 @@ mod tests {
         ];
         for (body, code) in cases {
             let error = applied(body.clone()).unwrap_err();
-            assert_eq!(error.code, code, "{body}");
+            assert_eq!(error.code.as_str(), code, "{body}");
             assert_eq!(error.param.as_deref(), Some("prompt"), "{body}");
         }
     }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use rust_decimal::Decimal;
-use seedgate_contract::{ApiError, Catalog};
+use seedgate_contract::{ApiError, Catalog, ErrorCode};
 use serde_json::{Map, Value};
 
 use crate::store::usage::{UsageFilter, DAY_MS};
@@ -29,14 +29,12 @@ pub struct NewKeyRequest {
 fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::invalid(
-            "invalid_json",
-            None,
+        Ok(_) => Err(ApiError::new(
+            ErrorCode::InvalidJson,
             "The body must be a JSON object.",
         )),
-        Err(e) => Err(ApiError::invalid(
-            "invalid_json",
-            None,
+        Err(e) => Err(ApiError::new(
+            ErrorCode::InvalidJson,
             format!("The body is not valid JSON: {e}."),
         )),
     }
@@ -101,9 +99,8 @@ pub fn parse_key_update(
         && update.models.is_none()
         && update.expires_at_ms.is_none();
     if empty {
-        return Err(ApiError::invalid(
-            "empty_update",
-            None,
+        return Err(ApiError::new(
+            ErrorCode::EmptyUpdate,
             "Give at least one of name, status, limitAmount, models or expiresAt.",
         ));
     }
@@ -114,26 +111,25 @@ fn check_currency(body: &Map<String, Value>) -> Result<(), ApiError> {
     match body.get("limitCurrency") {
         None => Ok(()),
         Some(Value::String(currency)) if currency == "USD" => Ok(()),
-        Some(Value::String(currency)) if currency == "CNY" => Err(ApiError::invalid(
-            "currency_retired",
-            Some("limitCurrency"),
+        Some(Value::String(currency)) if currency == "CNY" => Err(ApiError::new(
+            ErrorCode::CurrencyRetired,
             "CNY caps are retired; give limitAmount in USD.",
-        )),
-        Some(_) => Err(ApiError::invalid(
-            "invalid_currency",
-            Some("limitCurrency"),
-            "limitCurrency must be \"USD\".",
-        )),
+        )
+        .with_param("limitCurrency")),
+        Some(_) => Err(
+            ApiError::new(ErrorCode::InvalidCurrency, "limitCurrency must be \"USD\".")
+                .with_param("limitCurrency"),
+        ),
     }
 }
 
 fn parse_name(name: &Value) -> Result<String, ApiError> {
     let invalid = || {
-        ApiError::invalid(
-            "invalid_name",
-            Some("name"),
+        ApiError::new(
+            ErrorCode::InvalidName,
             format!("name must be 1 to {MAX_NAME_CHARS} characters after trimming."),
         )
+        .with_param("name")
     };
     let name = name.as_str().ok_or_else(invalid)?.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.contains('\0') {
@@ -144,22 +140,22 @@ fn parse_name(name: &Value) -> Result<String, ApiError> {
 
 fn parse_status(status: &Value) -> Result<KeyStatus, ApiError> {
     serde_json::from_value(status.clone()).map_err(|_| {
-        ApiError::invalid(
-            "invalid_status",
-            Some("status"),
+        ApiError::new(
+            ErrorCode::InvalidStatus,
             "status must be one of active, inactive, revoked.",
         )
+        .with_param("status")
     })
 }
 
 /// A cap in USD, exact to the micro-dollar; `null` is unlimited.
 fn parse_limit(limit: &Value) -> Result<Option<i64>, ApiError> {
     let invalid = |why: &str| {
-        ApiError::invalid(
-            "invalid_limit_amount",
-            Some("limitAmount"),
+        ApiError::new(
+            ErrorCode::InvalidLimitAmount,
             format!("limitAmount must be null or a number of USD from 0 to {MAX_LIMIT_USD}{why}."),
         )
+        .with_param("limitAmount")
     };
     let number = match limit {
         Value::Null => return Ok(None),
@@ -181,7 +177,8 @@ fn parse_limit(limit: &Value) -> Result<Option<i64>, ApiError> {
 }
 
 fn parse_models(catalog: &Catalog, models: &Value) -> Result<Vec<String>, ApiError> {
-    let invalid = |message: String| ApiError::invalid("invalid_models", Some("models"), message);
+    let invalid =
+        |message: String| ApiError::new(ErrorCode::InvalidModels, message).with_param("models");
     let Value::Array(items) = models else {
         return Err(invalid("models must be an array of model ids.".into()));
     };
@@ -205,7 +202,7 @@ fn parse_models(catalog: &Catalog, models: &Value) -> Result<Vec<String>, ApiErr
 /// An RFC 3339 time in the future, or `null` for no expiry.
 fn parse_expiry(at: &Value, now_ms: i64) -> Result<Option<i64>, ApiError> {
     let invalid = |message: &str| {
-        ApiError::invalid("invalid_expires_at", Some("expiresAt"), message.to_owned())
+        ApiError::new(ErrorCode::InvalidExpiresAt, message.to_owned()).with_param("expiresAt")
     };
     match at {
         Value::Null => Ok(None),
@@ -257,11 +254,11 @@ pub fn report_filter(query: &ReportQuery) -> Result<Option<UsageFilter<'_>>, Api
         ("modelVendor", &query.model_vendor),
     ] {
         if value.as_ref().is_some_and(|v| v.chars().count() > 100) {
-            return Err(ApiError::invalid(
-                "invalid_query",
-                Some(param),
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
                 format!("{param} is at most 100 characters."),
-            ));
+            )
+            .with_param(param));
         }
     }
     const SCENES: [&str; 10] = [
@@ -278,11 +275,11 @@ pub fn report_filter(query: &ReportQuery) -> Result<Option<UsageFilter<'_>>, Api
     ];
     if let Some(scene) = &query.scene {
         if !SCENES.contains(&scene.as_str()) {
-            return Err(ApiError::invalid(
-                "invalid_query",
-                Some("scene"),
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
                 format!("scene must be one of {}.", SCENES.join(", ")),
-            ));
+            )
+            .with_param("scene"));
         }
     }
     let from_ms = query
@@ -322,11 +319,11 @@ fn parse_bound(text: &str, param: &str, end: bool) -> Result<i64, ApiError> {
     }
     let at = DateTime::parse_from_rfc3339(text)
         .map_err(|_| {
-            ApiError::invalid(
-                "invalid_date",
-                Some(param),
+            ApiError::new(
+                ErrorCode::InvalidDate,
                 format!("{param} must be YYYY-MM-DD or an RFC 3339 time with its offset."),
             )
+            .with_param(param)
         })?
         .timestamp_millis();
     Ok(if end { at + 1 } else { at })
@@ -337,18 +334,13 @@ pub fn page(page: Option<i64>, limit: Option<i64>) -> Result<(i64, i64), ApiErro
     let page = page.unwrap_or(1);
     let limit = limit.unwrap_or(50);
     if page < 1 {
-        return Err(ApiError::invalid(
-            "invalid_page",
-            Some("page"),
-            "page starts at 1.",
-        ));
+        return Err(ApiError::new(ErrorCode::InvalidPage, "page starts at 1.").with_param("page"));
     }
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid(
-            "invalid_limit",
-            Some("limit"),
-            "limit must be between 1 and 100.",
-        ));
+        return Err(
+            ApiError::new(ErrorCode::InvalidLimit, "limit must be between 1 and 100.")
+                .with_param("limit"),
+        );
     }
     Ok((page, limit))
 }
@@ -360,11 +352,11 @@ pub const MAX_USAGE_DAYS: i64 = 90;
 /// The charges of the last `days` UTC days, today included, and the first of those days.
 pub fn recent_days(days: i64, now_ms: i64) -> Result<(UsageFilter<'static>, i64), ApiError> {
     if !(1..=MAX_USAGE_DAYS).contains(&days) {
-        return Err(ApiError::invalid(
-            "invalid_days",
-            Some("days"),
+        return Err(ApiError::new(
+            ErrorCode::InvalidDays,
             format!("days must be between 1 and {MAX_USAGE_DAYS}."),
-        ));
+        )
+        .with_param("days"));
     }
     let first_day_ms = (now_ms.div_euclid(DAY_MS) - (days - 1)) * DAY_MS;
     let filter = UsageFilter {
@@ -397,7 +389,10 @@ mod tests {
         let (_, today) = recent_days(1, NOW).unwrap();
         assert!(today <= NOW && NOW - today < DAY_MS);
         for days in [0, -1, MAX_USAGE_DAYS + 1] {
-            assert_eq!(recent_days(days, NOW).unwrap_err().code, "invalid_days");
+            assert_eq!(
+                recent_days(days, NOW).unwrap_err().code.as_str(),
+                "invalid_days"
+            );
         }
     }
 
@@ -487,20 +482,27 @@ mod tests {
                 "invalid_expires_at",
             ),
         ] {
-            assert_eq!(new_key(body.clone()).unwrap_err().code, code, "{body}");
+            assert_eq!(
+                new_key(body.clone()).unwrap_err().code.as_str(),
+                code,
+                "{body}"
+            );
         }
         let garbage = parse_new_key(&Catalog::builtin(), b"[1]", NOW).unwrap_err();
-        assert_eq!(garbage.code, "invalid_json");
+        assert_eq!(garbage.code.as_str(), "invalid_json");
     }
 
     #[test]
     fn an_update_needs_a_field_and_null_clears() {
         assert_eq!(
-            update(serde_json::json!({})).unwrap_err().code,
+            update(serde_json::json!({})).unwrap_err().code.as_str(),
             "empty_update"
         );
         assert_eq!(
-            update(serde_json::json!({"unknown": 1})).unwrap_err().code,
+            update(serde_json::json!({"unknown": 1}))
+                .unwrap_err()
+                .code
+                .as_str(),
             "empty_update"
         );
         let cleared = update(serde_json::json!({"limitAmount": null, "expiresAt": null})).unwrap();
@@ -512,7 +514,8 @@ mod tests {
         assert_eq!(
             update(serde_json::json!({"status": "paused"}))
                 .unwrap_err()
-                .code,
+                .code
+                .as_str(),
             "invalid_status"
         );
     }
@@ -540,7 +543,10 @@ mod tests {
             start_date: Some("28/03/2027".into()),
             ..ReportQuery::default()
         };
-        assert_eq!(report_filter(&bad).unwrap_err().code, "invalid_date");
+        assert_eq!(
+            report_filter(&bad).unwrap_err().code.as_str(),
+            "invalid_date"
+        );
     }
 
     #[test]
@@ -565,7 +571,10 @@ mod tests {
             scene: Some("movies".into()),
             ..ReportQuery::default()
         };
-        assert_eq!(report_filter(&unknown).unwrap_err().code, "invalid_query");
+        assert_eq!(
+            report_filter(&unknown).unwrap_err().code.as_str(),
+            "invalid_query"
+        );
     }
 
     #[test]

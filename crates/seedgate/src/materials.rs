@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use seedgate_contract::{ApiError, MediaInput, VideoJob};
+use seedgate_contract::{ApiError, ErrorCode, MediaInput, VideoJob};
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
@@ -226,8 +226,8 @@ pub struct NewGroupRequest {
 /// The library's request fields, read one by one with the platform's rules.
 struct Body(Map<String, Value>);
 
-fn invalid(code: &'static str, param: &str, message: impl Into<String>) -> ApiError {
-    ApiError::invalid(code, Some(param), message)
+fn invalid(code: ErrorCode, param: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(code, message).with_param(param)
 }
 
 impl Body {
@@ -235,23 +235,21 @@ impl Body {
         let map = match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(map)) => map,
             Ok(_) => {
-                return Err(ApiError::invalid(
-                    "invalid_json",
-                    None,
+                return Err(ApiError::new(
+                    ErrorCode::InvalidJson,
                     "The body must be a JSON object.",
                 ))
             }
             Err(e) => {
-                return Err(ApiError::invalid(
-                    "invalid_json",
-                    None,
+                return Err(ApiError::new(
+                    ErrorCode::InvalidJson,
                     format!("The body is not valid JSON: {e}."),
                 ))
             }
         };
         if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
             return Err(invalid(
-                "unknown_field",
+                ErrorCode::UnknownField,
                 unknown,
                 format!(
                     "Unknown field `{unknown}`. Accepted fields: {}.",
@@ -274,7 +272,7 @@ impl Body {
                 let text = text.trim();
                 if text.is_empty() || text.chars().count() > max || text.contains('\0') {
                     return Err(invalid(
-                        "invalid_field",
+                        ErrorCode::InvalidField,
                         field,
                         format!("`{field}` must be 1 to {max} characters."),
                     ));
@@ -282,7 +280,7 @@ impl Body {
                 Ok(Some(text.to_owned()))
             }
             Some(_) => Err(invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 field,
                 format!("`{field}` must be a string."),
             )),
@@ -306,7 +304,7 @@ impl Body {
                 let text = object.to_string();
                 if text.len() > 16 * 1024 || text.contains('\0') {
                     return Err(invalid(
-                        "invalid_field",
+                        ErrorCode::InvalidField,
                         "metadata",
                         "`metadata` is at most 16 KiB of JSON.",
                     ));
@@ -314,7 +312,7 @@ impl Body {
                 Ok(Some(Some(text)))
             }
             Some(_) => Err(invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "metadata",
                 "`metadata` must be an object or null.",
             )),
@@ -331,13 +329,13 @@ impl Body {
             None => Ok(None),
             Some(Value::String(text)) => parse(text).map(Some).ok_or_else(|| {
                 invalid(
-                    "invalid_field",
+                    ErrorCode::InvalidField,
                     field,
                     format!("`{field}` must be one of {names}."),
                 )
             }),
             Some(_) => Err(invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 field,
                 format!("`{field}` must be one of {names}."),
             )),
@@ -365,12 +363,12 @@ impl Body {
             )?
             .unwrap_or(LibraryType::AigcAvatar);
         if library == LibraryType::LivenessFace {
-            return Err(ApiError::invalid(
-                "liveness_face_unsupported",
-                Some("library_type"),
+            return Err(ApiError::new(
+                ErrorCode::LivenessFaceUnsupported,
                 "Real-person (`liveness_face`) material needs an identity check this server \
                  cannot make; only `aigc_avatar` material is accepted.",
-            ));
+            )
+            .with_param("library_type"));
         }
         Ok(library)
     }
@@ -384,7 +382,7 @@ impl Body {
             parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
         if !web {
             return Err(invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "asset_url",
                 "`asset_url` must be an http(s) URL the server can fetch.",
             ));
@@ -406,9 +404,13 @@ const ASSET_FIELDS: [&str; 7] = [
 /// `POST /v1/videos/assets`.
 pub fn parse_new_asset(body: &[u8]) -> Result<NewAssetRequest, ApiError> {
     let body = Body::parse(body, &ASSET_FIELDS)?;
-    let asset_url = body
-        .asset_url()?
-        .ok_or_else(|| invalid("missing_field", "asset_url", "`asset_url` is required."))?;
+    let asset_url = body.asset_url()?.ok_or_else(|| {
+        invalid(
+            ErrorCode::MissingField,
+            "asset_url",
+            "`asset_url` is required.",
+        )
+    })?;
     let request = NewAssetRequest {
         asset_url,
         asset_name: body.text("asset_name", MAX_NAME_CHARS)?,
@@ -434,9 +436,8 @@ pub fn parse_asset_update(body: &[u8]) -> Result<(AssetUpdate, Option<String>), 
     ];
     let body = Body::parse(body, &allowed)?;
     if body.0.is_empty() {
-        return Err(ApiError::invalid(
-            "empty_update",
-            None,
+        return Err(ApiError::new(
+            ErrorCode::EmptyUpdate,
             "Give at least one of asset_url, asset_name, asset_type or metadata.",
         ));
     }
@@ -493,9 +494,8 @@ pub fn parse_group_update(body: &[u8]) -> Result<(GroupUpdate, Option<String>), 
         .then(|| body.project())
         .transpose()?;
     if update.group_name.is_none() && update.description.is_none() && update.metadata.is_none() {
-        return Err(ApiError::invalid(
-            "empty_update",
-            None,
+        return Err(ApiError::new(
+            ErrorCode::EmptyUpdate,
             "Give at least one of group_name, description or metadata.",
         ));
     }
@@ -578,7 +578,7 @@ mod tests {
         ] {
             let error = parse_new_asset(&json(body.clone())).unwrap_err();
             assert_eq!(
-                (error.code, error.param.as_deref()),
+                (error.code.as_str(), error.param.as_deref()),
                 (code, param),
                 "{body}"
             );
@@ -587,7 +587,10 @@ mod tests {
 
     #[test]
     fn updates_need_a_field_and_null_clears() {
-        assert_eq!(parse_asset_update(b"{}").unwrap_err().code, "empty_update");
+        assert_eq!(
+            parse_asset_update(b"{}").unwrap_err().code.as_str(),
+            "empty_update"
+        );
         let (update, project) = parse_asset_update(&json(
             serde_json::json!({"metadata": null, "project_name": "ads"}),
         ))
@@ -600,13 +603,15 @@ mod tests {
         assert_eq!(
             parse_group_update(&json(serde_json::json!({"project_name": "ads"})))
                 .unwrap_err()
-                .code,
+                .code
+                .as_str(),
             "empty_update"
         );
         assert_eq!(
             parse_new_group(&json(serde_json::json!({"library_type": "liveness_face"})))
                 .unwrap_err()
-                .code,
+                .code
+                .as_str(),
             "liveness_face_unsupported"
         );
     }

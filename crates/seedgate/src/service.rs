@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use seedgate_contract::{
-    parse_create_request, pricing, ApiError, AspectRatio, Catalog, ErrorType, VideoJob,
+    parse_create_request, pricing, ApiError, AspectRatio, Catalog, ErrorCode, VideoJob,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
@@ -73,13 +73,11 @@ const MAX_PAGE: i64 = 100;
 /// Where `/readyz` writes to learn whether the result store takes writes.
 const READINESS_PROBE_KEY: &str = "probes/readiness";
 
-/// Our own fault: logged in full, shown as a generic 500.
+/// Our own fault: logged in full, shown as a generic `internal_error`.
 pub fn internal(e: StoreError) -> ApiError {
     error!(error = %e, "storage failure");
     ApiError::new(
-        500,
-        ErrorType::ServerError,
-        "internal_error",
+        ErrorCode::InternalError,
         "The server failed to process the request. It is safe to retry.",
     )
 }
@@ -103,9 +101,7 @@ fn inline_shape(job: &VideoJob) -> Option<(u32, u32)> {
 
 pub fn task_not_found() -> ApiError {
     ApiError::new(
-        404,
-        ErrorType::AsyncTaskNotFound,
-        "async_task_not_found",
+        ErrorCode::AsyncTaskNotFound,
         "Task not found or no longer available.",
     )
 }
@@ -134,9 +130,7 @@ impl Services {
         let job = parse_create_request(&self.catalog, body)?;
         if !account.may_use(&job.model) {
             return Err(ApiError::new(
-                403,
-                ErrorType::PermissionError,
-                "model_not_allowed",
+                ErrorCode::ModelNotAllowed,
                 format!(
                     "This key may use only {}; its organization can change that.",
                     account.models.join(", ")
@@ -150,15 +144,15 @@ impl Services {
             .providers
             .route(account.mode == KeyMode::Live, &job)
             .ok_or_else(|| {
-                ApiError::invalid(
-                    "no_channel_for_request",
-                    Some("model"),
+                ApiError::new(
+                    ErrorCode::NoChannelForRequest,
                     format!(
                         "No configured channel serves {} at {}.",
                         job.model,
                         job.resolution.as_str()
                     ),
                 )
+                .with_param("model")
             })?;
         let source = self.source_result(account, &job).await?;
         let input_video_millis = source
@@ -230,42 +224,30 @@ impl Services {
                 Ok(created)
             }
             Err(StoreError::IdempotencyConflict) => Err(ApiError::new(
-                409,
-                ErrorType::InvalidRequestError,
-                "idempotency_conflict",
+                ErrorCode::IdempotencyConflict,
                 "This Idempotency-Key was already used with a different request in the last 24 hours.",
             )),
             Err(StoreError::InsufficientBalance {
                 balance_usd_micros,
                 required_usd_micros,
-            }) => Err(ApiError::new(
-                402,
-                ErrorType::InsufficientBalance,
-                "insufficient_balance",
-                format!(
+            }) => Err(ApiError::new(ErrorCode::InsufficientBalance, format!(
                     "This request needs up to ${} but the balance is ${}.",
                     usd(required_usd_micros),
                     usd(balance_usd_micros)
-                ),
-            )
+                ))
             .with_extra("estimated_cost_usd", usd_number(required_usd_micros))
             .with_extra("balance_usd", usd_number(balance_usd_micros))),
             Err(StoreError::KeyLimitExceeded {
                 limit_usd_micros,
                 committed_usd_micros,
                 required_usd_micros,
-            }) => Err(ApiError::new(
-                402,
-                ErrorType::QuotaExceeded,
-                "key_limit_exceeded",
-                format!(
+            }) => Err(ApiError::new(ErrorCode::KeyLimitExceeded, format!(
                     "This request needs up to ${} but this key has ${} left of its ${} spending \
                      cap (charges plus what its unfinished tasks hold).",
                     usd(required_usd_micros),
                     usd((limit_usd_micros - committed_usd_micros).max(0)),
                     usd(limit_usd_micros)
-                ),
-            )
+                ))
             .with_extra("estimated_cost_usd", usd_number(required_usd_micros))
             .with_extra("limit_usd", usd_number(limit_usd_micros))),
             Err(e) => Err(internal(e)),
@@ -281,11 +263,11 @@ impl Services {
             .as_deref()
             .and_then(|url| self.fetcher.refusal(url))
         {
-            return Err(ApiError::invalid(
-                "invalid_callback_url",
-                Some("callback_url"),
+            return Err(ApiError::new(
+                ErrorCode::InvalidCallbackUrl,
                 format!("`callback_url`: {forbidden}; webhooks are never sent there."),
-            ));
+            )
+            .with_param("callback_url"));
         }
         for named in media_inputs(job) {
             // Material assets are the server's own; `check_materials` looks them up.
@@ -297,14 +279,14 @@ impl Services {
                 continue;
             }
             if let Some(forbidden) = self.fetcher.refusal(named.input.as_str()) {
-                return Err(ApiError::invalid(
-                    "input_url_forbidden",
-                    Some(named.field),
+                return Err(ApiError::new(
+                    ErrorCode::InputUrlForbidden,
                     format!(
                         "`{}`: {forbidden}; inputs are never fetched from there.",
                         named.field
                     ),
-                ));
+                )
+                .with_param(named.field));
             }
         }
         Ok(())
@@ -331,32 +313,31 @@ impl Services {
                 .asset(&account.organization_id, &MaterialId::new(id))
                 .await
                 .map_err(internal)?;
-            let refuse = |code, message: String| Err(ApiError::invalid(code, Some(field), message));
+            let refuse =
+                |code, message: String| Err(ApiError::new(code, message).with_param(field));
             match asset {
                 None => {
                     return refuse(
-                        "asset_not_found",
+                        ErrorCode::AssetNotFound,
                         format!("`{field}`: no material asset `{id}` exists for this organization."),
                     )
                 }
                 Some(a) if a.status == MaterialStatus::Processing => {
                     return Err(ApiError::new(
-                        409,
-                        ErrorType::InvalidRequestError,
-                        "seedance_material_preparing",
+                        ErrorCode::SeedanceMaterialPreparing,
                         format!("`{field}`: the material asset `{id}` is still being processed; retry once it is ACTIVE."),
                     )
                     .with_param(field))
                 }
                 Some(a) if a.status != MaterialStatus::Active => {
                     return refuse(
-                        "asset_not_found",
+                        ErrorCode::AssetNotFound,
                         format!("`{field}`: the material asset `{id}` is {} and cannot be used.", a.status.as_str()),
                     )
                 }
                 Some(a) if a.asset_type != AssetType::Image => {
                     return refuse(
-                        "asset_not_an_image",
+                        ErrorCode::AssetNotAnImage,
                         format!("`{field}` takes an image; the material asset `{id}` is {}.", a.asset_type.as_str()),
                     )
                 }
@@ -382,11 +363,7 @@ impl Services {
             .await
             .map_err(internal)?;
         let not_usable = |message: &str| {
-            ApiError::invalid(
-                "source_task_not_usable",
-                Some("task_id"),
-                message.to_owned(),
-            )
+            ApiError::new(ErrorCode::SourceTaskNotUsable, message.to_owned()).with_param("task_id")
         };
         let Some(source) = source else {
             return Err(not_usable("No task with this id exists for this account."));
@@ -410,8 +387,8 @@ impl Services {
     }
 
     /// Whether a task's result files are gone for good (or due to go), so that a link to them
-    /// is answered `410` rather than `403` or `404`. The caller has checked the link's
-    /// signature: it names one of our tasks.
+    /// is answered `result_expired` rather than `invalid_signature` or `not_found`. The caller
+    /// has checked the link's signature: it names one of our tasks.
     pub async fn result_expired(&self, task_id: &TaskId) -> Result<bool, ApiError> {
         let task = self.store.task(task_id).await.map_err(internal)?;
         let now_s = (now_ms() / 1000) as u64;
@@ -427,7 +404,7 @@ impl Services {
     }
 
     /// Cancels while the task is `pending` (queued here, or still queued upstream); once it is
-    /// generating or finished, `409 task_not_cancellable`.
+    /// generating or finished, `task_not_cancellable`.
     pub async fn cancel_task(
         &self,
         account: &Account,
@@ -446,9 +423,7 @@ impl Services {
                 self.task(account, id).await.map(Arc::unwrap_or_clone)
             }
             Some((task, false)) => Err(ApiError::new(
-                409,
-                ErrorType::InvalidRequestError,
-                "task_not_cancellable",
+                ErrorCode::TaskNotCancellable,
                 if task.state.is_terminal() {
                     "The task has already finished and can no longer be cancelled."
                 } else {
@@ -493,9 +468,7 @@ impl Services {
                 Ok(false)
             }
             Err(e) => Err(ApiError::new(
-                503,
-                ErrorType::UpstreamError,
-                "upstream_unavailable",
+                ErrorCode::UpstreamUnavailable,
                 format!(
                     "The upstream could not be reached to cancel the task; try again. ({})",
                     e.code
@@ -545,20 +518,20 @@ impl Services {
         let status = match status {
             None => None,
             Some(s) => Some(PublicStatus::parse(s).ok_or_else(|| {
-                ApiError::invalid(
-                    "invalid_status",
-                    Some("status"),
+                ApiError::new(
+                    ErrorCode::InvalidStatus,
                     "status must be one of pending, processing, completed, failed.",
                 )
+                .with_param("status")
             })?),
         };
         let limit = limit.unwrap_or(20);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(ApiError::invalid(
-                "invalid_limit",
-                Some("limit"),
+            return Err(ApiError::new(
+                ErrorCode::InvalidLimit,
                 format!("limit must be between 1 and {MAX_PAGE}."),
-            ));
+            )
+            .with_param("limit"));
         }
         let mut tasks = self
             .store
@@ -585,11 +558,11 @@ fn check_idempotency_key(key: &str) -> Result<&str, ApiError> {
     if !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(key)
     } else {
-        Err(ApiError::invalid(
-            "invalid_idempotency_key",
-            Some("Idempotency-Key"),
+        Err(ApiError::new(
+            ErrorCode::InvalidIdempotencyKey,
             "Idempotency-Key must be 1 to 255 visible ASCII characters.",
-        ))
+        )
+        .with_param("Idempotency-Key"))
     }
 }
 

@@ -4,12 +4,11 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::State;
 use axum::Json;
-use seedgate_contract::ErrorBody;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authed;
-use super::error::{invalid_query, HttpError};
+use super::error::{error_responses, invalid_query, HttpError};
 use super::query::Query;
 use super::ApiState;
 use crate::management::{recent_days, rfc3339, DEFAULT_USAGE_DAYS};
@@ -132,6 +131,13 @@ fn date(ms: i64) -> String {
     rfc3339(ms)[..10].to_owned()
 }
 
+error_responses! {
+    /// The refusals of the usage report.
+    struct UsageErrors(Platform) {
+        InvalidQuery | InvalidDays;
+    }
+}
+
 /// Spending per day and model: every charge of a completed task in the window. Failed and
 /// cancelled tasks cost nothing and do not appear.
 #[utoipa::path(
@@ -142,7 +148,7 @@ fn date(ms: i64) -> String {
     params(UsageQuery),
     responses(
         (status = 200, description = "The key's charges by day and model.", body = AccountUsage),
-        (status = 400, description = "`invalid_query` or `invalid_days`.", body = ErrorBody),
+        UsageErrors,
     ),
     security(("api_key" = [])),
 )]

@@ -1,5 +1,6 @@
 //! Downloads of result files through signed URLs: no API key needed, but a tampered or expired
-//! signature is `403`, and a genuine link to files deleted after their retention `410`. The
+//! signature is `invalid_signature`, and a genuine link to files deleted after their retention
+//! `result_expired`. The
 //! bytes stream from the blob store through the gateway, whichever the store is, and single
 //! byte ranges are served, so players can seek.
 
@@ -10,12 +11,12 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use seedgate_contract::{ApiError, ErrorBody, ErrorType};
+use seedgate_contract::{ApiError, ErrorCode};
 use serde::Deserialize;
 use tracing::error;
 use utoipa::IntoParams;
 
-use super::error::HttpError;
+use super::error::{error_responses, HttpError};
 use super::query::Query;
 use super::ApiState;
 use crate::assets::AssetKind;
@@ -36,18 +37,14 @@ pub struct Signature {
 
 fn forbidden() -> HttpError {
     HttpError(ApiError::new(
-        403,
-        ErrorType::InvalidRequestError,
-        "invalid_signature",
+        ErrorCode::InvalidSignature,
         "This download link is invalid or has expired. Fetch the task again for a fresh link.",
     ))
 }
 
 fn result_expired() -> HttpError {
     HttpError(ApiError::new(
-        410,
-        ErrorType::InvalidRequestError,
-        "result_expired",
+        ErrorCode::ResultExpired,
         "This task's result files were deleted once their retention period ended. The task itself stays readable.",
     ))
 }
@@ -55,17 +52,13 @@ fn result_expired() -> HttpError {
 fn storage_error(e: BlobError) -> HttpError {
     if matches!(e, BlobError::NotFound) {
         return HttpError(ApiError::new(
-            404,
-            ErrorType::InvalidRequestError,
-            "not_found",
+            ErrorCode::NotFound,
             "This file is not stored.",
         ));
     }
     error!(error = %e, "reading a result file failed");
     HttpError(ApiError::new(
-        503,
-        ErrorType::ServerError,
-        "storage_unavailable",
+        ErrorCode::StorageUnavailable,
         "The file could not be read from storage. It is safe to retry.",
     ))
 }
@@ -82,9 +75,7 @@ async fn missing(services: &Services, task_id: &TaskId) -> HttpError {
 
 fn unsatisfiable(size: u64) -> Response {
     let mut response = HttpError(ApiError::new(
-        416,
-        ErrorType::InvalidRequestError,
-        "range_not_satisfiable",
+        ErrorCode::RangeNotSatisfiable,
         format!("The requested range lies outside the file's {size} bytes."),
     ))
     .into_response();
@@ -141,6 +132,18 @@ impl ByteRange {
     }
 }
 
+error_responses! {
+    /// The refusals of a download.
+    struct DownloadErrors(Platform) {
+        InvalidSignature: "tampered or expired; read the task again for a fresh link.";
+        NotFound: "the file is not stored, or an empty path segment.";
+        ResultExpired:
+            "the task's files were deleted once their retention ended (`assets.retention_seconds`); the task stays readable, its result marked expired.";
+        RangeNotSatisfiable: "the range lies outside the file; `Content-Range: bytes */<size>`.";
+        StorageUnavailable: "the file could not be read from storage; retry.";
+    }
+}
+
 /// Download a result file through the signed URL of a task object (`result.video_url`,
 /// `result.last_frame_url`). No API key: the signature is the permission. A single byte range
 /// (`Range: bytes=…`) is served as `206`, so players can seek.
@@ -157,11 +160,7 @@ impl ByteRange {
     responses(
         (status = 200, description = "The file.", content(("video/mp4"), ("image/png"))),
         (status = 206, description = "The requested byte range, with `Content-Range`.", content(("video/mp4"), ("image/png"))),
-        (status = 403, description = "`invalid_signature`: tampered or expired; read the task again for a fresh link.", body = ErrorBody),
-        (status = 404, description = "`not_found`: the file is not stored, or an empty path segment.", body = ErrorBody),
-        (status = 410, description = "`result_expired`: the task's files were deleted once their retention ended (`assets.retention_seconds`); the task stays readable, its result marked expired.", body = ErrorBody),
-        (status = 416, description = "`range_not_satisfiable`: the range lies outside the file; `Content-Range: bytes */<size>`.", body = ErrorBody),
-        (status = 503, description = "`storage_unavailable`: the file could not be read from storage; retry.", body = ErrorBody),
+        DownloadErrors,
     ),
 )]
 pub async fn download(
@@ -277,7 +276,7 @@ mod tests {
         assert_eq!(ByteRange::From(999).resolve(size), Some(999..1000));
         assert_eq!(ByteRange::Suffix(10).resolve(size), Some(990..1000));
         assert_eq!(ByteRange::Suffix(5000).resolve(size), Some(0..1000));
-        // Nothing of it in the file: 416.
+        // Nothing of it in the file: `range_not_satisfiable`.
         assert_eq!(ByteRange::Bounded(1000, 1001).resolve(size), None);
         assert_eq!(ByteRange::From(1000).resolve(size), None);
         assert_eq!(ByteRange::Suffix(0).resolve(size), None);

@@ -1,5 +1,5 @@
-//! `Authorization: Bearer <key>` → the key's account, or `401 invalid_api_key` (`expired_api_key`
-//! past its expiry); then the key's request rate, or `429 rate_limit_exceeded` with
+//! `Authorization: Bearer <key>` → the key's account, or `invalid_api_key` (`expired_api_key`
+//! past its expiry); then the key's request rate, or `rate_limit_exceeded` with
 //! `Retry-After` and `X-RateLimit-*`. The management API takes an organization's management
 //! token the same way; neither kind of secret opens the other's paths.
 
@@ -9,7 +9,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use seedgate_contract::{ApiError, ErrorType};
+use seedgate_contract::{ApiError, ErrorCode};
 
 use super::error::HttpError;
 use super::ApiState;
@@ -28,21 +28,15 @@ pub struct OrgAuthed(pub Organization);
 const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 
 fn unauthorized(message: &str) -> HttpError {
-    HttpError(ApiError::new(
-        401,
-        ErrorType::InvalidApiKey,
-        "invalid_api_key",
-        message,
-    ))
+    HttpError(ApiError::new(ErrorCode::InvalidApiKey, message))
 }
 
-/// A `429` with the headers clients need to back off, as the platform's document gives them:
-/// the limit per minute and the reset as a Unix time; `Retry-After` in seconds.
+/// `rate_limit_exceeded` with the headers clients need to back off, as the platform's
+/// document gives them: the limit per minute and the reset as a Unix time; `Retry-After` in
+/// seconds.
 fn rate_limited(decision: Decision) -> Response {
     let mut response = HttpError(ApiError::new(
-        429,
-        ErrorType::RateLimitExceeded,
-        "rate_limit_exceeded",
+        ErrorCode::RateLimitExceeded,
         format!(
             "Too many requests for this key; retry in {} s.",
             decision.retry_after_seconds
@@ -131,9 +125,7 @@ async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Account, HttpEr
     }
     if account.expired(now) {
         return Err(HttpError(ApiError::new(
-            401,
-            ErrorType::ExpiredApiKey,
-            "expired_api_key",
+            ErrorCode::ExpiredApiKey,
             "This API key has expired; its organization can extend it or make a new one.",
         )));
     }

@@ -9,7 +9,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use seedgate_contract::{ApiError, Catalog, ErrorBody, ErrorType};
+use seedgate_contract::{ApiError, Catalog, ErrorCode};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::IntoParams;
@@ -19,7 +19,7 @@ use super::catalog_view::{
     pricing_updated_at, CompactModelList, Model, ModelFacts, ModelList, ModelListResponse,
     ModelPricing, PricingList, CATEGORY, PROVIDER,
 };
-use super::error::{invalid_query, HttpError};
+use super::error::{error_responses, invalid_query, HttpError};
 use super::query::Query;
 use super::ApiState;
 
@@ -142,14 +142,19 @@ impl CatalogBodies {
 
     /// `GET /v1/models`: checks the enumerated filters, then picks the list.
     fn models(&self, query: &ModelsQuery) -> Result<Bytes, ApiError> {
-        let category = one_of("category", "invalid_category", &query.category, &CATEGORIES)?;
+        let category = one_of(
+            "category",
+            ErrorCode::InvalidCategory,
+            &query.category,
+            &CATEGORIES,
+        )?;
         let recommended_for = one_of(
             "recommended_for",
-            "invalid_recommended_for",
+            ErrorCode::InvalidRecommendedFor,
             &query.recommended_for,
             &RECOMMENDED_FOR,
         )?;
-        let view = one_of("view", "invalid_view", &query.view, &VIEWS)?;
+        let view = one_of("view", ErrorCode::InvalidView, &query.view, &VIEWS)?;
         // Every model is a video model, so another category keeps none. No usage evidence is
         // collected, so `recommended_for` ranks nothing: it keeps its category's models, in
         // catalog order.
@@ -176,19 +181,19 @@ impl CatalogBodies {
     }
 }
 
-/// `value` when it is one of `allowed`; otherwise a `400` naming the parameter and the values.
+/// `value` when it is one of `allowed`; otherwise `code`, naming the parameter and the values.
 fn one_of<'q>(
     param: &'static str,
-    code: &'static str,
+    code: ErrorCode,
     value: &'q Option<String>,
     allowed: &[&str],
 ) -> Result<Option<&'q str>, ApiError> {
     match value.as_deref() {
-        Some(v) if !allowed.contains(&v) => Err(ApiError::invalid(
+        Some(v) if !allowed.contains(&v) => Err(ApiError::new(
             code,
-            Some(param),
             format!("{param} must be one of {}.", allowed.join(", ")),
         )
+        .with_param(param)
         .with_extra("allowed_values", allowed.into())),
         v => Ok(v),
     }
@@ -261,13 +266,18 @@ fn json_body(body: Bytes) -> Response {
 fn model_not_found(id: &str) -> HttpError {
     HttpError(
         ApiError::new(
-            404,
-            ErrorType::ModelNotFound,
-            "model_not_found",
+            ErrorCode::ModelNotFound,
             format!("The model `{id}` does not exist."),
         )
         .with_param("model"),
     )
+}
+
+error_responses! {
+    /// The refusals of the model list.
+    struct ModelListErrors(Platform) {
+        InvalidQuery | InvalidCategory | InvalidRecommendedFor | InvalidView;
+    }
 }
 
 /// The models this gateway serves: the platform's full list, or with `view=compact` the
@@ -280,7 +290,7 @@ fn model_not_found(id: &str) -> HttpError {
     params(ModelsQuery),
     responses(
         (status = 200, description = "The models the filters keep.", body = ModelListResponse),
-        (status = 400, description = "`invalid_query`, `invalid_category`, `invalid_recommended_for` or `invalid_view`.", body = ErrorBody),
+        ModelListErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -293,6 +303,13 @@ pub async fn list_models(
     Ok(json_body(state.catalog.models(&query)?))
 }
 
+error_responses! {
+    /// The refusals of a model's read and of its prices.
+    struct ModelErrors(Platform) {
+        ModelNotFound;
+    }
+}
+
 /// One model: the platform's fields, and under `tokenlab` its operations, resolutions,
 /// durations, ratios, reference limits and prices.
 #[utoipa::path(
@@ -303,7 +320,7 @@ pub async fn list_models(
     params(("model" = String, Path, description = "A model id, e.g. `seedance-2.0`.")),
     responses(
         (status = 200, description = "The model.", body = Model),
-        (status = 404, description = "`model_not_found`.", body = ErrorBody),
+        ModelErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -325,7 +342,7 @@ pub async fn get_model(
     params(("model" = String, Path, description = "A model id, e.g. `seedance-2.0`.")),
     responses(
         (status = 200, description = "The model's prices.", body = ModelPricing),
-        (status = 404, description = "`model_not_found`.", body = ErrorBody),
+        ModelErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -338,6 +355,13 @@ pub async fn get_model_pricing(
     Ok(json_body(body.ok_or_else(|| model_not_found(&model))?))
 }
 
+error_responses! {
+    /// The refusals of the price table.
+    struct PricingErrors(Platform) {
+        InvalidQuery;
+    }
+}
+
 /// Every model's prices: one row per resolution and video input, CNY and USD per million
 /// tokens, the rate and the token formula. A filter no model matches gives an empty list.
 #[utoipa::path(
@@ -348,7 +372,7 @@ pub async fn get_model_pricing(
     params(PricingQuery),
     responses(
         (status = 200, description = "The price table.", body = PricingList),
-        (status = 400, description = "`invalid_query`.", body = ErrorBody),
+        PricingErrors,
     ),
     security(("api_key" = [])),
 )]

@@ -42,7 +42,7 @@ pub async fn healthz() -> Json<Health> {
     tag = "operations",
     responses(
         (status = 200, description = "Ready to serve.", body = Health),
-        (status = 503, description = "The database is unreachable or refuses writes, or the result store refuses writes (a full disk, say).", body = Health),
+        (status = StatusCode::SERVICE_UNAVAILABLE, description = "The database is unreachable or refuses writes, or the result store refuses writes (a full disk, say).", body = Health),
     ),
 )]
 pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Health>) {

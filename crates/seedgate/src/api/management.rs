@@ -7,13 +7,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use seedgate_contract::{ApiError, ErrorBody, ErrorType};
+use seedgate_contract::{ApiError, ErrorCode};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::auth::OrgAuthed;
-use super::error::invalid_query;
-use super::error::HttpError;
+use super::error::{error_responses, invalid_query, HttpError};
 use super::query::Query;
 use super::tasks::body_error;
 use super::ApiState;
@@ -89,9 +88,7 @@ pub struct ManagementBalance {
 
 fn key_not_found() -> HttpError {
     HttpError(ApiError::new(
-        404,
-        ErrorType::InvalidRequestError,
-        "api_key_not_found",
+        ErrorCode::ApiKeyNotFound,
         "API key not found.",
     ))
 }
@@ -155,6 +152,13 @@ pub struct PageQuery {
     limit: Option<i64>,
 }
 
+error_responses! {
+    /// The refusals of the key list.
+    struct KeyListErrors(Platform) {
+        InvalidPage | InvalidLimit;
+    }
+}
+
 /// The organization's API keys, oldest first.
 #[utoipa::path(
     get,
@@ -164,7 +168,7 @@ pub struct PageQuery {
     params(PageQuery),
     responses(
         (status = 200, description = "One page of keys.", body = ManagementApiKeyList),
-        (status = 400, description = "`invalid_page` or `invalid_limit`.", body = ErrorBody),
+        KeyListErrors,
     ),
     security(("management_token" = [])),
 )]
@@ -188,6 +192,14 @@ pub async fn list_keys(
     }))
 }
 
+error_responses! {
+    /// The refusals of a key's creation.
+    struct NewKeyErrors(Platform) {
+        InvalidName | InvalidLimitAmount | CurrencyRetired | InvalidCurrency | InvalidModels
+            | InvalidExpiresAt | InvalidJson;
+    }
+}
+
 /// Creates a live key of the organization, spending its balance. The secret is in this answer
 /// only; the server keeps its hash.
 #[utoipa::path(
@@ -198,7 +210,7 @@ pub async fn list_keys(
     request_body(content = serde_json::Value, description = "`name` (1–50 characters, default `Default Key`), `limitAmount` (USD 0–1,000,000, null: unlimited), `limitCurrency` (`USD`), `models` (allow-list; empty: all), `expiresAt` (RFC 3339, null: never)."),
     responses(
         (status = 201, description = "The key, with its secret.", body = ManagementApiKey),
-        (status = 400, description = "`invalid_name`, `invalid_limit_amount`, `currency_retired`, `invalid_models`, `invalid_expires_at`, `invalid_json`.", body = ErrorBody),
+        NewKeyErrors,
     ),
     security(("management_token" = [])),
 )]
@@ -230,6 +242,16 @@ pub async fn create_key(
         .into_response())
 }
 
+error_responses! {
+    /// The refusals of a key's update.
+    struct KeyUpdateErrors(Platform) {
+        EmptyUpdate | InvalidName | InvalidStatus | InvalidLimitAmount | CurrencyRetired
+            | InvalidCurrency | InvalidModels | InvalidExpiresAt | InvalidJson;
+        ApiKeyNotFound: "no such key in this organization.";
+        ApiKeyRevoked: "a revoked key stays revoked.";
+    }
+}
+
 /// Renames a key, changes its cap, allow-list or expiry, or switches it off, on or for good.
 #[utoipa::path(
     patch,
@@ -240,9 +262,7 @@ pub async fn create_key(
     request_body(content = serde_json::Value, description = "At least one of `name`, `status` (`active`, `inactive`, `revoked`), `limitAmount`, `limitCurrency`, `models`, `expiresAt`; null clears the cap or the expiry."),
     responses(
         (status = 200, description = "The key as it now stands.", body = ManagementApiKey),
-        (status = 400, description = "`empty_update` or a field's code.", body = ErrorBody),
-        (status = 404, description = "`api_key_not_found`: no such key in this organization.", body = ErrorBody),
-        (status = 409, description = "`api_key_revoked`: a revoked key stays revoked.", body = ErrorBody),
+        KeyUpdateErrors,
     ),
     security(("management_token" = [])),
 )]
@@ -267,9 +287,7 @@ pub async fn update_key(
         None => Err(key_not_found()),
         Some(Ok(account)) => Ok(Json(key_view(&account, None))),
         Some(Err(KeyUpdateRefused::Revoked)) => Err(HttpError(ApiError::new(
-            409,
-            ErrorType::InvalidRequestError,
-            "api_key_revoked",
+            ErrorCode::ApiKeyRevoked,
             "This key is revoked, and a revoked key stays revoked; create a new one.",
         ))),
     }
@@ -503,6 +521,14 @@ async fn report(
     Ok((account, totals))
 }
 
+error_responses! {
+    /// The refusals of a key's usage report.
+    struct KeyUsageErrors(Platform) {
+        InvalidQuery | InvalidDate | InvalidPage | InvalidLimit;
+        ApiKeyNotFound;
+    }
+}
+
 /// A key's charges, newest first, with their totals: every completed task is one item; a
 /// failed or cancelled task costs nothing and is not listed.
 #[utoipa::path(
@@ -513,8 +539,7 @@ async fn report(
     params(("keyId" = String, Path, description = "The key's `id`."), ReportQuery),
     responses(
         (status = 200, description = "One page of charges, with the totals of all that match.", body = ManagementUsage),
-        (status = 400, description = "`invalid_query`, `invalid_date`, `invalid_page` or `invalid_limit`.", body = ErrorBody),
-        (status = 404, description = "`api_key_not_found`.", body = ErrorBody),
+        KeyUsageErrors,
     ),
     security(("management_token" = [])),
 )]
@@ -545,6 +570,14 @@ pub async fn key_usage(
     }))
 }
 
+error_responses! {
+    /// The refusals of a key's billing report.
+    struct KeyBillingErrors(Platform) {
+        InvalidQuery | InvalidDate;
+        ApiKeyNotFound;
+    }
+}
+
 /// A key's charges summed: by model, by day, by vendor and scene.
 #[utoipa::path(
     get,
@@ -554,8 +587,7 @@ pub async fn key_usage(
     params(("keyId" = String, Path, description = "The key's `id`."), ReportQuery),
     responses(
         (status = 200, description = "The totals of the key's charges the query matches.", body = ManagementBilling),
-        (status = 400, description = "`invalid_query` or `invalid_date`.", body = ErrorBody),
-        (status = 404, description = "`api_key_not_found`.", body = ErrorBody),
+        KeyBillingErrors,
     ),
     security(("management_token" = [])),
 )]

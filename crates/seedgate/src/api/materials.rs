@@ -7,12 +7,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use seedgate_contract::{ApiError, ErrorBody, ErrorType};
+use seedgate_contract::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authed;
-use super::error::{invalid_query, HttpError};
+use super::error::{error_responses, invalid_query, HttpError};
 use super::query::Query;
 use super::tasks::body_error;
 use super::ApiState;
@@ -144,38 +144,26 @@ pub struct Deleted {
     id: String,
 }
 
-fn not_found(what: &str, code: &'static str) -> HttpError {
-    HttpError(ApiError::new(
-        404,
-        ErrorType::InvalidRequestError,
-        code,
-        format!("{what} not found."),
-    ))
+fn not_found(what: &str, code: ErrorCode) -> HttpError {
+    HttpError(ApiError::new(code, format!("{what} not found.")))
 }
 
 fn asset_not_found() -> HttpError {
-    not_found("Material asset", "material_asset_not_found")
+    not_found("Material asset", ErrorCode::MaterialAssetNotFound)
 }
 
 fn group_not_found() -> HttpError {
-    not_found("Material group", "material_group_not_found")
+    not_found("Material group", ErrorCode::MaterialGroupNotFound)
 }
 
-fn conflict(code: &'static str, message: &str) -> HttpError {
-    HttpError(ApiError::new(
-        409,
-        ErrorType::InvalidRequestError,
-        code,
-        message,
-    ))
+fn conflict(code: ErrorCode, message: &str) -> HttpError {
+    HttpError(ApiError::new(code, message))
 }
 
-fn source_invalid(status: u16, asset: &MaterialAsset) -> HttpError {
+fn source_invalid(code: ErrorCode, asset: &MaterialAsset) -> HttpError {
     HttpError(
         ApiError::new(
-            status,
-            ErrorType::InvalidRequestError,
-            "seedance_material_source_invalid",
+            code,
             asset
                 .error_message
                 .clone()
@@ -231,9 +219,18 @@ async fn owned_group(
         .ok_or_else(group_not_found)
 }
 
+error_responses! {
+    /// The refusals of an asset's creation.
+    struct NewAssetErrors(Platform) {
+        SeedanceMaterialSourceInvalid | LivenessFaceUnsupported | InputUrlForbidden
+            | UnknownMaterialGroup | InvalidJson | UnknownField | InvalidField | MissingField;
+        MaterialGroupDeleted;
+    }
+}
+
 /// Imports a material from `asset_url`: fetched through the outbound guard, held to the
 /// upstream's input rules and stored here. Answers once it is processed (`ACTIVE`); a source
-/// that breaks a rule is `400 seedance_material_source_invalid` (the asset stays readable as
+/// that breaks a rule is `seedance_material_source_invalid` (the asset stays readable as
 /// `FAILED`). Real-person (`liveness_face`) material is refused: it needs an identity check this
 /// server cannot make.
 #[utoipa::path(
@@ -244,8 +241,7 @@ async fn owned_group(
     request_body(content = serde_json::Value, description = "`asset_url` (required), `asset_name`, `asset_type` (`Image`, `Video`, `Audio`; default `Image`), `library_type` (`aigc_avatar`), `group_id`, `project_name` (default `default`), `metadata`."),
     responses(
         (status = 201, description = "The asset, `ACTIVE` (or `PROCESSING` when its storage is briefly unavailable).", body = MaterialAssetObject),
-        (status = 400, description = "`seedance_material_source_invalid`, `liveness_face_unsupported`, `input_url_forbidden`, `material_group_not_found` or a field's code.", body = ErrorBody),
-        (status = 409, description = "`material_group_deleted`.", body = ErrorBody),
+        NewAssetErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -258,11 +254,13 @@ pub async fn create_asset(
     let request = parse_new_asset(&body)?;
     let services = &state.services;
     if let Some(forbidden) = services.fetcher.refusal(&request.asset_url) {
-        return Err(HttpError(ApiError::invalid(
-            "input_url_forbidden",
-            Some("asset_url"),
-            format!("`asset_url`: {forbidden}; materials are never fetched from there."),
-        )));
+        return Err(HttpError(
+            ApiError::new(
+                ErrorCode::InputUrlForbidden,
+                format!("`asset_url`: {forbidden}; materials are never fetched from there."),
+            )
+            .with_param("asset_url"),
+        ));
     }
     if let Some(group_id) = &request.group_id {
         let group = services
@@ -272,15 +270,17 @@ pub async fn create_asset(
             .map_err(internal)?
             .filter(|g| g.project_name == request.project_name)
             .ok_or_else(|| {
-                HttpError(ApiError::invalid(
-                    "material_group_not_found",
-                    Some("group_id"),
-                    "No material group with this id exists in this project.",
-                ))
+                HttpError(
+                    ApiError::new(
+                        ErrorCode::UnknownMaterialGroup,
+                        "No material group with this id exists in this project.",
+                    )
+                    .with_param("group_id"),
+                )
             })?;
         if group.status == GroupStatus::Deleted {
             return Err(conflict(
-                "material_group_deleted",
+                ErrorCode::MaterialGroupDeleted,
                 "This material group is deleted.",
             ));
         }
@@ -302,7 +302,10 @@ pub async fn create_asset(
         .map_err(internal)?;
     let asset = services.materials.process(asset).await.map_err(internal)?;
     if asset.status == MaterialStatus::Failed {
-        return Err(source_invalid(400, &asset));
+        return Err(source_invalid(
+            ErrorCode::SeedanceMaterialSourceInvalid,
+            &asset,
+        ));
     }
     Ok((StatusCode::CREATED, Json(asset_object(&asset))).into_response())
 }
@@ -327,11 +330,13 @@ pub struct AssetListQuery {
 fn page_size(size: Option<i64>) -> Result<i64, HttpError> {
     let size = size.unwrap_or(20);
     if !(1..=100).contains(&size) {
-        return Err(HttpError(ApiError::invalid(
-            "invalid_page_size",
-            Some("page_size"),
-            "page_size must be between 1 and 100.",
-        )));
+        return Err(HttpError(
+            ApiError::new(
+                ErrorCode::InvalidPageSize,
+                "page_size must be between 1 and 100.",
+            )
+            .with_param("page_size"),
+        ));
     }
     Ok(size)
 }
@@ -353,14 +358,23 @@ fn filter_value<T>(
     value
         .map(|v| {
             parse(v).ok_or_else(|| {
-                HttpError(ApiError::invalid(
-                    "invalid_query",
-                    Some(param),
-                    format!("{param} must be one of {names}."),
-                ))
+                HttpError(
+                    ApiError::new(
+                        ErrorCode::InvalidQuery,
+                        format!("{param} must be one of {names}."),
+                    )
+                    .with_param(param),
+                )
             })
         })
         .transpose()
+}
+
+error_responses! {
+    /// The refusals of the asset and group lists.
+    struct AssetListErrors(Platform) {
+        InvalidQuery | InvalidPageSize;
+    }
 }
 
 /// The organization's material assets in one project, newest first.
@@ -372,7 +386,7 @@ fn filter_value<T>(
     params(AssetListQuery),
     responses(
         (status = 200, description = "One page of assets.", body = MaterialAssetList),
-        (status = 400, description = "`invalid_query` or `invalid_page_size`.", body = ErrorBody),
+        AssetListErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -414,6 +428,13 @@ pub async fn list_assets(
     }))
 }
 
+error_responses! {
+    /// The refusals of an asset's read and deletion.
+    struct AssetErrors(Platform) {
+        MaterialAssetNotFound: "no such asset of this organization in this project.";
+    }
+}
+
 /// One material asset and its processing status.
 #[utoipa::path(
     get,
@@ -423,7 +444,7 @@ pub async fn list_assets(
     params(("assetId" = String, Path, description = "The asset's `id`."), ProjectQuery),
     responses(
         (status = 200, description = "The asset.", body = MaterialAssetObject),
-        (status = 404, description = "`material_asset_not_found`: no such asset of this organization in this project.", body = ErrorBody),
+        AssetErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -438,8 +459,19 @@ pub async fn get_asset(
     Ok(Json(asset_object(&asset)))
 }
 
+error_responses! {
+    /// The refusals of an asset's update.
+    struct AssetUpdateErrors(Platform) {
+        EmptyUpdate | InputUrlForbidden | InvalidJson | UnknownField | InvalidField;
+        MaterialAssetNotFound;
+        MaterialAssetDeleted;
+        SeedanceMaterialNewSourceInvalid: "the new source breaks a rule.";
+    }
+}
+
 /// Renames an asset or changes its metadata; a new `asset_url` (or `asset_type`) imports it
-/// again, and a source that breaks a rule is `422 seedance_material_source_invalid`.
+/// again, and a source that breaks a rule is `seedance_material_source_invalid`, with the
+/// status of a change made but unusable.
 #[utoipa::path(
     put,
     path = "/v1/videos/assets/{assetId}",
@@ -449,10 +481,7 @@ pub async fn get_asset(
     request_body(content = serde_json::Value, description = "At least one of `asset_url`, `asset_name`, `asset_type`, `metadata`; `project_name` scopes the lookup."),
     responses(
         (status = 200, description = "The asset as it now stands.", body = MaterialAssetObject),
-        (status = 400, description = "`empty_update` or a field's code.", body = ErrorBody),
-        (status = 404, description = "`material_asset_not_found`.", body = ErrorBody),
-        (status = 409, description = "`material_asset_deleted`.", body = ErrorBody),
-        (status = 422, description = "`seedance_material_source_invalid`: the new source breaks a rule.", body = ErrorBody),
+        AssetUpdateErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -467,16 +496,23 @@ pub async fn update_asset(
     let services = &state.services;
     if let Some(url) = &update.source_url {
         if let Some(forbidden) = services.fetcher.refusal(url) {
-            return Err(HttpError(ApiError::invalid(
-                "input_url_forbidden",
-                Some("asset_url"),
-                format!("`asset_url`: {forbidden}; materials are never fetched from there."),
-            )));
+            return Err(HttpError(
+                ApiError::new(
+                    ErrorCode::InputUrlForbidden,
+                    format!("`asset_url`: {forbidden}; materials are never fetched from there."),
+                )
+                .with_param("asset_url"),
+            ));
         }
     }
     let project = ProjectQuery { project_name };
     let current = owned_asset(&state, &account, &id, &project).await?;
-    let deleted = || conflict("material_asset_deleted", "This material asset is deleted.");
+    let deleted = || {
+        conflict(
+            ErrorCode::MaterialAssetDeleted,
+            "This material asset is deleted.",
+        )
+    };
     if current.status == MaterialStatus::Deleted {
         return Err(deleted());
     }
@@ -492,7 +528,10 @@ pub async fn update_asset(
         asset
     };
     if asset.status == MaterialStatus::Failed && update.source_url.is_some() {
-        return Err(source_invalid(422, &asset));
+        return Err(source_invalid(
+            ErrorCode::SeedanceMaterialNewSourceInvalid,
+            &asset,
+        ));
     }
     Ok(Json(asset_object(&asset)))
 }
@@ -506,7 +545,7 @@ pub async fn update_asset(
     params(("assetId" = String, Path, description = "The asset's `id`."), ProjectQuery),
     responses(
         (status = 200, description = "Deleted.", body = Deleted),
-        (status = 404, description = "`material_asset_not_found`.", body = ErrorBody),
+        AssetErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -535,6 +574,13 @@ pub async fn delete_asset(
     }))
 }
 
+error_responses! {
+    /// The refusals of a group's creation.
+    struct NewGroupErrors(Platform) {
+        LivenessFaceUnsupported | InvalidJson | UnknownField | InvalidField;
+    }
+}
+
 /// Creates a virtual-avatar material group.
 #[utoipa::path(
     post,
@@ -544,7 +590,7 @@ pub async fn delete_asset(
     request_body(content = serde_json::Value, description = "`group_name`, `description`, `library_type` (`aigc_avatar`), `project_name`, `metadata`."),
     responses(
         (status = 201, description = "The group.", body = MaterialGroupObject),
-        (status = 400, description = "`liveness_face_unsupported` or a field's code.", body = ErrorBody),
+        NewGroupErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -593,7 +639,7 @@ pub struct GroupListQuery {
     params(GroupListQuery),
     responses(
         (status = 200, description = "One page of groups.", body = MaterialGroupList),
-        (status = 400, description = "`invalid_query` or `invalid_page_size`.", body = ErrorBody),
+        AssetListErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -634,6 +680,13 @@ pub async fn list_groups(
     }))
 }
 
+error_responses! {
+    /// The refusals of a group's read and deletion.
+    struct GroupErrors(Platform) {
+        MaterialGroupNotFound;
+    }
+}
+
 /// One material group.
 #[utoipa::path(
     get,
@@ -643,7 +696,7 @@ pub async fn list_groups(
     params(("groupId" = String, Path, description = "The group's `id`."), ProjectQuery),
     responses(
         (status = 200, description = "The group.", body = MaterialGroupObject),
-        (status = 404, description = "`material_group_not_found`.", body = ErrorBody),
+        GroupErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -658,6 +711,15 @@ pub async fn get_group(
     Ok(Json(group_object(&group)))
 }
 
+error_responses! {
+    /// The refusals of a group's update.
+    struct GroupUpdateErrors(Platform) {
+        EmptyUpdate | InvalidJson | UnknownField | InvalidField;
+        MaterialGroupNotFound;
+        MaterialGroupDeleted;
+    }
+}
+
 /// Changes a group's name, description or metadata.
 #[utoipa::path(
     put,
@@ -668,9 +730,7 @@ pub async fn get_group(
     request_body(content = serde_json::Value, description = "At least one of `group_name`, `description`, `metadata`; `project_name` scopes the lookup."),
     responses(
         (status = 200, description = "The group as it now stands.", body = MaterialGroupObject),
-        (status = 400, description = "`empty_update` or a field's code.", body = ErrorBody),
-        (status = 404, description = "`material_group_not_found`.", body = ErrorBody),
-        (status = 409, description = "`material_group_deleted`.", body = ErrorBody),
+        GroupUpdateErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -689,7 +749,12 @@ pub async fn update_group(
         .update_group(&account.organization_id, &id, &update)
         .await
         .map_err(internal)?
-        .ok_or_else(|| conflict("material_group_deleted", "This material group is deleted."))?;
+        .ok_or_else(|| {
+            conflict(
+                ErrorCode::MaterialGroupDeleted,
+                "This material group is deleted.",
+            )
+        })?;
     Ok(Json(group_object(&group)))
 }
 
@@ -702,7 +767,7 @@ pub async fn update_group(
     params(("groupId" = String, Path, description = "The group's `id`."), ProjectQuery),
     responses(
         (status = 200, description = "Deleted, with its assets.", body = Deleted),
-        (status = 404, description = "`material_group_not_found`.", body = ErrorBody),
+        GroupErrors,
     ),
     security(("api_key" = [])),
 )]

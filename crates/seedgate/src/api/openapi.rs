@@ -1,18 +1,21 @@
 //! The OpenAPI 3.1 document of the public API, generated from the handlers' annotations and the
 //! types they serialize, built once and served at `GET /openapi.json`.
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use axum::body::Bytes;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use seedgate_contract::{ErrorBody, ErrorCode};
 use serde_json::Value;
-use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::HttpMethod;
+use utoipa::openapi::response::Response as DocResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi as Document, Ref, ResponseBuilder};
-use utoipa::{Modify, OpenApi, PartialSchema};
+use utoipa::openapi::{OpenApi as Document, RefOr};
+use utoipa::{Modify, OpenApi};
 
+use super::error::{documented_errors, Documented, Surface};
 use super::examples::RequestExamples;
 use super::{account, assets, catalog, health, management, materials, tasks, volc};
 
@@ -64,6 +67,8 @@ use super::{account, assets, catalog, health, management, materials, tasks, volc
         health::metrics,
         openapi_json,
     ),
+    // Every error response refers to one of the two bodies by name.
+    components(schemas(ErrorBody, volc::ArkErrorBody)),
     modifiers(&SharedResponses, &Aliases, &RequestExamples),
     tags(
         (name = "tasks", description = "Create, poll, list and cancel video tasks; download results."),
@@ -79,24 +84,15 @@ use super::{account, assets, catalog, health, management, materials, tasks, volc
 struct ApiDoc;
 
 /// Adds what every operation shares instead of repeating it in each annotation: the bearer
-/// scheme, `401` and `429` wherever a key is required, `400` wherever a query is read, and
-/// `500` everywhere.
+/// scheme, the refusals of a key wherever one is required, `invalid_query` wherever a query is
+/// read, and `internal_error` everywhere. An operation's own answer for a status comes first.
 struct SharedResponses;
 
-fn error_response(description: &str) -> ResponseBuilder {
-    ResponseBuilder::new().description(description).content(
-        "application/json",
-        ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name("ErrorBody")))
-            .build(),
-    )
-}
+/// The shared responses, by status.
+type Shared = BTreeMap<String, RefOr<DocResponse>>;
 
-fn integer_header(description: &str) -> utoipa::openapi::header::Header {
-    HeaderBuilder::new()
-        .schema(ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Integer))
-        .description(Some(description))
-        .build()
+fn shared(codes: &'static [ErrorCode], when: &'static str) -> Shared {
+    documented_errors(Surface::Platform, &[Documented::new(codes, &[when], &[])])
 }
 
 impl Modify for SharedResponses {
@@ -124,33 +120,19 @@ impl Modify for SharedResponses {
             ),
         );
 
-        let unauthorized = error_response("`invalid_api_key`: missing, unknown or revoked key.")
-            .header(
-                "WWW-Authenticate",
-                HeaderBuilder::new()
-                    .schema(String::schema())
-                    .description(Some("`Bearer`"))
-                    .build(),
-            )
-            .build();
-        let rate_limited = error_response("`rate_limit_exceeded`: back off for `Retry-After` s.")
-            .header("Retry-After", integer_header("Seconds to wait."))
-            .header(
-                "X-RateLimit-Limit",
-                integer_header("Requests per minute allowed."),
-            )
-            .header(
-                "X-RateLimit-Remaining",
-                integer_header("Requests left now."),
-            )
-            .header(
-                "X-RateLimit-Reset",
-                integer_header("Unix time (seconds) when the limit is whole again."),
-            )
-            .build();
-        let internal = error_response("`internal_error`: our fault; safe to retry.").build();
-        let invalid_query =
-            error_response("`invalid_query`: a query parameter could not be read.").build();
+        let mut keyed = shared(
+            &[ErrorCode::InvalidApiKey, ErrorCode::ExpiredApiKey],
+            "missing, unknown, revoked or expired key.",
+        );
+        keyed.extend(shared(
+            &[ErrorCode::RateLimitExceeded],
+            "back off for `Retry-After` s.",
+        ));
+        let query = shared(
+            &[ErrorCode::InvalidQuery],
+            "a query parameter could not be read.",
+        );
+        let always = shared(&[ErrorCode::InternalError], "our fault; safe to retry.");
 
         for item in doc.paths.paths.values_mut() {
             for operation in [
@@ -163,26 +145,24 @@ impl Modify for SharedResponses {
             .into_iter()
             .flatten()
             {
-                let responses = &mut operation.responses.responses;
-                if operation.security.is_some() {
-                    responses
-                        .entry("401".to_owned())
-                        .or_insert_with(|| unauthorized.clone().into());
-                    responses
-                        .entry("429".to_owned())
-                        .or_insert_with(|| rate_limited.clone().into());
-                }
                 let takes_query = operation.parameters.iter().flatten().any(|parameter| {
                     parameter.parameter_in == utoipa::openapi::path::ParameterIn::Query
                 });
-                if takes_query {
+                let applying = [
+                    (operation.security.is_some(), &keyed),
+                    (takes_query, &query),
+                    (true, &always),
+                ];
+                let responses = &mut operation.responses.responses;
+                for (status, response) in applying
+                    .into_iter()
+                    .filter(|(applies, _)| *applies)
+                    .flat_map(|(_, shared)| shared)
+                {
                     responses
-                        .entry("400".to_owned())
-                        .or_insert_with(|| invalid_query.clone().into());
+                        .entry(status.clone())
+                        .or_insert_with(|| response.clone());
                 }
-                responses
-                    .entry("500".to_owned())
-                    .or_insert_with(|| internal.clone().into());
             }
         }
     }

@@ -7,12 +7,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use seedgate_contract::{ApiError, CreateVideoRequest, ErrorBody, ErrorType};
+use seedgate_contract::{ApiError, CreateVideoRequest, ErrorCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authed;
-use super::error::{invalid_query, HttpError};
+use super::error::{error_responses, invalid_query, HttpError};
 use super::query::Query;
 use super::view::{task_object, BaseUrl, TaskObject};
 use super::ApiState;
@@ -24,26 +24,37 @@ fn now_s() -> u64 {
     (now_ms() / 1000) as u64
 }
 
-/// Maps a body that could not be read: too large is 413, anything else 400.
+/// Maps a body that could not be read: too large is `request_too_large`, anything else
+/// `invalid_body`.
 pub(super) fn body_error(rejection: BytesRejection) -> HttpError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         HttpError(ApiError::new(
-            413,
-            ErrorType::InvalidRequestError,
-            "request_too_large",
+            ErrorCode::RequestTooLarge,
             "The request body is larger than this server accepts. Send large media as URLs.",
         ))
     } else {
-        HttpError(ApiError::invalid(
-            "invalid_body",
-            None,
+        HttpError(ApiError::new(
+            ErrorCode::InvalidBody,
             format!("The request body could not be read: {rejection}"),
         ))
     }
 }
 
+error_responses! {
+    /// The refusals of a create.
+    struct CreateErrors(Platform) {
+        InvalidJson | UnknownField | InvalidType | MissingField =>
+            "Invalid request; `code` names the rule and `param` the field.";
+        InsufficientBalance: "the reservation does not fit the balance.";
+        KeyLimitExceeded: "the reservation would take the key past its spending cap.";
+        ModelNotAllowed: "the key may not use the model.";
+        IdempotencyConflict;
+        RequestTooLarge;
+    }
+}
+
 /// Create a video generation task. Validation is fail-closed: the first broken rule answers
-/// `400` with a stable `code`, and nothing is stored, queued or charged. The estimated cost is
+/// with a stable `code`, and nothing is stored, queued or charged. The estimated cost is
 /// reserved from the balance until the task ends; only a completed task is charged.
 #[utoipa::path(
     post,
@@ -53,7 +64,7 @@ pub(super) fn body_error(rejection: BytesRejection) -> HttpError {
     request_body = CreateVideoRequest,
     params(
         ("Idempotency-Key" = Option<String>, Header,
-            description = "1–255 visible ASCII characters. The same key and job (compared after parsing, on either surface) within 24 h return the original task; another job is `409 idempotency_conflict`."),
+            description = "1–255 visible ASCII characters. The same key and job (compared after parsing, on either surface) within 24 h return the original task; another job is refused with `idempotency_conflict`."),
     ),
     responses(
         (status = 200, description = "The task was accepted (status `pending`).", body = TaskObject,
@@ -62,10 +73,7 @@ pub(super) fn body_error(rejection: BytesRejection) -> HttpError {
                 ("GetTask" = (operation_id = "get_task", parameters(("id" = "$response.body#/id")))),
                 ("CancelTask" = (operation_id = "cancel_task", parameters(("id" = "$response.body#/id")))),
             )),
-        (status = 400, description = "Invalid request; `code` names the rule and `param` the field.", body = ErrorBody),
-        (status = 402, description = "`insufficient_balance`: the reservation does not fit the balance.", body = ErrorBody),
-        (status = 409, description = "`idempotency_conflict`.", body = ErrorBody),
-        (status = 413, description = "`request_too_large`.", body = ErrorBody),
+        CreateErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -139,6 +147,16 @@ pub struct QuoteCost {
     video_input: bool,
 }
 
+error_responses! {
+    /// The refusals of a quote.
+    struct QuoteErrors(Platform) {
+        InvalidJson | UnknownField | InvalidType | MissingField =>
+            "Invalid request, exactly as a create would answer.";
+        ModelNotAllowed: "the key may not use the model.";
+        RequestTooLarge;
+    }
+}
+
 /// Prices a create request without creating anything: the same body and the same validation
 /// as `POST /v1/videos/generations` (a request it refuses is refused here with the same code),
 /// then the tokens and the cost in USD and CNY.
@@ -150,8 +168,7 @@ pub struct QuoteCost {
     request_body = CreateVideoRequest,
     responses(
         (status = 200, description = "What the create would cost.", body = QuoteObject),
-        (status = 400, description = "Invalid request, exactly as a create would answer.", body = ErrorBody),
-        (status = 413, description = "`request_too_large`.", body = ErrorBody),
+        QuoteErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -203,14 +220,23 @@ pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, HttpE
         .get("idempotency-key")
         .map(|value| {
             value.to_str().map_err(|_| {
-                HttpError(ApiError::invalid(
-                    "invalid_idempotency_key",
-                    Some("Idempotency-Key"),
-                    "Idempotency-Key must be visible ASCII.",
-                ))
+                HttpError(
+                    ApiError::new(
+                        ErrorCode::InvalidIdempotencyKey,
+                        "Idempotency-Key must be visible ASCII.",
+                    )
+                    .with_param("Idempotency-Key"),
+                )
             })
         })
         .transpose()
+}
+
+error_responses! {
+    /// The refusals of a task's read.
+    struct TaskErrors(Platform) {
+        AsyncTaskNotFound: "unknown id, or another account's task.";
+    }
 }
 
 /// Read a task: poll this until `status` is `completed` or `failed`.
@@ -224,7 +250,7 @@ pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, HttpE
         (status = 200, description = "The task.", body = TaskObject, links(
             ("CancelTask" = (operation_id = "cancel_task", parameters(("id" = "$response.body#/id")))),
         )),
-        (status = 404, description = "`async_task_not_found`: unknown id, or another account's task.", body = ErrorBody),
+        TaskErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -238,6 +264,15 @@ pub async fn get(
     Ok(Json(task_object(&task, &state.services, &base, now_s())))
 }
 
+error_responses! {
+    /// The refusals of a cancel.
+    struct CancelErrors(Platform) {
+        AsyncTaskNotFound;
+        TaskNotCancellable: "generating or already ended.";
+        UpstreamUnavailable: "the upstream could not be asked; retry.";
+    }
+}
+
 /// Cancel a task that has not started generating: it ends `failed` with `cancelled: true` and
 /// its reservation is released. Cancelling a cancelled task answers the task again.
 #[utoipa::path(
@@ -248,9 +283,7 @@ pub async fn get(
     params(("id" = String, Path, description = "The task id: `vtask_…`, or the same task's `cgt-…` id from the Ark-compatible surface.")),
     responses(
         (status = 200, description = "The cancelled task.", body = TaskObject),
-        (status = 404, description = "`async_task_not_found`.", body = ErrorBody),
-        (status = 409, description = "`task_not_cancellable`: generating or already ended.", body = ErrorBody),
-        (status = 503, description = "`upstream_unavailable`: the upstream could not be asked; retry.", body = ErrorBody),
+        CancelErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -292,6 +325,13 @@ pub struct TaskList {
     next_cursor: Option<String>,
 }
 
+error_responses! {
+    /// The refusals of the task list.
+    struct TaskListErrors(Platform) {
+        InvalidQuery | InvalidStatus | InvalidLimit;
+    }
+}
+
 /// List this account's tasks, newest first, a page at a time.
 #[utoipa::path(
     get,
@@ -301,7 +341,7 @@ pub struct TaskList {
     params(ListQuery),
     responses(
         (status = 200, description = "One page of tasks.", body = TaskList),
-        (status = 400, description = "`invalid_query`, `invalid_status` or `invalid_limit`.", body = ErrorBody),
+        TaskListErrors,
     ),
     security(("api_key" = [])),
 )]
@@ -355,6 +395,13 @@ pub struct CallbackReceived {
     received: bool,
 }
 
+error_responses! {
+    /// The refusals of an upstream's notification.
+    struct CallbackErrors(Platform) {
+        AsyncTaskNotFound: "unknown task or wrong token.";
+    }
+}
+
 /// Upstream task notifications (the `callback_url` we hand the upstream): a hint to poll the
 /// task now. Authenticated by a per-task token; the body is not trusted.
 #[utoipa::path(
@@ -365,7 +412,7 @@ pub struct CallbackReceived {
     params(("id" = String, Path, description = "Our task id."), CallbackQuery),
     responses(
         (status = 200, description = "Noted; the task is polled now.", body = CallbackReceived),
-        (status = 404, description = "`async_task_not_found`: unknown task or wrong token.", body = ErrorBody),
+        CallbackErrors,
     ),
 )]
 pub async fn upstream_callback(

@@ -8,16 +8,16 @@ use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use seedgate_contract::{ApiError, Catalog, RequestEcho};
+use seedgate_contract::{ApiError, Catalog, ErrorCode, RequestEcho};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use utoipa::{IntoParams, IntoResponses, ToSchema};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authed;
-use super::error::HttpError;
+use super::error::{error_responses, status_of, HttpError};
 use super::tasks::{body_error, idempotency_key, with_replay_mark};
 use super::view::{BaseUrl, TaskError};
 use super::ApiState;
@@ -26,8 +26,8 @@ use crate::providers::seed_in_force;
 use crate::store::{now_ms, Account, PublicStatus, TaskFilter, TaskRecord, TaskState};
 use crate::telemetry::RequestId;
 
-fn invalid(code: &'static str, param: &str, message: impl Into<String>) -> ApiError {
-    ApiError::invalid(code, Some(param), message)
+fn invalid(code: ErrorCode, param: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(code, message).with_param(param)
 }
 
 /// Whether a field's value asks for nothing.
@@ -71,13 +71,13 @@ fn item_url(item: &Map<String, Value>, kind: &str) -> Result<Value, ApiError> {
         Some(Value::Object(object)) => match object.get("url") {
             Some(Value::String(url)) => Ok(Value::String(url.clone())),
             _ => Err(invalid(
-                "invalid_content",
+                ErrorCode::InvalidContent,
                 "content",
                 format!("`{kind}.url` must be a string."),
             )),
         },
         _ => Err(invalid(
-            "invalid_content",
+            ErrorCode::InvalidContent,
             "content",
             format!("A `{kind}` item needs `{kind}: {{\"url\": \"…\"}}`."),
         )),
@@ -89,7 +89,7 @@ fn read_content(items: &[Value]) -> Result<Content, ApiError> {
     for item in items {
         let Some(item) = item.as_object() else {
             return Err(invalid(
-                "invalid_content",
+                ErrorCode::InvalidContent,
                 "content",
                 "Each `content` item must be an object.",
             ));
@@ -98,7 +98,7 @@ fn read_content(items: &[Value]) -> Result<Content, ApiError> {
         let role = item.get("role").and_then(Value::as_str);
         let bad_role = |role: &str| {
             invalid(
-                "invalid_content",
+                ErrorCode::InvalidContent,
                 "content",
                 format!("A `{kind}` item cannot have role `{role}`."),
             )
@@ -108,7 +108,7 @@ fn read_content(items: &[Value]) -> Result<Content, ApiError> {
                 let text = item.get("text").cloned().unwrap_or(Value::Null);
                 if content.prompt.replace(text).is_some() {
                     return Err(invalid(
-                        "invalid_content",
+                        ErrorCode::InvalidContent,
                         "content",
                         "Send the prompt as one `text` item.",
                     ));
@@ -133,14 +133,14 @@ fn read_content(items: &[Value]) -> Result<Content, ApiError> {
             },
             "draft_task" => {
                 return Err(invalid(
-                    "unsupported_parameter",
+                    ErrorCode::UnsupportedParameter,
                     "content",
                     "Draft tasks are not supported for Seedance 2.0.",
                 ))
             }
             other => {
                 return Err(invalid(
-                    "invalid_content",
+                    ErrorCode::InvalidContent,
                     "content",
                     format!(
                     "Unknown content type `{other}`; use text, image_url, video_url or audio_url."
@@ -157,9 +157,8 @@ fn read_content(items: &[Value]) -> Result<Content, ApiError> {
 /// accepted alias). The platform parser then applies every rule, so nothing is checked twice.
 pub fn to_platform_request(catalog: &Catalog, body: &[u8]) -> Result<Value, ApiError> {
     let Ok(Value::Object(ark)) = serde_json::from_slice::<Value>(body) else {
-        return Err(ApiError::invalid(
-            "invalid_json",
-            None,
+        return Err(ApiError::new(
+            ErrorCode::InvalidJson,
             "The body must be a JSON object.",
         ));
     };
@@ -173,7 +172,7 @@ pub fn to_platform_request(catalog: &Catalog, body: &[u8]) -> Result<Value, ApiE
                 continue;
             }
             return Err(invalid(
-                "unsupported_parameter",
+                ErrorCode::UnsupportedParameter,
                 &key,
                 format!("`{key}` is not supported here: {why}."),
             ));
@@ -190,7 +189,7 @@ pub fn to_platform_request(catalog: &Catalog, body: &[u8]) -> Result<Value, ApiE
             "material_asset_id" => material = Some(material_reference(&value)?),
             "material_asset_ids" => {
                 return Err(invalid(
-                    "ambiguous_material_asset_ids",
+                    ErrorCode::AmbiguousMaterialAssetIds,
                     &key,
                     "`material_asset_ids` does not say which role each material plays; put each \
                      as an `image_url` content item (`asset://<id>`) with its role.",
@@ -203,7 +202,7 @@ pub fn to_platform_request(catalog: &Catalog, body: &[u8]) -> Result<Value, ApiE
     }
     let Some(Value::Array(items)) = content else {
         return Err(invalid(
-            "missing_field",
+            ErrorCode::MissingField,
             "content",
             "`content` must be an array with a `text` item and the media, each with its role.",
         ));
@@ -217,7 +216,7 @@ pub fn to_platform_request(catalog: &Catalog, body: &[u8]) -> Result<Value, ApiE
             + content.reference_audios.len();
         if media > 0 {
             return Err(invalid(
-                "conflicting_inputs",
+                ErrorCode::ConflictingInputs,
                 "material_asset_id",
                 "`material_asset_id` is the first frame and cannot be combined with media content items.",
             ));
@@ -234,7 +233,7 @@ pub fn to_platform_request(catalog: &Catalog, body: &[u8]) -> Result<Value, ApiE
     let operation = match (references, content.first_frame.len(), content.last_frame.len()) {
         (true, _, _) if frames => {
             return Err(invalid(
-                "conflicting_inputs",
+                ErrorCode::ConflictingInputs,
                 "content",
                 "first_frame and last_frame images cannot be mixed with reference_* items.",
             ))
@@ -263,7 +262,7 @@ pub fn to_platform_request(catalog: &Catalog, body: &[u8]) -> Result<Value, ApiE
         }
         _ => {
             return Err(invalid(
-                "invalid_content",
+                ErrorCode::InvalidContent,
                 "content",
                 "Send at most one first_frame image, and a last_frame image only with a first_frame one.",
             ))
@@ -290,7 +289,7 @@ fn material_reference(value: &Value) -> Result<Value, ApiError> {
     id.map(|id| Value::String(format!("asset://{id}")))
         .ok_or_else(|| {
             invalid(
-                "invalid_material_asset_id",
+                ErrorCode::InvalidMaterialAssetId,
                 "material_asset_id",
                 "`material_asset_id` looks like asset-YYYYMMDDHHMMSS-xxxxx (14 digits, then 5 lower-case letters or digits).",
             )
@@ -299,41 +298,52 @@ fn material_reference(value: &Value) -> Result<Value, ApiError> {
 
 /// Ark's error code for one of our refusals, with the `type` Ark gives it (docs/ark.md has the
 /// table). `None` where Ark documents no refusal of its own for it: the client then gets ours.
-/// Codes not named here are refusals of the request itself when their status is 400 or 413
-/// (Ark's `InvalidParameter`) and our own faults when it is 5xx.
-pub fn ark_code(code: &str, status: u16) -> Option<(&'static str, &'static str)> {
+/// Codes not named here are refusals of the request itself when they answer Bad Request or
+/// Payload Too Large (Ark's `InvalidParameter`), and our own faults when a server error.
+pub fn ark_code(code: ErrorCode) -> Option<(&'static str, &'static str)> {
     const BAD_REQUEST: &str = "BadRequest";
     Some(match code {
-        "missing_field" | "missing_visual_reference" => ("MissingParameter", BAD_REQUEST),
-        "model_not_found" => ("InvalidEndpointOrModel.NotFound", "NotFound"),
-        "model_not_allowed" => ("ModelNotOpen", "NotFound"),
-        "invalid_api_key" | "expired_api_key" => ("AuthenticationError", "Unauthorized"),
-        "insufficient_balance" => ("AccountOverdueError", "Forbidden"),
-        "key_limit_exceeded" => ("QuotaExceeded", "TooManyRequests"),
-        "rate_limit_exceeded" => ("ModelAccountRpmRateLimitExceeded", "TooManyRequests"),
-        "async_task_not_found" => ("ResourceNotFound", "NotFound"),
-        "upstream_unavailable" => ("ServerOverloaded", "TooManyRequests"),
-        "idempotency_conflict" | "task_not_cancellable" | "seedance_material_preparing" => {
-            return None
+        ErrorCode::MissingField | ErrorCode::MissingVisualReference => {
+            ("MissingParameter", BAD_REQUEST)
         }
-        _ if status == 400 || status == 413 => ("InvalidParameter", BAD_REQUEST),
-        _ if status >= 500 => ("InternalServiceError", "InternalServerError"),
-        _ => return None,
+        ErrorCode::UnknownModel | ErrorCode::ModelNotFound => {
+            ("InvalidEndpointOrModel.NotFound", "NotFound")
+        }
+        ErrorCode::ModelNotAllowed => ("ModelNotOpen", "NotFound"),
+        ErrorCode::InvalidApiKey | ErrorCode::ExpiredApiKey => {
+            ("AuthenticationError", "Unauthorized")
+        }
+        ErrorCode::InsufficientBalance => ("AccountOverdueError", "Forbidden"),
+        ErrorCode::KeyLimitExceeded => ("QuotaExceeded", "TooManyRequests"),
+        ErrorCode::RateLimitExceeded => ("ModelAccountRpmRateLimitExceeded", "TooManyRequests"),
+        ErrorCode::AsyncTaskNotFound => ("ResourceNotFound", "NotFound"),
+        ErrorCode::UpstreamUnavailable => ("ServerOverloaded", "TooManyRequests"),
+        ErrorCode::IdempotencyConflict
+        | ErrorCode::TaskNotCancellable
+        | ErrorCode::SeedanceMaterialPreparing => return None,
+        _ => {
+            let status = status_of(code);
+            if status == StatusCode::BAD_REQUEST || status == StatusCode::PAYLOAD_TOO_LARGE {
+                ("InvalidParameter", BAD_REQUEST)
+            } else if status.is_server_error() {
+                ("InternalServiceError", "InternalServerError")
+            } else {
+                return None;
+            }
+        }
     })
 }
 
-/// An error body of the platform's shape, in Ark's words: Ark's `code` and `type` where Ark
+/// An error's body in Ark's words: the platform's shape with Ark's `code` and `type` where Ark
 /// has them, so clients that branch on Ark's codes work, and ours kept in `seedgate_code`.
-fn in_arks_words(status: u16, mut body: Value) -> Value {
+fn in_arks_words(e: &ApiError) -> Value {
+    let mut body = e.body();
     if let Some(error) = body.get_mut("error").and_then(Value::as_object_mut) {
-        let ours = error.get("code").and_then(Value::as_str).map(str::to_owned);
-        if let Some(ours) = ours {
-            if let Some((code, kind)) = ark_code(&ours, status) {
-                error.insert("code".into(), code.into());
-                error.insert("type".into(), kind.into());
-            }
-            error.insert("seedgate_code".into(), ours.into());
+        if let Some((code, kind)) = ark_code(e.code) {
+            error.insert("code".into(), code.into());
+            error.insert("type".into(), kind.into());
         }
+        error.insert("seedgate_code".into(), e.code.as_str().into());
     }
     body
 }
@@ -356,12 +366,7 @@ impl From<HttpError> for ArkError {
 
 impl IntoResponse for ArkError {
     fn into_response(self) -> Response {
-        let body = in_arks_words(self.0.status, self.0.body());
-        // The platform's response keeps its status and headers; only the body is reworded.
-        let mut response = HttpError(self.0).into_response();
-        *response.body_mut() = Body::from(body.to_string());
-        response.headers_mut().remove(header::CONTENT_LENGTH);
-        response
+        reworded(HttpError(self.0).into_response())
     }
 }
 
@@ -374,49 +379,31 @@ impl FromRequestParts<ApiState> for ArkAuthed {
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Response> {
         match Authed::from_request_parts(parts, state).await {
             Ok(Authed(account)) => Ok(Self(account)),
-            Err(refusal) => Err(reworded(refusal).await),
+            Err(refusal) => Err(reworded(refusal)),
         }
     }
 }
 
-/// A refusal already rendered in the platform's words (with its `Retry-After` and
-/// `WWW-Authenticate`), reworded.
-async fn reworded(response: Response) -> Response {
-    let (mut parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .unwrap_or_default();
-    let body = match serde_json::from_slice::<Value>(&bytes) {
-        Ok(body) => Body::from(in_arks_words(parts.status.as_u16(), body).to_string()),
-        Err(_) => Body::from(bytes),
+/// A refusal rendered in the platform's words, reworded: its status and headers
+/// (`Retry-After`, `WWW-Authenticate`) stay, only the body changes.
+fn reworded(mut response: Response) -> Response {
+    let Some(error) = response.extensions().get::<ApiError>() else {
+        return response;
     };
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, body)
+    let body = in_arks_words(error).to_string();
+    *response.body_mut() = Body::from(body);
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    response
 }
 
-/// What every call of this surface may answer besides its own refusals, in Ark's words.
-/// It describes responses for the OpenAPI document; the bodies are written by [`ArkError`].
-#[derive(IntoResponses)]
-#[allow(dead_code)]
-pub enum ArkCommonErrors {
-    /// `AuthenticationError` (`invalid_api_key`, `expired_api_key`): missing, unknown, revoked
-    /// or expired key.
-    #[response(status = 401, headers(("WWW-Authenticate" = String, description = "`Bearer`")))]
-    Unauthorized(ArkErrorBody),
-    /// `ModelAccountRpmRateLimitExceeded` (`rate_limit_exceeded`): back off for `Retry-After` s.
-    #[response(
-        status = 429,
-        headers(
-            ("Retry-After" = u64, description = "Seconds to wait."),
-            ("X-RateLimit-Limit" = u64, description = "Requests per minute allowed."),
-            ("X-RateLimit-Remaining" = u64, description = "Requests left now."),
-            ("X-RateLimit-Reset" = u64, description = "Unix time (seconds) when the limit is whole again."),
-        )
-    )]
-    RateLimited(ArkErrorBody),
-    /// `InternalServiceError` (`internal_error`): our fault; safe to retry.
-    #[response(status = 500)]
-    Internal(ArkErrorBody),
+error_responses! {
+    /// What every call of this surface may answer besides its own refusals, in Ark's words.
+    /// It describes responses for the OpenAPI document; the bodies are written by [`ArkError`].
+    pub struct ArkCommonErrors(Ark) {
+        InvalidApiKey | ExpiredApiKey: "missing, unknown, revoked or expired key.";
+        RateLimitExceeded: "back off for `Retry-After` s.";
+        InternalError: "our fault; safe to retry.";
+    }
 }
 
 /// Every error response of this surface.
@@ -593,6 +580,18 @@ fn expires_after(task: &TaskRecord) -> Option<i64> {
     Some((ends_at - task.created_at_ms + 500).div_euclid(1000))
 }
 
+error_responses! {
+    /// The refusals of a create.
+    struct ArkCreateErrors(Ark) {
+        InvalidJson | MissingField =>
+            "`InvalidParameter` or `MissingParameter`; `seedgate_code` names the rule.";
+        InsufficientBalance | KeyLimitExceeded;
+        ModelNotAllowed: "the key may not use the model.";
+        IdempotencyConflict;
+        RequestTooLarge;
+    }
+}
+
 /// Create a task in Ark's wire format: `content` items with roles, Ark or our model ids.
 /// Honours `Idempotency-Key`, limits and billing exactly as `POST /v1/videos/generations`.
 #[utoipa::path(
@@ -603,11 +602,7 @@ fn expires_after(task: &TaskRecord) -> Option<i64> {
     request_body(content = Object, description = "Ark's create body: `model`, `content` (text, image_url, video_url, audio_url items with roles), `ratio`, `duration`, `resolution`, `generate_audio`, `watermark`, `seed`, `callback_url`, `return_last_frame`."),
     responses(
         (status = 200, description = "The task was accepted.", body = ArkCreated),
-        (status = 400, description = "`InvalidParameter` or `MissingParameter`; `seedgate_code` names the rule.", body = ArkErrorBody),
-        (status = 402, description = "`AccountOverdueError` (`insufficient_balance`) or `QuotaExceeded` (`key_limit_exceeded`).", body = ArkErrorBody),
-        (status = 403, description = "`ModelNotOpen` (`model_not_allowed`): the key may not use the model.", body = ArkErrorBody),
-        (status = 409, description = "`idempotency_conflict`.", body = ArkErrorBody),
-        (status = 413, description = "`InvalidParameter` (`request_too_large`).", body = ArkErrorBody),
+        ArkCreateErrors,
         ArkCommonErrors,
     ),
     security(("api_key" = [])),
@@ -622,7 +617,7 @@ pub async fn create(
     let body = body.map_err(body_error)?;
     let request = to_platform_request(&state.services.catalog, &body)?;
     let request = serde_json::to_vec(&request)
-        .map_err(|e| ApiError::invalid("invalid_json", None, e.to_string()))?;
+        .map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?;
     let created = state
         .services
         .create_task(
@@ -639,6 +634,13 @@ pub async fn create(
     Ok(with_replay_mark(response, created.replayed))
 }
 
+error_responses! {
+    /// The refusals of a task's read.
+    struct ArkTaskErrors(Ark) {
+        AsyncTaskNotFound;
+    }
+}
+
 /// Read a task in Ark's shape (either id spelling).
 #[utoipa::path(
     get,
@@ -648,7 +650,7 @@ pub async fn create(
     params(("id" = String, Path, description = "`cgt-…` (or the `/v1` id).")),
     responses(
         (status = 200, description = "The task.", body = ArkTask),
-        (status = 404, description = "`ResourceNotFound` (`async_task_not_found`).", body = ArkErrorBody),
+        ArkTaskErrors,
         ArkCommonErrors,
     ),
     security(("api_key" = [])),
@@ -666,6 +668,15 @@ pub async fn get(
     Ok(Json(render(&state, &task, &base)))
 }
 
+error_responses! {
+    /// The refusals of a cancel.
+    struct ArkCancelErrors(Ark) {
+        AsyncTaskNotFound;
+        TaskNotCancellable: "it is running.";
+        UpstreamUnavailable: "the upstream could not be asked; retry.";
+    }
+}
+
 /// Cancel a task still `queued`; a finished task is left as it is (it carries its bill) and
 /// the answer is the same empty `200` Ark gives when it deletes one.
 #[utoipa::path(
@@ -676,9 +687,7 @@ pub async fn get(
     params(("id" = String, Path, description = "`cgt-…` (or the `/v1` id).")),
     responses(
         (status = 200, description = "Cancelled, or already finished; the body is empty."),
-        (status = 404, description = "`ResourceNotFound` (`async_task_not_found`).", body = ArkErrorBody),
-        (status = 409, description = "`task_not_cancellable`: it is running.", body = ArkErrorBody),
-        (status = 503, description = "`ServerOverloaded` (`upstream_unavailable`): the upstream could not be asked; retry.", body = ArkErrorBody),
+        ArkCancelErrors,
         ArkCommonErrors,
     ),
     security(("api_key" = [])),
@@ -733,9 +742,13 @@ impl ArkListQuery {
     fn parse(query: Option<&str>) -> Result<Self, ApiError> {
         let mut parsed = Self::default();
         let number = |key: &str, value: &str| {
-            value
-                .parse::<i64>()
-                .map_err(|_| invalid("invalid_query", key, format!("`{key}` must be an integer.")))
+            value.parse::<i64>().map_err(|_| {
+                invalid(
+                    ErrorCode::InvalidQuery,
+                    key,
+                    format!("`{key}` must be an integer."),
+                )
+            })
         };
         for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             // An empty value is a filter left blank, not a filter on "".
@@ -758,7 +771,7 @@ impl ArkListQuery {
                 "filter.service_tier" => parsed.service_tier = Some(value.into_owned()),
                 other => {
                     return Err(invalid(
-                        "invalid_query",
+                        ErrorCode::InvalidQuery,
                         other,
                         format!("Unknown query parameter `{other}`."),
                     ))
@@ -776,6 +789,13 @@ pub struct ArkTaskList {
     total: i64,
 }
 
+error_responses! {
+    /// The refusals of the task list.
+    struct ArkListErrors(Ark) {
+        InvalidQuery | InvalidStatus | InvalidPage;
+    }
+}
+
 /// List this account's tasks in Ark's shape, newest first, by page.
 #[utoipa::path(
     get,
@@ -785,7 +805,7 @@ pub struct ArkTaskList {
     params(ArkListQuery),
     responses(
         (status = 200, description = "One page.", body = ArkTaskList),
-        (status = 400, description = "`InvalidParameter` (`invalid_query`, `invalid_status` or `invalid_page`).", body = ArkErrorBody),
+        ArkListErrors,
         ArkCommonErrors,
     ),
     security(("api_key" = [])),
@@ -800,11 +820,11 @@ pub async fn list(
     let page = query.page_num.unwrap_or(1);
     let size = query.page_size.unwrap_or(20);
     if page < 1 || !(1..=500).contains(&size) {
-        return Err(ApiError::invalid(
-            "invalid_page",
-            Some("page_size"),
+        return Err(ApiError::new(
+            ErrorCode::InvalidPage,
             "page_num starts at 1; page_size is 1 to 500.",
         )
+        .with_param("page_size")
         .into());
     }
     let (status, task_state) = match query.status.as_deref() {
@@ -816,7 +836,7 @@ pub async fn list(
         Some("cancelled") => (None, Some(TaskState::Cancelled)),
         Some("expired") => (None, Some(TaskState::Expired)),
         Some(_) => return Err(invalid(
-            "invalid_status",
+            ErrorCode::InvalidStatus,
             "filter.status",
             "filter.status must be one of queued, running, succeeded, failed, cancelled, expired.",
         )
@@ -934,7 +954,7 @@ mod tests {
             )
             .unwrap_err();
             assert_eq!(
-                (error.code, error.param.as_deref()),
+                (error.code.as_str(), error.param.as_deref()),
                 ("unsupported_parameter", Some(field))
             );
         }
@@ -953,11 +973,11 @@ mod tests {
         let mixed = read(json!({"model": "seedance-2.0", "content": [{"type": "text", "text": "x"},
             image("https://e.com/a.png", None), image("https://e.com/b.png", Some("reference_image"))]}))
         .unwrap_err();
-        assert_eq!(mixed.code, "conflicting_inputs");
+        assert_eq!(mixed.code.as_str(), "conflicting_inputs");
         let missing = read(json!({"model": "seedance-2.0"})).unwrap_err();
-        assert_eq!(missing.code, "missing_field");
+        assert_eq!(missing.code.as_str(), "missing_field");
         let garbage = to_platform_request(&Catalog::builtin(), b"[1]").unwrap_err();
-        assert_eq!(garbage.code, "invalid_json");
+        assert_eq!(garbage.code.as_str(), "invalid_json");
     }
 
     #[test]
@@ -985,65 +1005,65 @@ mod tests {
                 .unwrap()
                 .extend(extra.as_object().unwrap().clone());
             let error = read(body).unwrap_err();
-            assert_eq!((error.code, error.param.as_deref()), (code, Some(param)));
+            assert_eq!(
+                (error.code.as_str(), error.param.as_deref()),
+                (code, Some(param))
+            );
         }
         let mixed = read(
             json!({"model": "seedance-2.0", "material_asset_id": "asset-20260720123456-ab1cd",
             "content": [text, image("https://e.com/a.png", Some("reference_image"))]}),
         )
         .unwrap_err();
-        assert_eq!(mixed.code, "conflicting_inputs");
+        assert_eq!(mixed.code.as_str(), "conflicting_inputs");
     }
 
     /// Our refusals that can reach this surface, and Ark's code for each.
-    const ARK_CODES: [(&str, u16, Option<&str>); 27] = [
-        ("missing_field", 400, Some("MissingParameter")),
-        ("missing_visual_reference", 400, Some("MissingParameter")),
-        ("invalid_json", 400, Some("InvalidParameter")),
-        ("invalid_body", 400, Some("InvalidParameter")),
-        ("unknown_field", 400, Some("InvalidParameter")),
-        ("invalid_type", 400, Some("InvalidParameter")),
-        ("unsupported_parameter", 400, Some("InvalidParameter")),
-        ("unsupported_resolution", 400, Some("InvalidParameter")),
-        ("invalid_content", 400, Some("InvalidParameter")),
-        ("conflicting_inputs", 400, Some("InvalidParameter")),
-        ("no_channel_for_request", 400, Some("InvalidParameter")),
-        ("invalid_query", 400, Some("InvalidParameter")),
-        ("invalid_status", 400, Some("InvalidParameter")),
-        ("request_too_large", 413, Some("InvalidParameter")),
+    const ARK_CODES: [(ErrorCode, Option<&str>); 27] = [
+        (ErrorCode::MissingField, Some("MissingParameter")),
+        (ErrorCode::MissingVisualReference, Some("MissingParameter")),
+        (ErrorCode::InvalidJson, Some("InvalidParameter")),
+        (ErrorCode::InvalidBody, Some("InvalidParameter")),
+        (ErrorCode::UnknownField, Some("InvalidParameter")),
+        (ErrorCode::InvalidType, Some("InvalidParameter")),
+        (ErrorCode::UnsupportedParameter, Some("InvalidParameter")),
+        (ErrorCode::UnsupportedResolution, Some("InvalidParameter")),
+        (ErrorCode::InvalidContent, Some("InvalidParameter")),
+        (ErrorCode::ConflictingInputs, Some("InvalidParameter")),
+        (ErrorCode::NoChannelForRequest, Some("InvalidParameter")),
+        (ErrorCode::InvalidQuery, Some("InvalidParameter")),
+        (ErrorCode::InvalidStatus, Some("InvalidParameter")),
+        (ErrorCode::RequestTooLarge, Some("InvalidParameter")),
         (
-            "model_not_found",
-            400,
+            ErrorCode::UnknownModel,
             Some("InvalidEndpointOrModel.NotFound"),
         ),
-        ("model_not_allowed", 403, Some("ModelNotOpen")),
-        ("invalid_api_key", 401, Some("AuthenticationError")),
-        ("expired_api_key", 401, Some("AuthenticationError")),
-        ("insufficient_balance", 402, Some("AccountOverdueError")),
-        ("key_limit_exceeded", 402, Some("QuotaExceeded")),
+        (ErrorCode::ModelNotAllowed, Some("ModelNotOpen")),
+        (ErrorCode::InvalidApiKey, Some("AuthenticationError")),
+        (ErrorCode::ExpiredApiKey, Some("AuthenticationError")),
+        (ErrorCode::InsufficientBalance, Some("AccountOverdueError")),
+        (ErrorCode::KeyLimitExceeded, Some("QuotaExceeded")),
         (
-            "rate_limit_exceeded",
-            429,
+            ErrorCode::RateLimitExceeded,
             Some("ModelAccountRpmRateLimitExceeded"),
         ),
-        ("async_task_not_found", 404, Some("ResourceNotFound")),
-        ("upstream_unavailable", 503, Some("ServerOverloaded")),
-        ("internal_error", 500, Some("InternalServiceError")),
-        ("storage_unavailable", 503, Some("InternalServiceError")),
-        ("idempotency_conflict", 409, None),
-        ("task_not_cancellable", 409, None),
+        (ErrorCode::AsyncTaskNotFound, Some("ResourceNotFound")),
+        (ErrorCode::UpstreamUnavailable, Some("ServerOverloaded")),
+        (ErrorCode::InternalError, Some("InternalServiceError")),
+        (ErrorCode::StorageUnavailable, Some("InternalServiceError")),
+        (ErrorCode::IdempotencyConflict, None),
+        (ErrorCode::TaskNotCancellable, None),
     ];
 
     #[test]
     fn our_refusals_carry_arks_codes_where_ark_has_one() {
-        for (ours, status, ark) in ARK_CODES {
-            assert_eq!(ark_code(ours, status).map(|(code, _)| code), ark, "{ours}");
+        for (ours, ark) in ARK_CODES {
+            assert_eq!(ark_code(ours).map(|(code, _)| code), ark, "{ours:?}");
         }
         let body = in_arks_words(
-            400,
-            ApiError::invalid("unsupported_resolution", Some("resolution"), "no")
-                .with_extra("allowed_resolutions", json!(["480p"]))
-                .body(),
+            &ApiError::new(ErrorCode::UnsupportedResolution, "no")
+                .with_param("resolution")
+                .with_extra("allowed_resolutions", json!(["480p"])),
         );
         assert_eq!(
             body,
@@ -1051,16 +1071,7 @@ mod tests {
                 "param": "resolution", "seedgate_code": "unsupported_resolution",
                 "allowed_resolutions": ["480p"]}})
         );
-        let kept = in_arks_words(
-            409,
-            ApiError::new(
-                409,
-                seedgate_contract::ErrorType::InvalidRequestError,
-                "idempotency_conflict",
-                "reused",
-            )
-            .body(),
-        );
+        let kept = in_arks_words(&ApiError::new(ErrorCode::IdempotencyConflict, "reused"));
         assert_eq!(
             (
                 &kept["error"]["code"],
@@ -1075,7 +1086,24 @@ mod tests {
         );
     }
 
-    /// docs/ark.md's table of codes is the function's: a row per code, the same answer.
+    /// A refusal an extractor rendered for `/v1`, headers and all, keeps them in Ark's words.
+    #[tokio::test]
+    async fn a_rendered_refusal_keeps_its_status_and_headers() {
+        let error = ApiError::new(ErrorCode::InvalidApiKey, "who?");
+        let response = reworded(HttpError(error.clone()).into_response());
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&body).unwrap(),
+            in_arks_words(&error)
+        );
+    }
+
+    /// docs/ark.md's table of codes is the function's: a row per code, the same answer, and
+    /// the status each code has.
     #[test]
     fn the_documented_ark_codes_are_the_ones_answered() {
         let doc = include_str!("../../../../docs/ark.md");
@@ -1092,22 +1120,26 @@ mod tests {
             .take_while(|line| line.starts_with('|'));
         for line in rows {
             let cells: Vec<&str> = line.split('|').collect();
-            let status: u16 = cells[2].split('/').next().unwrap().trim().parse().unwrap();
+            let statuses: Vec<u16> = cells[2]
+                .split('/')
+                .map(|s| s.trim().parse().unwrap())
+                .collect();
             let ark = Some(code(cells[3])).filter(|ark| ark != "ours");
             for ours in code(cells[1]).split("`, `") {
+                let answered = ErrorCode::ALL
+                    .iter()
+                    .find(|c| c.as_str() == ours && statuses.contains(&c.status()))
+                    .unwrap_or_else(|| panic!("no `{ours}` with a status of {statuses:?}"));
                 assert_eq!(
-                    ark_code(ours, status).map(|(code, _)| code.to_owned()),
+                    ark_code(*answered).map(|(code, _)| code.to_owned()),
                     ark,
                     "{ours}"
                 );
-                documented.push(ours.to_owned());
+                documented.push(*answered);
             }
         }
-        for (ours, ..) in ARK_CODES {
-            assert!(
-                documented.iter().any(|d| d == ours),
-                "{ours} is not in docs/ark.md"
-            );
+        for (ours, _) in ARK_CODES {
+            assert!(documented.contains(&ours), "{ours:?} is not in docs/ark.md");
         }
     }
 }

@@ -245,7 +245,7 @@ impl Telemetry {
         self.money.clear();
         let mut queued = 0;
         for (model, state, count) in &figures.open_tasks {
-            if state == "queued" {
+            if state == crate::lifecycle::TaskState::Queued.as_str() {
                 queued += count;
             }
             self.open_tasks

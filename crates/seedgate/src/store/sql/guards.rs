@@ -44,12 +44,7 @@ pub(super) fn upstream_phase(name: &str) -> Result<UpstreamPhase, StoreError> {
 /// A write to a task this worker leases: `UPDATE tasks SET {set} WHERE id = {id} AND
 /// lease_owner = {owner} AND` the row is in one of `from`. Of two workers racing, only the
 /// lease holder's write lands, and never on a task that has moved on.
-pub(super) fn leased_update(
-    set: &str,
-    id: &str,
-    owner: &str,
-    from: &[TaskState],
-) -> String {
+pub(super) fn leased_update(set: &str, id: &str, owner: &str, from: &[TaskState]) -> String {
     format!(
         "UPDATE tasks SET {set} WHERE id = {id} AND lease_owner = {owner} AND {}",
         states_sql(from)
@@ -58,7 +53,12 @@ pub(super) fn leased_update(
 
 /// [`leased_update`] for a move of the state machine: the row is where `transition` may
 /// start, and lands where it ends.
-pub(super) fn transition_update(transition: Transition, set: &str, id: &str, owner: &str) -> String {
+pub(super) fn transition_update(
+    transition: Transition,
+    set: &str,
+    id: &str,
+    owner: &str,
+) -> String {
     leased_update(
         &format!("state = '{}', {set}", transition.to().as_str()),
         id,

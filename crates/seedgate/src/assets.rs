@@ -64,14 +64,6 @@ pub fn signed_path(
     )
 }
 
-// The engine still asks the signer for a link by this name; it goes once the engine calls
-// [`signed_path`] itself. Kept here, not in `signing`, so `signing` never learns of assets.
-impl UrlSigner {
-    pub fn signed_path(&self, task_id: &TaskId, kind: AssetKind, expires_at: u64) -> String {
-        signed_path(self, task_id, kind, expires_at)
-    }
-}
-
 /// How long a task's files are kept once it has ended (`assets.retention_seconds`). One rule
 /// decides both what the sweeper deletes and when readers stop being given links, so a link
 /// is never handed out to a file that is due to go.

@@ -33,6 +33,7 @@ pub mod service;
 pub mod signing;
 pub mod store;
 pub mod sweeper;
+pub mod task_view;
 pub mod telemetry;
 
 use std::net::SocketAddr;

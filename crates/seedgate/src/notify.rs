@@ -11,11 +11,11 @@ use rand::Rng;
 use sha2::Sha256;
 use tracing::{info, warn, Instrument};
 
-use crate::api::view::render_task;
 use crate::assets::ResultLinks;
 use crate::config::WebhooksConfig;
 use crate::fetch::{FetchError, Fetcher};
 use crate::store::{now_ms, Delivery, Store, StoreError};
+use crate::task_view::render_task;
 
 pub struct Notifier {
     store: Store,

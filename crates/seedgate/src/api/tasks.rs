@@ -14,10 +14,11 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Authed;
 use super::error::{error_responses, invalid_query, HttpError};
 use super::query::Query;
-use super::view::{task_object, BaseUrl, TaskObject};
+use super::view::{task_object, BaseUrl};
 use super::ApiState;
 use crate::ids::{AnyTaskId, TaskId};
 use crate::store::{now_ms, PublicStatus};
+use crate::task_view::TaskObject;
 use crate::telemetry::RequestId;
 
 fn now_s() -> u64 {

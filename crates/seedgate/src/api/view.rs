@@ -1,19 +1,15 @@
-//! The public task object (docs/tasks-and-errors.md), built from a stored task at read time so
-//! result URLs are freshly signed and absolute, and withheld once the files have expired.
+//! What a task answer needs from the request: the base URL absolute download links start
+//! with. The task object itself is `task_view`, shared with webhooks.
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use seedgate_contract::RequestEcho;
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use super::error::HttpError;
 use super::ApiState;
-use crate::assets::{ResultFiles, ResultLinks};
-use crate::engine::StoredResult;
-use crate::service::{usd, Services};
-use crate::store::{PublicStatus, TaskRecord, TaskState};
+use crate::service::Services;
+use crate::store::TaskRecord;
+use crate::task_view::{render_task, TaskObject};
 
 /// The scheme and host clients reached us by, for absolute download URLs.
 pub struct BaseUrl(pub String);
@@ -40,145 +36,6 @@ impl FromRequestParts<ApiState> for BaseUrl {
     }
 }
 
-/// A video generation task (docs/tasks-and-errors.md). `result`, `usage` and `cost` are filled
-/// once it is `completed`; `error` once it has `failed`.
-#[derive(Serialize, ToSchema)]
-pub struct TaskObject {
-    /// The task id (`vtask_…`), sortable by creation time.
-    #[schema(example = "vtask_01JF3Q7Z8X9Y0A1B2C3D4E5F6G")]
-    pub id: String,
-    /// Alias of `id` for the platform's clients.
-    pub task_id: String,
-    /// Always `video.task`.
-    #[schema(example = "video.task")]
-    pub object: &'static str,
-    pub model: String,
-    /// `sandbox` or the upstream provider serving the task (`ark`).
-    pub provider: String,
-    #[schema(value_type = seedgate_contract::Operation)]
-    pub operation: String,
-    pub status: PublicStatus,
-    /// True when the task was cancelled (its `status` is then `failed`).
-    pub cancelled: bool,
-    /// `cancelled` when the task was cancelled; absent otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cancellation_status: Option<&'static str>,
-    /// Unix seconds.
-    pub created_at: i64,
-    /// Unix seconds.
-    pub updated_at: i64,
-    /// Same as `created_at`, under the platform's name.
-    pub created: i64,
-    /// Same as `updated_at`, under the platform's name.
-    pub updated: i64,
-    /// Unix seconds, once the task has ended.
-    pub completed_at: Option<i64>,
-    /// Where to poll this task; join it to the API's base URL.
-    #[schema(example = "/v1/tasks/vtask_01JF3Q7Z8X9Y0A1B2C3D4E5F6G")]
-    pub poll_url: String,
-    /// What was asked for, after defaults.
-    pub request: Option<RequestEcho>,
-    pub result: Option<TaskResult>,
-    pub usage: Option<Usage>,
-    /// What was charged; only a completed task costs anything.
-    pub cost: Option<Cost>,
-    /// What was reserved from the balance when the task was created.
-    pub estimated_cost: EstimatedCost,
-    /// Why it failed; absent unless it has.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<TaskError>,
-    /// Same as `result.video_url`, for the platform's clients; completed tasks only, while
-    /// their files are kept.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub video_url: Option<String>,
-    /// Same as `result.last_frame_url`; completed tasks only, while their files are kept.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_frame_url: Option<String>,
-    /// The video in the platform's older shape; completed tasks only, while their files are
-    /// kept.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub video: Option<VideoSummary>,
-}
-
-/// The output of a completed task. URLs are absolute, signed and expire at `expires_at`;
-/// read the task again for fresh ones until `files_expire_at`, when the files are deleted:
-/// from then on `expired` is true and the URLs are null, and the rest stays.
-#[derive(Serialize, ToSchema)]
-pub struct TaskResult {
-    /// Null once the files have expired.
-    pub video_url: Option<String>,
-    /// A PNG of the last frame; null once the files have expired.
-    pub last_frame_url: Option<String>,
-    /// Real pixel size of the file.
-    pub width: u32,
-    pub height: u32,
-    pub fps: u32,
-    /// Seconds.
-    pub duration: f64,
-    pub has_audio: bool,
-    /// Unix seconds after which the URLs stop working: `assets.url_ttl_seconds` after this
-    /// read, or `files_expire_at` if that comes first.
-    pub expires_at: u64,
-    /// Unix seconds when the files are deleted: `assets.retention_seconds` (30 days by
-    /// default) after the task ended.
-    pub files_expire_at: u64,
-    /// True once the files have expired: no URL is given, since none would work.
-    pub expired: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Usage {
-    /// Tokens billed (output, plus input when video is an input).
-    pub tokens: Option<i64>,
-}
-
-/// Exact decimal amounts as strings.
-#[derive(Serialize, ToSchema)]
-pub struct Cost {
-    /// Always `USD`.
-    pub currency: &'static str,
-    #[schema(example = "0.592544")]
-    pub amount: String,
-    /// The official price in CNY it derives from.
-    #[schema(example = "4.029300")]
-    pub cny: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct EstimatedCost {
-    /// Always `USD`.
-    pub currency: &'static str,
-    #[schema(example = "0.592544")]
-    pub amount: String,
-    /// Tokens the reservation covers.
-    pub tokens: i64,
-}
-
-/// Why a task failed: `cancelled`; `task_expired`; an input that failed its checks
-/// (`input_url_forbidden`, `input_fetch_failed`, `input_too_large`, `input_image_unreadable`,
-/// `input_video_unreadable`, `input_video_unsupported`, `input_audio_unreadable`, `invalid_image_dimensions`,
-/// `invalid_media_duration`); `result_unavailable` (the upstream finished but its video could
-/// not be retrieved); `result_store_failed` (the video was made but this server could not
-/// store it, e.g. a full disk); `submission_unresolved`; `too_many_attempts`; or the upstream's own code.
-/// A failed task is never charged.
-#[derive(Serialize, ToSchema)]
-pub struct TaskError {
-    pub code: String,
-    pub message: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct VideoSummary {
-    pub url: String,
-    pub duration: f64,
-    pub width: u32,
-    pub height: u32,
-}
-
-fn seconds(ms: i64) -> i64 {
-    ms / 1000
-}
-
 /// Renders one task for its owner.
 pub fn task_object(
     task: &TaskRecord,
@@ -187,95 +44,4 @@ pub fn task_object(
     now_s: u64,
 ) -> TaskObject {
     render_task(task, &services.links, base_url, now_s)
-}
-
-/// The task object with its result linked by `links`; also the body of webhooks.
-pub fn render_task(
-    task: &TaskRecord,
-    links: &ResultLinks,
-    base_url: &str,
-    now_s: u64,
-) -> TaskObject {
-    let cancelled = task.state == TaskState::Cancelled;
-    let mut object = TaskObject {
-        id: task.id.to_string(),
-        task_id: task.id.to_string(),
-        object: "video.task",
-        model: task.model.clone(),
-        provider: task.provider.clone(),
-        operation: task.operation.clone(),
-        status: task.public_status(),
-        cancelled,
-        cancellation_status: cancelled.then_some("cancelled"),
-        created_at: seconds(task.created_at_ms),
-        updated_at: seconds(task.updated_at_ms),
-        created: seconds(task.created_at_ms),
-        updated: seconds(task.updated_at_ms),
-        completed_at: task.completed_at_ms.map(seconds),
-        poll_url: format!("/v1/tasks/{}", task.id),
-        request: serde_json::from_str(&task.request_json).ok(),
-        result: None,
-        usage: None,
-        cost: None,
-        estimated_cost: EstimatedCost {
-            currency: "USD",
-            amount: usd(task.reserved_usd_micros),
-            tokens: task.estimated_tokens,
-        },
-        error: None,
-        video_url: None,
-        last_frame_url: None,
-        video: None,
-    };
-    if let (Some(code), Some(message)) = (&task.error_code, &task.error_message) {
-        object.error = Some(TaskError {
-            code: code.clone(),
-            message: message.clone(),
-        });
-    }
-    if let Some(files) = links.files(task, base_url, now_s) {
-        add_result(&mut object, task, files);
-    }
-    object
-}
-
-fn add_result(object: &mut TaskObject, task: &TaskRecord, files: ResultFiles) {
-    let Some(result) = task
-        .result_json
-        .as_deref()
-        .and_then(|r| serde_json::from_str::<StoredResult>(r).ok())
-    else {
-        return;
-    };
-    object.usage = Some(Usage {
-        tokens: task.usage_tokens,
-    });
-    object.cost = task.cost_usd_micros.map(|micros| Cost {
-        currency: "USD",
-        amount: usd(micros),
-        cny: task.cost_cny.clone(),
-    });
-    let (video_url, last_frame_url) = files.urls.unzip();
-    if let Some(url) = &video_url {
-        object.video = Some(VideoSummary {
-            url: url.clone(),
-            duration: result.duration,
-            width: result.width,
-            height: result.height,
-        });
-    }
-    object.video_url.clone_from(&video_url);
-    object.last_frame_url.clone_from(&last_frame_url);
-    object.result = Some(TaskResult {
-        expired: video_url.is_none(),
-        video_url,
-        last_frame_url,
-        width: result.width,
-        height: result.height,
-        fps: result.fps,
-        duration: result.duration,
-        has_audio: result.has_audio,
-        expires_at: files.expires_at,
-        files_expire_at: files.files_expire_at,
-    });
 }

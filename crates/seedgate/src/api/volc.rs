@@ -19,11 +19,12 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Authed;
 use super::error::{error_responses, status_of, HttpError};
 use super::tasks::{body_error, idempotency_key, with_replay_mark};
-use super::view::{BaseUrl, TaskError};
+use super::view::BaseUrl;
 use super::ApiState;
 use crate::ids::TaskId;
 use crate::providers::seed_in_force;
 use crate::store::{now_ms, Account, PublicStatus, TaskFilter, TaskRecord, TaskState};
+use crate::task_view::TaskError;
 use crate::telemetry::RequestId;
 
 fn invalid(code: ErrorCode, param: &str, message: impl Into<String>) -> ApiError {

@@ -25,6 +25,8 @@ pub mod lifecycle;
 pub mod limits;
 pub mod management;
 pub mod materials;
+#[cfg(test)]
+mod module_graph_tests;
 mod mp4_header;
 pub mod notify;
 pub mod providers;

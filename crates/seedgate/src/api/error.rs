@@ -13,8 +13,6 @@ use utoipa::openapi::response::Response as DocResponse;
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::PartialSchema;
 
-use super::volc::ark_code;
-
 /// Wraps the contract's error so it can leave a handler.
 #[derive(Debug)]
 pub struct HttpError(pub ApiError);
@@ -29,6 +27,44 @@ impl From<ApiError> for HttpError {
 /// fallback is never taken.
 pub fn status_of(code: ErrorCode) -> StatusCode {
     StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// Ark's error code for one of our refusals, with the `type` Ark gives it (docs/ark.md has the
+/// table). `None` where Ark documents no refusal of its own for it: the client then gets ours.
+/// Codes not named here are refusals of the request itself when they answer Bad Request or
+/// Payload Too Large (Ark's `InvalidParameter`), and our own faults when a server error.
+pub fn ark_code(code: ErrorCode) -> Option<(&'static str, &'static str)> {
+    const BAD_REQUEST: &str = "BadRequest";
+    Some(match code {
+        ErrorCode::MissingField | ErrorCode::MissingVisualReference => {
+            ("MissingParameter", BAD_REQUEST)
+        }
+        ErrorCode::UnknownModel | ErrorCode::ModelNotFound => {
+            ("InvalidEndpointOrModel.NotFound", "NotFound")
+        }
+        ErrorCode::ModelNotAllowed => ("ModelNotOpen", "NotFound"),
+        ErrorCode::InvalidApiKey | ErrorCode::ExpiredApiKey => {
+            ("AuthenticationError", "Unauthorized")
+        }
+        ErrorCode::InsufficientBalance => ("AccountOverdueError", "Forbidden"),
+        ErrorCode::KeyLimitExceeded => ("QuotaExceeded", "TooManyRequests"),
+        ErrorCode::RateLimitExceeded => ("ModelAccountRpmRateLimitExceeded", "TooManyRequests"),
+        ErrorCode::AsyncTaskNotFound => ("ResourceNotFound", "NotFound"),
+        ErrorCode::UpstreamUnavailable => ("ServerOverloaded", "TooManyRequests"),
+        ErrorCode::IdempotencyConflict
+        | ErrorCode::TaskNotCancellable
+        | ErrorCode::SeedanceMaterialPreparing => return None,
+        _ => {
+            let status = status_of(code);
+            if status == StatusCode::BAD_REQUEST || status == StatusCode::PAYLOAD_TOO_LARGE {
+                ("InvalidParameter", BAD_REQUEST)
+            } else if status.is_server_error() {
+                ("InternalServiceError", "InternalServerError")
+            } else {
+                return None;
+            }
+        }
+    })
 }
 
 impl IntoResponse for HttpError {

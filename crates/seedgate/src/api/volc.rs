@@ -8,7 +8,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use seedgate_contract::{ApiError, Catalog, ErrorCode, RequestEcho};
@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authed;
-use super::error::{error_responses, status_of, HttpError};
+use super::error::{ark_code, error_responses, HttpError};
 use super::tasks::{body_error, idempotency_key, with_replay_mark};
 use super::view::BaseUrl;
 use super::ApiState;
@@ -295,44 +295,6 @@ fn material_reference(value: &Value) -> Result<Value, ApiError> {
                 "`material_asset_id` looks like asset-YYYYMMDDHHMMSS-xxxxx (14 digits, then 5 lower-case letters or digits).",
             )
         })
-}
-
-/// Ark's error code for one of our refusals, with the `type` Ark gives it (docs/ark.md has the
-/// table). `None` where Ark documents no refusal of its own for it: the client then gets ours.
-/// Codes not named here are refusals of the request itself when they answer Bad Request or
-/// Payload Too Large (Ark's `InvalidParameter`), and our own faults when a server error.
-pub fn ark_code(code: ErrorCode) -> Option<(&'static str, &'static str)> {
-    const BAD_REQUEST: &str = "BadRequest";
-    Some(match code {
-        ErrorCode::MissingField | ErrorCode::MissingVisualReference => {
-            ("MissingParameter", BAD_REQUEST)
-        }
-        ErrorCode::UnknownModel | ErrorCode::ModelNotFound => {
-            ("InvalidEndpointOrModel.NotFound", "NotFound")
-        }
-        ErrorCode::ModelNotAllowed => ("ModelNotOpen", "NotFound"),
-        ErrorCode::InvalidApiKey | ErrorCode::ExpiredApiKey => {
-            ("AuthenticationError", "Unauthorized")
-        }
-        ErrorCode::InsufficientBalance => ("AccountOverdueError", "Forbidden"),
-        ErrorCode::KeyLimitExceeded => ("QuotaExceeded", "TooManyRequests"),
-        ErrorCode::RateLimitExceeded => ("ModelAccountRpmRateLimitExceeded", "TooManyRequests"),
-        ErrorCode::AsyncTaskNotFound => ("ResourceNotFound", "NotFound"),
-        ErrorCode::UpstreamUnavailable => ("ServerOverloaded", "TooManyRequests"),
-        ErrorCode::IdempotencyConflict
-        | ErrorCode::TaskNotCancellable
-        | ErrorCode::SeedanceMaterialPreparing => return None,
-        _ => {
-            let status = status_of(code);
-            if status == StatusCode::BAD_REQUEST || status == StatusCode::PAYLOAD_TOO_LARGE {
-                ("InvalidParameter", BAD_REQUEST)
-            } else if status.is_server_error() {
-                ("InternalServiceError", "InternalServerError")
-            } else {
-                return None;
-            }
-        }
-    })
 }
 
 /// An error's body in Ark's words: the platform's shape with Ark's `code` and `type` where Ark

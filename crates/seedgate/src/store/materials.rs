@@ -117,6 +117,14 @@ pub struct NewAsset<'a> {
     pub lease_ms: i64,
 }
 
+/// Why an asset naming a group was not stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupRefused {
+    /// The organization has no group with this id in the asset's project.
+    Unknown,
+    Deleted,
+}
+
 /// A change to an asset; None leaves a field as it is. A new source URL processes the asset
 /// again.
 #[derive(Debug, Default)]

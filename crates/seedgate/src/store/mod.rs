@@ -35,8 +35,8 @@ use tokio::sync::Notify;
 use crate::ids::{AccountId, ChannelId, MaterialGroupId, MaterialId, OrgId, TaskId};
 use crate::lifecycle::Move;
 use materials::{
-    AssetFilter, AssetUpdate, GroupFilter, GroupUpdate, MaterialAsset, MaterialGroup, NewAsset,
-    NewGroup, Processed,
+    AssetFilter, AssetUpdate, GroupFilter, GroupRefused, GroupUpdate, MaterialAsset, MaterialGroup,
+    NewAsset, NewGroup, Processed,
 };
 use usage::{UsageFilter, UsageItem, UsageTotals};
 
@@ -583,6 +583,15 @@ pub trait MaterialStore: Send + Sync {
 
     /// Stores a new asset, PROCESSING and leased to its creator.
     async fn create_asset(&self, asset: &NewAsset<'_>) -> Result<MaterialAsset, StoreError>;
+
+    /// [`MaterialStore::create_asset`] for an asset that may name a group: the group is checked
+    /// (the organization's, in the asset's project, not deleted) in the transaction that
+    /// inserts the asset, holding the group's row, so a group deleted meanwhile never ends up
+    /// with a live asset. An asset naming no group is stored as it is.
+    async fn create_asset_in_group(
+        &self,
+        asset: &NewAsset<'_>,
+    ) -> Result<Result<MaterialAsset, GroupRefused>, StoreError>;
 
     async fn asset(
         &self,

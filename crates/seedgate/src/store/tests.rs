@@ -1642,3 +1642,74 @@ async fn the_write_ahead_log_stays_bounded_under_writes_that_never_pause() {
         checkpoints.bound_pages
     );
 }
+
+on_both_backends! {
+    async fn an_asset_joins_only_a_live_group_of_its_own_organization_and_project(db: &Db) {
+        use materials::{AssetType, GroupRefused, LibraryType, NewAsset, NewGroup};
+
+        let store = &db.store;
+        let owner = store
+            .create_key(&KeySpec::plain("owner", KeyMode::Test, 0))
+            .await
+            .unwrap()
+            .account;
+        let stranger = store
+            .create_key(&KeySpec::plain("stranger", KeyMode::Test, 0))
+            .await
+            .unwrap()
+            .account;
+        let new_group = |project| NewGroup {
+            organization_id: &owner.organization_id,
+            project_name: project,
+            library_type: LibraryType::AigcAvatar,
+            group_name: None,
+            description: None,
+            metadata: None,
+        };
+        let group = store.create_group(&new_group("default")).await.unwrap();
+        let doomed = store.create_group(&new_group("default")).await.unwrap();
+        store
+            .delete_group(&owner.organization_id, &doomed.id)
+            .await
+            .unwrap()
+            .unwrap();
+        let missing = MaterialGroupId::mint();
+        let asset = |organization_id, project_name, group_id| NewAsset {
+            organization_id,
+            project_name,
+            group_id: Some(group_id),
+            library_type: LibraryType::AigcAvatar,
+            asset_name: None,
+            asset_type: AssetType::Image,
+            source_url: "https://example.com/a.png",
+            metadata: None,
+            lease_ms: 60_000,
+        };
+        let assets = || async {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM material_assets")
+                .fetch_one(&db.raw().await)
+                .await
+                .unwrap()
+        };
+
+        for (refused, why) in [
+            // Another organization's group is no group at all to this caller.
+            (asset(&stranger.organization_id, "default", &group.id), GroupRefused::Unknown),
+            (asset(&owner.organization_id, "default", &missing), GroupRefused::Unknown),
+            (asset(&owner.organization_id, "other", &group.id), GroupRefused::Unknown),
+            (asset(&owner.organization_id, "default", &doomed.id), GroupRefused::Deleted),
+        ] {
+            let outcome = store.create_asset_in_group(&refused).await.unwrap();
+            assert_eq!(outcome.err(), Some(why));
+            assert_eq!(assets().await, 0, "a refused asset left a row");
+        }
+
+        let created = store
+            .create_asset_in_group(&asset(&owner.organization_id, "default", &group.id))
+            .await
+            .unwrap()
+            .expect("an asset in a live group of its own organization is stored");
+        assert_eq!(created.group_id.as_ref(), Some(&group.id));
+        assert_eq!(assets().await, 1);
+    }
+}

@@ -2,13 +2,13 @@
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
-use super::{sql, SqlStore};
+use super::{sql, Dialect, SqlStore};
 use crate::ids::{MaterialGroupId, MaterialId, OrgId};
 use crate::store::materials::{
-    AssetFilter, AssetType, AssetUpdate, GroupFilter, GroupStatus, GroupUpdate, LibraryType,
-    MaterialAsset, MaterialGroup, MaterialStatus, NewAsset, NewGroup, Processed,
+    AssetFilter, AssetType, AssetUpdate, GroupFilter, GroupRefused, GroupStatus, GroupUpdate,
+    LibraryType, MaterialAsset, MaterialGroup, MaterialStatus, NewAsset, NewGroup, Processed,
 };
 use crate::store::{now_ms, MaterialStore, StoreError};
 
@@ -52,6 +52,40 @@ fn asset_from_row(row: &AnyRow) -> Result<MaterialAsset, StoreError> {
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })
+}
+
+/// Inserts a new asset, PROCESSING and leased to its creator, on the caller's connection or
+/// transaction.
+async fn insert_asset(
+    dialect: Dialect,
+    connection: &mut AnyConnection,
+    asset: &NewAsset<'_>,
+) -> Result<MaterialAsset, StoreError> {
+    let now = now_ms();
+    let row = sqlx::query(sql!(
+        dialect,
+        format!(
+            "INSERT INTO material_assets (id, organization_id, project_name, group_id, \
+             library_type, asset_name, asset_type, source_url, status, metadata, \
+             lease_until_ms, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'PROCESSING', $9, $10, $11, $11) \
+             RETURNING {ASSET_COLUMNS}"
+        )
+    ))
+    .bind(MaterialId::mint())
+    .bind(asset.organization_id)
+    .bind(asset.project_name)
+    .bind(asset.group_id)
+    .bind(asset.library_type.as_str())
+    .bind(asset.asset_name)
+    .bind(asset.asset_type.as_str())
+    .bind(asset.source_url)
+    .bind(asset.metadata)
+    .bind(now + asset.lease_ms)
+    .bind(now)
+    .fetch_one(connection)
+    .await?;
+    asset_from_row(&row)
 }
 
 /// PostgreSQL text cannot hold NUL, so no stored id or name has one: such a lookup matches
@@ -203,31 +237,45 @@ impl MaterialStore for SqlStore {
     }
 
     async fn create_asset(&self, asset: &NewAsset<'_>) -> Result<MaterialAsset, StoreError> {
-        let now = now_ms();
-        let row = sqlx::query(sql!(
+        insert_asset(self.dialect, &mut *self.writer.connection().await?, asset).await
+    }
+
+    async fn create_asset_in_group(
+        &self,
+        asset: &NewAsset<'_>,
+    ) -> Result<Result<MaterialAsset, GroupRefused>, StoreError> {
+        let Some(group_id) = asset.group_id else {
+            return self.create_asset(asset).await.map(Ok);
+        };
+        if unmatchable(&[group_id.as_str()]) {
+            return Ok(Err(GroupRefused::Unknown));
+        }
+        let mut tx = self.writer.begin().await?;
+        // The row lock makes a concurrent `delete_group` wait for this insert, so that its
+        // sweep over the group's assets sees this one (SQLite's single writer already does).
+        let group: Option<(String, String)> = sqlx::query_as(sql!(
             self.dialect,
-            format!(
-                "INSERT INTO material_assets (id, organization_id, project_name, group_id, \
-                 library_type, asset_name, asset_type, source_url, status, metadata, \
-                 lease_until_ms, created_at_ms, updated_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'PROCESSING', $9, $10, $11, $11) \
-                 RETURNING {ASSET_COLUMNS}"
-            )
+            "SELECT project_name, status FROM material_groups \
+             WHERE id = $1 AND organization_id = $2@lock"
         ))
-        .bind(MaterialId::mint())
+        .bind(group_id)
         .bind(asset.organization_id)
-        .bind(asset.project_name)
-        .bind(asset.group_id)
-        .bind(asset.library_type.as_str())
-        .bind(asset.asset_name)
-        .bind(asset.asset_type.as_str())
-        .bind(asset.source_url)
-        .bind(asset.metadata)
-        .bind(now + asset.lease_ms)
-        .bind(now)
-        .fetch_one(&mut *self.writer.connection().await?)
+        .fetch_optional(&mut *tx)
         .await?;
-        asset_from_row(&row)
+        let refused = match group {
+            Some((project, status)) if project == asset.project_name => {
+                (GroupStatus::read(&status)? == GroupStatus::Deleted)
+                    .then_some(GroupRefused::Deleted)
+            }
+            _ => Some(GroupRefused::Unknown),
+        };
+        if let Some(refused) = refused {
+            tx.rollback().await?;
+            return Ok(Err(refused));
+        }
+        let created = insert_asset(self.dialect, &mut tx, asset).await?;
+        tx.commit().await?;
+        Ok(Ok(created))
     }
 
     async fn asset(

@@ -842,6 +842,7 @@ pub async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
     use serde_json::json;
 
     fn read(body: Value) -> Result<Value, ApiError> {

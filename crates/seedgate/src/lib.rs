@@ -167,27 +167,21 @@ impl Application {
         } else {
             None
         };
-        let services = Arc::new(Services {
-            fetcher: fetcher_for_notifier.clone(),
-            store: store.clone(),
-            catalog: catalog.clone(),
-            blobs,
-            signer,
-            links: links.clone(),
-            engine_wake: engine.waker(),
-            poll_wake: engine.poll_waker(),
-            providers,
-            public_url: config.public_url.clone(),
-            task_deadline_ms: config.engine.task_deadline_seconds as i64 * 1000,
-            limiter: limits::RateLimiter::default(),
-            keys: keycache::KeyCache::new(std::time::Duration::from_millis(
-                config.limits.key_cache_ms,
-            )),
-            org_limiter: limits::RateLimiter::default(),
-            materials: materials.clone(),
-            telemetry,
-            rate_limit: config.limits.clone(),
-        });
+        let services = Arc::new(Services::new(
+            service::Ports {
+                store: store.clone(),
+                catalog: catalog.clone(),
+                fetcher: fetcher_for_notifier.clone(),
+                blobs,
+                links: links.clone(),
+                providers,
+                materials: materials.clone(),
+                telemetry,
+                engine_wake: engine.waker(),
+                poll_wake: engine.poll_waker(),
+            },
+            &config,
+        ));
         let state = ApiState {
             services,
             catalog: CatalogBodies::render(&catalog, store::now_ms() / 1000),

@@ -89,6 +89,7 @@ pub async fn create(
     let body = body.map_err(body_error)?;
     let created = state
         .services
+        .tasks
         .create_task(
             &account,
             &body,
@@ -96,7 +97,7 @@ pub async fn create(
             request_id.as_ref().map(|Extension(id)| id),
         )
         .await?;
-    let object = task_object(&created.task, &state.services, &base, now_s());
+    let object = task_object(&created.task, &state.services.tasks, &base, now_s());
     Ok(with_replay_mark(
         Json(object).into_response(),
         created.replayed,
@@ -179,7 +180,7 @@ pub async fn quote(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<QuoteObject>, HttpError> {
     let body = body.map_err(body_error)?;
-    let priced = state.services.price(&account, &body).await?;
+    let priced = state.services.tasks.price(&account, &body).await?;
     let (job, quote) = (&priced.job, &priced.quote);
     Ok(Json(QuoteObject {
         object: "video.quote",
@@ -261,8 +262,9 @@ pub async fn get(
     BaseUrl(base): BaseUrl,
     Path(AnyTaskId(id)): Path<AnyTaskId>,
 ) -> Result<Json<TaskObject>, HttpError> {
-    let task = state.services.task(&account, &id).await?;
-    Ok(Json(task_object(&task, &state.services, &base, now_s())))
+    let tasks = &state.services.tasks;
+    let task = tasks.task(&account, &id).await?;
+    Ok(Json(task_object(&task, tasks, &base, now_s())))
 }
 
 error_responses! {
@@ -294,8 +296,9 @@ pub async fn cancel(
     BaseUrl(base): BaseUrl,
     Path(AnyTaskId(id)): Path<AnyTaskId>,
 ) -> Result<Json<TaskObject>, HttpError> {
-    let task = state.services.cancel_task(&account, &id).await?;
-    Ok(Json(task_object(&task, &state.services, &base, now_s())))
+    let tasks = &state.services.tasks;
+    let task = tasks.cancel_task(&account, &id).await?;
+    Ok(Json(task_object(&task, tasks, &base, now_s())))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -355,6 +358,7 @@ pub async fn list(
     let Query(query) = query.map_err(invalid_query)?;
     let page = state
         .services
+        .tasks
         .list_tasks(
             &account,
             query.status.as_deref(),
@@ -372,7 +376,7 @@ pub async fn list(
     let data = page
         .tasks
         .iter()
-        .map(|t| task_object(t, &state.services, &base, now))
+        .map(|t| task_object(t, &state.services.tasks, &base, now))
         .collect();
     Ok(Json(TaskList {
         object: "list",
@@ -422,6 +426,6 @@ pub async fn upstream_callback(
     query: Result<Query<CallbackQuery>, QueryRejection>,
 ) -> Result<Json<CallbackReceived>, HttpError> {
     let token = query.ok().and_then(|Query(q)| q.token).unwrap_or_default();
-    state.services.upstream_callback(&id, &token).await?;
+    state.services.tasks.upstream_callback(&id, &token).await?;
     Ok(Json(CallbackReceived { received: true }))
 }

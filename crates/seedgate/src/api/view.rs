@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 
 use super::error::HttpError;
 use super::ApiState;
-use crate::service::Services;
+use crate::service::TaskService;
 use crate::store::TaskRecord;
 use crate::task_view::{render_task, TaskObject};
 
@@ -18,7 +18,7 @@ impl FromRequestParts<ApiState> for BaseUrl {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, HttpError> {
-        if let Some(url) = &state.services.public_url {
+        if let Some(url) = state.services.tasks.public_url() {
             return Ok(BaseUrl(url.trim_end_matches('/').to_owned()));
         }
         let host = parts
@@ -39,9 +39,9 @@ impl FromRequestParts<ApiState> for BaseUrl {
 /// Renders one task for its owner.
 pub fn task_object(
     task: &TaskRecord,
-    services: &Services,
+    tasks: &TaskService,
     base_url: &str,
     now_s: u64,
 ) -> TaskObject {
-    render_task(task, &services.links, base_url, now_s)
+    render_task(task, tasks.links(), base_url, now_s)
 }

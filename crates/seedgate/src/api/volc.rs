@@ -490,7 +490,10 @@ fn render(state: &ApiState, task: &TaskRecord, base: &str) -> ArkTask {
         .and_then(|m| m.upstream_ids.first().cloned())
         .unwrap_or_else(|| task.model.clone());
     let succeeded = task.state == TaskState::Succeeded;
-    let files = services.links.files(task, base, (now_ms() / 1000) as u64);
+    let files = services
+        .tasks
+        .links()
+        .files(task, base, (now_ms() / 1000) as u64);
     ArkTask {
         id: task.id.ark_spelling(),
         model,
@@ -583,6 +586,7 @@ pub async fn create(
         .map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?;
     let created = state
         .services
+        .tasks
         .create_task(
             &account,
             &request,
@@ -626,6 +630,7 @@ pub async fn get(
 ) -> Result<Json<ArkTask>, ArkError> {
     let task = state
         .services
+        .tasks
         .task(&account, &TaskId::from_either(&id))
         .await?;
     Ok(Json(render(&state, &task, &base)))
@@ -661,9 +666,9 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, ArkError> {
     let id = TaskId::from_either(&id);
-    let task = state.services.task(&account, &id).await?;
+    let task = state.services.tasks.task(&account, &id).await?;
     if !task.state.is_terminal() {
-        state.services.cancel_task(&account, &id).await?;
+        state.services.tasks.cancel_task(&account, &id).await?;
     }
     Ok(().into_response())
 }
@@ -832,7 +837,7 @@ pub async fn list(
         limit: size,
         ..TaskFilter::default()
     };
-    let (tasks, total) = state.services.task_page(&account, &filter).await?;
+    let (tasks, total) = state.services.tasks.task_page(&account, &filter).await?;
     Ok(Json(ArkTaskList {
         items: tasks.iter().map(|t| render(&state, t, &base)).collect(),
         total,

@@ -1,5 +1,5 @@
-//! The use cases behind the HTTP API: create, read, list and cancel tasks. Handlers call exactly
-//! one of these; the rules live in `seedgate_contract`, the persistence in `store`.
+//! Tasks: create (validated, priced, stored with their reservation), read, list, cancel, and
+//! the upstreams' hints that a task changed.
 
 use std::sync::Arc;
 
@@ -8,50 +8,20 @@ use seedgate_contract::{
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
-use tracing::{error, warn};
 
+use super::{internal, usd, usd_number};
 use crate::assets::ResultLinks;
-use crate::blobs::Blobs;
 use crate::engine::StoredResult;
+use crate::fetch::Fetcher;
 use crate::ids::{MaterialId, TaskId};
 use crate::inputs::media_inputs;
 use crate::providers::{CancelOutcome, Registry, UpstreamRef};
-use crate::signing::UrlSigner;
 use crate::store::materials::{AssetType, MaterialStatus};
 use crate::store::{
     now_ms, Account, Created, IdempotencyKey, KeyMode, NewTask, PublicStatus, Store, StoreError,
     TaskFilter, TaskRecord, TaskState, UpstreamPhase,
 };
-use crate::telemetry::RequestId;
-
-/// Shared, immutable after start-up.
-pub struct Services {
-    pub store: Store,
-    /// The outbound guard, consulted at create for targets it would never reach.
-    pub fetcher: crate::fetch::Fetcher,
-    pub catalog: Arc<Catalog>,
-    /// Where result files are kept (downloads read them from here).
-    pub blobs: Arc<dyn Blobs>,
-    /// Checks download signatures and upstream callbacks.
-    pub signer: UrlSigner,
-    /// Signs the result URLs of task objects, for as long as the files are kept.
-    pub links: ResultLinks,
-    pub engine_wake: Arc<Notify>,
-    /// Wakes idle pollers when an upstream callback flags a task.
-    pub poll_wake: Arc<Notify>,
-    pub providers: Arc<Registry>,
-    pub public_url: Option<String>,
-    pub task_deadline_ms: i64,
-    pub limiter: crate::limits::RateLimiter,
-    /// Keys recently looked up (`[limits] key_cache_ms`).
-    pub keys: crate::keycache::KeyCache,
-    /// Management API requests, per organization.
-    pub org_limiter: crate::limits::RateLimiter<crate::ids::OrgId>,
-    pub rate_limit: crate::config::LimitsConfig,
-    /// Processes material assets as they are created or given a new source.
-    pub materials: Arc<crate::materials::Materials>,
-    pub telemetry: Arc<crate::telemetry::Telemetry>,
-}
+use crate::telemetry::{RequestId, Telemetry};
 
 /// A create request checked and priced, before anything is stored.
 pub struct Priced {
@@ -69,18 +39,6 @@ pub struct TaskPage {
 }
 
 const MAX_PAGE: i64 = 100;
-
-/// Where `/readyz` writes to learn whether the result store takes writes.
-const READINESS_PROBE_KEY: &str = "probes/readiness";
-
-/// Our own fault: logged in full, shown as a generic `internal_error`.
-pub fn internal(e: StoreError) -> ApiError {
-    error!(error = %e, "storage failure");
-    ApiError::new(
-        ErrorCode::InternalError,
-        "The server failed to process the request. It is safe to retry.",
-    )
-}
 
 /// The shape of the input an `adaptive` job follows, when the request carries it inline: the
 /// video is then quoted and reserved at the size it will be made at, as the provider reads the
@@ -106,22 +64,32 @@ pub fn task_not_found() -> ApiError {
     )
 }
 
-impl Services {
-    /// Whether this server can do its work: read and write its database, and write its result
-    /// store. A full disk leaves reads working, so each is written to. The reason otherwise.
-    pub async fn readiness(&self) -> Result<(), &'static str> {
-        if !self.store.ping().await {
-            return Err("database unreachable");
-        }
-        if !self.store.ping_write().await {
-            return Err("database cannot be written");
-        }
-        let probe = now_ms().to_string().into_bytes();
-        if let Err(e) = self.blobs.put_bytes(READINESS_PROBE_KEY, probe).await {
-            warn!(error = %e, "the result store refused the readiness probe");
-            return Err("result store cannot be written");
-        }
-        Ok(())
+pub struct TaskService {
+    pub(super) store: Store,
+    pub(super) catalog: Arc<Catalog>,
+    /// The outbound guard, consulted at create for targets it would never reach.
+    pub(super) fetcher: Fetcher,
+    /// Signs the result URLs of task objects and checks upstream callbacks.
+    pub(super) links: ResultLinks,
+    pub(super) providers: Arc<Registry>,
+    /// Wakes the engine for a new task.
+    pub(super) engine_wake: Arc<Notify>,
+    /// Wakes idle pollers when an upstream callback flags a task.
+    pub(super) poll_wake: Arc<Notify>,
+    pub(super) telemetry: Arc<Telemetry>,
+    pub(super) task_deadline_ms: i64,
+    pub(super) public_url: Option<String>,
+}
+
+impl TaskService {
+    /// Signs the links of the task objects this service's tasks are shown as.
+    pub fn links(&self) -> &ResultLinks {
+        &self.links
+    }
+
+    /// The configured address clients reach us at, when it is not read from the request.
+    pub fn public_url(&self) -> Option<&str> {
+        self.public_url.as_deref()
     }
 
     /// Validates and prices a create request as a create would, storing nothing: the job, the
@@ -292,15 +260,6 @@ impl Services {
         Ok(())
     }
 
-    /// The metrics text: counters kept here, and the figures of the database and the channels
-    /// as they are now.
-    pub async fn metrics(&self) -> Result<String, ApiError> {
-        let figures = self.store.figures().await.map_err(internal)?;
-        Ok(self
-            .telemetry
-            .render(&figures, &self.providers.ark.breaker_states()))
-    }
-
     /// Every `asset://` input must name an ACTIVE image of the caller's organization's library.
     async fn check_materials(&self, account: &Account, job: &VideoJob) -> Result<(), ApiError> {
         for named in media_inputs(job) {
@@ -384,15 +343,6 @@ impl Services {
             .result_json
             .as_deref()
             .and_then(|r| serde_json::from_str(r).ok()))
-    }
-
-    /// Whether a task's result files are gone for good (or due to go), so that a link to them
-    /// is answered `result_expired` rather than `invalid_signature` or `not_found`. The caller
-    /// has checked the link's signature: it names one of our tasks.
-    pub async fn result_expired(&self, task_id: &TaskId) -> Result<bool, ApiError> {
-        let task = self.store.task(task_id).await.map_err(internal)?;
-        let now_s = (now_ms() / 1000) as u64;
-        Ok(task.is_some_and(|task| self.links.retention.files_expired(&task, now_s)))
     }
 
     pub async fn task(&self, account: &Account, id: &TaskId) -> Result<Arc<TaskRecord>, ApiError> {
@@ -479,7 +429,7 @@ impl Services {
 
     /// An upstream says a task changed: poll it now. The hint is never trusted alone.
     pub async fn upstream_callback(&self, task_id: &TaskId, token: &str) -> Result<(), ApiError> {
-        if !self.signer.verify_callback(task_id, token) {
+        if !self.links.signer.verify_callback(task_id, token) {
             return Err(task_not_found());
         }
         if self.store.poll_soon(task_id).await.map_err(internal)? {
@@ -564,17 +514,4 @@ fn check_idempotency_key(key: &str) -> Result<&str, ApiError> {
         )
         .with_param("Idempotency-Key"))
     }
-}
-
-/// Micro-dollars as the API shows money: six decimals, exact.
-pub fn usd(micros: i64) -> String {
-    rust_decimal::Decimal::new(micros, 6).to_string()
-}
-
-/// Micro-dollars as a JSON number, where the platform's schema wants one. Below 2^53
-/// micro-dollars (billions of dollars) the shortest printing of the double is the exact
-/// decimal, so nothing is rounded; the ledger itself stays in integers.
-pub fn usd_number(micros: i64) -> serde_json::Value {
-    serde_json::Number::from_f64(micros as f64 / 1e6)
-        .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }

@@ -11,9 +11,8 @@ use super::auth::Authed;
 use super::error::{error_responses, invalid_query, HttpError};
 use super::query::Query;
 use super::ApiState;
-use crate::management::{recent_days, rfc3339, DEFAULT_USAGE_DAYS};
-use crate::service::{internal, usd, usd_number};
-use crate::store::now_ms;
+use crate::management::{rfc3339, DEFAULT_USAGE_DAYS};
+use crate::service::{usd, usd_number};
 
 /// The key that made the request.
 #[derive(Serialize, ToSchema)]
@@ -56,14 +55,7 @@ pub async fn get(
     State(state): State<ApiState>,
     Authed(key): Authed,
 ) -> Result<Json<AccountObject>, HttpError> {
-    // The key may come from the replica's key cache; money is read as it is now.
-    let account = state
-        .services
-        .store
-        .account(&key.id)
-        .await
-        .map_err(internal)?
-        .unwrap_or(key);
+    let account = state.services.accounts.current(key).await?;
     Ok(Json(AccountObject {
         object: "account",
         id: account.id.to_string(),
@@ -159,13 +151,7 @@ pub async fn usage(
 ) -> Result<Json<AccountUsage>, HttpError> {
     let Query(query) = query.map_err(invalid_query)?;
     let days = query.days.unwrap_or(DEFAULT_USAGE_DAYS);
-    let (filter, first_day_ms) = recent_days(days, now_ms())?;
-    let totals = state
-        .services
-        .store
-        .charge_totals(&account.id, &filter)
-        .await
-        .map_err(internal)?;
+    let (totals, first_day_ms) = state.services.accounts.usage(&account, days).await?;
     Ok(Json(AccountUsage {
         object: "account_usage",
         start_date: date(first_day_ms),

@@ -15,17 +15,13 @@ use super::error::HttpError;
 use super::ApiState;
 use crate::limits::Decision;
 use crate::service::internal;
-use crate::store::{now_ms, Account, KeyStatus, Organization};
+use crate::store::{now_ms, Account, Organization};
 
 /// The authenticated caller.
 pub struct Authed(pub Account);
 
 /// The organization whose management token came with the request.
 pub struct OrgAuthed(pub Organization);
-
-/// How stale a key's `last_used_at` may get: it is written at most this often per key, so
-/// busy keys do not turn every request into a write.
-const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 
 fn unauthorized(message: &str) -> HttpError {
     HttpError(ApiError::new(ErrorCode::InvalidApiKey, message))
@@ -62,19 +58,13 @@ impl FromRequestParts<ApiState> for Authed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Response> {
-        let account = authenticate(parts, state)
+        let secret = bearer(parts, "API key").map_err(IntoResponse::into_response)?;
+        let accounts = &state.services.accounts;
+        let account = accounts
+            .authenticate(&secret)
             .await
-            .map_err(IntoResponse::into_response)?;
-        let services = &state.services;
-        let limits = &services.rate_limit;
-        let (rate, burst) = match account.requests_per_second {
-            // A key's own rate comes with a burst of two seconds' worth.
-            Some(rate) => limits.share(rate, rate.saturating_mul(2)),
-            None => limits.share(limits.requests_per_second, limits.burst),
-        };
-        let decision = services
-            .limiter
-            .check(&account.id, rate, burst, Instant::now());
+            .map_err(|e| HttpError(e).into_response())?;
+        let decision = accounts.admit(&account);
         if !decision.allowed {
             return Err(rate_limited(decision));
         }
@@ -100,46 +90,6 @@ fn bearer(parts: &Parts, kind: &str) -> Result<String, HttpError> {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .ok_or_else(|| unauthorized("Malformed Authorization header. Use `Bearer <secret>`."))
-}
-
-async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Account, HttpError> {
-    let secret = bearer(parts, "API key")?;
-    let store = &state.services.store;
-    let key = state
-        .services
-        .keys
-        .key(store, &secret)
-        .await
-        .map_err(|e| HttpError(internal(e)))?
-        .ok_or_else(|| unauthorized("Invalid or revoked API key."))?;
-    let account = &key.account;
-    let now = now_ms();
-    match account.status {
-        KeyStatus::Active => {}
-        KeyStatus::Inactive => {
-            return Err(unauthorized(
-                "This API key is inactive; its organization can switch it back on.",
-            ))
-        }
-        KeyStatus::Revoked => return Err(unauthorized("Invalid or revoked API key.")),
-    }
-    if account.expired(now) {
-        return Err(HttpError(ApiError::new(
-            ErrorCode::ExpiredApiKey,
-            "This API key has expired; its organization can extend it or make a new one.",
-        )));
-    }
-    if key.should_note_use(now, LAST_USED_RESOLUTION_MS) {
-        // Off the request path: a lost update only makes `last_used_at` a little older.
-        let store = store.clone();
-        let id = account.id.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.note_key_used(&id, now).await {
-                tracing::warn!(error = %e, "recording a key's last use failed");
-            }
-        });
-    }
-    Ok(account.clone())
 }
 
 impl FromRequestParts<ApiState> for OrgAuthed {

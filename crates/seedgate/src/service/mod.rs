@@ -2,6 +2,7 @@
 //! service and render; the rules live in `seedgate_contract` and the rule modules, the
 //! persistence in `store`, and only the services reach it.
 
+mod accounts;
 mod tasks;
 
 use std::sync::Arc;
@@ -23,11 +24,13 @@ use crate::signing::UrlSigner;
 use crate::store::{now_ms, Store, StoreError};
 use crate::telemetry::Telemetry;
 
+pub use accounts::AccountService;
 pub use tasks::{task_not_found, Priced, TaskPage, TaskService};
 
 /// Shared, immutable after start-up.
 pub struct Services {
     pub tasks: TaskService,
+    pub accounts: AccountService,
     pub store: Store,
     pub fetcher: Fetcher,
     pub catalog: Arc<Catalog>,
@@ -37,9 +40,8 @@ pub struct Services {
     pub signer: UrlSigner,
     pub links: ResultLinks,
     pub providers: Arc<Registry>,
-    pub limiter: RateLimiter,
     /// Keys recently looked up (`[limits] key_cache_ms`).
-    pub keys: KeyCache,
+    pub keys: Arc<KeyCache>,
     /// Management API requests, per organization.
     pub org_limiter: RateLimiter<crate::ids::OrgId>,
     pub rate_limit: crate::config::LimitsConfig,
@@ -70,6 +72,9 @@ pub struct Ports {
 
 impl Services {
     pub fn new(ports: Ports, config: &Config) -> Self {
+        let keys = Arc::new(KeyCache::new(std::time::Duration::from_millis(
+            config.limits.key_cache_ms,
+        )));
         Self {
             tasks: TaskService {
                 store: ports.store.clone(),
@@ -83,6 +88,12 @@ impl Services {
                 task_deadline_ms: config.engine.task_deadline_seconds as i64 * 1000,
                 public_url: config.public_url.clone(),
             },
+            accounts: AccountService {
+                store: ports.store.clone(),
+                keys: keys.clone(),
+                limiter: RateLimiter::default(),
+                limits: config.limits.clone(),
+            },
             store: ports.store,
             fetcher: ports.fetcher,
             catalog: ports.catalog,
@@ -90,8 +101,7 @@ impl Services {
             signer: ports.links.signer.clone(),
             links: ports.links,
             providers: ports.providers,
-            limiter: RateLimiter::default(),
-            keys: KeyCache::new(std::time::Duration::from_millis(config.limits.key_cache_ms)),
+            keys,
             org_limiter: RateLimiter::default(),
             rate_limit: config.limits.clone(),
             materials: ports.materials,

@@ -3,8 +3,6 @@
 //! `Retry-After` and `X-RateLimit-*`. The management API takes an organization's management
 //! token the same way; neither kind of secret opens the other's paths.
 
-use std::time::Instant;
-
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
@@ -14,7 +12,6 @@ use seedgate_contract::{ApiError, ErrorCode};
 use super::error::HttpError;
 use super::ApiState;
 use crate::limits::Decision;
-use crate::service::internal;
 use crate::store::{now_ms, Account, Organization};
 
 /// The authenticated caller.
@@ -97,18 +94,12 @@ impl FromRequestParts<ApiState> for OrgAuthed {
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Response> {
         let token = bearer(parts, "management token").map_err(IntoResponse::into_response)?;
-        let services = &state.services;
-        let organization = services
-            .store
-            .organization_by_token(&token)
+        let management = &state.services.management;
+        let organization = management
+            .authenticate(&token)
             .await
-            .map_err(|e| HttpError(internal(e)).into_response())?
-            .ok_or_else(|| unauthorized("Invalid management token.").into_response())?;
-        let limits = &services.rate_limit;
-        let (rate, burst) = limits.share(limits.requests_per_second, limits.burst);
-        let decision = services
-            .org_limiter
-            .check(&organization.id, rate, burst, Instant::now());
+            .map_err(|e| HttpError(e).into_response())?;
+        let decision = management.admit(&organization);
         if !decision.allowed {
             return Err(rate_limited(decision));
         }

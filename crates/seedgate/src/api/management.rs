@@ -7,7 +7,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use seedgate_contract::{ApiError, ErrorCode};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -17,12 +16,10 @@ use super::query::Query;
 use super::tasks::body_error;
 use super::ApiState;
 use crate::ids::AccountId;
-use crate::management::{
-    page, parse_key_update, parse_new_key, report_filter, rfc3339, ReportQuery, MODEL_VENDOR, SCENE,
-};
-use crate::service::{internal, usd, usd_number};
+use crate::management::{page, rfc3339, ReportQuery, MODEL_VENDOR, SCENE};
+use crate::service::{usd, usd_number};
 use crate::store::usage::{UsageItem, UsageTotals};
-use crate::store::{now_ms, Account, KeyMode, KeySpec, KeyUpdateRefused};
+use crate::store::Account;
 
 /// A key as its organization sees it; the secret only in the answer that created it.
 #[derive(Serialize, ToSchema)]
@@ -84,13 +81,6 @@ pub struct ManagementBalance {
     #[schema(value_type = f64)]
     total_used: serde_json::Value,
     total_used_decimal: String,
-}
-
-fn key_not_found() -> HttpError {
-    HttpError(ApiError::new(
-        ErrorCode::ApiKeyNotFound,
-        "API key not found.",
-    ))
 }
 
 /// The organization's live balance and what has gone in and out of it.
@@ -181,10 +171,9 @@ pub async fn list_keys(
     let (page, limit) = page(query.page, query.limit)?;
     let (keys, total) = state
         .services
-        .store
-        .organization_keys(&organization.id, (page - 1) * limit, limit)
-        .await
-        .map_err(internal)?;
+        .management
+        .keys(&organization, page, limit)
+        .await?;
     Ok(Json(ManagementApiKeyList {
         object: "list",
         data: keys.iter().map(|k| key_view(k, None)).collect(),
@@ -220,21 +209,11 @@ pub async fn create_key(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
     let body = body.map_err(body_error)?;
-    let services = &state.services;
-    let request = parse_new_key(&services.catalog, &body, now_ms())?;
-    let created = services
-        .store
-        .create_key(&KeySpec {
-            name: &request.name,
-            mode: KeyMode::Live,
-            organization: Some(&organization.id),
-            opening_balance_usd_micros: 0,
-            limit_usd_micros: request.limit_usd_micros,
-            models: &request.models,
-            expires_at_ms: request.expires_at_ms,
-        })
-        .await
-        .map_err(internal)?;
+    let created = state
+        .services
+        .management
+        .create_key(&organization, &body)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(key_view(&created.account, Some(created.secret))),
@@ -273,24 +252,12 @@ pub async fn update_key(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ManagementApiKey>, HttpError> {
     let body = body.map_err(body_error)?;
-    let services = &state.services;
-    let update = parse_key_update(&services.catalog, &body, now_ms())?;
-    let updated = services
-        .store
-        .update_key(&organization.id, &key_id, &update)
-        .await
-        .map_err(internal)?;
-    // Whatever changed (status, cap, models, expiry) holds on this replica from the next
-    // request; on the others within `[limits] key_cache_ms`.
-    services.keys.forget_all();
-    match updated {
-        None => Err(key_not_found()),
-        Some(Ok(account)) => Ok(Json(key_view(&account, None))),
-        Some(Err(KeyUpdateRefused::Revoked)) => Err(HttpError(ApiError::new(
-            ErrorCode::ApiKeyRevoked,
-            "This key is revoked, and a revoked key stays revoked; create a new one.",
-        ))),
-    }
+    let account = state
+        .services
+        .management
+        .update_key(&organization, &key_id, &body)
+        .await?;
+    Ok(Json(key_view(&account, None)))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -497,30 +464,6 @@ pub struct ManagementBilling {
     breakdowns: Breakdowns,
 }
 
-/// The key, and the totals of its charges the query matches.
-async fn report(
-    state: &ApiState,
-    organization: &crate::store::Organization,
-    key_id: &AccountId,
-    query: &ReportQuery,
-) -> Result<(Account, UsageTotals), HttpError> {
-    let store = &state.services.store;
-    let filter = report_filter(query)?;
-    let account = store
-        .organization_key(&organization.id, key_id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(key_not_found)?;
-    let totals = match &filter {
-        Some(filter) => store
-            .charge_totals(&account.id, filter)
-            .await
-            .map_err(internal)?,
-        None => UsageTotals::default(),
-    };
-    Ok((account, totals))
-}
-
 error_responses! {
     /// The refusals of a key's usage report.
     struct KeyUsageErrors(Platform) {
@@ -551,16 +494,11 @@ pub async fn key_usage(
 ) -> Result<Json<ManagementUsage>, HttpError> {
     let Query(query) = query.map_err(invalid_query)?;
     let (page, limit) = page(query.page, query.limit)?;
-    let (account, totals) = report(&state, &organization, &key_id, &query).await?;
-    let items = match report_filter(&query)? {
-        Some(filter) if totals.requests() > 0 => state
-            .services
-            .store
-            .charges(&account.id, &filter, (page - 1) * limit, limit)
-            .await
-            .map_err(internal)?,
-        _ => Vec::new(),
-    };
+    let (account, totals, items) = state
+        .services
+        .management
+        .charges(&organization, &key_id, &query, page, limit)
+        .await?;
     Ok(Json(ManagementUsage {
         api_key: key_view(&account, None),
         items: items.iter().map(usage_entry).collect(),
@@ -598,7 +536,11 @@ pub async fn key_billing(
     query: Result<Query<ReportQuery>, QueryRejection>,
 ) -> Result<Json<ManagementBilling>, HttpError> {
     let Query(query) = query.map_err(invalid_query)?;
-    let (account, totals) = report(&state, &organization, &key_id, &query).await?;
+    let (account, totals) = state
+        .services
+        .management
+        .report(&organization, &key_id, &query)
+        .await?;
     Ok(Json(ManagementBilling {
         api_key: key_view(&account, None),
         summary: summary(&totals),

@@ -3,6 +3,7 @@
 //! persistence in `store`, and only the services reach it.
 
 mod accounts;
+mod management;
 mod tasks;
 
 use std::sync::Arc;
@@ -25,12 +26,14 @@ use crate::store::{now_ms, Store, StoreError};
 use crate::telemetry::Telemetry;
 
 pub use accounts::AccountService;
+pub use management::ManagementService;
 pub use tasks::{task_not_found, Priced, TaskPage, TaskService};
 
 /// Shared, immutable after start-up.
 pub struct Services {
     pub tasks: TaskService,
     pub accounts: AccountService,
+    pub management: ManagementService,
     pub store: Store,
     pub fetcher: Fetcher,
     pub catalog: Arc<Catalog>,
@@ -40,11 +43,6 @@ pub struct Services {
     pub signer: UrlSigner,
     pub links: ResultLinks,
     pub providers: Arc<Registry>,
-    /// Keys recently looked up (`[limits] key_cache_ms`).
-    pub keys: Arc<KeyCache>,
-    /// Management API requests, per organization.
-    pub org_limiter: RateLimiter<crate::ids::OrgId>,
-    pub rate_limit: crate::config::LimitsConfig,
     /// Processes material assets as they are created or given a new source.
     pub materials: Arc<Materials>,
     pub telemetry: Arc<Telemetry>,
@@ -94,6 +92,13 @@ impl Services {
                 limiter: RateLimiter::default(),
                 limits: config.limits.clone(),
             },
+            management: ManagementService {
+                store: ports.store.clone(),
+                catalog: ports.catalog.clone(),
+                keys,
+                limiter: RateLimiter::default(),
+                limits: config.limits.clone(),
+            },
             store: ports.store,
             fetcher: ports.fetcher,
             catalog: ports.catalog,
@@ -101,9 +106,6 @@ impl Services {
             signer: ports.links.signer.clone(),
             links: ports.links,
             providers: ports.providers,
-            keys,
-            org_limiter: RateLimiter::default(),
-            rate_limit: config.limits.clone(),
             materials: ports.materials,
             telemetry: ports.telemetry,
         }

@@ -19,14 +19,11 @@ use super::ApiState;
 use crate::ids::{MaterialGroupId, MaterialId};
 use crate::materials::{
     parse_asset_update, parse_group_update, parse_new_asset, parse_new_group, DEFAULT_PROJECT,
-    PROCESS_LEASE_MS,
 };
-use crate::service::internal;
 use crate::store::materials::{
     AssetFilter, GroupFilter, GroupStatus, LibraryType, MaterialAsset, MaterialGroup,
-    MaterialStatus, NewAsset, NewGroup,
+    MaterialStatus,
 };
-use crate::store::Account;
 
 /// A material asset and how far its processing got. Fields without a value are left out
 /// (the platform's schema has them objects or strings, not null).
@@ -144,79 +141,12 @@ pub struct Deleted {
     id: String,
 }
 
-fn not_found(what: &str, code: ErrorCode) -> HttpError {
-    HttpError(ApiError::new(code, format!("{what} not found.")))
-}
-
-fn asset_not_found() -> HttpError {
-    not_found("Material asset", ErrorCode::MaterialAssetNotFound)
-}
-
-fn group_not_found() -> HttpError {
-    not_found("Material group", ErrorCode::MaterialGroupNotFound)
-}
-
-fn conflict(code: ErrorCode, message: &str) -> HttpError {
-    HttpError(ApiError::new(code, message))
-}
-
-fn source_invalid(code: ErrorCode, asset: &MaterialAsset) -> HttpError {
-    HttpError(
-        ApiError::new(
-            code,
-            asset
-                .error_message
-                .clone()
-                .unwrap_or_else(|| "The source is not usable.".into()),
-        )
-        .with_param("asset_url")
-        .with_extra("asset_id", asset.id.to_string().into()),
-    )
-}
-
 /// The project a lookup is scoped to; another project's asset is not found.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ProjectQuery {
     /// Default `default`.
     project_name: Option<String>,
-}
-
-fn in_project(query: &ProjectQuery, project: &str) -> bool {
-    query.project_name.as_deref().unwrap_or(DEFAULT_PROJECT) == project
-}
-
-/// An asset of the caller's organization in the query's project.
-async fn owned_asset(
-    state: &ApiState,
-    account: &Account,
-    id: &MaterialId,
-    project: &ProjectQuery,
-) -> Result<MaterialAsset, HttpError> {
-    state
-        .services
-        .store
-        .asset(&account.organization_id, id)
-        .await
-        .map_err(internal)?
-        .filter(|asset| in_project(project, &asset.project_name))
-        .ok_or_else(asset_not_found)
-}
-
-async fn owned_group(
-    state: &ApiState,
-    account: &Account,
-    id: &MaterialGroupId,
-    project: &ProjectQuery,
-) -> Result<MaterialGroup, HttpError> {
-    state
-        .services
-        .store
-        .group(&account.organization_id, id)
-        .await
-        .map_err(internal)?
-        .filter(|group| in_project(project, &group.project_name))
-        .ok_or_else(group_not_found)
 }
 
 error_responses! {
@@ -252,61 +182,11 @@ pub async fn create_asset(
 ) -> Result<Response, HttpError> {
     let body = body.map_err(body_error)?;
     let request = parse_new_asset(&body)?;
-    let services = &state.services;
-    if let Some(forbidden) = services.fetcher.refusal(&request.asset_url) {
-        return Err(HttpError(
-            ApiError::new(
-                ErrorCode::InputUrlForbidden,
-                format!("`asset_url`: {forbidden}; materials are never fetched from there."),
-            )
-            .with_param("asset_url"),
-        ));
-    }
-    if let Some(group_id) = &request.group_id {
-        let group = services
-            .store
-            .group(&account.organization_id, group_id)
-            .await
-            .map_err(internal)?
-            .filter(|g| g.project_name == request.project_name)
-            .ok_or_else(|| {
-                HttpError(
-                    ApiError::new(
-                        ErrorCode::UnknownMaterialGroup,
-                        "No material group with this id exists in this project.",
-                    )
-                    .with_param("group_id"),
-                )
-            })?;
-        if group.status == GroupStatus::Deleted {
-            return Err(conflict(
-                ErrorCode::MaterialGroupDeleted,
-                "This material group is deleted.",
-            ));
-        }
-    }
-    let asset = services
-        .store
-        .create_asset(&NewAsset {
-            organization_id: &account.organization_id,
-            project_name: &request.project_name,
-            group_id: request.group_id.as_ref(),
-            library_type: LibraryType::AigcAvatar,
-            asset_name: request.asset_name.as_deref(),
-            asset_type: request.asset_type,
-            source_url: &request.asset_url,
-            metadata: request.metadata.as_deref(),
-            lease_ms: PROCESS_LEASE_MS,
-        })
-        .await
-        .map_err(internal)?;
-    let asset = services.materials.process(asset).await.map_err(internal)?;
-    if asset.status == MaterialStatus::Failed {
-        return Err(source_invalid(
-            ErrorCode::SeedanceMaterialSourceInvalid,
-            &asset,
-        ));
-    }
+    let asset = state
+        .services
+        .materials
+        .create_asset(&account, &request)
+        .await?;
     Ok((StatusCode::CREATED, Json(asset_object(&asset))).into_response())
 }
 
@@ -417,10 +297,9 @@ pub async fn list_assets(
     };
     let mut assets = state
         .services
-        .store
-        .list_assets(&account.organization_id, &filter)
-        .await
-        .map_err(internal)?;
+        .materials
+        .list_assets(&account, &filter)
+        .await?;
     let next_page_token = cut_page(&mut assets, limit, |a| a.id.to_string());
     Ok(Json(MaterialAssetList {
         next_page_token,
@@ -455,7 +334,11 @@ pub async fn get_asset(
     query: Result<Query<ProjectQuery>, QueryRejection>,
 ) -> Result<Json<MaterialAssetObject>, HttpError> {
     let Query(project) = query.map_err(invalid_query)?;
-    let asset = owned_asset(&state, &account, &id, &project).await?;
+    let asset = state
+        .services
+        .materials
+        .asset(&account, &id, project.project_name.as_deref())
+        .await?;
     Ok(Json(asset_object(&asset)))
 }
 
@@ -493,46 +376,11 @@ pub async fn update_asset(
 ) -> Result<Json<MaterialAssetObject>, HttpError> {
     let body = body.map_err(body_error)?;
     let (update, project_name) = parse_asset_update(&body)?;
-    let services = &state.services;
-    if let Some(url) = &update.source_url {
-        if let Some(forbidden) = services.fetcher.refusal(url) {
-            return Err(HttpError(
-                ApiError::new(
-                    ErrorCode::InputUrlForbidden,
-                    format!("`asset_url`: {forbidden}; materials are never fetched from there."),
-                )
-                .with_param("asset_url"),
-            ));
-        }
-    }
-    let project = ProjectQuery { project_name };
-    let current = owned_asset(&state, &account, &id, &project).await?;
-    let deleted = || {
-        conflict(
-            ErrorCode::MaterialAssetDeleted,
-            "This material asset is deleted.",
-        )
-    };
-    if current.status == MaterialStatus::Deleted {
-        return Err(deleted());
-    }
-    let asset = services
-        .store
-        .update_asset(&account.organization_id, &id, &update, PROCESS_LEASE_MS)
-        .await
-        .map_err(internal)?
-        .ok_or_else(deleted)?;
-    let asset = if asset.status == MaterialStatus::Processing {
-        services.materials.process(asset).await.map_err(internal)?
-    } else {
-        asset
-    };
-    if asset.status == MaterialStatus::Failed && update.source_url.is_some() {
-        return Err(source_invalid(
-            ErrorCode::SeedanceMaterialNewSourceInvalid,
-            &asset,
-        ));
-    }
+    let asset = state
+        .services
+        .materials
+        .update_asset(&account, &id, &update, project_name.as_deref())
+        .await?;
     Ok(Json(asset_object(&asset)))
 }
 
@@ -556,18 +404,11 @@ pub async fn delete_asset(
     query: Result<Query<ProjectQuery>, QueryRejection>,
 ) -> Result<Json<Deleted>, HttpError> {
     let Query(project) = query.map_err(invalid_query)?;
-    owned_asset(&state, &account, &id, &project).await?;
-    let services = &state.services;
-    services
-        .store
-        .delete_asset(&account.organization_id, &id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(asset_not_found)?;
-    services
+    state
+        .services
         .materials
-        .delete_files(std::slice::from_ref(&id))
-        .await;
+        .delete_asset(&account, &id, project.project_name.as_deref())
+        .await?;
     Ok(Json(Deleted {
         deleted: true,
         id: id.to_string(),
@@ -603,17 +444,9 @@ pub async fn create_group(
     let request = parse_new_group(&body)?;
     let group = state
         .services
-        .store
-        .create_group(&NewGroup {
-            organization_id: &account.organization_id,
-            project_name: &request.project_name,
-            library_type: LibraryType::AigcAvatar,
-            group_name: request.group_name.as_deref(),
-            description: request.description.as_deref(),
-            metadata: request.metadata.as_deref(),
-        })
-        .await
-        .map_err(internal)?;
+        .materials
+        .create_group(&account, &request)
+        .await?;
     Ok((StatusCode::CREATED, Json(group_object(&group))).into_response())
 }
 
@@ -669,10 +502,9 @@ pub async fn list_groups(
     };
     let mut groups = state
         .services
-        .store
-        .list_groups(&account.organization_id, &filter)
-        .await
-        .map_err(internal)?;
+        .materials
+        .list_groups(&account, &filter)
+        .await?;
     let next_page_token = cut_page(&mut groups, limit, |g| g.id.to_string());
     Ok(Json(MaterialGroupList {
         next_page_token,
@@ -707,7 +539,11 @@ pub async fn get_group(
     query: Result<Query<ProjectQuery>, QueryRejection>,
 ) -> Result<Json<MaterialGroupObject>, HttpError> {
     let Query(project) = query.map_err(invalid_query)?;
-    let group = owned_group(&state, &account, &id, &project).await?;
+    let group = state
+        .services
+        .materials
+        .group(&account, &id, project.project_name.as_deref())
+        .await?;
     Ok(Json(group_object(&group)))
 }
 
@@ -742,19 +578,11 @@ pub async fn update_group(
 ) -> Result<Json<MaterialGroupObject>, HttpError> {
     let body = body.map_err(body_error)?;
     let (update, project_name) = parse_group_update(&body)?;
-    owned_group(&state, &account, &id, &ProjectQuery { project_name }).await?;
     let group = state
         .services
-        .store
-        .update_group(&account.organization_id, &id, &update)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| {
-            conflict(
-                ErrorCode::MaterialGroupDeleted,
-                "This material group is deleted.",
-            )
-        })?;
+        .materials
+        .update_group(&account, &id, &update, project_name.as_deref())
+        .await?;
     Ok(Json(group_object(&group)))
 }
 
@@ -778,15 +606,11 @@ pub async fn delete_group(
     query: Result<Query<ProjectQuery>, QueryRejection>,
 ) -> Result<Json<Deleted>, HttpError> {
     let Query(project) = query.map_err(invalid_query)?;
-    owned_group(&state, &account, &id, &project).await?;
-    let services = &state.services;
-    let assets = services
-        .store
-        .delete_group(&account.organization_id, &id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(group_not_found)?;
-    services.materials.delete_files(&assets).await;
+    state
+        .services
+        .materials
+        .delete_group(&account, &id, project.project_name.as_deref())
+        .await?;
     Ok(Json(Deleted {
         deleted: true,
         id: id.to_string(),

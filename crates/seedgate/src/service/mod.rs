@@ -4,6 +4,7 @@
 
 mod accounts;
 mod management;
+mod materials;
 mod tasks;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use crate::telemetry::Telemetry;
 
 pub use accounts::AccountService;
 pub use management::ManagementService;
+pub use materials::MaterialService;
 pub use tasks::{task_not_found, Priced, TaskPage, TaskService};
 
 /// Shared, immutable after start-up.
@@ -34,8 +36,8 @@ pub struct Services {
     pub tasks: TaskService,
     pub accounts: AccountService,
     pub management: ManagementService,
+    pub materials: MaterialService,
     pub store: Store,
-    pub fetcher: Fetcher,
     pub catalog: Arc<Catalog>,
     /// Where result files are kept (downloads read them from here).
     pub blobs: Arc<dyn Blobs>,
@@ -43,8 +45,6 @@ pub struct Services {
     pub signer: UrlSigner,
     pub links: ResultLinks,
     pub providers: Arc<Registry>,
-    /// Processes material assets as they are created or given a new source.
-    pub materials: Arc<Materials>,
     pub telemetry: Arc<Telemetry>,
 }
 
@@ -99,14 +99,17 @@ impl Services {
                 limiter: RateLimiter::default(),
                 limits: config.limits.clone(),
             },
+            materials: MaterialService {
+                store: ports.store.clone(),
+                fetcher: ports.fetcher.clone(),
+                processor: ports.materials,
+            },
             store: ports.store,
-            fetcher: ports.fetcher,
             catalog: ports.catalog,
             blobs: ports.blobs,
             signer: ports.links.signer.clone(),
             links: ports.links,
             providers: ports.providers,
-            materials: ports.materials,
             telemetry: ports.telemetry,
         }
     }

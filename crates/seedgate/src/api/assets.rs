@@ -22,7 +22,7 @@ use super::ApiState;
 use crate::assets::AssetKind;
 use crate::blobs::BlobError;
 use crate::ids::TaskId;
-use crate::service::Services;
+use crate::service::DownloadService;
 use crate::signing::Signed;
 use crate::store::now_ms;
 
@@ -65,8 +65,8 @@ fn storage_error(e: BlobError) -> HttpError {
 
 /// The answer for a file the store does not have: deleted after its retention (a link handed
 /// out just before, or before the retention was shortened), or never there.
-async fn missing(services: &Services, task_id: &TaskId) -> HttpError {
-    match services.result_expired(task_id).await {
+async fn missing(downloads: &DownloadService, task_id: &TaskId) -> HttpError {
+    match downloads.result_expired(task_id).await {
         Ok(true) => result_expired(),
         Ok(false) => storage_error(BlobError::NotFound),
         Err(e) => HttpError(e),
@@ -178,15 +178,15 @@ pub async fn download(
     };
     let kind = AssetKind::from_file_name(&file).ok_or_else(forbidden)?;
     let now = (now_ms() / 1000) as u64;
-    let services = &state.services;
-    match services.signer.check(&task_id, &file, exp, &sig, now) {
+    let downloads = &state.services.downloads;
+    match downloads.check_link(&task_id, &file, exp, &sig, now) {
         Signed::Valid => {}
         // No link outlives its files, so an old genuine link may be to files now deleted.
-        Signed::Expired if services.result_expired(&task_id).await? => return Err(result_expired()),
+        Signed::Expired if downloads.result_expired(&task_id).await? => {
+            return Err(result_expired())
+        }
         Signed::Expired | Signed::Invalid => return Err(forbidden()),
     }
-    let blobs = &services.blobs;
-    let key = kind.key(&task_id);
     let requested = headers
         .get(header::RANGE)
         .and_then(|value| value.to_str().ok())
@@ -194,8 +194,12 @@ pub async fn download(
     let range = match requested {
         None => None,
         Some(requested) => {
-            let Some(size) = blobs.size(&key).await.map_err(storage_error)? else {
-                return Err(missing(services, &task_id).await);
+            let Some(size) = downloads
+                .size(&task_id, kind)
+                .await
+                .map_err(storage_error)?
+            else {
+                return Err(missing(downloads, &task_id).await);
             };
             match requested.resolve(size) {
                 Some(range) => Some(range),
@@ -204,9 +208,9 @@ pub async fn download(
         }
     };
     let partial = range.is_some();
-    let object = match blobs.get(&key, range).await {
+    let object = match downloads.open(&task_id, kind, range).await {
         Ok(object) => object,
-        Err(BlobError::NotFound) => return Err(missing(services, &task_id).await),
+        Err(BlobError::NotFound) => return Err(missing(downloads, &task_id).await),
         Err(e) => return Err(storage_error(e)),
     };
     let mut response = Body::from_stream(object.bytes).into_response();

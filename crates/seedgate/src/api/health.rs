@@ -46,7 +46,7 @@ pub async fn healthz() -> Json<Health> {
     ),
 )]
 pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Health>) {
-    match state.services.readiness().await {
+    match state.services.operations.readiness().await {
         Ok(()) => (
             StatusCode::OK,
             Json(Health {
@@ -77,7 +77,7 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Health>)
     ),
 )]
 pub async fn metrics(State(state): State<ApiState>) -> Result<Response, HttpError> {
-    let text = state.services.metrics().await?;
+    let text = state.services.operations.metrics().await?;
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

@@ -47,7 +47,7 @@ pub async fn track(State(state): State<ApiState>, mut request: Request, next: Ne
         .extensions()
         .get::<Route>()
         .map_or_else(|| "unmatched".to_owned(), |route| route.0.clone());
-    state.services.telemetry.http_request(
+    state.services.operations.http_request(
         HttpLabels {
             route,
             method,

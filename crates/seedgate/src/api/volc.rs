@@ -484,11 +484,7 @@ fn ark_status(task: &TaskRecord) -> &'static str {
 fn render(state: &ApiState, task: &TaskRecord, base: &str) -> ArkTask {
     let services = &state.services;
     let echo: Option<RequestEcho> = serde_json::from_str(&task.request_json).ok();
-    let model = services
-        .catalog
-        .model(&task.model)
-        .and_then(|m| m.upstream_ids.first().cloned())
-        .unwrap_or_else(|| task.model.clone());
+    let model = services.catalog.upstream_name(&task.model);
     let succeeded = task.state == TaskState::Succeeded;
     let files = services
         .tasks
@@ -581,7 +577,7 @@ pub async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ArkError> {
     let body = body.map_err(body_error)?;
-    let request = to_platform_request(&state.services.catalog, &body)?;
+    let request = to_platform_request(state.services.catalog.catalog(), &body)?;
     let request = serde_json::to_vec(&request)
         .map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?;
     let created = state
@@ -821,13 +817,10 @@ pub async fn list(
             total: 0,
         }));
     }
-    let model = query.model.as_deref().map(|id| {
-        state
-            .services
-            .catalog
-            .model_or_upstream(id)
-            .map_or(id, |m| m.id.as_str())
-    });
+    let model = query
+        .model
+        .as_deref()
+        .map(|id| state.services.catalog.model_id(id));
     let filter = TaskFilter {
         status,
         state: task_state,

@@ -1,51 +1,50 @@
 //! The use cases behind the HTTP API, one narrow service per area. Handlers extract, call one
 //! service and render; the rules live in `seedgate_contract` and the rule modules, the
-//! persistence in `store`, and only the services reach it.
+//! persistence in `store`, and only the services reach it. Each service holds the ports it
+//! uses and nothing else.
 
 mod accounts;
+mod catalog;
+mod downloads;
 mod management;
 mod materials;
+mod operations;
 mod tasks;
 
 use std::sync::Arc;
 
 use seedgate_contract::{ApiError, Catalog, ErrorCode};
 use tokio::sync::Notify;
-use tracing::{error, warn};
+use tracing::error;
 
 use crate::assets::ResultLinks;
 use crate::blobs::Blobs;
 use crate::config::Config;
 use crate::fetch::Fetcher;
-use crate::ids::TaskId;
 use crate::keycache::KeyCache;
 use crate::limits::RateLimiter;
 use crate::materials::Materials;
 use crate::providers::Registry;
-use crate::signing::UrlSigner;
-use crate::store::{now_ms, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::telemetry::Telemetry;
 
 pub use accounts::AccountService;
+pub use catalog::CatalogService;
+pub use downloads::DownloadService;
 pub use management::ManagementService;
 pub use materials::MaterialService;
-pub use tasks::{task_not_found, Priced, TaskPage, TaskService};
+pub use operations::OperationsService;
+pub use tasks::{Priced, TaskPage, TaskService};
 
-/// Shared, immutable after start-up.
+/// Every service the API calls; shared, immutable after start-up.
 pub struct Services {
     pub tasks: TaskService,
     pub accounts: AccountService,
     pub management: ManagementService,
     pub materials: MaterialService,
-    pub store: Store,
-    pub catalog: Arc<Catalog>,
-    /// Where result files are kept (downloads read them from here).
-    pub blobs: Arc<dyn Blobs>,
-    /// Checks download signatures.
-    pub signer: UrlSigner,
-    pub links: ResultLinks,
-    pub providers: Arc<Registry>,
-    pub telemetry: Arc<Telemetry>,
+    pub catalog: CatalogService,
+    pub downloads: DownloadService,
+    pub operations: OperationsService,
 }
 
 /// What the services are built from. Each service is handed only the ports it uses.
@@ -101,22 +100,26 @@ impl Services {
             },
             materials: MaterialService {
                 store: ports.store.clone(),
-                fetcher: ports.fetcher.clone(),
+                fetcher: ports.fetcher,
                 processor: ports.materials,
             },
-            store: ports.store,
-            catalog: ports.catalog,
-            blobs: ports.blobs,
-            signer: ports.links.signer.clone(),
-            links: ports.links,
-            providers: ports.providers,
-            telemetry: ports.telemetry,
+            catalog: CatalogService {
+                catalog: ports.catalog,
+            },
+            downloads: DownloadService {
+                store: ports.store.clone(),
+                blobs: ports.blobs.clone(),
+                links: ports.links,
+            },
+            operations: OperationsService {
+                store: ports.store,
+                blobs: ports.blobs,
+                providers: ports.providers,
+                telemetry: ports.telemetry,
+            },
         }
     }
 }
-
-/// Where `/readyz` writes to learn whether the result store takes writes.
-const READINESS_PROBE_KEY: &str = "probes/readiness";
 
 /// Our own fault: logged in full, shown as a generic `internal_error`.
 pub fn internal(e: StoreError) -> ApiError {
@@ -125,43 +128,6 @@ pub fn internal(e: StoreError) -> ApiError {
         ErrorCode::InternalError,
         "The server failed to process the request. It is safe to retry.",
     )
-}
-
-impl Services {
-    /// Whether this server can do its work: read and write its database, and write its result
-    /// store. A full disk leaves reads working, so each is written to. The reason otherwise.
-    pub async fn readiness(&self) -> Result<(), &'static str> {
-        if !self.store.ping().await {
-            return Err("database unreachable");
-        }
-        if !self.store.ping_write().await {
-            return Err("database cannot be written");
-        }
-        let probe = now_ms().to_string().into_bytes();
-        if let Err(e) = self.blobs.put_bytes(READINESS_PROBE_KEY, probe).await {
-            warn!(error = %e, "the result store refused the readiness probe");
-            return Err("result store cannot be written");
-        }
-        Ok(())
-    }
-
-    /// The metrics text: counters kept here, and the figures of the database and the channels
-    /// as they are now.
-    pub async fn metrics(&self) -> Result<String, ApiError> {
-        let figures = self.store.figures().await.map_err(internal)?;
-        Ok(self
-            .telemetry
-            .render(&figures, &self.providers.ark.breaker_states()))
-    }
-
-    /// Whether a task's result files are gone for good (or due to go), so that a link to them
-    /// is answered `result_expired` rather than `invalid_signature` or `not_found`. The caller
-    /// has checked the link's signature: it names one of our tasks.
-    pub async fn result_expired(&self, task_id: &TaskId) -> Result<bool, ApiError> {
-        let task = self.store.task(task_id).await.map_err(internal)?;
-        let now_s = (now_ms() / 1000) as u64;
-        Ok(task.is_some_and(|task| self.links.retention.files_expired(&task, now_s)))
-    }
 }
 
 /// Micro-dollars as the API shows money: six decimals, exact.

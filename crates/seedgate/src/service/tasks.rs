@@ -57,7 +57,7 @@ fn inline_shape(job: &VideoJob) -> Option<(u32, u32)> {
     }
 }
 
-pub fn task_not_found() -> ApiError {
+fn task_not_found() -> ApiError {
     ApiError::new(
         ErrorCode::AsyncTaskNotFound,
         "Task not found or no longer available.",

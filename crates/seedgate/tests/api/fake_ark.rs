@@ -15,6 +15,10 @@ use axum::{Json, Router};
 use seedgate_contract::{pricing, AspectRatio, Catalog, Resolution};
 use serde_json::{json, Value};
 
+/// The variable a channel on the fake names as its `api_key_env`. The servers a test starts in
+/// this process read it from the process's environment, which `.cargo/config.toml` sets
+/// before the tests start (a test setting it while others run would race their reads); the
+/// servers started as processes are given it.
 pub const FAKE_KEY_ENV: &str = "SEEDGATE_TEST_ARK_KEY";
 pub const FAKE_KEY: &str = "ark-test-key-0123456789";
 
@@ -121,7 +125,11 @@ pub struct FakeArk {
 
 impl FakeArk {
     pub async fn start() -> Self {
-        std::env::set_var(FAKE_KEY_ENV, FAKE_KEY);
+        assert_eq!(
+            std::env::var(FAKE_KEY_ENV).as_deref(),
+            Ok(FAKE_KEY),
+            "{FAKE_KEY_ENV} comes from .cargo/config.toml: run the tests through cargo"
+        );
         let state = Arc::new(FakeState {
             tasks: Mutex::default(),
             faults: Mutex::default(),

@@ -1078,18 +1078,38 @@ async fn polls_ask_about_many_tasks_at_once_within_the_channel_budget() {
 async fn the_upstream_callback_finishes_a_task_long_before_its_next_poll() {
     let fake = FakeArk::start().await;
     fake.set_ending(Ending::Never);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let (app, key, _) = live_app(vec![channel("volc", &fake, 1)], |c| {
-        c.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        c.public_url = Some(format!("http://127.0.0.1:{port}"));
-        c.engine.first_poll_ms = 60_000;
-        c.engine.max_poll_interval_ms = 60_000;
-    })
-    .await;
+    // The public URL names the port before the server binds it: a port picked free may be
+    // taken by then, so another is tried.
+    let mut tries = 0;
+    let (app, port) = loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let spawned = TestApp::try_spawn_on(
+            Storage::Local,
+            |c| {
+                fast_polls(c);
+                c.channels = vec![channel("volc", &fake, 1)];
+                c.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                c.public_url = Some(format!("http://127.0.0.1:{port}"));
+                c.engine.first_poll_ms = 60_000;
+                c.engine.max_poll_interval_ms = 60_000;
+            },
+            true,
+        )
+        .await;
+        match spawned {
+            Ok(app) => break (app, port),
+            Err(seedgate::StartError::Io(e)) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                tries += 1;
+                assert!(tries < 10, "no free port in ten tries: {e}");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let (key, _) = app.new_key_in_mode(KeyMode::Live, 100_000_000).await;
     let ids = [
         create_ok(&app, &key, &t2v()).await,
         create_ok(&app, &key, &t2v()).await,

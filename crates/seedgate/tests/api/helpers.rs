@@ -206,6 +206,16 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.engine.workers = 2;
     config.engine.lease_seconds = 3;
     config.engine.idle_poll_ms = 100;
+    // The engine's timing policy on a test's scale: the same rules as in production (a retry
+    // back-off that doubles up to a cap, a wait before a lost submission is looked for
+    // upstream, polls that back off to a cap, result copies retried), with waits a test can
+    // sit out. A test whose meaning rests on a longer wait sets it itself.
+    config.engine.retry_backoff_ms = 50;
+    config.engine.max_retry_delay_ms = 2_000;
+    config.engine.reconcile_delay_ms = 100;
+    config.engine.first_poll_ms = 150;
+    config.engine.max_poll_interval_ms = 400;
+    config.engine.result_copy_backoff_ms = 100;
     config.sandbox.max_concurrent_renders = 2;
     // Most tests bill live keys (the management API's) without an upstream; the refusal a
     // live key meets by default is tested on its own (money.rs).
@@ -492,6 +502,20 @@ pub async fn wait_terminal(
             "task {id} did not finish within {timeout:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `check` holds, looking every 20 ms; fails, naming `what`, once `patience` has
+/// passed. For a state that comes about on its own: a test waits for the event, not for a
+/// guess at how long it takes.
+pub async fn wait_until(what: &str, patience: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < patience,
+            "{what}: not so after {patience:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

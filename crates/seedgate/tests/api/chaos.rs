@@ -19,9 +19,9 @@ use rand::{Rng, SeedableRng};
 use seedgate::store::{TaskFilter, TaskState};
 use serde_json::{json, Value};
 
-use crate::fake_ark::{FakeArk, FAKE_KEY, FAKE_KEY_ENV};
+use crate::fake_ark::{FakeArk, FAKE_KEY_ENV};
 use crate::helpers::{decode, MediaServer};
-use crate::restart::start;
+use crate::restart::{free_port, start, wait_ready};
 
 pub(crate) fn create_key(data: &Path, config: &Path, name: &str, usd: &str, test: bool) -> String {
     let mut command = Command::new(env!("CARGO_BIN_EXE_seedgate"));
@@ -35,7 +35,6 @@ pub(crate) fn create_key(data: &Path, config: &Path, name: &str, usd: &str, test
         .arg("--config")
         .arg(config)
         .env("SEEDGATE_DATABASE_URL", crate::helpers::database_url(data))
-        .env(FAKE_KEY_ENV, FAKE_KEY)
         .output()
         .unwrap();
     assert!(
@@ -135,11 +134,14 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
     .into_iter()
     .collect();
 
+    let port = free_port();
+    let address = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let (mut server, _) = start(&data, &config, false).await;
+    let (mut server, _) = start(&data, &config, port, false);
+    wait_ready(&client, &address).await;
 
     let kill_points: HashSet<usize> = (1..=kills).map(|k| k * total / (kills + 1)).collect();
     let mut accepted: Vec<(String, String)> = Vec::new();
@@ -152,9 +154,9 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
             tokio::time::sleep(Duration::from_millis(rng.gen_range(50..600))).await;
             drop(server);
             kills_done += 1;
-            server = start(&data, &config, false).await.0;
+            server = start(&data, &config, port, false).0;
+            wait_ready(&client, &address).await;
         }
-        let address = &server.address;
         let (who, body) = workload(&mut rng, &media);
         let key = &keys[who];
         let idempotency = format!("chaos-{n}");
@@ -196,7 +198,7 @@ async fn kill_9_under_load_loses_nothing_and_bills_exactly() {
     }
 
     // Every accepted task ends.
-    let addresses = [server.address.clone()];
+    let addresses = [address.clone()];
     wait_until_all_end(
         &client,
         &addresses,

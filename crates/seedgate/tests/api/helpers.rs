@@ -53,16 +53,15 @@ pub struct Moto {
 static MOTO: OnceCell<Moto> = OnceCell::const_new();
 static BUCKETS: AtomicUsize = AtomicUsize::new(0);
 
-/// Runs moto's server on a port of its choosing, prints the port, and exits when standard
-/// input closes.
+/// Runs moto's server until standard input closes.
 const MOTO_SERVER: &str = "
-import os, sys
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address='127.0.0.1', port=0, verbose=False)
-server.start()
-print(server.get_host_and_port()[1], flush=True)
-sys.stdin.read()
-os._exit(0)
+import os, sys, threading
+from moto.server import main
+def watch():
+    sys.stdin.read()
+    os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+main(sys.argv[1:])
 ";
 
 impl Moto {
@@ -71,31 +70,28 @@ impl Moto {
     }
 
     async fn start() -> Moto {
+        let port = crate::restart::free_port();
         let mut child = Command::new("python3")
-            .args(["-c", MOTO_SERVER])
+            .args([
+                "-c",
+                MOTO_SERVER,
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 must be installed to run moto");
-        let stdout = child.stdout.take().unwrap();
-        let port = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).ok()?;
-            line.trim().parse::<u16>().ok()
-        });
-        let port = match tokio::time::timeout(Duration::from_secs(60), port).await {
-            Ok(Ok(Some(port))) => port,
-            Ok(_) => panic!(
-                "moto did not start ({:?}): pip install 'moto[server]==5.2.1'",
-                child.try_wait()
-            ),
-            Err(_) => panic!("moto did not start within a minute"),
-        };
         let endpoint = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
         let client = reqwest::Client::new();
         while client.get(&endpoint).send().await.is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("moto did not start ({status}): pip install 'moto[server]==5.2.1'");
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
                 "moto did not answer within a minute"
@@ -206,16 +202,6 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.engine.workers = 2;
     config.engine.lease_seconds = 3;
     config.engine.idle_poll_ms = 100;
-    // The engine's timing policy on a test's scale: the same rules as in production (a retry
-    // back-off that doubles up to a cap, a wait before a lost submission is looked for
-    // upstream, polls that back off to a cap, result copies retried), with waits a test can
-    // sit out. A test whose meaning rests on a longer wait sets it itself.
-    config.engine.retry_backoff_ms = 50;
-    config.engine.max_retry_delay_ms = 2_000;
-    config.engine.reconcile_delay_ms = 100;
-    config.engine.first_poll_ms = 150;
-    config.engine.max_poll_interval_ms = 400;
-    config.engine.result_copy_backoff_ms = 100;
     config.sandbox.max_concurrent_renders = 2;
     // Most tests bill live keys (the management API's) without an upstream; the refusal a
     // live key meets by default is tested on its own (money.rs).
@@ -246,24 +232,12 @@ impl TestApp {
         tweak: impl FnOnce(&mut Config),
         run_workers: bool,
     ) -> Self {
-        Self::try_spawn_on(storage, tweak, run_workers)
-            .await
-            .unwrap()
-    }
-
-    /// [`TestApp::spawn_on`], returning the error of a server that could not start (say, on a
-    /// port that was taken).
-    pub async fn try_spawn_on(
-        storage: Storage,
-        tweak: impl FnOnce(&mut Config),
-        run_workers: bool,
-    ) -> Result<Self, seedgate::StartError> {
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = test_config(data_dir.path());
         storage.configure(&mut config).await;
         tweak(&mut config);
         let blobs = seedgate::blobs::open(&config.assets_location(), &config.assets.aws).unwrap();
-        let app = Application::build(config).await?;
+        let app = Application::build(config).await.unwrap();
         let address = format!("http://{}", app.local_addr().unwrap());
         let dev_key = app.dev_key.as_ref().unwrap();
         let key = dev_key.secret.clone();
@@ -273,7 +247,7 @@ impl TestApp {
         let notifier = app.notifier().clone();
         let sweeper = app.sweeper().clone();
         tokio::spawn(app.run(run_workers, std::future::pending()));
-        Ok(Self {
+        Self {
             address,
             key,
             account_id,
@@ -284,7 +258,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             blobs,
             data_dir,
-        })
+        }
     }
 
     /// Another account on the same server.
@@ -502,20 +476,6 @@ pub async fn wait_terminal(
             "task {id} did not finish within {timeout:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits until `check` holds, looking every 20 ms; fails, naming `what`, once `patience` has
-/// passed. For a state that comes about on its own: a test waits for the event, not for a
-/// guess at how long it takes.
-pub async fn wait_until(what: &str, patience: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !check().await {
-        assert!(
-            started.elapsed() < patience,
-            "{what}: not so after {patience:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

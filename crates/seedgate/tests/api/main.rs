@@ -2,8 +2,7 @@
 //! on a random port with its own data dir.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-/// These tests on SQLite; `tests/api_postgres.rs` runs those whose subject is the store again
-/// on PostgreSQL.
+/// These tests on SQLite; `tests/api_postgres.rs` runs them all again on PostgreSQL.
 const POSTGRES: bool = false;
 
 mod account;

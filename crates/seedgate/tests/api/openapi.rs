@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::helpers::TestApp;
-use crate::restart::start;
+use crate::restart::{free_port, start, wait_ready};
 
 /// Every route the router serves, as `METHOD path`.
 const ROUTES: [&str; 39] = [
@@ -165,9 +165,11 @@ async fn schemathesis_finds_no_server_error_or_undocumented_response() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let (mut server, key) = start(&data, &config, true).await;
+    let port = free_port();
+    let address = format!("http://127.0.0.1:{port}");
+    let (mut server, key) = start(&data, &config, port, true);
     let key = key.expect("the first start prints a development key");
-    let address = server.address.clone();
+    wait_ready(&reqwest::Client::new(), &address).await;
 
     let started = Instant::now();
     let run = tokio::task::spawn_blocking({

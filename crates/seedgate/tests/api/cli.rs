@@ -150,6 +150,7 @@ async fn channels_check_reports_reachability_and_key_validity() {
         Command::new(env!("CARGO_BIN_EXE_seedgate"))
             .args(["channels", "check", "--config"])
             .arg(&config)
+            .env(crate::fake_ark::FAKE_KEY_ENV, crate::fake_ark::FAKE_KEY)
             .env("SEEDGATE_TEST_WRONG_KEY", "not-the-key")
             .output()
             .unwrap()

@@ -3,6 +3,7 @@
 //! text-to-video task, watches it run and plays the result; the reference renders this
 //! server's document with examples for this host. Neither page loads anything from elsewhere.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,7 +13,6 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
 use crate::helpers::{png_bytes, TestApp};
-use crate::restart::free_port;
 
 /// Kills the driver (and with it the browser) however the test ends.
 struct Driver(Child);
@@ -24,17 +24,31 @@ impl Drop for Driver {
     }
 }
 
-/// chromedriver on a free port, and a session of headless Chromium through it. The flags keep
-/// Chromium from calling home, which a machine without a network refuses.
+/// chromedriver on a port it chose itself, and a session of headless Chromium through it. The
+/// flags keep Chromium from calling home, which a machine without a network refuses.
 async fn browser(profile: &std::path::Path) -> (Driver, Client) {
-    let port = free_port();
-    let driver = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
+    let mut driver = Command::new("chromedriver")
+        .arg("--port=0")
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("chromedriver (Debian package chromium-driver) must be installed");
+    let stdout = driver.stdout.take().unwrap();
     let driver = Driver(driver);
+    // "ChromeDriver was started successfully on port 41235." Its later lines are read and
+    // dropped, so a full pipe never stalls it.
+    let port = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+        let port = lines.by_ref().find_map(|line| {
+            line.strip_prefix("ChromeDriver was started successfully on port ")
+                .and_then(|rest| rest.trim_end_matches('.').parse::<u16>().ok())
+        });
+        std::thread::spawn(move || lines.for_each(drop));
+        port
+    })
+    .await
+    .unwrap()
+    .expect("chromedriver says which port it listens on");
     let url = format!("http://127.0.0.1:{port}");
     let capabilities = json!({
         "browserName": "chrome",

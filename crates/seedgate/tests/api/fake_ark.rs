@@ -4,7 +4,7 @@
 //! checks every request against that format and records anything unexpected as a violation.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, RawQuery, State};
@@ -15,6 +15,10 @@ use axum::{Json, Router};
 use seedgate_contract::{pricing, AspectRatio, Catalog, Resolution};
 use serde_json::{json, Value};
 
+/// The variable a channel on the fake names as its `api_key_env`. The servers a test starts in
+/// this process read it from the process's environment, which `.cargo/config.toml` sets
+/// before the tests start (a test setting it while others run would race their reads); the
+/// servers started as processes are given it.
 pub const FAKE_KEY_ENV: &str = "SEEDGATE_TEST_ARK_KEY";
 pub const FAKE_KEY: &str = "ark-test-key-0123456789";
 
@@ -90,12 +94,15 @@ type Shape = (u32, u32, u32, bool);
 /// (MP4, last frame PNG), shared by every task of one shape.
 type Rendered = (bytes::Bytes, bytes::Bytes);
 
+/// Renders by shape, shared by every fake in the process: many tasks, and many tests, share
+/// one file, rendered once however many ask at once.
+static RENDERED: LazyLock<Mutex<HashMap<Shape, Arc<tokio::sync::OnceCell<Rendered>>>>> =
+    LazyLock::new(Mutex::default);
+
 #[derive(Default)]
 struct Files {
     video: HashMap<String, bytes::Bytes>,
     frame: HashMap<String, bytes::Bytes>,
-    /// Renders by shape: many tasks share one file, rendered once however many ask at once.
-    rendered: HashMap<Shape, Arc<tokio::sync::OnceCell<Rendered>>>,
 }
 
 pub struct FakeState {
@@ -121,7 +128,11 @@ pub struct FakeArk {
 
 impl FakeArk {
     pub async fn start() -> Self {
-        std::env::set_var(FAKE_KEY_ENV, FAKE_KEY);
+        assert_eq!(
+            std::env::var(FAKE_KEY_ENV).as_deref(),
+            Ok(FAKE_KEY),
+            "{FAKE_KEY_ENV} comes from .cargo/config.toml: run the tests through cargo"
+        );
         let state = Arc::new(FakeState {
             tasks: Mutex::default(),
             faults: Mutex::default(),
@@ -684,14 +695,7 @@ async fn ensure_rendered(state: &Arc<FakeState>, id: &str, body: &Value) -> (u32
     }
     let audio = body["generate_audio"].as_bool().unwrap_or(true);
     let shape = (width, height, seconds, audio);
-    let render = state
-        .files
-        .lock()
-        .unwrap()
-        .rendered
-        .entry(shape)
-        .or_default()
-        .clone();
+    let render = RENDERED.lock().unwrap().entry(shape).or_default().clone();
     let prompt = body["content"][0]["text"].as_str().unwrap_or("").to_owned();
     // Rendered by a task of its own, so a request that gives up waiting (a client's timeout)
     // still leaves the file ready for the next, as the real upstream's would be.

@@ -53,15 +53,16 @@ pub struct Moto {
 static MOTO: OnceCell<Moto> = OnceCell::const_new();
 static BUCKETS: AtomicUsize = AtomicUsize::new(0);
 
-/// Runs moto's server until standard input closes.
+/// Runs moto's server on a port of its choosing, prints the port, and exits when standard
+/// input closes.
 const MOTO_SERVER: &str = "
-import os, sys, threading
-from moto.server import main
-def watch():
-    sys.stdin.read()
-    os._exit(0)
-threading.Thread(target=watch, daemon=True).start()
-main(sys.argv[1:])
+import os, sys
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address='127.0.0.1', port=0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+sys.stdin.read()
+os._exit(0)
 ";
 
 impl Moto {
@@ -70,28 +71,31 @@ impl Moto {
     }
 
     async fn start() -> Moto {
-        let port = crate::restart::free_port();
         let mut child = Command::new("python3")
-            .args([
-                "-c",
-                MOTO_SERVER,
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
+            .args(["-c", MOTO_SERVER])
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 must be installed to run moto");
+        let stdout = child.stdout.take().unwrap();
+        let port = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).ok()?;
+            line.trim().parse::<u16>().ok()
+        });
+        let port = match tokio::time::timeout(Duration::from_secs(60), port).await {
+            Ok(Ok(Some(port))) => port,
+            Ok(_) => panic!(
+                "moto did not start ({:?}): pip install 'moto[server]==5.2.1'",
+                child.try_wait()
+            ),
+            Err(_) => panic!("moto did not start within a minute"),
+        };
         let endpoint = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
         let client = reqwest::Client::new();
         while client.get(&endpoint).send().await.is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("moto did not start ({status}): pip install 'moto[server]==5.2.1'");
-            }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
                 "moto did not answer within a minute"
@@ -159,6 +163,7 @@ pub fn database_url(data_dir: &Path) -> String {
     if !crate::POSTGRES {
         return format!("sqlite://{}", data_dir.join("seedgate.db").display());
     }
+    take_a_database_place();
     let remembered = data_dir.join("database-url");
     if let Ok(url) = std::fs::read_to_string(&remembered) {
         return url;
@@ -181,6 +186,48 @@ pub fn database_url(data_dir: &Path) -> String {
     url
 }
 
+/// How many tests of the PostgreSQL binary may use the database at once, however many test
+/// threads run (`.cargo/config.toml`). The server admits 100 connections (Debian's default)
+/// and each server's pool grows to 16 under load: the replica run alone holds about 35.
+const DATABASE_TESTS: usize = 5;
+
+/// Tests holding a place, and the signal that one was given back.
+static DATABASE_PLACES: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// A test's place, given back when its thread (libtest runs each test on its own) ends.
+struct DatabasePlace;
+
+impl Drop for DatabasePlace {
+    fn drop(&mut self) {
+        let (taken, given_back) = &DATABASE_PLACES;
+        *taken.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        given_back.notify_one();
+    }
+}
+
+thread_local! {
+    static DATABASE_PLACE: std::cell::RefCell<Option<DatabasePlace>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Waits for a place among the tests using the database, unless this test has one. One place
+/// per test, whatever number of servers it starts, so no two tests can wait on each other.
+fn take_a_database_place() {
+    DATABASE_PLACE.with(|place| {
+        let mut place = place.borrow_mut();
+        if place.is_none() {
+            let (taken, given_back) = &DATABASE_PLACES;
+            let mut taken = taken.lock().unwrap_or_else(|e| e.into_inner());
+            while *taken >= DATABASE_TESTS {
+                taken = given_back.wait(taken).unwrap_or_else(|e| e.into_inner());
+            }
+            *taken += 1;
+            *place = Some(DatabasePlace);
+        }
+    });
+}
+
 /// Runs one case of a test on a runtime of its own, so the servers it starts end with it,
 /// workers and database connections included. Servers started one after another on the test's
 /// own runtime all live until the test ends, and PostgreSQL admits only so many connections.
@@ -201,7 +248,17 @@ pub fn test_config(data_dir: &Path) -> Config {
     };
     config.engine.workers = 2;
     config.engine.lease_seconds = 3;
-    config.engine.idle_poll_ms = 100;
+    config.engine.idle_poll_ms = 250;
+    // The engine's timing policy on a test's scale: the same rules as in production (a retry
+    // back-off that doubles up to a cap, a wait before a lost submission is looked for
+    // upstream, polls that back off to a cap, result copies retried), with waits a test can
+    // sit out. A test whose meaning rests on a longer wait sets it itself.
+    config.engine.retry_backoff_ms = 50;
+    config.engine.max_retry_delay_ms = 2_000;
+    config.engine.reconcile_delay_ms = 100;
+    config.engine.first_poll_ms = 150;
+    config.engine.max_poll_interval_ms = 400;
+    config.engine.result_copy_backoff_ms = 100;
     config.sandbox.max_concurrent_renders = 2;
     // Most tests bill live keys (the management API's) without an upstream; the refusal a
     // live key meets by default is tested on its own (money.rs).
@@ -232,12 +289,24 @@ impl TestApp {
         tweak: impl FnOnce(&mut Config),
         run_workers: bool,
     ) -> Self {
+        Self::try_spawn_on(storage, tweak, run_workers)
+            .await
+            .unwrap()
+    }
+
+    /// [`TestApp::spawn_on`], returning the error of a server that could not start (say, on a
+    /// port that was taken).
+    pub async fn try_spawn_on(
+        storage: Storage,
+        tweak: impl FnOnce(&mut Config),
+        run_workers: bool,
+    ) -> Result<Self, seedgate::StartError> {
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = test_config(data_dir.path());
         storage.configure(&mut config).await;
         tweak(&mut config);
         let blobs = seedgate::blobs::open(&config.assets_location(), &config.assets.aws).unwrap();
-        let app = Application::build(config).await.unwrap();
+        let app = Application::build(config).await?;
         let address = format!("http://{}", app.local_addr().unwrap());
         let dev_key = app.dev_key.as_ref().unwrap();
         let key = dev_key.secret.clone();
@@ -247,7 +316,7 @@ impl TestApp {
         let notifier = app.notifier().clone();
         let sweeper = app.sweeper().clone();
         tokio::spawn(app.run(run_workers, std::future::pending()));
-        Self {
+        Ok(Self {
             address,
             key,
             account_id,
@@ -258,7 +327,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             blobs,
             data_dir,
-        }
+        })
     }
 
     /// Another account on the same server.
@@ -476,6 +545,20 @@ pub async fn wait_terminal(
             "task {id} did not finish within {timeout:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `check` holds, looking every 20 ms; fails, naming `what`, once `patience` has
+/// passed. For a state that comes about on its own: a test waits for the event, not for a
+/// guess at how long it takes.
+pub async fn wait_until(what: &str, patience: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < patience,
+            "{what}: not so after {patience:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -5,9 +5,11 @@ use std::time::{Duration, Instant};
 use seedgate::store::KeyMode;
 use serde_json::json;
 
-use crate::fake_ark::FakeArk;
-use crate::helpers::TestApp;
+use crate::fake_ark::{Ending, FakeArk};
+use crate::helpers::{wait_until, TestApp};
 use crate::upstream::{channel, fast_polls};
+
+const WAIT: Duration = Duration::from_secs(60);
 
 /// A server whose keys may make one request a second after a burst of `burst`, shared by
 /// `replicas`; the key spends `allowed` requests, and the answer to the next is returned.
@@ -76,7 +78,9 @@ async fn a_key_over_its_rate_gets_429_with_retry_after() {
 #[tokio::test]
 async fn tasks_beyond_a_keys_concurrency_wait_queued() {
     let fake = FakeArk::start().await;
-    fake.set_timing(Duration::ZERO, Duration::from_secs(4));
+    // The first task runs upstream from the start until the test lets it finish.
+    fake.set_timing(Duration::ZERO, Duration::ZERO);
+    fake.set_ending(Ending::Never);
     let app = TestApp::spawn_with(
         |c| {
             fast_polls(c);
@@ -98,37 +102,51 @@ async fn tasks_beyond_a_keys_concurrency_wait_queued() {
         assert_eq!(status, 200, "{created}");
         ids.push(created["id"].as_str().unwrap().to_owned());
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(
-        fake.tasks_created(),
-        1,
-        "the second task waits, it is not rejected"
+    let statuses = async || {
+        let mut statuses = Vec::new();
+        for id in &ids {
+            statuses.push(
+                app.task_with_key(&key, id).await.1["status"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        statuses.sort();
+        statuses
+    };
+    wait_until("one task generates", WAIT, async || {
+        fake.tasks_created() == 1 && statuses().await == ["pending", "processing"]
+    })
+    .await;
+    // While it does, no worker is given the other: it waits, it is not rejected.
+    let max_per_key = seedgate::config::EngineConfig::default().max_concurrent_tasks_per_key;
+    let handed_out = app
+        .store
+        .claim_queued_task("test-probe", 60_000, max_per_key)
+        .await
+        .unwrap();
+    assert!(
+        handed_out.is_none(),
+        "a task over its key's limit was claimable"
     );
-    let mut statuses = Vec::new();
+    assert_eq!(statuses().await, ["pending", "processing"]);
+    assert_eq!(fake.tasks_created(), 1);
+
+    // The first finishes; only then is the second submitted, and it completes too.
+    fake.set_ending(Ending::Succeed);
+    let released = Instant::now();
+    fake.complete_over_time(1000, usize::MAX).await;
     for id in &ids {
-        statuses.push(
-            app.task_with_key(&key, id).await.1["status"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
-    statuses.sort();
-    assert_eq!(statuses, ["pending", "processing"]);
-    let started = Instant::now();
-    for id in &ids {
-        let done = crate::helpers::wait_terminal(
-            &app.client,
-            &app.address,
-            &key,
-            id,
-            Duration::from_secs(60),
-        )
-        .await;
+        let done = crate::helpers::wait_terminal(&app.client, &app.address, &key, id, WAIT).await;
         assert_eq!(done["status"], "completed");
     }
-    assert!(started.elapsed() < Duration::from_secs(60));
-    assert_eq!(fake.tasks_created(), 2);
+    let creates = fake.creates();
+    assert_eq!(creates.len(), 2);
+    assert!(
+        creates[1].0 >= released,
+        "the second task was submitted only once the first had finished"
+    );
 }
 
 /// The platform's document gives `X-RateLimit-Limit` per minute and `X-RateLimit-Reset` as a

@@ -2,7 +2,8 @@
 //! on a random port with its own data dir.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-/// These tests on SQLite; `tests/api_postgres.rs` runs them all again on PostgreSQL.
+/// These tests on SQLite; `tests/api_postgres.rs` runs those whose subject is the store again
+/// on PostgreSQL.
 const POSTGRES: bool = false;
 
 mod account;
@@ -14,6 +15,7 @@ mod cli;
 mod client;
 mod conformance;
 mod console;
+mod crash;
 mod fake_ark;
 mod guard;
 mod helpers;

@@ -139,13 +139,11 @@ async fn json_logs_carry_the_request_id() {
     let config = dir.path().join("seedgate.toml");
     std::fs::write(&config, "[engine]\nworkers = 1\n").unwrap();
     let data = dir.path().join("data");
-    let port = crate::restart::free_port();
-    let address = format!("http://127.0.0.1:{port}");
     let env = [("SEEDGATE_LOG_FORMAT".to_owned(), "json".to_owned())];
-    let (server, key) = crate::restart::start_with_env(&data, &config, port, true, &env);
+    let (server, key) = crate::restart::start_with_env(&data, &config, true, &env).await;
     let key = key.expect("a development key");
+    let address = server.address.clone();
     let client = reqwest::Client::new();
-    crate::restart::wait_ready(&client, &address).await;
     let response = client
         .post(format!("{address}/v1/videos/generations"))
         .bearer_auth(&key)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::helpers::TestApp;
-use crate::restart::{free_port, start, wait_ready};
+use crate::restart::start;
 
 /// Every route the router serves, as `METHOD path`.
 const ROUTES: [&str; 39] = [
@@ -165,11 +165,9 @@ async fn schemathesis_finds_no_server_error_or_undocumented_response() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
-    let address = format!("http://127.0.0.1:{port}");
-    let (mut server, key) = start(&data, &config, port, true);
+    let (mut server, key) = start(&data, &config, true).await;
     let key = key.expect("the first start prints a development key");
-    wait_ready(&reqwest::Client::new(), &address).await;
+    let address = server.address.clone();
 
     let started = Instant::now();
     let run = tokio::task::spawn_blocking({

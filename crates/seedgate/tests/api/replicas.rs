@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde_json::Value;
 
-use crate::chaos::{
+use crate::crash::{
     audit_books, crash_run_seed, create_key, engine_config, lossy_upstream, wait_until_all_end,
     workload,
 };
 use crate::helpers::{database_url, decode, ffprobe, test_config, MediaServer, Moto, TestApp};
-use crate::restart::{free_port, start_with_env, wait_ready, Server};
+use crate::restart::{start_with_env, Server};
 
 const REPLICAS: usize = 3;
 
@@ -67,17 +67,16 @@ async fn three_replicas_share_one_database_and_bucket_exactly_once() {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let ports: Vec<u16> = (0..REPLICAS).map(|_| free_port()).collect();
-    let addresses: Vec<String> = ports
-        .iter()
-        .map(|port| format!("http://127.0.0.1:{port}"))
-        .collect();
-    let start_replica =
-        |n: usize| -> Server { start_with_env(&data[n], &config, ports[n], false, &s3).0 };
-    let mut servers: Vec<Server> = (0..REPLICAS).map(start_replica).collect();
-    for address in &addresses {
-        wait_ready(&client, address).await;
+    let start_replica = |n: usize| {
+        let (data, config, s3) = (&data, &config, &s3);
+        async move { start_with_env(&data[n], config, false, s3).await.0 }
+    };
+    let mut servers: Vec<Server> = Vec::new();
+    for n in 0..REPLICAS {
+        servers.push(start_replica(n).await);
     }
+    // A restarted replica listens on another port: the round robin follows it.
+    let mut addresses: Vec<String> = servers.iter().map(|s| s.address.clone()).collect();
 
     let kill_points: Vec<usize> = (1..=kills).map(|k| k * total / (kills + 1)).collect();
     let mut accepted: Vec<(String, String)> = Vec::new();
@@ -88,8 +87,8 @@ async fn three_replicas_share_one_database_and_bucket_exactly_once() {
             tokio::time::sleep(Duration::from_millis(rng.gen_range(50..600))).await;
             drop(servers.remove(1));
             kills_done += 1;
-            servers.insert(1, start_replica(1));
-            wait_ready(&client, &addresses[1]).await;
+            servers.insert(1, start_replica(1).await);
+            addresses[1] = servers[1].address.clone();
         }
         let (who, body) = workload(&mut rng, &media);
         let key = &keys[who];

@@ -1,26 +1,26 @@
 //! A `kill -9` of the server loses no task: after a restart on the same data dir, every queued
 //! and half-rendered task finishes, and money adds up.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
 use serde_json::json;
 
+use crate::fake_ark::{FAKE_KEY, FAKE_KEY_ENV};
 use crate::helpers::{decode, wait_terminal};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
+/// A process of the real binary serving on a port it chose itself (`--listen 127.0.0.1:0`): no
+/// port is picked, released and bound again later, when another test may have taken it.
 pub struct Server {
     child: Child,
+    /// `http://127.0.0.1:<port>`, as the server logged it once bound. A restarted server has
+    /// another one.
+    pub address: String,
+    /// Copies the server's log; done once the process is gone and its last line is written.
+    log: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -34,15 +34,108 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A test reads the log once the server is dropped: every line must be in it by then.
+        if let Some(log) = self.log.take() {
+            let _ = log.join();
+        }
     }
 }
 
+/// Runs `command` (a `seedgate serve --listen 127.0.0.1:0 …`), its log (standard error) copied
+/// to `log` when given, and returns once the server has logged the address it bound and
+/// answers there; with the development key it printed, when `read_key` (a first start).
+pub async fn launch(
+    mut command: Command,
+    log: Option<PathBuf>,
+    read_key: bool,
+) -> (Server, Option<String>) {
+    // The address is read from the server's own `seedgate listening` line (info level).
+    if !command.get_envs().any(|(name, _)| name == "RUST_LOG") {
+        command.env("RUST_LOG", "info,sqlx=warn");
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the seedgate binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let mut server = Server {
+        child,
+        address: String::new(),
+        log: Some(std::thread::spawn(move || copy_log(stderr, log, bound_tx))),
+    };
+    let (key_tx, key_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+        // The key is printed before anything else, on a first start only.
+        let key = lines.by_ref().take(4).find_map(|line| {
+            line.trim()
+                .starts_with("sg_")
+                .then(|| line.trim().to_owned())
+        });
+        let _ = key_tx.send(key);
+        lines.for_each(drop);
+    });
+    let bound = match tokio::time::timeout(Duration::from_secs(60), bound_rx).await {
+        Ok(Ok(bound)) => bound,
+        Ok(Err(_)) => panic!(
+            "the server exited before listening ({:?})",
+            server.child.wait()
+        ),
+        Err(_) => panic!("the server did not listen within a minute"),
+    };
+    server.address = format!("http://{bound}");
+    wait_ready(&reqwest::Client::new(), &server.address).await;
+    let key = if read_key {
+        key_rx.await.ok().flatten()
+    } else {
+        None
+    };
+    (server, key)
+}
+
+/// Copies a server's log lines to `log` (one write per line, so servers sharing the file do
+/// not interleave within a line), sending the address of its `seedgate listening` line.
+fn copy_log(
+    stderr: std::process::ChildStderr,
+    log: Option<PathBuf>,
+    bound: tokio::sync::oneshot::Sender<String>,
+) {
+    let mut file = log.map(|path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+    });
+    let mut bound = Some(bound);
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        if line.contains("seedgate listening") {
+            if let (Some(address), Some(sender)) = (listening_address(&line), bound.take()) {
+                let _ = sender.send(address);
+            }
+        }
+        // Without a log the lines are still read to the end: a full pipe would stall the server.
+        if let Some(file) = &mut file {
+            let _ = file.write_all(format!("{line}\n").as_bytes());
+        }
+    }
+}
+
+/// The address of a `seedgate listening` line, in either log format.
+fn listening_address(line: &str) -> Option<String> {
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
+        return json["fields"]["addr"].as_str().map(str::to_owned);
+    }
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix("addr="))
+        .map(str::to_owned)
+}
+
 /// Runs an operator command of the real binary against a data dir and config.
-fn operator(
-    data: &std::path::Path,
-    config: &std::path::Path,
-    args: &[&str],
-) -> std::process::Output {
+fn operator(data: &Path, config: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_seedgate"))
         .args(args)
         .arg("--data-dir")
@@ -50,36 +143,27 @@ fn operator(
         .arg("--config")
         .arg(config)
         .env("SEEDGATE_DATABASE_URL", crate::helpers::database_url(data))
+        .env(FAKE_KEY_ENV, FAKE_KEY)
         .output()
         .unwrap()
 }
 
 /// Starts the real binary, its log appended to `server.log` beside the data dir; on a first
 /// start, also reads the development key it prints.
-pub fn start(
-    data_dir: &std::path::Path,
-    config: &std::path::Path,
-    port: u16,
-    first: bool,
-) -> (Server, Option<String>) {
-    start_with_env(data_dir, config, port, first, &[])
+pub async fn start(data_dir: &Path, config: &Path, first: bool) -> (Server, Option<String>) {
+    start_with_env(data_dir, config, first, &[]).await
 }
 
 /// [`start`] with more environment for the server (S3 settings, say).
-pub fn start_with_env(
-    data_dir: &std::path::Path,
-    config: &std::path::Path,
-    port: u16,
+pub async fn start_with_env(
+    data_dir: &Path,
+    config: &Path,
     first: bool,
     env: &[(String, String)],
 ) -> (Server, Option<String>) {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(data_dir.with_file_name("server.log"))
-        .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_seedgate"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+    let mut command = Command::new(env!("CARGO_BIN_EXE_seedgate"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--config")
@@ -88,38 +172,21 @@ pub fn start_with_env(
             "SEEDGATE_DATABASE_URL",
             crate::helpers::database_url(data_dir),
         )
-        .stdout(Stdio::piped())
-        .stderr(log)
         .env("RUST_LOG", "debug,hyper=info,h2=info,reqwest=debug")
-        .envs(env.iter().map(|(name, value)| (name, value)))
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    if !first {
-        return (Server { child }, None);
-    }
-    let key = BufReader::new(stdout)
-        .lines()
-        .take(4)
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.trim()
-                .starts_with("sg_")
-                .then(|| line.trim().to_owned())
-        });
-    (Server { child }, key)
+        // The fake upstream's key, for configs whose channels name it.
+        .env(FAKE_KEY_ENV, FAKE_KEY)
+        .envs(env.iter().map(|(name, value)| (name, value)));
+    launch(command, Some(data_dir.with_file_name("server.log")), first).await
 }
 
-/// The real server on a free port, and a live key its operator made before starting it.
+/// The real server, and a live key its operator made before starting it.
 struct LiveServer {
     key: String,
-    port: u16,
-    address: String,
     client: reqwest::Client,
     server: Server,
 }
 
-async fn live_key_and_server(data: &std::path::Path, config: &std::path::Path) -> LiveServer {
+async fn live_key_and_server(data: &Path, config: &Path) -> LiveServer {
     let created = operator(
         data,
         config,
@@ -131,16 +198,10 @@ async fn live_key_and_server(data: &std::path::Path, config: &std::path::Path) -
         String::from_utf8_lossy(&created.stderr)
     );
     let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
-    let port = free_port();
-    let address = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let (server, _) = start(data, config, port, false);
-    wait_ready(&client, &address).await;
+    let (server, _) = start(data, config, false).await;
     LiveServer {
         key,
-        port,
-        address,
-        client,
+        client: reqwest::Client::new(),
         server,
     }
 }
@@ -171,14 +232,12 @@ async fn kill_9_mid_render_loses_no_task() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
-    let address = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
 
     // A stdout line is printed only once: the key must come back on the first start.
-    let (server, key) = start(&data, &config, port, true);
+    let (server, key) = start(&data, &config, true).await;
     let key = key.expect("development key printed on first start");
-    wait_ready(&client, &address).await;
+    let address = server.address.clone();
     let mut ids = Vec::new();
     for n in 0..4 {
         let body = json!({"model": "seedance-2.0", "operation": "text-to-video",
@@ -194,12 +253,30 @@ async fn kill_9_mid_render_loses_no_task() {
         assert_eq!(status, 200, "{created}");
         ids.push(created["id"].as_str().unwrap().to_owned());
     }
-    // Let the first render start, then kill the process without warning.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Once the first render has started, kill the process without warning.
+    let started = Instant::now();
+    loop {
+        let response = client
+            .get(format!("{address}/v1/tasks/{}", ids[0]))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        let (_, task) = decode(response).await;
+        if task["status"] == "processing" {
+            break;
+        }
+        assert_eq!(task["status"], "pending", "{task}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the render never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     drop(server);
 
-    let (server, _) = start(&data, &config, port, false);
-    wait_ready(&client, &address).await;
+    let (server, _) = start(&data, &config, false).await;
+    let address = server.address.clone();
     let mut charged = Decimal::ZERO;
     for id in &ids {
         let done = wait_terminal(&client, &address, &key, id, Duration::from_secs(180)).await;
@@ -258,11 +335,10 @@ async fn restart_after_upstream_submit_does_not_submit_twice() {
     let data = dir.path().join("data");
     let LiveServer {
         key,
-        port,
-        address,
         client,
         server,
     } = live_key_and_server(&data, &config).await;
+    let address = server.address.clone();
     let response = client
         .post(format!("{address}/v1/videos/generations"))
         .bearer_auth(&key)
@@ -287,8 +363,8 @@ async fn restart_after_upstream_submit_does_not_submit_twice() {
     }
     drop(server);
 
-    let (server, _) = start(&data, &config, port, false);
-    wait_ready(&client, &address).await;
+    let (server, _) = start(&data, &config, false).await;
+    let address = server.address.clone();
     let id = task["id"].as_str().unwrap();
     let done = wait_terminal(&client, &address, &key, id, Duration::from_secs(60)).await;
     assert_eq!(done["status"], "completed", "{done}");
@@ -370,11 +446,10 @@ async fn a_task_on_a_channel_removed_from_the_config_ends_uncharged() {
     let data = dir.path().join("data");
     let LiveServer {
         key,
-        port,
-        address,
         client,
         server,
     } = live_key_and_server(&data, &config).await;
+    let address = server.address.clone();
     let response = client
         .post(format!("{address}/v1/videos/generations"))
         .bearer_auth(&key)
@@ -396,8 +471,8 @@ async fn a_task_on_a_channel_removed_from_the_config_ends_uncharged() {
 
     // The operator moves the account's key to a channel of another name.
     std::fs::write(&config, with_channel("byte")).unwrap();
-    let (_server, _) = start(&data, &config, port, false);
-    wait_ready(&client, &address).await;
+    let (server, _) = start(&data, &config, false).await;
+    let address = server.address.clone();
     let id = task["id"].as_str().unwrap();
     let done = wait_terminal(&client, &address, &key, id, Duration::from_secs(30)).await;
     assert_eq!(done["status"], "failed", "{done}");

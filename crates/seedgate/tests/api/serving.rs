@@ -1,12 +1,12 @@
 //! The listener under a slow-head attack: the real binary, with few file descriptors.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::restart::{free_port, wait_ready};
+use crate::restart::launch;
 
 /// Descriptors the server may hold, and connections that each send half a request head and
 /// wait: more of them than the server has descriptors.
@@ -19,25 +19,22 @@ async fn half_sent_request_heads_are_closed_and_healthz_keeps_answering() {
     let data = dir.path().join("data");
     let config = dir.path().join("seedgate.toml");
     std::fs::write(&config, "request_head_timeout_ms = 1500\n").unwrap();
-    let port = free_port();
-    let address = format!("http://127.0.0.1:{port}");
     // `ulimit` in a shell that then becomes the server: the limit is the server's own.
-    let mut server = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(format!("ulimit -n {DESCRIPTORS} && exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_seedgate"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(&data)
         .arg("--config")
         .arg(&config)
-        .env("SEEDGATE_DATABASE_URL", crate::helpers::database_url(&data))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .env("SEEDGATE_DATABASE_URL", crate::helpers::database_url(&data));
+    let (mut server, _) = launch(command, None, false).await;
+    let address = server.address.clone();
+    let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
     let client = reqwest::Client::new();
-    wait_ready(&client, &address).await;
 
     let mut held = Vec::with_capacity(HALF_SENT);
     for _ in 0..HALF_SENT {
@@ -82,7 +79,5 @@ async fn half_sent_request_heads_are_closed_and_healthz_keeps_answering() {
             Err(_) => panic!("a half-sent request head was still held open after 20 s"),
         }
     }
-    assert!(matches!(server.try_wait(), Ok(None)), "the server exited");
-    let _ = server.kill();
-    let _ = server.wait();
+    assert!(server.is_running(), "the server exited");
 }

@@ -2,25 +2,14 @@
 //! `SEEDGATE_ASSETS_URL=s3://…` and the usual `AWS_*` variables, against a real S3-compatible
 //! server (moto). Downloads still go through the gateway's signed URLs.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use seedgate::blobs::Location;
 use serde_json::json;
 
 use crate::helpers::{decode, ffprobe, wait_terminal, Moto};
-use crate::restart::{free_port, wait_ready};
-
-/// Ends the server with the test.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::restart::launch;
 
 #[tokio::test]
 async fn a_sandbox_task_end_to_end_with_its_files_in_s3() {
@@ -28,11 +17,9 @@ async fn a_sandbox_task_end_to_end_with_its_files_in_s3() {
     let bucket = moto.new_bucket().await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
-    let address = format!("http://127.0.0.1:{port}");
-    let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_seedgate"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+    let mut command = Command::new(env!("CARGO_BIN_EXE_seedgate"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(&data)
         .env(
@@ -42,25 +29,11 @@ async fn a_sandbox_task_end_to_end_with_its_files_in_s3() {
         .env("AWS_ENDPOINT_URL", &moto.endpoint)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    let key = BufReader::new(stdout)
-        .lines()
-        .take(4)
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.trim()
-                .starts_with("sg_")
-                .then(|| line.trim().to_owned())
-        })
-        .expect("development key printed on first start");
+        .env("AWS_SECRET_ACCESS_KEY", "testing");
+    let (server, key) = launch(command, Some(dir.path().join("server.log")), true).await;
+    let key = key.expect("development key printed on first start");
+    let address = server.address.clone();
     let client = reqwest::Client::new();
-    wait_ready(&client, &address).await;
 
     let body = json!({"model": "seedance-2.0-fast", "operation": "text-to-video",
         "prompt": "a harbour at night", "resolution": "480p", "duration": 4, "aspect_ratio": "16:9"});

@@ -9,7 +9,7 @@ use seedgate_contract::Resolution;
 use serde_json::{json, Value};
 
 use crate::fake_ark::{Ending, Endpoint, FakeArk, Fault, ResultFiles, FAKE_KEY_ENV};
-use crate::helpers::{ffprobe, png_bytes, run_alone, MediaServer, Storage, TestApp};
+use crate::helpers::{ffprobe, png_bytes, run_alone, wait_until, MediaServer, Storage, TestApp};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -35,14 +35,11 @@ pub fn channel(id: &str, fake: &FakeArk, weight: u32) -> ChannelConfig {
     }
 }
 
+/// Polls on `test_config`'s short intervals from the first (no wait for an expected finish),
+/// and a channel taken out of rotation stays out for the rest of the test.
 pub fn fast_polls(config: &mut Config) {
-    config.engine.first_poll_ms = 150;
-    config.engine.max_poll_interval_ms = 400;
     config.engine.expected_ms_per_output_second = 0;
     config.engine.breaker_cooldown_seconds = 60;
-    // A result copy that fails once under a loaded run (a slow bucket) is retried within the
-    // tests' wait, not after the production back-off of 15 s, then 30 s.
-    config.engine.result_copy_backoff_ms = 200;
 }
 
 /// A server whose live keys go to one fake upstream channel, `volc`; test keys to the sandbox.
@@ -377,6 +374,9 @@ async fn transient_faults_are_retried_without_duplicates() {
     let (app, key, _) = live_app(vec![channel("volc", &fake, 1)], |c| {
         c.engine.max_attempts = 8;
         c.engine.breaker_failures = 10;
+        // The slow create makes its task a second after our 2 s timeout gave up on it: the
+        // look for it upstream waits longer than that, as production's does.
+        c.engine.reconcile_delay_ms = 2_000;
     })
     .await;
     let id = create_ok(&app, &key, &t2v()).await;
@@ -405,11 +405,13 @@ async fn upstream_id(app: &TestApp, id: &str) -> Option<String> {
     row(app, id).await.upstream_id.clone()
 }
 
-/// A live server whose next two creates reach the upstream but lose their answers.
+/// A live server whose next two creates reach the upstream but lose their answers. Each task
+/// looks for its upstream task as late as production's does, by which time both were made.
 async fn app_losing_two_answers() -> (FakeArk, TestApp, String, AccountId) {
     let fake = FakeArk::start().await;
     let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |c| {
         c.engine.breaker_failures = 10;
+        c.engine.reconcile_delay_ms = 2_000;
     })
     .await;
     for _ in 0..2 {
@@ -543,8 +545,18 @@ async fn a_task_running_upstream_outlives_our_deadline_until_the_upstream_expire
     })
     .await;
     let id = create_ok(&app, &key, &t2v()).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    // Past our deadline the upstream may still finish and bill it: it is not given up here.
+    // Past our deadline the upstream may still finish and bill it: it is not given up here,
+    // however often it is polled after the deadline.
+    let deadline = row(&app, &id).await.deadline_at_ms.unwrap();
+    let mut reads_at_deadline = None;
+    wait_until("two polls after our deadline", WAIT, async || {
+        if seedgate::store::now_ms() <= deadline {
+            return false;
+        }
+        let at_deadline = *reads_at_deadline.get_or_insert(fake.reads());
+        fake.reads() >= at_deadline + 2
+    })
+    .await;
     let (_, task) = app.task_with_key(&key, &id).await;
     assert_eq!(task["status"], "processing", "{task}");
     // Ark's shortest expiry: the time our deadline left was less.
@@ -589,9 +601,10 @@ fn a_result_that_cannot_be_copied_fails_uncharged_after_a_few_tries() {
         run_alone(async move {
             let fake = FakeArk::start().await;
             fake.set_result_files(files);
+            // Done upstream at once: the copies are what is tested.
+            fake.set_timing(Duration::ZERO, Duration::ZERO);
             let (app, key, account) = live_app_on(storage, vec![channel("volc", &fake, 1)], |c| {
                 c.engine.result_copy_attempts = 3;
-                c.engine.result_copy_backoff_ms = 200;
                 if let Some(cap) = cap {
                     c.engine.max_result_bytes = cap;
                 }
@@ -810,21 +823,39 @@ async fn a_refused_request_is_not_retried() {
 #[tokio::test]
 async fn tasks_beyond_a_channels_concurrency_wait_queued() {
     let fake = FakeArk::start().await;
-    fake.set_timing(Duration::ZERO, Duration::from_secs(4));
+    // The first task runs upstream from the start until the test lets it finish.
+    fake.set_timing(Duration::ZERO, Duration::ZERO);
+    fake.set_ending(Ending::Never);
     let mut narrow = channel("volc", &fake, 1);
     narrow.max_concurrent_tasks = 1;
     let (app, key, _) = live_app(vec![narrow], |_| {}).await;
-    let first = create_ok(&app, &key, &t2v()).await;
-    let second = create_ok(&app, &key, &t2v()).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(
-        fake.tasks_created(),
-        1,
-        "the second task waits for the first"
-    );
-    // Whichever took the place runs; the other waits its turn.
+    let ids = [
+        create_ok(&app, &key, &t2v()).await,
+        create_ok(&app, &key, &t2v()).await,
+    ];
+    // Whichever took the place runs; the other was claimed, found the channel full and was
+    // put back (a claim stamps the row, so a queued row stamped after its creation was).
+    wait_until(
+        "one task runs upstream and the other was turned away",
+        WAIT,
+        async || {
+            let mut running = 0;
+            let mut turned_away = 0;
+            for id in &ids {
+                let task = row(&app, id).await;
+                if task.upstream_id.is_some() {
+                    running += 1;
+                } else if task.state == TaskState::Queued && task.updated_at_ms > task.created_at_ms
+                {
+                    turned_away += 1;
+                }
+            }
+            (running, turned_away) == (1, 1)
+        },
+    )
+    .await;
     let mut statuses = Vec::new();
-    for id in [&first, &second] {
+    for id in &ids {
         statuses.push(
             app.task_with_key(&key, id).await.1["status"]
                 .as_str()
@@ -834,10 +865,24 @@ async fn tasks_beyond_a_channels_concurrency_wait_queued() {
     }
     statuses.sort();
     assert_eq!(statuses, ["pending", "processing"]);
-    for id in [&first, &second] {
+    assert_eq!(
+        fake.tasks_created(),
+        1,
+        "the second task waits for the first"
+    );
+    // The first finishes; only then is the second submitted, and it completes too.
+    fake.set_ending(Ending::Succeed);
+    let released = Instant::now();
+    fake.complete_over_time(1000, usize::MAX).await;
+    for id in &ids {
         assert_eq!(wait_done(&app, &key, id).await["status"], "completed");
     }
-    assert_eq!(fake.tasks_created(), 2);
+    let creates = fake.creates();
+    assert_eq!(creates.len(), 2);
+    assert!(
+        creates[1].0 >= released,
+        "the second task was submitted only once the first had finished"
+    );
 }
 
 #[tokio::test]
@@ -901,11 +946,12 @@ async fn an_upstream_callback_is_a_signed_hint_to_poll() {
     .await;
     let id = create_ok(&app, &key, &t2v()).await;
     let started = Instant::now();
-    while fake.tasks_created() == 0 {
-        assert!(started.elapsed() < WAIT);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Submitted and recorded here, and finished upstream: the callback says so.
+    wait_until("the upstream task finished", WAIT, async || {
+        let upstream = upstream_id(&app, &id).await;
+        upstream.is_some_and(|u| fake.status_of(&u).as_deref() == Some("succeeded"))
+    })
+    .await;
     let secret = app
         .store
         .setting("asset_signing_key")
@@ -1078,18 +1124,38 @@ async fn polls_ask_about_many_tasks_at_once_within_the_channel_budget() {
 async fn the_upstream_callback_finishes_a_task_long_before_its_next_poll() {
     let fake = FakeArk::start().await;
     fake.set_ending(Ending::Never);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let (app, key, _) = live_app(vec![channel("volc", &fake, 1)], |c| {
-        c.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        c.public_url = Some(format!("http://127.0.0.1:{port}"));
-        c.engine.first_poll_ms = 60_000;
-        c.engine.max_poll_interval_ms = 60_000;
-    })
-    .await;
+    // The public URL names the port before the server binds it: a port picked free may be
+    // taken by then, so another is tried.
+    let mut tries = 0;
+    let (app, port) = loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let spawned = TestApp::try_spawn_on(
+            Storage::Local,
+            |c| {
+                fast_polls(c);
+                c.channels = vec![channel("volc", &fake, 1)];
+                c.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                c.public_url = Some(format!("http://127.0.0.1:{port}"));
+                c.engine.first_poll_ms = 60_000;
+                c.engine.max_poll_interval_ms = 60_000;
+            },
+            true,
+        )
+        .await;
+        match spawned {
+            Ok(app) => break (app, port),
+            Err(seedgate::StartError::Io(e)) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                tries += 1;
+                assert!(tries < 10, "no free port in ten tries: {e}");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let (key, _) = app.new_key_in_mode(KeyMode::Live, 100_000_000).await;
     let ids = [
         create_ok(&app, &key, &t2v()).await,
         create_ok(&app, &key, &t2v()).await,

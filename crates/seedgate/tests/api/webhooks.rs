@@ -12,7 +12,7 @@ use seedgate::ids::TaskId;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::helpers::TestApp;
+use crate::helpers::{wait_until, TestApp};
 
 #[derive(Default)]
 struct Inbox {
@@ -103,16 +103,34 @@ async fn a_completed_task_posts_its_signed_object_to_the_callback() {
         .as_str()
         .unwrap()
         .starts_with("http://127.0.0.1:"));
-    let deliveries = app
-        .store
-        .deliveries_for_task(&TaskId::new(id))
-        .await
-        .unwrap();
+    // The receiver has answered; the notifier records the outcome once it has read the answer.
+    let deliveries = settled_deliveries(&app, id).await;
     assert_eq!(deliveries.len(), 1);
     assert_eq!(
         (deliveries[0].state.as_str(), deliveries[0].attempts),
         ("delivered", 1)
     );
+}
+
+/// A task's webhook deliveries, once none is waiting to be sent or retried.
+async fn settled_deliveries(app: &TestApp, id: &str) -> Vec<seedgate::store::DeliveryRecord> {
+    let mut deliveries = Vec::new();
+    wait_until(
+        "the deliveries are settled",
+        Duration::from_secs(60),
+        async || {
+            deliveries = app
+                .store
+                .deliveries_for_task(&TaskId::new(id))
+                .await
+                .unwrap();
+            deliveries
+                .iter()
+                .all(|d| matches!(d.state.as_str(), "delivered" | "failed"))
+        },
+    )
+    .await;
+    deliveries
 }
 
 #[tokio::test]
@@ -130,12 +148,7 @@ async fn failed_deliveries_are_retried_until_accepted() {
         deliveries.windows(2).all(|w| w[0] == w[1]),
         "one delivery id across retries"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let record = &app
-        .store
-        .deliveries_for_task(&TaskId::new(id))
-        .await
-        .unwrap()[0];
+    let record = &settled_deliveries(&app, id).await[0];
     assert_eq!(
         (record.state.as_str(), record.attempts, record.last_status),
         ("delivered", 4, Some(200))

@@ -18,6 +18,7 @@
 mod keys;
 mod ledger;
 pub mod materials;
+mod migrations;
 pub mod postgres;
 mod sql;
 pub mod sqlite;

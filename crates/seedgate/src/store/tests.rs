@@ -1003,18 +1003,10 @@ on_both_backends! {
 /// `first_new`), fills it as that release would have, upgrades it, and checks every row.
 async fn upgrade_keeps_every_key_balance_task_and_ledger_entry(
     url: &str,
-    migrator: &sqlx::migrate::Migrator,
+    migrations: migrations::Folder,
     first_new: i64,
 ) {
-    let old = sqlx::migrate::Migrator {
-        migrations: migrator
-            .migrations
-            .iter()
-            .filter(|m| m.version < first_new)
-            .cloned()
-            .collect(),
-        ..sqlx::migrate::Migrator::DEFAULT
-    };
+    let old = migrations.before(first_new).migrator().await.unwrap();
     sqlx::any::install_default_drivers();
     let raw = AnyPool::connect(url).await.unwrap();
     old.run(&raw).await.unwrap();
@@ -1213,7 +1205,7 @@ async fn upgrade_keeps_every_key_balance_task_and_ledger_entry(
 async fn upgrade_keeps_every_row_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
-    upgrade_keeps_every_key_balance_task_and_ledger_entry(&url, &sqlite::MIGRATOR, 9).await;
+    upgrade_keeps_every_key_balance_task_and_ledger_entry(&url, migrations::SQLITE, 9).await;
 }
 
 #[tokio::test]
@@ -1221,7 +1213,7 @@ async fn upgrade_keeps_every_row_postgres() {
     let url = postgres::create_scratch_schema(&postgres::test_server_url())
         .await
         .expect("a PostgreSQL server for the store tests");
-    upgrade_keeps_every_key_balance_task_and_ledger_entry(&url, &postgres::MIGRATOR, 3).await;
+    upgrade_keeps_every_key_balance_task_and_ledger_entry(&url, migrations::POSTGRES, 3).await;
 }
 
 /// The task as the database holds it, past the store's task cache.

@@ -20,6 +20,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
+use super::migrations;
 use super::sql::{SqlStore, WorkAnnouncements, Writer};
 use super::taskcache::TaskCache;
 use super::StoreError;
@@ -35,9 +36,6 @@ const TASK_CHANGED_CHANNEL: &str = "seedgate_task_changed";
 /// The oldest a task a replica answers from memory can be (docs/deploy.md).
 pub const TASK_CACHE_BOUND: Duration = Duration::from_secs(1);
 
-/// The PostgreSQL schema's history, applied in order.
-pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
 pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
     sqlx::any::install_default_drivers();
     let pool = AnyPoolOptions::new()
@@ -47,7 +45,7 @@ pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
         .connect(url)
         .await?;
     // Replicas starting together take turns: the migrator holds an advisory lock.
-    MIGRATOR.run(&pool).await?;
+    migrations::POSTGRES.migrator().await?.run(&pool).await?;
     let tasks = Arc::new(TaskCache::new(Some(TASK_CACHE_BOUND)));
     let listener = listen_for_task_changes(url, Arc::downgrade(&tasks)).await?;
     Ok(SqlStore::new(

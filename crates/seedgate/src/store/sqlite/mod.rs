@@ -12,6 +12,7 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
+use super::migrations;
 use super::sql::{SqlStore, Writer};
 use super::taskcache::TaskCache;
 use super::StoreError;
@@ -27,9 +28,6 @@ const PRAGMAS: [&str; 4] = [
 
 /// The writer's page cache: 64 MiB (a negative size is in KiB).
 const WRITER_CACHE: &str = "PRAGMA cache_size = -65536";
-
-/// The SQLite schema's history, applied in order.
-pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
     connect_checkpointing(url, CHECKPOINTS).await
@@ -57,7 +55,11 @@ pub(super) async fn connect_checkpointing(
     {
         writer.execute(*pragma).await?;
     }
-    MIGRATOR.run(&mut writer).await?;
+    migrations::SQLITE
+        .migrator()
+        .await?
+        .run(&mut writer)
+        .await?;
     let writer = Writer::held(writer);
     let reader = AnyPoolOptions::new()
         .max_connections(8)

@@ -223,13 +223,16 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// The built-in catalog. A unit test proves the document valid, so the panic is
+    /// The built-in catalog, read once per process: every server start and every request
+    /// check in the tests asks for it. A unit test proves the document valid, so the panic is
     /// unreachable in a tested build.
     pub fn builtin() -> Catalog {
-        match Catalog::from_toml(BUILTIN_CATALOG) {
-            Ok(catalog) => catalog,
-            Err(e) => panic!("the built-in catalog is invalid: {e}"),
-        }
+        static BUILTIN: std::sync::LazyLock<Catalog> =
+            std::sync::LazyLock::new(|| match Catalog::from_toml(BUILTIN_CATALOG) {
+                Ok(catalog) => catalog,
+                Err(e) => panic!("the built-in catalog is invalid: {e}"),
+            });
+        BUILTIN.clone()
     }
 
     /// Parses and checks a catalog document: unknown keys (everywhere), a missing or doubled

@@ -16,7 +16,7 @@ pub use moves::{Move, PollSeen, ScheduledPoll, Settlement, TaskFailure, Upstream
 pub use policy::{expiry_for, upstream_expiry_seconds, Policy};
 pub use states::{
     public_status, PublicStatus, TaskRecord, TaskState, Transition, Unpaid, UpstreamPhase,
-    IN_FLIGHT,
+    IN_FLIGHT, OPEN,
 };
 use upstream::{seed_is_ours, ProviderError, ProviderErrorKind, UpstreamRef, UpstreamStatus};
 

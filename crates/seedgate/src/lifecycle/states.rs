@@ -43,10 +43,7 @@ impl TaskState {
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled | TaskState::Expired
-        )
+        !OPEN.contains(&self)
     }
 
     /// The state `transition` leads to from this one; None when it may not start here (so a
@@ -55,6 +52,9 @@ impl TaskState {
         transition.from().contains(&self).then(|| transition.to())
     }
 }
+
+/// States a task has not ended in.
+pub const OPEN: &[TaskState] = &[TaskState::Queued, TaskState::Submitting, TaskState::Running];
 
 /// States a worker holds under a lease: they count against a key's and a channel's places.
 pub const IN_FLIGHT: &[TaskState] = &[TaskState::Submitting, TaskState::Running];

@@ -232,10 +232,13 @@ impl Backend for SqlStore {
     async fn figures(&self) -> Result<StoreFigures, StoreError> {
         // Ended tasks are left out: the partial indexes on waiting and leased tasks keep this
         // cheap however many have finished.
-        let open_tasks: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT model, state, COUNT(*) FROM tasks \
-             WHERE state IN ('queued', 'submitting', 'running') GROUP BY model, state",
-        )
+        let open_tasks: Vec<(String, String, i64)> = sqlx::query_as(sql!(
+            self.dialect,
+            format!(
+                "SELECT model, state, COUNT(*) FROM tasks WHERE {} GROUP BY model, state",
+                guards::states_sql(crate::lifecycle::OPEN)
+            )
+        ))
         .fetch_all(&self.reader)
         .await?;
         let webhook_backlog: i64 =

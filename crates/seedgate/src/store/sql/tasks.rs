@@ -263,15 +263,16 @@ fn claim_statements(store: &SqlStore) -> [&'static str; 2] {
         sql!(
             store.dialect,
             format!(
-                "WITH pick AS (SELECT t.id, t.account_id FROM tasks t WHERE t.state = 'queued' \
+                "WITH pick AS (SELECT t.id, t.account_id FROM tasks t WHERE t.{claimable} \
                    AND t.next_attempt_at_ms <= @now \
                    AND (SELECT k.in_flight < COALESCE(k.max_concurrent_tasks, $3) \
                         FROM api_keys k WHERE k.id = t.account_id) \
                    ORDER BY t.next_attempt_at_ms, t.id LIMIT 1@skip_locked), \
                  place AS (SELECT k.id FROM api_keys k WHERE k.id = (SELECT account_id FROM pick) \
                    AND k.in_flight < COALESCE(k.max_concurrent_tasks, $3)@lock) \
-                 {} WHERE id = (SELECT id FROM pick) AND EXISTS (SELECT 1 FROM place) RETURNING {TASK_COLUMNS}, job",
-                set()
+                 {set} WHERE id = (SELECT id FROM pick) AND EXISTS (SELECT 1 FROM place) RETURNING {TASK_COLUMNS}, job",
+                claimable = guard(Transition::Claim),
+                set = set()
             )
         ),
     ]
@@ -755,15 +756,18 @@ impl TaskStore for SqlStore {
                 moved.entry(phase).or_default().push(poll.id.clone());
             }
         }
+        static NOTE_PHASE: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "UPDATE tasks SET upstream_phase = $1, updated_at_ms = $2 \
+                 WHERE id IN ({{ids}}) AND {} AND lease_until_ms IS NULL",
+                states_sql(&[TaskState::Running])
+            )
+        });
         for (phase, ids) in moved {
             let _writing = self.tasks.writing(&ids.iter().collect::<Vec<_>>());
-            over_ids(
-                "UPDATE tasks SET upstream_phase = $1, updated_at_ms = $2 \
-                 WHERE id IN ({ids}) AND state = 'running' AND lease_until_ms IS NULL",
-                2,
-                &ids,
-                |statement| sqlx::query(statement).bind(phase.as_str()).bind(now_ms()),
-            )
+            over_ids(NOTE_PHASE.as_str(), 2, &ids, |statement| {
+                sqlx::query(statement).bind(phase.as_str()).bind(now_ms())
+            })
             .execute(&mut *self.writer.connection().await?)
             .await?;
         }
@@ -779,9 +783,11 @@ impl TaskStore for SqlStore {
         let _writing = self.tasks.writing(&[id]);
         let done = sqlx::query(sql!(
             self.dialect,
-            "UPDATE tasks SET lease_owner = $1, lease_until_ms = @now + $2 \
-             WHERE id = $3 AND state = 'running' AND upstream_id IS NOT NULL \
-             AND lease_until_ms IS NULL"
+            format!(
+                "UPDATE tasks SET lease_owner = $1, lease_until_ms = @now + $2 \
+                 WHERE id = $3 AND {} AND upstream_id IS NOT NULL AND lease_until_ms IS NULL",
+                states_sql(&[TaskState::Running])
+            )
         ))
         .bind(owner)
         .bind(lease_ms)
@@ -793,10 +799,16 @@ impl TaskStore for SqlStore {
 
     async fn note_upstream_running(&self, id: &TaskId) -> Result<(), StoreError> {
         let _writing = self.tasks.writing(&[id]);
-        sqlx::query(
-            "UPDATE tasks SET upstream_phase = 'running' \
-             WHERE id = $1 AND state = 'running' AND upstream_phase = 'queued'",
-        )
+        sqlx::query(sql!(
+            self.dialect,
+            format!(
+                "UPDATE tasks SET upstream_phase = '{}' WHERE id = $1 AND {} \
+                 AND upstream_phase = '{}'",
+                UpstreamPhase::Running.as_str(),
+                states_sql(&[TaskState::Running]),
+                UpstreamPhase::Queued.as_str()
+            )
+        ))
         .bind(id)
         .execute(&mut *self.writer.connection().await?)
         .await?;
@@ -809,12 +821,16 @@ impl TaskStore for SqlStore {
         }
         // 0 sorts before every due time, and a poll in progress keeps it. A callback may
         // arrive before its task's submission is recorded: the flag waits for it.
-        let done = sqlx::query(
-            "INSERT INTO upstream_polls (task_id, channel, next_poll_at_ms, polls) \
-             SELECT id, channel, 0, 0 FROM tasks WHERE id = $1 AND channel IS NOT NULL \
-               AND state IN ('submitting', 'running') \
-             ON CONFLICT (task_id) DO UPDATE SET next_poll_at_ms = 0",
-        )
+        let done = sqlx::query(sql!(
+            self.dialect,
+            format!(
+                "INSERT INTO upstream_polls (task_id, channel, next_poll_at_ms, polls) \
+                 SELECT id, channel, 0, 0 FROM tasks WHERE id = $1 AND channel IS NOT NULL \
+                   AND {} \
+                 ON CONFLICT (task_id) DO UPDATE SET next_poll_at_ms = 0",
+                states_sql(&[TaskState::Submitting, TaskState::Running])
+            )
+        ))
         .bind(id)
         .execute(&mut *self.writer.connection().await?)
         .await?;

@@ -1100,10 +1100,10 @@ async fn polls_ask_about_many_tasks_at_once_within_the_channel_budget() {
         c.engine.max_concurrent_tasks_per_key = 100;
     })
     .await;
-    let mut ids = Vec::new();
-    for _ in 0..40 {
-        ids.push(create_ok(&app, &key, &t2v()).await);
-    }
+    // All at once, so they wait upstream together however slowly a loaded machine creates.
+    let request = t2v();
+    let ids =
+        futures_util::future::join_all((0..40).map(|_| create_ok(&app, &key, &request))).await;
     for id in &ids {
         assert_eq!(wait_done(&app, &key, id).await["status"], "completed");
     }

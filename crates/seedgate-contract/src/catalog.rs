@@ -45,6 +45,30 @@ pub struct ReferenceLimits {
     pub audios: usize,
 }
 
+/// How long each input clip (a video to edit or extend, a reference video or audio) may last,
+/// and how long a request's reference videos, or its reference audios, may last together.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClipLimits {
+    /// Shortest clip, in seconds.
+    pub min_seconds: u32,
+    /// Longest clip, in seconds.
+    pub max_seconds: u32,
+    /// Longest the reference videos, or the reference audios, may last in all.
+    pub total_seconds: u32,
+}
+
+impl Default for ClipLimits {
+    /// Seedance 2.0's: clips of 2–15 s, 15 s of each kind of reference in all.
+    fn default() -> Self {
+        ClipLimits {
+            min_seconds: 2,
+            max_seconds: 15,
+            total_seconds: 15,
+        }
+    }
+}
+
 /// The prices of a group of resolutions, in CNY per million tokens. Written as strings in
 /// the TOML (`"46"`) so they stay exact decimals.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
@@ -100,9 +124,37 @@ pub struct ModelSpec {
     /// surface takes them as this model).
     #[serde(default)]
     pub upstream_ids: Vec<String>,
+    /// Input clip lengths (Seedance 2.0's when left out).
+    #[serde(default)]
+    pub input_clips: ClipLimits,
+    /// The operations that take reference audio (`audio_urls`); reference-to-video alone when
+    /// left out ([`ModelSpec::takes_audio`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_operations: Option<Vec<Operation>>,
+    /// Whether reference-to-video may carry audio as its only reference; otherwise audio
+    /// needs an image or video reference beside it.
+    #[serde(default)]
+    pub audio_only_references: bool,
+    /// Operations whose output follows the input's shape: the request's ratio must be
+    /// `adaptive` (the upstream refuses anything else with `TaskTypeConstraint`).
+    #[serde(default)]
+    pub adaptive_only_operations: Vec<Operation>,
 }
 
 impl ModelSpec {
+    /// Whether `operation` takes reference audio on this model.
+    pub fn takes_audio(&self, operation: Operation) -> bool {
+        match &self.audio_operations {
+            Some(operations) => operations.contains(&operation),
+            None => operation == Operation::ReferenceToVideo,
+        }
+    }
+
+    /// Whether a request's ratio must be `adaptive` for `operation`.
+    pub fn adaptive_only(&self, operation: Operation) -> bool {
+        self.adaptive_only_operations.contains(&operation)
+    }
+
     /// The price row of a tier; always `Some` for the model's own resolutions in a validated
     /// catalog.
     pub fn price_row(&self, resolution: Resolution) -> Option<&PriceRow> {
@@ -429,6 +481,37 @@ fn check_model(model: &ModelSpec, sizes: &SizeTable) -> Result<(), CatalogError>
     if !(1 <= d.min && d.min <= d.default && d.default <= d.max) {
         return Err(invalid(key("duration"), "needs 1 <= min <= default <= max"));
     }
+    let clips = model.input_clips;
+    if !(1 <= clips.min_seconds
+        && clips.min_seconds <= clips.max_seconds
+        && clips.max_seconds <= clips.total_seconds)
+    {
+        return Err(invalid(
+            key("input_clips"),
+            "needs 1 <= min_seconds <= max_seconds <= total_seconds",
+        ));
+    }
+    for (field, operations) in [
+        (
+            "audio_operations",
+            model.audio_operations.as_deref().unwrap_or_default(),
+        ),
+        ("adaptive_only_operations", &model.adaptive_only_operations),
+    ] {
+        no_duplicates(operations, || key(field))?;
+        if let Some(other) = operations.iter().find(|o| !model.operations.contains(o)) {
+            return Err(invalid(
+                key(field),
+                format!("{other} is not one of its operations"),
+            ));
+        }
+    }
+    if model.audio_only_references && !model.takes_audio(Operation::ReferenceToVideo) {
+        return Err(invalid(
+            key("audio_only_references"),
+            "needs reference-to-video among its audio_operations",
+        ));
+    }
     // A request naming no ratio gets the default, so the model must offer it.
     if !model.aspect_ratios.contains(&AspectRatio::DEFAULT) {
         return Err(invalid(
@@ -513,12 +596,17 @@ mod tests {
     }
 
     #[test]
-    fn builtin_catalog_has_the_three_models() {
+    fn builtin_catalog_has_the_four_models() {
         let c = Catalog::builtin();
         let ids: Vec<_> = c.models().iter().map(|m| m.id.as_str()).collect();
         assert_eq!(
             ids,
-            ["seedance-2.0", "seedance-2.0-fast", "seedance-2.0-mini"]
+            [
+                "seedance-2.0",
+                "seedance-2.0-fast",
+                "seedance-2.0-mini",
+                "seedance-2.5"
+            ]
         );
         assert_eq!(
             c.model("seedance-2.0").unwrap().resolutions,
@@ -532,6 +620,11 @@ mod tests {
         }
         for m in c.models() {
             assert_eq!(m.operations, Operation::ALL);
+            assert_eq!(m.aspect_ratios, AspectRatio::ALL);
+            assert_eq!(m.default_resolution, Resolution::P720);
+            assert_eq!(m.input_clips, ClipLimits::default());
+        }
+        for m in c.models().iter().filter(|m| m.id != "seedance-2.5") {
             assert_eq!(m.aspect_ratios, AspectRatio::ALL);
             assert_eq!(m.default_resolution, Resolution::P720);
             assert_eq!(
@@ -624,8 +717,8 @@ mod tests {
     fn pricing_rows_cover_every_model_resolution_and_video_input() {
         let c = Catalog::builtin();
         let rows = c.pricing_rows();
-        // seedance-2.0: 4 tiers, fast: 2, mini: 2; each with and without video input.
-        assert_eq!(rows.len(), (4 + 2 + 2) * 2);
+        // seedance-2.0: 4 tiers, fast: 2, mini: 2, 2.5: 3; each with and without video input.
+        assert_eq!(rows.len(), (4 + 2 + 2 + 3) * 2);
         for model in c.models() {
             for &resolution in &model.resolutions {
                 for video_input in [false, true] {
@@ -678,9 +771,97 @@ mod tests {
     #[test]
     fn provisional_rows_are_the_unpublished_prices() {
         for row in Catalog::builtin().pricing_rows() {
-            let unpublished = row.model == "seedance-2.0-mini" || row.resolution == Resolution::K4;
+            let unpublished = row.model == "seedance-2.0-mini"
+                || row.model == "seedance-2.5"
+                || row.resolution == Resolution::K4;
             assert_eq!(row.provisional, unpublished, "{row:?}");
         }
+    }
+
+    #[test]
+    fn seedance_2_5_has_its_own_limits() {
+        let c = Catalog::builtin();
+        let m = c.model("seedance-2.5").unwrap();
+        assert_eq!(
+            m.upstream_ids,
+            ["doubao-seedance-2-5-260628", "dreamina-seedance-2-5-260628"]
+        );
+        assert_eq!(
+            c.model_or_upstream("dreamina-seedance-2-5-260628")
+                .unwrap()
+                .id,
+            "seedance-2.5"
+        );
+        assert_eq!(
+            m.resolutions,
+            [Resolution::P480, Resolution::P720, Resolution::P1080]
+        );
+        assert_eq!((m.duration.min, m.duration.max), (4, 30));
+        assert_eq!(
+            m.reference_limits,
+            ReferenceLimits {
+                images: 30,
+                videos: 10,
+                audios: 10
+            }
+        );
+        assert!(m.audio_only_references);
+        assert_eq!(
+            m.adaptive_only_operations,
+            [
+                Operation::ImageToVideo,
+                Operation::StartEndToVideo,
+                Operation::VideoToVideo,
+                Operation::VideoExtension
+            ]
+        );
+        for m in c.models() {
+            let takers: Vec<_> = Operation::ALL
+                .into_iter()
+                .filter(|o| m.takes_audio(*o))
+                .collect();
+            assert_eq!(takers, [Operation::ReferenceToVideo], "{}", m.id);
+        }
+    }
+
+    #[test]
+    fn the_data_driven_rules_are_checked_when_the_catalog_loads() {
+        let model = "video_input_min_tokens = 0\n\n[[models.prices]]\nresolutions = [\"480p\", \"720p\"]\ncny_per_million = \"37\"";
+        for (added, key, reason) in [
+            (
+                "input_clips = { min_seconds = 5, max_seconds = 4, total_seconds = 15 }\n",
+                "input_clips",
+                "min_seconds <= max_seconds",
+            ),
+            (
+                "input_clips = { min_seconds = 2, max_seconds = 15, total_seconds = 10 }\n",
+                "input_clips",
+                "max_seconds <= total_seconds",
+            ),
+            (
+                "audio_operations = [\"reference-to-video\", \"reference-to-video\"]\n",
+                "audio_operations",
+                "twice",
+            ),
+            (
+                "audio_operations = [\"text-to-video\"]\naudio_only_references = true\n",
+                "audio_only_references",
+                "reference-to-video",
+            ),
+        ] {
+            let text = edited(model, &format!("{added}{model}"));
+            let err = Catalog::from_toml(&text).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(reason), "{added}: {err}");
+        }
+        let narrow = edited(
+            "operations = [\"text-to-video\", \"image-to-video\", \"start-end-to-video\", \"reference-to-video\", \"video-to-video\", \"video-extension\"]\nresolutions = [\"480p\", \"720p\"]",
+            "operations = [\"text-to-video\"]\nadaptive_only_operations = [\"image-to-video\"]\nresolutions = [\"480p\", \"720p\"]",
+        );
+        let err = Catalog::from_toml(&narrow).unwrap_err().to_string();
+        assert!(
+            err.contains("adaptive_only_operations") && err.contains("not one of its operations"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -940,19 +1121,19 @@ mod tests {
 
     #[test]
     fn a_new_model_is_configuration() {
-        let extra = "\n[[models]]\nid = \"seedance-2.5\"\nname = \"Seedance 2.5\"\ndescription = \"next\"\n\
+        let extra = "\n[[models]]\nid = \"seedance-3.0\"\nname = \"Seedance 3.0\"\ndescription = \"next\"\n\
             operations = [\"text-to-video\"]\nresolutions = [\"720p\"]\ndefault_resolution = \"720p\"\n\
             aspect_ratios = [\"16:9\", \"adaptive\"]\nduration = { min = 4, max = 10, default = 5 }\n\
             reference_limits = { images = 4, videos = 1, audios = 1 }\n\
             [[models.prices]]\nresolutions = [\"720p\"]\ncny_per_million = \"60.5\"\ncny_per_million_video_input = \"40\"\n";
         let c = Catalog::from_toml(&format!("{BUILTIN_CATALOG}{extra}")).unwrap();
-        let m = c.model("seedance-2.5").unwrap();
+        let m = c.model("seedance-3.0").unwrap();
         assert_eq!(m.duration.max, 10);
         assert_eq!(m.video_input_min_tokens, 0);
         assert_eq!(
             m.price_row(Resolution::P720).unwrap().cny_per_million,
             Decimal::new(605, 1)
         );
-        assert_eq!(c.pricing_rows().len(), 16 + 2);
+        assert_eq!(c.pricing_rows().len(), 22 + 2);
     }
 }

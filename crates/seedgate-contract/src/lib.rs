@@ -16,8 +16,8 @@ mod parse_props;
 mod parse_tests;
 
 pub use catalog::{
-    Catalog, CatalogError, DurationRange, ModelSpec, PriceRow, PricingRow, ReferenceLimits,
-    BUILTIN_CATALOG,
+    Catalog, CatalogError, ClipLimits, DurationRange, ModelSpec, PriceRow, PricingRow,
+    ReferenceLimits, BUILTIN_CATALOG,
 };
 pub use date::CalendarDate;
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorObject, ErrorType};

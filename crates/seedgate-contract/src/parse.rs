@@ -139,11 +139,6 @@ pub const MAX_VIDEO_DATA_BYTES: usize = 50 * MIB;
 pub const MAX_AUDIO_DATA_BYTES: usize = 15 * MIB;
 /// Smallest and largest image side upstream accepts, in pixels.
 pub const IMAGE_SIDE_PX: std::ops::RangeInclusive<usize> = 300..=6000;
-/// Seconds each input video (reference or source) and each reference audio may last (the
-/// upstream's input rules).
-pub const INPUT_CLIP_SECONDS: std::ops::RangeInclusive<f64> = 2.0..=15.0;
-/// Seconds all reference videos, or all reference audios, may last together.
-pub const INPUT_CLIPS_TOTAL_SECONDS: f64 = 15.0;
 /// Ark's seed range; -1 asks for a random seed.
 pub const SEED_RANGE: std::ops::RangeInclusive<i64> = -1..=4_294_967_295;
 /// Seconds the upstream may be given to finish a task (the platform's documented range).
@@ -280,7 +275,7 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
 
     // 5. Inputs.
     let prompt = check_prompt(raw.prompt, operation)?;
-    check_slots(&raw, operation)?;
+    check_slots(&raw, model, operation)?;
     let media = raw.media();
     for m in &media {
         check_media_form(m)?;
@@ -291,7 +286,7 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
     // 6. Limits.
     let resolution = check_resolution(model, raw.resolution)?;
     let duration = check_duration(model, raw.duration)?;
-    let aspect_ratio = check_aspect_ratio(model, raw.aspect_ratio)?;
+    let aspect_ratio = check_aspect_ratio(model, operation, raw.aspect_ratio)?;
     let seed = raw.seed.map(check_seed).transpose()?;
     let service_tier = raw.service_tier.map(check_service_tier).transpose()?;
     let execution_expires_after = raw
@@ -855,25 +850,35 @@ fn check_prompt(prompt: Option<&str>, operation: Operation) -> Result<Option<Str
 }
 
 /// Whether the operation takes the input (docs/requests.md): each takes the inputs that
-/// imply it, and video-extension also takes a source video (`video_url`).
-fn accepts(operation: Operation, input: Input) -> bool {
+/// imply it, video-extension also takes a source video (`video_url`), and reference audio
+/// goes with the operations the model's entry names.
+fn accepts(model: &ModelSpec, operation: Operation, input: Input) -> bool {
+    if input.field == "audio_urls" {
+        return model.takes_audio(operation);
+    }
     input.implies == operation
         || (operation == Operation::VideoExtension && input.implies == Operation::VideoToVideo)
 }
 
 /// Fields the operation rejects, then fields it needs.
-fn check_slots(raw: &Raw<'_>, operation: Operation) -> Result<(), ApiError> {
+fn check_slots(raw: &Raw<'_>, model: &ModelSpec, operation: Operation) -> Result<(), ApiError> {
     if let Some(Input { field, .. }) = raw
         .inputs_sent()
         .into_iter()
-        .find(|i| !accepts(operation, *i))
+        .find(|i| !accepts(model, operation, *i))
     {
         return Err(if field == "audio_urls" {
+            let takers: Vec<Operation> = Operation::ALL
+                .into_iter()
+                .filter(|o| model.takes_audio(*o))
+                .collect();
             invalid(
                 ErrorCode::AudioNotAllowed,
                 field,
                 format!(
-                    "Audio is accepted only as `audio_urls` of `reference-to-video`, not with `{operation}`."
+                    "`{}` takes audio (`audio_urls`) only with {}, not with `{operation}`.",
+                    model.id,
+                    names(&takers)
                 ),
             )
         } else {
@@ -905,7 +910,9 @@ fn check_slots(raw: &Raw<'_>, operation: Operation) -> Result<(), ApiError> {
         }
         Operation::StartEndToVideo => Ok(()),
         Operation::ReferenceToVideo
-            if raw.reference_images.value.is_empty() && raw.video_urls.is_empty() =>
+            if raw.reference_images.value.is_empty()
+                && raw.video_urls.is_empty()
+                && (raw.audio_urls.is_empty() || !model.audio_only_references) =>
         {
             Err(if raw.audio_urls.is_empty() {
                 invalid(
@@ -1174,14 +1181,19 @@ fn check_duration(
 /// `adaptive` is the default and valid for every operation: with an image or video input the
 /// model follows its shape, with a prompt alone it picks the shape itself. The reservation
 /// counts the largest size of the tier either way.
+///
+/// Where the model's entry says an operation's output follows its input's shape, only
+/// `adaptive` is accepted: the upstream would refuse anything else (`TaskTypeConstraint`).
 fn check_aspect_ratio(
     model: &ModelSpec,
+    operation: Operation,
     ratio: Option<Sent<&str>>,
 ) -> Result<AspectRatio, ApiError> {
     let Some(Sent { field, value: text }) = ratio else {
         return Ok(AspectRatio::DEFAULT);
     };
-    text.parse::<AspectRatio>()
+    let ratio = text
+        .parse::<AspectRatio>()
         .ok()
         .filter(|r| model.aspect_ratios.contains(r))
         .ok_or_else(|| {
@@ -1194,7 +1206,22 @@ fn check_aspect_ratio(
                 ),
             )
             .with_extra("allowed_aspect_ratios", name_list(&model.aspect_ratios))
-        })
+        })?;
+    if ratio != AspectRatio::Adaptive && model.adaptive_only(operation) {
+        return Err(invalid(
+            ErrorCode::InvalidAspectRatio,
+            field,
+            format!(
+                "`{}` makes `{operation}` in the shape of its input: `{field}` must be `adaptive` (got `{text}`); send `adaptive` or leave `{field}` out.",
+                model.id
+            ),
+        )
+        .with_extra(
+            "allowed_aspect_ratios",
+            name_list(&[AspectRatio::Adaptive]),
+        ));
+    }
+    Ok(ratio)
 }
 
 fn check_seed(seed: i128) -> Result<i64, ApiError> {

@@ -77,8 +77,9 @@ fn inputs(op: Operation, model: &ModelSpec) -> BoxedStrategy<Vec<(&'static str, 
             proptest::collection::vec(video(), 0..=limits.videos),
             proptest::collection::vec(audio(), 0..=limits.audios),
         )
-            .prop_filter("a visual reference", |(_, i, v, _)| {
-                !i.is_empty() || !v.is_empty()
+            .prop_filter("a visual reference, or audio where it may be alone", {
+                let audio_alone = model.audio_only_references;
+                move |(_, i, v, a)| !i.is_empty() || !v.is_empty() || (audio_alone && !a.is_empty())
             })
             .prop_map(|(key, i, v, a)| {
                 vec![
@@ -131,7 +132,11 @@ fn arb_valid_request() -> impl Strategy<Value = Value> {
     let catalog = Catalog::builtin();
     let models = catalog.models().to_vec();
     (select(models), select(Operation::ALL.to_vec())).prop_flat_map(|(model, op)| {
-        let ratios = model.aspect_ratios.clone();
+        let ratios = if model.adaptive_only(op) {
+            vec![AspectRatio::Adaptive]
+        } else {
+            model.aspect_ratios.clone()
+        };
         let d = model.duration;
         let text = "[a-z][\\PC\n\r\t]{0,60}";
         let prompt = if op == Operation::VideoExtension {

@@ -540,7 +540,12 @@ fn unknown_model_rejected() {
     assert_eq!(err.error_type(), ErrorType::ModelNotFound);
     assert_eq!(
         err.extra["available_models"],
-        json!(["seedance-2.0", "seedance-2.0-fast", "seedance-2.0-mini"])
+        json!([
+            "seedance-2.0",
+            "seedance-2.0-fast",
+            "seedance-2.0-mini",
+            "seedance-2.5"
+        ])
     );
     assert_eq!(err.body()["error"]["type"], "model_not_found");
 }
@@ -2683,4 +2688,180 @@ fn prompt_commands_are_validated_and_priced_as_fields_and_stripped_from_the_prom
     // `--cf true` is the field's `true`, refused on Seedance 2.0 like the field itself.
     let fixed = with(t2v("seedance-2.0"), "prompt", "a cat --cf true");
     rejected(fixed, "unsupported_parameter", Some("camera_fixed"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Seedance 2.5, and a model that differs only in its catalog entry
+
+fn on_2_5(op: Operation) -> Value {
+    with(minimal(op), "model", "seedance-2.5")
+}
+
+#[test]
+fn seedance_2_5_takes_thirty_seconds_and_thirty_reference_images() {
+    let job = accepted(with(
+        with(
+            on_2_5(Operation::ReferenceToVideo),
+            "reference_images",
+            urls(IMG, 30),
+        ),
+        "duration",
+        30,
+    ));
+    assert_eq!(job.duration, DurationRequest::Seconds(30));
+    assert_eq!(job.inputs.reference_images.len(), 30);
+    accepted(with(
+        with(
+            on_2_5(Operation::ReferenceToVideo),
+            "video_urls",
+            urls(VID, 10),
+        ),
+        "audio_urls",
+        urls(AUD, 10),
+    ));
+    let err = rejected(
+        with(
+            on_2_5(Operation::ReferenceToVideo),
+            "reference_images",
+            urls(IMG, 31),
+        ),
+        "too_many_references",
+        Some("reference_images"),
+    );
+    assert_eq!(err.extra["limit"], 30);
+    rejected(
+        with(on_2_5(Operation::TextToVideo), "duration", 31),
+        "invalid_duration",
+        Some("duration"),
+    );
+    // Seedance 2.0 keeps its own limits.
+    rejected(
+        with(minimal(Operation::TextToVideo), "duration", 30),
+        "invalid_duration",
+        Some("duration"),
+    );
+    accepted(with(on_2_5(Operation::TextToVideo), "resolution", "1080p"));
+    rejected(
+        with(on_2_5(Operation::TextToVideo), "resolution", "4k"),
+        "unsupported_resolution",
+        Some("resolution"),
+    );
+}
+
+#[test]
+fn seedance_2_5_takes_audio_as_the_only_reference_and_2_0_does_not() {
+    let audio_only = |model: &str| {
+        json!({"model": model, "operation": "reference-to-video", "prompt": "a song",
+               "audio_urls": [AUD]})
+    };
+    let job = accepted(audio_only("seedance-2.5"));
+    assert_eq!(job.inputs.reference_audios.len(), 1);
+    // Without `operation`, audio alone still means reference-to-video.
+    let inferred = accepted(without(audio_only("seedance-2.5"), "operation"));
+    assert_eq!(inferred.operation, Operation::ReferenceToVideo);
+    rejected(
+        audio_only("seedance-2.0"),
+        "audio_requires_visual_reference",
+        Some("audio_urls"),
+    );
+    // Audio stays a reference-to-video input on 2.5 too.
+    let err = rejected(
+        with(on_2_5(Operation::ImageToVideo), "audio_urls", json!([AUD])),
+        "audio_not_allowed",
+        Some("audio_urls"),
+    );
+    assert!(
+        err.message.contains("reference-to-video"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn seedance_2_5_makes_frames_edits_and_extensions_only_in_the_inputs_shape() {
+    for op in [
+        Operation::ImageToVideo,
+        Operation::StartEndToVideo,
+        Operation::VideoToVideo,
+        Operation::VideoExtension,
+    ] {
+        let err = rejected(
+            with(on_2_5(op), "aspect_ratio", "16:9"),
+            "invalid_aspect_ratio",
+            Some("aspect_ratio"),
+        );
+        assert!(err.message.contains("`adaptive`"), "{op}: {}", err.message);
+        assert_eq!(err.extra["allowed_aspect_ratios"], json!(["adaptive"]));
+        accepted(with(on_2_5(op), "aspect_ratio", "adaptive"));
+        accepted(on_2_5(op));
+        // Seedance 2.0 takes a fixed ratio for the same operation.
+        accepted(with(minimal(op), "aspect_ratio", "16:9"));
+    }
+    for op in [Operation::TextToVideo, Operation::ReferenceToVideo] {
+        accepted(with(on_2_5(op), "aspect_ratio", "16:9"));
+    }
+}
+
+/// The built-in catalog with one more model, whose rules differ from every built-in one
+/// only in data.
+pub(crate) fn catalog_with_a_data_only_model() -> Catalog {
+    let extra = r#"
+[[models]]
+id = "studio-9"
+name = "Studio 9"
+description = "Defined by this entry alone."
+operations = ["text-to-video", "image-to-video", "reference-to-video"]
+resolutions = ["480p"]
+default_resolution = "480p"
+aspect_ratios = ["1:1", "adaptive"]
+duration = { min = 2, max = 8, default = 3 }
+reference_limits = { images = 2, videos = 1, audios = 4 }
+input_clips = { min_seconds = 1, max_seconds = 20, total_seconds = 40 }
+audio_operations = ["image-to-video", "reference-to-video"]
+audio_only_references = true
+adaptive_only_operations = ["image-to-video"]
+
+[[models.prices]]
+resolutions = ["480p"]
+cny_per_million = "10"
+cny_per_million_video_input = "5"
+"#;
+    Catalog::from_toml(&format!("{BUILTIN_CATALOG}{extra}")).unwrap()
+}
+
+#[test]
+fn a_model_added_by_data_alone_is_validated_by_its_entry() {
+    let catalog = catalog_with_a_data_only_model();
+    let parse = |body: Value| parse_create_request(&catalog, body.to_string().as_bytes());
+    let code = |body: Value| parse(body).unwrap_err().code.as_str().to_owned();
+    let base = json!({"model": "studio-9", "prompt": "a cat"});
+    let job = parse(base.clone()).unwrap();
+    assert_eq!(job.duration, DurationRequest::Seconds(3));
+    assert_eq!(job.resolution, Resolution::P480);
+    assert_eq!(code(with(base.clone(), "duration", 9)), "invalid_duration");
+    assert_eq!(
+        code(with(base.clone(), "resolution", "720p")),
+        "unsupported_resolution"
+    );
+    assert_eq!(
+        code(with(base.clone(), "aspect_ratio", "16:9")),
+        "invalid_aspect_ratio"
+    );
+    // Audio with a first frame, as its entry allows; a fixed ratio there is refused.
+    let i2v = json!({"model": "studio-9", "operation": "image-to-video", "prompt": "a cat",
+                     "image_url": IMG, "audio_urls": [AUD]});
+    assert_eq!(parse(i2v.clone()).unwrap().inputs.reference_audios.len(), 1);
+    assert_eq!(
+        code(with(i2v, "aspect_ratio", "1:1")),
+        "invalid_aspect_ratio"
+    );
+    let r2v = json!({"model": "studio-9", "operation": "reference-to-video", "prompt": "a cat",
+                     "reference_images": urls(IMG, 3)});
+    assert_eq!(code(r2v), "too_many_references");
+    let audio_only = json!({"model": "studio-9", "operation": "reference-to-video",
+                            "prompt": "a cat", "audio_urls": urls(AUD, 4)});
+    parse(audio_only).unwrap();
+    let edit = json!({"model": "studio-9", "operation": "video-to-video", "prompt": "a cat",
+                      "video_url": VID});
+    assert_eq!(code(edit), "unsupported_operation");
 }

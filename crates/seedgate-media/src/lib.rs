@@ -40,8 +40,10 @@ pub enum Scene<'a> {
     Crossfade { start: &'a [u8], end: &'a [u8] },
     /// reference-to-video: the references in sequence, images first, in equal slices; the
     /// reference audio files one after another from the start, mixed into the soundtrack
-    /// (WAV, AAC and M4A are decoded here, MP3 and anything else by `ffmpeg`).
+    /// (WAV, AAC and M4A are decoded here, MP3 and anything else by `ffmpeg`). With audio as
+    /// the only reference, the picture is the prompt's pattern.
     Sequence {
+        prompt: &'a str,
         images: Vec<&'a [u8]>,
         videos: Vec<&'a [u8]>,
         audios: Vec<&'a [u8]>,

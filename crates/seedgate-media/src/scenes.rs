@@ -245,21 +245,29 @@ impl<'a> Painter<'a> {
                 fitted(&decode_image(start)?, width, height),
                 fitted(&decode_image(end)?, width, height),
             ),
-            Scene::Sequence { images, videos, .. } => {
+            Scene::Sequence {
+                prompt,
+                images,
+                videos,
+                audios,
+            } => {
                 input_video_seconds = video_seconds(videos)?;
                 let mut slices = Vec::new();
                 for image in images {
                     slices.push(Slice::Image(decode_image(image)?));
                 }
                 slices.extend(videos.iter().map(|v| Slice::Video(v)));
-                if slices.is_empty() {
+                if !slices.is_empty() {
+                    Kind::Sequence {
+                        slices,
+                        playing: None,
+                    }
+                } else if !audios.is_empty() {
+                    Kind::Pattern(Pattern::new(prompt, req.seed))
+                } else {
                     return Err(MediaError::InvalidRequest(
                         "a sequence needs at least one reference".into(),
                     ));
-                }
-                Kind::Sequence {
-                    slices,
-                    playing: None,
                 }
             }
             Scene::Recolour { video } => {

@@ -150,6 +150,7 @@ fn sequence_of_images_and_videos() {
     let video = clip(320, 240, 48);
     let r = check(
         Scene::Sequence {
+            prompt: "references",
             images: vec![&image],
             videos: vec![&video, &video],
             audios: Vec::new(),

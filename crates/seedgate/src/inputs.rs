@@ -2,8 +2,7 @@
 //! through here: the create path refuses targets the outbound guard can never reach, and the
 //! engine fetches and checks each input before any provider is asked to do anything.
 
-use seedgate_contract::parse::{INPUT_CLIPS_TOTAL_SECONDS, INPUT_CLIP_SECONDS};
-use seedgate_contract::{check_image_dimensions, MediaInput, VideoJob};
+use seedgate_contract::{check_image_dimensions, Catalog, ClipLimits, MediaInput, VideoJob};
 
 use crate::fetch::{Fetcher, MediaKind};
 
@@ -84,15 +83,26 @@ pub struct FetchedInputs {
 /// Slack on input lengths: containers round their durations.
 const LENGTH_TOLERANCE_S: f64 = 0.05;
 
+/// The clip lengths `model`'s entry allows (Seedance 2.0's for a model the catalog no longer
+/// has).
+pub fn clip_limits(catalog: &Catalog, model: &str) -> ClipLimits {
+    catalog
+        .model(model)
+        .map(|spec| spec.input_clips)
+        .unwrap_or_default()
+}
+
 /// Fetches every media input through the guarded client and holds it to the upstream's input
 /// rules (docs/requests.md): images JPEG, PNG or WebP of 300–6000 px a side and aspect
-/// 0.4–2.5; videos MP4 or MOV of 2–15 s; reference audio WAV, MP3 or AAC/M4A of 2–15 s; at most
-/// 15 s of reference video, and of reference audio, in all. Any failure is permanent: the task
-/// fails uncharged with the input's code before a provider is asked to do anything. With
-/// `keep` false the bytes are dropped once checked (an upstream fetches the URL itself).
+/// 0.4–2.5; videos MP4 or MOV, and reference audio WAV, MP3 or AAC/M4A, each as long as
+/// `clips` allows (2–15 s on Seedance 2.0), and no more reference video, or reference audio,
+/// in all than it allows (15 s). Any failure is permanent: the task fails uncharged with the
+/// input's code before a provider is asked to do anything. With `keep` false the bytes are
+/// dropped once checked (an upstream fetches the URL itself).
 pub async fn fetch_checked(
     fetcher: &Fetcher,
     job: &VideoJob,
+    clips: ClipLimits,
     keep: bool,
 ) -> Result<FetchedInputs, InputError> {
     let mut fetched = FetchedInputs::default();
@@ -106,7 +116,7 @@ pub async fn fetch_checked(
             .fetch(named.input, named.kind)
             .await
             .map_err(|e| refuse(e.code(), &e))?;
-        let seconds = check_input(field, named.kind, &bytes)?;
+        let seconds = check_input(field, named.kind, &bytes, clips)?;
         match named.kind {
             MediaKind::Image if keep => fetched.images.push(bytes),
             MediaKind::Video => {
@@ -130,11 +140,12 @@ pub async fn fetch_checked(
         ("video_urls", "video", reference_video_s),
         ("audio_urls", "audio", reference_audio_s),
     ] {
-        if total > INPUT_CLIPS_TOTAL_SECONDS + LENGTH_TOLERANCE_S {
+        let most = clips.total_seconds;
+        if total > f64::from(most) + LENGTH_TOLERANCE_S {
             return Err(InputError::new(
                 "invalid_media_duration",
                 format!(
-                    "input `{field}`: the reference {kind} lasts {total:.1} s in all; at most {INPUT_CLIPS_TOTAL_SECONDS} s is allowed"
+                    "input `{field}`: the reference {kind} lasts {total:.1} s in all; at most {most} s is allowed"
                 ),
             ));
         }
@@ -143,8 +154,13 @@ pub async fn fetch_checked(
 }
 
 /// Holds one input to the upstream's rules for its kind (the same for a job's inputs and for
-/// material assets); returns how long it lasts (0 for an image).
-pub fn check_input(field: &str, kind: MediaKind, bytes: &[u8]) -> Result<f64, InputError> {
+/// material assets), a clip to `clips`; returns how long it lasts (0 for an image).
+pub fn check_input(
+    field: &str,
+    kind: MediaKind,
+    bytes: &[u8],
+    clips: ClipLimits,
+) -> Result<f64, InputError> {
     let refuse = |code: &str, what: &dyn std::fmt::Display| {
         InputError::new(code, format!("input `{field}`: {what}"))
     };
@@ -167,21 +183,28 @@ pub fn check_input(field: &str, kind: MediaKind, bytes: &[u8]) -> Result<f64, In
                     _ => refuse(e.code(), &"not a readable MP4 or MOV video"),
                 })?
                 .duration_secs;
-            check_length(field, "video", seconds)?;
+            check_length(field, "video", seconds, clips)?;
             Ok(seconds)
         }
         MediaKind::Audio => {
             let seconds =
                 seedgate_media::audio_duration(bytes).map_err(|e| refuse(e.code(), &e))?;
-            check_length(field, "audio", seconds)?;
+            check_length(field, "audio", seconds, clips)?;
             Ok(seconds)
         }
     }
 }
 
-fn check_length(field: &str, kind: &str, seconds: f64) -> Result<(), InputError> {
-    let (min, max) = (*INPUT_CLIP_SECONDS.start(), *INPUT_CLIP_SECONDS.end());
-    if seconds + LENGTH_TOLERANCE_S < min || seconds - LENGTH_TOLERANCE_S > max {
+fn check_length(
+    field: &str,
+    kind: &str,
+    seconds: f64,
+    clips: ClipLimits,
+) -> Result<(), InputError> {
+    let (min, max) = (clips.min_seconds, clips.max_seconds);
+    if seconds + LENGTH_TOLERANCE_S < f64::from(min)
+        || seconds - LENGTH_TOLERANCE_S > f64::from(max)
+    {
         return Err(InputError::new(
             "invalid_media_duration",
             format!(

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use seedgate_contract::{ApiError, ErrorCode, MediaInput, VideoJob};
+use seedgate_contract::{ApiError, ClipLimits, ErrorCode, MediaInput, VideoJob};
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
@@ -109,7 +109,7 @@ impl Materials {
             Ok(bytes) => bytes,
             Err(e) => return Ok(failed(format!("The source could not be fetched: {e}."))),
         };
-        if let Err(e) = check_input("asset_url", kind, &bytes) {
+        if let Err(e) = check_input("asset_url", kind, &bytes, ClipLimits::default()) {
             return Ok(failed(e.message));
         }
         let Some(content_type) = content_type(kind, &bytes) else {

@@ -149,6 +149,7 @@ fn reference_audio_is_mixed_into_the_soundtrack() {
         let image: &'static [u8] = Box::leak(image.clone().into_boxed_slice());
         RenderRequest {
             scene: Scene::Sequence {
+                prompt: "references",
                 images: vec![image],
                 videos: Vec::new(),
                 audios,

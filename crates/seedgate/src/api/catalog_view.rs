@@ -13,7 +13,7 @@ use seedgate_contract::date::rfc3339;
 use seedgate_contract::parse::FIELDS;
 use seedgate_contract::pricing::token_ceiling;
 use seedgate_contract::{
-    AspectRatio, Catalog, DurationRange, ModelSpec, Operation, PriceRow, PricingRow,
+    AspectRatio, Catalog, ClipLimits, DurationRange, ModelSpec, Operation, PriceRow, PricingRow,
     ReferenceLimits, Resolution,
 };
 use serde::Serialize;
@@ -229,6 +229,13 @@ impl<'a> ModelFacts<'a> {
                 aspect_ratios: spec.aspect_ratios.clone(),
                 duration: spec.duration,
                 reference_limits: spec.reference_limits,
+                input_clips: spec.input_clips,
+                audio_operations: Operation::ALL
+                    .into_iter()
+                    .filter(|o| spec.takes_audio(*o))
+                    .collect(),
+                audio_only_references: spec.audio_only_references,
+                adaptive_only_operations: spec.adaptive_only_operations.clone(),
                 prices: spec.prices.clone(),
                 video_input_min_tokens: spec.video_input_min_tokens,
             },
@@ -444,6 +451,14 @@ pub struct ModelExtension {
     duration: DurationRange,
     /// reference-to-video limits.
     reference_limits: ReferenceLimits,
+    /// How long each input video or audio may last, and all references of a kind together.
+    input_clips: ClipLimits,
+    /// The operations that take `audio_urls`.
+    audio_operations: Vec<Operation>,
+    /// Whether audio may be a reference-to-video's only reference.
+    audio_only_references: bool,
+    /// Operations whose `aspect_ratio` must be `adaptive` (their output follows the input).
+    adaptive_only_operations: Vec<Operation>,
     /// CNY per million tokens; each resolution is in exactly one row.
     prices: Vec<PriceRow>,
     /// Video-input requests are never billed below this many tokens.

@@ -407,7 +407,8 @@ impl Engine {
                 }
             },
             Check::Media => {
-                let checked = crate::inputs::fetch_checked(&self.ports.fetcher, job, false);
+                let clips = crate::inputs::clip_limits(&self.policy.catalog, &job.model);
+                let checked = crate::inputs::fetch_checked(&self.ports.fetcher, job, clips, false);
                 match self.with_heartbeat(task, checked).await? {
                     None => return Ok(None),
                     Some(Err(e)) => Err(InputFailure::Refused(e.code.clone(), e.message.clone())),

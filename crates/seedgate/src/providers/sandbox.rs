@@ -50,7 +50,8 @@ impl Sandbox {
     }
 
     async fn fetch_inputs(&self, job: &VideoJob) -> Result<Inputs, ProviderError> {
-        let checked = crate::inputs::fetch_checked(&self.fetcher, job, true)
+        let clips = crate::inputs::clip_limits(&self.catalog, &job.model);
+        let checked = crate::inputs::fetch_checked(&self.fetcher, job, clips, true)
             .await
             .map_err(|e| ProviderError::permanent(e.code, e.message))?;
         let mut inputs = Inputs {
@@ -175,6 +176,7 @@ fn scene_for<'a>(operation: Operation, prompt: &'a str, inputs: &'a Inputs) -> S
             end: image(1),
         },
         Operation::ReferenceToVideo => Scene::Sequence {
+            prompt,
             images: inputs.images.iter().map(Vec::as_slice).collect(),
             videos: inputs.videos.iter().map(Vec::as_slice).collect(),
             audios: inputs.audios.iter().map(Vec::as_slice).collect(),

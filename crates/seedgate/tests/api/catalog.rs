@@ -7,7 +7,12 @@ use serde_json::{json, Value};
 
 use crate::helpers::TestApp;
 
-const IDS: [&str; 3] = ["seedance-2.0", "seedance-2.0-fast", "seedance-2.0-mini"];
+const IDS: [&str; 4] = [
+    "seedance-2.0",
+    "seedance-2.0-fast",
+    "seedance-2.0-mini",
+    "seedance-2.5",
+];
 
 fn ids(list: &Value) -> Vec<&str> {
     list["data"]
@@ -26,7 +31,7 @@ fn now_s() -> i64 {
 }
 
 #[tokio::test]
-async fn models_list_the_three_seedance_models() {
+async fn models_list_the_four_seedance_models() {
     let app = TestApp::spawn_without_workers().await;
     let (status, models) = app.get_path("/v1/models").await;
     assert_eq!(status, 200);
@@ -38,7 +43,10 @@ async fn models_list_the_three_seedance_models() {
         .iter()
         .map(|m| m["created"].as_i64().unwrap())
         .collect();
-    assert_eq!(created, [1_769_558_400, 1_769_558_400, 1_781_481_600]);
+    assert_eq!(
+        created,
+        [1_769_558_400, 1_769_558_400, 1_781_481_600, 1_782_604_800]
+    );
     let first = &models["data"][0];
     assert_eq!(first["owned_by"], "bytedance");
     let tokenlab = &first["tokenlab"];
@@ -88,6 +96,31 @@ async fn a_model_carries_its_limits_and_prices_under_tokenlab() {
         format["request_endpoint_by_operation"]["video-extension"],
         "/v1/videos/generations"
     );
+    let (_, latest) = app.get_path("/v1/models/seedance-2.5").await;
+    let tokenlab = &latest["tokenlab"];
+    assert_eq!(tokenlab["duration"]["max"], 30);
+    assert_eq!(
+        tokenlab["reference_limits"],
+        json!({"images": 30, "videos": 10, "audios": 10})
+    );
+    assert_eq!(
+        tokenlab["input_clips"],
+        json!({"min_seconds": 2, "max_seconds": 15, "total_seconds": 15})
+    );
+    assert_eq!(tokenlab["audio_operations"], json!(["reference-to-video"]));
+    assert_eq!(tokenlab["audio_only_references"], true);
+    assert_eq!(
+        tokenlab["adaptive_only_operations"],
+        json!([
+            "image-to-video",
+            "start-end-to-video",
+            "video-to-video",
+            "video-extension"
+        ])
+    );
+    assert_eq!(tokenlab["pricing_provenance"]["provisional"], true);
+    assert_eq!(fast["tokenlab"]["adaptive_only_operations"], json!([]));
+    assert_eq!(fast["tokenlab"]["audio_only_references"], false);
     let (_, mini) = app.get_path("/v1/models/seedance-2.0-mini").await;
     assert_eq!(mini["tokenlab"]["reference_limits"]["images"], 9);
     assert_eq!(
@@ -107,7 +140,7 @@ async fn compact_view_lists_only_selection_fields() {
     assert_eq!(status, 200);
     assert_eq!(compact["object"], "list");
     assert_eq!(compact["view"], "compact");
-    assert_eq!(compact["count"], 3);
+    assert_eq!(compact["count"], 4);
     assert_eq!(ids(&compact), IDS);
     let item = &compact["data"][0];
     let mut keys: Vec<&str> = item
@@ -254,8 +287,8 @@ async fn pricing_converts_cny_at_6_8() {
         .iter()
         .flat_map(|e| e["pricing_details"]["rows"].as_array().unwrap())
         .collect();
-    // 2.0: 4 resolutions, fast and mini: 2 each; each with and without video input.
-    assert_eq!(rows.len(), 16);
+    // 2.0: 4 resolutions, fast and mini: 2 each, 2.5: 3; each with and without video input.
+    assert_eq!(rows.len(), 22);
     let row = rows
         .iter()
         .find(|r| {
@@ -338,4 +371,122 @@ async fn a_catalog_without_dates_shows_when_it_was_loaded() {
         "{updated_at}"
     );
     assert_ne!(updated_at, "2026-01-28T00:00:00Z");
+}
+
+/// A model no build knows, defined by a catalog file alone, with rules unlike any built-in
+/// model's: a 2–8 s range, one resolution, one fixed ratio, audio with a first frame, audio as
+/// the only reference, and a first frame only in the input's shape.
+const DATA_ONLY_MODEL: &str = r#"
+[[models]]
+id = "studio-9"
+name = "Studio 9"
+description = "Defined by this entry alone."
+operations = ["text-to-video", "image-to-video", "reference-to-video"]
+resolutions = ["480p"]
+default_resolution = "480p"
+aspect_ratios = ["1:1", "adaptive"]
+duration = { min = 2, max = 8, default = 3 }
+reference_limits = { images = 2, videos = 1, audios = 4 }
+input_clips = { min_seconds = 1, max_seconds = 20, total_seconds = 40 }
+audio_operations = ["image-to-video", "reference-to-video"]
+audio_only_references = true
+adaptive_only_operations = ["image-to-video"]
+
+[[models.prices]]
+resolutions = ["480p"]
+cny_per_million = "10"
+cny_per_million_video_input = "5"
+"#;
+
+#[tokio::test]
+async fn a_model_from_a_catalog_file_alone_is_served_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.toml");
+    std::fs::write(
+        &path,
+        format!("{}{DATA_ONLY_MODEL}", seedgate_contract::BUILTIN_CATALOG),
+    )
+    .unwrap();
+    let app = TestApp::spawn_with(|c| c.catalog_file = Some(path.clone()), true).await;
+
+    let (status, model) = app.get_path("/v1/models/studio-9").await;
+    assert_eq!(status, 200, "{model}");
+    let tokenlab = &model["tokenlab"];
+    assert_eq!(
+        tokenlab["duration"],
+        json!({"min": 2, "max": 8, "default": 3})
+    );
+    assert_eq!(tokenlab["resolutions"], json!(["480p"]));
+    assert_eq!(
+        tokenlab["input_clips"],
+        json!({"min_seconds": 1, "max_seconds": 20, "total_seconds": 40})
+    );
+    assert_eq!(
+        tokenlab["audio_operations"],
+        json!(["image-to-video", "reference-to-video"])
+    );
+    let (_, pricing) = app.get_path("/v1/models/studio-9/pricing").await;
+    assert_eq!(
+        pricing["pricing_details"]["rows"].as_array().unwrap().len(),
+        2,
+        "{pricing}"
+    );
+
+    // Validation follows the entry.
+    for (body, code) in [
+        (
+            json!({"model": "studio-9", "prompt": "x", "duration": 9}),
+            "invalid_duration",
+        ),
+        (
+            json!({"model": "studio-9", "prompt": "x", "resolution": "720p"}),
+            "unsupported_resolution",
+        ),
+        (
+            json!({"model": "studio-9", "prompt": "x", "aspect_ratio": "16:9"}),
+            "invalid_aspect_ratio",
+        ),
+        (
+            json!({"model": "studio-9", "operation": "video-to-video", "prompt": "x",
+                "video_url": "https://e.com/v.mp4"}),
+            "unsupported_operation",
+        ),
+        (
+            json!({"model": "studio-9", "operation": "image-to-video", "prompt": "x",
+                "image_url": "https://e.com/a.png", "aspect_ratio": "1:1"}),
+            "invalid_aspect_ratio",
+        ),
+    ] {
+        let (status, refused) = app.create(&body).await;
+        assert_eq!(
+            (status, refused["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{body}"
+        );
+    }
+    app.assert_nothing_written().await;
+
+    // The quote, the reservation, the sandbox and the bill follow it: 3 s at 640 × 640.
+    let body = json!({"model": "studio-9", "prompt": "a square world", "aspect_ratio": "1:1",
+        "generate_audio": false});
+    let (status, quote) = app
+        .call("POST", "/v1/videos/quote", &app.key, Some(&body))
+        .await;
+    assert_eq!(status, 200, "{quote}");
+    let tokens = 640 * 640 * (24 * 3 + 1) / 1024;
+    assert_eq!(quote["tokens"]["billed"], tokens, "{quote}");
+    let (status, created) = app.create(&body).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let done = app
+        .wait_terminal(id, std::time::Duration::from_secs(60))
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["usage"]["tokens"], tokens);
+    assert_eq!(done["cost"]["amount"], quote["cost"]["amount"]);
+    let (status, mp4) = app.download(done["video_url"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    let probe = crate::helpers::ffprobe(&mp4);
+    assert_eq!((probe.width, probe.height), (640, 640));
+    assert!((probe.duration - 3.0).abs() <= 0.1, "{}", probe.duration);
 }

@@ -112,6 +112,66 @@ async fn reference_to_video_renders_exact_mp4() {
     assert_eq!(done["usage"]["tokens"].as_u64(), Some(output + input));
 }
 
+#[tokio::test]
+async fn seedance_2_5_renders_thirty_seconds_from_thirty_reference_images() {
+    use base64::Engine as _;
+    let app = TestApp::spawn().await;
+    let images: Vec<String> = (0..30u8)
+        .map(|i| {
+            format!(
+                "data:image/png;base64,{}",
+                base64::engine::general_purpose::STANDARD.encode(crate::helpers::png_bytes(
+                    320,
+                    320,
+                    i * 8
+                ))
+            )
+        })
+        .collect();
+    let body = json!({"model": "seedance-2.5", "operation": "reference-to-video",
+        "prompt": "thirty looks at one product", "reference_images": images,
+        "resolution": "480p", "duration": 30, "aspect_ratio": "16:9", "generate_audio": false});
+    let done = assert_renders(&app, body, 864, 496, 30.0, false).await;
+    // floor(864 × 496 × (24 × 30 + 1) / 1024) tokens at 2.5's 69 CNY per million.
+    let tokens = 864 * 496 * (24 * 30 + 1) / 1024;
+    assert_eq!(done["usage"]["tokens"].as_u64(), Some(tokens));
+    let (status, quote) = app
+        .call(
+            "POST",
+            "/v1/videos/quote",
+            &app.key,
+            Some(
+                &json!({"model": "seedance-2.5", "prompt": "x", "resolution": "480p",
+                "duration": 30, "aspect_ratio": "16:9"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{quote}");
+    assert_eq!(quote["tokens"]["billed"], tokens);
+    assert_eq!(done["cost"]["amount"], quote["cost"]["amount"]);
+}
+
+#[tokio::test]
+async fn seedance_2_5_takes_audio_as_its_only_reference() {
+    use base64::Engine as _;
+    let app = TestApp::spawn().await;
+    let audio = format!(
+        "data:audio/wav;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(square_then_silence_wav())
+    );
+    let body = |model: &str| {
+        json!({"model": model, "operation": "reference-to-video", "prompt": "the bell rings",
+            "audio_urls": [audio], "resolution": "480p", "duration": 4})
+    };
+    let done = assert_renders(&app, body("seedance-2.5"), 864, 496, 4.0, true).await;
+    let (status, mp4) = app.download(done["video_url"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    assert!(band_volume(&mp4, 0.2, 1.8) > band_volume(&mp4, 2.3, 3.8) + 12.0);
+    let (status, refused) = app.create(&body("seedance-2.0")).await;
+    assert_eq!(status, 400);
+    assert_eq!(refused["error"]["code"], "audio_requires_visual_reference");
+}
+
 /// A 16-bit mono WAV at 44.1 kHz: a 1 kHz square wave for 2 s, then 2 s of silence.
 fn square_then_silence_wav() -> Vec<u8> {
     let rate = 44_100u32;

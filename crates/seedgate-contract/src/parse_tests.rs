@@ -2864,4 +2864,12 @@ fn a_model_added_by_data_alone_is_validated_by_its_entry() {
     let edit = json!({"model": "studio-9", "operation": "video-to-video", "prompt": "a cat",
                       "video_url": VID});
     assert_eq!(code(edit), "unsupported_operation");
+    // A reference video not read yet reserves the longest input the entry allows (40 s).
+    let with_video = parse(
+        json!({"model": "studio-9", "operation": "reference-to-video",
+                                  "prompt": "a cat", "video_urls": [VID]}),
+    )
+    .unwrap();
+    let quote = crate::pricing::quote(&catalog, &with_video, None, None).unwrap();
+    assert_eq!(quote.input_video_millis, 40_000);
 }

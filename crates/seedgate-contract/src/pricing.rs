@@ -11,9 +11,11 @@ use crate::error::{ApiError, ErrorCode};
 use crate::job::{DurationRequest, Resolution, VideoJob};
 use crate::parse::model_not_found;
 
-/// What a video input of unknown length reserves for: reference videos may total at most
-/// 15 s upstream (docs/requests.md), so no input is longer.
-pub const MAX_INPUT_VIDEO_MILLIS: u64 = 15_000;
+/// What a video input of unknown length reserves for: no input video, nor all reference
+/// videos together, may last longer than the model's `input_clips.total_seconds`.
+pub fn longest_input_video_millis(model: &ModelSpec) -> u64 {
+    u64::from(model.input_clips.total_seconds) * 1000
+}
 
 /// `floor(w × h × (24 × s + 1) / 1024)`: the upstream's own count for an output video of
 /// `seconds` at 24 fps. Saturates instead of wrapping for absurd arguments.
@@ -127,8 +129,9 @@ fn price_row(model: &ModelSpec, resolution: Resolution) -> Result<&PriceRow, Api
 /// job. The size is the one the video is made at ([`VideoJob::output_ratio`], with the shape
 /// of the input `adaptive` follows when known: `input_shape`); only `adaptive` following an
 /// input of unknown shape counts the largest-area size of the tier. `duration: -1` counts the
-/// model's longest duration, and a video input of unknown length (`None`)
-/// [`MAX_INPUT_VIDEO_MILLIS`]. `input_video_millis` is ignored without video input.
+/// model's longest duration, and a video input of unknown length (`None`) the longest the
+/// model accepts ([`longest_input_video_millis`]). `input_video_millis` is ignored without
+/// video input.
 ///
 /// Errors: `model_not_found` / `unsupported_resolution` for a job the catalog no longer
 /// covers (a stored job after a catalog change), `amount_out_of_range` for absurd catalogs.
@@ -162,7 +165,7 @@ pub fn quote(
     };
     let video_input = job.has_video_input();
     let input_video_millis = if video_input {
-        input_video_millis.unwrap_or(MAX_INPUT_VIDEO_MILLIS)
+        input_video_millis.unwrap_or_else(|| longest_input_video_millis(model))
     } else {
         0
     };
@@ -197,7 +200,7 @@ pub fn quote(
 pub struct TokenCeiling {
     /// The output of its longest duration at the largest-area size of its top tier.
     pub output: u64,
-    /// A video input of the longest length accepted ([`MAX_INPUT_VIDEO_MILLIS`]) at that size;
+    /// A video input of the longest length accepted ([`longest_input_video_millis`]) at that size;
     /// `None` when none of its operations takes a video.
     pub input: Option<u64>,
 }
@@ -210,7 +213,7 @@ pub fn token_ceiling(catalog: &Catalog, model: &ModelSpec) -> Option<TokenCeilin
     let takes_video = model.operations.iter().any(|op| op.may_take_video());
     Some(TokenCeiling {
         output: output_tokens(width, height, model.duration.max),
-        input: takes_video.then(|| input_tokens(width, height, MAX_INPUT_VIDEO_MILLIS)),
+        input: takes_video.then(|| input_tokens(width, height, longest_input_video_millis(model))),
     })
 }
 
@@ -385,7 +388,7 @@ mod tests {
             r#"{"model":"seedance-2.0","operation":"video-extension","task_id":"vtask_01JAAAAAAAAAAAAAAAAAAAAAAA"}"#,
         );
         let unknown = quote(&c, &j, None, None).unwrap();
-        assert_eq!(unknown.input_video_millis, MAX_INPUT_VIDEO_MILLIS);
+        assert_eq!(unknown.input_video_millis, 15_000);
         assert!(unknown.video_input);
         let known = quote(&c, &j, Some(5000), None).unwrap();
         assert!(unknown.cost.usd_micros > known.cost.usd_micros);

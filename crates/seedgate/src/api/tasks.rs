@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use seedgate_contract::{ApiError, CreateVideoRequest, ErrorCode};
+use seedgate_contract::{ApiError, CreateVideoRequest, DurationRequest, ErrorCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -118,6 +118,10 @@ pub struct QuoteObject {
     height: u32,
     /// Output seconds counted (the model's longest for `duration: -1`).
     output_seconds: u32,
+    /// True for `duration: -1`: the model picks the length, so the quote and the reservation
+    /// count the longest it may pick (`output_seconds`), and a completed task is charged for
+    /// the length it made.
+    model_decides_duration: bool,
     /// Input video counted, in seconds; 0 without video input.
     input_video_seconds: f64,
     tokens: QuoteTokens,
@@ -190,6 +194,7 @@ pub async fn quote(
         width: quote.width,
         height: quote.height,
         output_seconds: quote.output_seconds,
+        model_decides_duration: job.duration == DurationRequest::ModelDecides,
         input_video_seconds: quote.input_video_millis as f64 / 1000.0,
         tokens: QuoteTokens {
             output: quote.output_tokens,

@@ -12,6 +12,9 @@ use crate::config::EngineConfig;
 /// The range Ark accepts for `execution_expires_after`, in seconds, and its default.
 const UPSTREAM_EXPIRY_S: std::ops::RangeInclusive<i64> = 3_600..=259_200;
 const UPSTREAM_DEFAULT_EXPIRY_S: i64 = 172_800;
+/// The length a poll schedule expects of a `duration: -1` task whose model the catalog no
+/// longer has: Seedance 2.0's longest.
+const DURATION_FALLBACK_S: u32 = 15;
 
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -65,9 +68,13 @@ impl Policy {
     /// Polls cluster around the expected finish (by length and size), then back off to a cap.
     pub fn next_poll_delay_ms(&self, task: &TaskRecord, job: &VideoJob, now_ms: i64) -> i64 {
         let seconds = match job.duration {
-            DurationRequest::Seconds(s) => i64::from(s),
-            DurationRequest::ModelDecides => 15,
+            DurationRequest::Seconds(s) => s,
+            DurationRequest::ModelDecides => self
+                .catalog
+                .model(&job.model)
+                .map_or(DURATION_FALLBACK_S, |m| m.duration.max),
         };
+        let seconds = i64::from(seconds);
         let size_factor = match job.resolution {
             Resolution::P480 => 0.5,
             Resolution::P720 => 1.0,

@@ -343,6 +343,11 @@ impl FakeArk {
         self.state.reads.lock().unwrap().len()
     }
 
+    /// The broken requests so far, forgotten: for a test that breaks the contract on purpose.
+    pub fn take_violations(&self) -> Vec<String> {
+        std::mem::take(&mut *self.state.violations.lock().unwrap())
+    }
+
     /// Fails the test on any request that broke the Ark wire format (docs/ark.md).
     pub fn assert_no_violations(&self) {
         let violations = self.state.violations.lock().unwrap();
@@ -455,13 +460,49 @@ fn check(violations: &mut Vec<String>, ok: bool, what: impl Into<String>) {
     }
 }
 
-const KNOWN_MODELS: [&str; 5] = [
+const KNOWN_MODELS: [&str; 7] = [
     "doubao-seedance-2-0-260128",
     "doubao-seedance-2-0-fast-260128",
     "dreamina-seedance-2-0-260128",
     "dreamina-seedance-2-0-fast-260128",
     "doubao-seedance-2-0-mini-260615",
+    "doubao-seedance-2-5-260628",
+    "dreamina-seedance-2-5-260628",
 ];
+
+/// Seedance 2.5 (SPEC.md §8): up to 30 s, 30 images, 10 videos and 10 audios, audio as the
+/// only reference, no 4k, frames only in the input's shape, and its own length for `-1`.
+fn is_2_5(model: &str) -> bool {
+    model.contains("seedance-2-5")
+}
+
+/// The length the upstream picks for `duration: -1`: on 2.5 longer than asked for by default
+/// (a reseller saw 10 s), on 2.0 its default.
+fn chosen_seconds(model: &str) -> u32 {
+    if is_2_5(model) {
+        10
+    } else {
+        5
+    }
+}
+
+/// What the real upstream answers a frame or edit at a fixed ratio on 2.5: a 400 naming
+/// `TaskTypeConstraint`. Seedgate refuses such a request at create, so one reaching here is
+/// also a violation.
+fn task_type_constraint(body: &Value) -> Option<String> {
+    let model = body["model"].as_str().unwrap_or("");
+    let framed = body["content"].as_array().is_some_and(|items| {
+        items
+            .iter()
+            .any(|i| ["first_frame", "last_frame"].contains(&i["role"].as_str().unwrap_or("")))
+    });
+    (is_2_5(model) && framed && body["ratio"] != "adaptive").then(|| {
+        format!(
+            "TaskTypeConstraint: a first or last frame on {model} needs ratio adaptive, got {}",
+            body["ratio"]
+        )
+    })
+}
 
 /// Checks a create body against docs/ark.md; returns what is wrong.
 fn validate_create(body: &Value) -> Vec<String> {
@@ -504,10 +545,16 @@ fn validate_create(body: &Value) -> Vec<String> {
             .is_some_and(|m| KNOWN_MODELS.contains(&m)),
         format!("model {}", body["model"]),
     );
+    let model = body["model"].as_str().unwrap_or("");
+    let (longest, resolutions, limits): (i64, &[&str], [usize; 3]) = if is_2_5(model) {
+        (30, &["480p", "720p", "1080p"], [30, 10, 10])
+    } else {
+        (15, &["480p", "720p", "1080p", "4k"], [9, 3, 3])
+    };
     check(
         &mut v,
-        ["480p", "720p", "1080p", "4k"].contains(&body["resolution"].as_str().unwrap_or("")),
-        "resolution",
+        resolutions.contains(&body["resolution"].as_str().unwrap_or("")),
+        format!("resolution {} on {model}", body["resolution"]),
     );
     check(
         &mut v,
@@ -519,8 +566,8 @@ fn validate_create(body: &Value) -> Vec<String> {
         &mut v,
         body["duration"]
             .as_i64()
-            .is_some_and(|d| d == -1 || (4..=15).contains(&d)),
-        "duration",
+            .is_some_and(|d| d == -1 || (4..=longest).contains(&d)),
+        format!("duration {} on {model}", body["duration"]),
     );
     for flag in ["generate_audio", "watermark", "return_last_frame"] {
         check(
@@ -554,6 +601,22 @@ fn validate_create(body: &Value) -> Vec<String> {
         &mut v,
         content.first().is_some_and(|c| c["type"] == "text"),
         "content starts with the text item",
+    );
+    let count = |role: &str| content.iter().filter(|i| i["role"] == role).count();
+    let references = [
+        count("reference_image"),
+        count("reference_video"),
+        count("reference_audio"),
+    ];
+    check(
+        &mut v,
+        references.iter().zip(limits).all(|(n, most)| *n <= most),
+        format!("references {references:?} over {limits:?} on {model}"),
+    );
+    check(
+        &mut v,
+        references[2] == 0 || references[0] + references[1] > 0 || is_2_5(model),
+        format!("audio as the only reference on {model}"),
     );
     for item in content {
         let kind = item["type"].as_str().unwrap_or("");
@@ -636,6 +699,10 @@ async fn create(State(state): State<Arc<FakeState>>, headers: HeaderMap, body: S
             "invalid request",
         );
     }
+    if let Some(message) = task_type_constraint(&body) {
+        state.violations.lock().unwrap().push(message.clone());
+        return error(StatusCode::BAD_REQUEST, "InvalidParameter", &message);
+    }
     state
         .creates
         .lock()
@@ -687,7 +754,7 @@ async fn ensure_rendered(state: &Arc<FakeState>, id: &str, body: &Value) -> (u32
     };
     let (width, height) = Catalog::builtin().output_size(resolution, ratio).unwrap();
     let seconds = match body["duration"].as_i64().unwrap() {
-        -1 => 5,
+        -1 => chosen_seconds(body["model"].as_str().unwrap_or("")),
         s => s as u32,
     };
     if state.files.lock().unwrap().video.contains_key(id) {

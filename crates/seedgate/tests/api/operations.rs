@@ -152,6 +152,40 @@ async fn seedance_2_5_renders_thirty_seconds_from_thirty_reference_images() {
 }
 
 #[tokio::test]
+async fn duration_minus_one_reserves_the_longest_and_charges_what_was_made() {
+    let app = TestApp::spawn().await;
+    let body = json!({"model": "seedance-2.5", "prompt": "the model picks the length",
+        "resolution": "480p", "duration": -1, "aspect_ratio": "16:9", "generate_audio": false});
+    let (status, quote) = app
+        .call("POST", "/v1/videos/quote", &app.key, Some(&body))
+        .await;
+    assert_eq!(status, 200, "{quote}");
+    assert_eq!(quote["output_seconds"], 30);
+    assert_eq!(quote["model_decides_duration"], true);
+    let longest = 864 * 496 * (24 * 30 + 1) / 1024;
+    assert_eq!(quote["tokens"]["billed"], longest);
+    let (status, created) = app.create(&body).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["estimated_cost"]["tokens"], longest);
+    assert_eq!(created["estimated_cost"]["amount"], quote["cost"]["amount"]);
+
+    let done = app
+        .wait_terminal(created["id"].as_str().unwrap(), RENDER_TIMEOUT)
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (_, mp4) = app.download(done["video_url"].as_str().unwrap()).await;
+    let made = ffprobe(&mp4).duration;
+    // The sandbox, like the model, picks a length of its own (the model's default, 5 s).
+    assert!((made - 5.0).abs() <= 0.1, "{made}");
+    let charged = 864 * 496 * (24 * 5 + 1) / 1024;
+    assert_eq!(done["usage"]["tokens"], charged);
+    // The ledger holds the charge for 5 s; the rest of the 30 s reservation went back.
+    let usd = |micros: i64| format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+    let spent = 100_000_000 - app.balance(&app.account_id).await;
+    assert_eq!(usd(spent), done["cost"]["amount"].as_str().unwrap());
+}
+
+#[tokio::test]
 async fn seedance_2_5_takes_audio_as_its_only_reference() {
     use base64::Engine as _;
     let app = TestApp::spawn().await;

@@ -22,6 +22,7 @@ pub fn channel(id: &str, fake: &FakeArk, weight: u32) -> ChannelConfig {
         models: [
             ("seedance-2.0", "doubao-seedance-2-0-260128"),
             ("seedance-2.0-fast", "doubao-seedance-2-0-fast-260128"),
+            ("seedance-2.5", "doubao-seedance-2-5-260628"),
         ]
         .into_iter()
         .map(|(a, b)| (a.to_owned(), b.to_owned()))
@@ -160,6 +161,112 @@ async fn success_is_copied_probed_and_settled_on(storage: Storage) {
     let row = app.store.task(&TaskId::new(&id)).await.unwrap().unwrap();
     assert_eq!(row.upstream_usage_tokens, Some(tokens as i64));
     fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn seedance_2_5_runs_upstream_with_its_limits_and_is_charged_the_length_it_picks() {
+    let fake = FakeArk::start().await;
+    let media = MediaServer::start().await;
+    let (app, key, account) = live_app(vec![channel("volc", &fake, 1)], |_| {}).await;
+    let images: Vec<String> = (0..12)
+        .map(|n| media.url(&format!("start.png?{n}")))
+        .collect();
+    let audios: Vec<String> = (0..2)
+        .map(|n| media.url(&format!("tone.wav?{n}")))
+        .collect();
+    let body = json!({"model": "seedance-2.5", "operation": "reference-to-video",
+        "prompt": "twelve looks", "reference_images": images, "audio_urls": audios,
+        "resolution": "480p", "duration": -1, "aspect_ratio": "16:9"});
+    let (status, created) = app.create_with_key(&key, &body).await;
+    assert_eq!(status, 200, "{created}");
+    // Reserved for the longest length 2.5 may pick: 30 s.
+    assert_eq!(
+        created["estimated_cost"]["tokens"],
+        864 * 496 * (24 * 30 + 1) / 1024
+    );
+    let done = wait_done(&app, &key, created["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let sent = &fake.creates()[0].1;
+    assert_eq!(sent["model"], "doubao-seedance-2-5-260628");
+    assert_eq!(sent["duration"], -1);
+    let roles: Vec<&str> = sent["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|item| item["role"].as_str())
+        .collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == "reference_image").count(),
+        12
+    );
+    assert_eq!(roles.iter().filter(|r| **r == "reference_audio").count(), 2);
+    // The upstream picked 10 s: that is what is delivered and charged, to the micro-dollar.
+    let (_, mp4) = app.download(done["video_url"].as_str().unwrap()).await;
+    assert!((ffprobe(&mp4).duration - 10.0).abs() <= 0.1);
+    let tokens = 864 * 496 * (24 * 10 + 1) / 1024;
+    assert_eq!(done["usage"]["tokens"], tokens);
+    let charged = seedgate_contract::pricing::price_tokens(
+        &seedgate_contract::Catalog::builtin(),
+        "seedance-2.5",
+        Resolution::P480,
+        false,
+        tokens,
+    )
+    .unwrap();
+    assert_eq!(done["cost"]["amount"], charged.usd_string());
+    assert_eq!(
+        app.balance(&account).await,
+        100_000_000 - charged.usd_micros
+    );
+
+    // A first frame at a fixed ratio is refused here, before the upstream would refuse it
+    // (`TaskTypeConstraint`), and audio alone goes up as 2.5 allows.
+    let framed = json!({"model": "seedance-2.5", "operation": "image-to-video", "prompt": "p",
+        "image_url": media.url("start.png"), "resolution": "480p", "aspect_ratio": "16:9"});
+    let (status, refused) = app.create_with_key(&key, &framed).await;
+    assert_eq!(status, 400);
+    assert_eq!(refused["error"]["code"], "invalid_aspect_ratio");
+    let audio_only = json!({"model": "seedance-2.5", "operation": "reference-to-video",
+        "prompt": "a song", "audio_urls": [media.url("tone.wav")], "resolution": "480p",
+        "duration": 4});
+    let id = create_ok(&app, &key, &audio_only).await;
+    assert_eq!(wait_done(&app, &key, &id).await["status"], "completed");
+    assert_eq!(fake.tasks_created(), 2);
+    fake.assert_no_violations();
+}
+
+/// The fake refuses what the real 2.5 refuses, so the test above proves Seedgate never sends it.
+#[tokio::test]
+async fn the_fake_upstream_refuses_a_2_5_first_frame_at_a_fixed_ratio() {
+    let fake = FakeArk::start().await;
+    let client = reqwest::Client::new();
+    let send = |ratio: &str| {
+        client
+            .post(format!("{}/contents/generations/tasks", fake.base_url))
+            .bearer_auth(crate::fake_ark::FAKE_KEY)
+            .json(
+                &json!({"model": "doubao-seedance-2-5-260628", "resolution": "480p",
+                "ratio": ratio, "duration": 5, "content": [
+                    {"type": "text", "text": "p"},
+                    {"type": "image_url", "role": "first_frame",
+                     "image_url": {"url": "https://e.com/a.png"}}]}),
+            )
+            .send()
+    };
+    let refused = send("16:9").await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("TaskTypeConstraint"),
+        "{body}"
+    );
+    let broken = fake.take_violations();
+    assert!(broken[0].contains("TaskTypeConstraint"), "{broken:?}");
+    assert_eq!(send("adaptive").await.unwrap().status(), 200);
+    assert_eq!(fake.tasks_created(), 1);
 }
 
 #[tokio::test]

@@ -49,6 +49,24 @@ def queued():
     except ArkBadRequestError as e:
         assert e.status_code == 400 and e.code == "InvalidParameter", (e.code, e.body)
         assert e.param == "resolution" and e.body["seedgate_code"] == "unsupported_resolution", e.body
+    # Seedance 2.5 by its Ark id: 30 s, and `-1`; a first frame only at the adaptive ratio,
+    # refused as the upstream would refuse it, before it is sent anywhere.
+    latest = create("a paper boat at sea for half a minute", model="doubao-seedance-2-5-260628",
+                    duration=30)
+    assert tasks.get(task_id=latest.id).duration == 30
+    tasks.delete(latest.id)
+    chosen = create("a paper boat, as long as it takes", model="doubao-seedance-2-5-260628",
+                    duration=-1)
+    tasks.delete(chosen.id)
+    try:
+        create("a paper boat from a photo", model="doubao-seedance-2-5-260628",
+               content=[{"type": "text", "text": "a paper boat from a photo"},
+                        {"type": "image_url", "role": "first_frame",
+                         "image_url": {"url": "https://example.com/boat.png"}}])
+        raise AssertionError("a 2.5 first frame at 16:9 was accepted")
+    except ArkBadRequestError as e:
+        assert e.status_code == 400 and e.code == "InvalidParameter", (e.code, e.body)
+        assert e.param == "ratio" and e.body["seedgate_code"] == "invalid_aspect_ratio", e.body
     try:
         tasks.get(task_id="cgt-01ARZ3NDEKTSV4RRFFQ69G5FAV")
         raise AssertionError("an unknown task was found")

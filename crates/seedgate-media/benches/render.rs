@@ -20,6 +20,7 @@ fn main() {
                 scene: Scene::Pattern {
                     prompt: "benchmark",
                 },
+                audios: Vec::new(),
                 width,
                 height,
                 fps: 24,

@@ -38,15 +38,13 @@ pub enum Scene<'a> {
     ZoomPan { image: &'a [u8] },
     /// start-end-to-video: a crossfade from the start image to the end image.
     Crossfade { start: &'a [u8], end: &'a [u8] },
-    /// reference-to-video: the references in sequence, images first, in equal slices; the
-    /// reference audio files one after another from the start, mixed into the soundtrack
-    /// (WAV, AAC and M4A are decoded here, MP3 and anything else by `ffmpeg`). With audio as
-    /// the only reference, the picture is the prompt's pattern.
+    /// reference-to-video: the references in sequence, images first, in equal slices. With
+    /// audio as the only reference (the request's `audios`), the picture is the prompt's
+    /// pattern.
     Sequence {
         prompt: &'a str,
         images: Vec<&'a [u8]>,
         videos: Vec<&'a [u8]>,
-        audios: Vec<&'a [u8]>,
     },
     /// video-to-video: the input's frames, recoloured, stretched to the output length.
     Recolour { video: &'a [u8] },
@@ -54,10 +52,14 @@ pub enum Scene<'a> {
     Continue { video: &'a [u8] },
 }
 
-/// One render: the scene, the exact output size, the frame rate and count, a seed and
-/// whether to add audio.
+/// One render: the scene, the reference audio, the exact output size, the frame rate and
+/// count, a seed and whether to add audio.
 pub struct RenderRequest<'a> {
     pub scene: Scene<'a>,
+    /// Reference audio files, one after another from the start, mixed into the soundtrack
+    /// (WAV, AAC and M4A are decoded here, MP3 and anything else by `ffmpeg`), whatever the
+    /// scene.
+    pub audios: Vec<&'a [u8]>,
     pub width: u32,
     pub height: u32,
     pub fps: u32,
@@ -151,12 +153,11 @@ pub fn render(req: &RenderRequest) -> Result<Rendered, MediaError> {
             "fps and frames must be positive".into(),
         ));
     }
-    let reference = match &req.scene {
-        Scene::Sequence { audios, .. } if req.audio && !audios.is_empty() => {
-            let seconds = f64::from(req.frames) / f64::from(req.fps);
-            audio::sequence(audios, audio::samples_for(seconds))?
-        }
-        _ => Vec::new(),
+    let reference = if req.audio && !req.audios.is_empty() {
+        let seconds = f64::from(req.frames) / f64::from(req.fps);
+        audio::sequence(&req.audios, audio::samples_for(seconds))?
+    } else {
+        Vec::new()
     };
     let soundtrack = req.audio.then_some(encode::Soundtrack {
         seed: req.seed,

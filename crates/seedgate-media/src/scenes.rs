@@ -249,7 +249,6 @@ impl<'a> Painter<'a> {
                 prompt,
                 images,
                 videos,
-                audios,
             } => {
                 input_video_seconds = video_seconds(videos)?;
                 let mut slices = Vec::new();
@@ -262,7 +261,7 @@ impl<'a> Painter<'a> {
                         slices,
                         playing: None,
                     }
-                } else if !audios.is_empty() {
+                } else if !req.audios.is_empty() {
                     Kind::Pattern(Pattern::new(prompt, req.seed))
                 } else {
                     return Err(MediaError::InvalidRequest(

@@ -86,6 +86,7 @@ fn clip(width: u32, height: u32, frames: u32) -> Vec<u8> {
 pub(crate) fn check(scene: Scene, width: u32, height: u32, frames: u32, audio: bool) -> Rendered {
     let rendered = render(&RenderRequest {
         scene,
+        audios: Vec::new(),
         width,
         height,
         fps: 24,
@@ -153,7 +154,6 @@ fn sequence_of_images_and_videos() {
             prompt: "references",
             images: vec![&image],
             videos: vec![&video, &video],
-            audios: Vec::new(),
         },
         752,
         560,
@@ -184,6 +184,7 @@ fn continue_from_the_last_frame() {
 fn same_request_same_bytes() {
     let request = || RenderRequest {
         scene: Scene::Pattern { prompt: "same" },
+        audios: Vec::new(),
         width: 320,
         height: 240,
         fps: 24,
@@ -219,6 +220,7 @@ fn broken_inputs_are_errors_not_panics() {
     let junk = b"definitely not media".to_vec();
     let req = |scene| RenderRequest {
         scene,
+        audios: Vec::new(),
         width: 320,
         height: 240,
         fps: 24,

@@ -434,17 +434,18 @@ fn create_body(request: &SubmitRequest<'_>, upstream_model: &str) -> Value {
                     .iter()
                     .map(|m| media("video", "reference_video", url(m))),
             );
-            content.extend(
-                i.reference_audios
-                    .iter()
-                    .map(|m| media("audio", "reference_audio", url(m))),
-            );
         }
         Operation::VideoToVideo | Operation::VideoExtension => {
             let video = i.video.as_ref().map(|m| m.as_str()).or(source_video);
             content.extend(video.map(|v| media("video", "reference_video", v)));
         }
     }
+    // With whichever operation the model's entry lets take it (create checked that).
+    content.extend(
+        i.reference_audios
+            .iter()
+            .map(|m| media("audio", "reference_audio", url(m))),
+    );
     let mut body = json!({
         "model": upstream_model,
         "content": content,

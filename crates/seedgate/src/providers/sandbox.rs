@@ -135,6 +135,7 @@ impl Sandbox {
             let scene = scene_for(operation, &prompt, &inputs);
             seedgate_media::render(&RenderRequest {
                 scene,
+                audios: inputs.audios.iter().map(Vec::as_slice).collect(),
                 width,
                 height,
                 fps: FPS,
@@ -179,7 +180,6 @@ fn scene_for<'a>(operation: Operation, prompt: &'a str, inputs: &'a Inputs) -> S
             prompt,
             images: inputs.images.iter().map(Vec::as_slice).collect(),
             videos: inputs.videos.iter().map(Vec::as_slice).collect(),
-            audios: inputs.audios.iter().map(Vec::as_slice).collect(),
         },
         Operation::VideoToVideo => Scene::Recolour { video: video(0) },
         Operation::VideoExtension => Scene::Continue { video: video(0) },

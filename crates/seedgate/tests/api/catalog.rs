@@ -373,40 +373,10 @@ async fn a_catalog_without_dates_shows_when_it_was_loaded() {
     assert_ne!(updated_at, "2026-01-28T00:00:00Z");
 }
 
-/// A model no build knows, defined by a catalog file alone, with rules unlike any built-in
-/// model's: a 2–8 s range, one resolution, one fixed ratio, audio with a first frame, audio as
-/// the only reference, and a first frame only in the input's shape.
-const DATA_ONLY_MODEL: &str = r#"
-[[models]]
-id = "studio-9"
-name = "Studio 9"
-description = "Defined by this entry alone."
-operations = ["text-to-video", "image-to-video", "reference-to-video"]
-resolutions = ["480p"]
-default_resolution = "480p"
-aspect_ratios = ["1:1", "adaptive"]
-duration = { min = 2, max = 8, default = 3 }
-reference_limits = { images = 2, videos = 1, audios = 4 }
-input_clips = { min_seconds = 1, max_seconds = 20, total_seconds = 40 }
-audio_operations = ["image-to-video", "reference-to-video"]
-audio_only_references = true
-adaptive_only_operations = ["image-to-video"]
-
-[[models.prices]]
-resolutions = ["480p"]
-cny_per_million = "10"
-cny_per_million_video_input = "5"
-"#;
-
 #[tokio::test]
 async fn a_model_from_a_catalog_file_alone_is_served_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("catalog.toml");
-    std::fs::write(
-        &path,
-        format!("{}{DATA_ONLY_MODEL}", seedgate_contract::BUILTIN_CATALOG),
-    )
-    .unwrap();
+    let path = crate::helpers::catalog_with_a_data_only_model(dir.path());
     let app = TestApp::spawn_with(|c| c.catalog_file = Some(path.clone()), true).await;
 
     let (status, model) = app.get_path("/v1/models/studio-9").await;
@@ -489,4 +459,30 @@ async fn a_model_from_a_catalog_file_alone_is_served_end_to_end() {
     let probe = crate::helpers::ffprobe(&mp4);
     assert_eq!((probe.width, probe.height), (640, 640));
     assert!((probe.duration - 3.0).abs() <= 0.1, "{}", probe.duration);
+
+    // Reference audio with a first frame, as only this entry allows, changes the soundtrack.
+    use base64::Engine as _;
+    let encode = |mime: &str, bytes: Vec<u8>| {
+        format!(
+            "data:{mime};base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        )
+    };
+    let image = encode("image/png", crate::helpers::png_bytes(320, 320, 90));
+    let audio = encode("audio/wav", crate::helpers::wav_bytes());
+    let mut files = Vec::new();
+    for audio_urls in [json!([audio]), json!([])] {
+        let body = json!({"model": "studio-9", "operation": "image-to-video", "prompt": "p",
+            "image_url": image, "audio_urls": audio_urls, "seed": 5});
+        let (status, created) = app.create(&body).await;
+        assert_eq!(status, 200, "{created}");
+        let id = created["id"].as_str().unwrap();
+        let done = app
+            .wait_terminal(id, std::time::Duration::from_secs(60))
+            .await;
+        assert_eq!(done["status"], "completed", "{done}");
+        assert_eq!(done["result"]["has_audio"], true);
+        files.push(app.download(done["video_url"].as_str().unwrap()).await.1);
+    }
+    assert!(files[0] != files[1], "the reference audio is in the file");
 }

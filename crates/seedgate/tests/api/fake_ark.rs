@@ -119,6 +119,8 @@ pub struct FakeState {
     reads: Mutex<Vec<Instant>>,
     /// Tasks finished by `complete_over_time`: (id, when, whether its callback was sent).
     finished: Mutex<Vec<(String, std::time::SystemTime, bool)>>,
+    /// The models it serves, by upstream id.
+    models: Mutex<HashMap<String, ModelRules>>,
 }
 
 pub struct FakeArk {
@@ -134,6 +136,7 @@ impl FakeArk {
             "{FAKE_KEY_ENV} comes from .cargo/config.toml: run the tests through cargo"
         );
         let state = Arc::new(FakeState {
+            models: Mutex::new(known_models()),
             tasks: Mutex::default(),
             faults: Mutex::default(),
             violations: Mutex::default(),
@@ -343,6 +346,15 @@ impl FakeArk {
         self.state.reads.lock().unwrap().len()
     }
 
+    /// Serves one more model, as an upstream account given a new model would.
+    pub fn serve_model(&self, id: &str, rules: ModelRules) {
+        self.state
+            .models
+            .lock()
+            .unwrap()
+            .insert(id.to_owned(), rules);
+    }
+
     /// The broken requests so far, forgotten: for a test that breaks the contract on purpose.
     pub fn take_violations(&self) -> Vec<String> {
         std::mem::take(&mut *self.state.violations.lock().unwrap())
@@ -460,52 +472,81 @@ fn check(violations: &mut Vec<String>, ok: bool, what: impl Into<String>) {
     }
 }
 
-const KNOWN_MODELS: [&str; 7] = [
-    "doubao-seedance-2-0-260128",
-    "doubao-seedance-2-0-fast-260128",
-    "dreamina-seedance-2-0-260128",
-    "dreamina-seedance-2-0-fast-260128",
-    "doubao-seedance-2-0-mini-260615",
-    "doubao-seedance-2-5-260628",
-    "dreamina-seedance-2-5-260628",
-];
-
-/// Seedance 2.5 (SPEC.md §8): up to 30 s, 30 images, 10 videos and 10 audios, audio as the
-/// only reference, no 4k, frames only in the input's shape, and its own length for `-1`.
-fn is_2_5(model: &str) -> bool {
-    model.contains("seedance-2-5")
+/// What the upstream holds one model to (SPEC.md §§7–8).
+#[derive(Clone, Debug)]
+pub struct ModelRules {
+    pub durations: std::ops::RangeInclusive<i64>,
+    pub resolutions: Vec<&'static str>,
+    /// Most reference images, videos and audios.
+    pub references: [usize; 3],
+    /// Whether audio may be the only reference.
+    pub audio_alone: bool,
+    /// Whether a first or last frame needs `ratio: adaptive` (else `TaskTypeConstraint`).
+    pub frames_adaptive_only: bool,
+    /// The length it picks for `duration: -1`.
+    pub chosen_seconds: u32,
 }
 
-/// The length the upstream picks for `duration: -1`: on 2.5 longer than asked for by default
-/// (a reseller saw 10 s), on 2.0 its default.
-fn chosen_seconds(model: &str) -> u32 {
-    if is_2_5(model) {
-        10
-    } else {
-        5
+impl ModelRules {
+    fn seedance_2_0() -> Self {
+        ModelRules {
+            durations: 4..=15,
+            resolutions: vec!["480p", "720p", "1080p", "4k"],
+            references: [9, 3, 3],
+            audio_alone: false,
+            frames_adaptive_only: false,
+            chosen_seconds: 5,
+        }
+    }
+
+    /// Seedance 2.5 (SPEC.md §8): up to 30 s, 30 images, 10 videos and 10 audios, audio as
+    /// the only reference, no 4k, frames only in the input's shape, and for `-1` a longer
+    /// length than asked for by default (a reseller saw 10 s).
+    fn seedance_2_5() -> Self {
+        ModelRules {
+            durations: 4..=30,
+            resolutions: vec!["480p", "720p", "1080p"],
+            references: [30, 10, 10],
+            audio_alone: true,
+            frames_adaptive_only: true,
+            chosen_seconds: 10,
+        }
     }
 }
 
-/// What the real upstream answers a frame or edit at a fixed ratio on 2.5: a 400 naming
-/// `TaskTypeConstraint`. Seedgate refuses such a request at create, so one reaching here is
-/// also a violation.
-fn task_type_constraint(body: &Value) -> Option<String> {
-    let model = body["model"].as_str().unwrap_or("");
+fn known_models() -> HashMap<String, ModelRules> {
+    let two_0 = [
+        "doubao-seedance-2-0-260128",
+        "doubao-seedance-2-0-fast-260128",
+        "dreamina-seedance-2-0-260128",
+        "dreamina-seedance-2-0-fast-260128",
+        "doubao-seedance-2-0-mini-260615",
+    ]
+    .map(|id| (id.to_owned(), ModelRules::seedance_2_0()));
+    let two_5 = ["doubao-seedance-2-5-260628", "dreamina-seedance-2-5-260628"]
+        .map(|id| (id.to_owned(), ModelRules::seedance_2_5()));
+    two_0.into_iter().chain(two_5).collect()
+}
+
+/// What the real upstream answers a frame at a fixed ratio on a model that makes frames only
+/// in the input's shape: a 400 naming `TaskTypeConstraint`. Seedgate refuses such a request
+/// at create, so one reaching here is also a violation.
+fn task_type_constraint(rules: &ModelRules, body: &Value) -> Option<String> {
     let framed = body["content"].as_array().is_some_and(|items| {
         items
             .iter()
             .any(|i| ["first_frame", "last_frame"].contains(&i["role"].as_str().unwrap_or("")))
     });
-    (is_2_5(model) && framed && body["ratio"] != "adaptive").then(|| {
+    (rules.frames_adaptive_only && framed && body["ratio"] != "adaptive").then(|| {
         format!(
-            "TaskTypeConstraint: a first or last frame on {model} needs ratio adaptive, got {}",
-            body["ratio"]
+            "TaskTypeConstraint: a first or last frame on {} needs ratio adaptive, got {}",
+            body["model"], body["ratio"]
         )
     })
 }
 
-/// Checks a create body against docs/ark.md; returns what is wrong.
-fn validate_create(body: &Value) -> Vec<String> {
+/// Checks a create body against docs/ark.md and its model's rules; returns what is wrong.
+fn validate_create(models: &HashMap<String, ModelRules>, body: &Value) -> Vec<String> {
     let mut v = Vec::new();
     let Some(object) = body.as_object() else {
         return vec!["body is not an object".into()];
@@ -538,22 +579,16 @@ fn validate_create(body: &Value) -> Vec<String> {
             format!("unknown field {key}"),
         );
     }
-    check(
-        &mut v,
-        body["model"]
-            .as_str()
-            .is_some_and(|m| KNOWN_MODELS.contains(&m)),
-        format!("model {}", body["model"]),
-    );
     let model = body["model"].as_str().unwrap_or("");
-    let (longest, resolutions, limits): (i64, &[&str], [usize; 3]) = if is_2_5(model) {
-        (30, &["480p", "720p", "1080p"], [30, 10, 10])
-    } else {
-        (15, &["480p", "720p", "1080p", "4k"], [9, 3, 3])
+    let Some(rules) = models.get(model) else {
+        v.push(format!("model {}", body["model"]));
+        return v;
     };
     check(
         &mut v,
-        resolutions.contains(&body["resolution"].as_str().unwrap_or("")),
+        rules
+            .resolutions
+            .contains(&body["resolution"].as_str().unwrap_or("")),
         format!("resolution {} on {model}", body["resolution"]),
     );
     check(
@@ -566,7 +601,7 @@ fn validate_create(body: &Value) -> Vec<String> {
         &mut v,
         body["duration"]
             .as_i64()
-            .is_some_and(|d| d == -1 || (4..=longest).contains(&d)),
+            .is_some_and(|d| d == -1 || rules.durations.contains(&d)),
         format!("duration {} on {model}", body["duration"]),
     );
     for flag in ["generate_audio", "watermark", "return_last_frame"] {
@@ -610,12 +645,18 @@ fn validate_create(body: &Value) -> Vec<String> {
     ];
     check(
         &mut v,
-        references.iter().zip(limits).all(|(n, most)| *n <= most),
-        format!("references {references:?} over {limits:?} on {model}"),
+        references
+            .iter()
+            .zip(rules.references)
+            .all(|(n, most)| *n <= most),
+        format!(
+            "references {references:?} over {:?} on {model}",
+            rules.references
+        ),
     );
     check(
         &mut v,
-        references[2] == 0 || references[0] + references[1] > 0 || is_2_5(model),
+        references[2] == 0 || references[0] + references[1] > 0 || rules.audio_alone,
         format!("audio as the only reference on {model}"),
     );
     for item in content {
@@ -690,7 +731,13 @@ async fn create(State(state): State<Arc<FakeState>>, headers: HeaderMap, body: S
             .push("create body is not JSON".into());
         return error(StatusCode::BAD_REQUEST, "InvalidParameter", "not JSON");
     };
-    let problems = validate_create(&body);
+    let rules = state
+        .models
+        .lock()
+        .unwrap()
+        .get(body["model"].as_str().unwrap_or(""))
+        .cloned();
+    let problems = validate_create(&state.models.lock().unwrap(), &body);
     if !problems.is_empty() {
         state.violations.lock().unwrap().extend(problems);
         return error(
@@ -699,7 +746,7 @@ async fn create(State(state): State<Arc<FakeState>>, headers: HeaderMap, body: S
             "invalid request",
         );
     }
-    if let Some(message) = task_type_constraint(&body) {
+    if let Some(message) = rules.and_then(|rules| task_type_constraint(&rules, &body)) {
         state.violations.lock().unwrap().push(message.clone());
         return error(StatusCode::BAD_REQUEST, "InvalidParameter", &message);
     }
@@ -754,7 +801,12 @@ async fn ensure_rendered(state: &Arc<FakeState>, id: &str, body: &Value) -> (u32
     };
     let (width, height) = Catalog::builtin().output_size(resolution, ratio).unwrap();
     let seconds = match body["duration"].as_i64().unwrap() {
-        -1 => chosen_seconds(body["model"].as_str().unwrap_or("")),
+        -1 => state
+            .models
+            .lock()
+            .unwrap()
+            .get(body["model"].as_str().unwrap_or(""))
+            .map_or(5, |rules| rules.chosen_seconds),
         s => s as u32,
     };
     if state.files.lock().unwrap().video.contains_key(id) {
@@ -772,6 +824,7 @@ async fn ensure_rendered(state: &Arc<FakeState>, id: &str, body: &Value) -> (u32
                 let rendered = tokio::task::spawn_blocking(move || {
                     seedgate_media::render(&seedgate_media::RenderRequest {
                         scene: seedgate_media::Scene::Pattern { prompt: &prompt },
+                        audios: Vec::new(),
                         width,
                         height,
                         fps: 24,

@@ -715,3 +715,39 @@ impl MediaServer {
         format!("{}/{file}", self.base)
     }
 }
+
+/// A model no build knows, defined by a catalog file alone, with rules unlike any built-in
+/// model's: a 2–8 s range, one resolution, one fixed ratio, audio with a first frame, audio as
+/// the only reference, and a first frame only in the input's shape.
+pub const DATA_ONLY_MODEL: &str = r#"
+[[models]]
+id = "studio-9"
+name = "Studio 9"
+description = "Defined by this entry alone."
+operations = ["text-to-video", "image-to-video", "reference-to-video"]
+resolutions = ["480p"]
+default_resolution = "480p"
+aspect_ratios = ["1:1", "adaptive"]
+duration = { min = 2, max = 8, default = 3 }
+reference_limits = { images = 2, videos = 1, audios = 4 }
+input_clips = { min_seconds = 1, max_seconds = 20, total_seconds = 40 }
+audio_operations = ["image-to-video", "reference-to-video"]
+audio_only_references = true
+adaptive_only_operations = ["image-to-video"]
+
+[[models.prices]]
+resolutions = ["480p"]
+cny_per_million = "10"
+cny_per_million_video_input = "5"
+"#;
+
+/// The built-in catalog and [`DATA_ONLY_MODEL`], written as a catalog file in `dir`.
+pub fn catalog_with_a_data_only_model(dir: &Path) -> PathBuf {
+    let path = dir.join("catalog.toml");
+    std::fs::write(
+        &path,
+        format!("{}{DATA_ONLY_MODEL}", seedgate_contract::BUILTIN_CATALOG),
+    )
+    .unwrap();
+    path
+}

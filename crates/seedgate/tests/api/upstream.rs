@@ -235,6 +235,71 @@ async fn seedance_2_5_runs_upstream_with_its_limits_and_is_charged_the_length_it
     fake.assert_no_violations();
 }
 
+#[tokio::test]
+async fn a_model_from_a_catalog_file_alone_runs_upstream_as_its_entry_says() {
+    let fake = FakeArk::start().await;
+    fake.serve_model(
+        "studio-9-261201",
+        crate::fake_ark::ModelRules {
+            durations: 2..=8,
+            resolutions: vec!["480p"],
+            references: [2, 1, 4],
+            audio_alone: true,
+            frames_adaptive_only: true,
+            chosen_seconds: 6,
+        },
+    );
+    let media = MediaServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = crate::helpers::catalog_with_a_data_only_model(dir.path());
+    let mut volc = channel("volc", &fake, 1);
+    volc.models
+        .insert("studio-9".into(), "studio-9-261201".into());
+    let (app, key, account) = live_app(vec![volc], |c| c.catalog_file = Some(catalog)).await;
+    // Audio with a first frame, as only this entry allows; 3 s by its default, 1:1 by its ratio.
+    let body = json!({"model": "studio-9", "operation": "image-to-video", "prompt": "p",
+        "image_url": media.url("start.png"), "audio_urls": [media.url("tone.wav")]});
+    let id = create_ok(&app, &key, &body).await;
+    let done = wait_done(&app, &key, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let sent = &fake.creates()[0].1;
+    assert_eq!(sent["model"], "studio-9-261201");
+    assert_eq!(
+        (sent["duration"].as_i64(), sent["resolution"].as_str()),
+        (Some(3), Some("480p"))
+    );
+    assert_eq!(sent["ratio"], "adaptive");
+    let roles: Vec<&str> = sent["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|item| item["role"].as_str())
+        .collect();
+    assert_eq!(roles, ["first_frame", "reference_audio"]);
+    // Charged at its own rate (10 CNY per million) for what the upstream reported.
+    let tokens = done["usage"]["tokens"].as_u64().unwrap();
+    let catalog = seedgate_contract::Catalog::from_toml(&format!(
+        "{}{}",
+        seedgate_contract::BUILTIN_CATALOG,
+        crate::helpers::DATA_ONLY_MODEL
+    ))
+    .unwrap();
+    let charged = seedgate_contract::pricing::price_tokens(
+        &catalog,
+        "studio-9",
+        Resolution::P480,
+        false,
+        tokens,
+    )
+    .unwrap();
+    assert_eq!(done["cost"]["amount"], charged.usd_string());
+    assert_eq!(
+        app.balance(&account).await,
+        100_000_000 - charged.usd_micros
+    );
+    fake.assert_no_violations();
+}
+
 /// The fake refuses what the real 2.5 refuses, so the test above proves Seedgate never sends it.
 #[tokio::test]
 async fn the_fake_upstream_refuses_a_2_5_first_frame_at_a_fixed_ratio() {

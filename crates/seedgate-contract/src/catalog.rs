@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::date::CalendarDate;
-use crate::job::{AspectRatio, Operation, Resolution};
+use crate::job::{AspectRatio, Operation, OutputFormat, Resolution};
 
 /// The catalog the binary ships with (`catalog.toml` at the crate root).
 pub const BUILTIN_CATALOG: &str = include_str!("../catalog.toml");
@@ -139,6 +139,13 @@ pub struct ModelSpec {
     /// `adaptive` (the upstream refuses anything else with `TaskTypeConstraint`).
     #[serde(default)]
     pub adaptive_only_operations: Vec<Operation>,
+    /// The containers a request may ask for as `output_format`; MP4 alone when left out.
+    #[serde(default = "mp4_only")]
+    pub output_formats: Vec<OutputFormat>,
+}
+
+fn mp4_only() -> Vec<OutputFormat> {
+    vec![OutputFormat::Mp4]
 }
 
 impl ModelSpec {
@@ -505,6 +512,13 @@ fn check_model(model: &ModelSpec, sizes: &SizeTable) -> Result<(), CatalogError>
                 format!("{other} is not one of its operations"),
             ));
         }
+    }
+    no_duplicates(&model.output_formats, || key("output_formats"))?;
+    if !model.output_formats.contains(&OutputFormat::Mp4) {
+        return Err(invalid(
+            key("output_formats"),
+            "must include mp4, what a request naming none gets",
+        ));
     }
     if model.audio_only_references && !model.takes_audio(Operation::ReferenceToVideo) {
         return Err(invalid(

@@ -202,6 +202,8 @@ error_codes! {
     UnsupportedParameter = "unsupported_parameter", 400, InvalidRequestError;
     /// A `service_tier` other than `default`.
     UnsupportedServiceTier = "unsupported_service_tier", 400, InvalidRequestError;
+    /// An `output_format` the model does not make.
+    UnsupportedOutputFormat = "unsupported_output_format", 400, InvalidRequestError;
     /// `execution_expires_after` out of range.
     InvalidExecutionExpiresAfter = "invalid_execution_expires_after", 400, InvalidRequestError;
     /// `priority` out of range.

@@ -145,6 +145,37 @@ impl Resolution {
     ];
 }
 
+/// The result file's container.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// MP4 (ISO base media), what every model makes.
+    #[default]
+    Mp4,
+    /// QuickTime MOV, where the model's entry offers it.
+    Mov,
+}
+
+wire_names!(OutputFormat, "output format", [
+    Mp4 => "mp4",
+    Mov => "mov",
+]);
+
+impl OutputFormat {
+    /// Whether this is the default, which stored jobs and echoes leave out.
+    pub fn is_mp4(&self) -> bool {
+        *self == OutputFormat::Mp4
+    }
+
+    /// The result file's media type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            OutputFormat::Mp4 => "video/mp4",
+            OutputFormat::Mov => "video/quicktime",
+        }
+    }
+}
+
 /// Output aspect ratio (width:height); `Adaptive` lets the model choose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum AspectRatio {
@@ -397,6 +428,9 @@ pub struct VideoJob {
     /// tracing: `safety_identifier`, or `user` when only that was sent.
     #[serde(default)]
     pub safety_identifier: Option<String>,
+    /// The result's container; left out when MP4, so a job stored before it reads the same.
+    #[serde(default, skip_serializing_if = "OutputFormat::is_mp4")]
+    pub output_format: OutputFormat,
 }
 
 impl VideoJob {
@@ -463,6 +497,7 @@ impl VideoJob {
             generate_audio: self.generate_audio,
             watermark: self.watermark,
             seed: self.seed,
+            output_format: self.output_format,
         }
     }
 }
@@ -484,6 +519,9 @@ pub struct RequestEcho {
     /// The seed, when one was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
+    /// The result's container, shown when not MP4.
+    #[serde(default, skip_serializing_if = "OutputFormat::is_mp4")]
+    pub output_format: OutputFormat,
 }
 
 #[cfg(test)]
@@ -587,6 +625,7 @@ mod tests {
             execution_expires_after: None,
             priority: None,
             safety_identifier: None,
+            output_format: OutputFormat::Mp4,
         };
         assert!(!job.has_visual_input());
         job.inputs.source_task_id = Some("vtask_x".into());

@@ -22,8 +22,8 @@ pub use catalog::{
 pub use date::CalendarDate;
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorObject, ErrorType};
 pub use job::{
-    AspectRatio, DurationRequest, JobInputs, MediaInput, Operation, RequestEcho, Resolution,
-    ServiceTier, UnknownVariant, VideoJob,
+    AspectRatio, DurationRequest, JobInputs, MediaInput, Operation, OutputFormat, RequestEcho,
+    Resolution, ServiceTier, UnknownVariant, VideoJob,
 };
 pub use parse::{check_image_dimensions, parse_create_request};
 pub use pricing::{Money, Quote, TokenCeiling};

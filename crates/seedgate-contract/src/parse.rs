@@ -44,12 +44,12 @@ use crate::catalog::{Catalog, ModelSpec};
 use crate::error::{ApiError, ErrorCode};
 use crate::job::{
     strip_data_scheme, AspectRatio, DataUri, DurationRequest, JobInputs, MediaInput, Operation,
-    Resolution, ServiceTier, VideoJob, BASE64,
+    OutputFormat, Resolution, ServiceTier, VideoJob, BASE64,
 };
 
 /// Every top-level field the API accepts, aliases included; anything else is
 /// `unsupported_parameter` if listed in [`UNSUPPORTED_FIELDS`], else `unknown_field`.
-pub const FIELDS: [&str; 35] = [
+pub const FIELDS: [&str; 36] = [
     "model",
     "operation",
     "prompt",
@@ -71,6 +71,7 @@ pub const FIELDS: [&str; 35] = [
     "user",
     "draft",
     "camera_fixed",
+    "output_format",
     "callback_url",
     "image_url",
     "image",
@@ -295,6 +296,11 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
         .transpose()?;
     let priority = raw.priority.map(check_priority).transpose()?;
     let safety_identifier = check_safety_identifier(&raw)?;
+    let output_format = raw
+        .output_format
+        .map(|text| check_output_format(model, text))
+        .transpose()?
+        .unwrap_or_default();
     check_reference_limits(model, &raw)?;
     for m in &media {
         check_media_content(m)?;
@@ -329,6 +335,7 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
         execution_expires_after,
         priority,
         safety_identifier,
+        output_format,
     })
 }
 
@@ -558,6 +565,7 @@ struct Raw<'a> {
     watermark: Option<bool>,
     return_last_frame: Option<bool>,
     service_tier: Option<&'a str>,
+    output_format: Option<&'a str>,
     execution_expires_after: Option<i128>,
     priority: Option<i128>,
     safety_identifier: Option<&'a str>,
@@ -605,6 +613,7 @@ impl<'a> Raw<'a> {
             watermark: f.boolean("watermark")?,
             return_last_frame: f.boolean("return_last_frame")?,
             service_tier: f.string("service_tier")?,
+            output_format: f.string("output_format")?,
             execution_expires_after: f.integer("execution_expires_after")?,
             priority: f.integer("priority")?,
             safety_identifier: f.string("safety_identifier")?,
@@ -1259,6 +1268,25 @@ fn check_service_tier(text: &str) -> Result<ServiceTier, ApiError> {
         )
         .with_extra("allowed_service_tiers", vec!["default"].into())
     })
+}
+
+/// One of the containers the model's entry offers.
+fn check_output_format(model: &ModelSpec, text: &str) -> Result<OutputFormat, ApiError> {
+    text.parse::<OutputFormat>()
+        .ok()
+        .filter(|format| model.output_formats.contains(format))
+        .ok_or_else(|| {
+            invalid(
+                ErrorCode::UnsupportedOutputFormat,
+                "output_format",
+                format!(
+                    "`{}` makes {}; `output_format` cannot be `{text}`.",
+                    model.id,
+                    names(&model.output_formats)
+                ),
+            )
+            .with_extra("allowed_output_formats", name_list(&model.output_formats))
+        })
 }
 
 /// A whole number within `range`, else `code` naming `field` with `min` and `max`.

@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::job::{AspectRatio, DurationRequest, Operation, Resolution, ServiceTier};
+use crate::job::{AspectRatio, DurationRequest, Operation, OutputFormat, Resolution, ServiceTier};
 use crate::parse::UNSUPPORTED_FIELDS;
 use crate::{
     parse_create_request, ApiError, Catalog, ErrorCode, ErrorType, VideoJob, BUILTIN_CATALOG,
@@ -2774,6 +2774,39 @@ fn seedance_2_5_takes_audio_as_the_only_reference_and_2_0_does_not() {
         err.message.contains("reference-to-video"),
         "{}",
         err.message
+    );
+}
+
+#[test]
+fn the_output_format_is_one_the_model_makes() {
+    let mov = accepted(with(on_2_5(Operation::TextToVideo), "output_format", "mov"));
+    assert_eq!(mov.output_format, OutputFormat::Mov);
+    assert_eq!(serde_json::to_value(&mov).unwrap()["output_format"], "mov");
+    assert_eq!(mov.echo().output_format, OutputFormat::Mov);
+    let plain = accepted(with(on_2_5(Operation::TextToVideo), "output_format", "mp4"));
+    assert_eq!(plain.output_format, OutputFormat::Mp4);
+    // MP4 is left out of the stored job, so jobs stored before the field read the same.
+    assert!(serde_json::to_value(&plain)
+        .unwrap()
+        .get("output_format")
+        .is_none());
+    for (body, allowed) in [
+        (
+            with(minimal(Operation::TextToVideo), "output_format", "mov"),
+            json!(["mp4"]),
+        ),
+        (
+            with(on_2_5(Operation::TextToVideo), "output_format", "avi"),
+            json!(["mp4", "mov"]),
+        ),
+    ] {
+        let err = rejected(body, "unsupported_output_format", Some("output_format"));
+        assert_eq!(err.extra["allowed_output_formats"], allowed);
+    }
+    rejected(
+        with(on_2_5(Operation::TextToVideo), "output_format", 4),
+        "invalid_type",
+        Some("output_format"),
     );
 }
 

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::job::{AspectRatio, Operation, Resolution, ServiceTier};
+use crate::job::{AspectRatio, Operation, OutputFormat, Resolution, ServiceTier};
 
 /// `POST /v1/videos/generations`. Which media fields an operation takes, and how many, is in
 /// docs/requests.md and in each model's `GET /v1/models/{model}`; `null` and `[]` count as not sent.
@@ -84,6 +84,9 @@ pub struct CreateVideoRequest {
     pub draft: Option<bool>,
     /// Only `false` (a no-op): Seedance 2.0 models cannot fix the camera.
     pub camera_fixed: Option<bool>,
+    /// The result's container: `mp4` (the default) or, where the model offers it
+    /// (`tokenlab.output_formats`), `mov`.
+    pub output_format: Option<OutputFormat>,
     /// An `https://` or `http://` URL that receives a signed POST when the task ends.
     pub callback_url: Option<String>,
     /// image-to-video: the first frame.

@@ -21,6 +21,7 @@ fn main() {
                     prompt: "benchmark",
                 },
                 audios: Vec::new(),
+                container: Default::default(),
                 width,
                 height,
                 fps: 24,

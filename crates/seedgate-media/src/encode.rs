@@ -49,7 +49,47 @@ pub fn encode_mp4(
         seed,
         reference: &[],
     });
-    encode_with(width, height, fps, frames, soundtrack, frame)
+    encode_with(
+        width,
+        height,
+        fps,
+        frames,
+        Container::Mp4,
+        soundtrack,
+        frame,
+    )
+}
+
+/// The file a render is muxed into: both are ISO base media, told apart by their `ftyp` brand.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Container {
+    #[default]
+    Mp4,
+    /// QuickTime (`.mov`), brand `qt  `.
+    QuickTime,
+}
+
+impl Container {
+    /// The container of a file by its first bytes: `ftyp` with the `qt  ` brand is QuickTime.
+    pub fn of(bytes: &[u8]) -> Container {
+        if bytes.get(4..8) == Some(b"ftyp") && bytes.get(8..12) == Some(b"qt  ") {
+            Container::QuickTime
+        } else {
+            Container::Mp4
+        }
+    }
+
+    fn brands(self) -> (FourCC, Vec<FourCC>) {
+        match self {
+            Container::Mp4 => (
+                FourCC::from(*b"isom"),
+                [*b"isom", *b"iso2", *b"avc1", *b"mp41"]
+                    .map(FourCC::from)
+                    .to_vec(),
+            ),
+            Container::QuickTime => (FourCC::from(*b"qt  "), vec![FourCC::from(*b"qt  ")]),
+        }
+    }
 }
 
 /// The audio track to add: the seed's chord, with reference audio (48 kHz mono) mixed in.
@@ -64,6 +104,7 @@ pub(crate) fn encode_with(
     height: u32,
     fps: u32,
     frames: u32,
+    container: Container,
     soundtrack: Option<Soundtrack<'_>>,
     frame: &mut dyn FnMut(u32, &mut [u8]),
 ) -> Result<Vec<u8>, MediaError> {
@@ -93,15 +134,11 @@ pub(crate) fn encode_with(
 
     // Movie and video track share one timescale: mp4 0.14 truncates durations otherwise.
     let timescale = fps * 1000;
+    let (major_brand, compatible_brands) = container.brands();
     let mp4_config = Mp4Config {
-        major_brand: FourCC::from(*b"isom"),
+        major_brand,
         minor_version: 512,
-        compatible_brands: vec![
-            FourCC::from(*b"isom"),
-            FourCC::from(*b"iso2"),
-            FourCC::from(*b"avc1"),
-            FourCC::from(*b"mp41"),
-        ],
+        compatible_brands,
         timescale,
     };
     let mut writer =

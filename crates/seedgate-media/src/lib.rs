@@ -27,7 +27,7 @@ mod encode;
 mod inputs;
 mod scenes;
 
-pub use encode::encode_mp4;
+pub use encode::{encode_mp4, Container};
 pub use inputs::{audio_duration, media_kind, MediaKind};
 
 /// What to draw. Byte slices are the raw input files, already fetched by the caller.
@@ -60,6 +60,8 @@ pub struct RenderRequest<'a> {
     /// (WAV, AAC and M4A are decoded here, MP3 and anything else by `ffmpeg`), whatever the
     /// scene.
     pub audios: Vec<&'a [u8]>,
+    /// The file to mux into.
+    pub container: Container,
     pub width: u32,
     pub height: u32,
     pub fps: u32,
@@ -171,6 +173,7 @@ pub fn render(req: &RenderRequest) -> Result<Rendered, MediaError> {
         req.height,
         req.fps,
         req.frames,
+        req.container,
         soundtrack,
         &mut |i, rgb| {
             if paint_error.is_some() {

@@ -87,6 +87,7 @@ pub(crate) fn check(scene: Scene, width: u32, height: u32, frames: u32, audio: b
     let rendered = render(&RenderRequest {
         scene,
         audios: Vec::new(),
+        container: Default::default(),
         width,
         height,
         fps: 24,
@@ -185,6 +186,7 @@ fn same_request_same_bytes() {
     let request = || RenderRequest {
         scene: Scene::Pattern { prompt: "same" },
         audios: Vec::new(),
+        container: Default::default(),
         width: 320,
         height: 240,
         fps: 24,
@@ -221,6 +223,7 @@ fn broken_inputs_are_errors_not_panics() {
     let req = |scene| RenderRequest {
         scene,
         audios: Vec::new(),
+        container: Default::default(),
         width: 320,
         height: 240,
         fps: 24,

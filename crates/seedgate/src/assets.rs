@@ -5,6 +5,8 @@
 
 use std::num::NonZeroU64;
 
+use seedgate_contract::OutputFormat;
+
 use crate::ids::TaskId;
 use crate::signing::UrlSigner;
 use crate::store::{TaskRecord, TaskState};
@@ -14,6 +16,9 @@ use crate::store::{TaskRecord, TaskState};
 pub enum AssetKind {
     Video,
     LastFrame,
+    /// The video of a task that asked for `output_format: mov`, linked as `video.mov`: the
+    /// same stored file as [`AssetKind::Video`], served as QuickTime.
+    QuickTime,
 }
 
 impl AssetKind {
@@ -23,6 +28,7 @@ impl AssetKind {
         match self {
             AssetKind::Video => "video.mp4",
             AssetKind::LastFrame => "last_frame.png",
+            AssetKind::QuickTime => "video.mov",
         }
     }
 
@@ -30,6 +36,7 @@ impl AssetKind {
         match name {
             "video.mp4" => Some(AssetKind::Video),
             "last_frame.png" => Some(AssetKind::LastFrame),
+            "video.mov" => Some(AssetKind::QuickTime),
             _ => None,
         }
     }
@@ -38,13 +45,26 @@ impl AssetKind {
         match self {
             AssetKind::Video => "video/mp4",
             AssetKind::LastFrame => "image/png",
+            AssetKind::QuickTime => "video/quicktime",
         }
     }
 
     /// The blob key of this file of `task_id`, which must already be a task id of ours (or
     /// one a valid signature names).
     pub fn key(self, task_id: &TaskId) -> String {
-        format!("{task_id}/{}", self.file_name())
+        let stored = match self {
+            AssetKind::QuickTime => AssetKind::Video,
+            kind => kind,
+        };
+        format!("{task_id}/{}", stored.file_name())
+    }
+
+    /// The video file of a task that asked for `format`.
+    pub fn video(format: OutputFormat) -> AssetKind {
+        match format {
+            OutputFormat::Mp4 => AssetKind::Video,
+            OutputFormat::Mov => AssetKind::QuickTime,
+        }
     }
 }
 
@@ -121,8 +141,15 @@ pub struct ResultFiles {
 }
 
 impl ResultLinks {
-    /// The files of a task that has succeeded, at `now_s`; None for any other task.
-    pub fn files(&self, task: &TaskRecord, base_url: &str, now_s: u64) -> Option<ResultFiles> {
+    /// The files of a task that has succeeded, its video in `format`, at `now_s`; None for
+    /// any other task.
+    pub fn files(
+        &self,
+        task: &TaskRecord,
+        format: OutputFormat,
+        base_url: &str,
+        now_s: u64,
+    ) -> Option<ResultFiles> {
         if task.state != TaskState::Succeeded {
             return None;
         }
@@ -136,7 +163,7 @@ impl ResultLinks {
         };
         Some(ResultFiles {
             urls: (files_expire_at > now_s)
-                .then(|| (url(AssetKind::Video), url(AssetKind::LastFrame))),
+                .then(|| (url(AssetKind::video(format)), url(AssetKind::LastFrame))),
             expires_at,
             files_expire_at,
         })

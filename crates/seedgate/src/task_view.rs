@@ -2,7 +2,7 @@
 //! result URLs are freshly signed and absolute, and withheld once the files have expired. API
 //! answers and webhook bodies both carry it, so it sits below `api` and `notify` alike.
 
-use seedgate_contract::RequestEcho;
+use seedgate_contract::{OutputFormat, RequestEcho};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -87,6 +87,8 @@ pub struct TaskResult {
     /// Seconds.
     pub duration: f64,
     pub has_audio: bool,
+    /// The file's container: `mp4`, or `mov` when the request asked for it.
+    pub container: OutputFormat,
     /// Unix seconds after which the URLs stop working: `assets.url_ttl_seconds` after this
     /// read, or `files_expire_at` if that comes first.
     pub expires_at: u64,
@@ -194,7 +196,11 @@ pub fn render_task(
             message: message.clone(),
         });
     }
-    if let Some(files) = links.files(task, base_url, now_s) {
+    let format = object
+        .request
+        .as_ref()
+        .map_or(OutputFormat::Mp4, |request| request.output_format);
+    if let Some(files) = links.files(task, format, base_url, now_s) {
         add_result(&mut object, task, files);
     }
     object
@@ -236,6 +242,7 @@ fn add_result(object: &mut TaskObject, task: &TaskRecord, files: ResultFiles) {
         fps: result.fps,
         duration: result.duration,
         has_audio: result.has_audio,
+        container: result.container,
         expires_at: files.expires_at,
         files_expire_at: files.files_expire_at,
     });

@@ -154,6 +154,7 @@ fn reference_audio_is_mixed_into_the_soundtrack() {
                 videos: Vec::new(),
             },
             audios,
+            container: Default::default(),
             width: 320,
             height: 240,
             fps: 24,

@@ -13,8 +13,8 @@ use seedgate_contract::date::rfc3339;
 use seedgate_contract::parse::FIELDS;
 use seedgate_contract::pricing::token_ceiling;
 use seedgate_contract::{
-    AspectRatio, Catalog, ClipLimits, DurationRange, ModelSpec, Operation, PriceRow, PricingRow,
-    ReferenceLimits, Resolution,
+    AspectRatio, Catalog, ClipLimits, DurationRange, ModelSpec, Operation, OutputFormat, PriceRow,
+    PricingRow, ReferenceLimits, Resolution,
 };
 use serde::Serialize;
 use utoipa::openapi::schema::{OneOfBuilder, Schema};
@@ -236,6 +236,7 @@ impl<'a> ModelFacts<'a> {
                     .collect(),
                 audio_only_references: spec.audio_only_references,
                 adaptive_only_operations: spec.adaptive_only_operations.clone(),
+                output_formats: spec.output_formats.clone(),
                 prices: spec.prices.clone(),
                 video_input_min_tokens: spec.video_input_min_tokens,
             },
@@ -459,6 +460,8 @@ pub struct ModelExtension {
     audio_only_references: bool,
     /// Operations whose `aspect_ratio` must be `adaptive` (their output follows the input).
     adaptive_only_operations: Vec<Operation>,
+    /// The containers `output_format` may ask for.
+    output_formats: Vec<OutputFormat>,
     /// CNY per million tokens; each resolution is in exactly one row.
     prices: Vec<PriceRow>,
     /// Video-input requests are never billed below this many tokens.

@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use seedgate_contract::{ApiError, Catalog, ErrorCode, RequestEcho};
+use seedgate_contract::{ApiError, Catalog, ErrorCode, OutputFormat, RequestEcho};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -39,14 +39,13 @@ type IsNoOp = fn(&Value) -> bool;
 /// since it is what every task gets anyway; any other is refused, never dropped. `draft` and
 /// `camera_fixed` are not here: the platform request has them, and its parser takes `false`
 /// and refuses `true`, the same on both surfaces.
-const UNSUPPORTED: [(&str, Option<IsNoOp>, &str); 4] = [
+const UNSUPPORTED: [(&str, Option<IsNoOp>, &str); 3] = [
     ("frames", None, "set `duration` instead"),
     (
         "tools",
         Some(|v| v.as_array().is_some_and(Vec::is_empty)),
         "no tools are available for Seedance 2.0",
     ),
-    ("output_format", Some(|v| v == "mp4"), "results are MP4"),
     (
         "omni_reference_task_type",
         None,
@@ -486,10 +485,11 @@ fn render(state: &ApiState, task: &TaskRecord, base: &str) -> ArkTask {
     let echo: Option<RequestEcho> = serde_json::from_str(&task.request_json).ok();
     let model = services.catalog.upstream_name(&task.model);
     let succeeded = task.state == TaskState::Succeeded;
+    let format = echo.as_ref().map_or(OutputFormat::Mp4, |e| e.output_format);
     let files = services
         .tasks
         .links()
-        .files(task, base, (now_ms() / 1000) as u64);
+        .files(task, format, base, (now_ms() / 1000) as u64);
     ArkTask {
         id: task.id.ark_spelling(),
         model,
@@ -907,7 +907,6 @@ mod tests {
             ("frames", json!(121)),
             ("tools", json!([{"type": "web_search"}])),
             ("tools", json!(true)),
-            ("output_format", json!("mov")),
             ("omni_reference_task_type", json!("edit")),
         ] {
             let error = read(
@@ -920,14 +919,15 @@ mod tests {
                 ("unsupported_parameter", Some(field))
             );
         }
-        // The values that ask for nothing are no-ops; `draft` and `camera_fixed` go on to the
-        // platform parser, which owns their rule.
+        // The values that ask for nothing are no-ops; `draft`, `camera_fixed` and
+        // `output_format` go on to the platform parser, which owns their rule.
         let request = read(
             json!({"model": "seedance-2.0", "content": [{"type": "text", "text": "x"}],
             "tools": [], "output_format": "mp4", "draft": false, "camera_fixed": false}),
         )
         .unwrap();
-        assert!(request.get("tools").is_none() && request.get("output_format").is_none());
+        assert!(request.get("tools").is_none());
+        assert_eq!(request["output_format"], "mp4");
         assert_eq!(
             (&request["draft"], &request["camera_fixed"]),
             (&json!(false), &json!(false))

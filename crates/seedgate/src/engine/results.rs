@@ -56,7 +56,9 @@ impl Engine {
             Err(BlobError::Source(e)) => return Err(upstream(&e)),
             Err(e) => return Err(storage(e)),
         }
-        let Ok(info) = seedgate_media::probe_mp4(&header.into_bytes()) else {
+        let header = header.into_bytes();
+        let container = crate::providers::container_of(&header);
+        let Ok(info) = seedgate_media::probe_mp4(&header) else {
             // Never served (no task shows it), but not kept either.
             if let Err(e) = blobs.delete(&video_key).await {
                 warn!(error = %e, "removing a result that is no video failed");
@@ -94,6 +96,7 @@ impl Engine {
                 fps: 24,
                 duration: info.duration_secs,
                 has_audio: info.has_audio,
+                container,
             },
             // Without a reported usage, count by the file we received.
             usage_tokens: usage_tokens
@@ -121,6 +124,7 @@ impl Engine {
                 fps: generated.fps,
                 duration: generated.duration_secs,
                 has_audio: generated.has_audio,
+                container: generated.container,
             },
             usage_tokens: generated.usage_tokens,
         })

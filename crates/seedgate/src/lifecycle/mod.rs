@@ -28,6 +28,13 @@ pub struct StoredResult {
     pub fps: u32,
     pub duration: f64,
     pub has_audio: bool,
+    /// The file's container, as its `ftyp` brand says; left out when MP4, so results stored
+    /// before it read the same.
+    #[serde(
+        default,
+        skip_serializing_if = "seedgate_contract::OutputFormat::is_mp4"
+    )]
+    pub container: seedgate_contract::OutputFormat,
 }
 
 /// A finished video whose files are stored here: what its task shows, and the usage charged.

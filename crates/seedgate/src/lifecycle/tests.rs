@@ -544,6 +544,7 @@ fn a_kept_video_is_charged_at_its_price_with_what_the_upstream_reported() {
             fps: 24,
             duration: 5.0,
             has_audio: true,
+            container: seedgate_contract::OutputFormat::Mp4,
         },
         usage_tokens: 108_900,
     };

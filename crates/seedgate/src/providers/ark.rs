@@ -470,6 +470,9 @@ fn create_body(request: &SubmitRequest<'_>, upstream_model: &str) -> Value {
     if let Some(identifier) = &job.safety_identifier {
         body["safety_identifier"] = identifier.as_str().into();
     }
+    if !job.output_format.is_mp4() {
+        body["output_format"] = job.output_format.as_str().into();
+    }
     body
 }
 

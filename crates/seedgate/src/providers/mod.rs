@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use seedgate_contract::VideoJob;
+use seedgate_contract::{OutputFormat, VideoJob};
 
 use crate::ids::{ChannelId, TaskId};
 pub use crate::lifecycle::upstream::{
@@ -25,6 +25,15 @@ pub struct Generated {
     pub duration_secs: f64,
     pub has_audio: bool,
     pub usage_tokens: u64,
+    pub container: OutputFormat,
+}
+
+/// The container of a file, by its `ftyp` brand.
+pub fn container_of(bytes: &[u8]) -> OutputFormat {
+    match seedgate_media::Container::of(bytes) {
+        seedgate_media::Container::Mp4 => OutputFormat::Mp4,
+        seedgate_media::Container::QuickTime => OutputFormat::Mov,
+    }
 }
 
 /// What a submission produced: a finished video (local rendering) or an upstream task.

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use seedgate_contract::{pricing, AspectRatio, Catalog, DurationRequest, Operation, VideoJob};
+use seedgate_contract::{
+    pricing, AspectRatio, Catalog, DurationRequest, Operation, OutputFormat, VideoJob,
+};
 use seedgate_media::{RenderRequest, Scene};
 use tokio::sync::Semaphore;
 
@@ -128,6 +130,10 @@ impl Sandbox {
         let operation = job.operation;
         let prompt = job.prompt.clone().unwrap_or_default();
         let audio = job.generate_audio;
+        let container = match job.output_format {
+            OutputFormat::Mp4 => seedgate_media::Container::Mp4,
+            OutputFormat::Mov => seedgate_media::Container::QuickTime,
+        };
         let _permit = self.renders.acquire().await.map_err(|_| {
             ProviderError::transient("sandbox_shutting_down", "sandbox is stopping")
         })?;
@@ -136,6 +142,7 @@ impl Sandbox {
             seedgate_media::render(&RenderRequest {
                 scene,
                 audios: inputs.audios.iter().map(Vec::as_slice).collect(),
+                container,
                 width,
                 height,
                 fps: FPS,
@@ -162,6 +169,7 @@ impl Sandbox {
             duration_secs: rendered.duration_secs,
             has_audio: rendered.has_audio,
             usage_tokens,
+            container: job.output_format,
         }))
     }
 }

@@ -89,8 +89,8 @@ pub struct Behaviour {
     pub lose_answer_every: Option<u32>,
 }
 
-/// (width, height, seconds, audio).
-type Shape = (u32, u32, u32, bool);
+/// (width, height, seconds, audio, container).
+type Shape = (u32, u32, u32, bool, seedgate_media::Container);
 /// (MP4, last frame PNG), shared by every task of one shape.
 type Rendered = (bytes::Bytes, bytes::Bytes);
 
@@ -485,6 +485,8 @@ pub struct ModelRules {
     pub frames_adaptive_only: bool,
     /// The length it picks for `duration: -1`.
     pub chosen_seconds: u32,
+    /// Whether it makes QuickTime files (`output_format: mov`) besides MP4.
+    pub mov: bool,
 }
 
 impl ModelRules {
@@ -496,6 +498,7 @@ impl ModelRules {
             audio_alone: false,
             frames_adaptive_only: false,
             chosen_seconds: 5,
+            mov: false,
         }
     }
 
@@ -510,6 +513,7 @@ impl ModelRules {
             audio_alone: true,
             frames_adaptive_only: true,
             chosen_seconds: 10,
+            mov: true,
         }
     }
 }
@@ -603,6 +607,15 @@ fn validate_create(models: &HashMap<String, ModelRules>, body: &Value) -> Vec<St
             .as_i64()
             .is_some_and(|d| d == -1 || rules.durations.contains(&d)),
         format!("duration {} on {model}", body["duration"]),
+    );
+    check(
+        &mut v,
+        match body.get("output_format").and_then(Value::as_str) {
+            None | Some("mp4") => body.get("output_format").is_none_or(Value::is_string),
+            Some("mov") => rules.mov,
+            Some(_) => false,
+        },
+        format!("output_format {} on {model}", body["output_format"]),
     );
     for flag in ["generate_audio", "watermark", "return_last_frame"] {
         check(
@@ -813,7 +826,12 @@ async fn ensure_rendered(state: &Arc<FakeState>, id: &str, body: &Value) -> (u32
         return (width, height, seconds);
     }
     let audio = body["generate_audio"].as_bool().unwrap_or(true);
-    let shape = (width, height, seconds, audio);
+    let container = if body["output_format"] == "mov" {
+        seedgate_media::Container::QuickTime
+    } else {
+        seedgate_media::Container::Mp4
+    };
+    let shape = (width, height, seconds, audio, container);
     let render = RENDERED.lock().unwrap().entry(shape).or_default().clone();
     let prompt = body["content"][0]["text"].as_str().unwrap_or("").to_owned();
     // Rendered by a task of its own, so a request that gives up waiting (a client's timeout)
@@ -825,6 +843,7 @@ async fn ensure_rendered(state: &Arc<FakeState>, id: &str, body: &Value) -> (u32
                     seedgate_media::render(&seedgate_media::RenderRequest {
                         scene: seedgate_media::Scene::Pattern { prompt: &prompt },
                         audios: Vec::new(),
+                        container,
                         width,
                         height,
                         fps: 24,

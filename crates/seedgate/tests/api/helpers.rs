@@ -570,6 +570,8 @@ pub struct Probe {
     pub fps: String,
     pub duration: f64,
     pub has_audio: bool,
+    /// The `ftyp` major brand: `isom` for our MP4s, `qt  ` for QuickTime.
+    pub major_brand: String,
 }
 
 pub fn ffprobe(bytes: &[u8]) -> Probe {
@@ -610,6 +612,10 @@ pub fn ffprobe(bytes: &[u8]) -> Probe {
             .parse()
             .unwrap(),
         has_audio: streams.iter().any(|s| s["codec_type"] == "audio"),
+        major_brand: json["format"]["tags"]["major_brand"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
     }
 }
 

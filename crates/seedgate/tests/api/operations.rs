@@ -186,6 +186,37 @@ async fn duration_minus_one_reserves_the_longest_and_charges_what_was_made() {
 }
 
 #[tokio::test]
+async fn seedance_2_5_makes_a_quicktime_file_when_asked() {
+    let app = TestApp::spawn().await;
+    let body = json!({"model": "seedance-2.5", "prompt": "a boat in a bottle", "resolution": "480p",
+        "duration": 4, "aspect_ratio": "1:1", "output_format": "mov"});
+    let done = assert_renders(&app, body, 640, 640, 4.0, true).await;
+    assert_eq!(done["request"]["output_format"], "mov");
+    assert_eq!(done["result"]["container"], "mov");
+    let url = done["video_url"].as_str().unwrap();
+    assert!(url.contains("/video.mov?"), "{url}");
+    let response = app.client.get(url).send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "video/quicktime");
+    let probe = ffprobe(&response.bytes().await.unwrap());
+    assert_eq!(probe.major_brand, "qt  ");
+
+    let mp4 = json!({"model": "seedance-2.5", "prompt": "a boat in a bottle",
+        "resolution": "480p", "duration": 4, "aspect_ratio": "1:1"});
+    let done = assert_renders(&app, mp4, 640, 640, 4.0, true).await;
+    assert_eq!(done["result"]["container"], "mp4");
+    assert!(done["request"].get("output_format").is_none(), "{done}");
+    let (_, bytes) = app.download(done["video_url"].as_str().unwrap()).await;
+    assert_eq!(ffprobe(&bytes).major_brand, "isom");
+
+    let (status, refused) = app
+        .create(&json!({"model": "seedance-2.0", "prompt": "x", "output_format": "mov"}))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(refused["error"]["code"], "unsupported_output_format");
+    assert_eq!(refused["error"]["allowed_output_formats"], json!(["mp4"]));
+}
+
+#[tokio::test]
 async fn seedance_2_5_takes_audio_as_its_only_reference() {
     use base64::Engine as _;
     let app = TestApp::spawn().await;

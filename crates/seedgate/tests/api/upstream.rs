@@ -228,10 +228,19 @@ async fn seedance_2_5_runs_upstream_with_its_limits_and_is_charged_the_length_it
     assert_eq!(refused["error"]["code"], "invalid_aspect_ratio");
     let audio_only = json!({"model": "seedance-2.5", "operation": "reference-to-video",
         "prompt": "a song", "audio_urls": [media.url("tone.wav")], "resolution": "480p",
-        "duration": 4});
+        "duration": 4, "output_format": "mov"});
     let id = create_ok(&app, &key, &audio_only).await;
-    assert_eq!(wait_done(&app, &key, &id).await["status"], "completed");
+    let done = wait_done(&app, &key, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(fake.tasks_created(), 2);
+    // Asked for QuickTime, sent the upstream's field, and kept what it made as such.
+    assert_eq!(fake.creates()[1].1["output_format"], "mov");
+    assert!(fake.creates()[0].1.get("output_format").is_none());
+    assert_eq!(done["result"]["container"], "mov");
+    let url = done["video_url"].as_str().unwrap();
+    assert!(url.contains("/video.mov?"), "{url}");
+    let (_, mov) = app.download(url).await;
+    assert_eq!(ffprobe(&mov).major_brand, "qt  ");
     fake.assert_no_violations();
 }
 
@@ -247,6 +256,7 @@ async fn a_model_from_a_catalog_file_alone_runs_upstream_as_its_entry_says() {
             audio_alone: true,
             frames_adaptive_only: true,
             chosen_seconds: 6,
+            mov: false,
         },
     );
     let media = MediaServer::start().await;

@@ -219,12 +219,17 @@ async fn ark_create_takes_the_off_values_as_no_ops_and_refuses_the_on_values() {
         (&json!("queued"), &json!(4))
     );
 
-    for (field, value) in [
-        ("camera_fixed", json!(true)),
-        ("draft", json!(true)),
-        ("tools", json!([{"type": "web_search"}])),
-        ("output_format", json!("mov")),
-        ("frames", json!(97)),
+    for (field, value, code) in [
+        ("camera_fixed", json!(true), "unsupported_parameter"),
+        ("draft", json!(true), "unsupported_parameter"),
+        (
+            "tools",
+            json!([{"type": "web_search"}]),
+            "unsupported_parameter",
+        ),
+        // This model makes MP4 only; Seedance 2.5 makes QuickTime too (below).
+        ("output_format", json!("mov"), "unsupported_output_format"),
+        ("frames", json!(97), "unsupported_parameter"),
     ] {
         let mut on = ark_t2v("a quiet harbour");
         on[field] = value;
@@ -235,11 +240,16 @@ async fn ark_create_takes_the_off_values_as_no_ops_and_refuses_the_on_values() {
                 &refused["error"]["seedgate_code"],
                 &refused["error"]["param"]
             ),
-            (&json!("unsupported_parameter"), &json!(field)),
+            (&json!(code), &json!(field)),
             "{refused}"
         );
     }
     assert_eq!(app.store.count_tasks(&app.account_id).await.unwrap(), 1);
+    let mut mov = ark_t2v("a quiet harbour");
+    mov["model"] = json!("doubao-seedance-2-5-260628");
+    mov["output_format"] = json!("mov");
+    let (status, created) = ark_create(&app, &mov, None).await;
+    assert_eq!(status, 200, "{created}");
 }
 
 #[tokio::test]

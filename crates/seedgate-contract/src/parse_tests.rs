@@ -2838,28 +2838,8 @@ fn seedance_2_5_makes_frames_edits_and_extensions_only_in_the_inputs_shape() {
 /// The built-in catalog with one more model, whose rules differ from every built-in one
 /// only in data.
 pub(crate) fn catalog_with_a_data_only_model() -> Catalog {
-    let extra = r#"
-[[models]]
-id = "studio-9"
-name = "Studio 9"
-description = "Defined by this entry alone."
-operations = ["text-to-video", "image-to-video", "reference-to-video"]
-resolutions = ["480p"]
-default_resolution = "480p"
-aspect_ratios = ["1:1", "adaptive"]
-duration = { min = 2, max = 8, default = 3 }
-reference_limits = { images = 2, videos = 1, audios = 4 }
-input_clips = { min_seconds = 1, max_seconds = 20, total_seconds = 40 }
-audio_operations = ["image-to-video", "reference-to-video"]
-audio_only_references = true
-adaptive_only_operations = ["image-to-video"]
-
-[[models.prices]]
-resolutions = ["480p"]
-cny_per_million = "10"
-cny_per_million_video_input = "5"
-"#;
-    Catalog::from_toml(&format!("{BUILTIN_CATALOG}{extra}")).unwrap()
+    let extra = include_str!("../testdata/data_only_model.toml");
+    Catalog::from_toml(&format!("{BUILTIN_CATALOG}\n{extra}")).unwrap()
 }
 
 #[test]

@@ -4,7 +4,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -12,24 +11,15 @@ use rand::{Rng, SeedableRng};
 use seedgate::store::{TaskFilter, TaskState};
 use serde_json::{json, Value};
 
-use crate::fake_ark::{FakeArk, FAKE_KEY, FAKE_KEY_ENV};
+use crate::fake_ark::{FakeArk, FAKE_KEY_ENV};
 use crate::helpers::{decode, MediaServer};
 
 pub(crate) fn create_key(data: &Path, config: &Path, name: &str, usd: &str, test: bool) -> String {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_seedgate"));
-    command.args(["keys", "create", "--name", name, "--balance-usd", usd]);
+    let mut args = vec!["keys", "create", "--name", name, "--balance-usd", usd];
     if test {
-        command.arg("--test");
+        args.push("--test");
     }
-    let out = command
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--config")
-        .arg(config)
-        .env("SEEDGATE_DATABASE_URL", crate::helpers::database_url(data))
-        .env(FAKE_KEY_ENV, FAKE_KEY)
-        .output()
-        .unwrap();
+    let out = crate::restart::operator(data, config, &args);
     assert!(
         out.status.success(),
         "{}",

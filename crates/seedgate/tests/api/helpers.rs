@@ -354,6 +354,17 @@ impl TestApp {
             .await
     }
 
+    /// The public statuses of `ids`, in alphabetical order.
+    pub async fn sorted_statuses(&self, key: &str, ids: &[String]) -> Vec<String> {
+        let mut statuses = Vec::new();
+        for id in ids {
+            let (_, task) = self.task_with_key(key, id).await;
+            statuses.push(task["status"].as_str().unwrap().to_owned());
+        }
+        statuses.sort();
+        statuses
+    }
+
     pub async fn cancel_with_key(&self, key: &str, id: &str) -> (u16, Value) {
         let response = self
             .client
@@ -722,37 +733,17 @@ impl MediaServer {
     }
 }
 
-/// A model no build knows, defined by a catalog file alone, with rules unlike any built-in
-/// model's: a 2–8 s range, one resolution, one fixed ratio, audio with a first frame, audio as
-/// the only reference, and a first frame only in the input's shape.
-pub const DATA_ONLY_MODEL: &str = r#"
-[[models]]
-id = "studio-9"
-name = "Studio 9"
-description = "Defined by this entry alone."
-operations = ["text-to-video", "image-to-video", "reference-to-video"]
-resolutions = ["480p"]
-default_resolution = "480p"
-aspect_ratios = ["1:1", "adaptive"]
-duration = { min = 2, max = 8, default = 3 }
-reference_limits = { images = 2, videos = 1, audios = 4 }
-input_clips = { min_seconds = 1, max_seconds = 20, total_seconds = 40 }
-audio_operations = ["image-to-video", "reference-to-video"]
-audio_only_references = true
-adaptive_only_operations = ["image-to-video"]
-
-[[models.prices]]
-resolutions = ["480p"]
-cny_per_million = "10"
-cny_per_million_video_input = "5"
-"#;
+/// A model no build knows, defined by a catalog file alone (the contract's tests use the same
+/// file).
+pub const DATA_ONLY_MODEL: &str =
+    include_str!("../../../seedgate-contract/testdata/data_only_model.toml");
 
 /// The built-in catalog and [`DATA_ONLY_MODEL`], written as a catalog file in `dir`.
 pub fn catalog_with_a_data_only_model(dir: &Path) -> PathBuf {
     let path = dir.join("catalog.toml");
     std::fs::write(
         &path,
-        format!("{}{DATA_ONLY_MODEL}", seedgate_contract::BUILTIN_CATALOG),
+        format!("{}\n{DATA_ONLY_MODEL}", seedgate_contract::BUILTIN_CATALOG),
     )
     .unwrap();
     path

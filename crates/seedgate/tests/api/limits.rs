@@ -102,21 +102,9 @@ async fn tasks_beyond_a_keys_concurrency_wait_queued() {
         assert_eq!(status, 200, "{created}");
         ids.push(created["id"].as_str().unwrap().to_owned());
     }
-    let statuses = async || {
-        let mut statuses = Vec::new();
-        for id in &ids {
-            statuses.push(
-                app.task_with_key(&key, id).await.1["status"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-            );
-        }
-        statuses.sort();
-        statuses
-    };
     wait_until("one task generates", WAIT, async || {
-        fake.tasks_created() == 1 && statuses().await == ["pending", "processing"]
+        fake.tasks_created() == 1
+            && app.sorted_statuses(&key, &ids).await == ["pending", "processing"]
     })
     .await;
     // While it does, no worker is given the other: it waits, it is not rejected.
@@ -130,7 +118,10 @@ async fn tasks_beyond_a_keys_concurrency_wait_queued() {
         handed_out.is_none(),
         "a task over its key's limit was claimable"
     );
-    assert_eq!(statuses().await, ["pending", "processing"]);
+    assert_eq!(
+        app.sorted_statuses(&key, &ids).await,
+        ["pending", "processing"]
+    );
     assert_eq!(fake.tasks_created(), 1);
 
     // The first finishes; only then is the second submitted, and it completes too.

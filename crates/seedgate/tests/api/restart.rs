@@ -135,7 +135,7 @@ fn listening_address(line: &str) -> Option<String> {
 }
 
 /// Runs an operator command of the real binary against a data dir and config.
-fn operator(data: &Path, config: &Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn operator(data: &Path, config: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_seedgate"))
         .args(args)
         .arg("--data-dir")

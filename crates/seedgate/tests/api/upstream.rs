@@ -95,6 +95,25 @@ async fn create_ok(app: &TestApp, key: &str, body: &Value) -> String {
     created["id"].as_str().unwrap().to_owned()
 }
 
+/// Checks that a completed task without video input was charged exactly `tokens` at its
+/// model's 480p rate in `catalog`, on the task and in the balance (which held $100); returns
+/// the charge.
+async fn assert_charged(
+    app: &TestApp,
+    account: &AccountId,
+    done: &Value,
+    catalog: &seedgate_contract::Catalog,
+    tokens: u64,
+) -> seedgate_contract::Money {
+    let model = done["model"].as_str().unwrap();
+    let charged =
+        seedgate_contract::pricing::price_tokens(catalog, model, Resolution::P480, false, tokens)
+            .unwrap();
+    assert_eq!(done["cost"]["amount"], charged.usd_string());
+    assert_eq!(app.balance(account).await, 100_000_000 - charged.usd_micros);
+    charged
+}
+
 async fn wait_done(app: &TestApp, key: &str, id: &str) -> Value {
     crate::helpers::wait_terminal(&app.client, &app.address, key, id, WAIT).await
 }
@@ -115,19 +134,14 @@ async fn success_is_copied_probed_and_settled_on(storage: Storage) {
     // 864 × 496 × (24 × 4 + 1) / 1024 tokens at 37 CNY per million, ÷ 6.8.
     let tokens = 864 * 496 * 97 / 1024;
     assert_eq!(done["usage"]["tokens"], tokens);
-    let expected = seedgate_contract::pricing::price_tokens(
+    let expected = assert_charged(
+        &app,
+        &account,
+        &done,
         &seedgate_contract::Catalog::builtin(),
-        "seedance-2.0-fast",
-        Resolution::P480,
-        false,
         tokens,
     )
-    .unwrap();
-    assert_eq!(done["cost"]["amount"], expected.usd_string());
-    assert_eq!(
-        app.balance(&account).await,
-        100_000_000 - expected.usd_micros
-    );
+    .await;
     assert_eq!(
         app.store.ledger_sum(&account).await.unwrap(),
         100_000_000 - expected.usd_micros
@@ -205,19 +219,14 @@ async fn seedance_2_5_runs_upstream_with_its_limits_and_is_charged_the_length_it
     assert!((ffprobe(&mp4).duration - 10.0).abs() <= 0.1);
     let tokens = 864 * 496 * (24 * 10 + 1) / 1024;
     assert_eq!(done["usage"]["tokens"], tokens);
-    let charged = seedgate_contract::pricing::price_tokens(
+    assert_charged(
+        &app,
+        &account,
+        &done,
         &seedgate_contract::Catalog::builtin(),
-        "seedance-2.5",
-        Resolution::P480,
-        false,
         tokens,
     )
-    .unwrap();
-    assert_eq!(done["cost"]["amount"], charged.usd_string());
-    assert_eq!(
-        app.balance(&account).await,
-        100_000_000 - charged.usd_micros
-    );
+    .await;
 
     // A first frame at a fixed ratio is refused here, before the upstream would refuse it
     // (`TaskTypeConstraint`), and audio alone goes up as 2.5 allows.
@@ -289,24 +298,12 @@ async fn a_model_from_a_catalog_file_alone_runs_upstream_as_its_entry_says() {
     // Charged at its own rate (10 CNY per million) for what the upstream reported.
     let tokens = done["usage"]["tokens"].as_u64().unwrap();
     let catalog = seedgate_contract::Catalog::from_toml(&format!(
-        "{}{}",
+        "{}\n{}",
         seedgate_contract::BUILTIN_CATALOG,
         crate::helpers::DATA_ONLY_MODEL
     ))
     .unwrap();
-    let charged = seedgate_contract::pricing::price_tokens(
-        &catalog,
-        "studio-9",
-        Resolution::P480,
-        false,
-        tokens,
-    )
-    .unwrap();
-    assert_eq!(done["cost"]["amount"], charged.usd_string());
-    assert_eq!(
-        app.balance(&account).await,
-        100_000_000 - charged.usd_micros
-    );
+    assert_charged(&app, &account, &done, &catalog, tokens).await;
     fake.assert_no_violations();
 }
 
@@ -1036,17 +1033,10 @@ async fn tasks_beyond_a_channels_concurrency_wait_queued() {
         },
     )
     .await;
-    let mut statuses = Vec::new();
-    for id in &ids {
-        statuses.push(
-            app.task_with_key(&key, id).await.1["status"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
-    statuses.sort();
-    assert_eq!(statuses, ["pending", "processing"]);
+    assert_eq!(
+        app.sorted_statuses(&key, &ids).await,
+        ["pending", "processing"]
+    );
     assert_eq!(
         fake.tasks_created(),
         1,

@@ -268,7 +268,7 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
     let model = catalog
         .model(raw.model)
         .ok_or_else(|| model_not_found(catalog, raw.model))?;
-    check_unsupported(&Fields(&map), &raw)?;
+    check_unsupported(&Fields(&map), &raw, model)?;
     let operation = match raw.operation {
         Some(text) => check_operation(model, text)?,
         None => check_inferred_operation(model, infer_operation(&raw)?)?,
@@ -710,7 +710,7 @@ impl<'a> Raw<'a> {
 /// A field of [`UNSUPPORTED_FIELDS`], in that table's order, then `draft` or `camera_fixed`
 /// set to `true`. Checked once the model is known, so a body meant for another platform model
 /// is told `model_not_found` first.
-fn check_unsupported(f: &Fields<'_>, raw: &Raw<'_>) -> Result<(), ApiError> {
+fn check_unsupported(f: &Fields<'_>, raw: &Raw<'_>, model: &ModelSpec) -> Result<(), ApiError> {
     let refuse = |field: &str, why: &str| {
         Err(invalid(
             ErrorCode::UnsupportedParameter,
@@ -727,7 +727,10 @@ fn check_unsupported(f: &Fields<'_>, raw: &Raw<'_>) -> Result<(), ApiError> {
     if raw.draft == Some(true) {
         return refuse(
             "draft",
-            "`true` belongs to the Seedance 1.5 Pro draft workflow, which Seedance 2.0 models do not have; omit it or send false.",
+            &format!(
+                "`true` asks for a draft, which `{}` does not make here; omit it or send false.",
+                model.id
+            ),
         );
     }
     if raw.camera_fixed == Some(true) {

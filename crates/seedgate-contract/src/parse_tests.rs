@@ -2163,13 +2163,13 @@ fn draft_and_camera_fixed_false_are_no_ops_and_true_is_unsupported() {
         false,
     ));
     assert_eq!(job, accepted(t2v("seedance-2.0")));
-    for field in ["draft", "camera_fixed"] {
+    for (field, says) in [("draft", "`seedance-2.0`"), ("camera_fixed", "Seedance 2.0")] {
         let err = rejected(
             with(t2v("seedance-2.0"), field, true),
             "unsupported_parameter",
             Some(field),
         );
-        assert!(err.message.contains("Seedance 2.0"), "{}", err.message);
+        assert!(err.message.contains(says), "{}", err.message);
     }
 }
 

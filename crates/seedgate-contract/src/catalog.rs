@@ -69,6 +69,17 @@ impl Default for ClipLimits {
     }
 }
 
+/// A model's draft mode: `draft: true` makes a quick, cheap preview at one resolution, billed
+/// on its own at that resolution's price.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DraftSpec {
+    /// The resolution every draft is made at.
+    pub resolution: Resolution,
+    /// How long after it is made a draft may be rendered as a final.
+    pub valid_days: u32,
+}
+
 /// The prices of a group of resolutions, in CNY per million tokens. Written as strings in
 /// the TOML (`"46"`) so they stay exact decimals.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
@@ -142,6 +153,9 @@ pub struct ModelSpec {
     /// The containers a request may ask for as `output_format`; MP4 alone when left out.
     #[serde(default = "mp4_only")]
     pub output_formats: Vec<OutputFormat>,
+    /// Its draft mode; none when left out (`draft: true` is then refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft: Option<DraftSpec>,
 }
 
 fn mp4_only() -> Vec<OutputFormat> {
@@ -513,6 +527,14 @@ fn check_model(model: &ModelSpec, sizes: &SizeTable) -> Result<(), CatalogError>
             ));
         }
     }
+    if let Some(draft) = model.draft {
+        if !model.resolutions.contains(&draft.resolution) || draft.valid_days == 0 {
+            return Err(invalid(
+                key("draft"),
+                "needs one of the model's resolutions and valid_days of at least 1",
+            ));
+        }
+    }
     no_duplicates(&model.output_formats, || key("output_formats"))?;
     if !model.output_formats.contains(&OutputFormat::Mp4) {
         return Err(invalid(
@@ -821,6 +843,13 @@ mod tests {
         );
         assert!(m.audio_only_references);
         assert_eq!(
+            m.draft,
+            Some(DraftSpec {
+                resolution: Resolution::P480,
+                valid_days: 7
+            })
+        );
+        assert_eq!(
             m.adaptive_only_operations,
             [
                 Operation::ImageToVideo,
@@ -861,6 +890,16 @@ mod tests {
                 "audio_operations = [\"text-to-video\"]\naudio_only_references = true\n",
                 "audio_only_references",
                 "reference-to-video",
+            ),
+            (
+                "draft = { resolution = \"1080p\", valid_days = 7 }\n",
+                "draft",
+                "resolutions",
+            ),
+            (
+                "draft = { resolution = \"480p\", valid_days = 0 }\n",
+                "draft",
+                "valid_days",
             ),
         ] {
             let text = edited(model, &format!("{added}{model}"));

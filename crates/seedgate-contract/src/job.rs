@@ -431,6 +431,9 @@ pub struct VideoJob {
     /// The result's container; left out when MP4, so a job stored before it reads the same.
     #[serde(default, skip_serializing_if = "OutputFormat::is_mp4")]
     pub output_format: OutputFormat,
+    /// A draft: a preview at the model's draft resolution, which a final can render from.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draft: bool,
 }
 
 impl VideoJob {
@@ -498,6 +501,7 @@ impl VideoJob {
             watermark: self.watermark,
             seed: self.seed,
             output_format: self.output_format,
+            draft: self.draft,
         }
     }
 }
@@ -522,6 +526,9 @@ pub struct RequestEcho {
     /// The result's container, shown when not MP4.
     #[serde(default, skip_serializing_if = "OutputFormat::is_mp4")]
     pub output_format: OutputFormat,
+    /// True for a draft, shown only then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draft: bool,
 }
 
 #[cfg(test)]
@@ -626,6 +633,7 @@ mod tests {
             priority: None,
             safety_identifier: None,
             output_format: OutputFormat::Mp4,
+            draft: false,
         };
         assert!(!job.has_visual_input());
         job.inputs.source_task_id = Some("vtask_x".into());

@@ -16,7 +16,7 @@ mod parse_props;
 mod parse_tests;
 
 pub use catalog::{
-    Catalog, CatalogError, ClipLimits, DurationRange, ModelSpec, PriceRow, PricingRow,
+    Catalog, CatalogError, ClipLimits, DraftSpec, DurationRange, ModelSpec, PriceRow, PricingRow,
     ReferenceLimits, BUILTIN_CATALOG,
 };
 pub use date::CalendarDate;

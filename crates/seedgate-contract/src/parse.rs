@@ -285,7 +285,12 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
     let callback_url = raw.callback_url.map(check_callback_url).transpose()?;
 
     // 6. Limits.
-    let resolution = check_resolution(model, raw.resolution)?;
+    let draft = raw.draft == Some(true);
+    let resolution = if draft {
+        check_draft_resolution(model, raw.resolution)?
+    } else {
+        check_resolution(model, raw.resolution)?
+    };
     let duration = check_duration(model, raw.duration)?;
     let aspect_ratio = check_aspect_ratio(model, operation, raw.aspect_ratio)?;
     let seed = raw.seed.map(check_seed).transpose()?;
@@ -336,6 +341,7 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
         priority,
         safety_identifier,
         output_format,
+        draft,
     })
 }
 
@@ -724,7 +730,7 @@ fn check_unsupported(f: &Fields<'_>, raw: &Raw<'_>, model: &ModelSpec) -> Result
     {
         return refuse(field, why);
     }
-    if raw.draft == Some(true) {
+    if raw.draft == Some(true) && model.draft.is_none() {
         return refuse(
             "draft",
             &format!(
@@ -1159,6 +1165,29 @@ fn check_resolution(model: &ModelSpec, resolution: Option<&str>) -> Result<Resol
             )
             .with_extra("allowed_resolutions", name_list(&model.resolutions))
         })
+}
+
+/// A draft is made at its model's draft resolution: naming another is an error, never a
+/// silent change.
+fn check_draft_resolution(
+    model: &ModelSpec,
+    resolution: Option<&str>,
+) -> Result<Resolution, ApiError> {
+    let Some(spec) = model.draft else {
+        return check_resolution(model, resolution);
+    };
+    match resolution {
+        Some(text) if text != spec.resolution.as_str() => Err(invalid(
+            ErrorCode::UnsupportedResolution,
+            "resolution",
+            format!(
+                "A draft of `{}` is made at {}; leave `resolution` out or send `{}` (got `{text}`).",
+                model.id, spec.resolution, spec.resolution
+            ),
+        )
+        .with_extra("allowed_resolutions", name_list(&[spec.resolution]))),
+        _ => Ok(spec.resolution),
+    }
 }
 
 fn check_duration(

@@ -2163,7 +2163,10 @@ fn draft_and_camera_fixed_false_are_no_ops_and_true_is_unsupported() {
         false,
     ));
     assert_eq!(job, accepted(t2v("seedance-2.0")));
-    for (field, says) in [("draft", "`seedance-2.0`"), ("camera_fixed", "Seedance 2.0")] {
+    for (field, says) in [
+        ("draft", "`seedance-2.0`"),
+        ("camera_fixed", "Seedance 2.0"),
+    ] {
         let err = rejected(
             with(t2v("seedance-2.0"), field, true),
             "unsupported_parameter",
@@ -2774,6 +2777,38 @@ fn seedance_2_5_takes_audio_as_the_only_reference_and_2_0_does_not() {
         err.message.contains("reference-to-video"),
         "{}",
         err.message
+    );
+}
+
+#[test]
+fn a_draft_is_made_at_the_models_draft_resolution() {
+    let draft = accepted(with(on_2_5(Operation::TextToVideo), "draft", true));
+    assert!(draft.draft);
+    assert_eq!(draft.resolution, Resolution::P480);
+    assert!(draft.echo().draft);
+    let named = accepted(with(
+        with(on_2_5(Operation::TextToVideo), "draft", true),
+        "resolution",
+        "480p",
+    ));
+    assert_eq!(named, draft);
+    let err = rejected(
+        with(
+            with(on_2_5(Operation::TextToVideo), "draft", true),
+            "resolution",
+            "1080p",
+        ),
+        "unsupported_resolution",
+        Some("resolution"),
+    );
+    assert_eq!(err.extra["allowed_resolutions"], json!(["480p"]));
+    // Not a draft: nothing about drafts is stored, so jobs stored before read the same.
+    let plain = accepted(on_2_5(Operation::TextToVideo));
+    assert!(!plain.draft);
+    assert!(serde_json::to_value(&plain).unwrap().get("draft").is_none());
+    assert_eq!(
+        accepted(with(on_2_5(Operation::TextToVideo), "draft", false)),
+        plain
     );
 }
 

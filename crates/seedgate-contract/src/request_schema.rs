@@ -80,7 +80,8 @@ pub struct CreateVideoRequest {
     /// Your end user's id: used as `safety_identifier` (and held to its rules) when that is
     /// not sent, otherwise not kept.
     pub user: Option<String>,
-    /// Only `false` (a no-op): Seedance 2.0 models have no draft mode.
+    /// `true` makes a draft: a preview at the model's draft resolution (`tokenlab.draft`),
+    /// billed on its own; refused for a model without a draft mode. `false` changes nothing.
     pub draft: Option<bool>,
     /// Only `false` (a no-op): Seedance 2.0 models cannot fix the camera.
     pub camera_fixed: Option<bool>,

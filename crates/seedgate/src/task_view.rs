@@ -69,6 +69,10 @@ pub struct TaskObject {
     /// kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub video: Option<VideoSummary>,
+    /// A completed draft's handle for the final that renders from it (its own id); drafts
+    /// only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draft_task_id: Option<String>,
 }
 
 /// The output of a completed task. URLs are absolute, signed and expire at `expires_at`;
@@ -189,6 +193,7 @@ pub fn render_task(
         video_url: None,
         last_frame_url: None,
         video: None,
+        draft_task_id: None,
     };
     if let (Some(code), Some(message)) = (&task.error_code, &task.error_message) {
         object.error = Some(TaskError {
@@ -200,6 +205,10 @@ pub fn render_task(
         .request
         .as_ref()
         .map_or(OutputFormat::Mp4, |request| request.output_format);
+    let draft = object.request.as_ref().is_some_and(|request| request.draft);
+    if draft && task.state == TaskState::Succeeded {
+        object.draft_task_id = Some(task.id.to_string());
+    }
     if let Some(files) = links.files(task, format, base_url, now_s) {
         add_result(&mut object, task, files);
     }

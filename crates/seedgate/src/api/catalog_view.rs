@@ -13,8 +13,8 @@ use seedgate_contract::date::rfc3339;
 use seedgate_contract::parse::FIELDS;
 use seedgate_contract::pricing::token_ceiling;
 use seedgate_contract::{
-    AspectRatio, Catalog, ClipLimits, DurationRange, ModelSpec, Operation, OutputFormat, PriceRow,
-    PricingRow, ReferenceLimits, Resolution,
+    AspectRatio, Catalog, ClipLimits, DraftSpec, DurationRange, ModelSpec, Operation, OutputFormat,
+    PriceRow, PricingRow, ReferenceLimits, Resolution,
 };
 use serde::Serialize;
 use utoipa::openapi::schema::{OneOfBuilder, Schema};
@@ -237,6 +237,7 @@ impl<'a> ModelFacts<'a> {
                 audio_only_references: spec.audio_only_references,
                 adaptive_only_operations: spec.adaptive_only_operations.clone(),
                 output_formats: spec.output_formats.clone(),
+                draft: spec.draft,
                 prices: spec.prices.clone(),
                 video_input_min_tokens: spec.video_input_min_tokens,
             },
@@ -462,6 +463,8 @@ pub struct ModelExtension {
     adaptive_only_operations: Vec<Operation>,
     /// The containers `output_format` may ask for.
     output_formats: Vec<OutputFormat>,
+    /// Its draft mode (`draft: true`), null when it has none.
+    draft: Option<DraftSpec>,
     /// CNY per million tokens; each resolution is in exactly one row.
     prices: Vec<PriceRow>,
     /// Video-input requests are never billed below this many tokens.

@@ -473,6 +473,9 @@ fn create_body(request: &SubmitRequest<'_>, upstream_model: &str) -> Value {
     if !job.output_format.is_mp4() {
         body["output_format"] = job.output_format.as_str().into();
     }
+    if job.draft {
+        body["draft"] = true.into();
+    }
     body
 }
 

@@ -487,6 +487,8 @@ pub struct ModelRules {
     pub chosen_seconds: u32,
     /// Whether it makes QuickTime files (`output_format: mov`) besides MP4.
     pub mov: bool,
+    /// Whether it makes drafts (`draft: true`, at 480p).
+    pub drafts: bool,
 }
 
 impl ModelRules {
@@ -499,6 +501,7 @@ impl ModelRules {
             frames_adaptive_only: false,
             chosen_seconds: 5,
             mov: false,
+            drafts: false,
         }
     }
 
@@ -514,6 +517,7 @@ impl ModelRules {
             frames_adaptive_only: true,
             chosen_seconds: 10,
             mov: true,
+            drafts: true,
         }
     }
 }
@@ -616,6 +620,18 @@ fn validate_create(models: &HashMap<String, ModelRules>, body: &Value) -> Vec<St
             Some(_) => false,
         },
         format!("output_format {} on {model}", body["output_format"]),
+    );
+    check(
+        &mut v,
+        match body.get("draft") {
+            None | Some(Value::Bool(false)) => true,
+            Some(Value::Bool(true)) => rules.drafts && body["resolution"] == "480p",
+            Some(_) => false,
+        },
+        format!(
+            "draft {} at {} on {model}",
+            body["draft"], body["resolution"]
+        ),
     );
     for flag in ["generate_audio", "watermark", "return_last_frame"] {
         check(

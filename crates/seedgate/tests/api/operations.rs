@@ -217,6 +217,49 @@ async fn seedance_2_5_makes_a_quicktime_file_when_asked() {
 }
 
 #[tokio::test]
+async fn a_seedance_2_5_draft_is_a_480p_preview_billed_on_its_own() {
+    let app = TestApp::spawn().await;
+    let body = json!({"model": "seedance-2.5", "prompt": "a lantern festival", "duration": 4,
+        "aspect_ratio": "16:9", "draft": true, "generate_audio": false});
+    let (status, quote) = app
+        .call("POST", "/v1/videos/quote", &app.key, Some(&body))
+        .await;
+    assert_eq!(status, 200, "{quote}");
+    assert_eq!(quote["resolution"], "480p");
+    let done = assert_renders(&app, body, 864, 496, 4.0, false).await;
+    assert_eq!(done["request"]["draft"], true);
+    assert_eq!(done["request"]["resolution"], "480p");
+    assert_eq!(done["draft_task_id"], done["id"]);
+    assert_eq!(done["cost"]["amount"], quote["cost"]["amount"]);
+    let spent = 100_000_000 - app.balance(&app.account_id).await;
+    assert_eq!(
+        format!("{}.{:06}", spent / 1_000_000, spent % 1_000_000),
+        done["cost"]["amount"].as_str().unwrap()
+    );
+
+    // A draft is made at 480p only, and only by a model with a draft mode.
+    let (status, refused) = app
+        .create(
+            &json!({"model": "seedance-2.5", "prompt": "x", "draft": true,
+            "resolution": "720p"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(refused["error"]["code"], "unsupported_resolution");
+    assert_eq!(refused["error"]["allowed_resolutions"], json!(["480p"]));
+    let (status, refused) = app
+        .create(&json!({"model": "seedance-2.0", "prompt": "x", "draft": true}))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(refused["error"]["code"], "unsupported_parameter");
+    // An ordinary task carries no draft handle.
+    let plain = json!({"model": "seedance-2.5", "prompt": "x", "resolution": "480p",
+        "duration": 4, "generate_audio": false});
+    let done = assert_renders(&app, plain, 864, 496, 4.0, false).await;
+    assert!(done.get("draft_task_id").is_none(), "{done}");
+}
+
+#[tokio::test]
 async fn seedance_2_5_takes_audio_as_its_only_reference() {
     use base64::Engine as _;
     let app = TestApp::spawn().await;

@@ -242,6 +242,18 @@ async fn seedance_2_5_runs_upstream_with_its_limits_and_is_charged_the_length_it
     let done = wait_done(&app, &key, &id).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(fake.tasks_created(), 2);
+    // A draft goes up as the upstream's own draft, at 480p.
+    let draft = json!({"model": "seedance-2.5", "prompt": "a preview", "duration": 4,
+        "draft": true});
+    let id = create_ok(&app, &key, &draft).await;
+    let done_draft = wait_done(&app, &key, &id).await;
+    assert_eq!(done_draft["status"], "completed", "{done_draft}");
+    assert_eq!(done_draft["draft_task_id"], id.as_str());
+    let sent = &fake.creates()[2].1;
+    assert_eq!(
+        (&sent["draft"], &sent["resolution"]),
+        (&json!(true), &json!("480p"))
+    );
     // Asked for QuickTime, sent the upstream's field, and kept what it made as such.
     assert_eq!(fake.creates()[1].1["output_format"], "mov");
     assert!(fake.creates()[0].1.get("output_format").is_none());
@@ -266,6 +278,7 @@ async fn a_model_from_a_catalog_file_alone_runs_upstream_as_its_entry_says() {
             frames_adaptive_only: true,
             chosen_seconds: 6,
             mov: false,
+            drafts: false,
         },
     );
     let media = MediaServer::start().await;

@@ -94,11 +94,6 @@ impl Operation {
         Operation::VideoExtension,
     ];
 
-    /// Whether every valid request of this operation carries an image or a video.
-    pub fn has_visual_input(self) -> bool {
-        self != Operation::TextToVideo
-    }
-
     /// Whether a request of this operation may carry a video (a source video, a source task or
     /// reference videos), and so count input tokens.
     pub fn may_take_video(self) -> bool {

@@ -369,7 +369,15 @@ proptest! {
         let model = catalog.model(&job.model).unwrap();
         prop_assert!(model.resolutions.contains(&job.resolution));
         prop_assert!(model.aspect_ratios.contains(&job.aspect_ratio));
-        prop_assert_eq!(job.has_visual_input(), job.operation.has_visual_input());
+        // Only a prompt alone, or audio as a reference-to-video's only reference (where the
+        // model allows it), leaves no picture to follow.
+        let audio_alone = job.operation == Operation::ReferenceToVideo
+            && job.inputs.reference_images.is_empty()
+            && job.inputs.reference_videos.is_empty();
+        prop_assert_eq!(
+            job.has_visual_input(),
+            job.operation != Operation::TextToVideo && !audio_alone
+        );
         // Without a ratio the job is adaptive, whatever the operation.
         if body.get("aspect_ratio").is_none() && body.get("ratio").is_none() {
             prop_assert_eq!(job.aspect_ratio, AspectRatio::Adaptive);

@@ -20,7 +20,7 @@ pub struct Client {
 /// What a generation or a quote asks for, as the command line gave it.
 #[derive(Debug, Default, clap::Args)]
 pub struct Request {
-    /// The model: seedance-2.0, seedance-2.0-fast or seedance-2.0-mini.
+    /// The model: seedance-2.0, seedance-2.0-fast, seedance-2.0-mini or seedance-2.5.
     #[arg(long)]
     pub model: String,
     /// text-to-video, image-to-video, start-end-to-video, reference-to-video, video-to-video
@@ -56,6 +56,12 @@ pub struct Request {
     /// No generated audio track.
     #[arg(long)]
     pub no_audio: bool,
+    /// A draft: a quick preview at the model's draft resolution (seedance-2.5: 480p).
+    #[arg(long)]
+    pub draft: bool,
+    /// The file's container: mp4 (the default) or, where the model makes it, mov.
+    #[arg(long, value_name = "mp4|mov")]
+    pub output_format: Option<String>,
 }
 
 /// A local file as a data: URI; anything with a scheme as it is.
@@ -112,6 +118,7 @@ impl Request {
             ("resolution", &self.resolution),
             ("aspect_ratio", &self.aspect_ratio),
             ("task_id", &self.extend),
+            ("output_format", &self.output_format),
         ];
         for (field, value) in text {
             if let Some(value) = value {
@@ -126,6 +133,9 @@ impl Request {
         }
         if self.no_audio {
             body.insert("generate_audio".into(), false.into());
+        }
+        if self.draft {
+            body.insert("draft".into(), true.into());
         }
         let mut images = values(&self.images)?;
         let mut videos = values(&self.videos)?;
@@ -279,7 +289,8 @@ impl Client {
             return Ok(());
         }
         finished(&task)?;
-        let path = output.unwrap_or_else(|| PathBuf::from(format!("{id}.mp4")));
+        let extension = task["result"]["container"].as_str().unwrap_or("mp4");
+        let path = output.unwrap_or_else(|| PathBuf::from(format!("{id}.{extension}")));
         let size = self.save(&task, &path).await?;
         out(&format!(
             "{id} completed: {} ({size} bytes), cost ${} (¥{})",
@@ -508,6 +519,23 @@ mod tests {
             images: images.iter().map(|s| s.to_string()).collect(),
             ..Request::default()
         }
+    }
+
+    #[test]
+    fn a_draft_and_its_container_are_asked_for_by_their_fields() {
+        let plain = request(&[], None).body().unwrap();
+        assert!(plain.get("draft").is_none() && plain.get("output_format").is_none());
+        let draft = Request {
+            draft: true,
+            output_format: Some("mov".into()),
+            ..request(&[], None)
+        }
+        .body()
+        .unwrap();
+        assert_eq!(
+            (&draft["draft"], &draft["output_format"]),
+            (&json!(true), &json!("mov"))
+        );
     }
 
     #[test]

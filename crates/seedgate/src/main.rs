@@ -79,7 +79,7 @@ enum Command {
         client: ClientArgs,
         #[command(flatten)]
         request: client::Request,
-        /// Where to save the video (default: <task id>.mp4).
+        /// Where to save the video (default: <task id>.mp4, or .mov for a QuickTime result).
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Print the final task object alone on stdout instead, for scripts; the video is then

@@ -234,6 +234,43 @@ async fn generate_json_with_output_saves_the_video_and_prints_only_the_task() {
 }
 
 #[tokio::test]
+async fn generate_makes_a_quicktime_draft_and_saves_it_as_mov() {
+    let app = crate::helpers::TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = client_command(
+        &app.address,
+        &app.key,
+        &[
+            "generate",
+            "--model",
+            "seedance-2.5",
+            "--prompt",
+            "a paper boat, roughly",
+            "--duration",
+            "4",
+            "--draft",
+            "--output-format",
+            "mov",
+        ],
+    );
+    command.current_dir(dir.path());
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    let id = stdout.split_whitespace().next().unwrap();
+    let saved = std::fs::read(dir.path().join(format!("{id}.mov")))
+        .unwrap_or_else(|e| panic!("saved as <task id>.mov ({e}): {stdout}"));
+    let probe = crate::helpers::ffprobe(&saved);
+    assert_eq!(probe.major_brand, "qt  ");
+    assert_eq!((probe.width, probe.height), (864, 496));
+    let (_, task) = app.task(id).await;
+    assert_eq!(task["request"]["draft"], true);
+    assert_eq!(task["draft_task_id"], id);
+}
+
+#[tokio::test]
 async fn ctrl_c_on_a_task_already_generating_keeps_following_and_downloads_it() {
     use std::time::{Duration, Instant};
 

@@ -354,7 +354,12 @@ async fn restart_after_upstream_submit_does_not_submit_twice() {
     assert_eq!(status, 200, "{task}");
     assert_eq!(task["provider"], "ark");
     let started = Instant::now();
-    while fake.tasks_created() == 0 {
+    // Killed once the submission is recorded and logged: the log checks below read that line
+    // (a kill between the upstream's answer and the record is the reconciliation tests' case).
+    let log_path = dir.path().join("server.log");
+    let submitted =
+        || std::fs::read_to_string(&log_path).is_ok_and(|log| log.contains("submitted upstream"));
+    while fake.tasks_created() == 0 || !submitted() {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "never submitted"

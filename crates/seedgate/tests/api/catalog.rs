@@ -373,6 +373,18 @@ async fn a_catalog_without_dates_shows_when_it_was_loaded() {
     assert_ne!(updated_at, "2026-01-28T00:00:00Z");
 }
 
+/// Creates a task and waits for it to complete; the finished task.
+async fn completed(app: &TestApp, body: &Value) -> Value {
+    let (status, created) = app.create(body).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let done = app
+        .wait_terminal(id, std::time::Duration::from_secs(60))
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    done
+}
+
 #[tokio::test]
 async fn a_model_from_a_catalog_file_alone_is_served_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
@@ -445,13 +457,7 @@ async fn a_model_from_a_catalog_file_alone_is_served_end_to_end() {
     assert_eq!(status, 200, "{quote}");
     let tokens = 640 * 640 * (24 * 3 + 1) / 1024;
     assert_eq!(quote["tokens"]["billed"], tokens, "{quote}");
-    let (status, created) = app.create(&body).await;
-    assert_eq!(status, 200, "{created}");
-    let id = created["id"].as_str().unwrap();
-    let done = app
-        .wait_terminal(id, std::time::Duration::from_secs(60))
-        .await;
-    assert_eq!(done["status"], "completed", "{done}");
+    let done = completed(&app, &body).await;
     assert_eq!(done["usage"]["tokens"], tokens);
     assert_eq!(done["cost"]["amount"], quote["cost"]["amount"]);
     let (status, mp4) = app.download(done["video_url"].as_str().unwrap()).await;
@@ -474,13 +480,7 @@ async fn a_model_from_a_catalog_file_alone_is_served_end_to_end() {
     for audio_urls in [json!([audio]), json!([])] {
         let body = json!({"model": "studio-9", "operation": "image-to-video", "prompt": "p",
             "image_url": image, "audio_urls": audio_urls, "seed": 5});
-        let (status, created) = app.create(&body).await;
-        assert_eq!(status, 200, "{created}");
-        let id = created["id"].as_str().unwrap();
-        let done = app
-            .wait_terminal(id, std::time::Duration::from_secs(60))
-            .await;
-        assert_eq!(done["status"], "completed", "{done}");
+        let done = completed(&app, &body).await;
         assert_eq!(done["result"]["has_audio"], true);
         files.push(app.download(done["video_url"].as_str().unwrap()).await.1);
     }

@@ -554,7 +554,7 @@ fn task_type_constraint(rules: &ModelRules, body: &Value) -> Option<String> {
 }
 
 /// Checks a create body against docs/ark.md and its model's rules; returns what is wrong.
-fn validate_create(models: &HashMap<String, ModelRules>, body: &Value) -> Vec<String> {
+fn validate_create(rules: Option<&ModelRules>, body: &Value) -> Vec<String> {
     let mut v = Vec::new();
     let Some(object) = body.as_object() else {
         return vec!["body is not an object".into()];
@@ -588,7 +588,7 @@ fn validate_create(models: &HashMap<String, ModelRules>, body: &Value) -> Vec<St
         );
     }
     let model = body["model"].as_str().unwrap_or("");
-    let Some(rules) = models.get(model) else {
+    let Some(rules) = rules else {
         v.push(format!("model {}", body["model"]));
         return v;
     };
@@ -766,7 +766,7 @@ async fn create(State(state): State<Arc<FakeState>>, headers: HeaderMap, body: S
         .unwrap()
         .get(body["model"].as_str().unwrap_or(""))
         .cloned();
-    let problems = validate_create(&state.models.lock().unwrap(), &body);
+    let problems = validate_create(rules.as_ref(), &body);
     if !problems.is_empty() {
         state.violations.lock().unwrap().extend(problems);
         return error(

@@ -35,7 +35,7 @@ export interface AccountUsage {
   days: number;
   total_cost_decimal: string;
   daily: DailySpend[];
-  by_model: { model: string; requests: number; tokens: number; cost_decimal: string }[];
+  by_model: { model: string; leg?: string; requests: number; tokens: number; cost_decimal: string }[];
 }
 
 export interface DurationRange {
@@ -53,6 +53,8 @@ export interface ModelDetail {
     default_resolution: string;
     aspect_ratios: string[];
     duration: DurationRange;
+    /** Its draft mode, null when it has none. */
+    draft: { resolution: string; valid_days: number } | null;
   };
 }
 
@@ -77,6 +79,9 @@ export interface Task {
   cost: { amount: string } | null;
   estimated_cost: { amount: string };
   error?: { code: string; message: string };
+  /** A completed draft's handle for its final, and until when (Unix seconds) it is valid. */
+  draft_task_id?: string;
+  draft_expires_at?: number;
 }
 
 export interface Quote {

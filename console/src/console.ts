@@ -80,7 +80,7 @@ async function refreshSpend(): Promise<void> {
   $('legend').replaceChildren(
     ...usage.by_model.map((m) =>
       h('li', {}, h('span', { class: 'swatch', style: `background:${colours.get(m.model)}` }),
-        `${m.model} · ${usd(m.cost_decimal)} · ${m.requests} ${m.requests === 1 ? 'task' : 'tasks'}`),
+        `${m.model}${m.leg ? ` (${m.leg}s)` : ''} · ${usd(m.cost_decimal)} · ${m.requests} ${m.requests === 1 ? 'task' : 'tasks'}`),
     ),
   );
 }
@@ -110,6 +110,8 @@ function modelChanged(): void {
   for (let s = spec.duration.min; s <= spec.duration.max; s++) durations.push(String(s));
   options($<HTMLSelectElement>('duration'), durations, String(spec.duration.default));
   options($<HTMLSelectElement>('aspect-ratio'), spec.aspect_ratios, '16:9');
+  $('draft-option').hidden = !spec.draft;
+  if (!spec.draft) $<HTMLInputElement>('draft').checked = false;
   operationChanged();
 }
 
@@ -159,6 +161,7 @@ async function currentBody(): Promise<Record<string, unknown>> {
     duration: Number($<HTMLSelectElement>('duration').value),
     aspectRatio: $<HTMLSelectElement>('aspect-ratio').value,
     generateAudio: $<HTMLInputElement>('generate-audio').checked,
+    draft: $<HTMLInputElement>('draft').checked,
     media: await mediaInputs(),
     extendTaskId: $<HTMLSelectElement>('extend-task').value,
   });
@@ -304,6 +307,9 @@ function renderDetail(force = false): void {
     body.push(video, h('p', { class: 'muted' },
       `${result.width}×${result.height} · ${result.duration.toFixed(2)} s · `,
       h('a', { href: result.video_url, download: `${task.id}.mp4` }, 'Download MP4')));
+    if (task.draft_task_id && (task.draft_expires_at ?? 0) > Date.now() / 1000) {
+      body.push(finalControls(task, task.draft_task_id, task.draft_expires_at ?? 0));
+    }
   } else if (task.status === 'completed') {
     body.push(h('p', { class: 'muted' }, 'The files of this task have expired.'));
   } else if (task.status === 'failed') {
@@ -316,6 +322,36 @@ function renderDetail(force = false): void {
         `${Math.round(Date.now() / 1000 - task.created_at)} s`)), cancel);
   }
   pane.replaceChildren(...body);
+}
+
+/** A completed draft's "Render final": its prompt, inputs, length, ratio and audio at a chosen
+ * resolution, as a task of its own. */
+function finalControls(task: Task, draftTaskId: string, expiresAt: number): HTMLElement {
+  const spec = models.find((m) => m.id === task.model)?.tokenlab;
+  const resolution = h('select', { id: 'final-resolution', 'aria-label': 'Final resolution' });
+  options(resolution, spec?.resolutions ?? [], spec?.default_resolution);
+  const render = h('button', { type: 'button', id: 'render-final' }, 'Render final');
+  const error = h('p', { class: 'error', role: 'alert', id: 'final-error' });
+  error.hidden = true;
+  render.addEventListener('click', () => {
+    if (!api) return;
+    render.disabled = true;
+    error.hidden = true;
+    api.create({ model: task.model, draft_task_id: draftTaskId, resolution: resolution.value })
+      .then((created) => {
+        tasks.set(created.id, created);
+        select(created.id);
+        void refreshAccount();
+        schedulePoll();
+      })
+      .catch((e: unknown) => {
+        error.textContent = failureText(e);
+        error.hidden = false;
+        render.disabled = false;
+      });
+  });
+  return h('div', { class: 'row final' },
+    h('span', { class: 'muted' }, `Draft, valid until ${when(expiresAt)}`), resolution, render, error);
 }
 
 async function cancelTask(id: string): Promise<void> {

@@ -16,6 +16,8 @@ export interface FormValues {
   duration: number;
   aspectRatio: string;
   generateAudio: boolean;
+  /** A draft is made at the model's draft resolution, so the form's resolution is not sent. */
+  draft: boolean;
   media: MediaInput[];
   extendTaskId: string;
 }
@@ -30,6 +32,10 @@ export function requestBody(form: FormValues): Record<string, unknown> {
     aspect_ratio: form.aspectRatio,
     generate_audio: form.generateAudio,
   };
+  if (form.draft) {
+    body.draft = true;
+    delete body.resolution;
+  }
   if (form.prompt.trim()) body.prompt = form.prompt.trim();
   for (const input of form.media) {
     if (input.values.length === 0) continue;

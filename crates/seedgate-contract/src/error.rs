@@ -214,6 +214,16 @@ error_codes! {
     NoChannelForRequest = "no_channel_for_request", 400, InvalidRequestError;
     /// Video-extension of a task that is not a completed task of this account with its files.
     SourceTaskNotUsable = "source_task_not_usable", 400, InvalidRequestError;
+    /// A final's `draft_task_id` names no task of this key.
+    DraftTaskNotFound = "draft_task_not_found", 400, InvalidRequestError;
+    /// A final's `draft_task_id` names a task that is not a draft.
+    NotADraftTask = "not_a_draft_task", 400, InvalidRequestError;
+    /// A final's draft failed, was cancelled or has not finished.
+    DraftTaskNotCompleted = "draft_task_not_completed", 400, InvalidRequestError;
+    /// A final's draft is past the days its model keeps drafts.
+    DraftTaskExpired = "draft_task_expired", 400, InvalidRequestError;
+    /// A final names another model than its draft's.
+    DraftModelMismatch = "draft_model_mismatch", 400, InvalidRequestError;
     /// The model is outside the key's allow-list.
     ModelNotAllowed = "model_not_allowed", 403, PermissionError;
     /// The balance does not cover the reservation.

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::catalog::Catalog;
+use crate::drafts::DraftSource;
 
 /// A string that is not one of an enum's wire names (`"8k"` as a [`Resolution`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -429,6 +430,9 @@ pub struct VideoJob {
     /// A draft: a preview at the model's draft resolution, which a final can render from.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub draft: bool,
+    /// For a final: the draft it renders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_of: Option<DraftSource>,
 }
 
 impl VideoJob {
@@ -497,6 +501,7 @@ impl VideoJob {
             seed: self.seed,
             output_format: self.output_format,
             draft: self.draft,
+            draft_task_id: self.final_of.as_ref().map(|source| source.task_id.clone()),
         }
     }
 }
@@ -524,6 +529,9 @@ pub struct RequestEcho {
     /// True for a draft, shown only then.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub draft: bool,
+    /// For a final: the draft it renders, shown only then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_task_id: Option<String>,
 }
 
 #[cfg(test)]
@@ -629,6 +637,7 @@ mod tests {
             safety_identifier: None,
             output_format: OutputFormat::Mp4,
             draft: false,
+            final_of: None,
         };
         assert!(!job.has_visual_input());
         job.inputs.source_task_id = Some("vtask_x".into());

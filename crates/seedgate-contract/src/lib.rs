@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod date;
+pub mod drafts;
 pub mod error;
 pub mod job;
 pub mod parse;
@@ -20,11 +21,12 @@ pub use catalog::{
     ReferenceLimits, BUILTIN_CATALOG,
 };
 pub use date::CalendarDate;
+pub use drafts::{DraftSource, DraftState, DraftUpstream, FinalRequest};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorObject, ErrorType};
 pub use job::{
     AspectRatio, DurationRequest, JobInputs, MediaInput, Operation, OutputFormat, RequestEcho,
     Resolution, ServiceTier, UnknownVariant, VideoJob,
 };
-pub use parse::{check_image_dimensions, parse_create_request};
+pub use parse::{check_image_dimensions, parse_create_request, CreateRequest};
 pub use pricing::{Money, Quote, TokenCeiling};
 pub use request_schema::CreateVideoRequest;

@@ -41,6 +41,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::catalog::{Catalog, ModelSpec};
+use crate::drafts::FinalRequest;
 use crate::error::{ApiError, ErrorCode};
 use crate::job::{
     strip_data_scheme, AspectRatio, DataUri, DurationRequest, JobInputs, MediaInput, Operation,
@@ -49,7 +50,7 @@ use crate::job::{
 
 /// Every top-level field the API accepts, aliases included; anything else is
 /// `unsupported_parameter` if listed in [`UNSUPPORTED_FIELDS`], else `unknown_field`.
-pub const FIELDS: [&str; 36] = [
+pub const FIELDS: [&str; 37] = [
     "model",
     "operation",
     "prompt",
@@ -70,6 +71,7 @@ pub const FIELDS: [&str; 36] = [
     "safety_identifier",
     "user",
     "draft",
+    "draft_task_id",
     "camera_fixed",
     "output_format",
     "callback_url",
@@ -96,7 +98,7 @@ const OTHER_FAMILY: &str =
 /// gateway does not serve, each with the end of its error message. Known rather than unknown,
 /// so the client learns why; refused rather than dropped, so nothing a client asked for is
 /// silently lost. `null` counts as not sent, as everywhere.
-pub const UNSUPPORTED_FIELDS: [(&str, &str); 14] = [
+pub const UNSUPPORTED_FIELDS: [(&str, &str); 13] = [
     ("negative_prompt", OTHER_FAMILY),
     ("fps", OTHER_FAMILY),
     ("cfg_scale", OTHER_FAMILY),
@@ -118,10 +120,6 @@ pub const UNSUPPORTED_FIELDS: [(&str, &str); 14] = [
     (
         "frames",
         "is not supported by Seedance 2.0 models; use `duration`.",
-    ),
-    (
-        "draft_task_id",
-        "belongs to the Seedance 1.5 Pro draft workflow, which Seedance 2.0 models do not have.",
     ),
 ];
 
@@ -243,9 +241,44 @@ fn with_material_references(mut map: Map<String, Value>) -> Result<Map<String, V
     Ok(map)
 }
 
+/// A create request that passed the contract: a new job, or the final of a draft, whose job
+/// the server builds from the draft it names.
+#[derive(Debug)]
+pub enum CreateRequest {
+    /// A video described in full.
+    Job(Box<VideoJob>),
+    /// A final: the draft's own request at another resolution.
+    Final(FinalRequest),
+}
+
+/// Fields a final takes from its draft. Sending one with `draft_task_id` is a conflict: a
+/// final never silently drops or overrides what its draft showed.
+const FROM_THE_DRAFT: [&str; 20] = [
+    "prompt",
+    "aspect_ratio",
+    "ratio",
+    "duration",
+    "seconds",
+    "seed",
+    "generate_audio",
+    "output_audio",
+    "outputAudio",
+    "image_url",
+    "image",
+    "start_image",
+    "end_image",
+    "reference_images",
+    "image_urls",
+    "video_urls",
+    "audio_urls",
+    "video_url",
+    "video",
+    "task_id",
+];
+
 /// Parses and validates a create request against the catalog; see the module docs for the
 /// order of the rules and their codes. Never panics, whatever the bytes.
-pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, ApiError> {
+pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<CreateRequest, ApiError> {
     // 1. JSON, 2. schema.
     let entries = read_object(body)?;
     let known = |k: &str| FIELDS.contains(&k) || UNSUPPORTED_FIELDS.iter().any(|(f, _)| *f == k);
@@ -269,6 +302,9 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
         .model(raw.model)
         .ok_or_else(|| model_not_found(catalog, raw.model))?;
     check_unsupported(&Fields(&map), &raw, model)?;
+    if let Some(draft_task_id) = raw.draft_task_id {
+        return parse_final(&Fields(&map), &raw, model, draft_task_id).map(CreateRequest::Final);
+    }
     let operation = match raw.operation {
         Some(text) => check_operation(model, text)?,
         None => check_inferred_operation(model, infer_operation(&raw)?)?,
@@ -281,7 +317,10 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
     for m in &media {
         check_media_form(m)?;
     }
-    let source_task_id = raw.task_id.map(check_task_id).transpose()?;
+    let source_task_id = raw
+        .task_id
+        .map(|id| check_task_id("task_id", id))
+        .transpose()?;
     let callback_url = raw.callback_url.map(check_callback_url).transpose()?;
 
     // 6. Limits.
@@ -294,18 +333,7 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
     let duration = check_duration(model, raw.duration)?;
     let aspect_ratio = check_aspect_ratio(model, operation, raw.aspect_ratio)?;
     let seed = raw.seed.map(check_seed).transpose()?;
-    let service_tier = raw.service_tier.map(check_service_tier).transpose()?;
-    let execution_expires_after = raw
-        .execution_expires_after
-        .map(check_execution_expires_after)
-        .transpose()?;
-    let priority = raw.priority.map(check_priority).transpose()?;
-    let safety_identifier = check_safety_identifier(&raw)?;
-    let output_format = raw
-        .output_format
-        .map(|text| check_output_format(model, text))
-        .transpose()?
-        .unwrap_or_default();
+    let settings = check_settings(model, &raw)?;
     check_reference_limits(model, &raw)?;
     for m in &media {
         check_media_content(m)?;
@@ -314,7 +342,7 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
     let media_input = |v: &str| MediaInput::checked(normalise_scheme(v));
     let one = |v: Option<&str>| v.map(media_input);
     let all = |v: &[&str]| v.iter().copied().map(media_input).collect();
-    Ok(VideoJob {
+    Ok(CreateRequest::Job(Box::new(VideoJob {
         model: model.id.clone(),
         operation,
         prompt,
@@ -336,12 +364,87 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, 
             source_task_id,
         },
         return_last_frame: raw.return_last_frame.unwrap_or(false),
-        service_tier,
-        execution_expires_after,
-        priority,
-        safety_identifier,
-        output_format,
+        service_tier: settings.service_tier,
+        execution_expires_after: settings.execution_expires_after,
+        priority: settings.priority,
+        safety_identifier: settings.safety_identifier,
+        output_format: settings.output_format,
         draft,
+        final_of: None,
+    })))
+}
+
+/// How a video is made and delivered, apart from what it shows: a final sets these itself.
+struct Settings {
+    service_tier: Option<ServiceTier>,
+    execution_expires_after: Option<u32>,
+    priority: Option<u8>,
+    safety_identifier: Option<String>,
+    output_format: OutputFormat,
+}
+
+fn check_settings(model: &ModelSpec, raw: &Raw<'_>) -> Result<Settings, ApiError> {
+    Ok(Settings {
+        service_tier: raw.service_tier.map(check_service_tier).transpose()?,
+        execution_expires_after: raw
+            .execution_expires_after
+            .map(check_execution_expires_after)
+            .transpose()?,
+        priority: raw.priority.map(check_priority).transpose()?,
+        safety_identifier: check_safety_identifier(raw)?,
+        output_format: raw
+            .output_format
+            .map(|text| check_output_format(model, text))
+            .transpose()?
+            .unwrap_or_default(),
+    })
+}
+
+/// A final: what it sets for itself, once nothing it would take from its draft was sent.
+fn parse_final(
+    f: &Fields<'_>,
+    raw: &Raw<'_>,
+    model: &ModelSpec,
+    draft_task_id: &str,
+) -> Result<FinalRequest, ApiError> {
+    let conflict =
+        |field: &str, message: String| Err(invalid(ErrorCode::ConflictingInputs, field, message));
+    if let Some(field) = FROM_THE_DRAFT
+        .into_iter()
+        .find(|field| f.get(field).is_some())
+    {
+        return conflict(
+            field,
+            format!("A final renders its draft's own `{field}`; remove it, or make a new draft to change it."),
+        );
+    }
+    if raw.draft == Some(true) {
+        return conflict(
+            "draft",
+            "A request is a draft or the final of one (`draft_task_id`), not both.".to_owned(),
+        );
+    }
+    let draft_task_id = check_task_id("draft_task_id", draft_task_id)?;
+    let operation = raw
+        .operation
+        .map(|text| check_operation(model, text))
+        .transpose()?;
+    let callback_url = raw.callback_url.map(check_callback_url).transpose()?;
+    let resolution = check_resolution(model, raw.resolution)?;
+    let settings = check_settings(model, raw)?;
+    Ok(FinalRequest {
+        model: model.id.clone(),
+        draft_task_id,
+        operation,
+        resolution,
+        watermark: raw.watermark.unwrap_or(false),
+        return_last_frame: raw.return_last_frame.unwrap_or(false),
+        callback_url,
+        service_tier: settings.service_tier,
+        execution_expires_after: settings.execution_expires_after,
+        priority: settings.priority,
+        safety_identifier: settings.safety_identifier,
+        output_format: settings.output_format,
     })
 }
 
@@ -577,6 +680,7 @@ struct Raw<'a> {
     safety_identifier: Option<&'a str>,
     user: Option<&'a str>,
     draft: Option<bool>,
+    draft_task_id: Option<&'a str>,
     camera_fixed: Option<bool>,
     callback_url: Option<&'a str>,
     image: Option<Sent<&'a str>>,
@@ -625,6 +729,7 @@ impl<'a> Raw<'a> {
             safety_identifier: f.string("safety_identifier")?,
             user: f.string("user")?,
             draft: f.boolean("draft")?,
+            draft_task_id: f.string("draft_task_id")?,
             camera_fixed: f.boolean("camera_fixed")?,
             callback_url: f.string("callback_url")?,
             image: f.aliased(&["image_url", "image"], Fields::string)?,
@@ -729,6 +834,15 @@ fn check_unsupported(f: &Fields<'_>, raw: &Raw<'_>, model: &ModelSpec) -> Result
         .find(|(field, _)| f.get(field).is_some())
     {
         return refuse(field, why);
+    }
+    if raw.draft_task_id.is_some() && model.draft.is_none() {
+        return refuse(
+            "draft_task_id",
+            &format!(
+                "names a draft to render as a final, and `{}` makes no drafts here; leave it out.",
+                model.id
+            ),
+        );
     }
     if raw.draft == Some(true) && model.draft.is_none() {
         return refuse(
@@ -984,7 +1098,7 @@ pub fn canonical_task_id(id: &str) -> String {
     }
 }
 
-fn check_task_id(task_id: &str) -> Result<String, ApiError> {
+fn check_task_id(field: &str, task_id: &str) -> Result<String, ApiError> {
     let task_id = canonical_task_id(task_id);
     let ulid = task_id.strip_prefix(TASK_ID_PREFIX).unwrap_or_default();
     let crockford = |c: char| c.is_ascii_digit() || (c.is_ascii_uppercase() && !"ILOU".contains(c));
@@ -997,8 +1111,8 @@ fn check_task_id(task_id: &str) -> Result<String, ApiError> {
     } else {
         Err(invalid(
             ErrorCode::InvalidTaskId,
-            "task_id",
-            "`task_id` must be the id of one of your tasks (`vtask_` or `cgt-` followed by 26 characters).",
+            field,
+            format!("`{field}` must be the id of one of your tasks (`vtask_` or `cgt-` followed by 26 characters)."),
         ))
     }
 }

@@ -7,18 +7,27 @@ use serde_json::{json, Value};
 use crate::job::{AspectRatio, DurationRequest, Operation, OutputFormat, Resolution, ServiceTier};
 use crate::parse::UNSUPPORTED_FIELDS;
 use crate::{
-    parse_create_request, ApiError, Catalog, ErrorCode, ErrorType, VideoJob, BUILTIN_CATALOG,
+    parse_create_request, ApiError, Catalog, CreateRequest, ErrorCode, ErrorType, VideoJob,
+    BUILTIN_CATALOG,
 };
 
 // ---------------------------------------------------------------------------------------
 // Helpers
 
+/// A request that must describe a new job, not a draft's final.
+pub(crate) fn parse_job(catalog: &Catalog, body: &[u8]) -> Result<VideoJob, ApiError> {
+    parse_create_request(catalog, body).map(|request| match request {
+        CreateRequest::Job(job) => *job,
+        CreateRequest::Final(request) => panic!("a final: {request:?}"),
+    })
+}
+
 pub(crate) fn parse(body: Value) -> Result<VideoJob, ApiError> {
-    parse_create_request(&Catalog::builtin(), body.to_string().as_bytes())
+    parse_job(&Catalog::builtin(), body.to_string().as_bytes())
 }
 
 fn parse_bytes(body: &[u8]) -> Result<VideoJob, ApiError> {
-    parse_create_request(&Catalog::builtin(), body)
+    parse_job(&Catalog::builtin(), body)
 }
 
 fn accepted(body: Value) -> VideoJob {
@@ -187,7 +196,7 @@ fn defaults_come_from_the_catalog() {
         )
         .replacen("max = 15, default = 5", "max = 15, default = 8", 1);
     let catalog = Catalog::from_toml(&text).unwrap();
-    let job = parse_create_request(&catalog, t2v("seedance-2.0").to_string().as_bytes()).unwrap();
+    let job = parse_job(&catalog, t2v("seedance-2.0").to_string().as_bytes()).unwrap();
     assert_eq!(job.resolution, Resolution::P480);
     assert_eq!(job.duration, DurationRequest::Seconds(8));
 }
@@ -595,7 +604,7 @@ fn operation_the_model_lacks_rejected() {
         "seedance-2.0-mini",
     )
     .to_string();
-    let err = parse_create_request(&catalog, body.as_bytes()).unwrap_err();
+    let err = parse_job(&catalog, body.as_bytes()).unwrap_err();
     assert_eq!(
         (err.code.as_str(), err.param.as_deref()),
         ("unsupported_operation", Some("operation"))
@@ -1319,7 +1328,7 @@ fn ratio_the_model_lacks_rejected() {
         "model",
         "seedance-2.0-fast",
     );
-    let err = parse_create_request(&catalog, body.to_string().as_bytes()).unwrap_err();
+    let err = parse_job(&catalog, body.to_string().as_bytes()).unwrap_err();
     assert_eq!(
         (err.code.as_str(), err.param.as_deref()),
         ("invalid_aspect_ratio", Some("aspect_ratio"))
@@ -1442,7 +1451,7 @@ fn reference_limits_come_from_the_catalog() {
         with(mini, key, urls(base, n)).to_string()
     };
     let check = |body: String, field: &str, limit: u64| {
-        let err = parse_create_request(&catalog, body.as_bytes()).unwrap_err();
+        let err = parse_job(&catalog, body.as_bytes()).unwrap_err();
         assert_eq!(
             (err.code.as_str(), err.param.as_deref()),
             ("too_many_references", Some(field))
@@ -1454,7 +1463,7 @@ fn reference_limits_come_from_the_catalog() {
     check(body("audio_urls", 1, AUD), "audio_urls", 0);
     // The other models keep 9/3/3.
     let nine = r2v("reference_images", urls(IMG, 9)).to_string();
-    assert!(parse_create_request(&catalog, nine.as_bytes()).is_ok());
+    assert!(parse_job(&catalog, nine.as_bytes()).is_ok());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1929,7 +1938,7 @@ fn inferred_operation_the_model_lacks_is_unsupported_operation() {
         "model",
         "seedance-2.0-mini",
     );
-    let err = parse_create_request(&catalog, body.to_string().as_bytes()).unwrap_err();
+    let err = parse_job(&catalog, body.to_string().as_bytes()).unwrap_err();
     assert_eq!(
         (err.code.as_str(), err.param.as_deref()),
         ("unsupported_operation", Some("operation"))
@@ -2320,7 +2329,7 @@ fn asset_references_are_refused_for_video_and_audio() {
 fn unsupported_value(field: &str) -> Value {
     match field {
         "kling_elements" => json!([{"name": "hero", "element_input_urls": [IMG, IMG]}]),
-        "negative_prompt" | "extend_times" | "size" | "effect_type" | "draft_task_id" => {
+        "negative_prompt" | "extend_times" | "size" | "effect_type" => {
             json!("x")
         }
         "reference_image_type" | "referenceImageType" => json!("style"),
@@ -2880,7 +2889,7 @@ pub(crate) fn catalog_with_a_data_only_model() -> Catalog {
 #[test]
 fn a_model_added_by_data_alone_is_validated_by_its_entry() {
     let catalog = catalog_with_a_data_only_model();
-    let parse = |body: Value| parse_create_request(&catalog, body.to_string().as_bytes());
+    let parse = |body: Value| parse_job(&catalog, body.to_string().as_bytes());
     let code = |body: Value| parse(body).unwrap_err().code.as_str().to_owned();
     let base = json!({"model": "studio-9", "prompt": "a cat"});
     let job = parse(base.clone()).unwrap();

@@ -245,11 +245,11 @@ pub fn price_tokens(
 mod tests {
     use super::*;
     use crate::job::AspectRatio;
-    use crate::parse::parse_create_request;
+    use crate::parse_tests::parse_job;
     use proptest::prelude::*;
 
     fn job(body: &str) -> VideoJob {
-        parse_create_request(&Catalog::builtin(), body.as_bytes()).unwrap()
+        parse_job(&Catalog::builtin(), body.as_bytes()).unwrap()
     }
 
     #[test]

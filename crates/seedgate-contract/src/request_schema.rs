@@ -83,6 +83,10 @@ pub struct CreateVideoRequest {
     /// `true` makes a draft: a preview at the model's draft resolution (`tokenlab.draft`),
     /// billed on its own; refused for a model without a draft mode. `false` changes nothing.
     pub draft: Option<bool>,
+    /// Makes the final of a completed draft of the same model (`vtask_…` or `cgt-…`): the
+    /// draft's prompt, inputs, length, ratio, audio and seed at `resolution`, billed on its
+    /// own. Those fields may not be sent with it.
+    pub draft_task_id: Option<String>,
     /// Only `false` (a no-op): Seedance 2.0 models cannot fix the camera.
     pub camera_fixed: Option<bool>,
     /// The result's container: `mp4` (the default) or, where the model offers it

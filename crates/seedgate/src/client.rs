@@ -59,6 +59,10 @@ pub struct Request {
     /// A draft: a quick preview at the model's draft resolution (seedance-2.5: 480p).
     #[arg(long)]
     pub draft: bool,
+    /// The final of a completed draft of the same model: its prompt, inputs, length, ratio
+    /// and audio at --resolution, billed on its own.
+    #[arg(long = "final", value_name = "TASK_ID", conflicts_with = "draft")]
+    pub final_of: Option<String>,
     /// The file's container: mp4 (the default) or, where the model makes it, mov.
     #[arg(long, value_name = "mp4|mov")]
     pub output_format: Option<String>,
@@ -118,6 +122,7 @@ impl Request {
             ("resolution", &self.resolution),
             ("aspect_ratio", &self.aspect_ratio),
             ("task_id", &self.extend),
+            ("draft_task_id", &self.final_of),
             ("output_format", &self.output_format),
         ];
         for (field, value) in text {
@@ -536,6 +541,18 @@ mod tests {
             (&draft["draft"], &draft["output_format"]),
             (&json!(true), &json!("mov"))
         );
+        let final_of_it = Request {
+            final_of: Some("vtask_01JF3Q7Z8X9Y0A1B2C3D4E5F6G".into()),
+            resolution: Some("1080p".into()),
+            ..request(&[], None)
+        }
+        .body()
+        .unwrap();
+        assert_eq!(
+            (&final_of_it["draft_task_id"], &final_of_it["resolution"]),
+            (&json!("vtask_01JF3Q7Z8X9Y0A1B2C3D4E5F6G"), &json!("1080p"))
+        );
+        assert!(final_of_it.get("draft").is_none());
     }
 
     #[test]

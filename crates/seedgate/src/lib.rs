@@ -195,6 +195,7 @@ impl Application {
         let notifier = Arc::new(notify::Notifier::new(
             store.clone(),
             links,
+            catalog.clone(),
             fetcher_for_notifier,
             base_url,
             config.webhooks.clone(),

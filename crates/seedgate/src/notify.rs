@@ -12,6 +12,8 @@ use sha2::Sha256;
 use tracing::{info, warn, Instrument};
 
 use crate::assets::ResultLinks;
+use seedgate_contract::Catalog;
+
 use crate::config::WebhooksConfig;
 use crate::fetch::{FetchError, Fetcher};
 use crate::store::{now_ms, Delivery, Store, StoreError};
@@ -20,6 +22,7 @@ use crate::task_view::render_task;
 pub struct Notifier {
     store: Store,
     links: ResultLinks,
+    catalog: Arc<Catalog>,
     fetcher: Fetcher,
     base_url: String,
     config: WebhooksConfig,
@@ -43,6 +46,7 @@ impl Notifier {
     pub fn new(
         store: Store,
         links: ResultLinks,
+        catalog: Arc<Catalog>,
         fetcher: Fetcher,
         base_url: String,
         config: WebhooksConfig,
@@ -50,6 +54,7 @@ impl Notifier {
         Self {
             store,
             links,
+            catalog,
             fetcher,
             base_url,
             config,
@@ -95,8 +100,14 @@ impl Notifier {
                 .await;
         };
         let now_s = (now_ms() / 1000) as u64;
-        let body = serde_json::to_string(&render_task(&task, &self.links, &self.base_url, now_s))
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body = serde_json::to_string(&render_task(
+            &task,
+            &self.links,
+            &self.catalog,
+            &self.base_url,
+            now_s,
+        ))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let secret = self.store.webhook_secret(&delivery.account_id).await?;
         let headers = [
             (

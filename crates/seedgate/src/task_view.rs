@@ -2,7 +2,8 @@
 //! result URLs are freshly signed and absolute, and withheld once the files have expired. API
 //! answers and webhook bodies both carry it, so it sits below `api` and `notify` alike.
 
-use seedgate_contract::{OutputFormat, RequestEcho};
+use seedgate_contract::drafts::draft_expires_at_ms;
+use seedgate_contract::{Catalog, OutputFormat, RequestEcho};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -73,6 +74,10 @@ pub struct TaskObject {
     /// only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub draft_task_id: Option<String>,
+    /// Unix seconds until which a completed draft can be rendered as a final (its model's
+    /// `tokenlab.draft.valid_days` after it completed); drafts only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draft_expires_at: Option<i64>,
 }
 
 /// The output of a completed task. URLs are absolute, signed and expire at `expires_at`;
@@ -160,6 +165,7 @@ fn seconds(ms: i64) -> i64 {
 pub fn render_task(
     task: &TaskRecord,
     links: &ResultLinks,
+    catalog: &Catalog,
     base_url: &str,
     now_s: u64,
 ) -> TaskObject {
@@ -194,6 +200,7 @@ pub fn render_task(
         last_frame_url: None,
         video: None,
         draft_task_id: None,
+        draft_expires_at: None,
     };
     if let (Some(code), Some(message)) = (&task.error_code, &task.error_message) {
         object.error = Some(TaskError {
@@ -206,8 +213,14 @@ pub fn render_task(
         .as_ref()
         .map_or(OutputFormat::Mp4, |request| request.output_format);
     let draft = object.request.as_ref().is_some_and(|request| request.draft);
-    if draft && task.state == TaskState::Succeeded {
+    if let (true, TaskState::Succeeded, Some(completed_at_ms)) =
+        (draft, task.state, task.completed_at_ms)
+    {
         object.draft_task_id = Some(task.id.to_string());
+        object.draft_expires_at = catalog
+            .model(&task.model)
+            .and_then(|model| draft_expires_at_ms(model, completed_at_ms))
+            .map(seconds);
     }
     if let Some(files) = links.files(task, format, base_url, now_s) {
         add_result(&mut object, task, files);

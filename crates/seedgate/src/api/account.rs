@@ -98,6 +98,10 @@ pub struct DailySpend {
 #[derive(Serialize, ToSchema)]
 pub struct ModelSpend {
     model: String,
+    /// `draft` or `final` on the lines of those legs of draft → final, each apart from the
+    /// model's other tasks; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leg: Option<String>,
     requests: i64,
     tokens: i64,
     cost_decimal: String,
@@ -174,6 +178,7 @@ pub async fn usage(
             .iter()
             .map(|m| ModelSpend {
                 model: m.model.clone(),
+                leg: m.leg.clone(),
                 requests: m.requests,
                 tokens: m.tokens,
                 cost_decimal: usd(m.cost_usd_micros),

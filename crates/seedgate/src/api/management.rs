@@ -318,6 +318,10 @@ pub struct ModelBreakdown {
     #[schema(value_type = f64)]
     usage_quantity: i64,
     usage_quantity_decimal: String,
+    /// `draft` or `final` on the lines of those legs of draft → final, each apart from the
+    /// model's other tasks; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leg: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -355,6 +359,9 @@ pub struct UsageEntry {
     cost: serde_json::Value,
     cost_decimal: String,
     created_at: String,
+    /// `draft` or `final` for a leg of draft → final; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leg: Option<String>,
 }
 
 fn usage_entry(item: &UsageItem) -> UsageEntry {
@@ -378,6 +385,7 @@ fn usage_entry(item: &UsageItem) -> UsageEntry {
         cost: usd_number(item.cost_usd_micros),
         cost_decimal: usd(item.cost_usd_micros),
         created_at: rfc3339(item.charged_at_ms),
+        leg: item.leg.clone(),
     }
 }
 
@@ -414,6 +422,7 @@ fn breakdowns(totals: &UsageTotals) -> Breakdowns {
             cost_decimal: usd(m.cost_usd_micros),
             usage_quantity: m.tokens,
             usage_quantity_decimal: m.tokens.to_string(),
+            leg: m.leg.clone(),
         })
         .collect();
     Breakdowns {

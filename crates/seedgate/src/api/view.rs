@@ -43,5 +43,5 @@ pub fn task_object(
     base_url: &str,
     now_s: u64,
 ) -> TaskObject {
-    render_task(task, tasks.links(), base_url, now_s)
+    render_task(task, tasks.links(), tasks.catalog(), base_url, now_s)
 }

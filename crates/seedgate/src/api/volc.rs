@@ -62,6 +62,8 @@ struct Content {
     reference_images: Vec<Value>,
     reference_videos: Vec<Value>,
     reference_audios: Vec<Value>,
+    /// A final's draft: `{"type": "draft_task", "draft_task": {"id": …}}`.
+    draft_task: Option<Value>,
 }
 
 /// A media item's URL: Ark sends `{"url": "…"}`; a plain string is taken too.
@@ -132,18 +134,31 @@ fn read_content(items: &[Value]) -> Result<Content, ApiError> {
                 other => return Err(bad_role(other)),
             },
             "draft_task" => {
-                return Err(invalid(
-                    ErrorCode::UnsupportedParameter,
-                    "content",
-                    "Draft tasks are not supported for Seedance 2.0.",
-                ))
+                let id = item
+                    .get("draft_task")
+                    .and_then(|draft| draft.get("id"))
+                    .filter(|id| id.is_string())
+                    .ok_or_else(|| {
+                        invalid(
+                            ErrorCode::InvalidContent,
+                            "content",
+                            "A `draft_task` item is `{\"type\": \"draft_task\", \"draft_task\": {\"id\": \"<draft task id>\"}}`.",
+                        )
+                    })?;
+                if content.draft_task.replace(id.clone()).is_some() {
+                    return Err(invalid(
+                        ErrorCode::InvalidContent,
+                        "content",
+                        "A final renders one draft: send one `draft_task` item.",
+                    ));
+                }
             }
             other => {
                 return Err(invalid(
                     ErrorCode::InvalidContent,
                     "content",
                     format!(
-                    "Unknown content type `{other}`; use text, image_url, video_url or audio_url."
+                    "Unknown content type `{other}`; use text, image_url, video_url, audio_url or draft_task."
                 ),
                 ))
             }
@@ -208,12 +223,23 @@ pub fn to_platform_request(catalog: &Catalog, body: &[u8]) -> Result<Value, ApiE
         ));
     };
     let mut content = read_content(&items)?;
+    let media = content.first_frame.len()
+        + content.last_frame.len()
+        + content.reference_images.len()
+        + content.reference_videos.len()
+        + content.reference_audios.len();
+    if let Some(draft) = content.draft_task {
+        if media > 0 || content.prompt.is_some() || material.is_some() {
+            return Err(invalid(
+                ErrorCode::ConflictingInputs,
+                "content",
+                "A final renders its draft's own prompt and media: send the `draft_task` item alone.",
+            ));
+        }
+        request.insert("draft_task_id".into(), draft);
+        return Ok(Value::Object(request));
+    }
     if let Some(material) = material {
-        let media = content.first_frame.len()
-            + content.last_frame.len()
-            + content.reference_images.len()
-            + content.reference_videos.len()
-            + content.reference_audios.len();
         if media > 0 {
             return Err(invalid(
                 ErrorCode::ConflictingInputs,
@@ -444,6 +470,10 @@ pub struct ArkTask {
     /// with (the client's own `execution_expires_after` when shorter).
     #[serde(skip_serializing_if = "Option::is_none")]
     execution_expires_after: Option<i64>,
+    /// True for a draft, whose id a final names in a `draft_task` content item; absent
+    /// otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    draft: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -530,6 +560,7 @@ fn render(state: &ApiState, task: &TaskRecord, base: &str) -> ArkTask {
         return_last_frame: true,
         service_tier: "default",
         execution_expires_after: expires_after(task),
+        draft: echo.as_ref().is_some_and(|e| e.draft),
     }
 }
 

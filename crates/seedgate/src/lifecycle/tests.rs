@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use seedgate_contract::{parse_create_request, pricing, Catalog, VideoJob};
+use seedgate_contract::{parse_create_request, pricing, Catalog, CreateRequest, VideoJob};
 
 use super::upstream::{ProviderError, ProviderErrorKind, UpstreamRef, UpstreamStatus};
 use super::*;
@@ -24,7 +24,10 @@ fn job_with(extra: &str) -> VideoJob {
     let body = format!(
         r#"{{"model":"seedance-2.0","operation":"text-to-video","prompt":"a kite","resolution":"720p","duration":5{extra}}}"#
     );
-    parse_create_request(&Catalog::builtin(), body.as_bytes()).unwrap()
+    match parse_create_request(&Catalog::builtin(), body.as_bytes()).unwrap() {
+        CreateRequest::Job(job) => *job,
+        other => panic!("{other:?}"),
+    }
 }
 
 fn job() -> VideoJob {

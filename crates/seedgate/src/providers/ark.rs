@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use reqwest::StatusCode;
-use seedgate_contract::{AspectRatio, DurationRequest, MediaInput, Operation, VideoJob};
+use seedgate_contract::{
+    AspectRatio, DraftSource, DurationRequest, MediaInput, Operation, VideoJob,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -376,8 +378,17 @@ impl Channel {
         self.call(request).await
     }
 
+    /// Whether this channel can make the job; a final only on the channel that holds its
+    /// draft.
     fn serves(&self, job: &VideoJob) -> bool {
-        self.config.models.contains_key(&job.model)
+        let holds_the_draft = job.final_of.as_ref().is_none_or(|source| {
+            source
+                .upstream
+                .as_ref()
+                .is_some_and(|draft| draft.channel == self.config.id.as_str())
+        });
+        holds_the_draft
+            && self.config.models.contains_key(&job.model)
             && self.config.resolutions.contains(&job.resolution)
     }
 }
@@ -395,6 +406,48 @@ fn media(kind: &str, role: &str, input: &str) -> Value {
 
 /// The create body (docs/ark.md, "Create") for one submission.
 fn create_body(request: &SubmitRequest<'_>, upstream_model: &str) -> Value {
+    let job = request.job;
+    let mut body = match &job.final_of {
+        Some(source) => final_body(source, upstream_model),
+        None => content_body(request, upstream_model),
+    };
+    body["resolution"] = job.resolution.as_str().into();
+    body["watermark"] = job.watermark.into();
+    body["return_last_frame"] = true.into();
+    body["execution_expires_after"] = request.expires_after_seconds.into();
+    if let Some(url) = &request.callback_url {
+        body["callback_url"] = url.as_str().into();
+    }
+    if let Some(tier) = job.service_tier {
+        body["service_tier"] = tier.as_str().into();
+    }
+    if let Some(priority) = job.priority {
+        body["priority"] = priority.into();
+    }
+    if let Some(identifier) = &job.safety_identifier {
+        body["safety_identifier"] = identifier.as_str().into();
+    }
+    if !job.output_format.is_mp4() {
+        body["output_format"] = job.output_format.as_str().into();
+    }
+    if job.draft {
+        body["draft"] = true.into();
+    }
+    body
+}
+
+/// A final names its draft's upstream task; the upstream reuses the draft's prompt, inputs,
+/// length, ratio, audio and seed, so none of them is sent again.
+fn final_body(source: &DraftSource, upstream_model: &str) -> Value {
+    let draft_id = source.upstream.as_ref().map(|draft| draft.task_id.as_str());
+    json!({
+        "model": upstream_model,
+        "content": [{"type": "draft_task", "draft_task": {"id": draft_id}}],
+    })
+}
+
+/// What the video shows: the prompt, the media by role, and the knobs of size and length.
+fn content_body(request: &SubmitRequest<'_>, upstream_model: &str) -> Value {
     let job = request.job;
     let source_video = request.source_video.as_deref();
     let i = &job.inputs;
@@ -446,37 +499,14 @@ fn create_body(request: &SubmitRequest<'_>, upstream_model: &str) -> Value {
             .iter()
             .map(|m| media("audio", "reference_audio", url(m))),
     );
-    let mut body = json!({
+    json!({
         "model": upstream_model,
         "content": content,
-        "resolution": job.resolution.as_str(),
         "ratio": ratio(job),
         "duration": duration(job),
         "generate_audio": job.generate_audio,
-        "watermark": job.watermark,
-        "return_last_frame": true,
         "seed": task_seed(request.task_id, job),
-        "execution_expires_after": request.expires_after_seconds,
-    });
-    if let Some(url) = &request.callback_url {
-        body["callback_url"] = url.as_str().into();
-    }
-    if let Some(tier) = job.service_tier {
-        body["service_tier"] = tier.as_str().into();
-    }
-    if let Some(priority) = job.priority {
-        body["priority"] = priority.into();
-    }
-    if let Some(identifier) = &job.safety_identifier {
-        body["safety_identifier"] = identifier.as_str().into();
-    }
-    if !job.output_format.is_mp4() {
-        body["output_format"] = job.output_format.as_str().into();
-    }
-    if job.draft {
-        body["draft"] = true.into();
-    }
-    body
+    })
 }
 
 /// The ratio the quote counted: `adaptive` is passed on only when it follows an input, since
@@ -1044,11 +1074,15 @@ mod tests {
         if seed.is_none() {
             body.as_object_mut().map(|o| o.remove("seed"));
         }
-        seedgate_contract::parse_create_request(
+        match seedgate_contract::parse_create_request(
             &seedgate_contract::Catalog::builtin(),
             body.to_string().as_bytes(),
         )
         .unwrap()
+        {
+            seedgate_contract::CreateRequest::Job(job) => *job,
+            other => panic!("{other:?}"),
+        }
     }
 
     fn echoed(seed: i64, resolution: &str, duration: i64, audio: bool) -> ArkTask {

@@ -202,8 +202,13 @@ impl Registry {
     /// upstream channel that can serve the request. None, for a live key, when no channel
     /// can; only a server with no channels at all lets the sandbox stand in, and only with
     /// `sandbox.serve_live_keys`, so a request the real channels cannot serve is never
-    /// rendered locally instead.
+    /// rendered locally instead. A final goes where its draft was made, since only there
+    /// does the draft exist.
     pub fn route(&self, live: bool, job: &VideoJob) -> Option<&'static str> {
+        if let Some(source) = &job.final_of {
+            let provider = self.get(&source.provider)?;
+            return provider.can_serve(job).then(|| provider.name());
+        }
         if !live {
             Some("sandbox")
         } else if self.ark.has_channels() {

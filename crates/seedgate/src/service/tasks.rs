@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use seedgate_contract::drafts::check_draft;
 use seedgate_contract::{
-    parse_create_request, pricing, ApiError, AspectRatio, Catalog, ErrorCode, VideoJob,
+    parse_create_request, pricing, ApiError, AspectRatio, Catalog, CreateRequest, DraftSource,
+    DraftState, DraftUpstream, ErrorCode, FinalRequest, VideoJob,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
@@ -15,7 +17,7 @@ use crate::engine::StoredResult;
 use crate::fetch::Fetcher;
 use crate::ids::{MaterialId, TaskId};
 use crate::inputs::media_inputs;
-use crate::providers::{CancelOutcome, Registry, UpstreamRef};
+use crate::providers::{task_seed, CancelOutcome, Registry, UpstreamRef};
 use crate::store::materials::{AssetType, MaterialStatus};
 use crate::store::{
     now_ms, Account, Created, IdempotencyKey, KeyMode, NewTask, PublicStatus, Store, StoreError,
@@ -87,6 +89,11 @@ impl TaskService {
         &self.links
     }
 
+    /// The models, for what a task object shows of its model (a draft's validity).
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
     /// The configured address clients reach us at, when it is not read from the request.
     pub fn public_url(&self) -> Option<&str> {
         self.public_url.as_deref()
@@ -95,7 +102,10 @@ impl TaskService {
     /// Validates and prices a create request as a create would, storing nothing: the job, the
     /// provider that would serve it and what it would reserve.
     pub async fn price(&self, account: &Account, body: &[u8]) -> Result<Priced, ApiError> {
-        let job = parse_create_request(&self.catalog, body)?;
+        let job = match parse_create_request(&self.catalog, body)? {
+            CreateRequest::Job(job) => *job,
+            CreateRequest::Final(request) => self.final_job(account, &request).await?,
+        };
         if !account.may_use(&job.model) {
             return Err(ApiError::new(
                 ErrorCode::ModelNotAllowed,
@@ -304,6 +314,74 @@ impl TaskService {
             }
         }
         Ok(())
+    }
+
+    /// A final's job: the draft it names must be a completed, unexpired draft of this key and
+    /// of the same model; the final renders that draft's request at its own resolution.
+    async fn final_job(
+        &self,
+        account: &Account,
+        request: &FinalRequest,
+    ) -> Result<VideoJob, ApiError> {
+        let id = TaskId::new(request.draft_task_id.as_str());
+        let not_found = || {
+            ApiError::new(
+                ErrorCode::DraftTaskNotFound,
+                format!("No task `{id}` exists for this key."),
+            )
+            .with_param("draft_task_id")
+        };
+        let draft = self
+            .store
+            .task_for_account(&account.id, &id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(not_found)?;
+        let job_json = self.store.task_job(&id).await.map_err(internal)?;
+        let Some(draft_job) = job_json
+            .as_deref()
+            .and_then(|json| serde_json::from_str::<VideoJob>(json).ok())
+        else {
+            // The sweep deleted the draft's files and the request with them.
+            return Err(ApiError::new(
+                ErrorCode::DraftTaskExpired,
+                format!("The draft `{id}` is no longer kept; make a new draft."),
+            )
+            .with_param("draft_task_id"));
+        };
+        let model = self.catalog.model(&request.model).ok_or_else(|| {
+            internal(StoreError::Corrupt(format!(
+                "model {} vanished",
+                request.model
+            )))
+        })?;
+        let state = match (draft.state, draft.completed_at_ms) {
+            (TaskState::Succeeded, Some(at_ms)) => DraftState::Completed { at_ms },
+            (TaskState::Failed | TaskState::Expired, _) => DraftState::Failed,
+            (TaskState::Cancelled, _) => DraftState::Cancelled,
+            _ => DraftState::Unfinished,
+        };
+        check_draft(model, id.as_str(), &draft_job, state, now_ms())?;
+        let made_seconds = draft
+            .result_json
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<StoredResult>(r).ok())
+            .map(|r| r.duration.round() as u32);
+        let upstream =
+            draft
+                .channel
+                .as_ref()
+                .zip(draft.upstream_id.as_ref())
+                .map(|(channel, task_id)| DraftUpstream {
+                    channel: channel.to_string(),
+                    task_id: task_id.clone(),
+                });
+        let source = DraftSource {
+            task_id: id.to_string(),
+            provider: draft.provider.clone(),
+            upstream,
+        };
+        request.job(&draft_job, made_seconds, task_seed(&id, &draft_job), source)
     }
 
     /// For video-extension of one of our tasks: the source must be this account's succeeded

@@ -117,6 +117,10 @@ pub trait TaskStore: Send + Sync {
         id: &TaskId,
     ) -> Result<Option<Arc<TaskRecord>>, StoreError>;
 
+    /// The job a task was made from, as stored at create (JSON); `None` for an unknown task,
+    /// and empty once the sweep has deleted the task's files, which takes the job with them.
+    async fn task_job(&self, id: &TaskId) -> Result<Option<String>, StoreError>;
+
     /// Shared rather than copied: a status poll reads it from the task cache.
     async fn task(&self, id: &TaskId) -> Result<Option<Arc<TaskRecord>>, StoreError>;
 

@@ -23,12 +23,16 @@ pub struct UsageItem {
     pub tokens: i64,
     pub cost_usd_micros: i64,
     pub charged_at_ms: i64,
+    /// `draft` or `final` for those legs of draft → final; `None` for every other task.
+    pub leg: Option<String>,
 }
 
-/// Charges of one model.
+/// Charges of one model, drafts and finals apart from its other tasks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelUsage {
     pub model: String,
+    /// `draft` or `final` for those legs of draft → final; `None` for every other task.
+    pub leg: Option<String>,
     pub requests: i64,
     pub tokens: i64,
     pub cost_usd_micros: i64,

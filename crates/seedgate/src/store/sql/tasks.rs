@@ -461,6 +461,18 @@ impl TaskStore for SqlStore {
             .filter(|task| task.account_id == *account_id))
     }
 
+    async fn task_job(&self, id: &TaskId) -> Result<Option<String>, StoreError> {
+        if unmatchable(&[id.as_str()]) {
+            return Ok(None);
+        }
+        Ok(
+            sqlx::query_scalar(sql!(self.dialect, "SELECT job FROM tasks WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
+    }
+
     async fn task(&self, id: &TaskId) -> Result<Option<Arc<TaskRecord>>, StoreError> {
         if unmatchable(&[id.as_str()]) {
             return Ok(None);

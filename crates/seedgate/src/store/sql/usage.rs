@@ -14,6 +14,12 @@ const CHARGES: &str = "FROM ledger l JOIN tasks t ON t.id = l.task_id \
     WHERE l.account_id = $1 AND l.kind = 'charge' AND ($2 IS NULL OR t.model = $2) \
     AND ($3 IS NULL OR l.created_at >= $3) AND ($4 IS NULL OR l.created_at < $4)";
 
+/// Which leg of draft → final a charged task was: `draft`, `final` or NULL. Read from the
+/// task's request echo, which the server writes (compact JSON, with no text a client chose),
+/// so the two markers appear exactly when the echo says so, on both backends alike.
+const LEG: &str = "CASE WHEN t.request LIKE '%\"draft_task_id\":%' THEN 'final' \
+    WHEN t.request LIKE '%\"draft\":true%' THEN 'draft' END";
+
 fn unmatchable(filter: &UsageFilter<'_>) -> bool {
     filter.model.is_some_and(|model| model.contains('\0'))
 }
@@ -34,7 +40,7 @@ impl UsageReports for SqlStore {
             self.dialect,
             format!(
                 "SELECT l.id, l.task_id, t.model, COALESCE(t.usage_tokens, 0) AS tokens, \
-                 l.usd_micros, l.created_at {CHARGES} ORDER BY l.id DESC LIMIT $5 OFFSET $6"
+                 l.usd_micros, l.created_at, {LEG} AS leg {CHARGES} ORDER BY l.id DESC LIMIT $5 OFFSET $6"
             )
         ))
         .bind(account_id)
@@ -54,6 +60,7 @@ impl UsageReports for SqlStore {
                     tokens: row.try_get("tokens")?,
                     cost_usd_micros: -row.try_get::<i64, _>("usd_micros")?,
                     charged_at_ms: row.try_get("created_at")?,
+                    leg: row.try_get("leg")?,
                 })
             })
             .collect()
@@ -68,12 +75,13 @@ impl UsageReports for SqlStore {
             return Ok(UsageTotals::default());
         }
         // SUM of BIGINT is NUMERIC on PostgreSQL; the casts keep one integer type on both.
-        let models: Vec<(String, i64, i64, i64)> = sqlx::query_as(sql!(
+        let models: Vec<(String, Option<String>, i64, i64, i64)> = sqlx::query_as(sql!(
             self.dialect,
             format!(
-                "SELECT t.model, COUNT(*), \
+                "SELECT t.model, {LEG} AS leg, COUNT(*), \
                  CAST(SUM(COALESCE(t.usage_tokens, 0)) AS BIGINT), \
-                 CAST(-SUM(l.usd_micros) AS BIGINT) {CHARGES} GROUP BY t.model ORDER BY t.model"
+                 CAST(-SUM(l.usd_micros) AS BIGINT) {CHARGES} GROUP BY t.model, leg \
+                 ORDER BY t.model, leg"
             )
         ))
         .bind(account_id)
@@ -99,12 +107,15 @@ impl UsageReports for SqlStore {
         Ok(UsageTotals {
             by_model: models
                 .into_iter()
-                .map(|(model, requests, tokens, cost_usd_micros)| ModelUsage {
-                    model,
-                    requests,
-                    tokens,
-                    cost_usd_micros,
-                })
+                .map(
+                    |(model, leg, requests, tokens, cost_usd_micros)| ModelUsage {
+                        model,
+                        leg,
+                        requests,
+                        tokens,
+                        cost_usd_micros,
+                    },
+                )
                 .collect(),
             by_day_and_model: days
                 .into_iter()

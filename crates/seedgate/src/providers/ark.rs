@@ -528,7 +528,8 @@ fn duration(job: &VideoJob) -> i64 {
 fn echoes_submission(task: &ArkTask, task_id: &TaskId, job: &VideoJob) -> bool {
     let differs = |echo: Option<bool>| echo == Some(false);
     let fixed_ratio = job.aspect_ratio != AspectRatio::Adaptive;
-    let fixed_length = job.duration != DurationRequest::ModelDecides;
+    // A final's length is its draft's, which the upstream may echo as the draft asked it.
+    let fixed_length = job.duration != DurationRequest::ModelDecides && job.final_of.is_none();
     !(differs(task.seed.map(|s| s == task_seed(task_id, job)))
         || differs(
             task.resolution

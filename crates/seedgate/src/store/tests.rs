@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use serde_json::json;
 use sqlx::AnyPool;
 
 use super::*;
@@ -958,6 +959,15 @@ on_both_backends! {
             if n % 2 == 1 {
                 task.model = "seedance-2.0-fast".into();
             }
+            // Tasks 3 and 4 are a draft and a final: lines of their own.
+            let mut echo = json!({"resolution": "480p", "aspect_ratio": "16:9", "duration": 4,
+                "generate_audio": false, "watermark": false});
+            match n {
+                3 => echo["draft"] = true.into(),
+                4 => echo["draft_task_id"] = task_id(3).to_string().into(),
+                _ => {}
+            }
+            task.request_json = echo.to_string();
             store.create_task(task, None).await.unwrap();
             let cost = 1_001 * (n as i64 + 1);
             match n % 3 {
@@ -973,22 +983,47 @@ on_both_backends! {
         assert_eq!(totals.cost_usd_micros(), charged);
         assert_eq!(totals.requests(), 5);
         assert_eq!(totals.by_day().iter().map(|(_, cost)| cost).sum::<i64>(), charged);
-        // Every charge was made today: one row per model, the same totals as `by_model`.
+        // Every charge was made today: one row per model, the same totals as `by_model`'s
+        // lines of that model.
         let per_model: Vec<(&str, i64, i64)> = totals
             .by_day_and_model
             .iter()
             .map(|d| (d.model.as_str(), d.requests, d.cost_usd_micros))
             .collect();
-        let by_model: Vec<(&str, i64, i64)> =
-            totals.by_model.iter().map(|m| (m.model.as_str(), m.requests, m.cost_usd_micros)).collect();
+        let mut by_model: Vec<(&str, i64, i64)> = Vec::new();
+        for m in &totals.by_model {
+            match by_model.last_mut() {
+                Some((model, requests, cost)) if *model == m.model => {
+                    *requests += m.requests;
+                    *cost += m.cost_usd_micros;
+                }
+                _ => by_model.push((m.model.as_str(), m.requests, m.cost_usd_micros)),
+            }
+        }
         assert_eq!(per_model, by_model);
         assert_eq!(store.account(&key).await.unwrap().unwrap().used_usd_micros, charged);
         let items = store.charges(&key, &all, 0, 100).await.unwrap();
         assert_eq!(items.iter().map(|i| i.cost_usd_micros).sum::<i64>(), charged);
         assert!(items.windows(2).all(|w| w[0].entry_id > w[1].entry_id));
+        let legs: Vec<(&str, Option<&str>, i64)> = totals
+            .by_model
+            .iter()
+            .map(|m| (m.model.as_str(), m.leg.as_deref(), m.requests))
+            .collect();
+        assert_eq!(
+            legs,
+            [
+                ("seedance-2.0", None, 2),
+                ("seedance-2.0", Some("final"), 1),
+                ("seedance-2.0-fast", None, 1),
+                ("seedance-2.0-fast", Some("draft"), 1),
+            ]
+        );
+        let item_legs: Vec<Option<&str>> = items.iter().map(|i| i.leg.as_deref()).collect();
+        assert_eq!(item_legs, [None, Some("final"), Some("draft"), None, None]);
         let fast = UsageFilter { model: Some("seedance-2.0-fast"), ..UsageFilter::default() };
         let fast_totals = store.charge_totals(&key, &fast).await.unwrap();
-        assert_eq!(fast_totals.by_model.len(), 1);
+        assert_eq!(fast_totals.by_model.len(), 2);
         assert_eq!(fast_totals.requests(), 2);
         let page = store.charges(&key, &all, 3, 3).await.unwrap();
         assert_eq!(page.len(), 2);

@@ -32,7 +32,16 @@ fn run_sdk(app: &TestApp, args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_ark_sdk_works_unchanged() {
     let app = TestApp::spawn_without_workers().await;
-    let kept = tokio::task::block_in_place(|| run_sdk(&app, &["queued"]));
+    let queued = tokio::task::block_in_place(|| run_sdk(&app, &["queued"]));
+    let (kept, draft) = queued.split_once(' ').unwrap();
     while app.engine.run_one().await.unwrap() == Outcome::Done {}
-    tokio::task::block_in_place(|| run_sdk(&app, &["done", &kept]));
+    let final_id = tokio::task::block_in_place(|| run_sdk(&app, &["done", kept, draft]));
+    while app.engine.run_one().await.unwrap() == Outcome::Done {}
+    let (_, made) = app.task(&final_id.replacen("cgt-", "vtask_", 1)).await;
+    assert_eq!(made["status"], "completed", "{made}");
+    assert_eq!(made["result"]["height"], 720);
+    assert_eq!(
+        made["request"]["draft_task_id"],
+        draft.replacen("cgt-", "vtask_", 1)
+    );
 }

@@ -268,6 +268,45 @@ async fn generate_makes_a_quicktime_draft_and_saves_it_as_mov() {
     let (_, task) = app.task(id).await;
     assert_eq!(task["request"]["draft"], true);
     assert_eq!(task["draft_task_id"], id);
+
+    // Its final, at 720p and in MP4, renders the draft's own request as a task of its own.
+    let mut command = client_command(
+        &app.address,
+        &app.key,
+        &[
+            "generate",
+            "--model",
+            "seedance-2.5",
+            "--final",
+            id,
+            "--resolution",
+            "720p",
+        ],
+    );
+    command.current_dir(dir.path());
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    let final_id = stdout.split_whitespace().next().unwrap();
+    assert_ne!(final_id, id);
+    let saved = std::fs::read(dir.path().join(format!("{final_id}.mp4")))
+        .unwrap_or_else(|e| panic!("saved as <task id>.mp4 ({e}): {stdout}"));
+    let probe = crate::helpers::ffprobe(&saved);
+    assert_eq!((probe.width, probe.height), (1280, 720));
+    assert!((probe.duration - 4.0).abs() < 0.1, "{}", probe.duration);
+    let (_, finished) = app.task(final_id).await;
+    assert_eq!(finished["request"]["draft_task_id"], id);
+    let cost = |task: &serde_json::Value| {
+        let amount = task["cost"]["amount"].as_str().unwrap().replace('.', "");
+        amount.parse::<i64>().unwrap()
+    };
+    assert_eq!(
+        100_000_000 - app.balance(&app.account_id).await,
+        cost(&task) + cost(&finished),
+        "each leg billed once"
+    );
 }
 
 #[tokio::test]

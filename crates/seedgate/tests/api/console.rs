@@ -333,6 +333,65 @@ async fn a_person_signs_in_creates_a_video_and_plays_it() {
         "{second}"
     );
 
+    // A draft, then its final from the draft's own "Render final" button.
+    for (select, value) in [
+        ("#model", "seedance-2.5"),
+        ("#operation", "text-to-video"),
+        ("#duration", "4"),
+    ] {
+        find(&client, select)
+            .await
+            .select_by_value(value)
+            .await
+            .unwrap();
+    }
+    find(&client, "#draft").await.click().await.unwrap();
+    until(
+        &client,
+        10,
+        "the draft's quote",
+        "const q = document.getElementById('quote'); \
+         return q.className === 'quote' && q.textContent.startsWith('864×496') && \
+           !document.getElementById('submit').disabled ? true : null;",
+    )
+    .await;
+    find(&client, "#submit").await.click().await.unwrap();
+    let draft_id = until(
+        &client,
+        180,
+        "the draft's Render final button",
+        "return document.getElementById('render-final') ? \
+           document.querySelector('#detail code').textContent : null;",
+    )
+    .await;
+    let draft_id = draft_id.as_str().unwrap().to_owned();
+    find(&client, "#final-resolution")
+        .await
+        .select_by_value("720p")
+        .await
+        .unwrap();
+    find(&client, "#render-final").await.click().await.unwrap();
+    let rendered = until(
+        &client,
+        180,
+        "the final's video",
+        &format!(
+            "const id = document.querySelector('#detail code').textContent; \
+             const v = document.getElementById('player'); \
+             return id !== '{draft_id}' && v && v.readyState >= 1 ? {{id, height: v.videoHeight}} : null;"
+        ),
+    )
+    .await;
+    assert_eq!(rendered["height"], 720, "{rendered}");
+    let (_, task) = app
+        .get_path(&format!("/v1/tasks/{}", rendered["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        task["request"]["draft_task_id"],
+        draft_id.as_str(),
+        "{task}"
+    );
+
     let shot = target_dir().join("console-e2e.png");
     std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
     std::fs::write(&shot, client.screenshot().await.unwrap()).unwrap();

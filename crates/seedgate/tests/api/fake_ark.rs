@@ -727,6 +727,99 @@ fn validate_create(rules: Option<&ModelRules>, body: &Value) -> Vec<String> {
     v
 }
 
+/// The fields a final sets itself; the rest it takes from its draft.
+const FINAL_FIELDS: [&str; 11] = [
+    "model",
+    "content",
+    "resolution",
+    "watermark",
+    "return_last_frame",
+    "callback_url",
+    "service_tier",
+    "execution_expires_after",
+    "priority",
+    "safety_identifier",
+    "output_format",
+];
+
+/// A final (`content: [{"type": "draft_task", "draft_task": {"id": …}}]`, SPEC.md §8): its
+/// own fields checked and its draft looked up. The task it makes is the draft's request at
+/// the final's resolution and delivery settings, so it echoes the draft's seed, length, ratio
+/// and audio; or what is wrong.
+fn final_of_draft(
+    state: &FakeState,
+    rules: Option<&ModelRules>,
+    body: &Value,
+) -> Result<Value, Vec<String>> {
+    let mut v = Vec::new();
+    let model = body["model"].as_str().unwrap_or("");
+    for key in body.as_object().into_iter().flat_map(|o| o.keys()) {
+        check(
+            &mut v,
+            FINAL_FIELDS.contains(&key.as_str()),
+            format!("{key} sent with a final, which takes it from its draft"),
+        );
+    }
+    let content = body["content"].as_array().map_or(&[][..], Vec::as_slice);
+    check(
+        &mut v,
+        content.len() == 1,
+        "a final's content is its draft_task item alone",
+    );
+    let Some(rules) = rules else {
+        return Err(vec![format!("model {}", body["model"])]);
+    };
+    check(
+        &mut v,
+        rules.drafts,
+        format!("a final on {model}, which has no drafts"),
+    );
+    check(
+        &mut v,
+        rules
+            .resolutions
+            .contains(&body["resolution"].as_str().unwrap_or("")),
+        format!("final resolution {} on {model}", body["resolution"]),
+    );
+    let tasks = state.tasks.lock().unwrap();
+    let behaviour = state.behaviour.lock().unwrap();
+    let draft_id = content
+        .first()
+        .and_then(|item| item["draft_task"]["id"].as_str());
+    let Some(draft) = draft_id.and_then(|id| tasks.get(id)) else {
+        v.push(format!("a final of unknown draft {draft_id:?}"));
+        return Err(v);
+    };
+    check(
+        &mut v,
+        draft.body["draft"] == true,
+        "a final of a task that is not a draft",
+    );
+    check(
+        &mut v,
+        draft.model == model,
+        format!("a final on {model} of a {} draft", draft.model),
+    );
+    check(
+        &mut v,
+        status(draft, &behaviour) == "succeeded",
+        "a final of a draft that has not succeeded",
+    );
+    if !v.is_empty() {
+        return Err(v);
+    }
+    let mut made = draft.body.clone();
+    let fields = made.as_object_mut().unwrap();
+    fields.remove("draft");
+    for key in &FINAL_FIELDS[2..] {
+        match body.get(*key) {
+            Some(value) => fields.insert((*key).to_owned(), value.clone()),
+            None => fields.remove(*key),
+        };
+    }
+    Ok(made)
+}
+
 fn authorised(headers: &HeaderMap) -> bool {
     headers.get("authorization").and_then(|h| h.to_str().ok())
         == Some(&format!("Bearer {FAKE_KEY}"))
@@ -766,19 +859,33 @@ async fn create(State(state): State<Arc<FakeState>>, headers: HeaderMap, body: S
         .unwrap()
         .get(body["model"].as_str().unwrap_or(""))
         .cloned();
-    let problems = validate_create(rules.as_ref(), &body);
-    if !problems.is_empty() {
-        state.violations.lock().unwrap().extend(problems);
-        return error(
-            StatusCode::BAD_REQUEST,
-            "InvalidParameter",
-            "invalid request",
-        );
-    }
-    if let Some(message) = rules.and_then(|rules| task_type_constraint(&rules, &body)) {
-        state.violations.lock().unwrap().push(message.clone());
-        return error(StatusCode::BAD_REQUEST, "InvalidParameter", &message);
-    }
+    let is_final = body["content"]
+        .as_array()
+        .is_some_and(|items| items.iter().any(|i| i["type"] == "draft_task"));
+    let made = if is_final {
+        final_of_draft(&state, rules.as_ref(), &body)
+    } else {
+        let problems = validate_create(rules.as_ref(), &body);
+        match rules.and_then(|rules| task_type_constraint(&rules, &body)) {
+            Some(message) if problems.is_empty() => {
+                state.violations.lock().unwrap().push(message.clone());
+                return error(StatusCode::BAD_REQUEST, "InvalidParameter", &message);
+            }
+            _ if problems.is_empty() => Ok(body.clone()),
+            _ => Err(problems),
+        }
+    };
+    let made = match made {
+        Ok(made) => made,
+        Err(problems) => {
+            state.violations.lock().unwrap().extend(problems);
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameter",
+                "invalid request",
+            );
+        }
+    };
     state
         .creates
         .lock()
@@ -815,7 +922,7 @@ async fn create(State(state): State<Arc<FakeState>>, headers: HeaderMap, body: S
             expired: false,
             finish_at: None,
             callback_url: body["callback_url"].as_str().map(str::to_owned),
-            body,
+            body: made,
         },
     );
     after_create(&state, fault, Json(json!({"id": id})).into_response()).await

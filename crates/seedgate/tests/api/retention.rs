@@ -206,3 +206,30 @@ async fn files_are_kept_until_their_retention_ends_or_are_swept() {
     assert_eq!(read["result"]["expired"], true, "{read}");
     assert!(read["result"]["files_expire_at"].as_u64().unwrap() <= completed_at + 60);
 }
+
+/// A draft whose files were swept has lost its request with them: its final is refused as
+/// expired, and nothing is reserved.
+#[tokio::test]
+async fn a_swept_draft_has_no_final() {
+    let app = TestApp::spawn_with(|_| {}, false).await;
+    let (_, created) = app
+        .create(
+            &json!({"model": "seedance-2.5", "prompt": "a preview", "duration": 4,
+            "draft": true, "generate_audio": false}),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap();
+    while app.engine.run_one().await.unwrap() == seedgate::engine::Outcome::Done {}
+    let final_body = json!({"model": "seedance-2.5", "draft_task_id": id, "resolution": "720p"});
+    let (status, quote) = app
+        .call("POST", "/v1/videos/quote", &app.key, Some(&final_body))
+        .await;
+    assert_eq!(status, 200, "{quote}");
+    assert!(app.store.mark_files_swept(&TaskId::new(id)).await.unwrap());
+    let balance = app.balance(&app.account_id).await;
+    let (status, refused) = app.create(&final_body).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["code"], "draft_task_expired");
+    assert_eq!(refused["error"]["param"], "draft_task_id");
+    assert_eq!(app.balance(&app.account_id).await, balance);
+}

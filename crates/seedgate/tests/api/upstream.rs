@@ -265,6 +265,128 @@ async fn seedance_2_5_runs_upstream_with_its_limits_and_is_charged_the_length_it
     fake.assert_no_violations();
 }
 
+/// Draft → final upstream: the draft is the upstream's own draft; each final names it by its
+/// upstream id on the channel that holds it, and each leg is settled on what the upstream
+/// made, to the micro-dollar.
+#[tokio::test]
+async fn a_draft_and_its_finals_run_upstream_each_settled_exactly() {
+    // Two upstream accounts: a final sent to the one without its draft would be refused there.
+    let (volc, byteplus) = (FakeArk::start().await, FakeArk::start().await);
+    let (app, key, account) = live_app(
+        vec![channel("volc", &volc, 1), channel("byteplus", &byteplus, 1)],
+        |_| {},
+    )
+    .await;
+    let draft = json!({"model": "seedance-2.5", "prompt": "a night market", "duration": -1,
+        "aspect_ratio": "9:16", "draft": true, "generate_audio": false});
+    let draft_id = create_ok(&app, &key, &draft).await;
+    let made = wait_done(&app, &key, &draft_id).await;
+    assert_eq!(made["status"], "completed", "{made}");
+    let row = app
+        .store
+        .task(&TaskId::new(&draft_id))
+        .await
+        .unwrap()
+        .unwrap();
+    let (draft_channel, upstream_draft) = (
+        row.channel.clone().unwrap(),
+        row.upstream_id.clone().unwrap(),
+    );
+
+    let v1_final = json!({"model": "seedance-2.5", "draft_task_id": draft_id,
+        "resolution": "720p", "watermark": true});
+    let (status, quote) = app
+        .call("POST", "/v1/videos/quote", &key, Some(&v1_final))
+        .await;
+    assert_eq!(status, 200, "{quote}");
+    assert_eq!(
+        quote["output_seconds"], 10,
+        "the length the draft was made at"
+    );
+    let first = create_ok(&app, &key, &v1_final).await;
+    let (status, created) = app
+        .call(
+            "POST",
+            "/api/v3/contents/generations/tasks",
+            &key,
+            Some(
+                &json!({"model": "doubao-seedance-2-5-260628", "resolution": "1080p",
+                "content": [{"type": "draft_task",
+                    "draft_task": {"id": draft_id.replacen("vtask_", "cgt-", 1)}}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let second = created["id"]
+        .as_str()
+        .unwrap()
+        .replacen("cgt-", "vtask_", 1);
+
+    let catalog = seedgate_contract::Catalog::builtin();
+    let price = |resolution, tokens: u64| {
+        seedgate_contract::pricing::price_tokens(
+            &catalog,
+            "seedance-2.5",
+            resolution,
+            false,
+            tokens,
+        )
+        .unwrap()
+    };
+    let tokens = |w: u64, h: u64| w * h * (24 * 10 + 1) / 1024;
+    let mut spent = price(Resolution::P480, tokens(496, 864)).usd_micros;
+    assert_eq!(
+        made["cost"]["amount"],
+        price(Resolution::P480, tokens(496, 864)).usd_string()
+    );
+    for (id, resolution, (w, h)) in [
+        (&first, Resolution::P720, (720, 1280)),
+        (&second, Resolution::P1080, (1080, 1920)),
+    ] {
+        let done = wait_done(&app, &key, id).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        assert_eq!(
+            (&done["result"]["width"], &done["result"]["height"]),
+            (&json!(w), &json!(h))
+        );
+        assert_eq!(done["usage"]["tokens"], tokens(w, h));
+        let charged = price(resolution, tokens(w, h));
+        assert_eq!(done["cost"]["amount"], charged.usd_string());
+        spent += charged.usd_micros;
+        let row = app.store.task(&TaskId::new(id)).await.unwrap().unwrap();
+        assert_eq!(
+            row.channel.as_ref(),
+            Some(&draft_channel),
+            "only that channel has the draft"
+        );
+    }
+    assert_eq!(app.balance(&account).await, 100_000_000 - spent);
+    let fake = if draft_channel.as_str() == "volc" {
+        &volc
+    } else {
+        &byteplus
+    };
+    let creates = fake.creates();
+    assert_eq!(
+        creates.len(),
+        3,
+        "one upstream task per leg, all where the draft is"
+    );
+    for (_, sent) in &creates[1..] {
+        assert_eq!(
+            sent["content"],
+            json!([{"type": "draft_task", "draft_task": {"id": upstream_draft}}])
+        );
+        assert!(
+            sent.get("draft").is_none() && sent.get("seed").is_none(),
+            "{sent}"
+        );
+    }
+    assert_eq!(creates[1].1["watermark"], true);
+    volc.assert_no_violations();
+    byteplus.assert_no_violations();
+}
+
 #[tokio::test]
 async fn a_model_from_a_catalog_file_alone_runs_upstream_as_its_entry_says() {
     let fake = FakeArk::start().await;

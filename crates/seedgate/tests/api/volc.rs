@@ -440,3 +440,220 @@ async fn ark_errors_carry_arks_codes_and_keep_ours_beside_them() {
         )
     );
 }
+
+/// Draft → final through both surfaces: the draft is a 480p preview; each final renders the
+/// draft's own request at the resolution it asks for; each leg is quoted, reserved and billed
+/// once, and usage reports them as separate lines.
+#[tokio::test]
+async fn a_draft_becomes_finals_on_both_surfaces_each_billed_once() {
+    let app = TestApp::spawn_without_workers().await;
+    let balance_before = app.balance(&app.account_id).await;
+    let (status, draft) = app
+        .create(
+            &json!({"model": "seedance-2.5", "prompt": "a paper boat on a stream",
+            "duration": 4, "aspect_ratio": "16:9", "draft": true, "generate_audio": false}),
+        )
+        .await;
+    assert_eq!(status, 200, "{draft}");
+    let draft_id = draft["id"].as_str().unwrap().to_owned();
+    let ark_draft_id = draft_id.replacen("vtask_", "cgt-", 1);
+    let final_at = |resolution: &str| json!({"model": "seedance-2.5", "draft_task_id": draft_id, "resolution": resolution});
+
+    // Not before the draft has been made.
+    let (status, refused) = app.create(&final_at("720p")).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["code"], "draft_task_not_completed");
+    assert_eq!(refused["error"]["draft_status"], "unfinished");
+    while app.engine.run_one().await.unwrap() == Outcome::Done {}
+    let (_, made) = app.task(&draft_id).await;
+    assert_eq!(made["status"], "completed", "{made}");
+    assert_eq!(made["draft_task_id"], draft_id.as_str());
+    assert_eq!(
+        made["draft_expires_at"].as_i64().unwrap(),
+        made["completed_at"].as_i64().unwrap() + 7 * 86_400
+    );
+    let (_, ark_made) = app.get_path(&format!("{TASKS}/{ark_draft_id}")).await;
+    assert_eq!(ark_made["draft"], true);
+    let draft_seed = ark_made["seed"].clone();
+
+    // A final on /v1, quoted first: the draft's length and ratio at 720p.
+    let (status, quote) = app
+        .call(
+            "POST",
+            "/v1/videos/quote",
+            &app.key,
+            Some(&final_at("720p")),
+        )
+        .await;
+    assert_eq!(status, 200, "{quote}");
+    assert_eq!(
+        (&quote["resolution"], &quote["output_seconds"]),
+        (&json!("720p"), &json!(4))
+    );
+    let (status, created) = app.create(&final_at("720p")).await;
+    assert_eq!(status, 200, "{created}");
+    let v1_final = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["estimated_cost"]["amount"], quote["cost"]["amount"]);
+
+    // A final on /api/v3 names the draft in a `draft_task` content item.
+    let (status, refused) = ark_create(
+        &app,
+        &json!({"model": "doubao-seedance-2-5-260628", "resolution": "1080p", "content": [
+            {"type": "text", "text": "another prompt"},
+            {"type": "draft_task", "draft_task": {"id": ark_draft_id}}]}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (400, &json!("InvalidParameter")),
+        "{refused}"
+    );
+    let (status, created) = ark_create(
+        &app,
+        &json!({"model": "doubao-seedance-2-5-260628", "resolution": "1080p",
+            "content": [{"type": "draft_task", "draft_task": {"id": ark_draft_id}}]}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let ark_final = created["id"]
+        .as_str()
+        .unwrap()
+        .replacen("cgt-", "vtask_", 1);
+
+    while app.engine.run_one().await.unwrap() == Outcome::Done {}
+    let mut charged = made["cost"]["amount"]
+        .as_str()
+        .unwrap()
+        .parse::<f64>()
+        .unwrap();
+    for (id, height) in [(&v1_final, 720), (&ark_final, 1080)] {
+        let (_, done) = app.task(id).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        assert_eq!(done["result"]["height"], height);
+        assert_eq!(done["result"]["has_audio"], false);
+        assert_eq!(done["request"]["draft_task_id"], draft_id.as_str());
+        assert_eq!(done["request"]["aspect_ratio"], "16:9");
+        assert_eq!(done["request"]["seed"], draft_seed, "the draft's own seed");
+        assert!(done["request"].get("draft").is_none() && done.get("draft_task_id").is_none());
+        let (_, mp4) = app.download(done["video_url"].as_str().unwrap()).await;
+        let probe = ffprobe(&mp4);
+        assert_eq!(probe.height, height as u64);
+        assert!((probe.duration - 4.0).abs() < 0.1, "{}", probe.duration);
+        charged += done["cost"]["amount"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap();
+    }
+    let (_, v1_done) = app.task(&v1_final).await;
+    assert_eq!(v1_done["cost"]["amount"], quote["cost"]["amount"]);
+    let spent = balance_before - app.balance(&app.account_id).await;
+    assert_eq!(
+        spent,
+        (charged * 1e6).round() as i64,
+        "three legs, each once"
+    );
+
+    let (_, usage) = app.get_path("/v1/account/usage").await;
+    let legs: Vec<(Value, Value)> = usage["by_model"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| (line["leg"].clone(), line["requests"].clone()))
+        .collect();
+    assert_eq!(
+        legs,
+        [(json!("draft"), json!(1)), (json!("final"), json!(2))],
+        "{usage}"
+    );
+}
+
+/// A final names a completed draft of its own key and model, or is refused with its code, and
+/// nothing is written.
+#[tokio::test]
+async fn a_final_is_refused_at_create_unless_its_draft_can_make_one() {
+    let app = TestApp::spawn_without_workers().await;
+    let make = |body: Value| {
+        let app = &app;
+        async move {
+            let (status, created) = app.create(&body).await;
+            assert_eq!(status, 200, "{created}");
+            created["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let draft = make(
+        json!({"model": "seedance-2.5", "prompt": "a kite", "draft": true,
+        "duration": 4, "generate_audio": false}),
+    )
+    .await;
+    let plain = make(
+        json!({"model": "seedance-2.5", "prompt": "a kite", "resolution": "480p",
+        "duration": 4, "generate_audio": false}),
+    )
+    .await;
+    let cancelled = make(
+        json!({"model": "seedance-2.5", "prompt": "a kite", "draft": true,
+        "duration": 4, "generate_audio": false}),
+    )
+    .await;
+    let (status, _) = app.cancel(&cancelled).await;
+    assert_eq!(status, 200);
+    while app.engine.run_one().await.unwrap() == Outcome::Done {}
+    let balance = app.balance(&app.account_id).await;
+    let (other_key, _) = app.new_key(100_000_000).await;
+
+    let refusal = |key: String, body: Value| {
+        let app = &app;
+        async move {
+            let (status, refused) = app.create_with_key(&key, &body).await;
+            assert_eq!(status, 400, "{refused}");
+            (
+                refused["error"]["code"].as_str().unwrap().to_owned(),
+                refused["error"]["param"].clone(),
+            )
+        }
+    };
+    let final_of = |id: &str| json!({"model": "seedance-2.5", "draft_task_id": id});
+    let cases = [
+        (
+            app.key.clone(),
+            final_of("vtask_01JF3Q7Z8X9Y0A1B2C3D4E5F6G"),
+            "draft_task_not_found",
+        ),
+        (other_key, final_of(&draft), "draft_task_not_found"),
+        (app.key.clone(), final_of(&plain), "not_a_draft_task"),
+        (
+            app.key.clone(),
+            final_of(&cancelled),
+            "draft_task_not_completed",
+        ),
+        (
+            app.key.clone(),
+            json!({"model": "seedance-2.0", "draft_task_id": draft}),
+            "unsupported_parameter",
+        ),
+        (
+            app.key.clone(),
+            json!({"model": "seedance-2.5", "draft_task_id": draft, "prompt": "new"}),
+            "conflicting_inputs",
+        ),
+        (
+            app.key.clone(),
+            json!({"model": "seedance-2.5", "draft_task_id": draft, "resolution": "4k"}),
+            "unsupported_resolution",
+        ),
+    ];
+    for (key, body, code) in cases {
+        let (got, param) = refusal(key, body.clone()).await;
+        assert_eq!(got, code, "{body}");
+        assert!(param.is_string(), "{body}");
+    }
+    assert_eq!(
+        app.balance(&app.account_id).await,
+        balance,
+        "nothing reserved"
+    );
+    assert_eq!(app.store.count_tasks(&app.account_id).await.unwrap(), 3);
+}

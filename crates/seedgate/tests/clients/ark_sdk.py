@@ -1,7 +1,8 @@
 """Ark's official Python SDK (volcenginesdkarkruntime) against a live Seedgate, unchanged but
 for its base URL. Phase `queued` runs while no task can start; phase `done` after they ran.
 
-Usage: ark_sdk.py queued | done <task id>; SEEDGATE_ARK_BASE_URL and SEEDGATE_API_KEY set.
+Usage: ark_sdk.py queued | done <task id> <draft id>; SEEDGATE_ARK_BASE_URL and SEEDGATE_API_KEY
+set. `queued` prints the two ids `done` takes; `done` prints the id of the draft's final.
 """
 
 import os
@@ -13,6 +14,7 @@ from volcenginesdkarkruntime._exceptions import ArkBadRequestError, ArkNotFoundE
 client = Ark(base_url=os.environ["SEEDGATE_ARK_BASE_URL"], api_key=os.environ["SEEDGATE_API_KEY"])
 tasks = client.content_generation.tasks
 MODEL = "doubao-seedance-2-0-fast-260128"
+LATEST = "doubao-seedance-2-5-260628"
 
 
 def create(prompt, **extra):
@@ -51,15 +53,15 @@ def queued():
         assert e.param == "resolution" and e.body["seedgate_code"] == "unsupported_resolution", e.body
     # Seedance 2.5 by its Ark id: 30 s, and `-1`; a first frame only at the adaptive ratio,
     # refused as the upstream would refuse it, before it is sent anywhere.
-    latest = create("a paper boat at sea for half a minute", model="doubao-seedance-2-5-260628",
+    latest = create("a paper boat at sea for half a minute", model=LATEST,
                     duration=30)
     assert tasks.get(task_id=latest.id).duration == 30
     tasks.delete(latest.id)
-    chosen = create("a paper boat, as long as it takes", model="doubao-seedance-2-5-260628",
+    chosen = create("a paper boat, as long as it takes", model=LATEST,
                     duration=-1)
     tasks.delete(chosen.id)
     try:
-        create("a paper boat from a photo", model="doubao-seedance-2-5-260628",
+        create("a paper boat from a photo", model=LATEST,
                content=[{"type": "text", "text": "a paper boat from a photo"},
                         {"type": "image_url", "role": "first_frame",
                          "image_url": {"url": "https://example.com/boat.png"}}])
@@ -73,10 +75,13 @@ def queued():
     except ArkNotFoundError as e:
         assert e.code == "ResourceNotFound", (e.code, e.body)
         assert e.body["seedgate_code"] == "async_task_not_found", e.body
-    print(kept.id)
+    # A 2.5 draft, which `done` renders as a final.
+    draft = create("a paper boat, a first look", model=LATEST, draft=True, resolution=None)
+    assert tasks.get(task_id=draft.id).resolution == "480p"
+    print(kept.id, draft.id)
 
 
-def done(task_id):
+def done(task_id, draft_id):
     task = tasks.get(task_id=task_id)
     assert task.status == "succeeded", task
     assert task.content.video_url.startswith("http"), task
@@ -86,9 +91,24 @@ def done(task_id):
     tasks.delete(task_id)
     assert tasks.get(task_id=task_id).status == "succeeded"
 
+    # The final names its draft in a `draft_task` item and takes the rest from it.
+    assert tasks.get(task_id=draft_id).status == "succeeded"
+    final = tasks.create(model=LATEST, resolution="720p",
+                         content=[{"type": "draft_task", "draft_task": {"id": draft_id}}])
+    made = tasks.get(task_id=final.id)
+    assert made.resolution == "720p" and made.ratio == "16:9" and made.duration == 4, made
+    assert made.seed == tasks.get(task_id=draft_id).seed, made
+    try:
+        tasks.create(model=MODEL, resolution="720p",
+                     content=[{"type": "draft_task", "draft_task": {"id": draft_id}}])
+        raise AssertionError("a 2.0 final of a 2.5 draft was accepted")
+    except ArkBadRequestError as e:
+        assert e.status_code == 400 and e.body["seedgate_code"] == "unsupported_parameter", e.body
+    print(final.id)
+
 
 if __name__ == "__main__":
     if sys.argv[1] == "queued":
         queued()
     else:
-        done(sys.argv[2])
+        done(sys.argv[2], sys.argv[3])

@@ -75,13 +75,12 @@ impl UsageReports for SqlStore {
             return Ok(UsageTotals::default());
         }
         // SUM of BIGINT is NUMERIC on PostgreSQL; the casts keep one integer type on both.
-        let models: Vec<(String, Option<String>, i64, i64, i64)> = sqlx::query_as(sql!(
+        let mut models: Vec<(String, Option<String>, i64, i64, i64)> = sqlx::query_as(sql!(
             self.dialect,
             format!(
                 "SELECT t.model, {LEG} AS leg, COUNT(*), \
                  CAST(SUM(COALESCE(t.usage_tokens, 0)) AS BIGINT), \
-                 CAST(-SUM(l.usd_micros) AS BIGINT) {CHARGES} GROUP BY t.model, leg \
-                 ORDER BY t.model, leg"
+                 CAST(-SUM(l.usd_micros) AS BIGINT) {CHARGES} GROUP BY t.model, leg"
             )
         ))
         .bind(account_id)
@@ -90,6 +89,8 @@ impl UsageReports for SqlStore {
         .bind(filter.until_ms)
         .fetch_all(&self.reader)
         .await?;
+        // Sorted here: the backends order NULL (a task that is no leg) differently.
+        models.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         let days: Vec<(i64, String, i64, i64)> = sqlx::query_as(sql!(
             self.dialect,
             format!(

@@ -194,6 +194,22 @@ fn client_command(url: &str, key: &str, args: &[&str]) -> Command {
     command
 }
 
+/// Runs the client with `args` in `dir`, against `app` as its test key, off the runtime;
+/// returns its stdout once it succeeded.
+async fn run_client_in(
+    app: &crate::helpers::TestApp,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> String {
+    let mut command = client_command(&app.address, &app.key, args);
+    command.current_dir(dir);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 #[tokio::test]
 async fn generate_json_with_output_saves_the_video_and_prints_only_the_task() {
     let app = crate::helpers::TestApp::spawn().await;
@@ -237,9 +253,9 @@ async fn generate_json_with_output_saves_the_video_and_prints_only_the_task() {
 async fn generate_makes_a_quicktime_draft_and_saves_it_as_mov() {
     let app = crate::helpers::TestApp::spawn().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut command = client_command(
-        &app.address,
-        &app.key,
+    let stdout = run_client_in(
+        &app,
+        dir.path(),
         &[
             "generate",
             "--model",
@@ -252,13 +268,8 @@ async fn generate_makes_a_quicktime_draft_and_saves_it_as_mov() {
             "--output-format",
             "mov",
         ],
-    );
-    command.current_dir(dir.path());
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{output:?}");
+    )
+    .await;
     let id = stdout.split_whitespace().next().unwrap();
     let saved = std::fs::read(dir.path().join(format!("{id}.mov")))
         .unwrap_or_else(|e| panic!("saved as <task id>.mov ({e}): {stdout}"));
@@ -270,9 +281,9 @@ async fn generate_makes_a_quicktime_draft_and_saves_it_as_mov() {
     assert_eq!(task["draft_task_id"], id);
 
     // Its final, at 720p and in MP4, renders the draft's own request as a task of its own.
-    let mut command = client_command(
-        &app.address,
-        &app.key,
+    let stdout = run_client_in(
+        &app,
+        dir.path(),
         &[
             "generate",
             "--model",
@@ -282,13 +293,8 @@ async fn generate_makes_a_quicktime_draft_and_saves_it_as_mov() {
             "--resolution",
             "720p",
         ],
-    );
-    command.current_dir(dir.path());
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{output:?}");
+    )
+    .await;
     let final_id = stdout.split_whitespace().next().unwrap();
     assert_ne!(final_id, id);
     let saved = std::fs::read(dir.path().join(format!("{final_id}.mp4")))

@@ -97,6 +97,34 @@ async fn find(client: &Client, css: &str) -> Element {
     client.find(Locator::Css(css)).await.unwrap()
 }
 
+/// Picks each select's option by value, in order (a model's change refills the others).
+async fn choose(client: &Client, choices: &[(&str, &str)]) {
+    for (select, value) in choices {
+        find(client, select)
+            .await
+            .select_by_value(value)
+            .await
+            .unwrap();
+    }
+}
+
+/// Waits for the detail pane to play a task other than `before`: its id and the video's
+/// duration and height.
+async fn next_video(client: &Client, before: &str, what: &str) -> Value {
+    until(
+        client,
+        180,
+        what,
+        &format!(
+            "const id = document.querySelector('#detail code').textContent; \
+             const v = document.getElementById('player'); \
+             return id !== '{before}' && v && v.readyState >= 1 ? \
+               {{id, duration: v.duration, height: v.videoHeight}} : null;"
+        ),
+    )
+    .await
+}
+
 /// Every resource the page has loaded that did not come from `origin`.
 async fn foreign_resources(client: &Client, origin: &str) -> Vec<String> {
     let script = format!(
@@ -164,18 +192,16 @@ async fn a_person_signs_in_creates_a_video_and_plays_it() {
     let balance_before = find(&client, "#balance").await.text().await.unwrap();
     assert!(balance_before.starts_with('$'), "{balance_before}");
 
-    for (select, value) in [
-        ("#model", "seedance-2.0-fast"),
-        ("#operation", "text-to-video"),
-        ("#resolution", "480p"),
-        ("#duration", "4"),
-    ] {
-        find(&client, select)
-            .await
-            .select_by_value(value)
-            .await
-            .unwrap();
-    }
+    choose(
+        &client,
+        &[
+            ("#model", "seedance-2.0-fast"),
+            ("#operation", "text-to-video"),
+            ("#resolution", "480p"),
+            ("#duration", "4"),
+        ],
+    )
+    .await;
     find(&client, "#prompt")
         .await
         .send_keys("a paper kite over a windy beach")
@@ -312,17 +338,7 @@ async fn a_person_signs_in_creates_a_video_and_plays_it() {
     )
     .await;
     find(&client, "#submit").await.click().await.unwrap();
-    let second = until(
-        &client,
-        180,
-        "the image-to-video result",
-        &format!(
-            "const id = document.querySelector('#detail code').textContent; \
-             const v = document.getElementById('player'); \
-             return id !== '{task_id}' && v && v.readyState >= 1 ? {{id, duration: v.duration}} : null;"
-        ),
-    )
-    .await;
+    let second = next_video(&client, &task_id, "the image-to-video result").await;
     let (_, task) = app
         .get_path(&format!("/v1/tasks/{}", second["id"].as_str().unwrap()))
         .await;
@@ -334,17 +350,15 @@ async fn a_person_signs_in_creates_a_video_and_plays_it() {
     );
 
     // A draft, then its final from the draft's own "Render final" button.
-    for (select, value) in [
-        ("#model", "seedance-2.5"),
-        ("#operation", "text-to-video"),
-        ("#duration", "4"),
-    ] {
-        find(&client, select)
-            .await
-            .select_by_value(value)
-            .await
-            .unwrap();
-    }
+    choose(
+        &client,
+        &[
+            ("#model", "seedance-2.5"),
+            ("#operation", "text-to-video"),
+            ("#duration", "4"),
+        ],
+    )
+    .await;
     find(&client, "#draft").await.click().await.unwrap();
     until(
         &client,
@@ -371,17 +385,7 @@ async fn a_person_signs_in_creates_a_video_and_plays_it() {
         .await
         .unwrap();
     find(&client, "#render-final").await.click().await.unwrap();
-    let rendered = until(
-        &client,
-        180,
-        "the final's video",
-        &format!(
-            "const id = document.querySelector('#detail code').textContent; \
-             const v = document.getElementById('player'); \
-             return id !== '{draft_id}' && v && v.readyState >= 1 ? {{id, height: v.videoHeight}} : null;"
-        ),
-    )
-    .await;
+    let rendered = next_video(&client, &draft_id, "the final's video").await;
     assert_eq!(rendered["height"], 720, "{rendered}");
     let (_, task) = app
         .get_path(&format!("/v1/tasks/{}", rendered["id"].as_str().unwrap()))

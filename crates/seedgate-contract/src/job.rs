@@ -352,6 +352,14 @@ impl MediaInput {
         self.0.starts_with("data:")
     }
 
+    /// A data: URI's declared type and decoded size, read without decoding it; `None` for
+    /// URLs and asset references.
+    pub fn inline_size(&self) -> Option<(&str, u64)> {
+        let uri = DataUri::parse(&self.0)?;
+        let digits = uri.payload.trim_end_matches('=').len() as u64;
+        Some((uri.mime, digits * 3 / 4))
+    }
+
     /// The decoded bytes of a data: URI; `None` for URLs.
     pub fn data_bytes(&self) -> Option<Vec<u8>> {
         let uri = DataUri::parse(&self.0)?;
@@ -487,7 +495,8 @@ impl VideoJob {
             .or_else(|| video().map(|m| (m, true)))
     }
 
-    /// The knobs that decide size, length and price, as the task object echoes them.
+    /// What was asked for, as the task object echoes it; the server adds the summary of the
+    /// inputs, which it measures.
     pub fn echo(&self) -> RequestEcho {
         RequestEcho {
             resolution: self.resolution,
@@ -502,6 +511,14 @@ impl VideoJob {
             output_format: self.output_format,
             draft: self.draft,
             draft_task_id: self.final_of.as_ref().map(|source| source.task_id.clone()),
+            prompt: self.prompt.clone(),
+            inputs: Vec::new(),
+            return_last_frame: self.return_last_frame,
+            service_tier: self.service_tier,
+            execution_expires_after: self.execution_expires_after,
+            priority: self.priority,
+            safety_identifier: self.safety_identifier.clone(),
+            callback_url: self.callback_url.clone(),
         }
     }
 }
@@ -532,6 +549,64 @@ pub struct RequestEcho {
     /// For a final: the draft it renders, shown only then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draft_task_id: Option<String>,
+    /// The prompt; absent only for a video-extension sent without one, and for tasks created
+    /// before the task object carried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// The inputs, each summed up (never an inline input's bytes), in the order the operation
+    /// uses them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputSummary>,
+    /// True when the last frame was asked for with the result (it is always kept).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub return_last_frame: bool,
+    /// The tier named, when one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<ServiceTier>,
+    /// Seconds the upstream was allowed, when asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_expires_after: Option<u32>,
+    /// The upstream queue priority, when asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
+    /// The end user's id for abuse tracing, when sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_identifier: Option<String>,
+    /// Where the task's webhook goes, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+}
+
+/// One input of a task as its task object shows it: what it is and where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InputSummary {
+    /// The request field it came in: `image_url`, `start_image`, `end_image`,
+    /// `reference_images`, `video_url`, `video_urls`, `audio_urls`, or `task_id` for the task
+    /// a video-extension continues.
+    pub field: String,
+    /// `image`, `video` or `audio`.
+    pub kind: String,
+    /// `url`, `data` (sent inline), `asset` (a material of the library) or `task` (one of this
+    /// key's tasks).
+    pub source: String,
+    /// The URL, `asset://` reference or task id as sent; absent for inline data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Inline data: the media type it declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime: Option<String>,
+    /// Inline data: its size once decoded, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Inline images: pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Inline images: pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Inline video and audio: seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<f64>,
 }
 
 #[cfg(test)]
@@ -590,6 +665,21 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&DurationRequest::Seconds(5)).unwrap(),
             r#"{"seconds":5}"#
+        );
+    }
+
+    #[test]
+    fn an_inline_inputs_size_is_read_from_its_base64_length() {
+        for len in 0..8 {
+            let bytes = vec![7u8; len];
+            let input = MediaInput::inline("image/png", &bytes);
+            assert_eq!(input.inline_size(), Some(("image/png", len as u64)));
+            let unpadded = MediaInput::checked(input.as_str().trim_end_matches('='));
+            assert_eq!(unpadded.inline_size(), Some(("image/png", len as u64)));
+        }
+        assert_eq!(
+            MediaInput::checked("https://e.com/a.png").inline_size(),
+            None
         );
     }
 

@@ -24,8 +24,8 @@ pub use date::CalendarDate;
 pub use drafts::{DraftSource, DraftState, DraftUpstream, FinalRequest};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorObject, ErrorType};
 pub use job::{
-    AspectRatio, DurationRequest, JobInputs, MediaInput, Operation, OutputFormat, RequestEcho,
-    Resolution, ServiceTier, UnknownVariant, VideoJob,
+    AspectRatio, DurationRequest, InputSummary, JobInputs, MediaInput, Operation, OutputFormat,
+    RequestEcho, Resolution, ServiceTier, UnknownVariant, VideoJob,
 };
 pub use parse::{check_image_dimensions, parse_create_request, CreateRequest};
 pub use pricing::{Money, Quote, TokenCeiling};

@@ -2,7 +2,9 @@
 //! through here: the create path refuses targets the outbound guard can never reach, and the
 //! engine fetches and checks each input before any provider is asked to do anything.
 
-use seedgate_contract::{check_image_dimensions, Catalog, ClipLimits, MediaInput, VideoJob};
+use seedgate_contract::{
+    check_image_dimensions, Catalog, ClipLimits, InputSummary, MediaInput, VideoJob,
+};
 
 use crate::fetch::{Fetcher, MediaKind};
 
@@ -67,6 +69,82 @@ pub fn media_inputs(job: &VideoJob) -> Vec<NamedInput<'_>> {
                 .map(move |input| NamedInput { field, kind, input })
         })
         .collect()
+}
+
+/// Each input of a job as its task object shows it: the field, kind and source, the URL as
+/// sent (never an inline input's bytes), and for inline inputs their type, size and, decoded
+/// here, their pixels or seconds. Blocking: decoding and probing inline media takes a while.
+pub fn input_summaries(job: &VideoJob) -> Vec<InputSummary> {
+    let mut summaries: Vec<InputSummary> = media_inputs(job)
+        .into_iter()
+        .map(|named| {
+            let kind = match named.kind {
+                MediaKind::Image => "image",
+                MediaKind::Video => "video",
+                MediaKind::Audio => "audio",
+            };
+            let value = named.input.as_str();
+            let mut summary = InputSummary {
+                field: named.field.to_owned(),
+                kind: kind.to_owned(),
+                source: if named.input.asset_id().is_some() {
+                    "asset"
+                } else if named.input.is_data_uri() {
+                    "data"
+                } else {
+                    "url"
+                }
+                .to_owned(),
+                url: (!named.input.is_data_uri()).then(|| value.to_owned()),
+                mime: None,
+                bytes: None,
+                width: None,
+                height: None,
+                duration: None,
+            };
+            if let Some((mime, bytes)) = named.input.inline_size() {
+                summary.mime = Some(mime.to_owned());
+                summary.bytes = Some(bytes);
+                measure(&mut summary, named.kind, named.input);
+            }
+            summary
+        })
+        .collect();
+    if let Some(task) = &job.inputs.source_task_id {
+        summaries.push(InputSummary {
+            field: "task_id".into(),
+            kind: "video".into(),
+            source: "task".into(),
+            url: Some(task.clone()),
+            mime: None,
+            bytes: None,
+            width: None,
+            height: None,
+            duration: None,
+        });
+    }
+    summaries
+}
+
+/// Pixels of an inline image, seconds of an inline video or audio, where they can be read.
+fn measure(summary: &mut InputSummary, kind: MediaKind, input: &MediaInput) {
+    let Some(bytes) = input.data_bytes() else {
+        return;
+    };
+    match kind {
+        MediaKind::Image => {
+            if let Ok((width, height)) = seedgate_media::image_dimensions(&bytes) {
+                (summary.width, summary.height) = (Some(width), Some(height));
+            }
+        }
+        MediaKind::Video => {
+            if let Ok(info) = seedgate_media::probe_mp4(&bytes) {
+                (summary.width, summary.height) = (Some(info.width), Some(info.height));
+                summary.duration = Some(info.duration_secs);
+            }
+        }
+        MediaKind::Audio => summary.duration = seedgate_media::audio_duration(&bytes).ok(),
+    }
 }
 
 /// A job's inputs, fetched and held to the upstream's rules; the bytes only when kept.

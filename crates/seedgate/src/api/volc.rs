@@ -474,6 +474,15 @@ pub struct ArkTask {
     /// otherwise.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     draft: bool,
+    /// For a final: the draft it renders (`cgt-…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    draft_task_id: Option<String>,
+    /// The end user's id the request carried, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    safety_identifier: Option<String>,
+    /// The queue priority asked for, when it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    priority: Option<u8>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -561,6 +570,12 @@ fn render(state: &ApiState, task: &TaskRecord, base: &str) -> ArkTask {
         service_tier: "default",
         execution_expires_after: expires_after(task),
         draft: echo.as_ref().is_some_and(|e| e.draft),
+        draft_task_id: echo
+            .as_ref()
+            .and_then(|e| e.draft_task_id.as_deref())
+            .map(|id| TaskId::new(id).ark_spelling()),
+        safety_identifier: echo.as_ref().and_then(|e| e.safety_identifier.clone()),
+        priority: echo.as_ref().and_then(|e| e.priority),
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use seedgate_contract::drafts::check_draft;
 use seedgate_contract::{
     parse_create_request, pricing, ApiError, AspectRatio, Catalog, CreateRequest, DraftSource,
-    DraftState, DraftUpstream, ErrorCode, FinalRequest, VideoJob,
+    DraftState, DraftUpstream, ErrorCode, FinalRequest, RequestEcho, VideoJob,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
@@ -16,7 +16,7 @@ use crate::assets::ResultLinks;
 use crate::engine::StoredResult;
 use crate::fetch::Fetcher;
 use crate::ids::{MaterialId, TaskId};
-use crate::inputs::media_inputs;
+use crate::inputs::{input_summaries, media_inputs};
 use crate::providers::{task_seed, CancelOutcome, Registry, UpstreamRef};
 use crate::store::materials::{AssetType, MaterialStatus};
 use crate::store::{
@@ -168,7 +168,7 @@ impl TaskService {
         // The parsed job, not the bytes, is what a repeat must match: the same job sent through
         // `/v1` and `/api/v3`, or with its fields in another order, is the same request.
         let request_hash = Sha256::digest(&job_json);
-        let request_json = serde_json::to_string(&job.echo())
+        let request_json = serde_json::to_string(&self.echo(&job).await)
             .map_err(|e| internal(StoreError::Corrupt(e.to_string())))?;
         let created = self
             .store
@@ -230,6 +230,24 @@ impl TaskService {
             .with_extra("limit_usd", usd_number(limit_usd_micros))),
             Err(e) => Err(internal(e)),
         }
+    }
+
+    /// What the task object shows was asked for, its inputs summed up; inline media is
+    /// decoded and probed off the runtime.
+    async fn echo(&self, job: &VideoJob) -> RequestEcho {
+        let mut echo = job.echo();
+        echo.inputs = if media_inputs(job)
+            .iter()
+            .any(|named| named.input.is_data_uri())
+        {
+            let job = job.clone();
+            tokio::task::spawn_blocking(move || input_summaries(&job))
+                .await
+                .unwrap_or_default()
+        } else {
+            input_summaries(job)
+        };
+        echo
     }
 
     /// Refuses, before anything is stored, a webhook or input URL naming an address the

@@ -530,3 +530,67 @@ async fn the_quote_describes_the_video_that_will_be_made() {
         assert_eq!(done["cost"]["amount"], quote["cost"]["amount"], "{done}");
     }
 }
+
+/// A task object carries what was asked: the prompt, seed and settings, and each input summed
+/// up (an inline one by its type, size, pixels or seconds, never its bytes), on `/v1` and
+/// `/api/v3` alike.
+#[tokio::test]
+async fn a_task_shows_what_was_asked_and_its_inputs_but_never_their_bytes() {
+    use base64::Engine as _;
+    let app = TestApp::spawn_without_workers().await;
+    let media = MediaServer::start().await;
+    let png = crate::helpers::png_bytes(640, 360, 40);
+    let wav = crate::helpers::wav_bytes();
+    let encode = |mime: &str, bytes: &[u8]| {
+        format!(
+            "data:{mime};base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        )
+    };
+    let body = json!({"model": "seedance-2.5", "operation": "reference-to-video",
+        "prompt": "the product on a turntable", "seed": 42, "resolution": "480p",
+        "duration": 5, "aspect_ratio": "16:9", "generate_audio": false,
+        "reference_images": [media.url("start.png"), encode("image/png", &png)],
+        "audio_urls": [encode("audio/wav", &wav)],
+        "priority": 3, "safety_identifier": "user-7", "return_last_frame": true});
+    let (status, created) = app.create(&body).await;
+    assert_eq!(status, 200, "{created}");
+    let (_, task) = app.task(created["id"].as_str().unwrap()).await;
+    let request = &task["request"];
+    assert_eq!(request["prompt"], "the product on a turntable");
+    assert_eq!(
+        (&request["seed"], &request["priority"]),
+        (&json!(42), &json!(3))
+    );
+    assert_eq!(request["safety_identifier"], "user-7");
+    assert_eq!(request["return_last_frame"], true);
+    assert_eq!(
+        request["inputs"],
+        json!([
+            {"field": "reference_images", "kind": "image", "source": "url",
+             "url": media.url("start.png")},
+            {"field": "reference_images", "kind": "image", "source": "data",
+             "mime": "image/png", "bytes": png.len(), "width": 640, "height": 360},
+            {"field": "audio_urls", "kind": "audio", "source": "data", "mime": "audio/wav",
+             "bytes": wav.len(), "duration": request["inputs"][2]["duration"]},
+        ])
+    );
+    let seconds = request["inputs"][2]["duration"].as_f64().unwrap();
+    assert!(
+        (seconds - 3.0).abs() < 0.01,
+        "the audio was measured: {seconds}"
+    );
+    assert!(
+        !task.to_string().contains("base64"),
+        "no inline bytes in {task}"
+    );
+
+    // Ark's shape names the settings its document has, and nothing else.
+    let ark_id = task["id"].as_str().unwrap().replacen("vtask_", "cgt-", 1);
+    let (_, ark) = app
+        .get_path(&format!("/api/v3/contents/generations/tasks/{ark_id}"))
+        .await;
+    assert_eq!((&ark["seed"], &ark["priority"]), (&json!(42), &json!(3)));
+    assert_eq!(ark["safety_identifier"], "user-7");
+    assert!(ark.get("prompt").is_none(), "{ark}");
+}

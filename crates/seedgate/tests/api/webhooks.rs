@@ -99,6 +99,11 @@ async fn a_completed_task_posts_its_signed_object_to_the_callback() {
     let object: Value = serde_json::from_str(body).unwrap();
     assert_eq!(object["id"], id);
     assert_eq!(object["status"], "completed");
+    assert_eq!(
+        object["request"]["prompt"], "ping me",
+        "what was asked rides along"
+    );
+    assert_eq!(object["request"]["callback_url"], url.as_str());
     assert!(object["video_url"]
         .as_str()
         .unwrap()

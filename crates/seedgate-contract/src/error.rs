@@ -224,6 +224,9 @@ error_codes! {
     DraftTaskExpired = "draft_task_expired", 400, InvalidRequestError;
     /// A final names another model than its draft's.
     DraftModelMismatch = "draft_model_mismatch", 400, InvalidRequestError;
+    /// A `Seedgate-Sandbox-Scenario` header (test keys) that names no scenario, or a parameter
+    /// out of its range.
+    InvalidSandboxScenario = "invalid_sandbox_scenario", 400, InvalidRequestError;
     /// The model is outside the key's allow-list.
     ModelNotAllowed = "model_not_allowed", 403, PermissionError;
     /// The balance does not cover the reservation.

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use crate::catalog::Catalog;
 use crate::drafts::DraftSource;
+use crate::scenario::SandboxScenario;
 
 /// A string that is not one of an enum's wire names (`"8k"` as a [`Resolution`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -441,6 +442,9 @@ pub struct VideoJob {
     /// For a final: the draft it renders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_of: Option<DraftSource>,
+    /// What a test key asked the sandbox to play out (`Seedgate-Sandbox-Scenario`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<SandboxScenario>,
 }
 
 impl VideoJob {
@@ -728,6 +732,7 @@ mod tests {
             output_format: OutputFormat::Mp4,
             draft: false,
             final_of: None,
+            scenario: None,
         };
         assert!(!job.has_visual_input());
         job.inputs.source_task_id = Some("vtask_x".into());

@@ -10,6 +10,7 @@ pub mod parse;
 pub mod pricing;
 mod prompt_commands;
 pub mod request_schema;
+pub mod scenario;
 
 #[cfg(test)]
 mod parse_props;
@@ -30,3 +31,4 @@ pub use job::{
 pub use parse::{check_image_dimensions, parse_create_request, CreateRequest};
 pub use pricing::{Money, Quote, TokenCeiling};
 pub use request_schema::CreateVideoRequest;
+pub use scenario::{SandboxScenario, SCENARIO_HEADER};

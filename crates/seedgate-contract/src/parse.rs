@@ -371,6 +371,7 @@ pub fn parse_create_request(catalog: &Catalog, body: &[u8]) -> Result<CreateRequ
         output_format: settings.output_format,
         draft,
         final_of: None,
+        scenario: None,
     })))
 }
 

@@ -7,7 +7,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use seedgate_contract::{ApiError, CreateVideoRequest, DurationRequest, ErrorCode};
+use seedgate_contract::{
+    ApiError, CreateVideoRequest, DurationRequest, ErrorCode, SCENARIO_HEADER,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -17,6 +19,7 @@ use super::query::Query;
 use super::view::{task_object, BaseUrl};
 use super::ApiState;
 use crate::ids::{AnyTaskId, TaskId};
+use crate::service::CreateContext;
 use crate::store::{now_ms, PublicStatus};
 use crate::task_view::TaskObject;
 use crate::telemetry::RequestId;
@@ -66,6 +69,8 @@ error_responses! {
     params(
         ("Idempotency-Key" = Option<String>, Header,
             description = "1–255 visible ASCII characters. The same key and job (compared after parsing, on either surface) within 24 h return the original task; another job is refused with `idempotency_conflict`."),
+        ("Seedgate-Sandbox-Scenario" = Option<String>, Header,
+            description = "Test keys only (live keys' requests ignore it): an outcome for the sandbox to play out — `input_moderation`, `output_moderation`, `expire; after=N`, `rate_limited; count=N`, `slow_queue; wait=N`, `result_unavailable` or `cancel_race; wait=N` (docs/tasks-and-errors.md, Sandbox scenarios). Anything else is `invalid_sandbox_scenario`."),
     ),
     responses(
         (status = 200, description = "The task was accepted (status `pending`).", body = TaskObject,
@@ -90,12 +95,7 @@ pub async fn create(
     let created = state
         .services
         .tasks
-        .create_task(
-            &account,
-            &body,
-            idempotency_key(&headers)?,
-            request_id.as_ref().map(|Extension(id)| id),
-        )
+        .create_task(&account, &body, create_context(&headers, &request_id)?)
         .await?;
     let object = task_object(&created.task, &state.services.tasks, &base, now_s());
     Ok(with_replay_mark(
@@ -219,6 +219,21 @@ pub(super) fn with_replay_mark(mut response: Response, replayed: bool) -> Respon
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     response
+}
+
+/// What a create carries beside its body: its idempotency key, its request id, and the
+/// sandbox scenario a test key may name (a value that is not text names none there is).
+pub(super) fn create_context<'a>(
+    headers: &'a HeaderMap,
+    request_id: &'a Option<Extension<RequestId>>,
+) -> Result<CreateContext<'a>, HttpError> {
+    Ok(CreateContext {
+        idempotency_key: idempotency_key(headers)?,
+        request_id: request_id.as_ref().map(|Extension(id)| id),
+        scenario: headers
+            .get(SCENARIO_HEADER)
+            .map(|value| value.to_str().unwrap_or("\u{fffd}")),
+    })
 }
 
 /// The `Idempotency-Key` header, when sent; every surface's create honours it alike.

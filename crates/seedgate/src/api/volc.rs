@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authed;
 use super::error::{ark_code, error_responses, HttpError};
-use super::tasks::{body_error, idempotency_key, with_replay_mark};
+use super::tasks::{body_error, create_context, with_replay_mark};
 use super::view::BaseUrl;
 use super::ApiState;
 use crate::ids::TaskId;
@@ -629,12 +629,7 @@ pub async fn create(
     let created = state
         .services
         .tasks
-        .create_task(
-            &account,
-            &request,
-            idempotency_key(&headers)?,
-            request_id.as_ref().map(|Extension(id)| id),
-        )
+        .create_task(&account, &request, create_context(&headers, &request_id)?)
         .await?;
     let response = Json(ArkCreated {
         id: created.task.id.ark_spelling(),

@@ -446,6 +446,7 @@ impl Engine {
         let request = SubmitRequest {
             task_id: &task.id,
             job,
+            attempts: task.attempts,
             in_flight: &in_flight,
             slots: &slots,
             callback_url: self.callback_url(&task.id),

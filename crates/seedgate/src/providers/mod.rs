@@ -66,6 +66,8 @@ pub trait ChannelSlots: Sync {
 pub struct SubmitRequest<'a> {
     pub task_id: &'a TaskId,
     pub job: &'a VideoJob,
+    /// Submissions of this task tried before this one.
+    pub attempts: i64,
     /// Upstream tasks in flight per channel, as lately read: channels that look full are skipped.
     pub in_flight: &'a HashMap<ChannelId, i64>,
     /// The authoritative check of a channel's concurrency limit.

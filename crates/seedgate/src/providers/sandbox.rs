@@ -3,16 +3,18 @@
 //! semaphore, so the async runtime keeps answering while a 4k render is under way.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use seedgate_contract::{
-    pricing, AspectRatio, Catalog, DurationRequest, Operation, OutputFormat, VideoJob,
+    pricing, AspectRatio, Catalog, DurationRequest, Operation, OutputFormat, SandboxScenario,
+    VideoJob,
 };
 use seedgate_media::{RenderRequest, Scene};
 use tokio::sync::Semaphore;
 
 use super::{
-    task_seed, BoxFuture, CancelOutcome, Generated, Provider, ProviderError, Submission,
-    SubmitRequest, UpstreamRef, UpstreamStatus,
+    task_seed, BoxFuture, CancelOutcome, Generated, Provider, ProviderError, ProviderErrorKind,
+    Submission, SubmitRequest, UpstreamRef, UpstreamStatus,
 };
 use crate::assets::AssetKind;
 use crate::blobs::{BlobError, Blobs};
@@ -111,6 +113,67 @@ impl Sandbox {
                     ),
                 )
             })
+    }
+
+    /// Renders the job, playing out the scenario a test key asked for: each ends as the real
+    /// upstream's would, with its codes, through the same engine. (Waiting scenarios act at
+    /// create: their task is held in the queue, or past its deadline.)
+    async fn play(&self, request: SubmitRequest<'_>) -> Result<Submission, ProviderError> {
+        let scenario = request.job.scenario;
+        let because = |name: &str| format!(" (sandbox scenario {name})");
+        match scenario {
+            Some(SandboxScenario::InputModeration) => {
+                let code = if request.job.has_visual_input() {
+                    "InputImageSensitiveContentDetected"
+                } else {
+                    "InputTextSensitiveContentDetected"
+                };
+                return Err(ProviderError::permanent(
+                    code,
+                    format!(
+                        "The request's input was refused by content review{}.",
+                        because("input_moderation")
+                    ),
+                ));
+            }
+            Some(SandboxScenario::RateLimited { count })
+                if request.attempts <= i64::from(count) =>
+            {
+                let mut error = ProviderError::new(
+                    ProviderErrorKind::Retryable,
+                    "RateLimitExceeded",
+                    format!(
+                        "The upstream answered 429 to submission {} of {count}{}.",
+                        request.attempts,
+                        because("rate_limited")
+                    ),
+                );
+                error.retry_after = Some(Duration::from_secs(1));
+                return Err(error);
+            }
+            Some(SandboxScenario::CancelRace { wait_seconds }) => {
+                tokio::time::sleep(Duration::from_secs(wait_seconds.into())).await;
+            }
+            _ => {}
+        }
+        let rendered = self.render(request).await?;
+        match scenario {
+            Some(SandboxScenario::OutputModeration) => Err(ProviderError::permanent(
+                "OutputVideoSensitiveContentDetected",
+                format!(
+                    "The video was refused by content review{}.",
+                    because("output_moderation")
+                ),
+            )),
+            Some(SandboxScenario::ResultUnavailable) => Err(ProviderError::permanent(
+                "result_unavailable",
+                format!(
+                    "The video was made but could not be retrieved{}.",
+                    because("result_unavailable")
+                ),
+            )),
+            _ => Ok(rendered),
+        }
     }
 
     async fn render(&self, request: SubmitRequest<'_>) -> Result<Submission, ProviderError> {
@@ -222,7 +285,7 @@ impl Provider for Sandbox {
         &'a self,
         request: SubmitRequest<'a>,
     ) -> BoxFuture<'a, Result<Submission, ProviderError>> {
-        Box::pin(self.render(request))
+        Box::pin(self.play(request))
     }
 
     fn poll<'a>(

@@ -34,7 +34,7 @@ pub use downloads::DownloadService;
 pub use management::ManagementService;
 pub use materials::MaterialService;
 pub use operations::OperationsService;
-pub use tasks::{Priced, TaskPage, TaskService};
+pub use tasks::{CreateContext, Priced, TaskPage, TaskService};
 
 /// Every service the API calls; shared, immutable after start-up.
 pub struct Services {

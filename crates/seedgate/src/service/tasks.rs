@@ -6,7 +6,7 @@ use std::sync::Arc;
 use seedgate_contract::drafts::check_draft;
 use seedgate_contract::{
     parse_create_request, pricing, ApiError, AspectRatio, Catalog, CreateRequest, DraftSource,
-    DraftState, DraftUpstream, ErrorCode, FinalRequest, RequestEcho, VideoJob,
+    DraftState, DraftUpstream, ErrorCode, FinalRequest, RequestEcho, SandboxScenario, VideoJob,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
@@ -32,6 +32,16 @@ pub struct Priced {
     pub provider: &'static str,
     /// What it would reserve, and how that was counted.
     pub quote: pricing::Quote,
+}
+
+/// What a create carries beside its body.
+pub struct CreateContext<'a> {
+    /// `Idempotency-Key`, unchecked.
+    pub idempotency_key: Option<&'a str>,
+    /// The request's id, for the log lines of the task's work.
+    pub request_id: Option<&'a RequestId>,
+    /// `Seedgate-Sandbox-Scenario`, as sent: read for test keys, ignored for live ones.
+    pub scenario: Option<&'a str>,
 }
 
 /// One page of `GET /v1/tasks`.
@@ -154,15 +164,22 @@ impl TaskService {
         &self,
         account: &Account,
         body: &[u8],
-        idempotency_key: Option<&str>,
-        request_id: Option<&RequestId>,
+        context: CreateContext<'_>,
     ) -> Result<Created, ApiError> {
-        let key = idempotency_key.map(check_idempotency_key).transpose()?;
+        let key = context
+            .idempotency_key
+            .map(check_idempotency_key)
+            .transpose()?;
         let Priced {
-            job,
+            mut job,
             provider,
             quote,
         } = self.price(account, body).await?;
+        // Only a test key's task, which the sandbox always serves, plays a scenario out.
+        if account.mode == KeyMode::Test {
+            job.scenario = context.scenario.map(SandboxScenario::parse).transpose()?;
+        }
+        let created_at_ms = now_ms();
         let job_json = serde_json::to_string(&job)
             .map_err(|e| internal(StoreError::Corrupt(e.to_string())))?;
         // The parsed job, not the bytes, is what a repeat must match: the same job sent through
@@ -183,9 +200,17 @@ impl TaskService {
                     request_json,
                     reserved_usd_micros: quote.cost.usd_micros,
                     estimated_tokens: quote.billed_tokens as i64,
-                    deadline_at_ms: now_ms() + self.task_deadline_ms,
+                    deadline_at_ms: created_at_ms
+                        + job
+                            .scenario
+                            .and_then(SandboxScenario::deadline_ms)
+                            .unwrap_or(self.task_deadline_ms),
                     callback_url: job.callback_url.clone(),
-                    request_id: request_id.map(|id| id.0.clone()),
+                    request_id: context.request_id.map(|id| id.0.clone()),
+                    not_before_ms: job
+                        .scenario
+                        .and_then(SandboxScenario::start_delay_ms)
+                        .map(|delay| created_at_ms + delay),
                 },
                 key.map(|key| IdempotencyKey {
                     key,

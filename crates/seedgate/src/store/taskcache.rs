@@ -143,6 +143,7 @@ mod tests {
             deadline_at_ms: i64::MAX,
             callback_url: None,
             request_id: None,
+            not_before_ms: None,
         };
         TaskRecord {
             state,

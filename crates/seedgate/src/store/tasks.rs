@@ -26,6 +26,8 @@ pub struct NewTask {
     pub callback_url: Option<String>,
     /// The request that created it, for the log lines of its work.
     pub request_id: Option<String>,
+    /// No worker starts it before this; `None` is at once.
+    pub not_before_ms: Option<i64>,
 }
 
 impl NewTask {

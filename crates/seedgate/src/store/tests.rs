@@ -83,6 +83,7 @@ fn new_task(account_id: &AccountId, n: usize, reserved: i64) -> NewTask {
         deadline_at_ms: i64::MAX,
         callback_url: None,
         request_id: None,
+        not_before_ms: None,
     }
 }
 

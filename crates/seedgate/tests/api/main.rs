@@ -30,6 +30,7 @@ mod openapi;
 mod operations;
 pub mod restart;
 mod retention;
+mod scenarios;
 mod serving;
 mod storage;
 mod upstream;

@@ -329,7 +329,7 @@ async fn read_funds(
 }
 
 /// Parameters per task row and per ledger row; `$1` is the group's time, shared by every row.
-const TASK_COLUMNS: usize = 12;
+const TASK_COLUMNS: usize = 13;
 const LEDGER_COLUMNS: usize = 5;
 
 type GroupQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
@@ -347,7 +347,7 @@ fn run_statements(len: usize) -> Vec<String> {
     let tasks: Vec<String> = (0..len)
         .map(|i| {
             format!(
-                "({}, '{}', $1, $1, $1)",
+                "({}, '{}', $1, $1)",
                 placeholders(2 + i * TASK_COLUMNS, TASK_COLUMNS),
                 TaskState::Queued.as_str()
             )
@@ -365,7 +365,7 @@ fn run_statements(len: usize) -> Vec<String> {
         format!(
             "INSERT INTO tasks (id, account_id, model, operation, provider, job, request, \
              reserved_usd_micros, estimated_tokens, deadline_at_ms, callback_url, request_id, \
-             state, next_attempt_at_ms, created_at_ms, updated_at_ms) VALUES {}",
+             next_attempt_at_ms, state, created_at_ms, updated_at_ms) VALUES {}",
             tasks.join(", ")
         ),
         format!(
@@ -396,7 +396,8 @@ fn bind_run<'q>(
             .bind(task.estimated_tokens)
             .bind(task.deadline_at_ms)
             .bind(&task.callback_url)
-            .bind(&task.request_id);
+            .bind(&task.request_id)
+            .bind(task.not_before_ms.unwrap_or(now));
     }
     for task in run {
         let organization = funds

@@ -17,6 +17,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::ids::ChannelId;
+use crate::lifecycle::{Move, TaskRecord};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -33,9 +34,32 @@ struct ModelLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TaskLabels {
+struct OpenLabels {
     model: String,
-    state: String,
+    /// `pending` or `processing`, as the API says it.
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndedLabels {
+    model: String,
+    provider: String,
+    /// `completed` or `failed`, as the API says it.
+    status: &'static str,
+    /// The task's failure code (`task_expired`, `OutputVideoSensitiveContentDetected`, …);
+    /// `none` for a completed task.
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkLabels {
+    model: String,
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,8 +76,7 @@ struct ChannelLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MoneyLabels {
-    /// `balance` (what accounts can still spend), `reserved` (held for unfinished tasks),
-    /// `charged` (billed for completed ones).
+    /// `balance` (what accounts can still spend) or `reserved` (held for unfinished tasks).
     kind: &'static str,
     mode: &'static str,
 }
@@ -63,6 +86,51 @@ type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 /// 0.5 ms to about 16 s: the span of a status poll to a slow upstream call.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// 0.25 s to about 2.3 h: the span of a task's wait in the queue, or of its generation.
+fn task_time_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.25, 2.0, 16))
+}
+
+/// A task's ending, as the metrics count it.
+pub struct TaskEnding<'a> {
+    pub model: &'a str,
+    pub provider: &'a str,
+    /// `completed` or `failed`.
+    pub status: &'static str,
+    /// The failure code; `none` for a completed task.
+    pub code: &'a str,
+    /// From creation to the start of the submission that ended it, once it started.
+    pub queue_wait: Option<Duration>,
+    /// From that start to the end.
+    pub generation: Option<Duration>,
+    /// What it was charged; 0 unless completed.
+    pub charged_usd_micros: i64,
+}
+
+impl<'a> TaskEnding<'a> {
+    /// The ending `step` makes of `task` at `now_ms`; None for a move that ends nothing.
+    pub fn of(task: &'a TaskRecord, step: &'a Move, now_ms: i64) -> Option<Self> {
+        let (status, code, charged_usd_micros) = match step {
+            Move::Succeed {
+                cost_usd_micros, ..
+            } => ("completed", "none", *cost_usd_micros),
+            Move::EndUnpaid { code, .. } => ("failed", code.as_str(), 0),
+            _ => return None,
+        };
+        let started = task.submit_started_at_ms;
+        let span = |from: i64, to: i64| Duration::from_millis((to - from).max(0) as u64);
+        Some(Self {
+            model: &task.model,
+            provider: &task.provider,
+            status,
+            code,
+            queue_wait: started.map(|at| span(task.created_at_ms, at)),
+            generation: started.map(|at| span(at, now_ms)),
+            charged_usd_micros,
+        })
+    }
 }
 
 /// A circuit breaker's state, as the `seedgate_channel_breaker_state` gauge reports it.
@@ -77,8 +145,10 @@ pub enum BreakerState {
 /// Figures the database holds, read at each scrape.
 #[derive(Debug, Default)]
 pub struct StoreFigures {
-    /// Tasks not yet ended, as (model, state, count).
+    /// Tasks not yet ended, as (model, public status, count).
     pub open_tasks: Vec<(String, String, i64)>,
+    /// Tasks waiting for a worker here.
+    pub queued: i64,
     pub webhook_backlog: i64,
     pub money: Vec<MoneyFigure>,
 }
@@ -96,8 +166,11 @@ pub struct Telemetry {
     http_requests: Family<HttpLabels, Counter>,
     http_latency: Histograms<HttpLabels>,
     tasks_created: Family<ModelLabels, Counter>,
-    tasks_ended: Family<TaskLabels, Counter>,
-    open_tasks: Family<TaskLabels, Gauge>,
+    tasks_ended: Family<EndedLabels, Counter>,
+    queue_wait: Histograms<WorkLabels>,
+    generation: Histograms<WorkLabels>,
+    charged: Family<WorkLabels, Counter>,
+    open_tasks: Family<OpenLabels, Gauge>,
     queue_depth: Gauge,
     upstream_calls: Family<UpstreamLabels, Counter>,
     upstream_latency: Histograms<UpstreamLabels>,
@@ -120,8 +193,11 @@ impl Telemetry {
         let http_requests = Family::<HttpLabels, Counter>::default();
         let http_latency = Histograms::<HttpLabels>::new_with_constructor(latency_histogram);
         let tasks_created = Family::<ModelLabels, Counter>::default();
-        let tasks_ended = Family::<TaskLabels, Counter>::default();
-        let open_tasks = Family::<TaskLabels, Gauge>::default();
+        let tasks_ended = Family::<EndedLabels, Counter>::default();
+        let queue_wait = Histograms::<WorkLabels>::new_with_constructor(task_time_histogram);
+        let generation = Histograms::<WorkLabels>::new_with_constructor(task_time_histogram);
+        let charged = Family::<WorkLabels, Counter>::default();
+        let open_tasks = Family::<OpenLabels, Gauge>::default();
         let queue_depth = Gauge::default();
         let upstream_calls = Family::<UpstreamLabels, Counter>::default();
         let upstream_latency =
@@ -146,12 +222,27 @@ impl Telemetry {
         );
         registry.register(
             "tasks_ended",
-            "Tasks this server's engine ended, by model and final state",
+            "Tasks this server's engine ended, by model, provider, status (completed or failed) and failure code",
             tasks_ended.clone(),
         );
         registry.register(
+            "task_queue_wait_seconds",
+            "From a task's creation to the start of the submission that ended it, by model and provider",
+            queue_wait.clone(),
+        );
+        registry.register(
+            "task_generation_seconds",
+            "From the start of a task's last submission to its end, by model and provider",
+            generation.clone(),
+        );
+        registry.register(
+            "charged_usd_micros",
+            "Money charged for completed tasks this server's engine ended, in micro-dollars, by model and provider",
+            charged.clone(),
+        );
+        registry.register(
             "tasks_open",
-            "Tasks not yet ended, by model and state (all replicas)",
+            "Tasks not yet ended, by model and status (pending or processing; all replicas)",
             open_tasks.clone(),
         );
         registry.register(
@@ -181,8 +272,19 @@ impl Telemetry {
         );
         registry.register(
             "ledger_usd_micros",
-            "Money in micro-dollars: balance, reserved and charged, live and test",
+            "Money in micro-dollars: what accounts can spend (balance) and what unfinished tasks hold (reserved), live and test",
             money.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "The running build: 1, with its version",
+            build,
         );
         Self {
             registry,
@@ -190,6 +292,9 @@ impl Telemetry {
             http_latency,
             tasks_created,
             tasks_ended,
+            queue_wait,
+            generation,
+            charged,
             open_tasks,
             queue_depth,
             upstream_calls,
@@ -216,13 +321,34 @@ impl Telemetry {
             .inc();
     }
 
-    pub fn task_ended(&self, model: &str, state: &str) {
+    pub fn task_ended(&self, ending: &TaskEnding<'_>) {
         self.tasks_ended
-            .get_or_create(&TaskLabels {
-                model: model.to_owned(),
-                state: state.to_owned(),
+            .get_or_create(&EndedLabels {
+                model: ending.model.to_owned(),
+                provider: ending.provider.to_owned(),
+                status: ending.status,
+                code: ending.code.to_owned(),
             })
             .inc();
+        let work = WorkLabels {
+            model: ending.model.to_owned(),
+            provider: ending.provider.to_owned(),
+        };
+        if let Some(wait) = ending.queue_wait {
+            self.queue_wait
+                .get_or_create(&work)
+                .observe(wait.as_secs_f64());
+        }
+        if let Some(generation) = ending.generation {
+            self.generation
+                .get_or_create(&work)
+                .observe(generation.as_secs_f64());
+        }
+        if ending.charged_usd_micros > 0 {
+            self.charged
+                .get_or_create(&work)
+                .inc_by(ending.charged_usd_micros as u64);
+        }
     }
 
     pub fn upstream_call(&self, channel: &ChannelId, outcome: &str, took: Duration) {
@@ -243,19 +369,15 @@ impl Telemetry {
         self.open_tasks.clear();
         self.breakers.clear();
         self.money.clear();
-        let mut queued = 0;
-        for (model, state, count) in &figures.open_tasks {
-            if state == crate::lifecycle::TaskState::Queued.as_str() {
-                queued += count;
-            }
+        for (model, status, count) in &figures.open_tasks {
             self.open_tasks
-                .get_or_create(&TaskLabels {
+                .get_or_create(&OpenLabels {
                     model: model.clone(),
-                    state: state.clone(),
+                    status: status.clone(),
                 })
                 .set(*count);
         }
-        self.queue_depth.set(queued);
+        self.queue_depth.set(figures.queued);
         self.webhook_backlog.set(figures.webhook_backlog);
         for figure in &figures.money {
             self.money
@@ -277,6 +399,43 @@ impl Telemetry {
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }
+}
+
+/// The classic Prometheus text format (0.0.4) of an OpenMetrics exposition, for scrapers and
+/// tools that ask for `text/plain`: a counter's family takes its samples' `_total` name, and
+/// the OpenMetrics-only lines (`# UNIT`, `# EOF`) go. Every other line reads the same in both.
+pub fn classic_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if line.starts_with("# EOF") || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            if let Some(previous) = help.replace(line) {
+                out.push_str(previous);
+                out.push('\n');
+            }
+            continue;
+        }
+        let counter = line
+            .strip_prefix("# TYPE ")
+            .and_then(|rest| rest.strip_suffix(" counter"));
+        if let (Some(name), Some(help)) = (counter, help) {
+            let text = help.strip_prefix(&format!("# HELP {name} ")).unwrap_or("");
+            out.push_str(&format!("# HELP {name}_total {text}\n"));
+        } else if let Some(help) = help {
+            out.push_str(help);
+            out.push('\n');
+        }
+        help = None;
+        match counter {
+            Some(name) => out.push_str(&format!("# TYPE {name}_total counter")),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// A request's id: the client's `X-Request-Id` when it is one we can log safely, else a fresh
@@ -303,6 +462,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_classic_format_names_counters_by_their_samples_and_drops_openmetrics_lines() {
+        let openmetrics = "# HELP seedgate_x Things done.\n# TYPE seedgate_x counter\n\
+            seedgate_x_total{a=\"b\"} 3\n# HELP seedgate_y A level.\n# TYPE seedgate_y gauge\n\
+            # UNIT seedgate_y seconds\nseedgate_y 1\n# EOF\n";
+        assert_eq!(
+            classic_text(openmetrics),
+            "# HELP seedgate_x_total Things done.\n# TYPE seedgate_x_total counter\n\
+             seedgate_x_total{a=\"b\"} 3\n# HELP seedgate_y A level.\n# TYPE seedgate_y gauge\n\
+             seedgate_y 1\n"
+        );
+    }
+
+    #[test]
     fn a_request_id_is_the_clients_when_safe_to_log() {
         assert_eq!(RequestId::from_header(Some("abc-123")).0, "abc-123");
         for unsafe_id in [Some(""), Some("two words"), Some("line\nbreak"), None] {
@@ -326,10 +498,11 @@ mod tests {
             Duration::from_millis(2),
         );
         let figures = StoreFigures {
-            open_tasks: vec![("seedance-2.0".into(), "queued".into(), 3)],
+            open_tasks: vec![("seedance-2.0".into(), "pending".into(), 3)],
+            queued: 3,
             webhook_backlog: 2,
             money: vec![MoneyFigure {
-                kind: "charged",
+                kind: "reserved",
                 live: true,
                 usd_micros: 1_500,
             }],
@@ -338,16 +511,16 @@ mod tests {
         for line in [
             "seedgate_tasks_created_total{model=\"seedance-2.0\"} 1",
             "seedgate_http_requests_total{route=\"/v1/tasks/{id}\",method=\"GET\",status=\"200\"} 1",
-            "seedgate_tasks_open{model=\"seedance-2.0\",state=\"queued\"} 3",
+            "seedgate_tasks_open{model=\"seedance-2.0\",status=\"pending\"} 3",
             "seedgate_queue_depth 3",
             "seedgate_webhook_backlog 2",
-            "seedgate_ledger_usd_micros{kind=\"charged\",mode=\"live\"} 1500",
+            "seedgate_ledger_usd_micros{kind=\"reserved\",mode=\"live\"} 1500",
             "seedgate_channel_breaker_state{channel=\"volc\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }
         let text = telemetry.render(&StoreFigures::default(), &[]);
-        assert!(!text.contains("state=\"queued\""), "{text}");
+        assert!(!text.contains("status=\"pending\""), "{text}");
         assert!(text.contains("seedgate_queue_depth 0"));
     }
 }

@@ -64,26 +64,51 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Health>)
     }
 }
 
-/// Prometheus metrics in the text format: requests and their latency by route and status,
-/// tasks by model and state, the queue, upstream calls by channel and outcome, circuit
-/// breakers, the webhook backlog and the money. No key: keep it on the private network.
+/// Prometheus metrics: requests and their latency by route and status; tasks open by model and
+/// status, tasks ended by model, provider, status and failure code, their queue wait and
+/// generation time; the queue, upstream calls by channel and outcome, circuit breakers, the
+/// webhook backlog, money charged (a counter) and balances and reservations (gauges), and the
+/// build. OpenMetrics by default; the classic text format (0.0.4) when the `Accept` header asks
+/// for `text/plain` and not OpenMetrics. No key: keep it on the private network.
 #[utoipa::path(
     get,
     path = "/metrics",
     operation_id = "metrics",
     tag = "operations",
     responses(
-        (status = 200, description = "The metrics.", content_type = "application/openmetrics-text", body = String),
+        (status = 200, description = "The metrics.", content(
+            (String = "application/openmetrics-text"),
+            (String = "text/plain"),
+        )),
     ),
 )]
-pub async fn metrics(State(state): State<ApiState>) -> Result<Response, HttpError> {
+pub async fn metrics(
+    State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, HttpError> {
     let text = state.services.operations.metrics().await?;
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let classic = accept.contains("text/plain") && !accept.contains("application/openmetrics-text");
+    Ok(if classic {
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            crate::telemetry::classic_text(&text),
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response()
+    })
 }

@@ -32,7 +32,7 @@ use crate::providers::{
 };
 use crate::signing::UrlSigner;
 use crate::store::{now_ms, Lease, Store, StoreError};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{TaskEnding, Telemetry};
 pub use lifecycle::StoredResult;
 
 /// What one step of a worker did: tests call [`Engine::run_one`] until it reports `Empty`.
@@ -505,10 +505,8 @@ impl Engine {
         if !made {
             return Ok(());
         }
-        if let Some(ending) = step.ending() {
-            self.ports
-                .telemetry
-                .task_ended(&task.model, ending.to().as_str());
+        if let Some(ending) = TaskEnding::of(task, &step, self.now_ms()) {
+            self.ports.telemetry.task_ended(&ending);
         }
         if let Move::Succeed { usage_tokens, .. } = step {
             info!(tokens = usage_tokens, "task succeeded");

@@ -39,6 +39,20 @@ async fn the_metrics_count_what_was_done() {
             charged += i64::try_from(cost * rust_decimal::Decimal::from(1_000_000)).unwrap();
         }
     }
+    // One content-review refusal, played by the sandbox, for a failure code.
+    let refused = app
+        .client
+        .post(format!("{}/v1/videos/generations", app.address))
+        .bearer_auth(&app.key)
+        .header("Seedgate-Sandbox-Scenario", "input_moderation")
+        .json(&t2v)
+        .send()
+        .await
+        .unwrap();
+    let (status, task) = crate::helpers::decode(refused).await;
+    assert_eq!(status, 200, "{task}");
+    let done = app.wait_terminal(task["id"].as_str().unwrap(), WAIT).await;
+    assert_eq!(done["status"], "failed", "{done}");
     let (status, _) = app.create(&json!({"model": "seedance-2.0-fast"})).await;
     assert_eq!(status, 400);
 
@@ -49,27 +63,38 @@ async fn the_metrics_count_what_was_done() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
     let text = response.text().await.unwrap();
     let create = |status: u16| {
         format!("seedgate_http_requests_total{{route=\"/v1/videos/generations\",method=\"POST\",status=\"{status}\"}}")
     };
+    let ended = |provider: &str, status: &str, code: &str| {
+        format!("seedgate_tasks_ended_total{{model=\"seedance-2.0-fast\",provider=\"{provider}\",status=\"{status}\",code=\"{code}\"}}")
+    };
+    let work = |family: &str, provider: &str| {
+        format!("seedgate_{family}{{model=\"seedance-2.0-fast\",provider=\"{provider}\"}}")
+    };
     for (series, expected) in [
-        (create(200), 3.0),
+        (create(200), 4.0),
         (create(400), 1.0),
         (
             "seedgate_tasks_created_total{model=\"seedance-2.0-fast\"}".into(),
-            3.0,
+            4.0,
         ),
+        (ended("sandbox", "completed", "none"), 2.0),
+        (ended("ark", "completed", "none"), 1.0),
         (
-            "seedgate_tasks_ended_total{model=\"seedance-2.0-fast\",state=\"succeeded\"}".into(),
-            3.0,
+            ended("sandbox", "failed", "InputTextSensitiveContentDetected"),
+            1.0,
         ),
+        (work("task_queue_wait_seconds_count", "sandbox"), 3.0),
+        (work("task_generation_seconds_count", "ark"), 1.0),
+        (work("charged_usd_micros_total", "sandbox"), charged as f64),
         ("seedgate_queue_depth".into(), 0.0),
         ("seedgate_webhook_backlog".into(), 0.0),
-        (
-            "seedgate_ledger_usd_micros{kind=\"charged\",mode=\"test\"}".into(),
-            charged as f64,
-        ),
         (
             "seedgate_ledger_usd_micros{kind=\"reserved\",mode=\"test\"}".into(),
             0.0,
@@ -78,9 +103,20 @@ async fn the_metrics_count_what_was_done() {
             "seedgate_channel_breaker_state{channel=\"volc\"}".into(),
             0.0,
         ),
+        (
+            format!(
+                "seedgate_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            ),
+            1.0,
+        ),
     ] {
         assert_eq!(sample(&text, &series), Some(expected), "{series}\n{text}");
     }
+    assert!(
+        !text.contains("kind=\"charged\""),
+        "charges are a counter now"
+    );
     let upstream_ok = sample(
         &text,
         "seedgate_upstream_calls_total{channel=\"volc\",outcome=\"ok\"}",
@@ -95,6 +131,45 @@ async fn the_metrics_count_what_was_done() {
     );
     assert!(polls.is_some_and(|n| n >= 3.0), "{text}");
     assert!(!text.contains("vtask_"), "no series per task");
+
+    // The classic format, for `text/plain`, passes Prometheus's own checker.
+    let classic = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .unwrap();
+    assert!(classic.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let classic = classic.text().await.unwrap();
+    assert!(classic.contains("# TYPE seedgate_http_requests_total counter"));
+    assert!(!classic.contains("# EOF"));
+    let checked = tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut promtool = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool (Debian package prometheus) checks the metrics");
+        promtool
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(classic.as_bytes())
+            .unwrap();
+        promtool.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
+        "promtool check metrics: {checked:?}"
+    );
 }
 
 #[tokio::test]

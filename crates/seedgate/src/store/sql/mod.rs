@@ -26,6 +26,7 @@ use tokio::task::AbortHandle;
 use super::taskcache::TaskCache;
 use super::{now_ms, Backend, StoreError};
 use crate::ids::ChannelId;
+use crate::store::{PublicStatus, TaskState};
 use crate::telemetry::{MoneyFigure, StoreFigures};
 use creates::CreateQueue;
 pub(in crate::store) use writer::Writer;
@@ -232,15 +233,24 @@ impl Backend for SqlStore {
     async fn figures(&self) -> Result<StoreFigures, StoreError> {
         // Ended tasks are left out: the partial indexes on waiting and leased tasks keep this
         // cheap however many have finished.
-        let open_tasks: Vec<(String, String, i64)> = sqlx::query_as(sql!(
+        let by_status: Vec<(String, String, i64, i64)> = sqlx::query_as(sql!(
             self.dialect,
             format!(
-                "SELECT model, state, COUNT(*) FROM tasks WHERE {} GROUP BY model, state",
+                "SELECT model, CASE WHEN {} THEN 'pending' ELSE 'processing' END AS status, \
+                 COUNT(*), CAST(SUM(CASE WHEN state = '{}' THEN 1 ELSE 0 END) AS BIGINT) \
+                 FROM tasks WHERE {} GROUP BY model, status",
+                guards::public_status_condition(PublicStatus::Pending),
+                TaskState::Queued.as_str(),
                 guards::states_sql(crate::lifecycle::OPEN)
             )
         ))
         .fetch_all(&self.reader)
         .await?;
+        let queued = by_status.iter().map(|(.., queued)| queued).sum();
+        let open_tasks = by_status
+            .into_iter()
+            .map(|(model, status, count, _)| (model, status, count))
+            .collect();
         let webhook_backlog: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending'")
                 .fetch_one(&self.reader)
@@ -251,10 +261,10 @@ impl Backend for SqlStore {
         )
         .fetch_one(&self.reader)
         .await?;
-        let keys: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        let keys: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT mode, CAST(COALESCE(SUM(balance_usd_micros), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(committed_usd_micros - used_usd_micros), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(used_usd_micros), 0) AS BIGINT) FROM api_keys GROUP BY mode",
+             CAST(COALESCE(SUM(committed_usd_micros - used_usd_micros), 0) AS BIGINT) \
+             FROM api_keys GROUP BY mode",
         )
         .fetch_all(&self.reader)
         .await?;
@@ -263,7 +273,7 @@ impl Backend for SqlStore {
             live: true,
             usd_micros: live_balance,
         }];
-        for (mode, balance, reserved, charged) in keys {
+        for (mode, balance, reserved) in keys {
             let live = mode == "live";
             if !live {
                 money.push(MoneyFigure {
@@ -277,14 +287,10 @@ impl Backend for SqlStore {
                 live,
                 usd_micros: reserved,
             });
-            money.push(MoneyFigure {
-                kind: "charged",
-                live,
-                usd_micros: charged,
-            });
         }
         Ok(StoreFigures {
             open_tasks,
+            queued,
             webhook_backlog,
             money,
         })

@@ -56,6 +56,7 @@ async function signIn(key: string): Promise<void> {
   models = await candidate.models();
   fillModels(account.models);
   await Promise.all([refreshSpend(), refreshTasks()]);
+  await openFromAddress();
 }
 
 function signOut(): void {
@@ -266,8 +267,25 @@ function renderTasks(): void {
 
 function select(id: string): void {
   selected = id;
+  // Each task has an address: /console#/tasks/<id> opens it (the CLI's `generate --open`).
+  if (location.hash !== `#/tasks/${id}`) history.replaceState(null, '', `#/tasks/${id}`);
   renderTasks();
   renderDetail(true);
+}
+
+/** Opens the task the address names, reading it when the list does not hold it. */
+async function openFromAddress(): Promise<void> {
+  const id = /^#\/tasks\/([A-Za-z0-9_-]+)$/.exec(location.hash)?.[1];
+  if (!api || !id || id === selected) return;
+  if (!tasks.has(id)) {
+    try {
+      tasks.set(id, await api.task(id));
+    } catch {
+      return;
+    }
+  }
+  select(id);
+  schedulePoll();
 }
 
 /** What the detail pane shows depends on these; re-rendering only when they change keeps a
@@ -412,6 +430,7 @@ function start(): void {
     if (event.target !== $('model') && event.target !== $('operation')) scheduleQuote();
   });
   form.addEventListener('submit', (event) => void submit(event));
+  window.addEventListener('hashchange', () => void openFromAddress());
   const saved = sessionStorage.getItem(KEY_STORAGE);
   if (saved) {
     signIn(saved).catch(() => sessionStorage.removeItem(KEY_STORAGE));

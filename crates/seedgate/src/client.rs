@@ -271,6 +271,7 @@ impl Client {
         request: &Request,
         output: Option<PathBuf>,
         as_json: bool,
+        open: bool,
     ) -> Result<(), String> {
         let body = request.body()?;
         // One key per invocation: a retried create after a lost answer makes one task.
@@ -283,6 +284,9 @@ impl Client {
             )
             .await?;
         let id = created["id"].as_str().unwrap_or_default().to_owned();
+        if open {
+            self.open_in_console(&id);
+        }
         let task = self.follow(&id, as_json).await?;
         if as_json {
             out(&task.to_string());
@@ -304,6 +308,26 @@ impl Client {
             task["cost"]["cny"].as_str().unwrap_or("0"),
         ));
         Ok(())
+    }
+
+    /// Opens the task's console page (`/console#/tasks/<id>`) with the desktop's opener;
+    /// prints the address when there is none.
+    fn open_in_console(&self, id: &str) {
+        let url = format!("{}/console#/tasks/{id}", self.base);
+        let opener = if cfg!(target_os = "macos") {
+            "open"
+        } else {
+            "xdg-open"
+        };
+        let opened = std::process::Command::new(opener)
+            .arg(&url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        if opened.is_err() {
+            note(&format!("open {url} in a browser to follow the task"));
+        }
     }
 
     /// Downloads a completed task's video to `path`; its size in bytes.
@@ -412,32 +436,57 @@ impl Client {
         }
     }
 
-    /// `seedgate tasks list`.
-    pub async fn list_tasks(&self, as_json: bool) -> Result<(), String> {
-        let page = self.get("/v1/tasks?limit=100").await?;
-        if as_json {
+    /// `seedgate tasks list`: the newest tasks, filtered, as a table or as the API's page.
+    pub async fn list_tasks(&self, listing: &TaskListing) -> Result<(), String> {
+        let mut path = format!("/v1/tasks?limit={}", listing.limit);
+        for (name, value) in [("status", &listing.status), ("model", &listing.model)] {
+            if let Some(value) = value {
+                path.push_str(&format!("&{name}={}", urlencoding(value)));
+            }
+        }
+        let page = self.get(&path).await?;
+        if listing.json {
             out(&page.to_string());
             return Ok(());
         }
-        out("ID                                  STATUS      MODEL              OPERATION            COST_USD    CREATED");
-        for task in page["data"].as_array().into_iter().flatten() {
+        let tasks = page["data"].as_array().map_or(&[][..], Vec::as_slice);
+        if tasks.is_empty() {
+            note("no tasks");
+            return Ok(());
+        }
+        let now = unix_now();
+        out(&format!(
+            "{:<32} {:<10} {:<17} {:>12} {:>10}  PROMPT",
+            "ID", "STATUS", "MODEL", "CREATED", "COST_USD"
+        ));
+        for task in tasks {
             out(&format!(
-                "{:<35} {:<11} {:<18} {:<20} {:>9}   {}",
+                "{:<32} {:<10} {:<17} {:>12} {:>10}  {}",
                 task["id"].as_str().unwrap_or_default(),
                 task["status"].as_str().unwrap_or_default(),
                 task["model"].as_str().unwrap_or_default(),
-                task["operation"].as_str().unwrap_or_default(),
-                task["cost"]["amount"].as_str().unwrap_or("-"),
-                task["created_at"],
+                ago(now, task["created_at"].as_i64().unwrap_or(now)),
+                cost_column(task),
+                first_words(task["request"]["prompt"].as_str().unwrap_or(""), 48),
+            ));
+        }
+        if page["has_more"] == true {
+            note(&format!(
+                "more tasks are older; --limit takes up to 100 (showing {})",
+                tasks.len()
             ));
         }
         Ok(())
     }
 
-    /// `seedgate tasks get ID`: the task object.
-    pub async fn get_task(&self, id: &str) -> Result<(), String> {
+    /// `seedgate tasks get ID`: the task, readable, or its object with `as_json`.
+    pub async fn get_task(&self, id: &str, as_json: bool) -> Result<(), String> {
         let task = self.get(&format!("/v1/tasks/{id}")).await?;
-        out(&serde_json::to_string_pretty(&task).unwrap_or_default());
+        if as_json {
+            out(&serde_json::to_string_pretty(&task).unwrap_or_default());
+        } else {
+            out(&describe_task(&task, unix_now()));
+        }
         Ok(())
     }
 
@@ -450,14 +499,206 @@ impl Client {
         Ok(())
     }
 
-    /// `seedgate models`.
-    pub async fn models(&self) -> Result<(), String> {
-        let models = self.get("/v1/models").await?;
-        for model in models["data"].as_array().into_iter().flatten() {
-            out(model["id"].as_str().unwrap_or_default());
+    /// `seedgate models`: each model's sizes, lengths, reference limits and prices, as a
+    /// table or as the Models API's detail objects.
+    pub async fn models(&self, as_json: bool) -> Result<(), String> {
+        let list = self.get("/v1/models").await?;
+        let mut details = Vec::new();
+        for model in list["data"].as_array().into_iter().flatten() {
+            let id = model["id"].as_str().unwrap_or_default();
+            details.push(self.get(&format!("/v1/models/{}", urlencoding(id))).await?);
+        }
+        if as_json {
+            out(&Value::Array(details).to_string());
+            return Ok(());
+        }
+        out(&format!(
+            "{:<18} {:<22} {:>8} {:>14}  {:<20} DRAFTS",
+            "MODEL", "RESOLUTIONS", "SECONDS", "REFS I/V/A", "USD / 1M TOKENS"
+        ));
+        for detail in &details {
+            out(&model_row(detail));
         }
         Ok(())
     }
+}
+
+/// Which tasks `seedgate tasks list` shows.
+#[derive(Debug, clap::Args)]
+pub struct TaskListing {
+    /// Only tasks with this status: pending, processing, completed or failed.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only tasks of this model.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// How many, newest first (1–100).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub limit: u32,
+    /// The API's page as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A query value, percent-encoded.
+fn urlencoding(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// How long ago `then` was, in the largest unit that fits: `just now`, `42 s ago`, `5 min
+/// ago`, `3 h ago`, `2 days ago`.
+fn ago(now: i64, then: i64) -> String {
+    let seconds = (now - then).max(0);
+    match seconds {
+        0..=9 => "just now".into(),
+        10..=59 => format!("{seconds} s ago"),
+        60..=3_599 => format!("{} min ago", seconds / 60),
+        3_600..=86_399 => format!("{} h ago", seconds / 3_600),
+        _ if seconds < 2 * 86_400 => "1 day ago".into(),
+        _ => format!("{} days ago", seconds / 86_400),
+    }
+}
+
+/// At most `chars` characters of `text` on one line, `…` when cut.
+fn first_words(text: &str, chars: usize) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= chars {
+        return line;
+    }
+    let cut: String = line.chars().take(chars.saturating_sub(1)).collect();
+    format!("{}…", cut.trim_end())
+}
+
+/// What a task cost, or at most what it holds while unfinished.
+fn cost_column(task: &Value) -> String {
+    match (task["cost"]["amount"].as_str(), task["status"].as_str()) {
+        (Some(amount), _) => amount.to_owned(),
+        (None, Some("completed" | "failed")) => "0".into(),
+        _ => format!(
+            "≤{}",
+            task["estimated_cost"]["amount"].as_str().unwrap_or("?")
+        ),
+    }
+}
+
+/// A task for people: what it is, what was asked, where it stands, and what it cost.
+fn describe_task(task: &Value, now: i64) -> String {
+    let text = |value: &Value| value.as_str().unwrap_or("-").to_owned();
+    let request = &task["request"];
+    let mut lines = vec![
+        format!("{}  {}", text(&task["id"]), text(&task["status"])),
+        format!(
+            "  model      {} · {} · {}",
+            text(&task["model"]),
+            text(&task["operation"]),
+            text(&task["provider"])
+        ),
+        format!(
+            "  created    {}",
+            ago(now, task["created_at"].as_i64().unwrap_or(now))
+        ),
+    ];
+    if let Some(prompt) = request["prompt"].as_str() {
+        lines.push(format!("  prompt     {}", first_words(prompt, 200)));
+    }
+    if request.is_object() {
+        lines.push(format!(
+            "  asked      {} · {} · {} s · audio {}{}",
+            text(&request["resolution"]),
+            text(&request["aspect_ratio"]),
+            request["duration"],
+            if request["generate_audio"] == true {
+                "on"
+            } else {
+                "off"
+            },
+            request["seed"]
+                .as_i64()
+                .map_or_else(String::new, |seed| format!(" · seed {seed}")),
+        ));
+    }
+    for input in request["inputs"].as_array().into_iter().flatten() {
+        let source = match input["url"].as_str() {
+            Some(url) => url.to_owned(),
+            None => format!("inline {} ({} bytes)", text(&input["mime"]), input["bytes"]),
+        };
+        lines.push(format!(
+            "  input      {} {}: {source}",
+            text(&input["field"]),
+            text(&input["kind"])
+        ));
+    }
+    let result = &task["result"];
+    if result.is_object() {
+        lines.push(format!(
+            "  result     {}×{} · {:.2} s · {}",
+            result["width"],
+            result["height"],
+            result["duration"].as_f64().unwrap_or(0.0),
+            result["video_url"].as_str().unwrap_or("files expired"),
+        ));
+    }
+    if let Some(code) = task["error"]["code"].as_str() {
+        lines.push(format!(
+            "  error      {code}: {}",
+            text(&task["error"]["message"])
+        ));
+    }
+    lines.push(format!("  cost       {}", cost_column(task)));
+    lines.join("\n")
+}
+
+/// One row of `seedgate models`.
+fn model_row(detail: &Value) -> String {
+    let lab = &detail["tokenlab"];
+    let list = |value: &Value| {
+        value
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    };
+    let limits = &lab["reference_limits"];
+    let summary = &lab["pricing_summary"];
+    format!(
+        "{:<18} {:<22} {:>8} {:>14}  {:<20} {}",
+        detail["id"].as_str().unwrap_or_default(),
+        list(&lab["resolutions"]),
+        format!("{}–{}", lab["duration"]["min"], lab["duration"]["max"]),
+        format!(
+            "{}/{}/{}",
+            limits["images"], limits["videos"], limits["audios"]
+        ),
+        format!(
+            "{}–{}",
+            summary["min_price"].as_str().unwrap_or("?"),
+            summary["max_price"].as_str().unwrap_or("?")
+        ),
+        if lab["draft"].is_object() {
+            "yes"
+        } else {
+            "no"
+        },
+    )
 }
 
 /// A failed task is an error of the command, with its code and message.
@@ -523,6 +764,57 @@ mod tests {
             operation: operation.map(str::to_owned),
             images: images.iter().map(|s| s.to_string()).collect(),
             ..Request::default()
+        }
+    }
+
+    #[test]
+    fn ages_read_in_the_largest_unit_that_fits() {
+        let now = 1_000_000;
+        for (seconds, expected) in [
+            (0, "just now"),
+            (42, "42 s ago"),
+            (300, "5 min ago"),
+            (3 * 3_600 + 5, "3 h ago"),
+            (86_400 + 1, "1 day ago"),
+            (3 * 86_400, "3 days ago"),
+            (-5, "just now"),
+        ] {
+            assert_eq!(ago(now, now - seconds), expected, "{seconds}");
+        }
+    }
+
+    #[test]
+    fn prompts_are_cut_to_one_line_with_an_ellipsis() {
+        assert_eq!(
+            first_words("a  kite\nover the sea", 40),
+            "a kite over the sea"
+        );
+        assert_eq!(first_words("a kite over the sea", 8), "a kite…");
+        assert_eq!(first_words("", 8), "");
+    }
+
+    #[test]
+    fn a_task_reads_as_what_was_asked_where_it_stands_and_its_cost() {
+        let task = json!({"id": "vtask_1", "status": "failed", "model": "seedance-2.5",
+            "operation": "image-to-video", "provider": "sandbox", "created_at": 100,
+            "request": {"prompt": "a kite", "resolution": "720p", "aspect_ratio": "adaptive",
+                "duration": 5, "generate_audio": false, "seed": 7,
+                "inputs": [{"field": "image_url", "kind": "image", "source": "data",
+                    "mime": "image/png", "bytes": 1234}]},
+            "error": {"code": "task_expired", "message": "too late"},
+            "estimated_cost": {"amount": "0.5"}});
+        let text = describe_task(&task, 400);
+        for expected in [
+            "vtask_1  failed",
+            "seedance-2.5 · image-to-video · sandbox",
+            "5 min ago",
+            "prompt     a kite",
+            "720p · adaptive · 5 s · audio off · seed 7",
+            "image_url image: inline image/png (1234 bytes)",
+            "task_expired: too late",
+            "cost       0",
+        ] {
+            assert!(text.contains(expected), "{expected} in\n{text}");
         }
     }
 

@@ -86,6 +86,9 @@ enum Command {
         /// saved only when -o names a file.
         #[arg(long)]
         json: bool,
+        /// Open the task's page in the web console as soon as it is created.
+        #[arg(long)]
+        open: bool,
     },
     /// What a generation would cost: tokens, USD and CNY. Creates nothing.
     Quote {
@@ -103,10 +106,18 @@ enum Command {
         #[command(subcommand)]
         action: TasksAction,
     },
-    /// The models the server offers.
+    /// The models the server offers: resolutions, lengths, reference limits and prices.
     Models {
         #[command(flatten)]
         client: ClientArgs,
+        /// The Models API's detail objects as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script: `seedgate completions bash > /etc/bash_completion.d/seedgate`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Inspect the configured upstream channels.
     Channels {
@@ -119,13 +130,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum TasksAction {
-    /// Your newest tasks.
+    /// Your newest tasks: status, model, age, cost and prompt.
     List {
+        #[command(flatten)]
+        listing: client::TaskListing,
+    },
+    /// One task: what was asked, where it stands, its result and cost.
+    Get {
+        id: String,
+        /// The task object as JSON instead.
         #[arg(long)]
         json: bool,
     },
-    /// One task, as JSON.
-    Get { id: String },
     /// Cancel a pending task.
     Cancel { id: String },
 }
@@ -343,7 +359,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             request,
             output,
             json,
-        } => client.client()?.generate(&request, output, json).await,
+            open,
+        } => {
+            client
+                .client()?
+                .generate(&request, output, json, open)
+                .await
+        }
         Command::Quote {
             client,
             request,
@@ -352,12 +374,21 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Tasks { client, action } => {
             let client = client.client()?;
             match action {
-                TasksAction::List { json } => client.list_tasks(json).await,
-                TasksAction::Get { id } => client.get_task(&id).await,
+                TasksAction::List { listing } => client.list_tasks(&listing).await,
+                TasksAction::Get { id, json } => client.get_task(&id, json).await,
                 TasksAction::Cancel { id } => client.cancel_task(&id).await,
             }
         }
-        Command::Models { client } => client.client()?.models().await,
+        Command::Models { client, json } => client.client()?.models(json).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "seedgate",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The operator CLI: keys are created, listed, topped up and revoked against a data dir.
 
 use std::process::Command;
+use std::time::Duration;
 
 fn seedgate(data_dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_seedgate"))
@@ -393,4 +394,110 @@ async fn ctrl_c_on_a_task_already_generating_keeps_following_and_downloads_it() 
     let saved = std::fs::read(&video).expect("the video is downloaded");
     assert_eq!(crate::helpers::ffprobe(&saved).codec, "h264");
     assert!(app.balance(&account).await < 100_000_000, "it was charged");
+}
+
+/// `tasks list` filters and reads as a table, `tasks get` reads as text, `models` shows each
+/// model's limits and prices, `completions` writes a script, and `generate --open` opens the
+/// task's console page with the desktop's opener.
+#[tokio::test]
+async fn the_client_lists_describes_and_opens_tasks_and_shows_the_models() {
+    let app = crate::helpers::TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A stand-in for xdg-open that writes down what it was asked to open.
+    let opened = dir.path().join("opened.txt");
+    let opener = dir.path().join("xdg-open");
+    std::fs::write(
+        &opener,
+        format!("#!/bin/sh\necho \"$1\" > {}\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut command = client_command(
+        &app.address,
+        &app.key,
+        &[
+            "generate",
+            "--model",
+            "seedance-2.0-fast",
+            "--prompt",
+            "a kite above the dunes at dusk",
+            "--resolution",
+            "480p",
+            "--duration",
+            "4",
+            "--open",
+        ],
+    );
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    command.current_dir(dir.path()).env("PATH", path);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let id = stdout.split_whitespace().next().unwrap().to_owned();
+    crate::helpers::wait_until("the opener ran", Duration::from_secs(10), async || {
+        opened.exists()
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(&opened).unwrap().trim(),
+        format!("{}/console#/tasks/{id}", app.address)
+    );
+
+    let list = run_client_in(
+        &app,
+        dir.path(),
+        &["tasks", "list", "--status", "completed", "--limit", "5"],
+    )
+    .await;
+    let row = list
+        .lines()
+        .find(|line| line.starts_with(&id))
+        .unwrap_or_else(|| panic!("{list}"));
+    for expected in ["completed", "seedance-2.0-fast", "a kite above the dunes"] {
+        assert!(row.contains(expected), "{expected} in {row}");
+    }
+    assert!(row.contains("just now") || row.contains(" s ago"), "{row}");
+    let none = run_client_in(&app, dir.path(), &["tasks", "list", "--status", "failed"]).await;
+    assert!(!none.contains(&id), "{none}");
+
+    let shown = run_client_in(&app, dir.path(), &["tasks", "get", &id]).await;
+    for expected in [
+        "completed",
+        "prompt     a kite above the dunes at dusk",
+        "480p",
+        "result     864×496",
+    ] {
+        assert!(shown.contains(expected), "{expected} in\n{shown}");
+    }
+    let json = run_client_in(&app, dir.path(), &["tasks", "get", &id, "--json"]).await;
+    let task: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(task["id"], id.as_str());
+
+    let models = run_client_in(&app, dir.path(), &["models"]).await;
+    let latest = models
+        .lines()
+        .find(|line| line.starts_with("seedance-2.5 "))
+        .unwrap_or_else(|| panic!("{models}"));
+    for expected in ["480p,720p,1080p", "4–30", "30/10/10", "yes"] {
+        assert!(latest.contains(expected), "{expected} in {latest}");
+    }
+    let details: serde_json::Value =
+        serde_json::from_str(&run_client_in(&app, dir.path(), &["models", "--json"]).await)
+            .unwrap();
+    assert_eq!(
+        details.as_array().unwrap().len(),
+        models.lines().count() - 1
+    );
+
+    let script = run_client_in(&app, dir.path(), &["completions", "bash"]).await;
+    assert!(
+        script.contains("_seedgate()") && script.contains("generate"),
+        "{script}"
+    );
 }

@@ -396,6 +396,31 @@ async fn a_person_signs_in_creates_a_video_and_plays_it() {
         "{task}"
     );
 
+    // Every task has an address: the selected one's is in the location, and an address opens
+    // its task (`seedgate generate --open` uses it).
+    let hash = client
+        .execute("return location.hash;", Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        hash,
+        format!("#/tasks/{}", rendered["id"].as_str().unwrap())
+    );
+    client
+        .goto(&format!("{}/console#/tasks/{task_id}", app.address))
+        .await
+        .unwrap();
+    until(
+        &client,
+        20,
+        "the task the address names",
+        &format!(
+            "const c = document.querySelector('#detail code'); \
+             return c && c.textContent === '{task_id}' ? true : null;"
+        ),
+    )
+    .await;
+
     let shot = target_dir().join("console-e2e.png");
     std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
     std::fs::write(&shot, client.screenshot().await.unwrap()).unwrap();

@@ -63,6 +63,8 @@ export type Status = 'pending' | 'processing' | 'completed' | 'failed';
 export interface Task {
   id: string;
   model: string;
+  /** `sandbox`, or the upstream serving it. */
+  provider: string;
   operation: string;
   status: Status;
   cancelled: boolean;

@@ -307,6 +307,7 @@ function renderDetail(force = false): void {
     h('dt', {}, 'Status'), h('dd', {}, statusBadge(task)),
     h('dt', {}, 'Model'), h('dd', {}, task.model),
     h('dt', {}, 'Operation'), h('dd', {}, task.operation),
+    h('dt', {}, 'Provider'), h('dd', {}, task.provider),
     h('dt', {}, 'Cost'), h('dd', {}, costText(task)),
     h('dt', {}, 'Created'), h('dd', {}, when(task.created_at)),
   );
@@ -322,6 +323,11 @@ function renderDetail(force = false): void {
       src: result.video_url,
     });
     if (result.last_frame_url) video.poster = result.last_frame_url;
+    if (task.provider === 'sandbox') {
+      body.push(h('p', { class: 'banner', id: 'sandbox-banner' },
+        'Sandbox result: rendered on this server to test the flow, not by Seedance. ' +
+        'A live key with a configured channel makes real videos.'));
+    }
     body.push(video, h('p', { class: 'muted' },
       `${result.width}×${result.height} · ${result.duration.toFixed(2)} s · `,
       h('a', { href: result.video_url, download: `${task.id}.mp4` }, 'Download MP4')));

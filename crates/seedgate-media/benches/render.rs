@@ -28,6 +28,11 @@ fn main() {
                 frames: 120,
                 seed: 1,
                 audio: true,
+                caption: vec![
+                    "SANDBOX · seedance-2.0 · benchmark".into(),
+                    "benchmark".into(),
+                    "vtask_01JF3Q7Z8X9Y0A1B2C3D4E5F6G".into(),
+                ],
             })
             .unwrap();
             times.push(started.elapsed().as_secs_f64());

@@ -22,6 +22,7 @@
 //! headers alone, so inputs can be checked against the upstream's rules before they are sent.
 
 mod audio;
+mod caption;
 mod decode;
 mod encode;
 mod inputs;
@@ -68,6 +69,8 @@ pub struct RenderRequest<'a> {
     pub frames: u32,
     pub seed: u64,
     pub audio: bool,
+    /// Lines drawn at the bottom left of every frame; none when empty.
+    pub caption: Vec<String>,
 }
 
 /// A finished render.
@@ -166,6 +169,7 @@ pub fn render(req: &RenderRequest) -> Result<Rendered, MediaError> {
         reference: &reference,
     });
     let mut scene = scenes::Painter::new(req)?;
+    let caption = caption::Caption::new(&req.caption, req.width, req.height);
     let mut last_frame = Vec::new();
     let mut paint_error = None;
     let mp4 = encode::encode_with(
@@ -181,6 +185,9 @@ pub fn render(req: &RenderRequest) -> Result<Rendered, MediaError> {
             }
             if let Err(e) = scene.paint(i, rgb) {
                 paint_error = Some(e);
+            }
+            if let Some(caption) = &caption {
+                caption.draw(rgb, req.width);
             }
             if i + 1 == req.frames {
                 last_frame = rgb.to_vec();

@@ -94,6 +94,7 @@ pub(crate) fn check(scene: Scene, width: u32, height: u32, frames: u32, audio: b
         frames,
         seed: 7,
         audio,
+        caption: Vec::new(),
     })
     .unwrap();
     let probe = ffprobe(&rendered.mp4);
@@ -193,6 +194,7 @@ fn same_request_same_bytes() {
         frames: 24,
         seed: 3,
         audio: true,
+        caption: vec!["SANDBOX".into()],
     };
     assert_eq!(
         render(&request()).unwrap().mp4,
@@ -230,6 +232,7 @@ fn broken_inputs_are_errors_not_panics() {
         frames: 4,
         seed: 0,
         audio: false,
+        caption: Vec::new(),
     };
     assert_eq!(
         render(&req(Scene::ZoomPan { image: &junk }))

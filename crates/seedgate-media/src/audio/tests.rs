@@ -161,6 +161,7 @@ fn reference_audio_is_mixed_into_the_soundtrack() {
             frames: 120,
             seed: 11,
             audio: true,
+            caption: Vec::new(),
         }
     };
     let reference: &'static [u8] = Box::leak(reference.into_boxed_slice());

@@ -197,6 +197,15 @@ impl Sandbox {
             OutputFormat::Mp4 => seedgate_media::Container::Mp4,
             OutputFormat::Mov => seedgate_media::Container::QuickTime,
         };
+        // Every frame says what made it: no one mistakes it for a real model's video.
+        let caption = vec![
+            format!("SANDBOX · {} · {width}×{height} · {seconds} s", job.model),
+            job.prompt
+                .as_deref()
+                .filter(|prompt| !prompt.trim().is_empty())
+                .map_or_else(|| "(no prompt)".to_owned(), str::to_owned),
+            task_id.to_string(),
+        ];
         let _permit = self.renders.acquire().await.map_err(|_| {
             ProviderError::transient("sandbox_shutting_down", "sandbox is stopping")
         })?;
@@ -212,6 +221,7 @@ impl Sandbox {
                 frames: FPS * seconds,
                 seed,
                 audio,
+                caption,
             })
         })
         .await

@@ -283,6 +283,16 @@ async fn a_person_signs_in_creates_a_video_and_plays_it() {
     )
     .await;
     assert!(played.as_f64().unwrap() > 0.2);
+    // A sandbox result says so, and names its provider.
+    let detail = until(
+        &client,
+        10,
+        "the sandbox banner",
+        "return document.getElementById('sandbox-banner') ? \
+           document.getElementById('detail').innerText : null;",
+    )
+    .await;
+    assert!(detail.as_str().unwrap().contains("sandbox"), "{detail}");
 
     // The money moved, and the chart shows where.
     let cost = task["cost"]["amount"].as_str().unwrap().to_owned();

@@ -973,6 +973,7 @@ async fn ensure_rendered(state: &Arc<FakeState>, id: &str, body: &Value) -> (u32
                         frames: 24 * seconds,
                         seed: 1,
                         audio,
+                        caption: Vec::new(),
                     })
                     .unwrap()
                 })

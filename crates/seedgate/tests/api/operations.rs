@@ -354,9 +354,13 @@ async fn the_sandbox_mixes_reference_audio_into_its_soundtrack() {
     let [with, without, again] = &files[..] else {
         unreachable!()
     };
-    assert!(with == again, "same request and inputs, same bytes");
-    assert!(with != without, "the reference audio changes the file");
+    // Each task's caption names it, so only the soundtracks can be compared across tasks.
     let (playing, bare) = (band_volume(with, 0.2, 1.8), band_volume(without, 0.2, 1.8));
+    assert_eq!(
+        playing,
+        band_volume(again, 0.2, 1.8),
+        "same request and inputs, same sound"
+    );
     assert!(
         playing > bare + 12.0,
         "1 kHz while the reference plays: {playing} dB with it, {bare} dB without"

@@ -93,6 +93,39 @@ fn task_time_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.25, 2.0, 16))
 }
 
+/// The resolution and output seconds a task asked for; None when the model chose the length.
+pub fn size_asked(task: &TaskRecord) -> Option<(String, u32)> {
+    let echo: seedgate_contract::RequestEcho = serde_json::from_str(&task.request_json).ok()?;
+    let seconds = u32::try_from(echo.duration).ok().filter(|s| *s > 0)?;
+    Some((echo.resolution.as_str().to_owned(), seconds))
+}
+
+/// Generation times measured here, per provider, model and resolution, as seconds taken per
+/// second of video: what an event's ETA is drawn from.
+#[derive(Default)]
+struct Timings {
+    rates: Mutex<std::collections::HashMap<(String, String, String), f64>>,
+}
+
+impl Timings {
+    /// Each new measure counts for a fifth: recent enough to follow a slower upstream, steady
+    /// enough that one odd task does not swing it.
+    const WEIGHT: f64 = 0.2;
+
+    fn record(&self, key: (String, String, String), per_second: f64) {
+        if let Ok(mut rates) = self.rates.lock() {
+            rates
+                .entry(key)
+                .and_modify(|rate| *rate += Self::WEIGHT * (per_second - *rate))
+                .or_insert(per_second);
+        }
+    }
+
+    fn rate(&self, key: &(String, String, String)) -> Option<f64> {
+        self.rates.lock().ok()?.get(key).copied()
+    }
+}
+
 /// A task's ending, as the metrics count it.
 pub struct TaskEnding<'a> {
     pub model: &'a str,
@@ -107,6 +140,8 @@ pub struct TaskEnding<'a> {
     pub generation: Option<Duration>,
     /// What it was charged; 0 unless completed.
     pub charged_usd_micros: i64,
+    /// The resolution and output seconds asked for, when the request says them.
+    pub size: Option<(String, u32)>,
 }
 
 impl<'a> TaskEnding<'a> {
@@ -129,6 +164,7 @@ impl<'a> TaskEnding<'a> {
             queue_wait: started.map(|at| span(task.created_at_ms, at)),
             generation: started.map(|at| span(at, now_ms)),
             charged_usd_micros,
+            size: size_asked(task),
         })
     }
 }
@@ -177,6 +213,7 @@ pub struct Telemetry {
     breakers: Family<ChannelLabels, Gauge>,
     webhook_backlog: Gauge,
     money: Family<MoneyLabels, Gauge>,
+    timings: Timings,
     /// One scrape at a time refreshes the read-at-scrape gauges.
     scrape: Mutex<()>,
 }
@@ -302,6 +339,7 @@ impl Telemetry {
             breakers,
             webhook_backlog,
             money,
+            timings: Timings::default(),
             scrape: Mutex::new(()),
         }
     }
@@ -343,12 +381,36 @@ impl Telemetry {
             self.generation
                 .get_or_create(&work)
                 .observe(generation.as_secs_f64());
+            if let (Some((resolution, seconds)), "completed") = (&ending.size, ending.status) {
+                self.timings.record(
+                    (
+                        work.provider.clone(),
+                        work.model.clone(),
+                        resolution.clone(),
+                    ),
+                    generation.as_secs_f64() / f64::from(*seconds),
+                );
+            }
         }
         if ending.charged_usd_micros > 0 {
             self.charged
                 .get_or_create(&work)
                 .inc_by(ending.charged_usd_micros as u64);
         }
+    }
+
+    /// How long a task of `provider`, `model` and `resolution` making `seconds` of video takes
+    /// to generate, from the tasks measured here; None before the first is measured.
+    pub fn expected_generation(
+        &self,
+        provider: &str,
+        model: &str,
+        resolution: &str,
+        seconds: u32,
+    ) -> Option<Duration> {
+        let key = (provider.to_owned(), model.to_owned(), resolution.to_owned());
+        let rate = self.timings.rate(&key)?;
+        Some(Duration::from_secs_f64(rate * f64::from(seconds)))
     }
 
     pub fn upstream_call(&self, channel: &ChannelId, outcome: &str, took: Duration) {

@@ -6,6 +6,7 @@ mod auth;
 mod catalog;
 mod catalog_view;
 mod error;
+mod events;
 mod examples;
 mod health;
 mod management;
@@ -49,6 +50,8 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/videos/quote", post(tasks::quote))
         .route("/v1/videos/generations/{id}", get(tasks::get))
         .route("/v1/tasks", get(tasks::list))
+        .route("/v1/tasks/events", get(events::tasks_events))
+        .route("/v1/tasks/{id}/events", get(events::task_events))
         .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
         .route("/v1/tasks/{id}/cancel", post(tasks::cancel))
         .route("/v1/models", get(catalog::list_models))

@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{documented_errors, Documented, Surface};
 use super::examples::RequestExamples;
-use super::{account, assets, catalog, health, management, materials, tasks, volc};
+use super::{account, assets, catalog, events, health, management, materials, tasks, volc};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,6 +34,8 @@ use super::{account, assets, catalog, health, management, materials, tasks, volc
         tasks::get,
         tasks::cancel,
         tasks::list,
+        events::task_events,
+        events::tasks_events,
         catalog::list_models,
         catalog::get_model,
         catalog::get_model_pricing,

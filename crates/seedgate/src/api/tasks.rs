@@ -256,7 +256,7 @@ pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, HttpE
 
 error_responses! {
     /// The refusals of a task's read.
-    struct TaskErrors(Platform) {
+    pub(super) struct TaskErrors(Platform) {
         AsyncTaskNotFound: "unknown id, or another account's task.";
     }
 }

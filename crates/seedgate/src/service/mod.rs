@@ -6,6 +6,7 @@
 mod accounts;
 mod catalog;
 mod downloads;
+pub mod events;
 mod management;
 mod materials;
 mod operations;
@@ -31,6 +32,7 @@ use crate::telemetry::Telemetry;
 pub use accounts::AccountService;
 pub use catalog::CatalogService;
 pub use downloads::DownloadService;
+pub use events::EventService;
 pub use management::ManagementService;
 pub use materials::MaterialService;
 pub use operations::OperationsService;
@@ -39,6 +41,7 @@ pub use tasks::{CreateContext, Priced, TaskPage, TaskService};
 /// Every service the API calls; shared, immutable after start-up.
 pub struct Services {
     pub tasks: TaskService,
+    pub events: Arc<EventService>,
     pub accounts: AccountService,
     pub management: ManagementService,
     pub materials: MaterialService,
@@ -73,6 +76,13 @@ impl Services {
             config.limits.key_cache_ms,
         )));
         Self {
+            events: Arc::new(EventService {
+                store: ports.store.clone(),
+                catalog: ports.catalog.clone(),
+                links: ports.links.clone(),
+                telemetry: ports.telemetry.clone(),
+                workers: config.engine.workers as u32,
+            }),
             tasks: TaskService {
                 store: ports.store.clone(),
                 catalog: ports.catalog.clone(),

@@ -46,6 +46,7 @@ pub use keys::{
     NewOrganization, Organization,
 };
 pub use ledger::{GroupFunds, KeyFunds, LedgerKind};
+pub use taskcache::TaskChange;
 pub use tasks::{
     public_status, Created, IdempotencyKey, Lease, NewTask, PollSeen, PublicStatus, ScheduledPoll,
     Settlement, TaskFailure, TaskFilter, TaskRecord, TaskState, Transition, Unpaid, UpstreamPhase,
@@ -120,6 +121,13 @@ pub trait TaskStore: Send + Sync {
     /// The job a task was made from, as stored at create (JSON); `None` for an unknown task,
     /// and empty once the sweep has deleted the task's files, which takes the job with them.
     async fn task_job(&self, id: &TaskId) -> Result<Option<String>, StoreError>;
+
+    /// Hears of every change to a task from now on: this process's writes, and on PostgreSQL
+    /// every replica's.
+    fn task_changes(&self) -> tokio::sync::broadcast::Receiver<TaskChange>;
+
+    /// Tasks waiting for a worker that were created before `id`, when `id` itself waits.
+    async fn queue_position(&self, id: &TaskId) -> Result<i64, StoreError>;
 
     /// Shared rather than copied: a status poll reads it from the task cache.
     async fn task(&self, id: &TaskId) -> Result<Option<Arc<TaskRecord>>, StoreError>;

@@ -18,8 +18,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::broadcast;
+
 use crate::ids::TaskId;
 use crate::store::TaskRecord;
+
+/// A change to tasks, as listeners (event streams) hear of it: one task, or any of them when
+/// changes may have been missed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskChange {
+    Task(TaskId),
+    All,
+}
+
+/// Changes a listener may fall behind by before it hears `Lagged` and reads everything again.
+const CHANGE_BACKLOG: usize = 4096;
 
 /// Most task rows held; beyond this the least used are dropped and read again.
 const CAPACITY: u64 = 50_000;
@@ -31,6 +44,8 @@ const STRIPES: usize = 4096;
 pub(crate) struct TaskCache {
     entries: moka::sync::Cache<TaskId, Arc<TaskRecord>>,
     generations: Box<[AtomicU64]>,
+    /// Every change this process writes or hears of, for the event streams.
+    changes: broadcast::Sender<TaskChange>,
 }
 
 /// A generation noted before a read, to hand back to [`TaskCache::fill`].
@@ -48,7 +63,13 @@ impl TaskCache {
         Self {
             entries: builder.build(),
             generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            changes: broadcast::channel(CHANGE_BACKLOG).0,
         }
+    }
+
+    /// Hears of every change from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<TaskChange> {
+        self.changes.subscribe()
     }
 
     fn stripe(&self, id: &TaskId) -> &AtomicU64 {
@@ -82,6 +103,13 @@ impl TaskCache {
     pub(crate) fn changed(&self, id: &TaskId) {
         self.stripe(id).fetch_add(1, Ordering::SeqCst);
         self.entries.invalidate(id);
+        // No listener is no error.
+        let _ = self.changes.send(TaskChange::Task(id.clone()));
+    }
+
+    /// A new task, stored and cached as it is: listeners hear of it; nothing is dropped.
+    pub(crate) fn created(&self, id: &TaskId) {
+        let _ = self.changes.send(TaskChange::Task(id.clone()));
     }
 
     /// When writes may have been missed (a notification listener reconnecting).
@@ -90,6 +118,7 @@ impl TaskCache {
             stripe.fetch_add(1, Ordering::SeqCst);
         }
         self.entries.invalidate_all();
+        let _ = self.changes.send(TaskChange::All);
     }
 
     /// Drops `ids`' entries when dropped: a write holds one from before its statement until

@@ -95,6 +95,8 @@ pub struct TaskFilter<'a> {
     /// Only these ids (none: all).
     pub ids: &'a [TaskId],
     pub after: Option<&'a TaskId>,
+    /// Only tasks changed after this time (Unix milliseconds).
+    pub updated_after_ms: Option<i64>,
     pub offset: i64,
     pub limit: i64,
 }

@@ -95,8 +95,10 @@ async fn generate_saves_a_playable_video_and_prints_its_cost() {
         listing.contains(id) && listing.contains("completed"),
         "{listing}"
     );
-    let one: Value =
-        serde_json::from_str(&stdout(&seedgate(&app, &["tasks", "get", id]).await)).unwrap();
+    let one: Value = serde_json::from_str(&stdout(
+        &seedgate(&app, &["tasks", "get", id, "--json"]).await,
+    ))
+    .unwrap();
     assert_eq!(one["id"], id);
     // A finished task cannot be cancelled: the API's refusal, and a failing exit.
     let refused = seedgate(&app, &["tasks", "cancel", id]).await;
@@ -151,7 +153,12 @@ async fn quote_prices_without_creating_and_models_lists_them() {
 
     let models = stdout(&seedgate(&app, &["models"]).await);
     for model in ["seedance-2.0", "seedance-2.0-fast", "seedance-2.0-mini"] {
-        assert!(models.lines().any(|line| line == model), "{models}");
+        assert!(
+            models
+                .lines()
+                .any(|line| line.starts_with(&format!("{model} "))),
+            "{models}"
+        );
     }
     let no_key = tokio::task::spawn_blocking({
         let url = app.address.clone();

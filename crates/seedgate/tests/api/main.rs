@@ -16,6 +16,7 @@ mod client;
 mod conformance;
 mod console;
 mod crash;
+mod events;
 mod fake_ark;
 mod guard;
 mod helpers;

@@ -20,8 +20,8 @@ use super::{sql, Dialect, SqlStore};
 use crate::ids::{AccountId, ChannelId, TaskId};
 use crate::store::{
     now_ms, Created, IdempotencyKey, LedgerKind, NewTask, PollSeen, ScheduledPoll, Settlement,
-    StoreError, TaskFailure, TaskFilter, TaskRecord, TaskState, TaskStore, Transition, Unpaid,
-    UpstreamPhase, UpstreamSubmission, IN_FLIGHT,
+    StoreError, TaskChange, TaskFailure, TaskFilter, TaskRecord, TaskState, TaskStore, Transition,
+    Unpaid, UpstreamPhase, UpstreamSubmission, IN_FLIGHT,
 };
 
 /// How soon a poll schedule whose task's submission is not recorded yet is looked at again.
@@ -147,6 +147,10 @@ fn filter_sql<'a>(
     if let Some(after) = filter.after {
         sql.push_str(" AND id < ");
         bind(&mut sql, FilterValue::Text(after.as_str()));
+    }
+    if let Some(since) = filter.updated_after_ms {
+        sql.push_str(" AND updated_at_ms > ");
+        bind(&mut sql, FilterValue::Number(since));
     }
     let texts: Vec<&str> = values
         .iter()
@@ -437,10 +441,13 @@ impl TaskStore for SqlStore {
             request_hash: key.request_hash.to_vec(),
         });
         match self.creates.create(task, owned, seen).await? {
-            Grouped::Stored(task) => Ok(Created {
-                task: *task,
-                replayed: false,
-            }),
+            Grouped::Stored(task) => {
+                self.tasks.created(&task.id);
+                Ok(Created {
+                    task: *task,
+                    replayed: false,
+                })
+            }
             Grouped::Repeat => match &idempotency {
                 Some(key) => self.replay(&account_id, key).await,
                 None => Err(StoreError::Corrupt(
@@ -459,6 +466,23 @@ impl TaskStore for SqlStore {
             .task(id)
             .await?
             .filter(|task| task.account_id == *account_id))
+    }
+
+    fn task_changes(&self) -> tokio::sync::broadcast::Receiver<TaskChange> {
+        self.tasks.subscribe()
+    }
+
+    async fn queue_position(&self, id: &TaskId) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(sql!(
+            self.dialect,
+            format!(
+                "SELECT COUNT(*) FROM tasks WHERE state = '{}' AND id < $1",
+                TaskState::Queued.as_str()
+            )
+        ))
+        .bind(id)
+        .fetch_one(&self.reader)
+        .await?)
     }
 
     async fn task_job(&self, id: &TaskId) -> Result<Option<String>, StoreError> {

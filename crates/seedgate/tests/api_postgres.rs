@@ -6,7 +6,8 @@
 //! concurrency — the task lifecycle (claims, leases, cancels, reads and lists), money (the
 //! ledger, reservations, charges, usage by day), idempotency, restarts after `kill -9`,
 //! replicas sharing one database (here only: SQLite has no second process to share with),
-//! management (organizations, keys, usage and billing), materials, webhook deliveries,
+//! management (organizations, keys, usage and billing), materials, webhook deliveries, the
+//! task event streams (driven by the store's change feed),
 //! retention sweeps, per-key limits counted in the store, and the upstream engine's scenarios
 //! (submissions in doubt, reconciliation, polls, result copies).
 //!
@@ -33,6 +34,8 @@ mod account;
 mod conformance;
 #[path = "api/crash.rs"]
 mod crash;
+#[path = "api/events.rs"]
+mod events;
 #[path = "api/fake_ark.rs"]
 mod fake_ark;
 // Shared with the SQLite binary, whose tests use some parts these do not.

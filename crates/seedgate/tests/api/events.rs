@@ -11,20 +11,20 @@ use crate::helpers::TestApp;
 
 /// One event as the stream sent it.
 #[derive(Debug)]
-struct Sent {
-    event: String,
-    id: String,
-    data: Value,
+pub(crate) struct Sent {
+    pub(crate) event: String,
+    pub(crate) id: String,
+    pub(crate) data: Value,
 }
 
 /// An open event stream, read an event at a time.
-struct Stream {
+pub(crate) struct Stream {
     response: reqwest::Response,
     buffer: String,
 }
 
 impl Stream {
-    async fn open(app: &TestApp, path: &str, last_event_id: Option<&str>) -> Self {
+    pub(crate) async fn open(app: &TestApp, path: &str, last_event_id: Option<&str>) -> Self {
         let mut request = app
             .client
             .get(format!("{}{path}", app.address))
@@ -42,7 +42,7 @@ impl Stream {
     }
 
     /// The next event; None once the stream has ended or nothing came within 10 s.
-    async fn next(&mut self) -> Option<Sent> {
+    pub(crate) async fn next(&mut self) -> Option<Sent> {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();

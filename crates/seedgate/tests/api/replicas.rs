@@ -227,3 +227,33 @@ async fn a_task_created_on_one_replica_wakes_the_engine_of_another() {
     assert_eq!(done["status"], "completed", "{done}");
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+/// A task's event stream on one replica follows the work another replica's engine does on it,
+/// through the database's change notifications.
+#[tokio::test]
+async fn a_stream_on_one_replica_follows_work_done_on_another() {
+    let front = TestApp::spawn_with(|_| {}, false).await;
+    let mut config = test_config(front.data_dir.path());
+    config.database_url = Some(database_url(front.data_dir.path()));
+    let worker = seedgate::Application::build(config).await.unwrap();
+    let (status, task) = front
+        .create(
+            &serde_json::json!({"model": "seedance-2.0-fast", "prompt": "elsewhere",
+            "resolution": "480p", "duration": 4, "generate_audio": false}),
+        )
+        .await;
+    assert_eq!(status, 200, "{task}");
+    let id = task["id"].as_str().unwrap();
+    let mut stream =
+        crate::events::Stream::open(&front, &format!("/v1/tasks/{id}/events"), None).await;
+    assert_eq!(stream.next().await.unwrap().event, "task.pending");
+    // Only now does a replica with workers exist.
+    tokio::spawn(worker.run(true, std::future::pending()));
+    let mut statuses = Vec::new();
+    while let Some(event) = stream.next().await {
+        if event.event != "task.progress" {
+            statuses.push(event.event);
+        }
+    }
+    assert_eq!(statuses, ["task.processing", "task.completed"]);
+}

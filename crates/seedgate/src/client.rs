@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -381,25 +381,47 @@ impl Client {
         );
         bar.set_prefix(id.to_owned());
         bar.enable_steady_tick(Duration::from_millis(120));
-        let started = Instant::now();
-        // Kept across polls: once polled it is registered, so a Ctrl-C that arrives while a
-        // poll is in flight is still seen at the next wait.
+        // Kept across waits: once polled it is registered, so a Ctrl-C that arrives while a
+        // read is in flight is still seen at the next wait.
         let mut interrupt = Box::pin(tokio::signal::ctrl_c());
         let mut cancellable = true;
+        // The task's event stream, read again from its last event when it drops; a read of
+        // the task stands in while it cannot be opened.
+        let mut events: Option<EventReader> = None;
+        let mut last_event_id: Option<String> = None;
         loop {
-            let task = self.get(&format!("/v1/tasks/{id}")).await?;
-            let status = task["status"].as_str().unwrap_or("unknown").to_owned();
-            if matches!(status.as_str(), "completed" | "failed") {
-                bar.finish_and_clear();
-                return Ok(task);
+            if events.is_none() {
+                events = self.open_events(id, last_event_id.as_deref()).await;
             }
-            let seconds = task["request"]["duration"].as_i64().unwrap_or(5).max(1);
-            // About 12 s of work per second of video, the upstream's usual pace.
-            let expected = Duration::from_secs(seconds as u64 * 12);
-            let left = expected.saturating_sub(started.elapsed());
-            bar.set_message(format!("{status} · ETA ~{} s", left.as_secs()));
+            let next = async {
+                match events.as_mut() {
+                    Some(reader) => reader.next().await,
+                    None => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        None
+                    }
+                }
+            };
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                event = next => {
+                    let task = match event {
+                        Some((event_id, data)) => {
+                            last_event_id = Some(event_id);
+                            bar.set_message(progress_line(&data));
+                            data["task"].clone()
+                        }
+                        None => {
+                            events = None;
+                            let task = self.get(&format!("/v1/tasks/{id}")).await?;
+                            bar.set_message(task["status"].as_str().unwrap_or("unknown").to_owned());
+                            task
+                        }
+                    };
+                    if matches!(task["status"].as_str(), Some("completed" | "failed")) {
+                        bar.finish_and_clear();
+                        return Ok(task);
+                    }
+                }
                 _ = &mut interrupt => {
                     interrupt = Box::pin(tokio::signal::ctrl_c());
                     if !cancellable {
@@ -434,6 +456,22 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// The task's event stream, from after `last_event_id`; None when it cannot be opened.
+    async fn open_events(&self, id: &str, last_event_id: Option<&str>) -> Option<EventReader> {
+        let mut request = self
+            .http
+            .get(format!("{}/v1/tasks/{id}/events", self.base))
+            .bearer_auth(&self.key);
+        if let Some(last) = last_event_id {
+            request = request.header("last-event-id", last);
+        }
+        let response = request.send().await.ok()?;
+        response.status().is_success().then(|| EventReader {
+            response,
+            buffer: String::new(),
+        })
     }
 
     /// `seedgate tasks list`: the newest tasks, filtered, as a table or as the API's page.
@@ -521,6 +559,50 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// A task's event stream, read an event at a time.
+struct EventReader {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl EventReader {
+    /// The next event's id and data; None once the stream ended or broke.
+    async fn next(&mut self) -> Option<(String, Value)> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|line| line.strip_prefix(name))
+                        .map(|value| value.trim_start().to_owned())
+                };
+                // Keep-alive comments carry no data.
+                if let Some(data) = field("data:") {
+                    let data = serde_json::from_str(&data).ok()?;
+                    return Some((field("id:").unwrap_or_default(), data));
+                }
+                continue;
+            }
+            let chunk = self.response.chunk().await.ok()??;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+/// What the progress bar says of an event: the status, the place in the queue and the ETA
+/// the server measured.
+fn progress_line(data: &Value) -> String {
+    let mut line = data["status"].as_str().unwrap_or("unknown").to_owned();
+    if let Some(ahead) = data["queue_position"].as_i64() {
+        line.push_str(&format!(" · {ahead} ahead"));
+    }
+    if let Some(eta) = data["eta_seconds"].as_u64() {
+        line.push_str(&format!(" · ETA ~{eta} s"));
+    }
+    line
 }
 
 /// Which tasks `seedgate tasks list` shows.
@@ -765,6 +847,15 @@ mod tests {
             images: images.iter().map(|s| s.to_string()).collect(),
             ..Request::default()
         }
+    }
+
+    #[test]
+    fn the_progress_line_says_the_status_the_queue_and_the_measured_eta() {
+        let waiting = json!({"status": "pending", "queue_position": 3, "eta_seconds": 12});
+        assert_eq!(progress_line(&waiting), "pending · 3 ahead · ETA ~12 s");
+        let unmeasured =
+            json!({"status": "processing", "queue_position": null, "eta_seconds": null});
+        assert_eq!(progress_line(&unmeasured), "processing");
     }
 
     #[test]

@@ -449,6 +449,30 @@ async fn the_client_lists_describes_and_opens_tasks_and_shows_the_models() {
         format!("{}/console#/tasks/{id}", app.address)
     );
 
+    // It followed the task's event stream, not by polling.
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |route: &str| {
+        metrics
+            .lines()
+            .find(|line| {
+                line.starts_with(&format!(
+                    "seedgate_http_requests_total{{route=\"{route}\",method=\"GET\""
+                ))
+            })
+            .and_then(|line| line.rsplit_once(' '))
+            .map_or(0.0, |(_, n)| n.parse::<f64>().unwrap())
+    };
+    assert_eq!(count("/v1/tasks/{id}/events"), 1.0, "{metrics}");
+    assert_eq!(count("/v1/tasks/{id}"), 0.0, "{metrics}");
+
     let list = run_client_in(
         &app,
         dir.path(),

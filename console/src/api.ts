@@ -95,6 +95,19 @@ export interface Quote {
   cost: { amount: string; cny: string };
 }
 
+/** One Server-Sent Event of a task stream. */
+export interface TaskEvent {
+  event: string;
+  id: string;
+  data: {
+    task_id: string;
+    status: Status;
+    queue_position: number | null;
+    eta_seconds: number | null;
+    task?: Task;
+  };
+}
+
 export const isFinal = (status: Status): boolean => status === 'completed' || status === 'failed';
 
 export class Api {
@@ -146,4 +159,34 @@ export class Api {
   quote = (body: object) => this.call<Quote>('POST', '/v1/videos/quote', body);
   create = (body: object) => this.call<Task>('POST', '/v1/videos/generations', body);
   cancel = (id: string) => this.call<Task>('POST', `/v1/tasks/${encodeURIComponent(id)}/cancel`);
+
+  /** Follows every task of the key (`GET /v1/tasks/events`) from after `lastEventId`, handing
+   * each event to `onEvent`, until the stream ends or breaks. EventSource cannot send the key,
+   * so the stream is read through fetch. */
+  async events(lastEventId: string | null, onEvent: (event: TaskEvent) => void): Promise<void> {
+    const headers: Record<string, string> = { Authorization: `Bearer ${this.key}` };
+    if (lastEventId) headers['Last-Event-ID'] = lastEventId;
+    const response = await fetch('/v1/tasks/events', { headers });
+    if (!response.ok || !response.body) throw new ApiFailure(response.status, 'http_error', 'No event stream.');
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      let end: number;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const fields = new Map<string, string>();
+        for (const line of block.split('\n')) {
+          const colon = line.indexOf(':');
+          if (colon > 0) fields.set(line.slice(0, colon), line.slice(colon + 1).trimStart());
+        }
+        const data = fields.get('data');
+        if (data === undefined) continue;
+        onEvent({ event: fields.get('event') ?? 'message', id: fields.get('id') ?? '', data: JSON.parse(data) });
+      }
+    }
+  }
 }

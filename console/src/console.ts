@@ -10,6 +10,7 @@ const KEY_STORAGE = 'seedgate.key';
 const SPEND_DAYS = 30;
 const TASKS_SHOWN = 50;
 const POLL_MS = 1500;
+const STREAM_RETRY_MS = 2000;
 const QUOTE_DELAY_MS = 300;
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
@@ -57,6 +58,9 @@ async function signIn(key: string): Promise<void> {
   fillModels(account.models);
   await Promise.all([refreshSpend(), refreshTasks()]);
   await openFromAddress();
+  void followEvents();
+  // The running task's elapsed time ticks between events.
+  window.setInterval(() => renderDetail(), 1000);
 }
 
 function signOut(): void {
@@ -296,7 +300,7 @@ function renderDetail(force = false): void {
   const task = selected ? tasks.get(selected) : undefined;
   const pane = $('detail');
   if (!task) return;
-  const state = `${task.id}/${task.status}/${task.cancelled}/${task.result?.video_url !== null}`;
+  const state = `${task.id}/${task.status}/${task.cancelled}/${task.result?.video_url !== null}/${standing(task.id)}`;
   if (!force && state === shownState) {
     const elapsed = pane.querySelector('.elapsed');
     if (elapsed) elapsed.textContent = `${Math.round(Date.now() / 1000 - task.created_at)} s`;
@@ -342,7 +346,7 @@ function renderDetail(force = false): void {
     const cancel = h('button', { type: 'button', id: 'cancel' }, 'Cancel');
     cancel.addEventListener('click', () => void cancelTask(task.id));
     body.push(h('p', { class: 'running' }, h('span', { class: 'spinner' }),
-      `${task.status === 'pending' ? 'Queued' : 'Generating'} · `, h('span', { class: 'elapsed' },
+      `${task.status === 'pending' ? 'Queued' : 'Generating'}${standing(task.id)} · `, h('span', { class: 'elapsed' },
         `${Math.round(Date.now() / 1000 - task.created_at)} s`)), cancel);
   }
   pane.replaceChildren(...body);
@@ -378,6 +382,14 @@ function finalControls(task: Task, draftTaskId: string, expiresAt: number): HTML
     h('span', { class: 'muted' }, `Draft, valid until ${when(expiresAt)}`), resolution, render, error);
 }
 
+/** ` · 2 ahead · ETA ~14 s`, as far as the events said. */
+function standing(id: string): string {
+  const known = progress.get(id);
+  if (!known) return '';
+  return (known.ahead !== null ? ` · ${known.ahead} ahead` : '') +
+    (known.eta !== null ? ` · ETA ~${known.eta} s` : '');
+}
+
 async function cancelTask(id: string): Promise<void> {
   if (!api) return;
   try {
@@ -392,7 +404,8 @@ async function cancelTask(id: string): Promise<void> {
 /** Live status: every running task is re-read until it ends; an ending refreshes the money. */
 function schedulePoll(): void {
   window.clearTimeout(pollTimer);
-  if (![...tasks.values()].some((t) => !isFinal(t.status))) return;
+  // While the event stream is open it brings every change; polling only stands in for it.
+  if (streaming || ![...tasks.values()].some((t) => !isFinal(t.status))) return;
   pollTimer = window.setTimeout(() => void poll(), POLL_MS);
 }
 
@@ -413,6 +426,38 @@ async function poll(): Promise<void> {
   renderDetail();
   if (ended) void Promise.all([refreshAccount(), refreshSpend()]);
   schedulePoll();
+}
+
+/** Where each unfinished task stands in the queue, and its ETA, as the events said last. */
+const progress = new Map<string, { ahead: number | null; eta: number | null }>();
+let streaming = false;
+
+/** Follows the key's event stream for as long as the page is open, resuming after its last
+ * event when it drops; polling stands in while it is down. */
+async function followEvents(): Promise<void> {
+  let lastEventId: string | null = null;
+  for (;;) {
+    if (!api) return;
+    try {
+      const stream = api.events(lastEventId, (event) => {
+        streaming = true;
+        window.clearTimeout(pollTimer);
+        lastEventId = event.id;
+        const data = event.data;
+        progress.set(data.task_id, { ahead: data.queue_position, eta: data.eta_seconds });
+        if (data.task) tasks.set(data.task.id, data.task);
+        renderTasks();
+        renderDetail();
+        if (isFinal(data.status)) void Promise.all([refreshAccount(), refreshSpend()]);
+      });
+      await stream;
+    } catch {
+      // Dropped or refused: polled until it is back.
+    }
+    streaming = false;
+    schedulePoll();
+    await new Promise((resume) => window.setTimeout(resume, STREAM_RETRY_MS));
+  }
 }
 
 // ---- start ----

@@ -9,7 +9,6 @@ use utoipa::ToSchema;
 
 use crate::assets::{ResultFiles, ResultLinks};
 use crate::lifecycle::StoredResult;
-use crate::service::usd;
 use crate::store::{PublicStatus, TaskRecord, TaskState};
 
 /// A video generation task (docs/tasks-and-errors.md). `result`, `usage` and `cost` are filled
@@ -268,4 +267,17 @@ fn add_result(object: &mut TaskObject, task: &TaskRecord, files: ResultFiles) {
         expires_at: files.expires_at,
         files_expire_at: files.files_expire_at,
     });
+}
+
+/// Micro-dollars as the API shows money: six decimals, exact.
+pub fn usd(micros: i64) -> String {
+    rust_decimal::Decimal::new(micros, 6).to_string()
+}
+
+/// Micro-dollars as a JSON number, where the platform's schema wants one. Below 2^53
+/// micro-dollars (billions of dollars) the shortest printing of the double is the exact
+/// decimal, so nothing is rounded; the ledger itself stays in integers.
+pub fn usd_number(micros: i64) -> serde_json::Value {
+    serde_json::Number::from_f64(micros as f64 / 1e6)
+        .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }

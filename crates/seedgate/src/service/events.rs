@@ -24,9 +24,11 @@ use crate::store::{
 use crate::task_view::{render_task, TaskObject};
 use crate::telemetry::{size_asked, Telemetry};
 
-/// How often a waiting task's place in the queue is read again while nothing of its own
+/// How often a waiting task's place in the queue is looked at again while nothing of its own
 /// changes (tasks ahead of it start meanwhile).
 const QUEUE_REFRESH: Duration = Duration::from_secs(2);
+/// How long one read of the queue serves every stream's positions.
+const QUEUE_SNAPSHOT: Duration = Duration::from_secs(1);
 /// Most tasks a key's stream replays after a reconnect.
 const REPLAY_LIMIT: i64 = 100;
 
@@ -38,6 +40,9 @@ pub struct EventService {
     /// Tasks this server works on at once: a waiting task's ETA counts the queue ahead in
     /// rounds of this many.
     pub(super) workers: u32,
+    /// The queue as last read, shared by every stream: one statement a second however many
+    /// streams wait.
+    pub(super) queue: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<TaskId>>)>>,
 }
 
 /// One event: `event` is its name, `id` what a client sends back as `Last-Event-ID`.
@@ -94,10 +99,34 @@ fn ended(status: PublicStatus) -> bool {
 }
 
 impl EventService {
+    /// Tasks waiting ahead of `id` (itself waiting) in the queue as read within the last
+    /// second, or read now when that read predates `id`.
+    async fn queue_position(&self, id: &TaskId) -> Result<i64, StoreError> {
+        let fresh = self.queue.lock().ok().and_then(|queue| {
+            queue
+                .as_ref()
+                .filter(|(read, ids)| {
+                    read.elapsed() < QUEUE_SNAPSHOT && ids.binary_search(id).is_ok()
+                })
+                .map(|(_, ids)| ids.clone())
+        });
+        let ids = match fresh {
+            Some(ids) => ids,
+            None => {
+                let ids = Arc::new(self.store.queued_task_ids().await?);
+                if let Ok(mut queue) = self.queue.lock() {
+                    *queue = Some((std::time::Instant::now(), ids.clone()));
+                }
+                ids
+            }
+        };
+        Ok(ids.partition_point(|queued| queued < id) as i64)
+    }
+
     async fn standing(&self, task: &TaskRecord) -> Result<Standing, StoreError> {
         let status = task.public_status();
         let queue_position = if task.state == TaskState::Queued && status == PublicStatus::Pending {
-            Some(self.store.queue_position(&task.id).await?)
+            Some(self.queue_position(&task.id).await?)
         } else {
             None
         };

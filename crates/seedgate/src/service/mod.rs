@@ -29,6 +29,7 @@ use crate::providers::Registry;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Telemetry;
 
+pub use crate::task_view::{usd, usd_number};
 pub use accounts::AccountService;
 pub use catalog::CatalogService;
 pub use downloads::DownloadService;
@@ -82,6 +83,7 @@ impl Services {
                 links: ports.links.clone(),
                 telemetry: ports.telemetry.clone(),
                 workers: config.engine.workers as u32,
+                queue: std::sync::Mutex::new(None),
             }),
             tasks: TaskService {
                 store: ports.store.clone(),
@@ -138,17 +140,4 @@ pub fn internal(e: StoreError) -> ApiError {
         ErrorCode::InternalError,
         "The server failed to process the request. It is safe to retry.",
     )
-}
-
-/// Micro-dollars as the API shows money: six decimals, exact.
-pub fn usd(micros: i64) -> String {
-    rust_decimal::Decimal::new(micros, 6).to_string()
-}
-
-/// Micro-dollars as a JSON number, where the platform's schema wants one. Below 2^53
-/// micro-dollars (billions of dollars) the shortest printing of the double is the exact
-/// decimal, so nothing is rounded; the ledger itself stays in integers.
-pub fn usd_number(micros: i64) -> serde_json::Value {
-    serde_json::Number::from_f64(micros as f64 / 1e6)
-        .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }

@@ -126,8 +126,8 @@ pub trait TaskStore: Send + Sync {
     /// every replica's.
     fn task_changes(&self) -> tokio::sync::broadcast::Receiver<TaskChange>;
 
-    /// Tasks waiting for a worker that were created before `id`, when `id` itself waits.
-    async fn queue_position(&self, id: &TaskId) -> Result<i64, StoreError>;
+    /// The tasks waiting for a worker, every key's, oldest first.
+    async fn queued_task_ids(&self) -> Result<Vec<TaskId>, StoreError>;
 
     /// Shared rather than copied: a status poll reads it from the task cache.
     async fn task(&self, id: &TaskId) -> Result<Option<Arc<TaskRecord>>, StoreError>;

@@ -283,6 +283,24 @@ async fn a_person_signs_in_creates_a_video_and_plays_it() {
     )
     .await;
     assert!(played.as_f64().unwrap() > 0.2);
+    // The page learnt of the end from the key's event stream, which it holds open.
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|line| {
+            line.starts_with(
+            "seedgate_http_requests_total{route=\"/v1/tasks/events\",method=\"GET\",status=\"200\"}"
+        )
+        }),
+        "{metrics}"
+    );
     // A sandbox result says so, and names its provider.
     let detail = until(
         &client,

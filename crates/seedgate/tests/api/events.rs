@@ -46,21 +46,24 @@ impl Stream {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
-                let field = |name: &str| {
-                    block
-                        .lines()
-                        .find_map(|line| line.strip_prefix(&format!("{name}:")))
-                        .map(|value| value.trim_start().to_owned())
+                let mut sent = Sent {
+                    event: String::new(),
+                    id: String::new(),
+                    data: Value::Null,
                 };
-                // Keep-alive comments carry no event.
-                let Some(event) = field("event") else {
-                    continue;
-                };
-                return Some(Sent {
-                    event,
-                    id: field("id").unwrap_or_default(),
-                    data: serde_json::from_str(&field("data").unwrap_or_default()).unwrap(),
-                });
+                for line in block.lines() {
+                    match line.split_once(':') {
+                        Some(("event", value)) => sent.event = value.trim().to_owned(),
+                        Some(("id", value)) => sent.id = value.trim().to_owned(),
+                        Some(("data", value)) => sent.data = serde_json::from_str(value).unwrap(),
+                        // A comment (`:` first) keeps the connection alive.
+                        _ => {}
+                    }
+                }
+                if !sent.event.is_empty() {
+                    return Some(sent);
+                }
+                continue;
             }
             let chunk = tokio::time::timeout(Duration::from_secs(10), self.response.chunk())
                 .await

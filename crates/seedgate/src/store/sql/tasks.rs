@@ -472,16 +472,15 @@ impl TaskStore for SqlStore {
         self.tasks.subscribe()
     }
 
-    async fn queue_position(&self, id: &TaskId) -> Result<i64, StoreError> {
+    async fn queued_task_ids(&self) -> Result<Vec<TaskId>, StoreError> {
         Ok(sqlx::query_scalar(sql!(
             self.dialect,
             format!(
-                "SELECT COUNT(*) FROM tasks WHERE state = '{}' AND id < $1",
+                "SELECT id FROM tasks WHERE state = '{}' ORDER BY id",
                 TaskState::Queued.as_str()
             )
         ))
-        .bind(id)
-        .fetch_one(&self.reader)
+        .fetch_all(&self.reader)
         .await?)
     }
 

@@ -11,7 +11,6 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -54,8 +53,8 @@ impl Drop for Server {
     }
 }
 
-/// Starts `seedgate serve` on a free port with `dir` as its data dir; its address and the
-/// development key it prints.
+/// A test key with play money for every task, made by the operator CLI, then `seedgate serve`
+/// on a free port with `dir` as its data dir: the server, its address and the key.
 fn start(dir: &std::path::Path) -> (Server, String, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -69,25 +68,34 @@ fn start(dir: &std::path::Path) -> (Server, String, String) {
          [limits]\nrequests_per_second = 1000000\nburst = 1000000\n",
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_seedgate"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::piped())
+    let seedgate = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_seedgate"));
+        command
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--config")
+            .arg(&config);
+        command
+    };
+    let made = seedgate(&[
+        "keys",
+        "create",
+        "--name",
+        "bench",
+        "--balance-usd",
+        "10000000",
+        "--test",
+    ])
+    .output()
+    .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let key = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+    let child = seedgate(&["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("the seedgate binary");
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let key = stdout
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            let line = line.trim();
-            line.starts_with("sg_test_").then(|| line.to_owned())
-        })
-        .expect("the development key");
     (Server(child), format!("http://127.0.0.1:{port}"), key)
 }
 
@@ -173,7 +181,10 @@ async fn run(streams: usize) {
                 .json()
                 .await
                 .unwrap();
-            created["id"].as_str().expect("a task").to_owned()
+            created["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{created}"))
+                .to_owned()
         }));
     }
     let mut ids = Vec::with_capacity(streams);

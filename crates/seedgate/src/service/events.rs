@@ -26,7 +26,7 @@ use crate::telemetry::{size_asked, Telemetry};
 
 /// How often a waiting task's place in the queue is looked at again while nothing of its own
 /// changes (tasks ahead of it start meanwhile).
-const QUEUE_REFRESH: Duration = Duration::from_secs(2);
+const QUEUE_REFRESH: Duration = Duration::from_secs(5);
 /// How long one read of the queue serves every stream's positions.
 const QUEUE_SNAPSHOT: Duration = Duration::from_secs(1);
 /// Most tasks a key's stream replays after a reconnect.
@@ -62,8 +62,9 @@ pub struct EventData {
     /// Seconds until it should end, from generation times measured on this server for its
     /// provider, model and resolution; null while none has been measured, and once it ended.
     pub eta_seconds: Option<u64>,
-    /// The task as `GET /v1/tasks/{id}` shows it now; absent on a status replayed after a
-    /// reconnect, which the task has since left.
+    /// The task as `GET /v1/tasks/{id}` shows it now; absent on `task.progress` (only the
+    /// place in the queue moved) and on a status replayed after a reconnect, which the task
+    /// has since left.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task: Option<Box<TaskObject>>,
 }
@@ -153,23 +154,40 @@ impl EventService {
         })
     }
 
-    fn event(&self, task: &TaskRecord, standing: Standing, id: String, base: &str) -> TaskEvent {
-        let object = render_task(
-            task,
-            &self.links,
-            &self.catalog,
-            base,
-            (now_ms() / 1000) as u64,
-        );
+    /// The event of `task` now standing at `standing`: its status's, with the task object;
+    /// or, when only its place in the queue moved since `previous`, `task.progress`, light
+    /// enough for every waiting stream to get as the queue moves.
+    fn event(
+        &self,
+        task: &TaskRecord,
+        standing: Standing,
+        previous: Option<Standing>,
+        id: String,
+        base: &str,
+    ) -> TaskEvent {
+        let moved_only = previous.is_some_and(|p| p.status == standing.status);
+        let object = (!moved_only).then(|| {
+            Box::new(render_task(
+                task,
+                &self.links,
+                &self.catalog,
+                base,
+                (now_ms() / 1000) as u64,
+            ))
+        });
         TaskEvent {
-            event: status_event(standing.status),
+            event: if moved_only {
+                "task.progress"
+            } else {
+                status_event(standing.status)
+            },
             id,
             data: EventData {
                 task_id: task.id.to_string(),
                 status: standing.status,
                 queue_position: standing.queue_position,
                 eta_seconds: standing.eta_seconds,
-                task: Some(Box::new(object)),
+                task: object,
             },
         }
     }
@@ -220,7 +238,13 @@ impl EventService {
             }
         }
         if rank(standing.status) > seen || seen == 0 {
-            queue.push_back(self.event(&task, standing, rank(standing.status).to_string(), &base));
+            queue.push_back(self.event(
+                &task,
+                standing,
+                None,
+                rank(standing.status).to_string(),
+                &base,
+            ));
         }
         let state = TaskFollow {
             service: self.clone(),
@@ -314,15 +338,13 @@ impl TaskFollow {
             {
                 continue;
             }
-            let mut event = self.service.event(
+            let event = self.service.event(
                 &task,
                 standing,
+                previous,
                 rank(standing.status).to_string(),
                 &self.base,
             );
-            if previous.is_some_and(|p| p.status == standing.status) {
-                event.event = "task.progress";
-            }
             self.done = ended(standing.status);
             self.queue.push_back(event);
         }
@@ -374,12 +396,9 @@ impl AccountFollow {
         }
         let at = task.updated_at_ms.max(self.cursor_ms.unwrap_or(0));
         self.cursor_ms = Some(at);
-        let mut event = self
+        let event = self
             .service
-            .event(task, standing, at.to_string(), &self.base);
-        if previous.is_some_and(|p| p.status == standing.status) {
-            event.event = "task.progress";
-        }
+            .event(task, standing, previous, at.to_string(), &self.base);
         if ended(standing.status) {
             self.sent.remove(&task.id);
         } else {

@@ -382,7 +382,13 @@ async fn a_draft_and_its_finals_run_upstream_each_settled_exactly() {
             "{sent}"
         );
     }
-    assert_eq!(creates[1].1["watermark"], true);
+    // The engine may send the two finals in either order; only the /v1 one asked for a
+    // watermark.
+    let watermarked = creates[1..]
+        .iter()
+        .filter(|(_, sent)| sent["watermark"] == true)
+        .count();
+    assert_eq!(watermarked, 1);
     volc.assert_no_violations();
     byteplus.assert_no_violations();
 }

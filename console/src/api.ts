@@ -55,6 +55,8 @@ export interface ModelDetail {
     duration: DurationRange;
     /** Its draft mode, null when it has none. */
     draft: { resolution: string; valid_days: number } | null;
+    reference_limits: { images: number; videos: number; audios: number };
+    input_clips: { min_seconds: number; max_seconds: number; total_seconds: number };
   };
 }
 
@@ -69,7 +71,7 @@ export interface Task {
   status: Status;
   cancelled: boolean;
   created_at: number;
-  request: { resolution?: string; duration?: number; prompt?: string } | null;
+  request: TaskRequest | null;
   result: {
     video_url: string | null;
     last_frame_url: string | null;
@@ -84,6 +86,46 @@ export interface Task {
   /** A completed draft's handle for its final, and until when (Unix seconds) it is valid. */
   draft_task_id?: string;
   draft_expires_at?: number;
+}
+
+/** One input as the task summarises it: a URL as sent, or an inline file's size. */
+export interface InputSummary {
+  field: string;
+  kind: 'image' | 'video' | 'audio';
+  source: 'url' | 'data' | 'asset' | 'task';
+  url?: string;
+  mime?: string;
+  bytes?: number;
+  width?: number;
+  height?: number;
+  duration?: number;
+}
+
+/** What the task was asked to make. */
+export interface TaskRequest {
+  resolution: string;
+  aspect_ratio: string;
+  duration: number;
+  generate_audio: boolean;
+  watermark: boolean;
+  seed: number | null;
+  output_format: string;
+  draft: boolean;
+  draft_task_id?: string | null;
+  prompt?: string | null;
+  inputs?: InputSummary[];
+}
+
+export interface TaskPage {
+  data: Task[];
+  has_more: boolean;
+  next_cursor: string | null;
+}
+
+/** What the gallery shows: `status` and `model` narrow it; empty means any. */
+export interface TaskFilter {
+  status: string;
+  model: string;
 }
 
 export interface Quote {
@@ -153,8 +195,13 @@ export class Api {
       list.data.map((m) => this.call<ModelDetail>('GET', `/v1/models/${encodeURIComponent(m.id)}`)),
     );
   };
-  tasks = (limit: number) =>
-    this.call<{ data: Task[] }>('GET', `/v1/tasks?limit=${limit}`).then((page) => page.data);
+  tasks = (limit: number, filter: TaskFilter, after: string | null) => {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (filter.status) query.set('status', filter.status);
+    if (filter.model) query.set('model', filter.model);
+    if (after) query.set('after', after);
+    return this.call<TaskPage>('GET', `/v1/tasks?${query}`);
+  };
   task = (id: string) => this.call<Task>('GET', `/v1/tasks/${encodeURIComponent(id)}`);
   quote = (body: object) => this.call<Quote>('POST', '/v1/videos/quote', body);
   create = (body: object) => this.call<Task>('POST', '/v1/videos/generations', body);

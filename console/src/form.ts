@@ -69,3 +69,60 @@ export function typedUrls(text: string): string[] {
     .map((line) => line.trim())
     .filter((line) => line.length > 0);
 }
+
+/** A model's limits for one media field, as the Models API states them. */
+export interface FieldLimits {
+  /** How many values the field takes. */
+  most: number;
+  /** Seconds each clip may last; null for images. */
+  clip: { min: number; max: number } | null;
+  /** What the form says under the field. */
+  text: string;
+}
+
+export interface ModelLimits {
+  reference_limits: { images: number; videos: number; audios: number };
+  input_clips: { min_seconds: number; max_seconds: number; total_seconds: number };
+}
+
+/** The limits of `field` (of media `kind`) for a model. */
+export function fieldLimits(field: string, kind: string, multiple: boolean, model: ModelLimits): FieldLimits {
+  const clips = model.input_clips;
+  const clip = kind === 'image' ? null : { min: clips.min_seconds, max: clips.max_seconds };
+  const each = clip ? `, ${clip.min}–${clip.max} s each, ${clips.total_seconds} s in all` : '';
+  if (!multiple) {
+    return {
+      most: 1,
+      clip,
+      text: clip ? `One clip of ${clip.min}–${clip.max} s.` : 'One PNG, JPEG or WebP image.',
+    };
+  }
+  const most = field === 'reference_images' ? model.reference_limits.images
+    : field === 'video_urls' ? model.reference_limits.videos
+      : model.reference_limits.audios;
+  const noun = kind === 'image' ? 'images' : kind === 'video' ? 'videos' : 'clips';
+  return { most, clip, text: `Up to ${most} ${noun}${each}.` };
+}
+
+/** A chosen local file, measured in the browser for its preview. */
+export interface Picked {
+  file: File;
+  /** An object URL for the preview; revoked when removed. */
+  preview: string;
+  /** Seconds, for video and audio once the browser has read them. */
+  duration: number | null;
+}
+
+/** Reads a clip's length from its metadata; null when the browser cannot. */
+export function clipSeconds(preview: string, kind: string): Promise<number | null> {
+  return new Promise((resolve) => {
+    const media = document.createElement(kind === 'audio' ? 'audio' : 'video');
+    media.preload = 'metadata';
+    media.onloadedmetadata = () => resolve(Number.isFinite(media.duration) ? media.duration : null);
+    media.onerror = () => resolve(null);
+    media.src = preview;
+  });
+}
+
+export const fileSize = (bytes: number): string =>
+  bytes >= 1_048_576 ? `${(bytes / 1_048_576).toFixed(1)} MB` : `${Math.max(1, Math.round(bytes / 1024))} KB`;

@@ -57,7 +57,7 @@ async fn browser(profile: &std::path::Path) -> (Driver, Client) {
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1280,1500",
+                "--disable-dev-shm-usage", "--window-size=1440,900",
                 format!("--user-data-dir={}", profile.display()),
             ],
         },
@@ -116,7 +116,7 @@ async fn next_video(client: &Client, before: &str, what: &str) -> Value {
         180,
         what,
         &format!(
-            "const id = document.querySelector('#detail code').textContent; \
+            "const c = document.querySelector('#detail code'); const id = c && c.textContent; \
              const v = document.getElementById('player'); \
              return id !== '{before}' && v && v.readyState >= 1 ? \
                {{id, duration: v.duration, height: v.videoHeight}} : null;"
@@ -317,14 +317,16 @@ async fn a_person_signs_in_creates_a_video_and_plays_it() {
     let row = until(
         &client,
         10,
-        "the charge in the task list",
+        "the charge in the gallery",
         &format!(
-            "const r = document.querySelector('tr[data-task=\"{task_id}\"]'); \
+            "const r = document.querySelector('#gallery [data-task=\"{task_id}\"]'); \
              return r && r.textContent.includes('${cost}') ? r.textContent : null;"
         ),
     )
     .await;
     assert!(row.as_str().unwrap().contains("seedance-2.0-fast"), "{row}");
+    // Spending has a view of its own.
+    find(&client, "#nav-usage").await.click().await.unwrap();
     until(
         &client,
         10,
@@ -338,6 +340,11 @@ async fn a_person_signs_in_creates_a_video_and_plays_it() {
         find(&client, "#balance").await.text().await.unwrap(),
         balance_before
     );
+    find(&client, "#nav-playground")
+        .await
+        .click()
+        .await
+        .unwrap();
     assert_eq!(
         foreign_resources(&client, &app.address).await,
         Vec::<String>::new()
@@ -352,6 +359,43 @@ async fn a_person_signs_in_creates_a_video_and_plays_it() {
         .select_by_value("image-to-video")
         .await
         .unwrap();
+    find(&client, "#image_url-file")
+        .await
+        .send_keys(frame.to_str().unwrap())
+        .await
+        .unwrap();
+    // A preview with a remove button, under the model's limits read from the Models API.
+    let preview = until(
+        &client,
+        10,
+        "the image's preview",
+        "const img = document.querySelector('#image_url-picks img'); \
+         return img && img.complete && img.naturalWidth > 0 ? \
+           {width: img.naturalWidth, text: document.getElementById('image_url-picks').innerText, \
+            limits: document.getElementById('image_url-limits').textContent} : null;",
+    )
+    .await;
+    assert_eq!(preview["width"], 640, "{preview}");
+    assert!(
+        preview["text"]
+            .as_str()
+            .unwrap()
+            .contains("first-frame.png"),
+        "{preview}"
+    );
+    assert_eq!(preview["limits"], "One PNG, JPEG or WebP image.");
+    find(&client, "#image_url-picks button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    until(
+        &client,
+        10,
+        "the removal",
+        "return document.querySelectorAll('#image_url-picks li').length === 0 ? true : null;",
+    )
+    .await;
     find(&client, "#image_url-file")
         .await
         .send_keys(frame.to_str().unwrap())
@@ -484,6 +528,417 @@ async fn a_person_signs_in_creates_a_video_and_plays_it() {
         foreign_resources(&client, &app.address).await,
         Vec::<String>::new()
     );
+    client.close().await.unwrap();
+}
+
+/// Signs in with `key` and waits for the form to hold the models.
+async fn sign_in(client: &Client, key: &str) {
+    find(client, "#key").await.send_keys(key).await.unwrap();
+    find(client, "#sign-in-button").await.click().await.unwrap();
+    until(
+        client,
+        10,
+        "the dashboard",
+        "return document.getElementById('model').options.length > 0 ? true : null;",
+    )
+    .await;
+}
+
+/// Waits until Generate is enabled by a fresh quote.
+async fn priced(client: &Client, what: &str) {
+    until(
+        client,
+        10,
+        what,
+        "const q = document.getElementById('quote'); \
+         return q.className === 'quote' && !document.getElementById('submit').disabled ? true : null;",
+    )
+    .await;
+}
+
+/// What axe-core (vendored beside the tests) finds against WCAG 2.1 A and AA on the page as it
+/// stands: each violated rule with the elements that break it.
+async fn accessibility_violations(client: &Client) -> Vec<String> {
+    const AXE: &str = include_str!("../vendor/axe.min.js");
+    client.execute(AXE, Vec::new()).await.unwrap();
+    let found = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; \
+             axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}}) \
+               .then(r => done(r.violations.map(v => v.id + ': ' + \
+                 v.nodes.map(n => n.target.join(' ') + ' (' + n.failureSummary + ')').join('; '))), \
+                     e => done(['axe failed: ' + e]));",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).unwrap()
+}
+
+/// Checks the page in both themes: `where` names it in the failure.
+async fn accessible_in_both_themes(client: &Client, place: &str) {
+    for theme in ["light", "dark"] {
+        find(client, "#theme")
+            .await
+            .select_by_value(theme)
+            .await
+            .unwrap();
+        let violations = accessibility_violations(client).await;
+        assert!(
+            violations.is_empty(),
+            "{place}, {theme} theme: {violations:#?}"
+        );
+    }
+}
+
+/// A task's model, operation and request, which two tasks of the same job share.
+fn job(task: &Value) -> Value {
+    json!({"model": task["model"], "operation": task["operation"], "request": task["request"]})
+}
+
+/// Runs a copied shell command with the key in SEEDGATE_API_KEY and returns the task it made.
+async fn run_copied(app: &TestApp, command: &str) -> Value {
+    let (script, key) = (command.to_owned(), app.key.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .env("SEEDGATE_API_KEY", key)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{command}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let created: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
+    app.wait_terminal(created["id"].as_str().unwrap(), Duration::from_secs(120))
+        .await
+}
+
+/// Shows the code for `of` ("form" or "task") and returns it.
+async fn copied(client: &Client, of: &str, kind: &str) -> String {
+    find(
+        client,
+        &format!("[data-of=\"{of}\"][data-snippet=\"{kind}\"]"),
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    let text = until(
+        client,
+        10,
+        "the code",
+        "const d = document.getElementById('snippet-dialog'); \
+         return d.open ? document.getElementById('snippet').textContent : null;",
+    )
+    .await;
+    find(client, "#snippet-close").await.click().await.unwrap();
+    text.as_str().unwrap().to_owned()
+}
+
+/// Creates a task through the API that plays a sandbox scenario.
+async fn create_playing(app: &TestApp, scenario: &str) -> String {
+    let response = app
+        .client
+        .post(format!("{}/v1/videos/generations", app.address))
+        .bearer_auth(&app.key)
+        .header("Seedgate-Sandbox-Scenario", scenario)
+        .json(&json!({"model": "seedance-2.0-fast", "prompt": "a queue", "resolution": "480p", "duration": 4}))
+        .send()
+        .await
+        .unwrap();
+    let (status, task) = crate::helpers::decode(response).await;
+    assert_eq!(status, 200, "{task}");
+    task["id"].as_str().unwrap().to_owned()
+}
+
+/// The playground: a keyboard-made task is copied as curl and re-run from its settings, each
+/// making the same job; the gallery pages, filters and is walked by Tab; Cancel shows only while
+/// it can succeed and answers in place; axe-core finds nothing in either theme; a phone gets
+/// one column.
+#[tokio::test]
+async fn the_playground_reruns_copies_and_passes_axe() {
+    let app = TestApp::spawn().await;
+    let profile = tempfile::tempdir().unwrap();
+    let (_driver, client) = browser(profile.path()).await;
+    client
+        .goto(&format!("{}/console", app.address))
+        .await
+        .unwrap();
+    let violations = accessibility_violations(&client).await;
+    assert!(violations.is_empty(), "sign-in: {violations:#?}");
+    sign_in(&client, &app.key).await;
+
+    // Made from the keyboard: Ctrl+Enter in the prompt generates once the quote is in.
+    choose(
+        &client,
+        &[
+            ("#model", "seedance-2.0-fast"),
+            ("#operation", "text-to-video"),
+            ("#resolution", "480p"),
+            ("#duration", "4"),
+            ("#aspect-ratio", "9:16"),
+        ],
+    )
+    .await;
+    find(&client, "#seed").await.send_keys("42").await.unwrap();
+    let prompt = "it's a \"quoted\" $HOME & `ls` kite";
+    let field = find(&client, "#prompt").await;
+    field.send_keys(prompt).await.unwrap();
+    field.send_keys("\u{E009}\u{E007}\u{E000}").await.unwrap();
+    let first = next_video(&client, "", "the keyboard-made task").await;
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    let (_, original) = app.task(&first_id).await;
+    assert_eq!(original["request"]["prompt"], prompt, "{original}");
+    assert_eq!(original["request"]["seed"], 42, "{original}");
+    assert_eq!(original["request"]["aspect_ratio"], "9:16", "{original}");
+
+    accessible_in_both_themes(&client, "the playground with a result").await;
+    find(&client, "#nav-usage").await.click().await.unwrap();
+    until(
+        &client,
+        10,
+        "the usage view",
+        "return document.querySelector('#chart rect') ? true : null;",
+    )
+    .await;
+    accessible_in_both_themes(&client, "the usage view").await;
+    find(&client, "#nav-playground")
+        .await
+        .click()
+        .await
+        .unwrap();
+
+    // Copy as curl: the copied command makes the same job.
+    let curl = copied(&client, "task", "curl").await;
+    assert!(!curl.contains(&app.key), "{curl}");
+    let copy = run_copied(&app, &curl).await;
+    assert_eq!(copy["status"], "completed", "{copy}");
+    assert_eq!(job(&copy), job(&original));
+    let cli = copied(&client, "task", "cli").await;
+    assert!(
+        cli.contains("seedgate generate") && cli.contains("--seed 42"),
+        "{cli}"
+    );
+    let python = copied(&client, "task", "python").await;
+    let checked = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args(["-c", "import ast, sys; ast.parse(sys.argv[1])", &python])
+            .status()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(checked.success(), "the Python code does not parse");
+
+    // "Use these settings" refills the form; generating makes the same job again, and so does
+    // the form copied as curl.
+    find(&client, "#use-settings").await.click().await.unwrap();
+    let refilled = client
+        .execute(
+            "return ['prompt', 'seed', 'resolution', 'duration', 'aspect-ratio'] \
+               .map(id => document.getElementById(id).value);",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refilled, json!([prompt, "42", "480p", "4", "9:16"]));
+    priced(&client, "the refilled form's quote").await;
+    let form_curl = copied(&client, "form", "curl").await;
+    find(&client, "#submit").await.click().await.unwrap();
+    let rerun = next_video(&client, &first_id, "the re-run").await;
+    let (_, rerun) = app.task(rerun["id"].as_str().unwrap()).await;
+    assert_eq!(job(&rerun), job(&original));
+    let from_form = run_copied(&app, &form_curl).await;
+    assert_eq!(job(&from_form), job(&original));
+
+    // Cancel is offered while the task waits, and answers in place; a started task has none.
+    let queued = create_playing(&app, "slow_queue; wait=600").await;
+    client
+        .goto(&format!("{}/console#/tasks/{queued}", app.address))
+        .await
+        .unwrap();
+    find(&client, "#cancel").await.click().await.unwrap();
+    let note = until(
+        &client,
+        10,
+        "the cancel's answer",
+        "const n = document.getElementById('cancel-note'); \
+         return n && n.textContent !== 'Cancelling…' ? n.textContent : null;",
+    )
+    .await;
+    assert_eq!(note, "Cancelled. Nothing was charged.");
+    let (_, cancelled) = app.task(&queued).await;
+    assert_eq!(cancelled["cancelled"], true, "{cancelled}");
+    assert!(client.find(Locator::Css("#cancel")).await.is_err());
+    let started = create_playing(&app, "cancel_race; wait=60").await;
+    client
+        .goto(&format!("{}/console#/tasks/{started}", app.address))
+        .await
+        .unwrap();
+    until(
+        &client,
+        20,
+        "the started task",
+        &format!(
+            "const c = document.querySelector('#detail code'); \
+             return c && c.textContent === '{started}' && \
+               document.querySelector('#detail .status.processing') ? true : null;"
+        ),
+    )
+    .await;
+    assert!(client.find(Locator::Css("#cancel")).await.is_err());
+
+    // The gallery: 25 waiting tasks fill more than a page; the status filter finds them all.
+    for _ in 0..25 {
+        create_playing(&app, "slow_queue; wait=600").await;
+    }
+    client.refresh().await.unwrap();
+    until(
+        &client,
+        20,
+        "a full first page",
+        "return document.querySelectorAll('#gallery [data-task]').length === 24 && \
+           !document.getElementById('page-older').disabled ? true : null;",
+    )
+    .await;
+    find(&client, "#page-older").await.click().await.unwrap();
+    until(
+        &client,
+        10,
+        "the second page",
+        "const n = document.querySelectorAll('#gallery [data-task]').length; \
+         return n > 0 && n < 24 && !document.getElementById('page-newer').disabled ? n : null;",
+    )
+    .await;
+    find(&client, "#filter-status")
+        .await
+        .select_by_value("pending")
+        .await
+        .unwrap();
+    let pending = until(
+        &client,
+        10,
+        "the pending tasks",
+        "const tiles = [...document.querySelectorAll('#gallery [data-task]')]; \
+         return tiles.length === 24 && tiles.every(t => t.textContent.includes('pending')) && \
+           document.getElementById('page-number').textContent === 'Page 1' ? tiles.length : null;",
+    )
+    .await;
+    assert_eq!(pending, 24);
+    find(&client, "#filter-model")
+        .await
+        .select_by_value("seedance-2.5")
+        .await
+        .unwrap();
+    until(
+        &client,
+        10,
+        "an empty filter",
+        "const n = document.getElementById('no-tasks'); \
+         return !n.hidden && n.textContent.includes('match') ? true : null;",
+    )
+    .await;
+    find(&client, "#filter-model")
+        .await
+        .select_by_value("")
+        .await
+        .unwrap();
+    find(&client, "#filter-status")
+        .await
+        .select_by_value("")
+        .await
+        .unwrap();
+    until(
+        &client,
+        10,
+        "the unfiltered gallery",
+        "return document.querySelectorAll('#gallery [data-task]').length === 24 ? true : null;",
+    )
+    .await;
+
+    // Tab reaches every task in order, with a visible focus ring; Enter opens the focused one.
+    client
+        .execute(
+            "document.getElementById('filter-model').focus();",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let tiles = client
+        .execute(
+            "return [...document.querySelectorAll('#gallery [data-task]')].map(t => t.dataset.task);",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let mut walked = Vec::new();
+    for _ in tiles.as_array().unwrap() {
+        client
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys("\u{E004}")
+            .await
+            .unwrap();
+        let focused = client
+            .execute(
+                "const e = document.activeElement; const s = getComputedStyle(e); \
+                 return {task: e.dataset.task || null, ring: s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2};",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(focused["ring"], true, "{focused}");
+        walked.push(focused["task"].clone());
+    }
+    assert_eq!(Value::Array(walked.clone()), tiles);
+    client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    let last = walked.last().unwrap().as_str().unwrap().to_owned();
+    until(
+        &client,
+        10,
+        "the task opened from the keyboard",
+        &format!(
+            "const c = document.querySelector('#detail code'); \
+             return c && c.textContent === '{last}' ? true : null;"
+        ),
+    )
+    .await;
+    accessible_in_both_themes(&client, "the gallery with waiting tasks").await;
+
+    // A phone gets one column: nothing wider than the screen, the result under the form.
+    client.set_window_size(390, 844).await.unwrap();
+    let layout = until(
+        &client,
+        10,
+        "the phone layout",
+        "const form = document.getElementById('create').getBoundingClientRect(); \
+         const result = document.getElementById('detail').getBoundingClientRect(); \
+         return innerWidth <= 400 ? {wide: document.documentElement.scrollWidth, inner: innerWidth, \
+           stacked: result.top >= form.bottom} : null;",
+    )
+    .await;
+    assert!(
+        layout["wide"].as_u64() <= layout["inner"].as_u64(),
+        "{layout}"
+    );
+    assert_eq!(layout["stacked"], true, "{layout}");
+    let shot = target_dir().join("console-phone.png");
+    std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
+    std::fs::write(&shot, client.screenshot().await.unwrap()).unwrap();
     client.close().await.unwrap();
 }
 

@@ -189,6 +189,8 @@ pub struct EngineConfig {
     /// After the upstream's own expiry of a submitted task, how long its last word is awaited
     /// before the task is ended here anyway.
     pub upstream_expiry_grace_ms: u64,
+    /// How often the queue is read again for event streams' queue positions.
+    pub queue_refresh_ms: u64,
     /// Tasks of one key generating at once; more wait queued (a key may carry its own).
     pub max_concurrent_tasks_per_key: u32,
 }
@@ -283,6 +285,7 @@ impl Default for EngineConfig {
             max_retry_delay_ms: 60_000,
             reconcile_delay_ms: 2_000,
             upstream_expiry_grace_ms: 10 * 60 * 1000,
+            queue_refresh_ms: 5_000,
             max_concurrent_tasks_per_key: 8,
         }
     }

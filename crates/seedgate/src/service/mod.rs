@@ -83,7 +83,10 @@ impl Services {
                 links: ports.links.clone(),
                 telemetry: ports.telemetry.clone(),
                 workers: config.engine.workers as u32,
-                queue: std::sync::Mutex::new(None),
+                queue_refresh: std::time::Duration::from_millis(
+                    config.engine.queue_refresh_ms.max(1),
+                ),
+                hub: Default::default(),
             }),
             tasks: TaskService {
                 store: ports.store.clone(),

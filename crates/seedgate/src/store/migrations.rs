@@ -46,6 +46,7 @@ pub(crate) const POSTGRES: Folder = folder!("postgres":
     "0006_task_changes.sql",
     "0007_idempotency_deferred.sql",
     "0008_upstream_polls.sql",
+    "0009_task_creations.sql",
 );
 
 #[derive(Debug, Clone, Copy)]

@@ -205,3 +205,23 @@ async fn a_keys_stream_follows_all_its_tasks_and_resumes_after_its_last_event() 
     expected.sort();
     assert_eq!(ended, expected);
 }
+
+/// A waiting task's stream hears its place move when a task ahead leaves the queue.
+#[tokio::test]
+async fn a_waiting_tasks_place_moves_as_the_queue_does() {
+    let app = TestApp::spawn_with(|config| config.engine.queue_refresh_ms = 100, false).await;
+    let ahead = create(&app).await;
+    let id = create(&app).await;
+    let mut stream = Stream::open(&app, &format!("/v1/tasks/{id}/events"), None).await;
+    let pending = stream.next().await.unwrap();
+    assert_eq!(pending.data["queue_position"], 1);
+    let (status, _) = app.cancel(&ahead).await;
+    assert_eq!(status, 200);
+    let moved = stream.next().await.unwrap();
+    assert_eq!(
+        (moved.event.as_str(), moved.id.as_str()),
+        ("task.progress", "1")
+    );
+    assert_eq!(moved.data["queue_position"], 0, "{:?}", moved.data);
+    assert!(moved.data.get("task").is_none(), "{:?}", moved.data);
+}

@@ -257,3 +257,33 @@ async fn a_stream_on_one_replica_follows_work_done_on_another() {
     }
     assert_eq!(statuses, ["task.processing", "task.completed"]);
 }
+
+/// A key's stream on one replica hears of a task made on another as it is made, before any
+/// worker touches it.
+#[tokio::test]
+async fn a_keys_stream_hears_of_tasks_made_on_another_replica() {
+    let front = TestApp::spawn_with(|_| {}, false).await;
+    let mut config = test_config(front.data_dir.path());
+    config.database_url = Some(database_url(front.data_dir.path()));
+    let other = seedgate::Application::build(config).await.unwrap();
+    let other_address = format!("http://{}", other.local_addr().unwrap());
+    tokio::spawn(other.run(false, std::future::pending()));
+    let mut stream = crate::events::Stream::open(&front, "/v1/tasks/events", None).await;
+    let response = front
+        .client
+        .post(format!("{other_address}/v1/videos/generations"))
+        .bearer_auth(&front.key)
+        .json(
+            &serde_json::json!({"model": "seedance-2.0-fast", "prompt": "made elsewhere",
+            "resolution": "480p", "duration": 4}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, task) = decode(response).await;
+    assert_eq!(status, 200, "{task}");
+    let heard = stream.next().await.expect("the new task's event");
+    assert_eq!(heard.event, "task.pending");
+    assert_eq!(heard.data["task_id"], task["id"]);
+    assert_eq!(heard.data["task"]["request"]["prompt"], "made elsewhere");
+}

@@ -548,7 +548,10 @@ function tile(task: Task): HTMLElement {
 
 function renderGallery(): void {
   const shown = gallery.ids.map((id) => tasks.get(id)).filter((t): t is Task => t !== undefined);
+  // A redraw keeps the keyboard where it was.
+  const focused = (document.activeElement as HTMLElement | null)?.closest<HTMLElement>('#gallery [data-task]')?.dataset.task;
   $('gallery').replaceChildren(...shown.map(tile));
+  if (focused) $('gallery').querySelector<HTMLElement>(`[data-task="${focused}"]`)?.focus();
   $('no-tasks').hidden = shown.length > 0;
   $('no-tasks').textContent = gallery.filter.status || gallery.filter.model
     ? 'No tasks match these filters.' : 'No tasks yet.';

@@ -57,6 +57,7 @@ pub(super) struct Hub {
     next_listener: AtomicU64,
     dispatching: OnceLock<()>,
     queue: OnceLock<watch::Sender<QueueSnapshot>>,
+    queue_read: tokio::sync::Mutex<()>,
 }
 
 /// The queue as last read: the waiting tasks' ids in order, and when.
@@ -246,7 +247,7 @@ impl EventService {
     /// streams too, but wakes none: the hub's own reads move their places.
     async fn queue_position(&self, id: &TaskId) -> Result<i64, StoreError> {
         let queue = self.hub.queue();
-        let known = {
+        let known = || {
             let snapshot = queue.borrow();
             snapshot
                 .read
@@ -254,7 +255,13 @@ impl EventService {
                 .then(|| snapshot.position(id))
                 .flatten()
         };
-        if let Some(position) = known {
+        if let Some(position) = known() {
+            return Ok(position);
+        }
+        // One read at a time: streams opened together wait for it rather than each reading
+        // the whole queue.
+        let _reading = self.hub.queue_read.lock().await;
+        if let Some(position) = known() {
             return Ok(position);
         }
         let ids = Arc::new(self.store.queued_task_ids().await?);

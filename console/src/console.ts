@@ -519,7 +519,17 @@ function showInGallery(task: Task): void {
       gallery.hasMore = true;
     }
   }
-  if (known || gallery.ids.includes(task.id)) renderGallery();
+  if (!known) {
+    if (gallery.ids.includes(task.id)) renderGallery();
+    return;
+  }
+  // Only its own tile changes, so the rest (and the keyboard's place among them) stays.
+  const shown = $('gallery').querySelector<HTMLElement>(`[data-task="${task.id}"]`);
+  if (!shown) return;
+  const focused = document.activeElement === shown;
+  const redrawn = tile(task);
+  shown.closest('li')?.replaceWith(redrawn);
+  if (focused) redrawn.querySelector<HTMLElement>('[data-task]')?.focus();
 }
 
 function statusBadge(task: Task): HTMLElement {

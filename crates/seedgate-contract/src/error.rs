@@ -283,6 +283,8 @@ error_codes! {
     AsyncTaskNotFound = "async_task_not_found", 404, AsyncTaskNotFound;
     /// The task is processing or has ended.
     TaskNotCancellable = "task_not_cancellable", 409, InvalidRequestError;
+    /// A job's video asked for before the job has completed.
+    VideoNotReady = "video_not_ready", 409, InvalidRequestError;
     /// The upstream could not be asked to withdraw the task.
     UpstreamUnavailable = "upstream_unavailable", 503, UpstreamError;
     /// A download link is invalid or expired.

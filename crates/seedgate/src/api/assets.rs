@@ -187,6 +187,18 @@ pub async fn download(
         }
         Signed::Expired | Signed::Invalid => return Err(forbidden()),
     }
+    serve_file(&state, &task_id, kind, &headers).await
+}
+
+/// A task's stored file as a response body streamed from the blob store, whole or the one
+/// byte range `headers` ask for; the caller has checked the right to it.
+pub(super) async fn serve_file(
+    state: &ApiState,
+    task_id: &TaskId,
+    kind: AssetKind,
+    headers: &HeaderMap,
+) -> Result<Response, HttpError> {
+    let downloads = &state.services.downloads;
     let requested = headers
         .get(header::RANGE)
         .and_then(|value| value.to_str().ok())
@@ -194,12 +206,8 @@ pub async fn download(
     let range = match requested {
         None => None,
         Some(requested) => {
-            let Some(size) = downloads
-                .size(&task_id, kind)
-                .await
-                .map_err(storage_error)?
-            else {
-                return Err(missing(downloads, &task_id).await);
+            let Some(size) = downloads.size(task_id, kind).await.map_err(storage_error)? else {
+                return Err(missing(downloads, task_id).await);
             };
             match requested.resolve(size) {
                 Some(range) => Some(range),
@@ -208,9 +216,9 @@ pub async fn download(
         }
     };
     let partial = range.is_some();
-    let object = match downloads.open(&task_id, kind, range).await {
+    let object = match downloads.open(task_id, kind, range).await {
         Ok(object) => object,
-        Err(BlobError::NotFound) => return Err(missing(downloads, &task_id).await),
+        Err(BlobError::NotFound) => return Err(missing(downloads, task_id).await),
         Err(e) => return Err(storage_error(e)),
     };
     let mut response = Body::from_stream(object.bytes).into_response();

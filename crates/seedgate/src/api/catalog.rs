@@ -71,6 +71,8 @@ pub struct CatalogBodies {
     by_tag: HashMap<String, Lists>,
     model: HashMap<String, Bytes>,
     model_pricing: HashMap<String, Bytes>,
+    /// `GET /api/v1/videos/models`.
+    video_models: Bytes,
 }
 
 fn to_bytes<T: Serialize>(value: &T) -> Bytes {
@@ -126,7 +128,13 @@ impl CatalogBodies {
                 .iter()
                 .map(|f| (f.id().to_owned(), to_bytes(f.pricing())))
                 .collect(),
+            video_models: super::openrouter::video_models(catalog, loaded_at),
         })
+    }
+
+    /// The OpenRouter-shaped models list.
+    pub fn video_models(&self) -> Bytes {
+        self.video_models.clone()
     }
 
     /// The lists of the models of this provider and capability tag.

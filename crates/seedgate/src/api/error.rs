@@ -113,6 +113,9 @@ pub enum Surface {
     Platform,
     /// `/api/v3`: `ArkErrorBody`, Ark's code first and ours beside it.
     Ark,
+    /// `/api/v1/videos`: `OpenRouterErrorBody`, the HTTP status as the code and ours in
+    /// `metadata`.
+    OpenRouter,
 }
 
 /// A line of an operation's documented errors: codes, and when they are answered.
@@ -150,7 +153,7 @@ fn names(surface: Surface, codes: &[ErrorCode]) -> String {
     for &code in codes {
         let ours = format!("`{}`", code.as_str());
         let ark = match surface {
-            Surface::Platform => None,
+            Surface::Platform | Surface::OpenRouter => None,
             Surface::Ark => ark_code(code).map(|(ark, _)| ark),
         };
         match items.iter_mut().find(|(a, wire)| {
@@ -243,6 +246,7 @@ pub fn documented_errors(
     let schema = match surface {
         Surface::Platform => "ErrorBody",
         Surface::Ark => "ArkErrorBody",
+        Surface::OpenRouter => "OpenRouterErrorBody",
     };
     by_status
         .into_iter()

@@ -5,6 +5,7 @@ mod assets;
 mod auth;
 mod catalog;
 mod catalog_view;
+mod dialect;
 mod error;
 mod events;
 mod examples;
@@ -12,6 +13,7 @@ mod health;
 mod management;
 mod materials;
 mod openapi;
+mod openrouter;
 mod query;
 mod tasks;
 mod telemetry;
@@ -54,6 +56,10 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/tasks/{id}/events", get(events::task_events))
         .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
         .route("/v1/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/api/v1/videos", post(openrouter::create))
+        .route("/api/v1/videos/models", get(openrouter::models))
+        .route("/api/v1/videos/{id}", get(openrouter::get))
+        .route("/api/v1/videos/{id}/content", get(openrouter::content))
         .route("/v1/models", get(catalog::list_models))
         .route("/v1/models/{model}", get(catalog::get_model))
         .route("/v1/models/{model}/pricing", get(catalog::get_model_pricing))

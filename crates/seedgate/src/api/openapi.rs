@@ -17,7 +17,9 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{documented_errors, Documented, Surface};
 use super::examples::RequestExamples;
-use super::{account, assets, catalog, events, health, management, materials, tasks, volc};
+use super::{
+    account, assets, catalog, events, health, management, materials, openrouter, tasks, volc,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -46,6 +48,10 @@ use super::{account, assets, catalog, events, health, management, materials, tas
         volc::get,
         volc::delete,
         volc::list,
+        openrouter::create,
+        openrouter::get,
+        openrouter::content,
+        openrouter::models,
         materials::create_asset,
         materials::list_assets,
         materials::get_asset,
@@ -69,14 +75,15 @@ use super::{account, assets, catalog, events, health, management, materials, tas
         health::metrics,
         openapi_json,
     ),
-    // Every error response refers to one of the two bodies by name.
-    components(schemas(ErrorBody, volc::ArkErrorBody)),
+    // Every error response refers to one of the three bodies by name.
+    components(schemas(ErrorBody, volc::ArkErrorBody, openrouter::OpenRouterErrorBody)),
     modifiers(&SharedResponses, &Aliases, &RequestExamples),
     tags(
         (name = "tasks", description = "Create, poll, list and cancel video tasks; download results."),
         (name = "catalog", description = "Models and prices."),
         (name = "upstream", description = "Notifications from upstream providers."),
         (name = "ark", description = "The Ark-compatible surface: Ark's wire format for the same tasks, for Ark SDKs and clients."),
+        (name = "openrouter", description = "The OpenRouter-compatible video API: OpenRouter's wire format for the same tasks, for OpenRouter's SDKs and multi-vendor video clients."),
         (name = "materials", description = "The material library: reusable reference images (and video, audio) of an organization, used as `asset://<id>`."),
         (name = "account", description = "The calling key: its balance and what it has spent."),
         (name = "management", description = "An organization's balance, API keys and their usage, with its management token."),

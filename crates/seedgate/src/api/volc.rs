@@ -4,11 +4,10 @@
 //! parser and the one service; tasks are the same tasks as on `/v1` (`cgt-…` here is
 //! `vtask_…` there), rendered in Ark's shape.
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequestParts, Path, RawQuery, State};
-use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use seedgate_contract::{ApiError, Catalog, ErrorCode, OutputFormat, RequestEcho};
@@ -16,14 +15,14 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::Authed;
-use super::error::{ark_code, error_responses, HttpError};
-use super::tasks::{body_error, create_context, with_replay_mark};
+use super::dialect::{create_translated, Dialect, DialectAuthed, DialectError};
+use super::error::{ark_code, error_responses};
+use super::tasks::with_replay_mark;
 use super::view::BaseUrl;
 use super::ApiState;
 use crate::ids::TaskId;
 use crate::providers::seed_in_force;
-use crate::store::{now_ms, Account, PublicStatus, TaskFilter, TaskRecord, TaskState};
+use crate::store::{now_ms, PublicStatus, TaskFilter, TaskRecord, TaskState};
 use crate::task_view::TaskError;
 use crate::telemetry::RequestId;
 
@@ -336,53 +335,20 @@ fn in_arks_words(e: &ApiError) -> Value {
     body
 }
 
-/// Any refusal of this surface: the platform's error, answered in Ark's words.
-#[derive(Debug)]
-pub struct ArkError(ApiError);
+/// Ark's words for the platform's errors.
+pub struct Ark;
 
-impl From<ApiError> for ArkError {
-    fn from(e: ApiError) -> Self {
-        Self(e)
+impl Dialect for Ark {
+    fn in_its_words(error: &ApiError) -> Value {
+        in_arks_words(error)
     }
 }
 
-impl From<HttpError> for ArkError {
-    fn from(HttpError(e): HttpError) -> Self {
-        Self(e)
-    }
-}
+/// Any refusal of this surface, in Ark's words.
+pub type ArkError = DialectError<Ark>;
 
-impl IntoResponse for ArkError {
-    fn into_response(self) -> Response {
-        reworded(HttpError(self.0).into_response())
-    }
-}
-
-/// The calling key, as [`Authed`] reads it (rate limit included), refused in Ark's words.
-pub struct ArkAuthed(Account);
-
-impl FromRequestParts<ApiState> for ArkAuthed {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Response> {
-        match Authed::from_request_parts(parts, state).await {
-            Ok(Authed(account)) => Ok(Self(account)),
-            Err(refusal) => Err(reworded(refusal)),
-        }
-    }
-}
-
-/// A refusal rendered in the platform's words, reworded: its status and headers
-/// (`Retry-After`, `WWW-Authenticate`) stay, only the body changes.
-fn reworded(mut response: Response) -> Response {
-    let Some(error) = response.extensions().get::<ApiError>() else {
-        return response;
-    };
-    let body = in_arks_words(error).to_string();
-    *response.body_mut() = Body::from(body);
-    response.headers_mut().remove(header::CONTENT_LENGTH);
-    response
-}
+/// The calling key, refused in Ark's words.
+pub type ArkAuthed = DialectAuthed<Ark>;
 
 error_responses! {
     /// What every call of this surface may answer besides its own refusals, in Ark's words.
@@ -617,20 +583,20 @@ error_responses! {
 )]
 pub async fn create(
     State(state): State<ApiState>,
-    ArkAuthed(account): ArkAuthed,
+    DialectAuthed(account, ..): ArkAuthed,
     request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ArkError> {
-    let body = body.map_err(body_error)?;
-    let request = to_platform_request(state.services.catalog.catalog(), &body)?;
-    let request = serde_json::to_vec(&request)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?;
-    let created = state
-        .services
-        .tasks
-        .create_task(&account, &request, create_context(&headers, &request_id)?)
-        .await?;
+    let created = create_translated(
+        &state,
+        &account,
+        body,
+        &headers,
+        &request_id,
+        to_platform_request,
+    )
+    .await?;
     let response = Json(ArkCreated {
         id: created.task.id.ark_spelling(),
     })
@@ -661,7 +627,7 @@ error_responses! {
 )]
 pub async fn get(
     State(state): State<ApiState>,
-    ArkAuthed(account): ArkAuthed,
+    DialectAuthed(account, ..): ArkAuthed,
     BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
 ) -> Result<Json<ArkTask>, ArkError> {
@@ -699,7 +665,7 @@ error_responses! {
 )]
 pub async fn delete(
     State(state): State<ApiState>,
-    ArkAuthed(account): ArkAuthed,
+    DialectAuthed(account, ..): ArkAuthed,
     Path(id): Path<String>,
 ) -> Result<Response, ArkError> {
     let id = TaskId::from_either(&id);
@@ -817,7 +783,7 @@ error_responses! {
 )]
 pub async fn list(
     State(state): State<ApiState>,
-    ArkAuthed(account): ArkAuthed,
+    DialectAuthed(account, ..): ArkAuthed,
     BaseUrl(base): BaseUrl,
     RawQuery(query): RawQuery,
 ) -> Result<Json<ArkTaskList>, ArkError> {
@@ -881,7 +847,9 @@ pub async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::StatusCode;
+    use crate::api::dialect::reworded;
+    use crate::api::error::HttpError;
+    use axum::http::{header, StatusCode};
     use serde_json::json;
 
     fn read(body: Value) -> Result<Value, ApiError> {
@@ -1093,7 +1061,7 @@ mod tests {
     #[tokio::test]
     async fn a_rendered_refusal_keeps_its_status_and_headers() {
         let error = ApiError::new(ErrorCode::InvalidApiKey, "who?");
-        let response = reworded(HttpError(error.clone()).into_response());
+        let response = reworded::<Ark>(HttpError(error.clone()).into_response());
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
         let body = axum::body::to_bytes(response.into_body(), usize::MAX)

@@ -28,6 +28,7 @@ mod materials;
 mod metrics;
 mod money;
 mod openapi;
+mod openrouter;
 mod operations;
 pub mod restart;
 mod retention;

@@ -12,7 +12,7 @@ use crate::helpers::TestApp;
 use crate::restart::start;
 
 /// Every route the router serves, as `METHOD path`.
-const ROUTES: [&str; 41] = [
+const ROUTES: [&str; 45] = [
     "POST /api/v3/contents/generations/tasks",
     "GET /api/v3/contents/generations/tasks",
     "GET /api/v3/contents/generations/tasks/{id}",
@@ -50,6 +50,10 @@ const ROUTES: [&str; 41] = [
     "PATCH /v1/management/api-keys/{keyId}",
     "GET /v1/management/api-keys/{keyId}/usage",
     "GET /v1/management/api-keys/{keyId}/billing",
+    "POST /api/v1/videos",
+    "GET /api/v1/videos/{id}",
+    "GET /api/v1/videos/{id}/content",
+    "GET /api/v1/videos/models",
     "GET /healthz",
     "GET /readyz",
     "GET /metrics",

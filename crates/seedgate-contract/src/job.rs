@@ -523,6 +523,7 @@ impl VideoJob {
             priority: self.priority,
             safety_identifier: self.safety_identifier.clone(),
             callback_url: self.callback_url.clone(),
+            webhook_format: None,
         }
     }
 }
@@ -579,6 +580,18 @@ pub struct RequestEcho {
     /// Where the task's webhook goes, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
+    /// The shape its webhooks take: absent for this platform's task object, `openrouter` for
+    /// OpenRouter's `video.generation.*` events (a task made on `/api/v1/videos`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_format: Option<WebhookFormat>,
+}
+
+/// A webhook shape other than this platform's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum WebhookFormat {
+    /// OpenRouter's event envelope, signed with `X-OpenRouter-Signature`.
+    #[serde(rename = "openrouter")]
+    OpenRouter,
 }
 
 /// One input of a task as its task object shows it: what it is and where it came from.

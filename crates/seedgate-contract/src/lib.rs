@@ -26,7 +26,7 @@ pub use drafts::{DraftSource, DraftState, DraftUpstream, FinalRequest};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorObject, ErrorType};
 pub use job::{
     AspectRatio, DurationRequest, InputSummary, JobInputs, MediaInput, Operation, OutputFormat,
-    RequestEcho, Resolution, ServiceTier, UnknownVariant, VideoJob,
+    RequestEcho, Resolution, ServiceTier, UnknownVariant, VideoJob, WebhookFormat,
 };
 pub use parse::{check_image_dimensions, parse_create_request, CreateRequest};
 pub use pricing::{Money, Quote, TokenCeiling};

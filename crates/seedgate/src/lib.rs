@@ -29,6 +29,7 @@ pub mod materials;
 mod module_graph_tests;
 mod mp4_header;
 pub mod notify;
+pub mod openrouter_view;
 pub mod providers;
 pub mod secret;
 pub mod service;

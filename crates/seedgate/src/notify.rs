@@ -6,16 +6,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use rand::Rng;
-use sha2::Sha256;
 use tracing::{info, warn, Instrument};
 
 use crate::assets::ResultLinks;
-use seedgate_contract::Catalog;
+use seedgate_contract::{Catalog, RequestEcho, WebhookFormat};
 
 use crate::config::WebhooksConfig;
 use crate::fetch::{FetchError, Fetcher};
+use crate::openrouter_view;
+use crate::signing::timestamped_signature;
 use crate::store::{now_ms, Delivery, Store, StoreError};
 use crate::task_view::render_task;
 
@@ -31,15 +31,7 @@ pub struct Notifier {
 
 /// `t=<unix>,v1=<hex>`: what receivers verify (see docs/webhooks.md).
 pub fn signature_header(secret: &str, timestamp: u64, body: &str) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| panic!("HMAC-SHA256 accepts keys of every length"));
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body.as_bytes());
-    format!(
-        "t={timestamp},v1={}",
-        hex::encode(mac.finalize().into_bytes())
-    )
+    timestamped_signature(secret, timestamp, ".", body)
 }
 
 impl Notifier {
@@ -100,20 +92,14 @@ impl Notifier {
                 .await;
         };
         let now_s = (now_ms() / 1000) as u64;
-        let body = serde_json::to_string(&render_task(
-            &task,
-            &self.links,
-            &self.catalog,
-            &self.base_url,
-            now_s,
-        ))
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let secret = self.store.webhook_secret(&delivery.account_id).await?;
-        let headers = [
-            (
-                "seedgate-signature",
-                signature_header(&secret, now_s, &body),
-            ),
+        // A surface's own webhook shape is for the task's own `callback_url`; the account-wide
+        // endpoint always gets the platform's.
+        let format = serde_json::from_str::<RequestEcho>(&task.request_json)
+            .ok()
+            .filter(|echo| echo.callback_url.as_deref() == Some(delivery.url.as_str()))
+            .and_then(|echo| echo.webhook_format);
+        let mut headers = vec![
             ("seedgate-event", delivery.event.clone()),
             ("seedgate-delivery", delivery.id.to_string()),
             (
@@ -121,6 +107,39 @@ impl Notifier {
                 concat!("seedgate-webhooks/", env!("CARGO_PKG_VERSION")).to_owned(),
             ),
         ];
+        let body = match format {
+            None => {
+                let body = serde_json::to_string(&render_task(
+                    &task,
+                    &self.links,
+                    &self.catalog,
+                    &self.base_url,
+                    now_s,
+                ))
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                headers.push((
+                    "seedgate-signature",
+                    signature_header(&secret, now_s, &body),
+                ));
+                body
+            }
+            Some(WebhookFormat::OpenRouter) => {
+                let body =
+                    openrouter_view::webhook_event(&task, &self.links, &self.base_url, now_s)
+                        .to_string();
+                headers.push((
+                    "x-openrouter-signature",
+                    openrouter_view::signature_header(&secret, now_s, &body),
+                ));
+                // OpenRouter's receivers drop a redelivery by `<job id>-<status>`.
+                let status = openrouter_view::job_status(&task);
+                headers.push((
+                    "x-openrouter-idempotency-key",
+                    format!("{}-{status}", task.id),
+                ));
+                body
+            }
+        };
         let outcome = self.fetcher.post_json(&delivery.url, body, &headers).await;
         let (status, error) = match &outcome {
             Ok(status) => (Some(*status), None),

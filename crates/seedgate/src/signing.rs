@@ -1,7 +1,8 @@
 //! The gateway's own signatures: an HMAC over a task id, a label and an expiry. Expiring
 //! download links for result files are built on them (a download needs no API key but cannot
 //! be guessed or reused forever), and so are the tokens that authenticate an upstream's
-//! callback about a task. One HMAC key, kept in the database, signs both. What is signed, and
+//! callback about a task. One HMAC key, kept in the database, signs both. Webhooks are signed
+//! here too, with their account's secret. What is signed, and
 //! where a signature is carried, is up to the callers: links are built where their paths are
 //! known (`assets`), so this stays below every module that names a route.
 
@@ -91,6 +92,20 @@ impl UrlSigner {
 
 fn unreachable_mac() -> Hmac<Sha256> {
     panic!("HMAC-SHA256 accepts keys of every length")
+}
+
+/// `t=<timestamp>,v1=<hex HMAC-SHA256(secret, "<timestamp><separator><body>")>`: how webhooks
+/// are signed, ours with `.` and OpenRouter's with `,`.
+pub fn timestamped_signature(secret: &str, timestamp: u64, separator: &str, body: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| panic!("HMAC-SHA256 accepts keys of every length"));
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(separator.as_bytes());
+    mac.update(body.as_bytes());
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
 }
 
 #[cfg(test)]

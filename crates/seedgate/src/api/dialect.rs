@@ -11,13 +11,14 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use seedgate_contract::{ApiError, Catalog, ErrorCode};
+use seedgate_contract::{ApiError, Catalog, ErrorCode, WebhookFormat};
 use serde_json::Value;
 
 use super::auth::Authed;
 use super::error::HttpError;
 use super::tasks::{body_error, create_context};
 use super::ApiState;
+use crate::service::CreateContext;
 use crate::store::{Account, Created};
 use crate::telemetry::RequestId;
 
@@ -89,12 +90,16 @@ pub async fn create_translated(
     headers: &HeaderMap,
     request_id: &Option<Extension<RequestId>>,
     translate: fn(&Catalog, &[u8]) -> Result<Value, ApiError>,
+    webhook_format: Option<WebhookFormat>,
 ) -> Result<Created, ApiError> {
     let body = body.map_err(|rejection| body_error(rejection).0)?;
     let request = translate(state.services.catalog.catalog(), &body)?;
     let request = serde_json::to_vec(&request)
         .map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?;
-    let context = create_context(headers, request_id).map_err(|e| e.0)?;
+    let context = CreateContext {
+        webhook_format,
+        ..create_context(headers, request_id).map_err(|e| e.0)?
+    };
     state
         .services
         .tasks

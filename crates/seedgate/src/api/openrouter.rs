@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use seedgate_contract::{
     ApiError, AspectRatio, Catalog, ErrorCode, ModelSpec, Operation, OutputFormat, RequestEcho,
+    WebhookFormat,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -26,12 +27,9 @@ use super::view::BaseUrl;
 use super::ApiState;
 use crate::assets::AssetKind;
 use crate::ids::TaskId;
-use crate::store::{now_ms, PublicStatus, TaskRecord, TaskState};
-use crate::task_view::usd_number;
+use crate::openrouter_view::{job_status, render_video_job, VideoJob, VENDOR_PREFIX};
+use crate::store::{now_ms, TaskRecord, TaskState};
 use crate::telemetry::RequestId;
-
-/// OpenRouter names Seedance `bytedance/<model>`; our own ids are taken too.
-const VENDOR_PREFIX: &str = "bytedance/";
 
 /// Provider slugs whose `provider.options` this gateway honours: OpenRouter forwards only the
 /// matched provider's options and ignores the rest, and Seedance is served there by BytePlus.
@@ -389,98 +387,13 @@ pub struct OpenRouterErrorObject {
     metadata: Map<String, Value>,
 }
 
-/// A video job: the answer to a create and to a poll.
-#[derive(Serialize, ToSchema)]
-pub struct VideoJob {
-    /// The job's id: the task's `vtask_…` id on every surface.
-    id: String,
-    /// Where to poll it (absolute).
-    polling_url: String,
-    /// `pending`, `in_progress`, `completed`, `failed`, `cancelled` or `expired`.
-    #[schema(example = "pending")]
-    status: &'static str,
-    /// Why a job failed, was cancelled or expired.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    /// The generation's id: the job's own.
-    generation_id: String,
-    /// How far along the job is, 0–100: 0 waiting, 100 done (the platform's own addition).
-    progress: u8,
-    /// The video through this API, with the key: `…/content?index=0`. Once completed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unsigned_urls: Option<Vec<String>>,
-    /// The video by signed URL, no key needed, until `expires_at`. Once completed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    urls: Option<Vec<String>>,
-    /// Unix seconds when `urls` stop working.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expires_at: Option<u64>,
-    /// What the job cost. Once completed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<VideoUsage>,
-}
-
-/// A completed job's bill.
-#[derive(Serialize, ToSchema)]
-pub struct VideoUsage {
-    /// USD charged, exact to the micro-dollar.
-    #[schema(value_type = f64, example = 0.220879)]
-    cost: Value,
-    /// Always false: the gateway's own accounts served it.
-    is_byok: bool,
-}
-
-fn job_status(task: &TaskRecord) -> &'static str {
-    match task.state {
-        TaskState::Succeeded => "completed",
-        TaskState::Failed => "failed",
-        TaskState::Cancelled => "cancelled",
-        TaskState::Expired => "expired",
-        _ if task.public_status() == PublicStatus::Pending => "pending",
-        _ => "in_progress",
-    }
-}
-
 fn render(state: &ApiState, task: &TaskRecord, base: &str) -> VideoJob {
-    let id = task.id.to_string();
-    let status = job_status(task);
-    let echo: Option<RequestEcho> = serde_json::from_str(&task.request_json).ok();
-    let format = echo.as_ref().map_or(OutputFormat::Mp4, |e| e.output_format);
-    let files = state
-        .services
-        .tasks
-        .links()
-        .files(task, format, base, (now_ms() / 1000) as u64);
-    let video = files
-        .as_ref()
-        .and_then(|f| f.urls.as_ref())
-        .map(|(video, _)| video.clone());
-    let completed = task.state == TaskState::Succeeded;
-    VideoJob {
-        polling_url: format!("{base}/api/v1/videos/{id}"),
-        status,
-        error: matches!(status, "failed" | "cancelled" | "expired").then(|| {
-            task.error_message
-                .clone()
-                .unwrap_or_else(|| "The job was cancelled.".to_owned())
-        }),
-        generation_id: id.clone(),
-        progress: match status {
-            "pending" => 0,
-            "in_progress" => 50,
-            _ => 100,
-        },
-        unsigned_urls: video
-            .is_some()
-            .then(|| vec![format!("{base}/api/v1/videos/{id}/content?index=0")]),
-        expires_at: video.as_ref().and(files.as_ref()).map(|f| f.expires_at),
-        urls: video.map(|url| vec![url]),
-        usage: completed.then(|| VideoUsage {
-            cost: usd_number(task.cost_usd_micros.unwrap_or(0)),
-            is_byok: false,
-        }),
-        id,
-    }
+    render_video_job(
+        task,
+        state.services.tasks.links(),
+        base,
+        (now_ms() / 1000) as u64,
+    )
 }
 
 error_responses! {
@@ -526,6 +439,7 @@ pub async fn create(
         &headers,
         &request_id,
         to_platform_request,
+        Some(WebhookFormat::OpenRouter),
     )
     .await?;
     let mut response = Json(render(&state, &created.task, &base)).into_response();

@@ -233,6 +233,7 @@ pub(super) fn create_context<'a>(
         scenario: headers
             .get(SCENARIO_HEADER)
             .map(|value| value.to_str().unwrap_or("\u{fffd}")),
+        webhook_format: None,
     })
 }
 

@@ -595,6 +595,7 @@ pub async fn create(
         &headers,
         &request_id,
         to_platform_request,
+        None,
     )
     .await?;
     let response = Json(ArkCreated {

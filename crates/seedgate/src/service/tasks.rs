@@ -7,6 +7,7 @@ use seedgate_contract::drafts::check_draft;
 use seedgate_contract::{
     parse_create_request, pricing, ApiError, AspectRatio, Catalog, CreateRequest, DraftSource,
     DraftState, DraftUpstream, ErrorCode, FinalRequest, RequestEcho, SandboxScenario, VideoJob,
+    WebhookFormat,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
@@ -42,6 +43,8 @@ pub struct CreateContext<'a> {
     pub request_id: Option<&'a RequestId>,
     /// `Seedgate-Sandbox-Scenario`, as sent: read for test keys, ignored for live ones.
     pub scenario: Option<&'a str>,
+    /// The shape of the task's webhooks, when the surface it was made on has its own.
+    pub webhook_format: Option<WebhookFormat>,
 }
 
 /// One page of `GET /v1/tasks`.
@@ -185,7 +188,9 @@ impl TaskService {
         // The parsed job, not the bytes, is what a repeat must match: the same job sent through
         // `/v1` and `/api/v3`, or with its fields in another order, is the same request.
         let request_hash = Sha256::digest(&job_json);
-        let request_json = serde_json::to_string(&self.echo(&job).await)
+        let mut echo = self.echo(&job).await;
+        echo.webhook_format = context.webhook_format;
+        let request_json = serde_json::to_string(&echo)
             .map_err(|e| internal(StoreError::Corrupt(e.to_string())))?;
         let created = self
             .store

@@ -219,3 +219,60 @@ async fn a_webhook_the_outbound_policy_refuses_is_dead_lettered_at_once() {
     assert!(!reason.contains("input"), "{reason}");
     assert!(inbox.received.lock().unwrap().is_empty());
 }
+
+/// A task made on the OpenRouter surface calls back as OpenRouter does: its
+/// `video.generation.*` envelope, `X-OpenRouter-Idempotency-Key: <id>-<status>`, and
+/// `X-OpenRouter-Signature` over `"<t>,<body>"` with the account's secret.
+#[tokio::test]
+async fn an_openrouter_job_calls_back_in_openrouters_shape() {
+    let app = app().await;
+    let (url, inbox) = receiver(&[]).await;
+    let response = app
+        .client
+        .post(format!("{}/api/v1/videos", app.address))
+        .bearer_auth(&app.key)
+        .json(
+            &json!({"model": "bytedance/seedance-2.0-fast", "prompt": "ping me",
+            "resolution": "480p", "duration": 4, "callback_url": url}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, job) = crate::helpers::decode(response).await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap();
+    let received = wait_for(&inbox, 1).await;
+    let (headers, body) = &received[0];
+    assert_eq!(
+        headers["x-openrouter-idempotency-key"],
+        format!("{id}-completed").as_str()
+    );
+    assert!(headers.get("seedgate-signature").is_none());
+    let signature = headers["x-openrouter-signature"].to_str().unwrap();
+    let (t, v1) = signature
+        .split_once(",v1=")
+        .map(|(t, v1)| (t.trim_start_matches("t="), v1))
+        .unwrap();
+    let secret = app.store.webhook_secret(&app.account_id).await.unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t},{body}").as_bytes());
+    assert!(
+        mac.verify_slice(&hex::decode(v1).unwrap()).is_ok(),
+        "signed as OpenRouter signs"
+    );
+    let event: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(event["type"], "video.generation.completed", "{event}");
+    assert!(event["created_at"].as_str().unwrap().ends_with('Z'));
+    let data = &event["data"];
+    assert_eq!(data["id"], id);
+    assert_eq!(data["status"], "completed");
+    assert_eq!(data["model"], "bytedance/seedance-2.0-fast");
+    assert!(data["usage"]["cost"].as_f64().unwrap() > 0.0, "{event}");
+    assert_eq!(
+        data["unsigned_urls"][0],
+        format!("{}/api/v1/videos/{id}/content?index=0", app.address)
+    );
+    // The task's /v1 object says which shape its webhooks take.
+    let (_, task) = app.task(id).await;
+    assert_eq!(task["request"]["webhook_format"], "openrouter");
+}

@@ -18,6 +18,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `sqlite:…`; defaults to `seedgate.db` inside `data_dir`.
     pub database_url: Option<String>,
+    /// Most connections this replica opens to PostgreSQL; replicas × this must stay under the
+    /// database's `max_connections`.
+    pub database_pool_size: u32,
     /// Base of the absolute result URLs; defaults to the request's own scheme and Host.
     pub public_url: Option<String>,
     /// Largest request body accepted (data: URIs of video inputs need tens of MB).
@@ -248,6 +251,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            database_pool_size: crate::store::postgres::POOL_SIZE,
             public_url: None,
             max_body_bytes: 75 * 1024 * 1024,
             request_head_timeout_ms: NonZeroU64::new(10_000).unwrap_or(NonZeroU64::MIN),

@@ -100,7 +100,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         tokio::fs::create_dir_all(&config.data_dir).await?;
-        let store = store::connect(&config.database_url()).await?;
+        let store = store::connect_with(&config.database_url(), config.database_pool_size).await?;
         let catalog = Arc::new(config.catalog()?);
         let signing_key = store
             .setting_or_insert("asset_signing_key", &random_hex(32))

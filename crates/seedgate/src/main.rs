@@ -206,7 +206,7 @@ impl ServerArgs {
     async fn store(&self) -> Result<Store, String> {
         let config = self.load()?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| e.to_string())?;
-        seedgate::store::connect(&config.database_url())
+        seedgate::store::connect_with(&config.database_url(), config.database_pool_size)
             .await
             .map_err(|e| e.to_string())
     }

@@ -90,11 +90,14 @@ pub fn render_video_job(
     VideoJob {
         polling_url: format!("{base}/api/v1/videos/{id}"),
         status,
-        error: matches!(status, "failed" | "cancelled" | "expired").then(|| {
-            task.error_message
-                .clone()
-                .unwrap_or_else(|| "The job was cancelled.".to_owned())
-        }),
+        error: match status {
+            "failed" | "cancelled" | "expired" => Some(
+                task.error_message
+                    .clone()
+                    .unwrap_or_else(|| format!("The job {status}.")),
+            ),
+            _ => None,
+        },
         generation_id: id.clone(),
         progress: match status {
             "pending" => 0,
@@ -118,18 +121,30 @@ pub fn render_video_job(
 /// envelope around the job.
 pub fn webhook_event(task: &TaskRecord, links: &ResultLinks, base: &str, now_s: u64) -> Value {
     let job = render_video_job(task, links, base, now_s);
+    let mut data = json!({
+        "id": job.id,
+        "status": job.status,
+        "generation_id": job.generation_id,
+        "model": format!("{VENDOR_PREFIX}{}", task.model),
+    });
+    // As OpenRouter sends them: a failure's `error`, or a completion's URLs and usage; never
+    // a null in their place.
+    for (key, value) in [
+        (
+            "unsigned_urls",
+            serde_json::to_value(job.unsigned_urls).ok(),
+        ),
+        ("usage", serde_json::to_value(job.usage).ok()),
+        ("error", serde_json::to_value(job.error).ok()),
+    ] {
+        if let Some(value) = value.filter(|v| !v.is_null()) {
+            data[key] = value;
+        }
+    }
     json!({
         "type": format!("video.generation.{}", job.status),
         "created_at": rfc3339(now_ms()),
-        "data": {
-            "id": job.id,
-            "status": job.status,
-            "generation_id": job.generation_id,
-            "model": format!("{VENDOR_PREFIX}{}", task.model),
-            "unsigned_urls": job.unsigned_urls,
-            "usage": job.usage,
-            "error": job.error,
-        },
+        "data": data,
     })
 }
 

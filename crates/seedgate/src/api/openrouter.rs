@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use seedgate_contract::{
     ApiError, AspectRatio, Catalog, ErrorCode, ModelSpec, Operation, OutputFormat, RequestEcho,
-    WebhookFormat,
+    Resolution, WebhookFormat,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -37,13 +37,13 @@ const OUR_SLUGS: [&str; 3] = ["byteplus", "seed", "seedgate"];
 
 /// The platform request fields `provider.options.<slug>` may set (the models list names them
 /// in `allowed_passthrough_parameters`); OpenRouter drops any other key silently.
-const PASSTHROUGH: [&str; 7] = [
+/// `output_format` is not among them: OpenRouter's clients take only MP4 from `/content`.
+const PASSTHROUGH: [&str; 6] = [
     "watermark",
     "return_last_frame",
     "service_tier",
     "execution_expires_after",
     "draft",
-    "output_format",
     "safety_identifier",
 ];
 
@@ -155,6 +155,25 @@ fn references(value: &Value) -> Result<[Vec<Value>; 3], ApiError> {
     Ok(found)
 }
 
+/// OpenRouter spells the 4k tier `4K`; the platform `4k`.
+const OPENROUTER_4K: &str = "4K";
+
+/// A resolution in the platform's spelling.
+fn ours(resolution: &Value) -> Value {
+    match resolution.as_str() {
+        Some(OPENROUTER_4K) => Value::String(Resolution::K4.as_str().to_owned()),
+        _ => resolution.clone(),
+    }
+}
+
+/// A resolution in OpenRouter's spelling.
+fn theirs(resolution: Resolution) -> String {
+    match resolution {
+        Resolution::K4 => OPENROUTER_4K.to_owned(),
+        other => other.as_str().to_owned(),
+    }
+}
+
 /// `size` (`"1280x720"`) as the model's resolution and ratio that give it.
 fn size_of(
     catalog: &Catalog,
@@ -207,12 +226,20 @@ pub fn to_platform_request(catalog: &Catalog, body: &[u8]) -> Result<Value, ApiE
                 };
                 request.insert(key, model);
             }
-            "prompt" | "duration" | "resolution" | "aspect_ratio" | "generate_audio" | "seed"
-            | "callback_url" => {
+            "resolution" => {
+                request.insert(key, ours(&value));
+            }
+            "prompt" | "duration" | "aspect_ratio" | "generate_audio" | "seed" | "callback_url" => {
                 request.insert(key, value);
             }
-            "frame_images" => frame_images = Some(frames(&value)?),
-            "input_references" => input_references = Some(references(&value)?),
+            // An empty list sends nothing, as on `/v1`.
+            "frame_images" => {
+                frame_images = Some(frames(&value)?).filter(|(first, _)| first.is_some())
+            }
+            "input_references" => {
+                input_references =
+                    Some(references(&value)?).filter(|found| found.iter().any(|k| !k.is_empty()))
+            }
             "previous_job_id" => previous = Some(value),
             "size" => size = Some(value),
             "provider" => passthrough(&value, &mut request)?,
@@ -309,7 +336,7 @@ fn passthrough(provider: &Value, request: &mut Map<String, Value>) -> Result<(),
             "`provider` must be an object.",
         ));
     };
-    let Some(options) = provider.get("options") else {
+    let Some(options) = provider.get("options").filter(|o| !o.is_null()) else {
         return Ok(());
     };
     let Some(options) = options.as_object() else {
@@ -634,16 +661,13 @@ pub fn video_models(catalog: &Catalog, loaded_at: i64) -> Bytes {
                 created: spec.released.map_or(loaded_at, |d| d.unix_seconds()),
                 description: spec.description.clone(),
                 hugging_face_id: None,
-                supported_resolutions: spec
-                    .resolutions
-                    .iter()
-                    .map(|r| r.as_str().to_owned())
-                    .collect(),
+                supported_resolutions: spec.resolutions.iter().map(|&r| theirs(r)).collect(),
                 supported_aspect_ratios: fixed.iter().map(|a| a.as_str().to_owned()).collect(),
                 supported_sizes: sizes,
                 supported_durations: (spec.duration.min..=spec.duration.max).collect(),
                 supported_frame_images: frames,
-                generate_audio: Operation::ALL.into_iter().any(|o| spec.takes_audio(o)),
+                // Every Seedance 2.x model makes a sound track on request (`generate_audio`).
+                generate_audio: true,
                 seed: true,
                 upscale_factor: None,
                 creativity: None,

@@ -688,10 +688,16 @@ pub type Store = Arc<dyn Backend>;
 /// Opens the database named by `url` (`sqlite:…` or `postgres://…`), creating it if needed,
 /// and applies pending migrations.
 pub async fn connect(url: &str) -> Result<Store, StoreError> {
+    connect_with(url, postgres::POOL_SIZE).await
+}
+
+/// [`connect`], with at most `pool_size` connections to PostgreSQL (SQLite keeps its own
+/// writer and readers).
+pub async fn connect_with(url: &str, pool_size: u32) -> Result<Store, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::connect(url).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::connect(url).await?))
+        Ok(Arc::new(postgres::connect(url, pool_size).await?))
     } else {
         Err(StoreError::UnsupportedUrl(redact_url(url)))
     }

@@ -239,6 +239,20 @@ pub fn run_alone<F: std::future::Future>(case: F) -> F::Output {
         .block_on(case)
 }
 
+/// `SEEDGATE_TEST_LOG=warn` (any filter) prints the servers' logs, which tests otherwise keep
+/// quiet: how to see why a test's request met a `500`.
+fn log_when_asked() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("SEEDGATE_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
 pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -246,6 +260,8 @@ pub fn test_config(data_dir: &Path) -> Config {
         database_url: crate::POSTGRES.then(|| database_url(data_dir)),
         ..Config::default()
     };
+    // Several servers share the test database (Debian's default: 100 connections).
+    config.database_pool_size = 6;
     config.engine.workers = 2;
     config.engine.lease_seconds = 3;
     config.engine.idle_poll_ms = 250;
@@ -301,6 +317,7 @@ impl TestApp {
         tweak: impl FnOnce(&mut Config),
         run_workers: bool,
     ) -> Result<Self, seedgate::StartError> {
+        log_when_asked();
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = test_config(data_dir.path());
         storage.configure(&mut config).await;

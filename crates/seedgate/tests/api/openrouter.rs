@@ -144,9 +144,9 @@ async fn a_job_is_the_same_task_on_every_surface() {
     assert_eq!(polled["status"], "completed", "{polled}");
     assert_eq!(polled["progress"], 100);
     assert_eq!(
-        polled["usage"]["cost"].to_string(),
-        task["cost"]["amount"].as_str().unwrap(),
-        "the exact amount, as a number"
+        polled["usage"]["cost"].as_f64(),
+        task["cost"]["amount"].as_str().unwrap().parse::<f64>().ok(),
+        "the amount, as a number"
     );
     let signed = polled["urls"][0].as_str().unwrap();
     let (status, bytes) = app.download(signed).await;
@@ -161,6 +161,21 @@ async fn a_job_is_the_same_task_on_every_surface() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "video/mp4");
     assert_eq!(response.bytes().await.unwrap().as_ref(), bytes.as_slice());
+
+    // OpenRouter's spelling of the 4k tier, and empty lists that send nothing.
+    let (status, big) = post(
+        &app,
+        Some(&app.key),
+        &json!({"model": "bytedance/seedance-2.0", "prompt": "a kite", "resolution": "4K",
+            "duration": 4, "frame_images": [], "input_references": []}),
+    )
+    .await;
+    assert_eq!(status, 202, "{big}");
+    let (_, big) = app.task(big["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (&big["operation"], &big["request"]["resolution"]),
+        (&json!("text-to-video"), &json!("4k"))
+    );
 
     // It continues as a video-extension through `previous_job_id`.
     let (status, next) = post(
@@ -270,6 +285,19 @@ async fn refusals_come_in_openrouters_shape_and_change_nothing() {
         .find(|m| m["id"] == fast)
         .unwrap_or_else(|| panic!("{listed}"));
     assert_eq!(model["supported_resolutions"], json!(["480p", "720p"]));
+    let full = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "bytedance/seedance-2.0")
+        .unwrap();
+    assert!(
+        full["supported_resolutions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("4K")),
+        "{full}"
+    );
     assert!(model["supported_sizes"]
         .as_array()
         .unwrap()

@@ -268,6 +268,7 @@ async fn an_openrouter_job_calls_back_in_openrouters_shape() {
     assert_eq!(data["status"], "completed");
     assert_eq!(data["model"], "bytedance/seedance-2.0-fast");
     assert!(data["usage"]["cost"].as_f64().unwrap() > 0.0, "{event}");
+    assert!(data.get("error").is_none(), "no null in its place: {event}");
     assert_eq!(
         data["unsigned_urls"][0],
         format!("{}/api/v1/videos/{id}/content?index=0", app.address)

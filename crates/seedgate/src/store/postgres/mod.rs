@@ -26,8 +26,9 @@ use super::taskcache::TaskCache;
 use super::StoreError;
 use crate::ids::TaskId;
 
-/// Connections per replica; the database's `max_connections` bounds replicas × this.
-const POOL_SIZE: u32 = 16;
+/// Connections per replica unless configured (`database_pool_size`); the database's
+/// `max_connections` bounds replicas × this.
+pub const POOL_SIZE: u32 = 16;
 
 const WORK_CHANNEL: &str = "seedgate_work";
 
@@ -36,10 +37,10 @@ const TASK_CHANGED_CHANNEL: &str = "seedgate_task_changed";
 /// The oldest a task a replica answers from memory can be (docs/deploy.md).
 pub const TASK_CACHE_BOUND: Duration = Duration::from_secs(1);
 
-pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
+pub(super) async fn connect(url: &str, pool_size: u32) -> Result<SqlStore, StoreError> {
     sqlx::any::install_default_drivers();
     let pool = AnyPoolOptions::new()
-        .max_connections(POOL_SIZE)
+        .max_connections(pool_size.max(2))
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(10))
         .connect(url)

@@ -11,6 +11,9 @@ use crate::blobs::{AwsEnvironment, Location};
 use crate::ids::ChannelId;
 
 /// Everything the server needs, parsed once at start-up.
+/// PostgreSQL connections per replica unless `database_pool_size` says otherwise.
+pub const DEFAULT_DATABASE_POOL_SIZE: u32 = 16;
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -251,7 +254,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             database_url: None,
-            database_pool_size: crate::store::postgres::POOL_SIZE,
+            database_pool_size: DEFAULT_DATABASE_POOL_SIZE,
             public_url: None,
             max_body_bytes: 75 * 1024 * 1024,
             request_head_timeout_ms: NonZeroU64::new(10_000).unwrap_or(NonZeroU64::MIN),

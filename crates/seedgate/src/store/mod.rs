@@ -688,11 +688,11 @@ pub type Store = Arc<dyn Backend>;
 /// Opens the database named by `url` (`sqlite:…` or `postgres://…`), creating it if needed,
 /// and applies pending migrations.
 pub async fn connect(url: &str) -> Result<Store, StoreError> {
-    connect_with(url, postgres::POOL_SIZE).await
+    connect_with(url, crate::config::DEFAULT_DATABASE_POOL_SIZE).await
 }
 
 /// [`connect`], with at most `pool_size` connections to PostgreSQL (SQLite keeps its own
-/// writer and readers).
+/// writer and readers); the database's `max_connections` bounds replicas × this.
 pub async fn connect_with(url: &str, pool_size: u32) -> Result<Store, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::connect(url).await?))

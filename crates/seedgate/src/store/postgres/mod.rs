@@ -26,10 +26,6 @@ use super::taskcache::TaskCache;
 use super::StoreError;
 use crate::ids::TaskId;
 
-/// Connections per replica unless configured (`database_pool_size`); the database's
-/// `max_connections` bounds replicas × this.
-pub const POOL_SIZE: u32 = 16;
-
 const WORK_CHANNEL: &str = "seedgate_work";
 
 const TASK_CHANGED_CHANNEL: &str = "seedgate_task_changed";

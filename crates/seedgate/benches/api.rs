@@ -245,7 +245,9 @@ fn start_gateway(
             )]
             .into(),
             resolutions: vec![seedgate_contract::Resolution::P480],
+            priority: 0,
             weight: 1,
+            routing: Default::default(),
             max_concurrent_tasks: 1_000_000,
             timeout_seconds: 30,
             polls_per_second: 1_000_000,

@@ -119,8 +119,14 @@ pub struct ChannelConfig {
     pub models: std::collections::BTreeMap<String, String>,
     /// Output resolutions this channel serves.
     pub resolutions: Vec<seedgate_contract::Resolution>,
+    /// Channels are tried lowest priority first; among equals, in a random order by weight.
+    #[serde(default)]
+    pub priority: u32,
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Per model (our id): this channel's own priority and weight for that model's tasks.
+    #[serde(default)]
+    pub routing: std::collections::BTreeMap<String, ModelRouting>,
     /// Upstream tasks in flight at once; more wait queued.
     #[serde(default = "default_max_concurrent")]
     pub max_concurrent_tasks: u32,
@@ -134,6 +140,14 @@ pub struct ChannelConfig {
     /// 41 bytes to the URL).
     #[serde(default = "default_poll_batch")]
     pub poll_batch: u32,
+}
+
+/// A channel's place in routing for one model; what it leaves out is the channel's own.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRouting {
+    pub priority: Option<u32>,
+    pub weight: Option<u32>,
 }
 
 fn default_weight() -> u32 {
@@ -430,6 +444,13 @@ mod tests {
         let byteplus: Config = toml::from_str(include_str!("../../../docs/byteplus.toml")).unwrap();
         assert_eq!(byteplus.channels.len(), 2);
         assert_eq!(byteplus.channels[0].weight, 3);
+        assert_eq!(
+            byteplus.channels[0].routing["seedance-2.5"],
+            ModelRouting {
+                priority: Some(1),
+                weight: None
+            }
+        );
     }
 
     #[test]

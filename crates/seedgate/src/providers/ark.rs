@@ -380,6 +380,15 @@ impl Channel {
 
     /// Whether this channel can make the job; a final only on the channel that holds its
     /// draft.
+    /// This channel's priority and weight for `model`'s tasks.
+    fn routing(&self, model: &str) -> (u32, u32) {
+        let own = self.config.routing.get(model).copied().unwrap_or_default();
+        (
+            own.priority.unwrap_or(self.config.priority),
+            own.weight.unwrap_or(self.config.weight),
+        )
+    }
+
     fn serves(&self, job: &VideoJob) -> bool {
         let holds_the_draft = job.final_of.as_ref().is_none_or(|source| {
             source
@@ -391,6 +400,33 @@ impl Channel {
             && self.config.models.contains_key(&job.model)
             && self.config.resolutions.contains(&job.resolution)
     }
+}
+
+/// `pool` (each with its priority and weight) in the order to try: lowest priority first;
+/// among equal priorities, a random order in which each goes first in proportion to its
+/// weight.
+fn routing_order<T>(mut pool: Vec<(T, (u32, u32))>, rng: &mut impl Rng) -> Vec<T> {
+    pool.sort_by_key(|(_, (priority, _))| *priority);
+    let mut ordered = Vec::with_capacity(pool.len());
+    while !pool.is_empty() {
+        let priority = pool[0].1 .0;
+        let tier = pool.iter().take_while(|(_, (p, _))| *p == priority).count();
+        let total: u32 = pool[..tier].iter().map(|(_, (_, weight))| weight).sum();
+        let mut pick = rng.gen_range(0..total.max(1));
+        let index = pool[..tier]
+            .iter()
+            .position(|(_, (_, weight))| {
+                if pick < *weight {
+                    true
+                } else {
+                    pick -= weight;
+                    false
+                }
+            })
+            .unwrap_or(0);
+        ordered.push(pool.remove(index).0);
+    }
+    ordered
 }
 
 /// The `ark` provider: every configured Ark/ModelArk channel.
@@ -614,6 +650,18 @@ impl Ark {
             if config.weight == 0 || config.max_concurrent_tasks == 0 {
                 return Err(invalid("weight and max_concurrent_tasks must be positive"));
             }
+            for (model, routing) in &config.routing {
+                if !config.models.contains_key(model) {
+                    return Err(invalid(&format!(
+                        "routing.\"{model}\" names a model the channel does not serve"
+                    )));
+                }
+                if routing.weight == Some(0) {
+                    return Err(invalid(&format!(
+                        "routing.\"{model}\".weight must be positive"
+                    )));
+                }
+            }
             if config.polls_per_second == 0 || !(1..=MAX_POLL_BATCH).contains(&config.poll_batch) {
                 return Err(invalid(&format!(
                     "polls_per_second must be positive and poll_batch 1 to {MAX_POLL_BATCH}"
@@ -690,7 +738,7 @@ impl Ark {
     }
 
     /// Channels to try for a job, best first: serving it, under their concurrency limit,
-    /// not tripped, in a weighted random order.
+    /// not tripped, in their routing order for its model.
     fn candidates(
         &self,
         job: &VideoJob,
@@ -707,7 +755,7 @@ impl Ark {
             })
             .collect();
         let all_full = !serving.is_empty() && with_room.is_empty();
-        let mut pool: Vec<&Channel> = with_room
+        let pool: Vec<(&Channel, (u32, u32))> = with_room
             .into_iter()
             .filter(|c| {
                 c.breaker
@@ -715,26 +763,9 @@ impl Ark {
                     .map(|mut b| b.allows(now, self.breaker_cooldown))
                     .unwrap_or(true)
             })
+            .map(|c| (c, c.routing(&job.model)))
             .collect();
-        let mut ordered = Vec::with_capacity(pool.len());
-        let mut rng = rand::thread_rng();
-        while !pool.is_empty() {
-            let total: u32 = pool.iter().map(|c| c.config.weight).sum();
-            let mut pick = rng.gen_range(0..total);
-            let index = pool
-                .iter()
-                .position(|c| {
-                    if pick < c.config.weight {
-                        true
-                    } else {
-                        pick -= c.config.weight;
-                        false
-                    }
-                })
-                .unwrap_or(0);
-            ordered.push(pool.remove(index));
-        }
-        (ordered, all_full)
+        (routing_order(pool, &mut rand::thread_rng()), all_full)
     }
 
     async fn submit_job(&self, request: SubmitRequest<'_>) -> Result<Submission, ProviderError> {
@@ -1091,6 +1122,23 @@ mod tests {
             "created_at": 1, "seed": seed, "resolution": resolution, "ratio": "16:9",
             "duration": duration, "generate_audio": audio}))
         .unwrap()
+    }
+
+    #[test]
+    fn channels_go_by_priority_then_by_weight() {
+        let mut rng = rand::thread_rng();
+        let mut first = HashMap::new();
+        for _ in 0..2000 {
+            let order = routing_order(
+                vec![("backup", (1, 1000)), ("light", (0, 1)), ("heavy", (0, 3))],
+                &mut rng,
+            );
+            assert_eq!(order[2], "backup", "a higher priority number always waits");
+            *first.entry(order[0]).or_insert(0) += 1;
+        }
+        // Among equals, first in proportion to weight: 3 to 1 (expected 1500 of 2000).
+        let heavy = first["heavy"];
+        assert!((1350..1650).contains(&heavy), "{first:?}");
     }
 
     #[test]

@@ -28,7 +28,9 @@ pub fn channel(id: &str, fake: &FakeArk, weight: u32) -> ChannelConfig {
         .map(|(a, b)| (a.to_owned(), b.to_owned()))
         .collect(),
         resolutions: vec![Resolution::P480, Resolution::P720, Resolution::P1080],
+        priority: 0,
         weight,
+        routing: Default::default(),
         max_concurrent_tasks: 10,
         timeout_seconds: 2,
         polls_per_second: 1000,
@@ -660,6 +662,61 @@ async fn failover_from_a_failing_channel_to_a_healthy_one() {
     assert_eq!(healthy.tasks_created(), 3);
     assert_eq!(broken.tasks_created(), 0);
     healthy.assert_no_violations();
+}
+
+/// Routing in configuration: a channel of a lower priority is tried first whatever the
+/// weights, a model can have its own priority on a channel, and a failing first choice fails
+/// over to the next.
+#[tokio::test]
+async fn channels_are_tried_in_their_priority_for_the_model() {
+    let first = FakeArk::start().await;
+    let backup = FakeArk::start().await;
+    let mut preferred = channel("preferred", &first, 1);
+    // For seedance-2.0 this channel comes after the backup.
+    preferred.routing.insert(
+        "seedance-2.0".into(),
+        seedgate::config::ModelRouting {
+            priority: Some(2),
+            weight: None,
+        },
+    );
+    let mut standby = channel("standby", &backup, 1000);
+    standby.priority = 1;
+    let (app, key, _) = live_app(vec![preferred, standby], |_| {}).await;
+    let fast = t2v();
+    let mut full = t2v();
+    full["model"] = json!("seedance-2.0");
+    let mut ids = Vec::new();
+    for body in [&fast, &fast, &fast, &full, &full] {
+        ids.push(create_ok(&app, &key, body).await);
+    }
+    for id in &ids {
+        assert_eq!(wait_done(&app, &key, id).await["status"], "completed");
+    }
+    let models = |fake: &FakeArk| -> Vec<String> {
+        fake.creates()
+            .iter()
+            .map(|(_, body)| body["model"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        models(&first),
+        vec!["doubao-seedance-2-0-fast-260128"; 3],
+        "priority beats a thousandfold weight"
+    );
+    assert_eq!(
+        models(&backup),
+        vec!["doubao-seedance-2-0-260128"; 2],
+        "the model's own priority on a channel"
+    );
+
+    // The first choice failing, its tasks go to the next.
+    first.always_fail_create(500);
+    let id = create_ok(&app, &key, &fast).await;
+    assert_eq!(wait_done(&app, &key, &id).await["status"], "completed");
+    assert_eq!(backup.tasks_created(), 3);
+    first.assert_no_violations();
+    backup.assert_no_violations();
 }
 
 #[tokio::test]

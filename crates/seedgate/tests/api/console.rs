@@ -126,6 +126,20 @@ async fn next_video(client: &Client, before: &str, what: &str) -> Value {
     .await
 }
 
+/// Waits for the result pane to show task `id`.
+async fn showing(client: &Client, id: &str, what: &str) {
+    until(
+        client,
+        20,
+        what,
+        &format!(
+            "const c = document.querySelector('#detail code'); \
+             return c && c.textContent === '{id}' ? true : null;"
+        ),
+    )
+    .await;
+}
+
 /// Every resource the page has loaded that did not come from `origin`.
 async fn foreign_resources(client: &Client, origin: &str) -> Vec<String> {
     let script = format!(
@@ -483,16 +497,7 @@ async fn a_person_signs_in_creates_a_video_and_plays_it() {
         .goto(&format!("{}/console#/tasks/{task_id}", app.address))
         .await
         .unwrap();
-    until(
-        &client,
-        20,
-        "the task the address names",
-        &format!(
-            "const c = document.querySelector('#detail code'); \
-             return c && c.textContent === '{task_id}' ? true : null;"
-        ),
-    )
-    .await;
+    showing(&client, &task_id, "the task the address names").await;
 
     let shot = target_dir().join("console-e2e.png");
     std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
@@ -905,16 +910,7 @@ async fn the_playground_reruns_copies_and_passes_axe() {
     assert_eq!(Value::Array(walked.clone()), tiles);
     press(&client, '\u{E007}').await;
     let last = walked.last().unwrap().as_str().unwrap().to_owned();
-    until(
-        &client,
-        10,
-        "the task opened from the keyboard",
-        &format!(
-            "const c = document.querySelector('#detail code'); \
-             return c && c.textContent === '{last}' ? true : null;"
-        ),
-    )
-    .await;
+    showing(&client, &last, "the task opened from the keyboard").await;
     accessible_in_both_themes(&client, "the gallery with waiting tasks").await;
 
     // A phone gets one column: nothing wider than the screen, the result under the form.

@@ -248,10 +248,11 @@ fn start_gateway(
             priority: 0,
             weight: 1,
             routing: Default::default(),
+            operations: None,
             max_concurrent_tasks: 1_000_000,
             timeout_seconds: 30,
             polls_per_second: 1_000_000,
-            poll_batch: 100,
+            poll_batch: Some(100),
         });
     }
     let runtime = server_runtime();

@@ -109,9 +109,12 @@ impl Default for LimitsConfig {
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
     pub id: ChannelId,
-    /// Only `ark` (Volcengine Ark and BytePlus ModelArk) exists.
+    /// The vendor whose wire the channel speaks: `ark` (Volcengine Ark and BytePlus
+    /// ModelArk), `fal`, `replicate` or `openrouter` (docs/vendors.md).
     pub provider: String,
-    /// Ends in `/api/v3`.
+    /// Where the vendor's API lives; Ark's ends in `/api/v3`. Left out, the vendor's public
+    /// address (Ark has two regions, so its channels must say).
+    #[serde(default)]
     pub base_url: String,
     /// The environment variable holding the API key (never the key itself).
     pub api_key_env: String,
@@ -119,6 +122,9 @@ pub struct ChannelConfig {
     pub models: std::collections::BTreeMap<String, String>,
     /// Output resolutions this channel serves.
     pub resolutions: Vec<seedgate_contract::Resolution>,
+    /// The operations this channel serves; left out, every one its vendor's wire carries.
+    #[serde(default)]
+    pub operations: Option<Vec<seedgate_contract::Operation>>,
     /// Channels are tried lowest priority first; among equals, in a random order by weight.
     #[serde(default)]
     pub priority: u32,
@@ -136,10 +142,11 @@ pub struct ChannelConfig {
     /// together; each replica keeps to its share (÷ `limits.replicas`).
     #[serde(default = "default_polls_per_second")]
     pub polls_per_second: u32,
-    /// Upstream tasks one poll asks about (Ark lists up to 500 ids at once; each id adds about
-    /// 41 bytes to the URL).
-    #[serde(default = "default_poll_batch")]
-    pub poll_batch: u32,
+    /// Upstream tasks one poll asks about: Ark lists up to 500 ids in one read (each adds
+    /// about 41 bytes to the URL), so its default is 100; the other vendors are read one task
+    /// at a time, up to 32 side by side, their default.
+    #[serde(default)]
+    pub poll_batch: Option<u32>,
 }
 
 /// A channel's place in routing for one model; what it leaves out is the channel's own.
@@ -164,10 +171,6 @@ fn default_channel_timeout() -> u64 {
 
 fn default_polls_per_second() -> u32 {
     50
-}
-
-fn default_poll_batch() -> u32 {
-    100
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -451,6 +454,35 @@ mod tests {
                 weight: None
             }
         );
+    }
+
+    #[test]
+    fn the_documented_vendor_failover_parses_in_priority_order() {
+        let vendors: Config = toml::from_str(include_str!("../../../docs/vendors.toml")).unwrap();
+        let order: Vec<(&str, u32)> = vendors
+            .channels
+            .iter()
+            .map(|c| (c.provider.as_str(), c.priority))
+            .collect();
+        assert_eq!(order, [("ark", 0), ("fal", 1), ("replicate", 2)]);
+        assert_eq!(
+            vendors.channels[1].base_url, "",
+            "fal's address is its default"
+        );
+        // The README shows the same failover.
+        let readme = include_str!("../../../README.md");
+        let shown = readme
+            .split("```toml\n")
+            .map(|block| block.split("```").next().unwrap_or_default())
+            .find(|block| block.contains("provider = \"fal\""))
+            .expect("the README shows a failover configuration");
+        let shown: Config = toml::from_str(shown).unwrap();
+        let shown: Vec<(&str, u32)> = shown
+            .channels
+            .iter()
+            .map(|c| (c.provider.as_str(), c.priority))
+            .collect();
+        assert_eq!(shown, order);
     }
 
     #[test]

@@ -51,8 +51,8 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::fetch::Fetcher;
 use crate::materials::Materials;
-use crate::providers::ark::{Ark, ChannelSetupError};
 use crate::providers::sandbox::Sandbox;
+use crate::providers::upstream::{ChannelSetupError, Upstream};
 use crate::providers::Registry;
 use crate::service::Services;
 use crate::signing::UrlSigner;
@@ -129,7 +129,7 @@ impl Application {
                 blobs.clone(),
                 config.sandbox.max_concurrent_renders,
             )),
-            ark: Arc::new(Ark::new(
+            upstream: Arc::new(Upstream::new(
                 &config.channels,
                 config.engine.breaker_failures,
                 std::time::Duration::from_secs(config.engine.breaker_cooldown_seconds),

@@ -12,7 +12,7 @@ use seedgate::blobs::{AwsEnvironment, Location};
 use seedgate::client::{self, Client};
 use seedgate::config::Config;
 use seedgate::ids::{AccountId, OrgId};
-use seedgate::providers::ark::Ark;
+use seedgate::providers::upstream::Upstream;
 use seedgate::service::usd;
 use seedgate::store::{KeyMode, KeySpec, Store};
 use seedgate::Application;
@@ -393,7 +393,7 @@ async fn run(cli: Cli) -> Result<(), String> {
 }
 
 async fn check_channels(config: Config) -> Result<(), String> {
-    let ark = Ark::new(
+    let upstream = Upstream::new(
         &config.channels,
         config.engine.breaker_failures,
         std::time::Duration::from_secs(config.engine.breaker_cooldown_seconds),
@@ -401,13 +401,13 @@ async fn check_channels(config: Config) -> Result<(), String> {
         std::sync::Arc::default(),
     )
     .map_err(|e| e.to_string())?;
-    if !ark.has_channels() {
+    if !upstream.has_channels() {
         out("no channels configured: test keys are served by the sandbox, live keys by nothing");
         return Ok(());
     }
     out("CHANNEL          REACHABLE  AUTH  LATENCY_MS  DETAIL");
     let mut all_ok = true;
-    for check in ark.check_channels().await {
+    for check in upstream.check_channels().await {
         all_ok &= check.reachable && check.auth_ok;
         out(&format!(
             "{:<16} {:<10} {:<5} {:>10}  {} ({})",

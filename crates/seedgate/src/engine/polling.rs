@@ -59,7 +59,7 @@ impl Engine {
                 if configured.iter().all(|(_, known)| known.id != channel) {
                     warn!(%channel, "tasks in flight on a channel no longer configured");
                     let engine = engine.clone();
-                    let provider = engine.ports.providers.ark.name();
+                    let provider = engine.ports.providers.upstream.name();
                     tokio::spawn(async move { engine.poll_loop(provider, channel, 1).await });
                 }
             }

@@ -237,6 +237,12 @@ pub fn decide(subject: &Subject, event: Event, at: Moment, policy: &Policy) -> D
             sent_at_ms: at.now_ms,
             expires_after_s: expiry_for(task, job, at.now_ms),
         },
+        // The vendor cannot be searched: resubmitting could make (and bill) a second task.
+        Event::CandidatesListed {
+            orphans: Err(e), ..
+        } if e.kind == ProviderErrorKind::Permanent => {
+            Decision::Apply(Move::fail(&e.code, &e.message))
+        }
         Event::CandidatesListed {
             channel,
             since,

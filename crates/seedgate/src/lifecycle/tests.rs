@@ -323,6 +323,20 @@ fn a_lookup_that_fails_waits_keeping_the_doubt_and_the_attempt() {
 }
 
 #[test]
+fn a_lost_submission_that_cannot_be_looked_for_fails_uncharged_and_is_not_sent_again() {
+    let mut e = error(ProviderErrorKind::Permanent);
+    e.code = "submission_unresolved".into();
+    let channel = ChannelId::new("fal-1");
+    let event = Event::CandidatesListed {
+        channel: &channel,
+        since: NOW - 5_000,
+        orphans: Err(&e),
+    };
+    let decision = upstream(&claimed(), event);
+    assert!(failed("submission_unresolved")(&decision), "{decision:?}");
+}
+
+#[test]
 fn a_lookup_adopts_the_one_orphan_and_with_a_seed_of_ours_withdraws_the_rest() {
     let channel = ChannelId::new("ark-1");
     let since = NOW - 5_000;

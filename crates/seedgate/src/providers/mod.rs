@@ -1,8 +1,8 @@
 //! Where videos come from. Each provider sits behind [`Provider`]: the engine submits, polls
 //! and cancels without knowing whether a video is rendered here or by an upstream.
 
-pub mod ark;
 pub mod sandbox;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -181,7 +181,7 @@ pub trait Provider: Send + Sync {
 /// The providers of this process and the routing rule between them.
 pub struct Registry {
     pub sandbox: std::sync::Arc<sandbox::Sandbox>,
-    pub ark: std::sync::Arc<ark::Ark>,
+    pub upstream: std::sync::Arc<upstream::Upstream>,
     /// `sandbox.serve_live_keys`: whether the sandbox may serve a live key that no upstream
     /// channel can serve.
     pub sandbox_serves_live_keys: bool,
@@ -189,13 +189,13 @@ pub struct Registry {
 
 impl Registry {
     pub fn all(&self) -> [&dyn Provider; 2] {
-        [&*self.sandbox, &*self.ark]
+        [&*self.sandbox, &*self.upstream]
     }
 
     pub fn get(&self, name: &str) -> Option<&dyn Provider> {
         match name {
             "sandbox" => Some(&*self.sandbox),
-            "ark" => Some(&*self.ark),
+            "ark" => Some(&*self.upstream),
             _ => None,
         }
     }
@@ -213,8 +213,8 @@ impl Registry {
         }
         if !live {
             Some("sandbox")
-        } else if self.ark.has_channels() {
-            self.ark.can_serve(job).then_some("ark")
+        } else if self.upstream.has_channels() {
+            self.upstream.can_serve(job).then(|| self.upstream.name())
         } else {
             self.sandbox_serves_live_keys.then_some("sandbox")
         }
@@ -222,8 +222,11 @@ impl Registry {
 
     /// Which providers serve live keys and which test keys, for the operator to read at start.
     pub fn routing_summary(&self) -> String {
-        let channels = self.ark.channel_names();
-        let mut live: Vec<String> = channels.iter().map(|c| format!("ark ({c})")).collect();
+        let channels = self.upstream.channel_names();
+        let mut live: Vec<String> = channels
+            .iter()
+            .map(|(channel, vendor)| format!("{} ({channel})", vendor.name()))
+            .collect();
         if self.sandbox_serves_live_keys && channels.is_empty() {
             live.push(
                 "sandbox (sandbox.serve_live_keys = true: live keys pay for local renders)".into(),

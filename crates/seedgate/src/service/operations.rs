@@ -49,7 +49,7 @@ impl OperationsService {
         let figures = self.store.figures().await.map_err(internal)?;
         Ok(self
             .telemetry
-            .render(&figures, &self.providers.ark.breaker_states()))
+            .render(&figures, &self.providers.upstream.breaker_states()))
     }
 
     /// Counts and times one answer.

@@ -90,9 +90,9 @@ pub struct Behaviour {
 }
 
 /// (width, height, seconds, audio, container).
-type Shape = (u32, u32, u32, bool, seedgate_media::Container);
+pub type Shape = (u32, u32, u32, bool, seedgate_media::Container);
 /// (MP4, last frame PNG), shared by every task of one shape.
-type Rendered = (bytes::Bytes, bytes::Bytes);
+pub type Rendered = (bytes::Bytes, bytes::Bytes);
 
 /// Renders by shape, shared by every fake in the process: many tasks, and many tests, share
 /// one file, rendered once however many ask at once.
@@ -929,37 +929,14 @@ async fn create(State(state): State<Arc<FakeState>>, headers: HeaderMap, body: S
 }
 
 /// Renders a succeeded task's video once, as the real upstream would have it ready.
-async fn ensure_rendered(state: &Arc<FakeState>, id: &str, body: &Value) -> (u32, u32, u32) {
-    let resolution: Resolution = serde_json::from_value(body["resolution"].clone()).unwrap();
-    let ratio = match serde_json::from_value::<AspectRatio>(body["ratio"].clone()).unwrap() {
-        AspectRatio::Adaptive => AspectRatio::W16H9,
-        fixed => fixed,
-    };
-    let (width, height) = Catalog::builtin().output_size(resolution, ratio).unwrap();
-    let seconds = match body["duration"].as_i64().unwrap() {
-        -1 => state
-            .models
-            .lock()
-            .unwrap()
-            .get(body["model"].as_str().unwrap_or(""))
-            .map_or(5, |rules| rules.chosen_seconds),
-        s => s as u32,
-    };
-    if state.files.lock().unwrap().video.contains_key(id) {
-        return (width, height, seconds);
-    }
-    let audio = body["generate_audio"].as_bool().unwrap_or(true);
-    let container = if body["output_format"] == "mov" {
-        seedgate_media::Container::QuickTime
-    } else {
-        seedgate_media::Container::Mp4
-    };
-    let shape = (width, height, seconds, audio, container);
+/// The MP4 and last frame of one shape, rendered once per process however many fakes and
+/// tasks ask for it at once.
+pub async fn rendered(shape: Shape, prompt: String) -> Rendered {
+    let (width, height, seconds, audio, container) = shape;
     let render = RENDERED.lock().unwrap().entry(shape).or_default().clone();
-    let prompt = body["content"][0]["text"].as_str().unwrap_or("").to_owned();
     // Rendered by a task of its own, so a request that gives up waiting (a client's timeout)
     // still leaves the file ready for the next, as the real upstream's would be.
-    let (video, frame) = tokio::spawn(async move {
+    tokio::spawn(async move {
         render
             .get_or_init(|| async move {
                 let rendered = tokio::task::spawn_blocking(move || {
@@ -988,7 +965,36 @@ async fn ensure_rendered(state: &Arc<FakeState>, id: &str, body: &Value) -> (u32
             .clone()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+async fn ensure_rendered(state: &Arc<FakeState>, id: &str, body: &Value) -> (u32, u32, u32) {
+    let resolution: Resolution = serde_json::from_value(body["resolution"].clone()).unwrap();
+    let ratio = match serde_json::from_value::<AspectRatio>(body["ratio"].clone()).unwrap() {
+        AspectRatio::Adaptive => AspectRatio::W16H9,
+        fixed => fixed,
+    };
+    let (width, height) = Catalog::builtin().output_size(resolution, ratio).unwrap();
+    let seconds = match body["duration"].as_i64().unwrap() {
+        -1 => state
+            .models
+            .lock()
+            .unwrap()
+            .get(body["model"].as_str().unwrap_or(""))
+            .map_or(5, |rules| rules.chosen_seconds),
+        s => s as u32,
+    };
+    if state.files.lock().unwrap().video.contains_key(id) {
+        return (width, height, seconds);
+    }
+    let audio = body["generate_audio"].as_bool().unwrap_or(true);
+    let container = if body["output_format"] == "mov" {
+        seedgate_media::Container::QuickTime
+    } else {
+        seedgate_media::Container::Mp4
+    };
+    let prompt = body["content"][0]["text"].as_str().unwrap_or("").to_owned();
+    let (video, frame) = rendered((width, height, seconds, audio, container), prompt).await;
     let mut files = state.files.lock().unwrap();
     files.video.insert(id.to_owned(), video);
     files.frame.insert(id.to_owned(), frame);

@@ -31,10 +31,11 @@ pub fn channel(id: &str, fake: &FakeArk, weight: u32) -> ChannelConfig {
         priority: 0,
         weight,
         routing: Default::default(),
+        operations: None,
         max_concurrent_tasks: 10,
         timeout_seconds: 2,
         polls_per_second: 1000,
-        poll_batch: 100,
+        poll_batch: Some(100),
     }
 }
 
@@ -59,14 +60,14 @@ pub async fn app_with_channel(fake: &FakeArk) -> TestApp {
 }
 
 /// A server whose live keys go to the given fake upstreams; returns it with a live key.
-async fn live_app(
+pub async fn live_app(
     channels: Vec<ChannelConfig>,
     tweak: impl FnOnce(&mut Config),
 ) -> (TestApp, String, AccountId) {
     live_app_on(Storage::Local, channels, tweak).await
 }
 
-async fn live_app_on(
+pub async fn live_app_on(
     storage: Storage,
     channels: Vec<ChannelConfig>,
     tweak: impl FnOnce(&mut Config),
@@ -100,7 +101,7 @@ async fn create_ok(app: &TestApp, key: &str, body: &Value) -> String {
 /// Checks that a completed task without video input was charged exactly `tokens` at its
 /// model's 480p rate in `catalog`, on the task and in the balance (which held $100); returns
 /// the charge.
-async fn assert_charged(
+pub async fn assert_charged(
     app: &TestApp,
     account: &AccountId,
     done: &Value,
@@ -116,7 +117,7 @@ async fn assert_charged(
     charged
 }
 
-async fn wait_done(app: &TestApp, key: &str, id: &str) -> Value {
+pub async fn wait_done(app: &TestApp, key: &str, id: &str) -> Value {
     crate::helpers::wait_terminal(&app.client, &app.address, key, id, WAIT).await
 }
 
@@ -1465,7 +1466,7 @@ async fn polls_ask_about_many_tasks_at_once_within_the_channel_budget() {
     let mut volc = channel("volc", &fake, 1);
     volc.max_concurrent_tasks = 100;
     volc.polls_per_second = budget;
-    volc.poll_batch = 20;
+    volc.poll_batch = Some(20);
     let (app, key, _) = live_app(vec![volc], |c| {
         c.engine.max_concurrent_tasks_per_key = 100;
     })

@@ -249,6 +249,7 @@ fn start_gateway(
             weight: 1,
             routing: Default::default(),
             operations: None,
+            costs: Default::default(),
             max_concurrent_tasks: 1_000_000,
             timeout_seconds: 30,
             polls_per_second: 1_000_000,

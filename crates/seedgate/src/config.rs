@@ -125,6 +125,11 @@ pub struct ChannelConfig {
     /// The operations this channel serves; left out, every one its vendor's wire carries.
     #[serde(default)]
     pub operations: Option<Vec<seedgate_contract::Operation>>,
+    /// What the vendor charges on this channel, per model (our id), for the cost report
+    /// (`seedgate channels report`). A vendor that reports its charge (OpenRouter) needs none;
+    /// Ark, without one, is taken to charge the official price the customer pays.
+    #[serde(default)]
+    pub costs: std::collections::BTreeMap<String, VendorRate>,
     /// Channels are tried lowest priority first; among equals, in a random order by weight.
     #[serde(default)]
     pub priority: u32,
@@ -147,6 +152,17 @@ pub struct ChannelConfig {
     /// at a time, up to 32 side by side, their default.
     #[serde(default)]
     pub poll_batch: Option<u32>,
+}
+
+/// A vendor's price on a channel, in US dollars as decimal strings (`"0.30"`): per second of
+/// video made (fal, Replicate) or per million tokens (Ark).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VendorRate {
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub usd_per_second: Option<rust_decimal::Decimal>,
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub usd_per_million_tokens: Option<rust_decimal::Decimal>,
 }
 
 /// A channel's place in routing for one model; what it leaves out is the channel's own.

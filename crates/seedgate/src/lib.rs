@@ -15,6 +15,7 @@ pub mod assets;
 pub mod blobs;
 pub mod client;
 pub mod config;
+pub mod costs;
 pub mod engine;
 pub mod fetch;
 mod http_server;

@@ -167,6 +167,26 @@ impl ClientArgs {
 enum ChannelsAction {
     /// Call each channel's list endpoint with its key: reachable, key accepted, latency.
     Check,
+    /// What completed tasks were charged and what their vendors charged, by model and vendor,
+    /// with the margin between (docs/vendors.md).
+    Report {
+        /// First UTC day counted (YYYY-MM-DD); left out, from the beginning.
+        #[arg(long, value_parser = utc_day_ms)]
+        from: Option<i64>,
+        /// First UTC day no longer counted (YYYY-MM-DD); left out, up to now.
+        #[arg(long, value_parser = utc_day_ms)]
+        until: Option<i64>,
+    },
+}
+
+/// The start of a UTC day, in Unix milliseconds.
+fn utc_day_ms(text: &str) -> Result<i64, String> {
+    let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|e| format!("{text}: {e} (want YYYY-MM-DD)"))?;
+    Ok(day
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+        .timestamp_millis())
 }
 
 /// Settings every server-side command shares; each also reads its environment variable.
@@ -354,6 +374,19 @@ async fn run(cli: Cli) -> Result<(), String> {
             server,
             action: ChannelsAction::Check,
         } => check_channels(server.load()?).await,
+        Command::Channels {
+            server,
+            action: ChannelsAction::Report { from, until },
+        } => {
+            let config = server.load()?;
+            let store = server.store().await?;
+            let charges = store
+                .vendor_charges(from, until)
+                .await
+                .map_err(|e| e.to_string())?;
+            report_costs(&seedgate::costs::vendor_report(&charges, &config.channels));
+            Ok(())
+        }
         Command::Generate {
             client,
             request,
@@ -389,6 +422,36 @@ async fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
+    }
+}
+
+fn report_costs(lines: &[seedgate::costs::VendorLine]) {
+    let usd = seedgate::task_view::usd;
+    out("MODEL              VENDOR      TASKS  PRICED       TOKENS   CHARGED_USD  VENDOR_COST_USD    MARGIN_USD  MARGIN_%  COMPUTE_S");
+    for line in lines {
+        // The margin's share of what the priced tasks were charged.
+        let priced_charge = line.margin_usd_micros + line.vendor_cost_usd_micros;
+        let share = if priced_charge > 0 {
+            (rust_decimal::Decimal::from(line.margin_usd_micros * 100)
+                / rust_decimal::Decimal::from(priced_charge))
+            .round_dp(1)
+            .to_string()
+        } else {
+            "-".to_owned()
+        };
+        out(&format!(
+            "{:<18} {:<10} {:>6} {:>7} {:>12} {:>13} {:>16} {:>13} {:>9} {:>10.1}",
+            line.model,
+            line.vendor,
+            line.tasks,
+            line.priced,
+            line.tokens,
+            usd(line.charged_usd_micros),
+            usd(line.vendor_cost_usd_micros),
+            usd(line.margin_usd_micros),
+            share,
+            line.compute_ms as f64 / 1000.0
+        ));
     }
 }
 

@@ -361,20 +361,20 @@ impl Engine {
                 Decision::CopyResult {
                     video_url,
                     last_frame_url,
-                    usage_tokens,
+                    usage,
                 } => {
                     // A large result takes a while to stream; the lease is kept meanwhile.
                     let copy = self.copy_result(
                         &task.id,
                         &video_url,
                         last_frame_url.as_deref(),
-                        usage_tokens,
+                        usage.tokens,
                     );
                     let Some(outcome) = self.with_heartbeat(task, copy).await? else {
                         return lease_lost();
                     };
                     let event = Event::Stored {
-                        origin: Origin::Copied { usage_tokens },
+                        origin: Origin::Copied { usage },
                         outcome: outcome.as_ref().map_err(|kind| *kind),
                     };
                     decide(&job, event)
@@ -573,6 +573,7 @@ fn upstream_of(task: &TaskRecord) -> Option<UpstreamRef> {
         .map(|(channel, upstream_id)| UpstreamRef {
             channel,
             upstream_id,
+            vendor: task.provider.clone(),
         })
 }
 

@@ -18,7 +18,9 @@ pub use states::{
     public_status, PublicStatus, TaskRecord, TaskState, Transition, Unpaid, UpstreamPhase,
     IN_FLIGHT, OPEN,
 };
-use upstream::{seed_is_ours, ProviderError, ProviderErrorKind, UpstreamRef, UpstreamStatus};
+use upstream::{
+    seed_is_ours, ProviderError, ProviderErrorKind, UpstreamRef, UpstreamStatus, VendorUsage,
+};
 
 /// What the public task object shows under `result` (plus signed URLs added at read time).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -130,8 +132,8 @@ pub enum Sent<'a> {
 pub enum Origin {
     /// Rendered here.
     Rendered,
-    /// Copied from an upstream, which reported this usage (if any).
-    Copied { usage_tokens: Option<u64> },
+    /// Copied from an upstream, which reported this usage.
+    Copied { usage: VendorUsage },
 }
 
 /// What a worker found out about a task it holds.
@@ -191,7 +193,7 @@ pub enum Decision {
     CopyResult {
         video_url: String,
         last_frame_url: Option<String>,
-        usage_tokens: Option<u64>,
+        usage: VendorUsage,
     },
 }
 
@@ -262,6 +264,7 @@ pub fn decide(subject: &Subject, event: Event, at: Moment, policy: &Policy) -> D
                 record: Move::RecordSubmission {
                     channel: chosen.channel.clone(),
                     upstream_id: chosen.upstream_id.clone(),
+                    vendor: chosen.vendor.clone(),
                     next_poll_at_ms: at.now_ms,
                     upstream_expires_at_ms: since + expiry_for(task, job, since) * 1000,
                 },
@@ -289,6 +292,7 @@ pub fn decide(subject: &Subject, event: Event, at: Moment, policy: &Policy) -> D
         } => Decision::Apply(Move::RecordSubmission {
             channel: upstream.channel.clone(),
             upstream_id: upstream.upstream_id.clone(),
+            vendor: upstream.vendor.clone(),
             next_poll_at_ms: at.now_ms + policy.first_poll_ms,
             upstream_expires_at_ms: sent_at_ms + expires_after_s * 1000,
         }),
@@ -348,13 +352,13 @@ pub fn decide(subject: &Subject, event: Event, at: Moment, policy: &Policy) -> D
             }
         }
         Event::Stored {
-            origin: Origin::Copied { usage_tokens },
+            origin: Origin::Copied { usage },
             outcome: Err(kind),
         } => {
             // A few tries over minutes (a file can appear late, a disk be cleared), then the
             // task fails uncharged; the upstream's id and usage stay on it for the operator.
             let failures = task.result_copy_failures + 1;
-            let upstream_usage_tokens = usage_tokens.map(|t| t as i64);
+            let upstream_usage_tokens = usage.tokens.map(|t| t as i64);
             if failures >= policy.result_copy_attempts {
                 Decision::Apply(kind.failure(upstream_usage_tokens))
             } else {
@@ -446,11 +450,11 @@ fn after_poll(
         Ok(UpstreamStatus::Succeeded {
             video_url,
             last_frame_url,
-            usage_tokens,
+            usage,
         }) => Decision::CopyResult {
             video_url: video_url.clone(),
             last_frame_url: last_frame_url.clone(),
-            usage_tokens: *usage_tokens,
+            usage: *usage,
         },
         Ok(UpstreamStatus::Failed { code, message }) => Decision::Apply(Move::fail(code, message)),
         Ok(UpstreamStatus::Cancelled) => unpaid(
@@ -520,16 +524,16 @@ fn settle(subject: &Subject, kept: &Kept, origin: Origin, policy: &Policy) -> De
         Ok(json) => json,
         Err(e) => return Decision::Apply(Move::fail("internal_error", e.to_string())),
     };
-    let upstream_usage_tokens = match origin {
-        Origin::Rendered => None,
-        Origin::Copied { usage_tokens } => usage_tokens.map(|t| t as i64),
+    let upstream = match origin {
+        Origin::Rendered => VendorUsage::default(),
+        Origin::Copied { usage } => usage,
     };
     Decision::Apply(Move::Succeed {
         result_json,
         usage_tokens: kept.usage_tokens as i64,
         cost_usd_micros: cost.usd_micros,
         cost_cny: cost.cny_string(),
-        upstream_usage_tokens,
+        upstream,
     })
 }
 

@@ -1,5 +1,6 @@
 //! What a decision asks the store to do to a task, and the plans those moves carry.
 
+use super::upstream::VendorUsage;
 use crate::ids::{ChannelId, TaskId};
 
 use super::states::{Transition, Unpaid, UpstreamPhase};
@@ -23,6 +24,8 @@ pub enum Move {
     RecordSubmission {
         channel: ChannelId,
         upstream_id: String,
+        /// The vendor holding it, from now on the task's provider.
+        vendor: String,
         next_poll_at_ms: i64,
         upstream_expires_at_ms: i64,
     },
@@ -34,7 +37,8 @@ pub enum Move {
         usage_tokens: i64,
         cost_usd_micros: i64,
         cost_cny: String,
-        upstream_usage_tokens: Option<i64>,
+        /// What the vendor reported (nothing for a local render).
+        upstream: VendorUsage,
     },
     /// Ended without charge, the whole reservation released.
     EndUnpaid {
@@ -80,8 +84,8 @@ pub struct Settlement<'a> {
     pub usage_tokens: i64,
     pub cost_usd_micros: i64,
     pub cost_cny: &'a str,
-    /// What the upstream itself reported (None for local renders).
-    pub upstream_usage_tokens: Option<i64>,
+    /// What the vendor itself reported (nothing for local renders).
+    pub upstream: VendorUsage,
 }
 
 /// Why a task ends uncharged, and what the upstream reported if it finished anyway.
@@ -95,6 +99,7 @@ pub struct TaskFailure<'a> {
 pub struct UpstreamSubmission<'a> {
     pub channel: &'a ChannelId,
     pub upstream_id: &'a str,
+    pub vendor: &'a str,
     pub next_poll_at_ms: i64,
     pub upstream_expires_at_ms: i64,
 }

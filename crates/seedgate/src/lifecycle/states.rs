@@ -220,6 +220,10 @@ pub struct TaskRecord {
     pub upstream_expires_at_ms: Option<i64>,
     /// The usage the upstream reported, kept even when its result never arrived here.
     pub upstream_usage_tokens: Option<i64>,
+    /// The compute time the vendor reported billing (fal, Replicate), once it finished.
+    pub upstream_compute_ms: Option<i64>,
+    /// The money the vendor reported charging (OpenRouter), once it finished.
+    pub upstream_cost_usd_micros: Option<i64>,
     pub result_copy_failures: i64,
     /// When the sweeper deleted the task's files, once their retention had passed.
     pub files_swept_at_ms: Option<i64>,

@@ -62,6 +62,8 @@ fn claimed() -> TaskRecord {
         upstream_phase: None,
         upstream_expires_at_ms: None,
         upstream_usage_tokens: None,
+        upstream_compute_ms: None,
+        upstream_cost_usd_micros: None,
         result_copy_failures: 0,
         files_swept_at_ms: None,
         reclaimed: false,
@@ -129,6 +131,7 @@ fn upstream_ref(id: &str) -> UpstreamRef {
     UpstreamRef {
         channel: ChannelId::new("ark-1"),
         upstream_id: id.into(),
+        vendor: "ark".into(),
     }
 }
 
@@ -366,6 +369,7 @@ fn a_lookup_adopts_the_one_orphan_and_with_a_seed_of_ours_withdraws_the_rest() {
         Move::RecordSubmission {
             channel: ChannelId::new("ark-1"),
             upstream_id: "cgt-a".into(),
+            vendor: "ark".into(),
             next_poll_at_ms: NOW,
             upstream_expires_at_ms: since + 21_605 * 1000,
         }
@@ -397,6 +401,7 @@ fn an_accepted_submission_is_recorded_with_its_first_poll_and_expiry() {
         Decision::Apply(Move::RecordSubmission {
             channel: ChannelId::new("ark-1"),
             upstream_id: "cgt-9".into(),
+            vendor: "ark".into(),
             next_poll_at_ms: NOW + FIRST_POLL,
             upstream_expires_at_ms: NOW - 300 + 3_600_000,
         })
@@ -494,17 +499,22 @@ fn a_poll_schedules_the_next_one_while_the_upstream_works() {
 
 #[test]
 fn a_poll_that_finds_the_task_ended_copies_the_result_or_ends_it_uncharged() {
+    let usage = VendorUsage {
+        tokens: Some(108_900),
+        compute_ms: Some(41_200),
+        cost_usd_micros: None,
+    };
     let done = UpstreamStatus::Succeeded {
         video_url: "https://cdn/v.mp4".into(),
         last_frame_url: None,
-        usage_tokens: Some(108_900),
+        usage,
     };
     assert_eq!(
         upstream(&running(), Event::Polled(Ok(&done))),
         Decision::CopyResult {
             video_url: "https://cdn/v.mp4".into(),
             last_frame_url: None,
-            usage_tokens: Some(108_900),
+            usage,
         }
     );
     let refused = UpstreamStatus::Failed {
@@ -574,14 +584,14 @@ fn a_kept_video_is_charged_at_its_price_with_what_the_upstream_reported() {
     )
     .unwrap();
     assert!(price.usd_micros > 0);
+    let vendor = VendorUsage {
+        tokens: Some(108_900),
+        compute_ms: None,
+        cost_usd_micros: Some(500_000),
+    };
     for (origin, reported) in [
-        (Origin::Rendered, None),
-        (
-            Origin::Copied {
-                usage_tokens: Some(108_900),
-            },
-            Some(108_900),
-        ),
+        (Origin::Rendered, VendorUsage::default()),
+        (Origin::Copied { usage: vendor }, vendor),
     ] {
         let decision = upstream(
             &running(),
@@ -595,7 +605,7 @@ fn a_kept_video_is_charged_at_its_price_with_what_the_upstream_reported() {
             usage_tokens,
             cost_usd_micros,
             cost_cny,
-            upstream_usage_tokens,
+            upstream,
         }) = decision
         else {
             panic!("{decision:?}");
@@ -603,7 +613,7 @@ fn a_kept_video_is_charged_at_its_price_with_what_the_upstream_reported() {
         assert_eq!(usage_tokens, 108_900);
         assert_eq!(cost_usd_micros, price.usd_micros);
         assert_eq!(cost_cny, price.cny_string());
-        assert_eq!(upstream_usage_tokens, reported);
+        assert_eq!(upstream, reported, "what the vendor reported is kept");
         let shown: StoredResult = serde_json::from_str(&result_json).unwrap();
         assert_eq!(shown, kept.result);
     }
@@ -628,7 +638,10 @@ fn a_render_our_storage_refused_is_rendered_again_until_the_attempts_run_out() {
 #[test]
 fn a_result_that_cannot_be_kept_is_tried_again_with_backoff_then_fails_saying_whose_fault() {
     let copied = Origin::Copied {
-        usage_tokens: Some(99),
+        usage: VendorUsage {
+            tokens: Some(99),
+            ..VendorUsage::default()
+        },
     };
     for (failures, wait) in [(0, 15_000), (1, 30_000), (3, 120_000)] {
         let task = TaskRecord {

@@ -12,6 +12,18 @@ use crate::ids::ChannelId;
 pub struct UpstreamRef {
     pub channel: ChannelId,
     pub upstream_id: String,
+    /// The vendor the channel speaks to (`ark`, `fal`, …), recorded as the task's provider.
+    pub vendor: String,
+}
+
+/// What a vendor reported for a finished task, each as far as it tells: the tokens it
+/// counted (Ark), the compute time it bills by (fal, Replicate) and the money it charged
+/// (OpenRouter). Kept on the task for the operator's cost records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VendorUsage {
+    pub tokens: Option<u64>,
+    pub compute_ms: Option<i64>,
+    pub cost_usd_micros: Option<i64>,
 }
 
 /// An upstream task as last seen.
@@ -23,7 +35,7 @@ pub enum UpstreamStatus {
     Succeeded {
         video_url: String,
         last_frame_url: Option<String>,
-        usage_tokens: Option<u64>,
+        usage: VendorUsage,
     },
     Failed {
         code: String,

@@ -12,7 +12,7 @@ use seedgate_contract::{OutputFormat, VideoJob};
 
 use crate::ids::{ChannelId, TaskId};
 pub use crate::lifecycle::upstream::{
-    seed_is_ours, ProviderError, ProviderErrorKind, UpstreamRef, UpstreamStatus,
+    seed_is_ours, ProviderError, ProviderErrorKind, UpstreamRef, UpstreamStatus, VendorUsage,
 };
 
 /// A finished video, with the usage the provider reports for settlement.
@@ -195,13 +195,15 @@ impl Registry {
     pub fn get(&self, name: &str) -> Option<&dyn Provider> {
         match name {
             "sandbox" => Some(&*self.sandbox),
-            "ark" => Some(&*self.upstream),
+            // A task names the vendor that holds it (or, until one does, its first choice).
+            vendor if upstream::Vendor::parse(vendor).is_some() => Some(&*self.upstream),
             _ => None,
         }
     }
 
-    /// Which provider serves a new task: test keys always get the sandbox; live keys get an
-    /// upstream channel that can serve the request. None, for a live key, when no channel
+    /// Which provider serves a new task: test keys always get the sandbox; live keys get the
+    /// vendor of the upstream channel tried first for the request (the task then names the
+    /// vendor that accepts it). None, for a live key, when no channel
     /// can; only a server with no channels at all lets the sandbox stand in, and only with
     /// `sandbox.serve_live_keys`, so a request the real channels cannot serve is never
     /// rendered locally instead. A final goes where its draft was made, since only there
@@ -214,7 +216,7 @@ impl Registry {
         if !live {
             Some("sandbox")
         } else if self.upstream.has_channels() {
-            self.upstream.can_serve(job).then(|| self.upstream.name())
+            self.upstream.first_choice(job).map(upstream::Vendor::name)
         } else {
             self.sandbox_serves_live_keys.then_some("sandbox")
         }

@@ -528,6 +528,7 @@ impl TaskService {
         let upstream = UpstreamRef {
             channel: channel.clone(),
             upstream_id: upstream_id.clone(),
+            vendor: task.provider.clone(),
         };
         match provider.cancel(&upstream).await {
             Ok(CancelOutcome::Cancelled) => self

@@ -35,6 +35,7 @@ pub(crate) const SQLITE: Folder = folder!("sqlite":
     "0010_materials.sql",
     "0011_request_id.sql",
     "0012_upstream_polls.sql",
+    "0013_vendor_usage.sql",
 );
 
 pub(crate) const POSTGRES: Folder = folder!("postgres":
@@ -47,6 +48,7 @@ pub(crate) const POSTGRES: Folder = folder!("postgres":
     "0007_idempotency_deferred.sql",
     "0008_upstream_polls.sql",
     "0009_task_creations.sql",
+    "0010_vendor_usage.sql",
 );
 
 #[derive(Debug, Clone, Copy)]

@@ -39,7 +39,7 @@ use materials::{
     AssetFilter, AssetUpdate, GroupFilter, GroupRefused, GroupUpdate, MaterialAsset, MaterialGroup,
     NewAsset, NewGroup, Processed,
 };
-use usage::{UsageFilter, UsageItem, UsageTotals};
+use usage::{UsageFilter, UsageItem, UsageTotals, VendorCharge};
 
 pub use keys::{
     hash_key, Account, KeyMode, KeySpec, KeyStatus, KeyUpdate, KeyUpdateRefused, NewKey,
@@ -317,12 +317,14 @@ pub trait TaskStore: Send + Sync {
             Move::RecordSubmission {
                 channel,
                 upstream_id,
+                vendor,
                 next_poll_at_ms,
                 upstream_expires_at_ms,
             } => {
                 let submission = UpstreamSubmission {
                     channel,
                     upstream_id,
+                    vendor,
                     next_poll_at_ms: *next_poll_at_ms,
                     upstream_expires_at_ms: *upstream_expires_at_ms,
                 };
@@ -334,14 +336,14 @@ pub trait TaskStore: Send + Sync {
                 usage_tokens,
                 cost_usd_micros,
                 cost_cny,
-                upstream_usage_tokens,
+                upstream,
             } => {
                 let settlement = Settlement {
                     result_json,
                     usage_tokens: *usage_tokens,
                     cost_usd_micros: *cost_usd_micros,
                     cost_cny,
-                    upstream_usage_tokens: *upstream_usage_tokens,
+                    upstream: *upstream,
                 };
                 self.finish_succeeded(id, owner, settlement).await
             }
@@ -557,6 +559,14 @@ pub trait UsageReports: Send + Sync {
         account_id: &AccountId,
         filter: &UsageFilter<'_>,
     ) -> Result<UsageTotals, StoreError>;
+
+    /// Every task an upstream completed between `from_ms` and `until_ms` (either open), of
+    /// every account.
+    async fn vendor_charges(
+        &self,
+        from_ms: Option<i64>,
+        until_ms: Option<i64>,
+    ) -> Result<Vec<VendorCharge>, StoreError>;
 }
 
 /// The material library: groups and assets of an organization. Another organization's group

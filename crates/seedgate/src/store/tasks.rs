@@ -59,6 +59,8 @@ impl NewTask {
             upstream_phase: None,
             upstream_expires_at_ms: None,
             upstream_usage_tokens: None,
+            upstream_compute_ms: None,
+            upstream_cost_usd_micros: None,
             result_copy_failures: 0,
             files_swept_at_ms: None,
             reclaimed: false,

@@ -93,7 +93,7 @@ fn settlement(cost: i64) -> Settlement<'static> {
         usage_tokens: 1,
         cost_usd_micros: cost,
         cost_cny: "0",
-        upstream_usage_tokens: None,
+        upstream: Default::default(),
     }
 }
 
@@ -341,6 +341,7 @@ on_both_backends! {
                 &UpstreamSubmission {
                     channel: &ChannelId::new("byte"),
                     upstream_id: "cgt-a",
+                    vendor: "ark",
                     next_poll_at_ms: now_ms() + 3_600_000,
                     upstream_expires_at_ms: now_ms() + 7_200_000,
                 },
@@ -1308,6 +1309,7 @@ on_both_backends! {
             let submission = UpstreamSubmission {
                 channel: &channel,
                 upstream_id: &format!("cgt-{n}"),
+                vendor: "ark",
                 next_poll_at_ms: 0,
                 upstream_expires_at_ms: i64::MAX,
             };
@@ -1348,6 +1350,7 @@ on_both_backends! {
         let submission = UpstreamSubmission {
             channel: &channel,
             upstream_id: "cgt-0",
+            vendor: "ark",
             next_poll_at_ms: 0,
             upstream_expires_at_ms: i64::MAX,
         };
@@ -1509,6 +1512,7 @@ async fn submitted(
         let submission = UpstreamSubmission {
             channel,
             upstream_id: &format!("cgt-{n}"),
+            vendor: "ark",
             next_poll_at_ms: due_at(n),
             upstream_expires_at_ms: i64::MAX,
         };
@@ -1586,6 +1590,7 @@ on_both_backends! {
         let submission = UpstreamSubmission {
             channel: &volc,
             upstream_id: "cgt-early",
+            vendor: "ark",
             next_poll_at_ms: now_ms() + 3_600_000,
             upstream_expires_at_ms: i64::MAX,
         };

@@ -81,5 +81,22 @@ impl UsageTotals {
     }
 }
 
+/// A task completed upstream: what its customer was charged and what its vendor reported,
+/// for the operator's cost report.
+#[derive(Clone, Debug)]
+pub struct VendorCharge {
+    pub model: String,
+    /// The vendor that made it (the task's provider).
+    pub vendor: String,
+    pub channel: String,
+    pub tokens: i64,
+    pub cost_usd_micros: i64,
+    /// The video's length, from its stored result.
+    pub video_seconds: f64,
+    pub upstream_tokens: Option<i64>,
+    pub upstream_compute_ms: Option<i64>,
+    pub upstream_cost_usd_micros: Option<i64>,
+}
+
 /// Milliseconds in a UTC day, the unit `daily_cost` groups by.
 pub const DAY_MS: i64 = 86_400_000;

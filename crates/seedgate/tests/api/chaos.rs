@@ -98,6 +98,30 @@ async fn kill_9_across_three_vendors_loses_nothing_and_never_bills_twice() {
         fal.answers_lost()
     );
     assert_eq!(made.len(), adopted.len() + fal_orphans);
+    // The operator's cost report counts every task a vendor completed, under that vendor.
+    let report = crate::restart::operator(
+        &run.dir.path().join("data"),
+        &run.dir.path().join("seedgate.toml"),
+        &["channels", "report"],
+    );
+    assert!(report.status.success(), "{report:?}");
+    let report = String::from_utf8(report.stdout).unwrap();
+    let mut reported: HashMap<&str, i64> = HashMap::new();
+    for line in report.lines().skip(1) {
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        *reported.entry(columns[1]).or_default() += columns[2].parse::<i64>().unwrap();
+    }
+    let completed_upstream = reported.values().sum::<i64>();
+    assert!(
+        reported
+            .keys()
+            .all(|vendor| ["ark", "fal", "replicate"].contains(vendor)),
+        "{report}"
+    );
+    assert_eq!(
+        completed_upstream as usize, run.books.completed_upstream,
+        "{report}"
+    );
     println!(
         "three vendors: {} upstream tasks (Ark {}, fal {}, Replicate {}), {} answers lost, \
          {fal_orphans} fal requests failed uncharged, at most one upstream task per task",
@@ -134,6 +158,8 @@ fn vendor_channel(vendor: &FakeVendor, id: &str, fast_model: &str) -> String {
 
 /// What a chaos run leaves to check.
 struct ChaosRun {
+    /// Its data and config, kept for the operator's commands.
+    dir: tempfile::TempDir,
     seed: u64,
     accepted: usize,
     cancels: usize,
@@ -265,6 +291,7 @@ async fn chaos_run(total: usize, kills: usize, config_text: String, long: bool) 
     let books = audit_books(&*store, &accepted).await;
     assert_eq!(kills_done, kills);
     ChaosRun {
+        dir,
         seed,
         accepted: accepted.len(),
         cancels,

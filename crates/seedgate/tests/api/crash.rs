@@ -176,6 +176,8 @@ pub(crate) async fn wait_until_all_end(
 /// What the books say after a crash run.
 pub(crate) struct Books {
     pub completed: usize,
+    /// Of those, the ones an upstream made.
+    pub completed_upstream: usize,
     pub upstream_ids: HashSet<String>,
     pub drift: i64,
 }
@@ -190,6 +192,7 @@ pub(crate) async fn audit_books(
 ) -> Books {
     let accepted_ids: HashSet<&str> = accepted.iter().map(|(_, id)| id.as_str()).collect();
     let mut completed = 0;
+    let mut completed_upstream = 0;
     let mut upstream_ids = HashSet::new();
     let mut drift = 0i64;
     for account in store.list_keys().await.unwrap() {
@@ -215,6 +218,7 @@ pub(crate) async fn audit_books(
             let kinds: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
             if task.state == TaskState::Succeeded {
                 completed += 1;
+                completed_upstream += usize::from(task.upstream_id.is_some());
                 assert_eq!(kinds, ["reserve", "release", "charge"], "{}", task.id);
                 assert_eq!(-entries[2].1, task.cost_usd_micros.unwrap());
                 charged += task.cost_usd_micros.unwrap();
@@ -254,6 +258,7 @@ pub(crate) async fn audit_books(
     }
     Books {
         completed,
+        completed_upstream,
         upstream_ids,
         drift,
     }

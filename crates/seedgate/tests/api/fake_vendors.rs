@@ -191,6 +191,7 @@ impl FakeVendor {
                 .collect(),
             resolutions: vec![Resolution::P480, Resolution::P720],
             operations: None,
+            costs: Default::default(),
             priority,
             weight: 1,
             routing: Default::default(),

@@ -182,6 +182,11 @@ async fn three_replicas_share_one_database_and_bucket_exactly_once() {
     let books = audit_books(&*store, &accepted).await;
     assert_eq!(books.completed, completed_ids.len());
     assert_eq!(kills_done, kills);
+    // The cost report reads every task an upstream completed, once, on PostgreSQL too.
+    assert_eq!(
+        store.vendor_charges(None, None).await.unwrap().len(),
+        books.completed_upstream
+    );
     assert_eq!(
         fake.tasks_created(),
         books.upstream_ids.len(),

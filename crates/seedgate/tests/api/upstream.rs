@@ -32,6 +32,7 @@ pub fn channel(id: &str, fake: &FakeArk, weight: u32) -> ChannelConfig {
         weight,
         routing: Default::default(),
         operations: None,
+        costs: Default::default(),
         max_concurrent_tasks: 10,
         timeout_seconds: 2,
         polls_per_second: 1000,

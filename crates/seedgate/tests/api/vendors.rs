@@ -96,6 +96,7 @@ async fn every_operation_on(wire: Wire, media: &MediaServer) {
         let id = create(&app, &key, body).await;
         let done = wait_done(&app, &key, &id).await;
         assert_eq!(done["status"], "completed", "{wire:?}: {done}");
+        assert_eq!(done["provider"], wire.provider());
         spent += charged(&done, *video_input);
         let (status, mp4) = app.download(done["video_url"].as_str().unwrap()).await;
         assert_eq!(status, 200);
@@ -315,11 +316,19 @@ async fn ark_fails_over_to_fal_then_replicate_and_bills_once() {
         |_| {},
     )
     .await;
-    // The next fal create is throttled too: Replicate makes it.
+    // The next fal create is throttled too: Replicate makes it. The task names Ark, its first
+    // choice, until a vendor takes it, then the vendor that did.
     fal.fault(Endpoint::Create, Fault::Status(429));
-    let id = create(&app, &key, &t2v()).await;
-    let done = wait_done(&app, &key, &id).await;
+    let (status, created) = app.create_with_key(&key, &t2v()).await;
+    assert_eq!(
+        (status, &created["provider"]),
+        (200, &json!("ark")),
+        "{created}"
+    );
+    let id = created["id"].as_str().unwrap();
+    let done = wait_done(&app, &key, id).await;
     assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["provider"], "replicate");
     assert_eq!(
         (ark.tasks_created(), fal.jobs_made(), replicate.jobs_made()),
         (0, 0, 1)
@@ -330,6 +339,80 @@ async fn ark_fails_over_to_fal_then_replicate_and_bills_once() {
     let id = create(&app, &key, &t2v()).await;
     let done = wait_done(&app, &key, &id).await;
     assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["provider"], "fal");
     assert_eq!((fal.jobs_made(), replicate.jobs_made()), (1, 1));
     assert_balance(&app, &account, spent + charged(&done, false)).await;
+}
+
+/// Each task records the vendor that made it, its id there and what the vendor reported; the
+/// operator's report prices each vendor (reported money, or the channel's rate) against what
+/// the customers paid, which is the platform's price whichever vendor served them.
+#[tokio::test]
+async fn what_a_task_cost_us_is_recorded_and_reported_by_model_and_vendor() {
+    let mut charges = Vec::new();
+    let mut channels = Vec::new();
+    for wire in WIRES {
+        let fake = FakeVendor::start(wire).await;
+        let mut channel = fake.channel(wire.provider(), 0);
+        if wire == Wire::Replicate {
+            channel.costs.insert(
+                "seedance-2.0-fast".into(),
+                toml::from_str("usd_per_second = \"0.0731\"").unwrap(),
+            );
+        }
+        channels.push(channel.clone());
+        let (app, key, _) = live_app(vec![channel], |_| {}).await;
+        let id = create(&app, &key, &t2v()).await;
+        let done = wait_done(&app, &key, &id).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        let row = app
+            .store
+            .task(&seedgate::ids::TaskId::new(&id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.provider, wire.provider());
+        let (made, _) = &fake.jobs()[0];
+        assert_eq!(row.upstream_id.as_deref(), Some(made.as_str()));
+        let reported = (row.upstream_compute_ms, row.upstream_cost_usd_micros);
+        match wire {
+            Wire::Fal => assert_eq!(reported, (Some(38_200), None)),
+            Wire::Replicate => assert_eq!(reported, (Some(42_500), None)),
+            Wire::OpenRouter => assert_eq!(reported, (None, Some(500_000))),
+        }
+        charges.extend(app.store.vendor_charges(None, None).await.unwrap());
+    }
+    let lines = seedgate::costs::vendor_report(&charges, &channels);
+    let line = |vendor: &str| lines.iter().find(|l| l.vendor == vendor).unwrap();
+    // The customer pays the same for the same video on every vendor.
+    let charged = line("fal").charged_usd_micros;
+    assert!(lines
+        .iter()
+        .all(|l| l.charged_usd_micros == charged && l.tasks == 1));
+    let openrouter = line("openrouter");
+    assert_eq!(
+        (
+            openrouter.vendor_cost_usd_micros,
+            openrouter.margin_usd_micros
+        ),
+        (500_000, charged - 500_000)
+    );
+    let seconds = charges
+        .iter()
+        .find(|c| c.vendor == "replicate")
+        .unwrap()
+        .video_seconds;
+    let replicate_cost: i64 = (rust_decimal::Decimal::new(731, 4)
+        * rust_decimal::Decimal::try_from(seconds).unwrap()
+        * rust_decimal::Decimal::from(1_000_000))
+    .round()
+    .try_into()
+    .unwrap();
+    assert_eq!(line("replicate").vendor_cost_usd_micros, replicate_cost);
+    assert_eq!(
+        line("replicate").margin_usd_micros,
+        charged - replicate_cost
+    );
+    // fal has no rate configured: its tasks are counted, their cost left unknown.
+    assert_eq!((line("fal").priced, line("fal").compute_ms), (0, 38_200));
 }

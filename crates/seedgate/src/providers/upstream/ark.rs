@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::{duration, ratio, CallError, Channel, CLOCK_SKEW_S};
 use crate::ids::TaskId;
 use crate::providers::{
-    task_seed, CancelOutcome, Polled, ProviderError, SubmitRequest, UpstreamStatus,
+    task_seed, CancelOutcome, Polled, ProviderError, SubmitRequest, UpstreamStatus, VendorUsage,
 };
 
 /// Prompt sent for a video-extension that came without one.
@@ -217,7 +217,10 @@ fn status_of(task: ArkTask) -> Result<UpstreamStatus, ProviderError> {
             UpstreamStatus::Succeeded {
                 video_url,
                 last_frame_url: content.last_frame_url,
-                usage_tokens: task.usage.and_then(|u| u.completion_tokens),
+                usage: VendorUsage {
+                    tokens: task.usage.and_then(|u| u.completion_tokens),
+                    ..VendorUsage::default()
+                },
             }
         }
         "failed" => {

@@ -8,8 +8,8 @@ use seedgate_contract::{AspectRatio, DurationRequest, MediaInput, Operation, Vid
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{portable, ratio, CallError, Channel};
-use crate::providers::{CancelOutcome, ProviderError, SubmitRequest, UpstreamStatus};
+use super::{compute_ms, portable, ratio, CallError, Channel};
+use crate::providers::{CancelOutcome, ProviderError, SubmitRequest, UpstreamStatus, VendorUsage};
 
 pub(super) const BASE_URL: &str = "https://queue.fal.run";
 
@@ -54,6 +54,13 @@ struct Submitted {
 #[derive(Deserialize)]
 struct QueueStatus {
     status: String,
+    /// A completed request's timings; fal bills by them.
+    metrics: Option<QueueMetrics>,
+}
+
+#[derive(Deserialize)]
+struct QueueMetrics {
+    inference_time: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -205,7 +212,10 @@ pub(super) async fn fetch(
         Ok(output) => Ok(UpstreamStatus::Succeeded {
             video_url: output.video.url,
             last_frame_url: None,
-            usage_tokens: None,
+            usage: VendorUsage {
+                compute_ms: compute_ms(queued.metrics.and_then(|m| m.inference_time)),
+                ..VendorUsage::default()
+            },
         }),
         // The app's deadline passed (`X-Fal-Request-Timeout`, or fal's own).
         Err(CallError::Status { code, .. }) if DEADLINE_ERRORS.contains(&code.as_str()) => {

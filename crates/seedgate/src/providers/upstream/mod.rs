@@ -570,6 +570,23 @@ fn failure(message: String, marks: &[&str]) -> UpstreamStatus {
     }
 }
 
+/// A vendor's seconds (of compute) as whole milliseconds.
+fn compute_ms(seconds: Option<f64>) -> Option<i64> {
+    seconds
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| (s * 1000.0).round() as i64)
+}
+
+/// A vendor's dollar amount, exact to the micro-dollar (read from the number's own digits,
+/// never through a float).
+fn usd_micros(amount: &serde_json::Number) -> Option<i64> {
+    let amount: rust_decimal::Decimal = amount.to_string().parse().ok()?;
+    (amount * rust_decimal::Decimal::from(1_000_000))
+        .round()
+        .try_into()
+        .ok()
+}
+
 /// What every vendor but Ark lacks: drafts and their finals, a watermark, a QuickTime file.
 /// A job asking for any of them is not sent where it would silently come back without.
 fn portable(job: &VideoJob) -> bool {
@@ -728,6 +745,19 @@ impl Upstream {
             .collect()
     }
 
+    /// The vendor of the channel a job is offered to first while all are healthy: the lowest
+    /// priority for its model, the heaviest weight among equals.
+    pub fn first_choice(&self, job: &VideoJob) -> Option<Vendor> {
+        self.channels
+            .iter()
+            .filter(|c| c.serves(job))
+            .min_by_key(|c| {
+                let (priority, weight) = c.routing(&job.model);
+                (priority, std::cmp::Reverse(weight))
+            })
+            .map(|c| c.vendor)
+    }
+
     pub fn has_channels(&self) -> bool {
         !self.channels.is_empty()
     }
@@ -830,6 +860,7 @@ impl Upstream {
                     return Ok(Submission::Accepted(UpstreamRef {
                         channel: channel.config.id.clone(),
                         upstream_id,
+                        vendor: channel.vendor.name().to_owned(),
                     }));
                 }
                 Err(e) if e.leaves_doubt() => {
@@ -925,6 +956,7 @@ impl Upstream {
             .map(|upstream_id| UpstreamRef {
                 channel: channel_id.clone(),
                 upstream_id,
+                vendor: channel.vendor.name().to_owned(),
             })
             .collect())
     }
@@ -979,6 +1011,8 @@ pub struct ChannelCheck {
 }
 
 impl Provider for Upstream {
+    /// A task names the vendor that holds it; this name (Ark's, from before other vendors
+    /// were served, and still on such tasks) finds the provider for the channels' polls.
     fn name(&self) -> &'static str {
         "ark"
     }

@@ -9,8 +9,10 @@ use seedgate_contract::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{failure, portable, ratio, CallError, Channel};
-use crate::providers::{task_seed, CancelOutcome, ProviderError, SubmitRequest, UpstreamStatus};
+use super::{failure, portable, ratio, usd_micros, CallError, Channel};
+use crate::providers::{
+    task_seed, CancelOutcome, ProviderError, SubmitRequest, UpstreamStatus, VendorUsage,
+};
 
 pub(super) const BASE_URL: &str = "https://openrouter.ai/api/v1";
 
@@ -35,6 +37,13 @@ struct Job {
     error: Option<String>,
     #[serde(default)]
     urls: Vec<String>,
+    usage: Option<JobUsage>,
+}
+
+/// A completed job's bill, in dollars.
+#[derive(Deserialize)]
+struct JobUsage {
+    cost: Option<serde_json::Number>,
 }
 
 #[derive(Deserialize)]
@@ -139,7 +148,10 @@ fn status_of(job: Job) -> Result<UpstreamStatus, ProviderError> {
                 )
             })?,
             last_frame_url: None,
-            usage_tokens: None,
+            usage: VendorUsage {
+                cost_usd_micros: job.usage.and_then(|u| u.cost).as_ref().and_then(usd_micros),
+                ..VendorUsage::default()
+            },
         },
         "failed" => failure(
             job.error
@@ -194,12 +206,16 @@ mod tests {
         assert_eq!(
             job(json!({"id": "j", "status": "completed",
                 "unsigned_urls": ["https://openrouter.ai/api/v1/videos/j/content?index=0"],
-                "urls": ["https://storage.example/j.mp4?sig=1"]}))
+                "urls": ["https://storage.example/j.mp4?sig=1"],
+                "usage": {"cost": 0.220879, "is_byok": false}}))
             .unwrap(),
             UpstreamStatus::Succeeded {
                 video_url: "https://storage.example/j.mp4?sig=1".into(),
                 last_frame_url: None,
-                usage_tokens: None
+                usage: VendorUsage {
+                    cost_usd_micros: Some(220_879),
+                    ..VendorUsage::default()
+                }
             }
         );
         assert!(job(json!({"id": "j", "status": "completed"})).is_err());

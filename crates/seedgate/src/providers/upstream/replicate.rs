@@ -7,9 +7,11 @@ use seedgate_contract::{MediaInput, Operation, VideoJob};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{duration, failure, portable, ratio, CallError, Channel, CLOCK_SKEW_S};
+use super::{compute_ms, duration, failure, portable, ratio, CallError, Channel, CLOCK_SKEW_S};
 use crate::ids::TaskId;
-use crate::providers::{task_seed, CancelOutcome, ProviderError, SubmitRequest, UpstreamStatus};
+use crate::providers::{
+    task_seed, CancelOutcome, ProviderError, SubmitRequest, UpstreamStatus, VendorUsage,
+};
 
 pub(super) const BASE_URL: &str = "https://api.replicate.com/v1";
 
@@ -41,8 +43,15 @@ struct Prediction {
     error: Option<Value>,
     model: Option<String>,
     created_at: Option<String>,
+    metrics: Option<Metrics>,
     #[serde(default)]
     input: Map<String, Value>,
+}
+
+/// A finished prediction's timings; Replicate bills by the seconds it predicted.
+#[derive(Deserialize)]
+struct Metrics {
+    predict_time: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -145,7 +154,10 @@ fn status_of(prediction: Prediction) -> Result<UpstreamStatus, ProviderError> {
             UpstreamStatus::Succeeded {
                 video_url,
                 last_frame_url: None,
-                usage_tokens: None,
+                usage: VendorUsage {
+                    compute_ms: compute_ms(prediction.metrics.and_then(|m| m.predict_time)),
+                    ..VendorUsage::default()
+                },
             }
         }
         "failed" => failure(
@@ -281,12 +293,16 @@ mod tests {
         );
         assert_eq!(
             status(
-                json!({"id": "p", "status": "succeeded", "output": "https://replicate.delivery/x.mp4"})
+                json!({"id": "p", "status": "succeeded", "output": "https://replicate.delivery/x.mp4",
+                    "metrics": {"predict_time": 42.5005, "total_time": 43.0}})
             ),
             UpstreamStatus::Succeeded {
                 video_url: "https://replicate.delivery/x.mp4".into(),
                 last_frame_url: None,
-                usage_tokens: None
+                usage: VendorUsage {
+                    compute_ms: Some(42_501),
+                    ..VendorUsage::default()
+                }
             }
         );
         assert_eq!(

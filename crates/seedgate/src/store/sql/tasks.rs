@@ -32,8 +32,8 @@ const TASK_COLUMNS: &str = "id, account_id, model, operation, provider, state, r
     reserved_usd_micros, estimated_tokens, usage_tokens, cost_usd_micros, cost_cny, result, \
     error_code, error_message, attempts, channel, upstream_id, polls, deadline_at_ms, \
     submit_started_at_ms, doubt_channel, doubt_since_ms, upstream_phase, upstream_expires_at_ms, \
-    upstream_usage_tokens, result_copy_failures, files_swept_at_ms, created_at_ms, \
-    updated_at_ms, completed_at_ms, request_id";
+    upstream_usage_tokens, upstream_compute_ms, upstream_cost_usd_micros, result_copy_failures, \
+    files_swept_at_ms, created_at_ms, updated_at_ms, completed_at_ms, request_id";
 
 fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
     Ok(TaskRecord {
@@ -67,6 +67,8 @@ fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
             .transpose()?,
         upstream_expires_at_ms: row.try_get("upstream_expires_at_ms")?,
         upstream_usage_tokens: row.try_get("upstream_usage_tokens")?,
+        upstream_compute_ms: row.try_get("upstream_compute_ms")?,
+        upstream_cost_usd_micros: row.try_get("upstream_cost_usd_micros")?,
         result_copy_failures: row.try_get("result_copy_failures")?,
         files_swept_at_ms: row.try_get("files_swept_at_ms")?,
         reclaimed: false,
@@ -202,7 +204,7 @@ fn submission_statement(dialect: Dialect) -> String {
         Transition::Start,
         "channel = $1, upstream_id = $2, next_poll_at_ms = $3, upstream_phase = NULL, \
          upstream_expires_at_ms = $4, doubt_channel = NULL, doubt_since_ms = NULL, \
-         lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $5",
+         lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $5, provider = $8",
         "$6",
         "$7",
     );
@@ -651,6 +653,7 @@ impl TaskStore for SqlStore {
             .bind(now_ms())
             .bind(id)
             .bind(owner)
+            .bind(submission.vendor)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -960,7 +963,8 @@ impl TaskStore for SqlStore {
                     "result = $1, usage_tokens = $2, cost_usd_micros = $3, cost_cny = $4, \
                      upstream_usage_tokens = COALESCE($5, upstream_usage_tokens), \
                      lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $6, \
-                     completed_at_ms = $6",
+                     completed_at_ms = $6, upstream_compute_ms = $9, \
+                     upstream_cost_usd_micros = $10",
                     "$7",
                     "$8",
                 )
@@ -970,10 +974,12 @@ impl TaskStore for SqlStore {
         .bind(settlement.usage_tokens)
         .bind(settlement.cost_usd_micros)
         .bind(settlement.cost_cny)
-        .bind(settlement.upstream_usage_tokens)
+        .bind(settlement.upstream.tokens.map(|t| t as i64))
         .bind(now_ms())
         .bind(id)
         .bind(owner)
+        .bind(settlement.upstream.compute_ms)
+        .bind(settlement.upstream.cost_usd_micros)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(false) };

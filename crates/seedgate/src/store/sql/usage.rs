@@ -4,9 +4,13 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
+use super::guards::states_sql;
 use super::{sql, SqlStore};
 use crate::ids::AccountId;
-use crate::store::usage::{DayUsage, ModelUsage, UsageFilter, UsageItem, UsageTotals};
+use crate::lifecycle::TaskState;
+use crate::store::usage::{
+    DayUsage, ModelUsage, UsageFilter, UsageItem, UsageTotals, VendorCharge,
+};
 use crate::store::{StoreError, UsageReports};
 
 /// The charges of key `$1` that a filter (`$2` model, `$3`..`$4` time) matches.
@@ -24,8 +28,55 @@ fn unmatchable(filter: &UsageFilter<'_>) -> bool {
     filter.model.is_some_and(|model| model.contains('\0'))
 }
 
+/// The length of a stored result, `duration` in its JSON (0 when unreadable: such a task is
+/// not priced by the second).
+fn video_seconds(result: Option<&str>) -> f64 {
+    result
+        .and_then(|json| serde_json::from_str::<serde_json::Value>(json).ok())
+        .and_then(|result| result["duration"].as_f64())
+        .unwrap_or(0.0)
+}
+
 #[async_trait]
 impl UsageReports for SqlStore {
+    async fn vendor_charges(
+        &self,
+        from_ms: Option<i64>,
+        until_ms: Option<i64>,
+    ) -> Result<Vec<VendorCharge>, StoreError> {
+        let rows = sqlx::query(sql!(
+            self.dialect,
+            format!(
+                "SELECT model, provider, channel, COALESCE(usage_tokens, 0) AS tokens, \
+                 COALESCE(cost_usd_micros, 0) AS cost, result, upstream_usage_tokens, \
+                 upstream_compute_ms, upstream_cost_usd_micros FROM tasks \
+                 WHERE {} AND channel IS NOT NULL \
+                 AND ($1 IS NULL OR completed_at_ms >= $1) AND ($2 IS NULL OR completed_at_ms < $2) \
+                 ORDER BY completed_at_ms",
+                states_sql(&[TaskState::Succeeded])
+            )
+        ))
+        .bind(from_ms)
+        .bind(until_ms)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(VendorCharge {
+                    model: row.try_get("model")?,
+                    vendor: row.try_get("provider")?,
+                    channel: row.try_get("channel")?,
+                    tokens: row.try_get("tokens")?,
+                    cost_usd_micros: row.try_get("cost")?,
+                    video_seconds: video_seconds(row.try_get("result")?),
+                    upstream_tokens: row.try_get("upstream_usage_tokens")?,
+                    upstream_compute_ms: row.try_get("upstream_compute_ms")?,
+                    upstream_cost_usd_micros: row.try_get("upstream_cost_usd_micros")?,
+                })
+            })
+            .collect()
+    }
+
     async fn charges(
         &self,
         account_id: &AccountId,

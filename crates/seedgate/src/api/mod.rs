@@ -34,6 +34,23 @@ pub use catalog::CatalogBodies;
 pub use error::HttpError;
 
 use crate::service::Services;
+
+/// A refusal of a path no route serves, worded as the surface the path is under speaks:
+/// OpenRouter's under `/api/v1/`, Ark's under `/api/v3/`, the platform's elsewhere.
+fn in_the_surfaces_words(
+    uri: &axum::http::Uri,
+    refusal: error::HttpError,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = uri.path();
+    if path.starts_with("/api/v1/") {
+        openrouter::OpenRouterError::from(refusal).into_response()
+    } else if path.starts_with("/api/v3/") {
+        volc::ArkError::from(refusal).into_response()
+    } else {
+        refusal.into_response()
+    }
+}
 use crate::telemetry::RequestId;
 
 /// What every handler can reach.
@@ -120,8 +137,12 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/console/{file}", get(web::file))
         .route("/docs", get(web::docs))
         .route_layer(middleware::from_fn(telemetry::mark_route))
-        .fallback(|| async { error::not_found() })
-        .method_not_allowed_fallback(|| async { error::method_not_allowed() })
+        .fallback(|uri: axum::http::Uri| async move {
+            in_the_surfaces_words(&uri, error::not_found())
+        })
+        .method_not_allowed_fallback(|uri: axum::http::Uri| async move {
+            in_the_surfaces_words(&uri, error::method_not_allowed())
+        })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(
             // Spans carry method and path only: query strings hold download signatures.

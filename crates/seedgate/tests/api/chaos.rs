@@ -98,6 +98,22 @@ async fn kill_9_across_three_vendors_loses_nothing_and_never_bills_twice() {
         fal.answers_lost()
     );
     assert_eq!(made.len(), adopted.len() + fal_orphans);
+    // Each vendor's channel answers the operator's check with its own key.
+    let check = crate::restart::operator(
+        &run.dir.path().join("data"),
+        &run.dir.path().join("seedgate.toml"),
+        &["channels", "check"],
+    );
+    let checked = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{checked}");
+    for channel in ["volc", "fal", "replicate"] {
+        assert!(
+            checked
+                .lines()
+                .any(|line| line.starts_with(channel) && line.contains(" yes ")),
+            "{checked}"
+        );
+    }
     // The operator's cost report counts every task a vendor completed, under that vendor.
     let report = crate::restart::operator(
         &run.dir.path().join("data"),

@@ -247,6 +247,23 @@ async fn refusals_come_in_openrouters_shape_and_change_nothing() {
         refusal(status, &missing),
         (404, 404, "async_task_not_found")
     );
+    // A path this surface does not have is refused in its words too.
+    let (status, nowhere) = app
+        .get_path("/api/v1/videos/vtask_01JF3Q7Z8X9Y0A1B2C3D4E5F6G/thumbnail")
+        .await;
+    assert_eq!(
+        refusal(status, &nowhere),
+        (404, 404, "not_found"),
+        "{nowhere}"
+    );
+    let (status, wrong_method) = app
+        .call("DELETE", "/api/v1/videos/models", &app.key, None)
+        .await;
+    assert_eq!(
+        refusal(status, &wrong_method),
+        (405, 405, "method_not_allowed"),
+        "{wrong_method}"
+    );
     let (_, job) = post(
         &app,
         Some(&app.key),

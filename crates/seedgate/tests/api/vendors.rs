@@ -351,6 +351,7 @@ async fn ark_fails_over_to_fal_then_replicate_and_bills_once() {
 async fn what_a_task_cost_us_is_recorded_and_reported_by_model_and_vendor() {
     let mut charges = Vec::new();
     let mut channels = Vec::new();
+    let mut catalogs = Vec::new();
     for wire in WIRES {
         let fake = FakeVendor::start(wire).await;
         let mut channel = fake.channel(wire.provider(), 0);
@@ -362,6 +363,10 @@ async fn what_a_task_cost_us_is_recorded_and_reported_by_model_and_vendor() {
         }
         channels.push(channel.clone());
         let (app, key, _) = live_app(vec![channel], |_| {}).await;
+        // Prices and capabilities are the platform's, whichever vendor serves.
+        let (_, models) = app.get_path_with_key(&key, "/v1/models").await;
+        let (_, pricing) = app.get_path_with_key(&key, "/v1/pricing").await;
+        catalogs.push((models, pricing));
         let id = create(&app, &key, &t2v()).await;
         let done = wait_done(&app, &key, &id).await;
         assert_eq!(done["status"], "completed", "{done}");
@@ -382,6 +387,7 @@ async fn what_a_task_cost_us_is_recorded_and_reported_by_model_and_vendor() {
         }
         charges.extend(app.store.vendor_charges(None, None).await.unwrap());
     }
+    assert!(catalogs.windows(2).all(|pair| pair[0] == pair[1]));
     let lines = seedgate::costs::vendor_report(&charges, &channels);
     let line = |vendor: &str| lines.iter().find(|l| l.vendor == vendor).unwrap();
     // The customer pays the same for the same video on every vendor.

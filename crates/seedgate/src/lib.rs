@@ -88,6 +88,7 @@ pub struct Application {
     notifier: Arc<notify::Notifier>,
     sweeper: Arc<Sweeper>,
     materials: Arc<Materials>,
+    services: Arc<Services>,
     idle: std::time::Duration,
     sweep_interval: std::time::Duration,
     head_timeout: std::time::Duration,
@@ -185,7 +186,7 @@ impl Application {
             &config,
         ));
         let state = ApiState {
-            services,
+            services: services.clone(),
             catalog: CatalogBodies::render(&catalog, store::now_ms() / 1000),
         };
         let router = api::router(state, config.max_body_bytes);
@@ -209,6 +210,7 @@ impl Application {
             notifier,
             sweeper,
             materials,
+            services,
             idle: std::time::Duration::from_millis(config.engine.idle_poll_ms),
             head_timeout: std::time::Duration::from_millis(config.request_head_timeout_ms.get()),
             sweep_interval: std::time::Duration::from_secs(
@@ -257,10 +259,23 @@ impl Application {
             self.notifier.clone().spawn(self.idle);
             self.sweeper.clone().spawn(self.sweep_interval);
             self.materials.clone().spawn(MATERIAL_RETRY);
+            let services = self.services.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(DEPENDENCY_PROBE);
+                loop {
+                    every.tick().await;
+                    // The outcome is reported to the telemetry, which marks outages.
+                    let _ = services.operations.readiness().await;
+                }
+            });
         }
         http_server::serve(self.listener, self.router, self.head_timeout, shutdown).await
     }
 }
+
+/// How often the database and the result store are probed for writes, so the dependency
+/// metrics and the outage log lines hold without anyone calling `/readyz`.
+const DEPENDENCY_PROBE: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

@@ -6,8 +6,9 @@
 //! endings). What the database knows — tasks waiting or in flight, the webhook backlog, the
 //! money — is read when the metrics are scraped, so every replica reports the same figures.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -72,6 +73,11 @@ struct UpstreamLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChannelLabels {
     channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DependencyLabels {
+    dependency: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -213,6 +219,10 @@ pub struct Telemetry {
     breakers: Family<ChannelLabels, Gauge>,
     webhook_backlog: Gauge,
     money: Family<MoneyLabels, Gauge>,
+    dependency_up: Family<DependencyLabels, Gauge>,
+    dependency_outages: Family<DependencyLabels, Counter>,
+    /// When each dependency's current outage began, as this server saw it.
+    outages: Mutex<HashMap<&'static str, Instant>>,
     timings: Timings,
     /// One scrape at a time refreshes the read-at-scrape gauges.
     scrape: Mutex<()>,
@@ -242,6 +252,18 @@ impl Telemetry {
         let breakers = Family::<ChannelLabels, Gauge>::default();
         let webhook_backlog = Gauge::default();
         let money = Family::<MoneyLabels, Gauge>::default();
+        let dependency_up = Family::<DependencyLabels, Gauge>::default();
+        let dependency_outages = Family::<DependencyLabels, Counter>::default();
+        registry.register(
+            "dependency_up",
+            "1 while a dependency (database, result_store) takes writes, 0 during an outage, as last probed",
+            dependency_up.clone(),
+        );
+        registry.register(
+            "dependency_outages",
+            "Outages of a dependency (database, result_store) this server saw begin",
+            dependency_outages.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests answered, by route, method and status",
@@ -339,6 +361,9 @@ impl Telemetry {
             breakers,
             webhook_backlog,
             money,
+            dependency_up,
+            dependency_outages,
+            outages: Mutex::default(),
             timings: Timings::default(),
             scrape: Mutex::new(()),
         }
@@ -425,6 +450,35 @@ impl Telemetry {
     }
 
     /// The text exposition, with the read-at-scrape gauges set from `figures` and `breakers`.
+    /// What a probe of `dependency` found. An outage's start and end are logged once each,
+    /// its length with the end.
+    pub fn dependency(&self, dependency: &'static str, up: bool) {
+        self.dependency_up
+            .get_or_create(&DependencyLabels { dependency })
+            .set(i64::from(up));
+        let Ok(mut outages) = self.outages.lock() else {
+            return;
+        };
+        match (up, outages.get(dependency).copied()) {
+            (false, None) => {
+                outages.insert(dependency, Instant::now());
+                self.dependency_outages
+                    .get_or_create(&DependencyLabels { dependency })
+                    .inc();
+                tracing::warn!(dependency, "outage began: it cannot be written");
+            }
+            (true, Some(began)) => {
+                outages.remove(dependency);
+                tracing::info!(
+                    dependency,
+                    seconds = began.elapsed().as_secs_f64(),
+                    "outage ended: it takes writes again"
+                );
+            }
+            _ => {}
+        }
+    }
+
     pub fn render(&self, figures: &StoreFigures, breakers: &[(ChannelId, BreakerState)]) -> String {
         let _one_at_a_time = self.scrape.lock();
         // Series that no longer exist (a state emptied, a channel removed) must not linger.

@@ -67,6 +67,10 @@ pub fn ark_code(code: ErrorCode) -> Option<(&'static str, &'static str)> {
     })
 }
 
+/// How long a client is told to wait while the database or the result store is down: a
+/// restart or a failover takes seconds.
+const STORAGE_RETRY_AFTER_SECONDS: &str = "5";
+
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let status = status_of(self.0.code);
@@ -75,6 +79,12 @@ impl IntoResponse for HttpError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.0.code == ErrorCode::StorageUnavailable {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(STORAGE_RETRY_AFTER_SECONDS),
+            );
         }
         // Kept beside the body so the Ark surface can reword a refusal an extractor has
         // already rendered (with its headers) without reading the body back.
@@ -196,6 +206,9 @@ fn with_headers(mut response: ResponseBuilder, codes: &[ErrorCode]) -> ResponseB
                 .build(),
         );
     }
+    if codes.contains(&ErrorCode::StorageUnavailable) {
+        response = response.header("Retry-After", integer_header("Seconds to wait."));
+    }
     if codes.contains(&ErrorCode::RateLimitExceeded) {
         response = response
             .header("Retry-After", integer_header("Seconds to wait."))
@@ -302,6 +315,20 @@ pub(crate) use error_responses;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_that_is_down_is_a_503_with_retry_after_never_a_500() {
+        use crate::store::StoreError;
+        let down = crate::service::internal(StoreError::Database(sqlx::Error::PoolTimedOut));
+        let response = HttpError(down).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        let broken = crate::service::internal(StoreError::Corrupt("unknown task state".into()));
+        assert_eq!(
+            HttpError(broken).into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
 
     #[test]
     fn every_code_answers_with_its_own_status() {

@@ -16,7 +16,7 @@ pub struct Health {
     status: &'static str,
     /// Why the server is not ready.
     #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
+    reason: Option<String>,
 }
 
 /// The process is up.

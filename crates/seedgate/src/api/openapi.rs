@@ -141,7 +141,11 @@ impl Modify for SharedResponses {
             &[ErrorCode::InvalidQuery],
             "a query parameter could not be read.",
         );
-        let always = shared(&[ErrorCode::InternalError], "our fault; safe to retry.");
+        let mut always = shared(&[ErrorCode::InternalError], "our fault; safe to retry.");
+        always.extend(shared(
+            &[ErrorCode::StorageUnavailable],
+            "the database or the result store is down; nothing was changed; retry after `Retry-After` s.",
+        ));
 
         for item in doc.paths.paths.values_mut() {
             for operation in [

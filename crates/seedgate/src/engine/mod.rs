@@ -348,10 +348,10 @@ impl Engine {
                             )
                             .await;
                     };
-                    let outcome = self.store_rendered(&task.id, generated).await.map_err(|e| {
-                        warn!(error = %e, "storing the result failed");
-                        lifecycle::KeepFailure::Store
-                    });
+                    let Some(outcome) = self.store_rendered_patiently(task, generated).await?
+                    else {
+                        return lease_lost();
+                    };
                     let event = Event::Stored {
                         origin: Origin::Rendered,
                         outcome: outcome.as_ref().map_err(|kind| *kind),

@@ -10,12 +10,18 @@ use super::Engine;
 use crate::assets::AssetKind;
 use crate::blobs::BlobError;
 use crate::ids::TaskId;
-use crate::lifecycle::{KeepFailure, Kept, StoredResult};
+use crate::lifecycle::{KeepFailure, Kept, StoredResult, TaskRecord};
 use crate::mp4_header::Mp4Header;
 use crate::providers::Generated;
+use crate::store::StoreError;
 
 /// The largest last frame copied from an upstream.
 const MAX_LAST_FRAME_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A render the result store refused is written again after this, then twice as long each
+/// time, up to the most.
+const STORE_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(500);
+const STORE_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Engine {
     /// Copies an upstream result into our storage (upstream URLs die after 24 h), streaming
@@ -102,6 +108,38 @@ impl Engine {
             usage_tokens: usage_tokens
                 .unwrap_or_else(|| pricing::output_tokens(info.width, info.height, seconds)),
         })
+    }
+
+    /// Stores a render, trying again while the result store refuses it (an outage, a full
+    /// disk) and the task's deadline allows, holding the task and its render meanwhile: a
+    /// store that is down costs a wait, not the render. The refusal once time is up; None
+    /// when the lease was lost.
+    pub(super) async fn store_rendered_patiently(
+        &self,
+        task: &TaskRecord,
+        generated: Generated,
+    ) -> Result<Option<Result<Kept, KeepFailure>>, StoreError> {
+        let mut wait = STORE_RETRY_FIRST;
+        loop {
+            let error = match self.store_rendered(&task.id, generated.clone()).await {
+                Ok(kept) => return Ok(Some(Ok(kept))),
+                Err(e) => e,
+            };
+            let retry_at = self.now_ms() + wait.as_millis() as i64;
+            if self.policy.may_expire(retry_at, task.deadline_at_ms, None) {
+                warn!(error = %error, "storing the result failed until the deadline");
+                return Ok(Some(Err(KeepFailure::Store)));
+            }
+            warn!(error = %error, wait_ms = wait.as_millis() as u64, "storing the result failed; keeping the render to store it again");
+            if self
+                .with_heartbeat(task, tokio::time::sleep(wait))
+                .await?
+                .is_none()
+            {
+                return Ok(None);
+            }
+            wait = (wait * 2).min(STORE_RETRY_MAX);
+        }
     }
 
     /// Stores the files a local provider rendered in memory.

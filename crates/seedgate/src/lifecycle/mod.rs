@@ -335,19 +335,30 @@ pub fn decide(subject: &Subject, event: Event, at: Moment, policy: &Policy) -> D
             origin,
             outcome: Ok(kept),
         } => settle(subject, kept, origin, policy),
+        // The engine kept the render and tried to store it until the deadline came: it is
+        // not rendered again for a store that is down, and the ending says storage.
         Event::Stored {
             origin: Origin::Rendered,
             ..
+        } => Decision::Apply(KeepFailure::Store.failure(None)),
+        // Our own store refused the copy: the upstream's result is still there, so it is
+        // copied again, without counting against the copy's tries, for as long as the task's
+        // time allows; then the ending says storage.
+        Event::Stored {
+            origin: Origin::Copied { usage },
+            outcome: Err(KeepFailure::Store),
         } => {
-            // Rendered again later, as a failed attempt, until the attempts run out.
-            if task.attempts >= policy.max_attempts {
-                Decision::Apply(KeepFailure::Store.failure(None))
+            let usage_tokens = usage.tokens.map(|t| t as i64);
+            if policy.may_expire(at.now_ms, task.deadline_at_ms, task.upstream_expires_at_ms) {
+                Decision::Apply(KeepFailure::Store.failure(usage_tokens))
             } else {
-                Decision::Apply(Move::Requeue {
-                    delay_ms: retry(None),
-                    counts_attempt: true,
-                    doubt: None,
-                    cause: "storing the result failed".into(),
+                Decision::Apply(Move::SchedulePoll {
+                    at_ms: at.now_ms + policy.store_retry_delay_ms(),
+                    seen: PollSeen {
+                        phase: Some(UpstreamPhase::Succeeded),
+                        usage_tokens,
+                        result_copy_failed: false,
+                    },
                 })
             }
         }
@@ -355,8 +366,9 @@ pub fn decide(subject: &Subject, event: Event, at: Moment, policy: &Policy) -> D
             origin: Origin::Copied { usage },
             outcome: Err(kind),
         } => {
-            // A few tries over minutes (a file can appear late, a disk be cleared), then the
-            // task fails uncharged; the upstream's id and usage stay on it for the operator.
+            // The upstream's files could not be had: a few tries over minutes (a file can appear
+            // late), then the task fails uncharged; the upstream's id and usage stay on it for
+            // the operator.
             let failures = task.result_copy_failures + 1;
             let upstream_usage_tokens = usage.tokens.map(|t| t as i64);
             if failures >= policy.result_copy_attempts {

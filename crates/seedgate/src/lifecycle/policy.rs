@@ -107,6 +107,12 @@ impl Policy {
     }
 
     /// The wait before copying a finished result again, after `failures` failed copies.
+    /// How long a result our own store refused waits before it is written again: the
+    /// store's outage is not the file's fault, so the wait does not grow with the tries.
+    pub fn store_retry_delay_ms(&self) -> i64 {
+        self.result_copy_backoff_ms
+    }
+
     pub fn result_copy_delay_ms(&self, failures: i64) -> i64 {
         self.result_copy_backoff_ms << (failures - 1).clamp(0, 10)
     }

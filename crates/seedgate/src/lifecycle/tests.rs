@@ -620,18 +620,14 @@ fn a_kept_video_is_charged_at_its_price_with_what_the_upstream_reported() {
 }
 
 #[test]
-fn a_render_our_storage_refused_is_rendered_again_until_the_attempts_run_out() {
+fn a_render_our_storage_refused_until_the_deadline_fails_saying_storage_not_rendered_again() {
+    // The engine held the render and wrote it again until the deadline: the event means time
+    // is up, whatever attempts are left.
     let refused = Event::Stored {
         origin: Origin::Rendered,
         outcome: Err(KeepFailure::Store),
     };
     let decision = decide_for(&claimed(), &job(), Runner::Local, refused);
-    assert!(requeue(2_000, true, None)(&decision), "{decision:?}");
-    let last = TaskRecord {
-        attempts: MAX_ATTEMPTS,
-        ..claimed()
-    };
-    let decision = decide_for(&last, &job(), Runner::Local, refused);
     assert!(failed("result_store_failed")(&decision), "{decision:?}");
 }
 
@@ -671,22 +667,45 @@ fn a_result_that_cannot_be_kept_is_tried_again_with_backoff_then_fails_saying_wh
         result_copy_failures: 4,
         ..running()
     };
-    for (kind, code) in [
-        (KeepFailure::Copy, "result_unavailable"),
-        (KeepFailure::Store, "result_store_failed"),
-    ] {
-        let decision = upstream(
-            &spent,
-            Event::Stored {
-                origin: copied,
-                outcome: Err(kind),
+    let decision = upstream(
+        &spent,
+        Event::Stored {
+            origin: copied,
+            outcome: Err(KeepFailure::Copy),
+        },
+    );
+    assert!(
+        matches!(&decision, Decision::Apply(Move::EndUnpaid { ending: Unpaid::Failed, code, upstream_usage_tokens: Some(99), .. }) if code == "result_unavailable"),
+        "{decision:?}"
+    );
+    // Our own store refusing is no fault of the file: it is copied again, at an even pace and
+    // without counting a try, for as long as the task's time allows…
+    let store_down = Event::Stored {
+        origin: copied,
+        outcome: Err(KeepFailure::Store),
+    };
+    assert_eq!(
+        upstream(&spent, store_down),
+        Decision::Apply(Move::SchedulePoll {
+            at_ms: NOW + 15_000,
+            seen: PollSeen {
+                phase: Some(UpstreamPhase::Succeeded),
+                usage_tokens: Some(99),
+                result_copy_failed: false,
             },
-        );
-        assert!(
-            matches!(&decision, Decision::Apply(Move::EndUnpaid { ending: Unpaid::Failed, code: c, upstream_usage_tokens: Some(99), .. }) if c == code),
-            "{decision:?}"
-        );
-    }
+        })
+    );
+    // …and once it does not, the ending says storage.
+    let out_of_time = TaskRecord {
+        deadline_at_ms: Some(NOW - 1),
+        upstream_expires_at_ms: Some(NOW - 3_600_000),
+        ..spent
+    };
+    let decision = upstream(&out_of_time, store_down);
+    assert!(
+        matches!(&decision, Decision::Apply(Move::EndUnpaid { ending: Unpaid::Failed, code, upstream_usage_tokens: Some(99), .. }) if code == "result_store_failed"),
+        "{decision:?}"
+    );
 }
 
 // A batch poll's triage.

@@ -16,6 +16,7 @@ pub use crate::lifecycle::upstream::{
 };
 
 /// A finished video, with the usage the provider reports for settlement.
+#[derive(Clone)]
 pub struct Generated {
     pub video: Vec<u8>,
     pub last_frame_png: Vec<u8>,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use seedgate_contract::{ApiError, Catalog, ErrorCode};
 use tokio::sync::Notify;
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::assets::ResultLinks;
 use crate::blobs::Blobs;
@@ -138,6 +138,13 @@ impl Services {
 
 /// Our own fault: logged in full, shown as a generic `internal_error`.
 pub fn internal(e: StoreError) -> ApiError {
+    if e.is_unavailable() {
+        warn!(error = %e, "the database is unavailable");
+        return ApiError::new(
+            ErrorCode::StorageUnavailable,
+            "The database cannot be reached or written right now; nothing was changed. Retry after the Retry-After seconds.",
+        );
+    }
     error!(error = %e, "storage failure");
     ApiError::new(
         ErrorCode::InternalError,

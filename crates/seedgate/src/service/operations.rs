@@ -27,20 +27,33 @@ pub struct OperationsService {
 
 impl OperationsService {
     /// Whether this server can do its work: read and write its database, and write its result
-    /// store. A full disk leaves reads working, so each is written to. The reason otherwise.
-    pub async fn readiness(&self) -> Result<(), &'static str> {
-        if !self.store.ping().await {
-            return Err("database unreachable");
-        }
-        if !self.store.ping_write().await {
-            return Err("database cannot be written");
-        }
+    /// store. A full disk leaves reads working, so each is written to. Otherwise which cannot,
+    /// each named. Every probe is reported to the telemetry, which marks outages.
+    pub async fn readiness(&self) -> Result<(), String> {
+        let database = if !self.store.ping().await {
+            Some("database unreachable")
+        } else if !self.store.ping_write().await {
+            Some("database cannot be written")
+        } else {
+            None
+        };
         let probe = now_ms().to_string().into_bytes();
-        if let Err(e) = self.blobs.put_bytes(READINESS_PROBE_KEY, probe).await {
-            warn!(error = %e, "the result store refused the readiness probe");
-            return Err("result store cannot be written");
+        let result_store = match self.blobs.put_bytes(READINESS_PROBE_KEY, probe).await {
+            Ok(_) => None,
+            Err(e) => {
+                warn!(error = %e, "the result store refused the readiness probe");
+                Some("result store cannot be written")
+            }
+        };
+        self.telemetry.dependency("database", database.is_none());
+        self.telemetry
+            .dependency("result_store", result_store.is_none());
+        let reasons: Vec<&str> = [database, result_store].into_iter().flatten().collect();
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons.join("; "))
         }
-        Ok(())
     }
 
     /// The metrics text: counters kept here, and the figures of the database and the channels

@@ -90,6 +90,61 @@ pub enum StoreError {
     UnsupportedUrl(String),
 }
 
+impl StoreError {
+    /// Whether the database could not be reached or written (down, restarting, failing over,
+    /// out of disk or connections, locked past the wait): worth waiting for, and no fault of
+    /// the request or the data.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_code(&code)),
+            _ => false,
+        }
+    }
+}
+
+/// A database error code that means the database, not the statement, is the trouble.
+/// PostgreSQL's are five-character SQLSTATEs: connection exceptions (`08…`), insufficient
+/// resources such as a full disk or no connections left (`53…`), a server shutting down or
+/// starting (`57P01`–`57P03`), a read-only standby (`25006`). SQLite's are numbers whose low
+/// byte is the primary code: busy (5), locked (6), read-only (8), I/O error (10), full (13),
+/// cannot open (14).
+fn unavailable_code(code: &str) -> bool {
+    // SQLite's extended codes have at most four digits.
+    if code.len() == 5 {
+        return code.starts_with("08")
+            || code.starts_with("53")
+            || ["57P01", "57P02", "57P03", "25006"].contains(&code);
+    }
+    code.parse::<u32>()
+        .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
+}
+
+#[cfg(test)]
+mod unavailable_tests {
+    use super::unavailable_code;
+
+    #[test]
+    fn only_codes_that_mean_the_database_is_down_or_full_are_waited_for() {
+        for code in [
+            "08006", "57P01", "57P03", "53100", "53300", "25006", "13", "5", "266", "10",
+        ] {
+            assert!(unavailable_code(code), "{code}");
+        }
+        // A broken statement, a constraint, a type: the request's or the data's own fault.
+        for code in ["23505", "42P01", "22P02", "40001", "19", "2067", "1"] {
+            assert!(!unavailable_code(code), "{code}");
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch: the one unit every row's times use.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -1562,14 +1562,16 @@ async fn the_upstream_callback_finishes_a_task_long_before_its_next_poll() {
     assert!(finished.iter().all(|(_, _, sent)| *sent));
 }
 
-/// A full disk is not a task that "could not be started": the video was made and only storing
-/// it failed. Both kinds of task end uncharged with `result_store_failed`, and `/readyz`
-/// answers `503` while the result store refuses writes.
+/// A full disk (or a store that is down) is a wait, not a failure: a render is held and
+/// written again, an upstream result copied again, for as long as the task's time allows, and
+/// `/readyz` answers `503` meanwhile. When the store takes writes again both complete, the
+/// render made once. A render whose deadline passes first ends uncharged with
+/// `result_store_failed`.
 #[tokio::test]
-async fn a_result_store_that_refuses_writes_fails_tasks_with_its_own_code_and_readyz_says_so() {
+async fn a_result_store_that_refuses_writes_holds_finished_work_until_it_recovers() {
     let fake = FakeArk::start().await;
     let (app, live, live_account) = live_app(vec![channel("volc", &fake, 1)], |c| {
-        // One try each: the first refusal to store ends the task.
+        // One try each: a refusal to store must not be spent as a try.
         c.engine.max_attempts = 1;
         c.engine.result_copy_attempts = 1;
     })
@@ -1582,6 +1584,29 @@ async fn a_result_store_that_refuses_writes_fails_tasks_with_its_own_code_and_re
     let (status, ready) = app.get_path("/readyz").await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["reason"], "result store cannot be written");
+    let metrics = || async {
+        app.client
+            .get(format!("{}/metrics", app.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let text = metrics().await;
+    assert!(
+        text.contains("seedgate_dependency_up{dependency=\"result_store\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("seedgate_dependency_up{dependency=\"database\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("seedgate_dependency_outages_total{dependency=\"result_store\"} 1"),
+        "{text}"
+    );
 
     let (status, local) = app
         .create(
@@ -1590,21 +1615,54 @@ async fn a_result_store_that_refuses_writes_fails_tasks_with_its_own_code_and_re
         )
         .await;
     assert_eq!(status, 200, "{local}");
+    let local = local["id"].as_str().unwrap().to_owned();
     let upstream = create_ok(&app, &live, &t2v()).await;
-    for (key, id) in [
-        (&app.key, local["id"].as_str().unwrap()),
-        (&live, &upstream),
-    ] {
-        let done = wait_done(&app, key, id).await;
-        assert_eq!(done["status"], "failed", "{done}");
-        assert_eq!(done["error"]["code"], "result_store_failed", "{done}");
+    // The upstream finished and its result was refused by our store again and again.
+    wait_until(
+        "three refused copies of the upstream's result",
+        WAIT,
+        async || row(&app, &upstream).await.polls >= 4,
+    )
+    .await;
+    for (key, id) in [(&app.key, &local), (&live, &upstream)] {
+        let (_, task) = app.task_with_key(key, id).await;
+        assert_eq!(task["status"], "processing", "{task}");
     }
-    // Reserved at create, released in full: nothing charged.
-    assert_eq!(app.balance(&app.account_id).await, 100_000_000);
-    assert_eq!(app.balance(&live_account).await, 100_000_000);
 
     std::fs::remove_file(&assets).unwrap();
     assert_eq!(app.get_path("/readyz").await.0, 200);
+    let text = metrics().await;
+    assert!(
+        text.contains("seedgate_dependency_up{dependency=\"result_store\"} 1"),
+        "{text}"
+    );
+    for (key, id) in [(&app.key, &local), (&live, &upstream)] {
+        let done = wait_done(&app, key, id).await;
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+    assert_eq!(row(&app, &local).await.attempts, 1, "rendered once");
+    assert_eq!(fake.tasks_created(), 1);
+    assert!(app.balance(&app.account_id).await < 100_000_000);
+    assert!(app.balance(&live_account).await < 100_000_000);
+
+    // Out of time while the store is down: the ending says storage, and costs nothing.
+    let short = TestApp::spawn_with(|c| c.engine.task_deadline_seconds = 3, true).await;
+    let assets = short.data_dir.path().join("assets");
+    std::fs::remove_dir_all(&assets).ok();
+    std::fs::write(&assets, b"not a folder").unwrap();
+    let (status, created) = short
+        .create(
+            &json!({"model": "seedance-2.0-fast", "prompt": "a kite", "resolution": "480p",
+            "duration": 4, "generate_audio": false}),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let done = short.wait_terminal(id, WAIT).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "result_store_failed", "{done}");
+    assert_eq!(row(&short, id).await.attempts, 1, "rendered once");
+    assert_eq!(short.balance(&short.account_id).await, 100_000_000);
 }
 
 /// Ark's prompt commands never reach the upstream unread: they become the request's fields,

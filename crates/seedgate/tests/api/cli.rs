@@ -450,15 +450,7 @@ async fn the_client_lists_describes_and_opens_tasks_and_shows_the_models() {
     );
 
     // It followed the task's event stream, not by polling.
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     let count = |route: &str| {
         metrics
             .lines()

@@ -299,15 +299,7 @@ async fn a_person_signs_in_creates_a_video_and_plays_it() {
     .await;
     assert!(played.as_f64().unwrap() > 0.2);
     // The page learnt of the end from the key's event stream, which it holds open.
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.lines().any(|line| {
             line.starts_with(

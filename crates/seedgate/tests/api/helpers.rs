@@ -511,6 +511,18 @@ impl TestApp {
         (status, headers, response.bytes().await.unwrap().to_vec())
     }
 
+    /// `/metrics` as a scraper reads it.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn balance(&self, account_id: &AccountId) -> i64 {
         self.store
             .account(account_id)

@@ -1584,17 +1584,7 @@ async fn a_result_store_that_refuses_writes_holds_finished_work_until_it_recover
     let (status, ready) = app.get_path("/readyz").await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["reason"], "result store cannot be written");
-    let metrics = || async {
-        app.client
-            .get(format!("{}/metrics", app.address))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
-    let text = metrics().await;
+    let text = app.metrics_text().await;
     assert!(
         text.contains("seedgate_dependency_up{dependency=\"result_store\"} 0"),
         "{text}"
@@ -1631,7 +1621,7 @@ async fn a_result_store_that_refuses_writes_holds_finished_work_until_it_recover
 
     std::fs::remove_file(&assets).unwrap();
     assert_eq!(app.get_path("/readyz").await.0, 200);
-    let text = metrics().await;
+    let text = app.metrics_text().await;
     assert!(
         text.contains("seedgate_dependency_up{dependency=\"result_store\"} 1"),
         "{text}"

@@ -121,9 +121,12 @@ impl Engine {
     ) -> Result<Option<Result<Kept, KeepFailure>>, StoreError> {
         let mut wait = STORE_RETRY_FIRST;
         loop {
-            let error = match self.store_rendered(&task.id, generated.clone()).await {
-                Ok(kept) => return Ok(Some(Ok(kept))),
-                Err(e) => e,
+            // A write to a store that hangs can take minutes: the lease is kept meanwhile.
+            let write = self.store_rendered(&task.id, generated.clone());
+            let error = match self.with_heartbeat(task, write).await? {
+                None => return Ok(None),
+                Some(Ok(kept)) => return Ok(Some(Ok(kept))),
+                Some(Err(e)) => e,
             };
             let retry_at = self.now_ms() + wait.as_millis() as i64;
             if self.policy.may_expire(retry_at, task.deadline_at_ms, None) {

@@ -13,6 +13,10 @@ use crate::providers::Registry;
 use crate::store::{now_ms, Store};
 use crate::telemetry::{HttpLabels, Telemetry};
 
+/// How long a readiness probe waits for each dependency: one that hangs (a frozen endpoint,
+/// a network partition) is down, and `/readyz` answers in time for a balancer.
+const PROBE_PATIENCE: Duration = Duration::from_secs(3);
+
 /// Where `/readyz` writes to learn whether the result store takes writes.
 const READINESS_PROBE_KEY: &str = "probes/readiness";
 
@@ -30,20 +34,27 @@ impl OperationsService {
     /// store. A full disk leaves reads working, so each is written to. Otherwise which cannot,
     /// each named. Every probe is reported to the telemetry, which marks outages.
     pub async fn readiness(&self) -> Result<(), String> {
-        let database = if !self.store.ping().await {
-            Some("database unreachable")
-        } else if !self.store.ping_write().await {
-            Some("database cannot be written")
-        } else {
-            None
+        let database = async {
+            if !self.store.ping().await {
+                Some("database unreachable")
+            } else if !self.store.ping_write().await {
+                Some("database cannot be written")
+            } else {
+                None
+            }
         };
+        let database = tokio::time::timeout(PROBE_PATIENCE, database)
+            .await
+            .unwrap_or(Some("database does not answer"));
         let probe = now_ms().to_string().into_bytes();
-        let result_store = match self.blobs.put_bytes(READINESS_PROBE_KEY, probe).await {
-            Ok(_) => None,
-            Err(e) => {
+        let write = self.blobs.put_bytes(READINESS_PROBE_KEY, probe);
+        let result_store = match tokio::time::timeout(PROBE_PATIENCE, write).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => {
                 warn!(error = %e, "the result store refused the readiness probe");
                 Some("result store cannot be written")
             }
+            Err(_) => Some("result store does not answer"),
         };
         self.telemetry.dependency("database", database.is_none());
         self.telemetry

@@ -47,7 +47,7 @@ impl Storage {
 /// ends with the process: it exits when its standard input closes.
 pub struct Moto {
     pub endpoint: String,
-    _child: Child,
+    child: Child,
 }
 
 static MOTO: OnceCell<Moto> = OnceCell::const_new();
@@ -68,6 +68,30 @@ os._exit(0)
 impl Moto {
     pub async fn shared() -> &'static Moto {
         MOTO.get_or_init(Moto::start).await
+    }
+
+    /// A moto of one test's own, which it may stop and start without disturbing the others.
+    pub async fn dedicated() -> Moto {
+        Moto::start().await
+    }
+
+    /// Freezes the server (`SIGSTOP`): connections are still accepted by the kernel, but
+    /// nothing answers, as when a bucket's endpoint hangs.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Thaws a paused server (`SIGCONT`), its buckets and objects as they were.
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("sh")
+            .args(["-c", &format!("kill -{name} {}", self.child.id())])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
     }
 
     async fn start() -> Moto {
@@ -103,10 +127,7 @@ impl Moto {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // The child keeps its stdin pipe open, and so moto alive, while this process lives.
-        Moto {
-            endpoint,
-            _child: child,
-        }
+        Moto { endpoint, child }
     }
 
     /// Creates an empty bucket through moto's S3 API and returns its name.

@@ -31,6 +31,7 @@ mod money;
 mod openapi;
 mod openrouter;
 mod operations;
+mod outages;
 pub mod restart;
 mod retention;
 mod scenarios;

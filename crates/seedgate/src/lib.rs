@@ -103,6 +103,13 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         tokio::fs::create_dir_all(&config.data_dir).await?;
         let store = store::connect_with(&config.database_url(), config.database_pool_size).await?;
+        let offset = store::clock::CLOCK.sync(&*store).await?;
+        if offset.abs() > CLOCK_OFF_WARNING_MS {
+            tracing::warn!(
+                offset_ms = offset,
+                "this host's clock is off the database's; the database's is kept"
+            );
+        }
         let catalog = Arc::new(config.catalog()?);
         let signing_key = store
             .setting_or_insert("asset_signing_key", &random_hex(32))
@@ -259,19 +266,24 @@ impl Application {
             self.notifier.clone().spawn(self.idle);
             self.sweeper.clone().spawn(self.sweep_interval);
             self.materials.clone().spawn(MATERIAL_RETRY);
-            let services = self.services.clone();
+            let (services, store) = (self.services.clone(), self.store.clone());
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(DEPENDENCY_PROBE);
                 loop {
                     every.tick().await;
                     // The outcome is reported to the telemetry, which marks outages.
                     let _ = services.operations.readiness().await;
+                    // A host clock drifts, or is stepped: the offset is measured again.
+                    let _ = store::clock::CLOCK.sync(&*store).await;
                 }
             });
         }
         http_server::serve(self.listener, self.router, self.head_timeout, shutdown).await
     }
 }
+
+/// A host clock further than this off the database's is worth a warning at start.
+const CLOCK_OFF_WARNING_MS: i64 = 1_000;
 
 /// How often the database and the result store are probed for writes, so the dependency
 /// metrics and the outage log lines hold without anyone calling `/readyz`.

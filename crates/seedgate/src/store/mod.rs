@@ -15,6 +15,7 @@
 //! (`FOR UPDATE SKIP LOCKED` on PostgreSQL). Two replicas racing for the same task, place or
 //! key therefore leave one winner, whichever backend holds the rows.
 
+pub mod clock;
 mod keys;
 mod ledger;
 pub mod materials;
@@ -145,12 +146,10 @@ mod unavailable_tests {
     }
 }
 
-/// Milliseconds since the Unix epoch: the one unit every row's times use.
+/// Milliseconds since the Unix epoch, on the database's clock ([`clock`]): the one unit and
+/// the one clock every row's times use.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    clock::CLOCK.now_ms()
 }
 
 /// Tasks: created with their reservation, leased by the engine, finished with their settlement.
@@ -726,6 +725,9 @@ pub trait MaterialStore: Send + Sync {
 pub trait Backend: TaskStore + AccountStore + UsageReports + MaterialStore + WebhookOutbox {
     /// Whether the database answers; backs `/readyz`.
     async fn ping(&self) -> bool;
+
+    /// The database's own clock, in Unix milliseconds.
+    async fn database_now_ms(&self) -> Result<i64, StoreError>;
 
     /// Whether the database takes a write (a full disk refuses one while reads still work);
     /// backs `/readyz`.

@@ -188,6 +188,51 @@ on_both_backends! {
     }
 }
 
+/// The host clock of a replica ten minutes fast.
+fn ten_minutes_fast() -> i64 {
+    clock::host_now_ms() + 600_000
+}
+
+on_both_backends! {
+    async fn a_replica_ten_minutes_fast_neither_expires_tasks_early_nor_steals_a_lease(db: &Db) {
+        let store = &db.store;
+        let skewed = clock::DatabaseClock::new(ten_minutes_fast);
+        // Before it has read the database's clock, it would take a task due in 5 minutes for
+        // one 5 minutes late.
+        let policy = crate::lifecycle::Policy::new(
+            &crate::config::EngineConfig::default(),
+            std::sync::Arc::new(seedgate_contract::Catalog::builtin()),
+        );
+        let deadline = store.database_now_ms().await.unwrap() + 300_000;
+        assert!(policy.may_expire(skewed.now_ms(), Some(deadline), None));
+        // Once it has, its time is the database's, to within a round trip.
+        let offset = skewed.sync(&**store).await.unwrap();
+        assert!((offset + 600_000).abs() < 1_000, "offset {offset} ms");
+        let database_now = store.database_now_ms().await.unwrap();
+        assert!((skewed.now_ms() - database_now).abs() < 1_000);
+        assert!(!policy.may_expire(skewed.now_ms(), Some(deadline), None));
+        // A host whose clock agrees (one machine here) keeps its own: measuring jitter never
+        // moves a stamp.
+        let honest = clock::DatabaseClock::new(clock::host_now_ms);
+        assert_eq!(honest.sync(&**store).await.unwrap(), 0);
+
+        // Leases are taken and compared on the database's clock alone: a lease another worker
+        // holds for a minute stays its own, whatever the claiming replica's clock says.
+        let key = store
+            .create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000))
+            .await
+            .unwrap();
+        store
+            .create_task(new_task(&key.account.id, 1, 5_000), None)
+            .await
+            .unwrap();
+        let (held, _) = store.claim_task("honest", 60_000, 100).await.unwrap().unwrap();
+        assert!(store.claim_task("fast", 60_000, 100).await.unwrap().is_none());
+        assert!(store.extend_lease(&held.id, "honest", 60_000).await.unwrap());
+        assert!(!store.extend_lease(&held.id, "fast", 60_000).await.unwrap());
+    }
+}
+
 on_both_backends! {
     async fn reservation_is_refused_beyond_the_balance(db: &Db) {
         let store = &db.store;

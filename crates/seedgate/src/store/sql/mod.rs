@@ -193,6 +193,12 @@ impl Backend for SqlStore {
         sqlx::query("SELECT 1").execute(&self.reader).await.is_ok()
     }
 
+    async fn database_now_ms(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(sql!(self.dialect, "SELECT @now"))
+            .fetch_one(&self.reader)
+            .await?)
+    }
+
     async fn ping_write(&self) -> bool {
         // A new value each time, so the row is really rewritten.
         let write = async {

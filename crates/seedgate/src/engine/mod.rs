@@ -95,6 +95,11 @@ type ChannelLoad = Arc<HashMap<ChannelId, i64>>;
 /// every channel full waits longer than this before it looks again.
 const LOAD_HINT_TTL: Duration = Duration::from_millis(100);
 
+/// The first and the longest wait before a worker tries the database again while it cannot be
+/// written: short, so work resumes within a couple of seconds of its return.
+const DATABASE_RETRY_FIRST: Duration = Duration::from_millis(250);
+const DATABASE_RETRY_MAX: Duration = Duration::from_secs(2);
+
 /// How often claims look for abandoned leases while none are found: small beside a lease.
 const ABANDONED_CHECK_MS: i64 = 1_000;
 
@@ -164,13 +169,41 @@ impl Engine {
 
     async fn work_loop(self: Arc<Self>, index: usize) {
         let idle = Duration::from_millis(self.config.idle_poll_ms);
+        // While the database cannot be written, claims pause, longer each time it still
+        // cannot, and resume at the first that works.
+        let mut paused: Option<(Instant, Duration)> = None;
         loop {
-            match self.claim_one().await {
-                Ok(Outcome::Done) => continue,
-                Ok(Outcome::Empty) => {}
-                Err(e) => warn!(worker = index, error = %e, "engine step failed"),
-            }
-            let _ = tokio::time::timeout(idle, self.wake.notified()).await;
+            let wait = match self.claim_one().await {
+                Ok(outcome) => {
+                    if let Some((since, _)) = paused.take() {
+                        info!(
+                            worker = index,
+                            paused_ms = since.elapsed().as_millis() as u64,
+                            "database available again; claims resumed"
+                        );
+                    }
+                    if outcome == Outcome::Done {
+                        continue;
+                    }
+                    idle
+                }
+                Err(e) if e.is_unavailable() => {
+                    let (since, wait) = match paused {
+                        None => {
+                            warn!(worker = index, error = %e, "database unavailable; claims paused");
+                            (Instant::now(), DATABASE_RETRY_FIRST)
+                        }
+                        Some((since, wait)) => (since, (wait * 2).min(DATABASE_RETRY_MAX)),
+                    };
+                    paused = Some((since, wait));
+                    wait
+                }
+                Err(e) => {
+                    warn!(worker = index, error = %e, "engine step failed");
+                    idle
+                }
+            };
+            let _ = tokio::time::timeout(wait, self.wake.notified()).await;
         }
     }
 
@@ -310,10 +343,7 @@ impl Engine {
                 } => {
                     if start {
                         // A local provider fetches and checks the inputs it renders from itself.
-                        self.ports
-                            .store
-                            .apply(&self.lease(task), &Move::Start)
-                            .await?;
+                        self.apply_patiently(task, &Move::Start).await?;
                     }
                     let Some(result) = self
                         .submit(task, &job, provider, source_video.take(), expires_after_s)
@@ -501,7 +531,7 @@ impl Engine {
             Move::EndUnpaid { code, message, .. } => warn!(code, message, "task ended uncharged"),
             _ => {}
         }
-        let made = self.ports.store.apply(&self.lease(task), &step).await?;
+        let made = self.apply_patiently(task, &step).await?;
         if !made {
             return Ok(());
         }
@@ -514,7 +544,27 @@ impl Engine {
         Ok(())
     }
 
+    /// Has the store apply a move, waiting out a database that cannot be written: the work
+    /// the move records (a render, a copy, an upstream's answer) is kept, not done again. The
+    /// lease guards the write, so a move made by a try whose answer was lost is not made
+    /// twice: the next try finds the lease gone and reports it not made.
+    async fn apply_patiently(&self, task: &TaskRecord, step: &Move) -> Result<bool, StoreError> {
+        let mut wait = DATABASE_RETRY_FIRST;
+        loop {
+            match self.ports.store.apply(&self.lease(task), step).await {
+                Err(e) if e.is_unavailable() => {
+                    warn!(error = %e, wait_ms = wait.as_millis() as u64, "database unavailable; keeping the task's move to record it again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(DATABASE_RETRY_MAX);
+                }
+                made => return made,
+            }
+        }
+    }
+
     /// Runs a provider call while renewing the lease; None when the lease was lost meanwhile.
+    /// A renewal the database cannot take does not stop the work: the move it ends with
+    /// checks the lease.
     async fn with_heartbeat<T>(
         &self,
         task: &TaskRecord,
@@ -528,8 +578,13 @@ impl Engine {
             tokio::select! {
                 result = &mut work => return Ok(Some(result)),
                 _ = heartbeat.tick() => {
-                    if !self.ports.store.extend_lease(&task.id, &self.owner, self.lease_ms()).await? {
-                        return Ok(None);
+                    match self.ports.store.extend_lease(&task.id, &self.owner, self.lease_ms()).await {
+                        Ok(true) => {}
+                        Ok(false) => return Ok(None),
+                        Err(e) if e.is_unavailable() => {
+                            warn!(error = %e, "database unavailable; the lease could not be renewed");
+                        }
+                        Err(e) => return Err(e),
                     }
                 }
             }

@@ -16,6 +16,7 @@ mod client;
 mod conformance;
 mod console;
 mod crash;
+mod dependencies;
 mod events;
 mod fake_ark;
 mod fake_vendors;

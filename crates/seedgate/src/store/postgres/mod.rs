@@ -62,26 +62,43 @@ async fn listen_for_task_changes(
     url: &str,
     tasks: Weak<TaskCache>,
 ) -> Result<AbortHandle, StoreError> {
-    let mut listener = PgListener::connect(url).await?;
-    listener.listen(TASK_CHANGED_CHANNEL).await?;
+    let mut listener = subscribe(url, TASK_CHANGED_CHANNEL).await?;
+    let url = url.to_owned();
     let task = tokio::spawn(async move {
         loop {
             let received = listener.try_recv().await;
-            let Some(tasks) = tasks.upgrade() else { return };
-            match received {
-                Ok(Some(notification)) => tasks.changed(&TaskId::new(notification.payload())),
-                // The connection was lost and is re-established: what changed meanwhile is
-                // unknown.
-                Ok(None) => tasks.changed_all(),
-                Err(error) => {
-                    tasks.changed_all();
-                    tracing::warn!(%error, "task change announcements interrupted");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+            let Some(cache) = tasks.upgrade() else { return };
+            if let Ok(Some(notification)) = received {
+                cache.changed(&TaskId::new(notification.payload()));
+                continue;
             }
+            // The connection was lost (None, or an error reconnecting): what changes until
+            // this listener hears again is unknown. Everything cached is forgotten once it is
+            // subscribed again, so a change made between the database's return and the
+            // subscription is not missed.
+            if let Err(error) = received {
+                tracing::warn!(%error, "task change announcements interrupted");
+            }
+            cache.changed_all();
+            drop(cache);
+            listener = loop {
+                match subscribe(&url, TASK_CHANGED_CHANNEL).await {
+                    Ok(listener) => break listener,
+                    Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                }
+            };
+            let Some(cache) = tasks.upgrade() else { return };
+            cache.changed_all();
+            tracing::info!("task change announcements resumed");
         }
     });
     Ok(task.abort_handle())
+}
+
+async fn subscribe(url: &str, channel: &str) -> Result<PgListener, StoreError> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen(channel).await?;
+    Ok(listener)
 }
 
 /// Work announced on [`WORK_CHANNEL`] by the trigger on new tasks.
@@ -100,8 +117,7 @@ impl WorkAnnouncements for WorkChannel {
 /// re-established by the listener; anything announced meanwhile is found by the engine's idle
 /// poll.
 async fn listen_for_work(url: &str, wake: Arc<Notify>) -> Result<(), StoreError> {
-    let mut listener = PgListener::connect(url).await?;
-    listener.listen(WORK_CHANNEL).await?;
+    let mut listener = subscribe(url, WORK_CHANNEL).await?;
     tokio::spawn(async move {
         loop {
             match listener.recv().await {

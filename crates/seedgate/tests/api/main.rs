@@ -37,6 +37,7 @@ pub mod restart;
 mod retention;
 mod scenarios;
 mod serving;
+mod soak;
 mod storage;
 mod upstream;
 mod validation;

@@ -1,41 +1,44 @@
-//! API throughput and latency, measured by `wrk` (a tool we did not write) against the real
-//! real router:
+//! API throughput and latency of the shipped binary, measured from outside.
 //!
-//! - status polls (`GET /v1/tasks/{id}`) against a bare axum server answering the same bytes
-//!   from memory, on the same runtime shape and the same machine;
-//! - gateway latency at one connection (no queueing): poll and create, p50/p99, each request
-//!   timed by the bench's own sequential client;
-//! - durable task creations per second, each one committed with its reservation before the
-//!   `200`, checked afterwards by counting the rows.
+//! `seedgate serve` is started as users start it (its own process, default logging, written to
+//! a file), on SQLite and on PostgreSQL, beside a bare axum server in a process of its own (this
+//! bench binary again, `bare-server`) that answers the same task object and the same `/healthz`
+//! from memory. `wrk` (a tool we did not write) runs against each in alternating rounds, so
+//! every ratio compares runs made minutes apart on the same machine:
 //!
+//! - status polls (`GET /v1/tasks/{id}`) and `/healthz` at 64 connections;
+//! - creates at one connection, each timed by the bench's own sequential client (`wrk`'s
+//!   one-connection POST latencies do not add up here), and at 32 connections, each one
+//!   committed with its reservation before its `200` (counted in the database afterwards);
+//!   those servers run no engine workers (`engine.workers = 0`: the API alone);
 //! - gateway overhead: an Ark client's create and poll through the gateway's Ark-compatible
-//!   surface, served by the `ark` provider against the fake upstream of the API tests, against
-//!   the same requests sent to that fake upstream directly.
-//!
-//! Each gateway row is measured on SQLite and on PostgreSQL (a scratch schema on
-//! `SEEDGATE_BENCH_POSTGRES_URL`, by default the server the tests use) in the same run.
+//!   surface, served by the `ark` provider against the fake upstream of the API tests (engine
+//!   on), against the same requests sent to that fake upstream directly.
 //!
 //! `cargo bench -p seedgate --bench api` (needs `wrk`: `apt-get install wrk`).
-//! `SEEDGATE_BENCH_SECONDS` sets each run's length (default 10).
+//! `SEEDGATE_BENCH_SECONDS` sets each run's length (default 8), `SEEDGATE_BENCH_ROUNDS` the
+//! rounds (default 3); PostgreSQL is a scratch schema on `SEEDGATE_BENCH_POSTGRES_URL` (by
+//! default the server the tests use).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)]
 #[path = "../tests/api/fake_ark.rs"]
 mod fake_ark;
+#[allow(dead_code)]
+#[path = "../tests/api/served.rs"]
+mod served;
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Command;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
 use axum::http::header;
 use axum::routing::get;
 use axum::Router;
-use seedgate::config::{ChannelConfig, Config};
 use seedgate::store::{KeyMode, KeySpec};
-use seedgate::Application;
-use tokio::runtime::Runtime;
+use served::Served;
 
 const CREATE_BODY: &str = r#"{"model":"seedance-2.0-fast","operation":"text-to-video","prompt":"A lighthouse at dusk, waves rolling in.","resolution":"480p","duration":4}"#;
 
@@ -44,21 +47,18 @@ const ARK_CREATE_BODY: &str = r#"{"model":"doubao-seedance-2-0-fast-260128","con
 
 const ARK_TASKS: &str = "/api/v3/contents/generations/tasks";
 
-/// What one `wrk` run reports.
+/// Limits out of the benchmark's way (the limiter still runs), and the API alone.
+const API_ONLY: &str = "[engine]\nworkers = 0\n\
+                        [limits]\nrequests_per_second = 100000000\nburst = 100000000\n";
+
+/// What one run reports.
+#[derive(Clone, Copy)]
 struct Run {
     requests_per_second: f64,
     p50_ms: f64,
     p99_ms: f64,
     requests: u64,
     non_2xx: u64,
-}
-
-fn server_runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// `wrk` prints latencies as `412.00us`, `1.23ms` or `2.00s`.
@@ -102,9 +102,9 @@ fn parse_wrk(output: &str) -> Run {
     }
 }
 
-fn wrk(url: &str, connections: u32, seconds: u64, script: &Path, threads: u32) -> Run {
+fn wrk(url: &str, connections: u32, seconds: u64, script: &Path) -> Run {
     let output = Command::new("wrk")
-        .arg(format!("-t{threads}"))
+        .arg("-t2")
         .arg(format!("-c{connections}"))
         .arg(format!("-d{seconds}s"))
         .arg("--latency")
@@ -118,62 +118,7 @@ fn wrk(url: &str, connections: u32, seconds: u64, script: &Path, threads: u32) -
     parse_wrk(&stdout)
 }
 
-/// One client, one keep-alive connection, one request after another, each timed on its own:
-/// the one-connection rows. `wrk`'s latency figures for POSTs at one connection do not add up
-/// on this machine (a mean of 13.9 ms over 41,948 requests in an 8 s run), so latency at one
-/// connection is measured here, on a thread and runtime of its own beside the servers'.
-fn one_connection(url: &str, seconds: u64, key: &str, post: Option<&'static str>) -> Run {
-    let (url, key) = (url.to_owned(), key.to_owned());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()
-                .unwrap();
-            let mut latencies = Vec::new();
-            let mut non_2xx = 0;
-            let started = std::time::Instant::now();
-            let until = started + std::time::Duration::from_secs(seconds);
-            while std::time::Instant::now() < until {
-                let request = match post {
-                    Some(body) => client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body),
-                    None => client.get(&url),
-                };
-                let sent = std::time::Instant::now();
-                let response = request.bearer_auth(&key).send().await.unwrap();
-                let ok = response.status().is_success();
-                response.bytes().await.unwrap();
-                latencies.push(sent.elapsed());
-                non_2xx += u64::from(!ok);
-            }
-            let elapsed = started.elapsed().as_secs_f64();
-            latencies.sort();
-            let at = |share: f64| {
-                latencies[((latencies.len() as f64 * share) as usize).min(latencies.len() - 1)]
-                    .as_secs_f64()
-                    * 1000.0
-            };
-            Run {
-                requests_per_second: latencies.len() as f64 / elapsed,
-                p50_ms: at(0.50),
-                p99_ms: at(0.99),
-                requests: latencies.len() as u64,
-                non_2xx,
-            }
-        })
-    })
-    .join()
-    .unwrap()
-}
-
-fn lua_script(dir: &Path, name: &str, key: &str, post: Option<&str>) -> std::path::PathBuf {
+fn lua_script(dir: &Path, name: &str, key: &str, post: Option<&str>) -> PathBuf {
     let mut text = format!("wrk.headers[\"Authorization\"] = \"Bearer {key}\"\n");
     if let Some(body) = post {
         text.push_str("wrk.method = \"POST\"\n");
@@ -185,293 +130,458 @@ fn lua_script(dir: &Path, name: &str, key: &str, post: Option<&str>) -> std::pat
     path
 }
 
-/// The gateway on one backend: the real router and store, no workers (creates stay queued,
-/// so the figures are the API's own), and a task to poll.
-struct Gateway {
-    runtime: Runtime,
-    address: SocketAddr,
-    key: String,
-    account: seedgate::ids::AccountId,
-    store: seedgate::store::Store,
-    task_id: String,
-    task_body: Bytes,
-}
-
-/// Creates a task by POSTing `body` to `url`; returns its id.
-async fn create_task(client: &reqwest::Client, url: &str, key: &str, body: &'static str) -> String {
-    let created: serde_json::Value = client
-        .post(url)
-        .bearer_auth(key)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
+/// One client, one keep-alive connection, one request after another, each timed on its own.
+fn one_connection(url: &str, seconds: u64, key: &str, post: Option<&'static str>) -> Run {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap();
-    created["id"].as_str().unwrap().to_owned()
+    runtime.block_on(async move {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()
+            .unwrap();
+        let mut latencies = Vec::new();
+        let mut non_2xx = 0;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(seconds) {
+            let request = match post {
+                Some(body) => client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body),
+                None => client.get(url),
+            };
+            let sent = Instant::now();
+            let response = request.bearer_auth(key).send().await.unwrap();
+            let ok = response.status().is_success();
+            response.bytes().await.unwrap();
+            latencies.push(sent.elapsed());
+            non_2xx += u64::from(!ok);
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        latencies.sort();
+        let at = |share: f64| {
+            latencies[((latencies.len() as f64 * share) as usize).min(latencies.len() - 1)]
+                .as_secs_f64()
+                * 1000.0
+        };
+        Run {
+            requests_per_second: latencies.len() as f64 / elapsed,
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+            requests: latencies.len() as u64,
+            non_2xx,
+        }
+    })
 }
 
-/// With `upstream`, the gateway's one channel is an `ark` channel there, its engine runs (every
-/// create is submitted upstream and polled, as in production), and its key is a live one.
-fn start_gateway(
-    data_dir: &Path,
-    database_url: Option<String>,
-    key_cache_ms: u64,
-    upstream: Option<&str>,
-) -> Gateway {
-    let mut config = Config {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: data_dir.to_owned(),
-        database_url,
-        // Enough play money for every create of the run.
-        dev_key_balance_usd: 100_000_000,
-        ..Config::default()
-    };
-    config.limits.requests_per_second = 10_000_000;
-    config.limits.burst = 10_000_000;
-    config.limits.key_cache_ms = key_cache_ms;
-    if let Some(base_url) = upstream {
-        config.engine.max_concurrent_tasks_per_key = 1_000_000;
-        config.channels.push(ChannelConfig {
-            id: seedgate::ids::ChannelId::new("volc"),
-            provider: "ark".into(),
-            base_url: base_url.into(),
-            api_key_env: fake_ark::FAKE_KEY_ENV.into(),
-            models: [(
-                "seedance-2.0-fast".to_owned(),
-                "doubao-seedance-2-0-fast-260128".to_owned(),
-            )]
-            .into(),
-            resolutions: vec![seedgate_contract::Resolution::P480],
-            priority: 0,
-            weight: 1,
-            routing: Default::default(),
-            operations: None,
-            costs: Default::default(),
-            max_concurrent_tasks: 1_000_000,
-            timeout_seconds: 30,
-            polls_per_second: 1_000_000,
-            poll_batch: Some(100),
-        });
-    }
-    let runtime = server_runtime();
-    let (address, key, account, store) = runtime.block_on(async {
-        let app = Application::build(config).await.unwrap();
-        let addr = app.local_addr().unwrap();
-        let store = app.store().clone();
-        let (key, account) = match upstream {
-            Some(_) => {
-                let live = store
-                    .create_key(&KeySpec::plain("bench", KeyMode::Live, 10_000_000_000_000))
-                    .await
-                    .unwrap();
-                (live.secret, live.account.id)
-            }
-            None => {
-                let dev = app.dev_key.as_ref().unwrap();
-                (dev.secret.clone(), dev.account.id.clone())
-            }
-        };
-        tokio::spawn(app.run(upstream.is_some(), std::future::pending()));
-        (addr, key, account, store)
+/// Runs `future` on a runtime of its own (the bench's main thread has none).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// The bare server: answers `body` for any task and `{"status":"ok"}` for `/healthz`, on a
+/// port it prints, until killed. Runs as `<this bench> bare-server <body file>`.
+fn bare_server(body_file: &str) {
+    let body = axum::body::Bytes::from(std::fs::read(body_file).unwrap());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        let router = Router::new()
+            .route(
+                "/v1/tasks/{id}",
+                get(move || {
+                    let body = body.clone();
+                    async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+                }),
+            )
+            .route(
+                "/healthz",
+                get(|| async {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        r#"{"status":"ok"}"#,
+                    )
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap().port());
+        axum::serve(listener, router).await.unwrap();
     });
-    let client = reqwest::Client::new();
-    let (task_id, task_body) = runtime.block_on(async {
-        let url = format!("http://{address}/v1/videos/generations");
-        let id = create_task(&client, &url, &key, CREATE_BODY).await;
-        let body = client
-            .get(format!("http://{address}/v1/tasks/{id}"))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
+}
+
+/// The bare server's process, killed when dropped.
+struct Bare {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Bare {
+    fn start(body_file: &Path) -> Self {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .arg("bare-server")
+            .arg(body_file)
+            .stdout(Stdio::piped())
+            .spawn()
             .unwrap();
-        (id, body)
-    });
-    Gateway {
-        runtime,
-        address,
-        key,
-        account,
-        store,
-        task_id,
-        task_body,
+        let mut port = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut port)
+            .unwrap();
+        Bare {
+            child,
+            address: format!("http://127.0.0.1:{}", port.trim()),
+        }
     }
+}
+
+/// A gateway measured: its process, a key with money for every create, a task to poll.
+struct Gateway {
+    name: &'static str,
+    served: Served,
+    key: String,
+    task_id: String,
+}
+
+impl Gateway {
+    /// A key made in the database before the server starts (as the operator CLI does).
+    fn start(
+        name: &'static str,
+        data_dir: &Path,
+        database_url: &str,
+        config: &str,
+        mode: KeyMode,
+    ) -> Self {
+        let key = block_on(async {
+            let store = seedgate::store::connect(database_url).await.unwrap();
+            store
+                .create_key(&KeySpec::plain("bench", mode, 10_000_000_000_000))
+                .await
+                .unwrap()
+                .secret
+        });
+        let served = Served::start(data_dir, database_url, config);
+        let task_id = block_on(async {
+            let created: serde_json::Value = reqwest::Client::new()
+                .post(format!("{}/v1/videos/generations", served.address))
+                .bearer_auth(&key)
+                .header("content-type", "application/json")
+                .body(CREATE_BODY)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            created["id"].as_str().unwrap().to_owned()
+        });
+        Gateway {
+            name,
+            served,
+            key,
+            task_id,
+        }
+    }
+
+    fn poll_url(&self) -> String {
+        format!("{}/v1/tasks/{}", self.served.address, self.task_id)
+    }
+
+    fn task_body(&self) -> Vec<u8> {
+        block_on(async {
+            reqwest::Client::new()
+                .get(self.poll_url())
+                .bearer_auth(&self.key)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .to_vec()
+        })
+    }
+
+    fn tasks_stored(&self) -> i64 {
+        block_on(async {
+            let store = seedgate::store::connect(&self.served.database_url)
+                .await
+                .unwrap();
+            let mut stored = 0;
+            for account in store.list_keys().await.unwrap() {
+                stored += store.count_tasks(&account.id).await.unwrap();
+            }
+            stored
+        })
+    }
+}
+
+/// The runs of one measure, as `min–max` with the ratio to the bare server's.
+fn spread(runs: &[Run], of: impl Fn(&Run) -> f64) -> String {
+    let values: Vec<f64> = runs.iter().map(of).collect();
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(0.0, f64::max);
+    if (max - min).abs() < f64::EPSILON {
+        format!("{min:.2}")
+    } else {
+        format!("{min:.2}–{max:.2}")
+    }
+}
+
+fn ratio(runs: &[Run], bare: &[Run]) -> String {
+    let ratios: Vec<Run> = runs
+        .iter()
+        .zip(bare)
+        .map(|(run, bare)| Run {
+            requests_per_second: run.requests_per_second / bare.requests_per_second,
+            p99_ms: run.p99_ms / bare.p99_ms,
+            ..*run
+        })
+        .collect();
+    format!(
+        "{} of bare's req/s, p99 {}× bare's",
+        spread(&ratios, |r| r.requests_per_second),
+        spread(&ratios, |r| r.p99_ms)
+    )
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; nothing else is taken.
-    let seconds: u64 = std::env::var("SEEDGATE_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("bare-server") {
+        return bare_server(&args[2]);
+    }
+    let read = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let seconds = read("SEEDGATE_BENCH_SECONDS", 8);
+    let rounds = read("SEEDGATE_BENCH_ROUNDS", 3) as usize;
     let dir = tempfile::tempdir().unwrap();
     let postgres_url = std::env::var("SEEDGATE_BENCH_POSTGRES_URL")
         .unwrap_or_else(|_| seedgate::store::postgres::test_server_url());
-    // The fake upstream on a runtime of its own, like the bare server below.
-    let upstream_runtime = server_runtime();
-    let fake = upstream_runtime.block_on(fake_ark::FakeArk::start());
-    // Tasks stay queued upstream for the whole run: the engine keeps polling them.
-    fake.set_timing(
-        std::time::Duration::from_secs(3600),
-        std::time::Duration::from_secs(3600),
-    );
-    let postgres_schema = server_runtime()
-        .block_on(seedgate::store::postgres::create_scratch_schema(
+    let schema = || {
+        block_on(seedgate::store::postgres::create_scratch_schema(
             &postgres_url,
         ))
-        .expect("a PostgreSQL server to measure beside SQLite (SEEDGATE_BENCH_POSTGRES_URL)");
-    let key_cache_ms = Config::default().limits.key_cache_ms;
-    let backends = [
-        (
+        .expect("a PostgreSQL server to measure beside SQLite (SEEDGATE_BENCH_POSTGRES_URL)")
+    };
+    let sqlite_url = |name: &str| {
+        format!(
+            "sqlite://{}",
+            dir.path().join(name).join("seedgate.db").display()
+        )
+    };
+    let gateways = [
+        Gateway::start(
             "SQLite",
-            start_gateway(&dir.path().join("sqlite"), None, key_cache_ms, None),
+            &dir.path().join("sqlite"),
+            &sqlite_url("sqlite"),
+            API_ONLY,
+            KeyMode::Test,
         ),
-        (
+        Gateway::start(
             "PostgreSQL",
-            start_gateway(
-                &dir.path().join("postgres"),
-                Some(postgres_schema),
-                key_cache_ms,
-                None,
-            ),
+            &dir.path().join("postgres"),
+            &schema(),
+            API_ONLY,
+            KeyMode::Test,
         ),
     ];
-    // The same SQLite gateway reading the key on every request: what the key cache saves.
-    let uncached = start_gateway(&dir.path().join("sqlite-uncached"), None, 0, None);
-
-    // The baseline: bare axum on the same runtime shape, answering the same task object from
-    // memory with no key check and no database.
-    let bare = server_runtime();
-    let task_body = backends[0].1.task_body.clone();
-    let bare_addr = bare.block_on(async {
-        let router = Router::new().route(
-            "/v1/tasks/{id}",
-            get(move || {
-                let body = task_body.clone();
-                async move { ([(header::CONTENT_TYPE, "application/json")], body) }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        addr
-    });
+    let body_file = dir.path().join("task.json");
+    let task_body = gateways[0].task_body();
+    std::fs::write(&body_file, &task_body).unwrap();
+    let bare = Bare::start(&body_file);
+    let bare_script = lua_script(dir.path(), "bare.lua", "none", None);
 
     println!(
-        "task object: {} bytes; each run {seconds} s; wrk on the same 2 cores",
-        backends[0].1.task_body.len()
+        "task object: {} bytes; {rounds} rounds of {seconds} s, alternating; wrk -t2 on the same 2 cores",
+        task_body.len()
     );
-    println!(
-        "| backend | run | connections | req/s | p50 | p99 | requests | non-2xx |\n|---|---|---|---|---|---|---|---|"
-    );
-    let row = |backend: &str, name: &str, connections: u32, run: &Run| {
+    println!("| round | server | measure | connections | req/s | p50 | p99 | requests | non-2xx |\n|---|---|---|---|---|---|---|---|---|");
+    let row = |round: usize, server: &str, measure: &str, connections: u32, run: &Run| {
         println!(
-            "| {backend} | {name} | {connections} | {:.0} | {:.3} ms | {:.3} ms | {} | {} |",
+            "| {round} | {server} | {measure} | {connections} | {:.0} | {:.3} ms | {:.3} ms | {} | {} |",
             run.requests_per_second, run.p50_ms, run.p99_ms, run.requests, run.non_2xx
         );
     };
-    let bare_script = lua_script(dir.path(), "bare.lua", "none", None);
-    let bare_run = wrk(
-        &format!("http://{bare_addr}/v1/tasks/{}", backends[0].1.task_id),
-        64,
-        seconds,
-        &bare_script,
-        2,
-    );
-    row("none", "bare axum, same body", 64, &bare_run);
-    let uncached_poll = wrk(
-        &format!("http://{}/v1/tasks/{}", uncached.address, uncached.task_id),
-        64,
-        seconds,
-        &lua_script(dir.path(), "uncached.lua", &uncached.key, None),
-        2,
-    );
-    row("SQLite", "status poll, no key cache", 64, &uncached_poll);
 
-    let mut summary = Vec::new();
-    for (name, gateway) in &backends {
-        let poll = lua_script(dir.path(), "poll.lua", &gateway.key, None);
-        let create = lua_script(dir.path(), "create.lua", &gateway.key, Some(CREATE_BODY));
-        let poll_url = format!("http://{}/v1/tasks/{}", gateway.address, gateway.task_id);
-        let create_url = format!("http://{}/v1/videos/generations", gateway.address);
-        let poll_run = wrk(&poll_url, 64, seconds, &poll, 2);
-        row(name, "status poll", 64, &poll_run);
-        let poll_one = one_connection(&poll_url, seconds, &gateway.key, None);
-        row(name, "status poll", 1, &poll_one);
-        let create_one = one_connection(&create_url, seconds, &gateway.key, Some(CREATE_BODY));
-        row(name, "create (durable)", 1, &create_one);
-        let create_run = wrk(&create_url, 32, seconds, &create, 2);
-        row(name, "create (durable)", 32, &create_run);
-
-        let stored: i64 = gateway
-            .runtime
-            .block_on(gateway.store.count_tasks(&gateway.account))
-            .unwrap();
-        let accepted =
-            create_one.requests - create_one.non_2xx + create_run.requests - create_run.non_2xx + 1;
-        assert!(
-            stored as u64 >= accepted,
-            "{name}: every answered create must be stored"
+    // Polls and health checks, bare and each gateway in turn, round after round.
+    let mut polls: Vec<Vec<Run>> = vec![Vec::new(); gateways.len() + 1];
+    let mut health: Vec<Vec<Run>> = vec![Vec::new(); gateways.len() + 1];
+    for round in 1..=rounds {
+        let poll = wrk(
+            &format!("{}/v1/tasks/{}", bare.address, gateways[0].task_id),
+            64,
+            seconds,
+            &bare_script,
         );
-        summary.push(format!(
-            "{name}: status polls {:.0} % of bare axum (target ≥ 60 %); one-connection p99 poll \
-             {:.3} ms, create {:.3} ms (target < 1 ms); durable creations {:.0}/s at 32 \
-             connections (rows stored {stored}, creates answered {accepted})",
-            100.0 * poll_run.requests_per_second / bare_run.requests_per_second,
-            poll_one.p99_ms,
-            create_one.p99_ms,
-            create_run.requests_per_second
-        ));
+        row(round, "bare axum", "status poll", 64, &poll);
+        polls[0].push(poll);
+        for (n, gateway) in gateways.iter().enumerate() {
+            let script = lua_script(dir.path(), "poll.lua", &gateway.key, None);
+            let poll = wrk(&gateway.poll_url(), 64, seconds, &script);
+            assert_eq!(poll.non_2xx, 0, "{}: polls must succeed", gateway.name);
+            row(round, gateway.name, "status poll", 64, &poll);
+            polls[n + 1].push(poll);
+        }
+        let healthz = wrk(
+            &format!("{}/healthz", bare.address),
+            64,
+            seconds,
+            &bare_script,
+        );
+        row(round, "bare axum", "/healthz", 64, &healthz);
+        health[0].push(healthz);
+        for (n, gateway) in gateways.iter().enumerate() {
+            let healthz = wrk(
+                &format!("{}/healthz", gateway.served.address),
+                64,
+                seconds,
+                &bare_script,
+            );
+            row(round, gateway.name, "/healthz", 64, &healthz);
+            health[n + 1].push(healthz);
+        }
     }
-    summary.push(gateway_overhead(dir.path(), &fake, seconds, &row));
 
-    println!();
-    for line in summary {
-        println!("{line}");
+    // Creates: one connection, then 32, per gateway and round; every answered one stored.
+    let mut creates_one: Vec<Vec<Run>> = vec![Vec::new(); gateways.len()];
+    let mut creates_many: Vec<Vec<Run>> = vec![Vec::new(); gateways.len()];
+    for round in 1..=rounds {
+        for (n, gateway) in gateways.iter().enumerate() {
+            let url = format!("{}/v1/videos/generations", gateway.served.address);
+            let one = one_connection(&url, seconds, &gateway.key, Some(CREATE_BODY));
+            row(round, gateway.name, "create (durable)", 1, &one);
+            let script = lua_script(dir.path(), "create.lua", &gateway.key, Some(CREATE_BODY));
+            let many = wrk(&url, 32, seconds, &script);
+            row(round, gateway.name, "create (durable)", 32, &many);
+            creates_one[n].push(one);
+            creates_many[n].push(many);
+        }
     }
+    for (n, gateway) in gateways.iter().enumerate() {
+        let answered: u64 = creates_one[n]
+            .iter()
+            .chain(&creates_many[n])
+            .map(|run| run.requests - run.non_2xx)
+            .sum();
+        let stored = gateway.tasks_stored() as u64;
+        assert!(
+            stored > answered,
+            "{}: {stored} stored, {answered} answered",
+            gateway.name
+        );
+    }
+    let overhead = gateway_overhead(dir.path(), seconds, &row);
+    drop(gateways);
+
+    println!("\n| measure | bare axum | SQLite | PostgreSQL |\n|---|---|---|---|");
+    println!(
+        "| status poll, 64 connections: req/s | {} | {} ({}) | {} ({}) |",
+        spread(&polls[0], |r| r.requests_per_second),
+        spread(&polls[1], |r| r.requests_per_second),
+        ratio(&polls[1], &polls[0]),
+        spread(&polls[2], |r| r.requests_per_second),
+        ratio(&polls[2], &polls[0]),
+    );
+    println!(
+        "| status poll, 64 connections: p50 / p99 ms | {} / {} | {} / {} | {} / {} |",
+        spread(&polls[0], |r| r.p50_ms),
+        spread(&polls[0], |r| r.p99_ms),
+        spread(&polls[1], |r| r.p50_ms),
+        spread(&polls[1], |r| r.p99_ms),
+        spread(&polls[2], |r| r.p50_ms),
+        spread(&polls[2], |r| r.p99_ms),
+    );
+    println!(
+        "| `/healthz`, 64 connections: req/s | {} | {} ({}) | {} ({}) |",
+        spread(&health[0], |r| r.requests_per_second),
+        spread(&health[1], |r| r.requests_per_second),
+        ratio(&health[1], &health[0]),
+        spread(&health[2], |r| r.requests_per_second),
+        ratio(&health[2], &health[0]),
+    );
+    println!(
+        "| create, 1 connection: p50 / p99 ms | — | {} / {} | {} / {} |",
+        spread(&creates_one[0], |r| r.p50_ms),
+        spread(&creates_one[0], |r| r.p99_ms),
+        spread(&creates_one[1], |r| r.p50_ms),
+        spread(&creates_one[1], |r| r.p99_ms),
+    );
+    println!(
+        "| durable creates, 32 connections, engine off: /s | — | {} | {} |",
+        spread(&creates_many[0], |r| r.requests_per_second),
+        spread(&creates_many[1], |r| r.requests_per_second),
+    );
+    println!("| {overhead} | | | |");
 }
 
 /// An Ark client's create and poll at one connection, sent to the fake upstream directly and
-/// through the gateway (SQLite, `ark` channel to the same fake upstream, engine running): what
+/// through a gateway (SQLite, `ark` channel to the same fake upstream, engine running): what
 /// the gateway adds to each.
 fn gateway_overhead(
     dir: &Path,
-    fake: &fake_ark::FakeArk,
     seconds: u64,
-    row: &dyn Fn(&str, &str, u32, &Run),
+    row: &dyn Fn(usize, &str, &str, u32, &Run),
 ) -> String {
-    let gateway = start_gateway(
-        &dir.join("sqlite-ark"),
-        None,
-        Config::default().limits.key_cache_ms,
-        Some(&fake.base_url),
-    );
-    let client = reqwest::Client::new();
-    let root = fake.base_url.trim_end_matches("/api/v3").to_owned();
-    let gateway_root = format!("http://{}", gateway.address);
-    let (direct_task, gateway_task) = gateway.runtime.block_on(async {
-        (
-            create_task(
-                &client,
-                &format!("{root}{ARK_TASKS}"),
-                fake_ark::FAKE_KEY,
-                ARK_CREATE_BODY,
-            )
-            .await,
-            create_task(
-                &client,
-                &format!("{gateway_root}{ARK_TASKS}"),
-                &gateway.key,
-                ARK_CREATE_BODY,
-            )
-            .await,
-        )
+    // The fake upstream in this process, on a runtime thread of its own.
+    let (fake_tx, fake_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let fake = fake_ark::FakeArk::start().await;
+            // Tasks stay queued upstream for the whole run: the engine keeps polling them.
+            fake.set_timing(Duration::from_secs(3600), Duration::from_secs(3600));
+            fake_tx.send(fake.base_url.clone()).unwrap();
+            std::future::pending::<()>().await;
+        });
     });
+    let base_url = fake_rx.recv().unwrap();
+    let config = format!(
+        "[engine]\nmax_concurrent_tasks_per_key = 1000000\n\
+         [limits]\nrequests_per_second = 100000000\nburst = 100000000\n\n\
+         [[channels]]\nid = \"volc\"\nprovider = \"ark\"\nbase_url = \"{base_url}\"\n\
+         api_key_env = \"{}\"\nresolutions = [\"480p\"]\nmax_concurrent_tasks = 1000000\n\
+         polls_per_second = 1000000\n\
+         models = {{ \"seedance-2.0-fast\" = \"doubao-seedance-2-0-fast-260128\" }}\n",
+        fake_ark::FAKE_KEY_ENV
+    );
+    let data = dir.join("sqlite-ark");
+    let url = format!("sqlite://{}", data.join("seedgate.db").display());
+    let gateway = Gateway::start("SQLite, ark", &data, &url, &config, KeyMode::Live);
+    let root = base_url.trim_end_matches("/api/v3").to_owned();
+    let gateway_root = gateway.served.address.clone();
+    let ark_task = |base: &str, key: &str| {
+        block_on(async {
+            let created: serde_json::Value = reqwest::Client::new()
+                .post(format!("{base}{ARK_TASKS}"))
+                .bearer_auth(key)
+                .header("content-type", "application/json")
+                .body(ARK_CREATE_BODY)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            created["id"].as_str().unwrap().to_owned()
+        })
+    };
+    let direct_task = ark_task(&root, fake_ark::FAKE_KEY);
+    let gateway_task = ark_task(&gateway_root, &gateway.key);
     let runs = [
         (
             "fake upstream directly",
@@ -514,13 +624,12 @@ fn gateway_overhead(
             ),
         ),
     ];
-    for (backend, name, run) in &runs {
-        assert_eq!(run.non_2xx, 0, "{backend}: {name} must succeed");
-        row(backend, name, 1, run);
+    for (server, measure, run) in &runs {
+        assert_eq!(run.non_2xx, 0, "{server}: {measure} must succeed");
+        row(1, server, measure, 1, run);
     }
     format!(
-        "Gateway overhead at one connection (target: added p99 < 1 ms): create {:.3} ms, \
-         poll {:.3} ms",
+        "gateway overhead through `ark`, added p99 at 1 connection: create {:.3} ms, poll {:.3} ms",
         runs[1].2.p99_ms - runs[0].2.p99_ms,
         runs[3].2.p99_ms - runs[2].2.p99_ms
     )

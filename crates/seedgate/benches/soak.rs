@@ -11,6 +11,9 @@
 #[allow(dead_code)]
 #[path = "../tests/api/fake_ark.rs"]
 mod fake_ark;
+#[allow(dead_code)]
+#[path = "../tests/api/served.rs"]
+mod served;
 #[path = "../tests/api/soak.rs"]
 mod soak;
 

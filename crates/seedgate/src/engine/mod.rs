@@ -158,9 +158,14 @@ impl Engine {
     }
 
     /// Starts the configured number of workers and each channel's pollers; they run until the
-    /// process ends.
+    /// process ends. With none configured this process serves the API only, and the tasks it
+    /// takes are worked by another replica on the same database.
     pub fn spawn_workers(self: &Arc<Self>) {
-        for index in 0..self.config.workers.max(1) {
+        if self.config.workers == 0 {
+            info!("no engine workers: this process serves the API only");
+            return;
+        }
+        for index in 0..self.config.workers {
             let engine = self.clone();
             tokio::spawn(async move { engine.work_loop(index).await });
         }

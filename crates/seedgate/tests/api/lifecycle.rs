@@ -373,3 +373,27 @@ async fn an_empty_query_parameter_is_absent() {
     // An unknown parameter with a value stays an error.
     assert_eq!(app.get_path("/v1/tasks?colour=red").await.0, 400);
 }
+
+/// `engine.workers = 0`: a process that serves the API only takes tasks and leaves them to a
+/// replica with workers.
+#[tokio::test]
+async fn a_process_without_workers_takes_tasks_and_leaves_them_to_another() {
+    let app = TestApp::spawn_with(|c| c.engine.workers = 0, true).await;
+    let (status, task) = app
+        .create(
+            &json!({"model": "seedance-2.0-fast", "operation": "text-to-video",
+            "prompt": "api only", "resolution": "480p", "duration": 4,
+            "generate_audio": false}),
+        )
+        .await;
+    assert_eq!(status, 200, "{task}");
+    let id = task["id"].as_str().unwrap();
+    // Many times the test servers' idle poll: a worker would have claimed it by now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, waiting) = app.task(id).await;
+    assert_eq!(waiting["status"], "pending", "{waiting}");
+    // Another replica's worker on the same database.
+    assert_eq!(app.engine.run_one().await.unwrap(), Outcome::Done);
+    let (_, done) = app.task(id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+}

@@ -36,6 +36,7 @@ mod outages;
 pub mod restart;
 mod retention;
 mod scenarios;
+mod served;
 mod serving;
 mod soak;
 mod storage;

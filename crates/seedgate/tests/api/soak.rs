@@ -27,13 +27,12 @@
 #![allow(clippy::print_stdout)]
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::fake_ark::{Endpoint, FakeArk, Fault, FAKE_KEY, FAKE_KEY_ENV};
+use crate::fake_ark::{Endpoint, FakeArk, Fault, FAKE_KEY_ENV};
+use crate::served::Served;
 use axum::routing::post;
 use axum::Router;
 use seedgate::store::{KeyMode, KeySpec};
@@ -106,105 +105,41 @@ fn strings_in(value: &Value, found: &mut impl FnMut(&str)) {
     }
 }
 
-/// One `seedgate serve` process and what it is measured by.
+/// One backend's `seedgate serve`, on the fake upstream.
 struct Gateway {
     name: &'static str,
-    child: Child,
-    address: String,
-    database_url: String,
-    data_dir: PathBuf,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    served: Served,
 }
 
 impl Gateway {
     fn start(name: &'static str, data_dir: &Path, database_url: String, fake: &FakeArk) -> Self {
-        std::fs::create_dir_all(data_dir).unwrap();
-        let config = data_dir.join("seedgate.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[engine]\nmax_concurrent_tasks_per_key = 1000\nfirst_poll_ms = 1000\n\
-                 max_poll_interval_ms = 2000\nexpected_ms_per_output_second = 0\n\
-                 [limits]\nrequests_per_second = 100000\nburst = 100000\n\
-                 [fetch]\nallow_private = [\"127.0.0.1/32\"]\n\n\
-                 [[channels]]\nid = \"volc\"\nprovider = \"ark\"\nbase_url = \"{}\"\n\
-                 api_key_env = \"{FAKE_KEY_ENV}\"\nresolutions = [\"480p\", \"720p\"]\n\
-                 max_concurrent_tasks = 100000\ntimeout_seconds = 2\n\
-                 models = {{ \"seedance-2.0-fast\" = \"doubao-seedance-2-0-fast-260128\" }}\n",
-                fake.base_url
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_seedgate"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .arg("--config")
-            .arg(&config)
-            .env("SEEDGATE_DATABASE_URL", &database_url)
-            .env(FAKE_KEY_ENV, FAKE_KEY)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the seedgate binary");
-        // The log is read to its end, as a terminal or a collector would; the address is in
-        // the line that says it listens.
-        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("seedgate listening") {
-                    let address = line
-                        .split_whitespace()
-                        .find_map(|field| field.strip_prefix("addr="))
-                        .map(str::to_owned);
-                    let _ = bound_tx.send(address);
-                }
-            }
-        });
-        let address = bound_rx
-            .recv_timeout(Duration::from_secs(120))
-            .ok()
-            .flatten()
-            .expect("the server listens");
+        let config = format!(
+            "[engine]\nmax_concurrent_tasks_per_key = 1000\nfirst_poll_ms = 1000\n\
+             max_poll_interval_ms = 2000\nexpected_ms_per_output_second = 0\n\
+             [limits]\nrequests_per_second = 100000\nburst = 100000\n\
+             [fetch]\nallow_private = [\"127.0.0.1/32\"]\n\n\
+             [[channels]]\nid = \"volc\"\nprovider = \"ark\"\nbase_url = \"{}\"\n\
+             api_key_env = \"{FAKE_KEY_ENV}\"\nresolutions = [\"480p\", \"720p\"]\n\
+             max_concurrent_tasks = 100000\ntimeout_seconds = 2\n\
+             models = {{ \"seedance-2.0-fast\" = \"doubao-seedance-2-0-fast-260128\" }}\n",
+            fake.base_url
+        );
         Gateway {
             name,
-            child,
-            address: format!("http://{address}"),
-            database_url,
-            data_dir: data_dir.to_owned(),
+            served: Served::start(data_dir, &database_url, &config),
         }
-    }
-
-    fn resident_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    }
-
-    fn open_descriptors(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, Iterator::count)
     }
 
     async fn database_bytes(&self) -> u64 {
-        if self.database_url.starts_with("sqlite:") {
+        let served = &self.served;
+        if served.database_url.starts_with("sqlite:") {
             return ["seedgate.db", "seedgate.db-wal", "seedgate.db-shm"]
                 .iter()
-                .filter_map(|file| std::fs::metadata(self.data_dir.join(file)).ok())
+                .filter_map(|file| std::fs::metadata(served.data_dir.join(file)).ok())
                 .map(|m| m.len())
                 .sum();
         }
-        let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+        let pool = sqlx::PgPool::connect(&served.database_url).await.unwrap();
         let size: i64 = sqlx::query_scalar(
             "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -333,7 +268,7 @@ fn p99_ms(latencies: &mut [u64]) -> f64 {
 /// Runs the load on one gateway for the soak's length, sampling it every interval, then waits
 /// for every task to end; returns the samples and the audit's findings.
 async fn soak(gateway: Gateway, settings: &Settings, hook: Arc<str>) -> (Vec<Sample>, Vec<String>) {
-    let store = seedgate::store::connect(&gateway.database_url)
+    let store = seedgate::store::connect(&gateway.served.database_url)
         .await
         .unwrap();
     let sandbox = store
@@ -349,7 +284,7 @@ async fn soak(gateway: Gateway, settings: &Settings, hook: Arc<str>) -> (Vec<Sam
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let address: Arc<str> = gateway.address.clone().into();
+    let address: Arc<str> = gateway.served.address.clone().into();
     let load = Arc::new(Mutex::new(Load::default()));
 
     let started = Instant::now();
@@ -364,7 +299,7 @@ async fn soak(gateway: Gateway, settings: &Settings, hook: Arc<str>) -> (Vec<Sam
         tick.tick().await;
         if resident_read.elapsed() >= Duration::from_secs(1) {
             resident_read = Instant::now();
-            resident.push(gateway.resident_bytes());
+            resident.push(gateway.served.resident_bytes());
         }
         clients.spawn(one_client(
             client.clone(),
@@ -393,7 +328,7 @@ async fn soak(gateway: Gateway, settings: &Settings, hook: Arc<str>) -> (Vec<Sam
                     .copied()
                     .unwrap_or_default(),
                 resident_peak: resident.last().copied().unwrap_or_default(),
-                descriptors: gateway.open_descriptors(),
+                descriptors: gateway.served.open_descriptors(),
                 database: gateway.database_bytes().await,
                 p99_ms: p99_ms(&mut latencies),
                 requests,

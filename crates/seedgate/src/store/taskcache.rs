@@ -37,6 +37,12 @@ const CHANGE_BACKLOG: usize = 4096;
 /// Most task rows held; beyond this the least used are dropped and read again.
 const CAPACITY: u64 = 50_000;
 
+/// An entry no one has read for this long is dropped. A task's client polls it until it ends,
+/// reads it once more and rarely again: without this the cache would keep every finished task
+/// until the capacity is reached, memory growing for hours (at four tasks a second, 50,000
+/// tasks is three and a half hours). Polls come seconds apart, so this costs them nothing.
+const IDLE: Duration = Duration::from_secs(300);
+
 /// Generation counters; a write makes reads of the other tasks in its stripe skip the cache
 /// once, so more stripes mean fewer wasted fills under heavy writes.
 const STRIPES: usize = 4096;
@@ -54,9 +60,16 @@ pub(crate) struct Seen(u64);
 
 impl TaskCache {
     /// `lifetime` bounds how long an entry is trusted without a write being seen; None keeps
-    /// entries until a write or the capacity drops them (one process sees every write).
+    /// entries until a write, [`IDLE`] or the capacity drops them (one process sees every
+    /// write).
     pub(crate) fn new(lifetime: Option<Duration>) -> Self {
-        let mut builder = moka::sync::Cache::builder().max_capacity(CAPACITY);
+        Self::with_idle(lifetime, IDLE)
+    }
+
+    fn with_idle(lifetime: Option<Duration>, idle: Duration) -> Self {
+        let mut builder = moka::sync::Cache::builder()
+            .max_capacity(CAPACITY)
+            .time_to_idle(idle);
         if let Some(lifetime) = lifetime {
             builder = builder.time_to_live(lifetime);
         }
@@ -214,6 +227,21 @@ mod tests {
         drop(claim);
         cache.fill(Arc::new(record("task_2", TaskState::Queued)), seen);
         assert!(cache.get(&id).is_none());
+    }
+
+    #[test]
+    fn an_entry_no_one_reads_is_dropped() {
+        let cache = TaskCache::with_idle(None, Duration::from_millis(300));
+        let (read, unread) = (TaskId::new("task_4"), TaskId::new("task_5"));
+        for id in [&read, &unread] {
+            let record = Arc::new(record(id.as_str(), TaskState::Succeeded));
+            cache.fill(record, cache.seen(id));
+        }
+        for _ in 0..10 {
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(cache.get(&read).is_some(), "an entry still read is kept");
+        }
+        assert!(cache.get(&unread).is_none());
     }
 
     #[test]

@@ -263,6 +263,7 @@ impl Gateway {
         config: &str,
         mode: KeyMode,
     ) -> Self {
+        std::fs::create_dir_all(data_dir).unwrap();
         let key = block_on(async {
             let store = seedgate::store::connect(database_url).await.unwrap();
             store
@@ -327,15 +328,17 @@ impl Gateway {
     }
 }
 
-/// The runs of one measure, as `min–max` with the ratio to the bare server's.
+/// The runs of one measure, as `min–max`: requests a second whole, ratios and milliseconds to
+/// two places.
 fn spread(runs: &[Run], of: impl Fn(&Run) -> f64) -> String {
     let values: Vec<f64> = runs.iter().map(of).collect();
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(0.0, f64::max);
+    let places = if max >= 100.0 { 0 } else { 2 };
     if (max - min).abs() < f64::EPSILON {
-        format!("{min:.2}")
+        format!("{min:.places$}")
     } else {
-        format!("{min:.2}–{max:.2}")
+        format!("{min:.places$}–{max:.places$}")
     }
 }
 

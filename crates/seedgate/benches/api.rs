@@ -273,20 +273,11 @@ impl Gateway {
                 .secret
         });
         let served = Served::start(data_dir, database_url, config);
-        let task_id = block_on(async {
-            let created: serde_json::Value = reqwest::Client::new()
-                .post(format!("{}/v1/videos/generations", served.address))
-                .bearer_auth(&key)
-                .header("content-type", "application/json")
-                .body(CREATE_BODY)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            created["id"].as_str().unwrap().to_owned()
-        });
+        let task_id = create_task(
+            &format!("{}/v1/videos/generations", served.address),
+            &key,
+            CREATE_BODY,
+        );
         Gateway {
             name,
             served,
@@ -492,14 +483,7 @@ fn main() {
     drop(gateways);
 
     println!("\n| measure | bare axum | SQLite | PostgreSQL |\n|---|---|---|---|");
-    println!(
-        "| status poll, 64 connections: req/s | {} | {} ({}) | {} ({}) |",
-        spread(&polls[0], |r| r.requests_per_second),
-        spread(&polls[1], |r| r.requests_per_second),
-        ratio(&polls[1], &polls[0]),
-        spread(&polls[2], |r| r.requests_per_second),
-        ratio(&polls[2], &polls[0]),
-    );
+    throughput_row("status poll, 64 connections: req/s", &polls);
     println!(
         "| status poll, 64 connections: p50 / p99 ms | {} / {} | {} / {} | {} / {} |",
         spread(&polls[0], |r| r.p50_ms),
@@ -509,14 +493,7 @@ fn main() {
         spread(&polls[2], |r| r.p50_ms),
         spread(&polls[2], |r| r.p99_ms),
     );
-    println!(
-        "| `/healthz`, 64 connections: req/s | {} | {} ({}) | {} ({}) |",
-        spread(&health[0], |r| r.requests_per_second),
-        spread(&health[1], |r| r.requests_per_second),
-        ratio(&health[1], &health[0]),
-        spread(&health[2], |r| r.requests_per_second),
-        ratio(&health[2], &health[0]),
-    );
+    throughput_row("`/healthz`, 64 connections: req/s", &health);
     println!(
         "| create, 1 connection: p50 / p99 ms | — | {} / {} | {} / {} |",
         spread(&creates_one[0], |r| r.p50_ms),
@@ -530,6 +507,44 @@ fn main() {
         spread(&creates_many[1], |r| r.requests_per_second),
     );
     println!("| {overhead} | | | |");
+}
+
+/// A summary row of requests a second: the bare server's runs, then each gateway's with its
+/// ratios to bare's.
+fn throughput_row(measure: &str, runs: &[Vec<Run>]) {
+    let gateways: Vec<String> = runs[1..]
+        .iter()
+        .map(|gateway| {
+            format!(
+                "{} ({})",
+                spread(gateway, |r| r.requests_per_second),
+                ratio(gateway, &runs[0])
+            )
+        })
+        .collect();
+    println!(
+        "| {measure} | {} | {} |",
+        spread(&runs[0], |r| r.requests_per_second),
+        gateways.join(" | ")
+    );
+}
+
+/// Creates a task by POSTing `body` to `url` (either surface); returns its id.
+fn create_task(url: &str, key: &str, body: &'static str) -> String {
+    block_on(async {
+        let created: serde_json::Value = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        created["id"].as_str().unwrap().to_owned()
+    })
 }
 
 /// An Ark client's create and poll at one connection, sent to the fake upstream directly and
@@ -567,22 +582,8 @@ fn gateway_overhead(
     let gateway = Gateway::start("SQLite, ark", &data, &url, &config, KeyMode::Live);
     let root = base_url.trim_end_matches("/api/v3").to_owned();
     let gateway_root = gateway.served.address.clone();
-    let ark_task = |base: &str, key: &str| {
-        block_on(async {
-            let created: serde_json::Value = reqwest::Client::new()
-                .post(format!("{base}{ARK_TASKS}"))
-                .bearer_auth(key)
-                .header("content-type", "application/json")
-                .body(ARK_CREATE_BODY)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            created["id"].as_str().unwrap().to_owned()
-        })
-    };
+    let ark_task =
+        |base: &str, key: &str| create_task(&format!("{base}{ARK_TASKS}"), key, ARK_CREATE_BODY);
     let direct_task = ark_task(&root, fake_ark::FAKE_KEY);
     let gateway_task = ark_task(&gateway_root, &gateway.key);
     let runs = [

@@ -166,6 +166,24 @@ struct Load {
     unexpected: Vec<String>,
 }
 
+impl Sample {
+    /// The sample as a row of the report's table.
+    fn row(&self) -> String {
+        format!(
+            "| {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.2} | {} | {} | {} |",
+            self.minute,
+            self.resident as f64 / 1048576.0,
+            self.resident_peak as f64 / 1048576.0,
+            self.descriptors,
+            self.database as f64 / 1048576.0,
+            self.p99_ms,
+            self.requests,
+            self.accepted,
+            self.open
+        )
+    }
+}
+
 /// One sample of a gateway.
 struct Sample {
     minute: f64,
@@ -336,18 +354,7 @@ async fn soak(gateway: Gateway, settings: &Settings, hook: Arc<str>) -> (Vec<Sam
                 open: accepted - ended,
             };
             resident.clear();
-            println!(
-                "{}: {:.1} min, RSS {:.1} MiB (peak {:.1}), {} descriptors, database {:.1} MiB, p99 {:.2} ms, {} tasks, {} open",
-                gateway.name,
-                sample.minute,
-                sample.resident as f64 / 1048576.0,
-                sample.resident_peak as f64 / 1048576.0,
-                sample.descriptors,
-                sample.database as f64 / 1048576.0,
-                sample.p99_ms,
-                sample.accepted,
-                sample.open
-            );
+            println!("{}: {}", gateway.name, sample.row());
             samples.push(sample);
         }
     }
@@ -472,18 +479,7 @@ pub async fn run(settings: Settings) -> bool {
         for (name, (samples, findings)) in names.iter().zip(results) {
             println!("\n{name}\n\n| minute | RSS MiB, median | RSS MiB, peak | open fds | database MiB | p99 ms | requests | tasks | open |\n|---|---|---|---|---|---|---|---|---|");
             for s in &samples {
-                println!(
-                    "| {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.2} | {} | {} | {} |",
-                    s.minute,
-                    s.resident as f64 / 1048576.0,
-                    s.resident_peak as f64 / 1048576.0,
-                    s.descriptors,
-                    s.database as f64 / 1048576.0,
-                    s.p99_ms,
-                    s.requests,
-                    s.accepted,
-                    s.open
-                );
+                println!("{}", s.row());
             }
             let (rss_spread, p99_drift) = verdicts(&samples);
             println!(

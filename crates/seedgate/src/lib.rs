@@ -75,6 +75,8 @@ pub enum StartError {
     Channels(#[from] ChannelSetupError),
     #[error("cannot open the assets store: {0}")]
     Blobs(#[from] blobs::BlobError),
+    #[error("cannot start the sandbox's render threads: {0}")]
+    RenderThreads(std::io::Error),
 }
 
 /// How often assets whose processor died are looked for.
@@ -132,12 +134,15 @@ impl Application {
             blobs.clone(),
         ));
         let providers = Arc::new(Registry {
-            sandbox: Arc::new(Sandbox::new(
-                catalog.clone(),
-                fetcher.clone(),
-                blobs.clone(),
-                config.sandbox.max_concurrent_renders,
-            )),
+            sandbox: Arc::new(
+                Sandbox::new(
+                    catalog.clone(),
+                    fetcher.clone(),
+                    blobs.clone(),
+                    config.sandbox.max_concurrent_renders,
+                )
+                .map_err(StartError::RenderThreads)?,
+            ),
             upstream: Arc::new(Upstream::new(
                 &config.channels,
                 config.engine.breaker_failures,

@@ -1,6 +1,7 @@
 //! Where videos come from. Each provider sits behind [`Provider`]: the engine submits, polls
 //! and cancels without knowing whether a video is rendered here or by an upstream.
 
+mod render_threads;
 pub mod sandbox;
 pub mod upstream;
 

@@ -1,6 +1,7 @@
 //! The embedded sandbox: renders a real, deterministic H.264 MP4 locally, so the whole flow runs
-//! with no key and no network. Rendering is CPU-bound and runs on blocking threads, bounded by a
-//! semaphore, so the async runtime keeps answering while a 4k render is under way.
+//! with no key and no network. Rendering is CPU-bound and runs on the sandbox's own threads, as
+//! many as renders may run at once, so the async runtime keeps answering while a 4k render is
+//! under way.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +11,8 @@ use seedgate_contract::{
     VideoJob,
 };
 use seedgate_media::{RenderRequest, Scene};
-use tokio::sync::Semaphore;
 
+use super::render_threads::{RenderThreadError, RenderThreads};
 use super::{
     task_seed, BoxFuture, CancelOutcome, Generated, Provider, ProviderError, ProviderErrorKind,
     Submission, SubmitRequest, UpstreamRef, UpstreamStatus,
@@ -27,7 +28,7 @@ pub struct Sandbox {
     catalog: Arc<Catalog>,
     fetcher: Fetcher,
     blobs: Arc<dyn Blobs>,
-    renders: Arc<Semaphore>,
+    renders: RenderThreads,
 }
 
 /// Inputs fetched for one task, in the shape the renderer wants.
@@ -44,13 +45,13 @@ impl Sandbox {
         fetcher: Fetcher,
         blobs: Arc<dyn Blobs>,
         max_concurrent_renders: usize,
-    ) -> Self {
-        Self {
+    ) -> std::io::Result<Self> {
+        Ok(Self {
             catalog,
             fetcher,
             blobs,
-            renders: Arc::new(Semaphore::new(max_concurrent_renders.max(1))),
-        }
+            renders: RenderThreads::start(max_concurrent_renders)?,
+        })
     }
 
     async fn fetch_inputs(&self, job: &VideoJob) -> Result<Inputs, ProviderError> {
@@ -206,27 +207,33 @@ impl Sandbox {
                 .map_or_else(|| "(no prompt)".to_owned(), str::to_owned),
             task_id.to_string(),
         ];
-        let _permit = self.renders.acquire().await.map_err(|_| {
-            ProviderError::transient("sandbox_shutting_down", "sandbox is stopping")
-        })?;
-        let rendered = tokio::task::spawn_blocking(move || {
-            let scene = scene_for(operation, &prompt, &inputs);
-            seedgate_media::render(&RenderRequest {
-                scene,
-                audios: inputs.audios.iter().map(Vec::as_slice).collect(),
-                container,
-                width,
-                height,
-                fps: FPS,
-                frames: FPS * seconds,
-                seed,
-                audio,
-                caption,
+        let rendered = self
+            .renders
+            .run(move || {
+                let scene = scene_for(operation, &prompt, &inputs);
+                seedgate_media::render(&RenderRequest {
+                    scene,
+                    audios: inputs.audios.iter().map(Vec::as_slice).collect(),
+                    container,
+                    width,
+                    height,
+                    fps: FPS,
+                    frames: FPS * seconds,
+                    seed,
+                    audio,
+                    caption,
+                })
             })
-        })
-        .await
-        .map_err(|e| ProviderError::transient("render_crashed", e.to_string()))?
-        .map_err(media_error)?;
+            .await
+            .map_err(|e| match e {
+                RenderThreadError::Stopped => {
+                    ProviderError::transient("sandbox_shutting_down", "sandbox is stopping")
+                }
+                RenderThreadError::Panicked(_) => {
+                    ProviderError::transient("render_crashed", e.to_string())
+                }
+            })?
+            .map_err(media_error)?;
 
         let mut usage_tokens = pricing::output_tokens(rendered.width, rendered.height, seconds);
         if job.has_video_input() {

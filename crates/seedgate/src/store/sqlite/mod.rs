@@ -26,8 +26,12 @@ const PRAGMAS: [&str; 4] = [
     "PRAGMA foreign_keys = ON",
 ];
 
-/// The writer's page cache: 64 MiB (a negative size is in KiB).
-const WRITER_CACHE: &str = "PRAGMA cache_size = -65536";
+/// The writer's page cache: 8 MiB (a negative size is in KiB). Every page a write creates
+/// enters it, so it grows with the database up to this bound: a bound reached within minutes
+/// keeps a running server's memory level (BENCHMARKS.md, "Soak"). The pages every write walks
+/// (the indexes' upper levels and newest leaves) fit many times over; the rest are a read from
+/// the operating system's file cache away.
+const WRITER_CACHE: &str = "PRAGMA cache_size = -8192";
 
 pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
     connect_checkpointing(url, CHECKPOINTS).await
@@ -46,7 +50,7 @@ pub(super) async fn connect_checkpointing(
     };
     // Only the writer commits, so switching its automatic checkpoints off moves every
     // checkpoint to `checkpoint_regularly`. Its page cache is never invalidated by another
-    // connection's write, so a large one keeps the indexes that every write touches in memory
+    // connection's write, so a larger one keeps the indexes that every write touches in memory
     // (a reader's is emptied by each commit, so theirs stay at the default).
     let mut writer = AnyConnection::connect(&url).await?;
     for pragma in PRAGMAS

@@ -505,7 +505,34 @@ fn a_transition_is_guarded_by_the_states_it_may_start_from() {
         sql::guards::guard(Transition::Requeue),
         "state IN ('submitting', 'running')"
     );
-    assert_eq!(sql::guards::guard(Transition::Claim), "state IN ('queued')");
+    assert_eq!(sql::guards::guard(Transition::Claim), "state = 'queued'");
+}
+
+/// Each claim finds its task through an index. A claim that scanned `tasks` took longer with
+/// every task ever created, and on SQLite held the one writer that creates wait for.
+#[tokio::test]
+async fn claims_search_an_index_rather_than_scan_the_tasks_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("plans.db").display());
+    let store = sqlite::connect(&url).await.unwrap();
+    for statement in sql::tasks::claim_statements(&store) {
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {statement}"))
+                .fetch_all(&store.reader)
+                .await
+                .unwrap();
+        let scans: Vec<&str> = plan
+            .iter()
+            .map(|(.., detail)| detail.as_str())
+            .filter(|detail| {
+                detail.split(' ').take(2).eq(["SCAN", "t"]) || detail.starts_with("SCAN tasks")
+            })
+            .collect();
+        assert!(
+            scans.is_empty(),
+            "{statement}\nscans: {scans:?}\nplan: {plan:?}"
+        );
+    }
 }
 
 #[test]
@@ -1792,5 +1819,25 @@ on_both_backends! {
             .expect("an asset in a live group of its own organization is stored");
         assert_eq!(created.group_id.as_ref(), Some(&group.id));
         assert_eq!(assets().await, 1);
+    }
+}
+
+on_both_backends! {
+    async fn the_waiting_tasks_are_listed_oldest_first_whatever_order_they_came_in(db: &Db) {
+        let key = db
+            .store
+            .create_key(&KeySpec::plain("k", KeyMode::Test, 1_000_000))
+            .await
+            .unwrap();
+        for n in [5, 2, 8, 3] {
+            db.store
+                .create_task(new_task(&key.account.id, n, 1), None)
+                .await
+                .unwrap();
+        }
+        let (claimed, _) = db.store.claim_task("w", 60_000, 100).await.unwrap().unwrap();
+        let mut waiting: Vec<TaskId> = [2, 3, 5, 8].map(task_id).into();
+        waiting.retain(|id| *id != claimed.id);
+        assert_eq!(db.store.queued_task_ids().await.unwrap(), waiting);
     }
 }

@@ -8,10 +8,18 @@ pub(in crate::store) fn guard(transition: Transition) -> String {
     states_sql(transition.from())
 }
 
-/// `state IN ('…', …)` for a set of states (our own names, so safe to write into SQL).
+/// `state IN ('…', …)` for a set of states (our own names, so safe to write into SQL); one
+/// state is written `state = '…'`, since SQLite uses a partial index only for a condition
+/// written as the index's own (`tasks_waiting`'s is `state = 'queued'`): with `IN ('queued')`
+/// every claim scanned the whole table, holding the one writer longer as the history grew.
 pub(in crate::store) fn states_sql(states: &[TaskState]) -> String {
-    let names: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
-    format!("state IN ({})", names.join(", "))
+    match states {
+        [state] => format!("state = '{}'", state.as_str()),
+        _ => {
+            let names: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+            format!("state IN ({})", names.join(", "))
+        }
+    }
 }
 
 /// The rows [`crate::lifecycle::public_status`] maps to `status` (a store test checks that

@@ -11,7 +11,7 @@ mod creates;
 pub(in crate::store) mod guards;
 mod materials;
 mod outbox;
-mod tasks;
+pub(in crate::store) mod tasks;
 mod usage;
 mod writer;
 

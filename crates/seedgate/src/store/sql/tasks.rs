@@ -244,7 +244,7 @@ fn poll_round_statement(dialect: Dialect) -> String {
 /// PostgreSQL the pick skips rows another replica holds locked, and a queued task takes its
 /// key's place under the key's row lock, so a key never exceeds its limit however many
 /// replicas claim at once.
-fn claim_statements(store: &SqlStore) -> [&'static str; 2] {
+pub(in crate::store) fn claim_statements(store: &SqlStore) -> [&'static str; 2] {
     let set = || {
         format!(
             "UPDATE tasks SET \
@@ -475,15 +475,19 @@ impl TaskStore for SqlStore {
     }
 
     async fn queued_task_ids(&self) -> Result<Vec<TaskId>, StoreError> {
-        Ok(sqlx::query_scalar(sql!(
+        // Sorted here: asked to order by id, SQLite walks every task in id order instead of
+        // the partial index of waiting ones, a scan that grows with the history.
+        let mut ids: Vec<TaskId> = sqlx::query_scalar(sql!(
             self.dialect,
             format!(
-                "SELECT id FROM tasks WHERE state = '{}' ORDER BY id",
+                "SELECT id FROM tasks WHERE state = '{}'",
                 TaskState::Queued.as_str()
             )
         ))
         .fetch_all(&self.reader)
-        .await?)
+        .await?;
+        ids.sort_unstable();
+        Ok(ids)
     }
 
     async fn task_job(&self, id: &TaskId) -> Result<Option<String>, StoreError> {

@@ -79,8 +79,6 @@ impl RenderThreads {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[tokio::test]
@@ -100,17 +98,24 @@ mod tests {
 
     #[tokio::test]
     async fn no_more_renders_run_at_once_than_there_are_threads() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
         let threads = Arc::new(RenderThreads::start(2).unwrap());
-        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        // Renders meet in pairs, so both threads are busy at once, never a third.
+        let pairs = Arc::new(std::sync::Barrier::new(2));
         let renders = (0..6).map(|_| {
-            let (threads, running, most) = (threads.clone(), running.clone(), most.clone());
+            let (threads, running, most, pairs) = (
+                threads.clone(),
+                running.clone(),
+                most.clone(),
+                pairs.clone(),
+            );
             async move {
                 threads
                     .run(move || {
-                        use std::sync::atomic::Ordering::SeqCst;
                         most.fetch_max(running.fetch_add(1, SeqCst) + 1, SeqCst);
-                        std::thread::sleep(Duration::from_millis(50));
+                        pairs.wait();
                         running.fetch_sub(1, SeqCst);
                     })
                     .await
@@ -118,7 +123,7 @@ mod tests {
         });
         let ended = futures_util::future::join_all(renders).await;
         assert!(ended.iter().all(Result::is_ok));
-        assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(most.load(SeqCst), 2);
     }
 
     #[tokio::test]
@@ -143,9 +148,7 @@ mod tests {
         let ran = Arc::new(AtomicBool::new(false));
         let marked = ran.clone();
         let abandoned = threads.run(move || marked.store(true, SeqCst));
-        tokio::time::timeout(Duration::from_millis(50), abandoned)
-            .await
-            .unwrap_err();
+        assert!(futures_util::FutureExt::now_or_never(abandoned).is_none());
         release.send(()).unwrap();
         assert_eq!(busy.await.unwrap(), Ok(true));
         assert_eq!(threads.run(|| ()).await, Ok(()));

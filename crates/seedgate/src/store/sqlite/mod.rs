@@ -33,6 +33,17 @@ const PRAGMAS: [&str; 4] = [
 /// the operating system's file cache away.
 const WRITER_CACHE: &str = "PRAGMA cache_size = -8192";
 
+/// A reader's page cache: 512 KiB. Every commit empties it (in WAL mode a reader starting after
+/// a write drops all it cached), so under steady writes a larger one is filled and freed again
+/// and again, and the C allocator's per-thread heaps of the readers' threads fragment: at 2 MiB
+/// each they grew with the database while the pages held stayed level (BENCHMARKS.md, "What
+/// moved the memory"). Reads mostly walk an index to a few rows, within this bound.
+const READER_CACHE: &str = "PRAGMA cache_size = -512";
+
+/// Reads by thread: each reader connection runs on its own thread, with its own cache and heap.
+/// Four keep a 2-core machine's cores busy with the task cache serving most polls.
+const READERS: u32 = 4;
+
 pub(super) async fn connect(url: &str) -> Result<SqlStore, StoreError> {
     connect_checkpointing(url, CHECKPOINTS).await
 }
@@ -51,7 +62,7 @@ pub(super) async fn connect_checkpointing(
     // Only the writer commits, so switching its automatic checkpoints off moves every
     // checkpoint to `checkpoint_regularly`. Its page cache is never invalidated by another
     // connection's write, so a larger one keeps the indexes that every write touches in memory
-    // (a reader's is emptied by each commit, so theirs stay at the default).
+    // (a reader's is emptied by each commit, so theirs are small).
     let mut writer = AnyConnection::connect(&url).await?;
     for pragma in PRAGMAS
         .iter()
@@ -66,15 +77,15 @@ pub(super) async fn connect_checkpointing(
         .await?;
     let writer = Writer::held(writer);
     let reader = AnyPoolOptions::new()
-        .max_connections(8)
+        .max_connections(READERS)
         .min_connections(1)
         // A connection to a local file does not go stale the way a socket does; the check
         // before every use would cost each read a second trip to the connection's thread.
         .test_before_acquire(false)
         .after_connect(|connection, _| {
             Box::pin(async move {
-                for pragma in PRAGMAS {
-                    connection.execute(pragma).await?;
+                for pragma in PRAGMAS.iter().chain(&[READER_CACHE]) {
+                    connection.execute(*pragma).await?;
                 }
                 Ok(())
             })

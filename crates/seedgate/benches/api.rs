@@ -15,10 +15,17 @@
 //!   surface, served by the `ark` provider against the fake upstream of the API tests (engine
 //!   on), against the same requests sent to that fake upstream directly.
 //!
+//! Each run also reads the measured server's CPU time from `/proc` and reports it per request,
+//! in its own code and in the kernel's: `wrk` shares the cores, so a server's requests a second
+//! follow what each of its requests costs in all.
+//!
 //! `cargo bench -p seedgate --bench api` (needs `wrk`: `apt-get install wrk`).
 //! `SEEDGATE_BENCH_SECONDS` sets each run's length (default 8), `SEEDGATE_BENCH_ROUNDS` the
 //! rounds (default 3); PostgreSQL is a scratch schema on `SEEDGATE_BENCH_POSTGRES_URL` (by
-//! default the server the tests use).
+//! default the server the tests use). `SEEDGATE_BENCH_PROFILE=<dir>` adds, after the rounds,
+//! one poll run and one `/healthz` run against the SQLite server with `perf record` attached
+//! to it (needs `linux-perf`), and prints each profile's heaviest functions; the profiles stay
+//! in `<dir>` for `perf report`.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -59,6 +66,10 @@ struct Run {
     p99_ms: f64,
     requests: u64,
     non_2xx: u64,
+    /// The measured server's CPU time per request, in its own code and in the kernel's
+    /// (sockets, scheduling), from `/proc/<pid>/stat`; zero where not read.
+    user_us: f64,
+    kernel_us: f64,
 }
 
 /// `wrk` prints latencies as `412.00us`, `1.23ms` or `2.00s`.
@@ -95,6 +106,8 @@ fn parse_wrk(output: &str) -> Run {
         requests_per_second: field("Requests/sec:").unwrap().parse().unwrap(),
         p50_ms: parse_duration_ms(&field("50%").unwrap()),
         p99_ms: parse_duration_ms(&field("99%").unwrap()),
+        user_us: 0.0,
+        kernel_us: 0.0,
         requests,
         non_2xx: field("Non-2xx or 3xx responses:")
             .map(|n| n.parse().unwrap())
@@ -172,8 +185,88 @@ fn one_connection(url: &str, seconds: u64, key: &str, post: Option<&'static str>
             p99_ms: at(0.99),
             requests: latencies.len() as u64,
             non_2xx,
+            user_us: 0.0,
+            kernel_us: 0.0,
         }
     })
+}
+
+/// Process `pid`'s CPU time so far, user and kernel, in microseconds.
+fn cpu_us(pid: u32) -> (f64, f64) {
+    static TICK_US: std::sync::LazyLock<f64> = std::sync::LazyLock::new(|| {
+        let output = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+        let per_second: f64 = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        1e6 / per_second
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields 14 and 15, counted after the command name, which may hold spaces.
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |n: usize| fields[n - 3].parse::<f64>().unwrap();
+    (ticks(14) * *TICK_US, ticks(15) * *TICK_US)
+}
+
+/// `measure`, with the CPU time server process `pid` spent per request during it.
+fn with_cpu(pid: u32, measure: impl FnOnce() -> Run) -> Run {
+    let (user_before, kernel_before) = cpu_us(pid);
+    let mut run = measure();
+    let (user_after, kernel_after) = cpu_us(pid);
+    run.user_us = (user_after - user_before) / run.requests as f64;
+    run.kernel_us = (kernel_after - kernel_before) / run.requests as f64;
+    run
+}
+
+/// Runs `measure` with `perf record` sampling process `pid` on CPU time (these virtual
+/// machines have no hardware counters), into `file`.
+fn profiled(pid: u32, file: &Path, measure: impl FnOnce() -> Run) -> Run {
+    let perf = Command::new("perf")
+        .args(["record", "-e", "cpu-clock", "-F", "1999", "-g", "-p"])
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run perf ({e}); install it: apt-get install linux-perf")
+        });
+    std::thread::sleep(Duration::from_millis(500));
+    let run = measure();
+    // perf writes its file out when interrupted.
+    let interrupted = Command::new("kill")
+        .args(["-INT", &perf.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let status = perf.wait_with_output().unwrap().status;
+    assert!(file.exists(), "perf recorded nothing ({status})");
+    run
+}
+
+/// A profile's functions by their own share of the samples, the heaviest first.
+fn top_functions(file: &Path) -> String {
+    let output = Command::new("perf")
+        .args([
+            "report",
+            "--no-children",
+            "--stdio",
+            "-g",
+            "none",
+            "--percent-limit",
+            "0.7",
+        ])
+        .args(["--sort", "overhead,dso,sym", "-i"])
+        .arg(file)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| format!("{}\n", line.trim_end()))
+        .collect()
 }
 
 /// Runs `future` on a runtime of its own (the bench's main thread has none).
@@ -228,6 +321,10 @@ impl Drop for Bare {
 }
 
 impl Bare {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn start(body_file: &Path) -> Self {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .arg("bare-server")
@@ -404,11 +501,17 @@ fn main() {
         "task object: {} bytes; {rounds} rounds of {seconds} s, alternating; wrk -t2 on the same 2 cores",
         task_body.len()
     );
-    println!("| round | server | measure | connections | req/s | p50 | p99 | requests | non-2xx |\n|---|---|---|---|---|---|---|---|---|");
+    println!("| round | server | measure | connections | req/s | p50 | p99 | requests | non-2xx | server CPU µs/request, user / kernel |\n|---|---|---|---|---|---|---|---|---|---|");
     let row = |round: usize, server: &str, measure: &str, connections: u32, run: &Run| {
         println!(
-            "| {round} | {server} | {measure} | {connections} | {:.0} | {:.3} ms | {:.3} ms | {} | {} |",
-            run.requests_per_second, run.p50_ms, run.p99_ms, run.requests, run.non_2xx
+            "| {round} | {server} | {measure} | {connections} | {:.0} | {:.3} ms | {:.3} ms | {} | {} | {:.1} / {:.1} |",
+            run.requests_per_second,
+            run.p50_ms,
+            run.p99_ms,
+            run.requests,
+            run.non_2xx,
+            run.user_us,
+            run.kernel_us
         );
     };
 
@@ -416,36 +519,44 @@ fn main() {
     let mut polls: Vec<Vec<Run>> = vec![Vec::new(); gateways.len() + 1];
     let mut health: Vec<Vec<Run>> = vec![Vec::new(); gateways.len() + 1];
     for round in 1..=rounds {
-        let poll = wrk(
-            &format!("{}/v1/tasks/{}", bare.address, gateways[0].task_id),
-            64,
-            seconds,
-            &bare_script,
-        );
+        let poll = with_cpu(bare.pid(), || {
+            wrk(
+                &format!("{}/v1/tasks/{}", bare.address, gateways[0].task_id),
+                64,
+                seconds,
+                &bare_script,
+            )
+        });
         row(round, "bare axum", "status poll", 64, &poll);
         polls[0].push(poll);
         for (n, gateway) in gateways.iter().enumerate() {
             let script = lua_script(dir.path(), "poll.lua", &gateway.key, None);
-            let poll = wrk(&gateway.poll_url(), 64, seconds, &script);
+            let poll = with_cpu(gateway.served.pid(), || {
+                wrk(&gateway.poll_url(), 64, seconds, &script)
+            });
             assert_eq!(poll.non_2xx, 0, "{}: polls must succeed", gateway.name);
             row(round, gateway.name, "status poll", 64, &poll);
             polls[n + 1].push(poll);
         }
-        let healthz = wrk(
-            &format!("{}/healthz", bare.address),
-            64,
-            seconds,
-            &bare_script,
-        );
-        row(round, "bare axum", "/healthz", 64, &healthz);
-        health[0].push(healthz);
-        for (n, gateway) in gateways.iter().enumerate() {
-            let healthz = wrk(
-                &format!("{}/healthz", gateway.served.address),
+        let healthz = with_cpu(bare.pid(), || {
+            wrk(
+                &format!("{}/healthz", bare.address),
                 64,
                 seconds,
                 &bare_script,
-            );
+            )
+        });
+        row(round, "bare axum", "/healthz", 64, &healthz);
+        health[0].push(healthz);
+        for (n, gateway) in gateways.iter().enumerate() {
+            let healthz = with_cpu(gateway.served.pid(), || {
+                wrk(
+                    &format!("{}/healthz", gateway.served.address),
+                    64,
+                    seconds,
+                    &bare_script,
+                )
+            });
             row(round, gateway.name, "/healthz", 64, &healthz);
             health[n + 1].push(healthz);
         }
@@ -457,10 +568,12 @@ fn main() {
     for round in 1..=rounds {
         for (n, gateway) in gateways.iter().enumerate() {
             let url = format!("{}/v1/videos/generations", gateway.served.address);
-            let one = one_connection(&url, seconds, &gateway.key, Some(CREATE_BODY));
+            let one = with_cpu(gateway.served.pid(), || {
+                one_connection(&url, seconds, &gateway.key, Some(CREATE_BODY))
+            });
             row(round, gateway.name, "create (durable)", 1, &one);
             let script = lua_script(dir.path(), "create.lua", &gateway.key, Some(CREATE_BODY));
-            let many = wrk(&url, 32, seconds, &script);
+            let many = with_cpu(gateway.served.pid(), || wrk(&url, 32, seconds, &script));
             row(round, gateway.name, "create (durable)", 32, &many);
             creates_one[n].push(one);
             creates_many[n].push(many);
@@ -479,6 +592,32 @@ fn main() {
             gateway.name
         );
     }
+    if let Ok(profiles) = std::env::var("SEEDGATE_BENCH_PROFILE") {
+        let profiles = PathBuf::from(profiles);
+        std::fs::create_dir_all(&profiles).unwrap();
+        let gateway = &gateways[0];
+        let script = lua_script(dir.path(), "poll.lua", &gateway.key, None);
+        let targets = [
+            ("status poll", gateway.poll_url(), script),
+            (
+                "/healthz",
+                format!("{}/healthz", gateway.served.address),
+                bare_script.clone(),
+            ),
+        ];
+        for (measure, url, script) in targets {
+            let file = profiles.join(format!("{}.perf.data", measure.replace(['/', ' '], "")));
+            let run = profiled(gateway.served.pid(), &file, || {
+                wrk(&url, 64, seconds, &script)
+            });
+            row(0, "SQLite, profiled", measure, 64, &run);
+            println!(
+                "\n{measure}, `perf report -i {}`:\n```\n{}```\n",
+                file.display(),
+                top_functions(&file)
+            );
+        }
+    }
     let overhead = gateway_overhead(dir.path(), seconds, &row);
     drop(gateways);
 
@@ -493,7 +632,15 @@ fn main() {
         spread(&polls[2], |r| r.p50_ms),
         spread(&polls[2], |r| r.p99_ms),
     );
+    cpu_row(
+        "status poll, 64 connections: server CPU µs/request, user / kernel",
+        &polls,
+    );
     throughput_row("`/healthz`, 64 connections: req/s", &health);
+    cpu_row(
+        "`/healthz`, 64 connections: server CPU µs/request, user / kernel",
+        &health,
+    );
     println!(
         "| create, 1 connection: p50 / p99 ms | — | {} / {} | {} / {} |",
         spread(&creates_one[0], |r| r.p50_ms),
@@ -507,6 +654,21 @@ fn main() {
         spread(&creates_many[1], |r| r.requests_per_second),
     );
     println!("| {overhead} | | | |");
+}
+
+/// A summary row of each server's CPU time per request, user / kernel.
+fn cpu_row(measure: &str, runs: &[Vec<Run>]) {
+    let cells: Vec<String> = runs
+        .iter()
+        .map(|server| {
+            format!(
+                "{} / {}",
+                spread(server, |r| r.user_us),
+                spread(server, |r| r.kernel_us)
+            )
+        })
+        .collect();
+    println!("| {measure} | {} |", cells.join(" | "));
 }
 
 /// A summary row of requests a second: the bare server's runs, then each gateway's with its

@@ -25,7 +25,7 @@ pub struct HttpLabels {
     /// The route's pattern (`/v1/tasks/{id}`), never the path itself: ids would make a series
     /// per task.
     pub route: String,
-    pub method: String,
+    pub method: &'static str,
     pub status: u16,
 }
 
@@ -608,7 +608,7 @@ mod tests {
         telemetry.http_request(
             HttpLabels {
                 route: "/v1/tasks/{id}".into(),
-                method: "GET".into(),
+                method: "GET",
                 status: 200,
             },
             Duration::from_millis(2),

@@ -24,11 +24,9 @@ mod web;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::Request;
 use axum::middleware;
 use axum::routing::{get, patch, post};
 use axum::Router;
-use tower_http::trace::TraceLayer;
 
 pub use catalog::CatalogBodies;
 pub use error::HttpError;
@@ -51,7 +49,6 @@ fn in_the_surfaces_words(
         refusal.into_response()
     }
 }
-use crate::telemetry::RequestId;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -79,7 +76,10 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/api/v1/videos/{id}/content", get(openrouter::content))
         .route("/v1/models", get(catalog::list_models))
         .route("/v1/models/{model}", get(catalog::get_model))
-        .route("/v1/models/{model}/pricing", get(catalog::get_model_pricing))
+        .route(
+            "/v1/models/{model}/pricing",
+            get(catalog::get_model_pricing),
+        )
         .route("/v1/pricing", get(catalog::pricing))
         .route("/v1/assets/{task_id}/{file}", get(assets::download))
         .route("/v1/upstream/callback/{id}", post(tasks::upstream_callback))
@@ -137,23 +137,13 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/console/{file}", get(web::file))
         .route("/docs", get(web::docs))
         .route_layer(middleware::from_fn(telemetry::mark_route))
-        .fallback(|uri: axum::http::Uri| async move {
-            in_the_surfaces_words(&uri, error::not_found())
-        })
+        .fallback(
+            |uri: axum::http::Uri| async move { in_the_surfaces_words(&uri, error::not_found()) },
+        )
         .method_not_allowed_fallback(|uri: axum::http::Uri| async move {
             in_the_surfaces_words(&uri, error::method_not_allowed())
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(
-            // Spans carry method and path only: query strings hold download signatures.
-            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                let id = request
-                    .extensions()
-                    .get::<RequestId>()
-                    .map_or("", |id| id.0.as_str());
-                tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id)
-            }),
-        )
         .layer(middleware::from_fn_with_state(
             state.clone(),
             telemetry::track,

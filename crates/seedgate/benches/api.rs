@@ -279,8 +279,10 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 }
 
 /// The bare server: answers `body` for any task and `{"status":"ok"}` for `/healthz`, on a
-/// port it prints, until killed. Runs as `<this bench> bare-server <body file>`.
-fn bare_server(body_file: &str) {
+/// port it prints, until killed. Runs as `<this bench> bare-server <body file> <listener>`:
+/// `axum` serves with axum's own `serve`, `gateway` with the gateway's listener (its
+/// request-head timer and `TCP_NODELAY`), which tells the listener's share of the gap apart.
+fn bare_server(body_file: &str, listener_kind: &str) {
     let body = axum::body::Bytes::from(std::fs::read(body_file).unwrap());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
@@ -303,7 +305,14 @@ fn bare_server(body_file: &str) {
             );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("{}", listener.local_addr().unwrap().port());
-        axum::serve(listener, router).await.unwrap();
+        if listener_kind == "gateway" {
+            let head_timeout = Duration::from_secs(10);
+            seedgate::http_server::serve(listener, router, head_timeout, std::future::pending())
+                .await
+                .unwrap();
+        } else {
+            axum::serve(listener, router).await.unwrap();
+        }
     });
 }
 
@@ -325,10 +334,11 @@ impl Bare {
         self.child.id()
     }
 
-    fn start(body_file: &Path) -> Self {
+    fn start(body_file: &Path, listener_kind: &str) -> Self {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .arg("bare-server")
             .arg(body_file)
+            .arg(listener_kind)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -450,7 +460,7 @@ fn ratio(runs: &[Run], bare: &[Run]) -> String {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("bare-server") {
-        return bare_server(&args[2]);
+        return bare_server(&args[2], &args[3]);
     }
     let read = |name: &str, default: u64| {
         std::env::var(name)
@@ -494,7 +504,8 @@ fn main() {
     let body_file = dir.path().join("task.json");
     let task_body = gateways[0].task_body();
     std::fs::write(&body_file, &task_body).unwrap();
-    let bare = Bare::start(&body_file);
+    let bare = Bare::start(&body_file, "axum");
+    let bare_on_ours = Bare::start(&body_file, "gateway");
     let bare_script = lua_script(dir.path(), "bare.lua", "none", None);
 
     println!(
@@ -515,50 +526,56 @@ fn main() {
         );
     };
 
-    // Polls and health checks, bare and each gateway in turn, round after round.
-    let mut polls: Vec<Vec<Run>> = vec![Vec::new(); gateways.len() + 1];
-    let mut health: Vec<Vec<Run>> = vec![Vec::new(); gateways.len() + 1];
+    // Polls and health checks, the bare servers and each gateway in turn, round after round.
+    struct Measured {
+        name: &'static str,
+        pid: u32,
+        poll_url: String,
+        healthz_url: String,
+        script: PathBuf,
+    }
+    let bare_measured = |name, server: &Bare| Measured {
+        name,
+        pid: server.pid(),
+        poll_url: format!("{}/v1/tasks/{}", server.address, gateways[0].task_id),
+        healthz_url: format!("{}/healthz", server.address),
+        script: bare_script.clone(),
+    };
+    let mut servers = vec![
+        bare_measured("bare axum", &bare),
+        bare_measured("bare, the gateway's listener", &bare_on_ours),
+    ];
+    for gateway in &gateways {
+        servers.push(Measured {
+            name: gateway.name,
+            pid: gateway.served.pid(),
+            poll_url: gateway.poll_url(),
+            healthz_url: format!("{}/healthz", gateway.served.address),
+            script: lua_script(
+                dir.path(),
+                &format!("poll-{}.lua", gateway.name),
+                &gateway.key,
+                None,
+            ),
+        });
+    }
+    let mut polls: Vec<Vec<Run>> = vec![Vec::new(); servers.len()];
+    let mut health: Vec<Vec<Run>> = vec![Vec::new(); servers.len()];
     for round in 1..=rounds {
-        let poll = with_cpu(bare.pid(), || {
-            wrk(
-                &format!("{}/v1/tasks/{}", bare.address, gateways[0].task_id),
-                64,
-                seconds,
-                &bare_script,
-            )
-        });
-        row(round, "bare axum", "status poll", 64, &poll);
-        polls[0].push(poll);
-        for (n, gateway) in gateways.iter().enumerate() {
-            let script = lua_script(dir.path(), "poll.lua", &gateway.key, None);
-            let poll = with_cpu(gateway.served.pid(), || {
-                wrk(&gateway.poll_url(), 64, seconds, &script)
+        for (n, server) in servers.iter().enumerate() {
+            let poll = with_cpu(server.pid, || {
+                wrk(&server.poll_url, 64, seconds, &server.script)
             });
-            assert_eq!(poll.non_2xx, 0, "{}: polls must succeed", gateway.name);
-            row(round, gateway.name, "status poll", 64, &poll);
-            polls[n + 1].push(poll);
+            assert_eq!(poll.non_2xx, 0, "{}: polls must succeed", server.name);
+            row(round, server.name, "status poll", 64, &poll);
+            polls[n].push(poll);
         }
-        let healthz = with_cpu(bare.pid(), || {
-            wrk(
-                &format!("{}/healthz", bare.address),
-                64,
-                seconds,
-                &bare_script,
-            )
-        });
-        row(round, "bare axum", "/healthz", 64, &healthz);
-        health[0].push(healthz);
-        for (n, gateway) in gateways.iter().enumerate() {
-            let healthz = with_cpu(gateway.served.pid(), || {
-                wrk(
-                    &format!("{}/healthz", gateway.served.address),
-                    64,
-                    seconds,
-                    &bare_script,
-                )
+        for (n, server) in servers.iter().enumerate() {
+            let healthz = with_cpu(server.pid, || {
+                wrk(&server.healthz_url, 64, seconds, &server.script)
             });
-            row(round, gateway.name, "/healthz", 64, &healthz);
-            health[n + 1].push(healthz);
+            row(round, server.name, "/healthz", 64, &healthz);
+            health[n].push(healthz);
         }
     }
 
@@ -621,16 +638,28 @@ fn main() {
     let overhead = gateway_overhead(dir.path(), seconds, &row);
     drop(gateways);
 
-    println!("\n| measure | bare axum | SQLite | PostgreSQL |\n|---|---|---|---|");
-    throughput_row("status poll, 64 connections: req/s", &polls);
     println!(
-        "| status poll, 64 connections: p50 / p99 ms | {} / {} | {} / {} | {} / {} |",
-        spread(&polls[0], |r| r.p50_ms),
-        spread(&polls[0], |r| r.p99_ms),
-        spread(&polls[1], |r| r.p50_ms),
-        spread(&polls[1], |r| r.p99_ms),
-        spread(&polls[2], |r| r.p50_ms),
-        spread(&polls[2], |r| r.p99_ms),
+        "\n| measure | {} |\n|---|---|---|---|---|",
+        servers
+            .iter()
+            .map(|s| s.name)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    throughput_row("status poll, 64 connections: req/s", &polls);
+    let latencies: Vec<String> = polls
+        .iter()
+        .map(|runs| {
+            format!(
+                "{} / {}",
+                spread(runs, |r| r.p50_ms),
+                spread(runs, |r| r.p99_ms)
+            )
+        })
+        .collect();
+    println!(
+        "| status poll, 64 connections: p50 / p99 ms | {} |",
+        latencies.join(" | ")
     );
     cpu_row(
         "status poll, 64 connections: server CPU µs/request, user / kernel",
@@ -642,18 +671,18 @@ fn main() {
         &health,
     );
     println!(
-        "| create, 1 connection: p50 / p99 ms | — | {} / {} | {} / {} |",
+        "| create, 1 connection: p50 / p99 ms | — | — | {} / {} | {} / {} |",
         spread(&creates_one[0], |r| r.p50_ms),
         spread(&creates_one[0], |r| r.p99_ms),
         spread(&creates_one[1], |r| r.p50_ms),
         spread(&creates_one[1], |r| r.p99_ms),
     );
     println!(
-        "| durable creates, 32 connections, engine off: /s | — | {} | {} |",
+        "| durable creates, 32 connections, engine off: /s | — | — | {} | {} |",
         spread(&creates_many[0], |r| r.requests_per_second),
         spread(&creates_many[1], |r| r.requests_per_second),
     );
-    println!("| {overhead} | | | |");
+    println!("| {overhead} | | | | |");
 }
 
 /// A summary row of each server's CPU time per request, user / kernel.

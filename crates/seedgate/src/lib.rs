@@ -18,7 +18,7 @@ pub mod config;
 pub mod costs;
 pub mod engine;
 pub mod fetch;
-mod http_server;
+pub mod http_server;
 pub mod ids;
 pub mod inputs;
 pub mod keycache;

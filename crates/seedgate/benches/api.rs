@@ -647,28 +647,25 @@ fn main() {
             .join(" | ")
     );
     throughput_row("status poll, 64 connections: req/s", &polls);
-    let latencies: Vec<String> = polls
-        .iter()
-        .map(|runs| {
-            format!(
-                "{} / {}",
-                spread(runs, |r| r.p50_ms),
-                spread(runs, |r| r.p99_ms)
-            )
-        })
-        .collect();
-    println!(
-        "| status poll, 64 connections: p50 / p99 ms | {} |",
-        latencies.join(" | ")
+    pair_row(
+        "status poll, 64 connections: p50 / p99 ms",
+        &polls,
+        |r| r.p50_ms,
+        |r| r.p99_ms,
     );
-    cpu_row(
+    let (user, kernel) = (|r: &Run| r.user_us, |r: &Run| r.kernel_us);
+    pair_row(
         "status poll, 64 connections: server CPU µs/request, user / kernel",
         &polls,
+        user,
+        kernel,
     );
     throughput_row("`/healthz`, 64 connections: req/s", &health);
-    cpu_row(
+    pair_row(
         "`/healthz`, 64 connections: server CPU µs/request, user / kernel",
         &health,
+        user,
+        kernel,
     );
     println!(
         "| create, 1 connection: p50 / p99 ms | — | — | {} / {} | {} / {} |",
@@ -685,17 +682,11 @@ fn main() {
     println!("| {overhead} | | | | |");
 }
 
-/// A summary row of each server's CPU time per request, user / kernel.
-fn cpu_row(measure: &str, runs: &[Vec<Run>]) {
+/// A summary row of two figures of each server's runs, as `first / second`.
+fn pair_row(measure: &str, runs: &[Vec<Run>], first: fn(&Run) -> f64, second: fn(&Run) -> f64) {
     let cells: Vec<String> = runs
         .iter()
-        .map(|server| {
-            format!(
-                "{} / {}",
-                spread(server, |r| r.user_us),
-                spread(server, |r| r.kernel_us)
-            )
-        })
+        .map(|server| format!("{} / {}", spread(server, first), spread(server, second)))
         .collect();
     println!("| {measure} | {} |", cells.join(" | "));
 }

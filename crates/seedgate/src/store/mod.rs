@@ -82,9 +82,12 @@ pub enum StoreError {
     UnknownOrganization(OrgId),
     #[error("idempotency key reused with a different request")]
     IdempotencyConflict,
-    /// The shared transaction of a group of creates failed; none of them was stored.
+    /// The shared transaction of a group of creates failed; none of them was stored. Each
+    /// create of the group gets the one error, and with it whether the database was down.
     #[error("group commit failed: {0}")]
-    GroupCommit(String),
+    GroupCommit(Arc<StoreError>),
+    #[error("the writer of creates has stopped")]
+    WriterStopped,
     #[error("corrupt row: {0}")]
     Corrupt(String),
     #[error("unsupported database URL (expected sqlite:… or postgres://…): {0}")]
@@ -96,8 +99,10 @@ impl StoreError {
     /// out of disk or connections, locked past the wait): worth waiting for, and no fault of
     /// the request or the data.
     pub fn is_unavailable(&self) -> bool {
-        let StoreError::Database(e) = self else {
-            return false;
+        let e = match self {
+            StoreError::Database(e) => e,
+            StoreError::GroupCommit(e) => return e.is_unavailable(),
+            _ => return false,
         };
         match e {
             sqlx::Error::PoolTimedOut
@@ -130,7 +135,18 @@ fn unavailable_code(code: &str) -> bool {
 
 #[cfg(test)]
 mod unavailable_tests {
-    use super::unavailable_code;
+    use std::sync::Arc;
+
+    use super::{unavailable_code, StoreError};
+
+    #[test]
+    fn a_failed_group_commit_keeps_whether_the_database_was_down() {
+        let down = StoreError::Database(sqlx::Error::PoolTimedOut);
+        assert!(StoreError::GroupCommit(Arc::new(down)).is_unavailable());
+        let broken = StoreError::Corrupt("a row".into());
+        assert!(!StoreError::GroupCommit(Arc::new(broken)).is_unavailable());
+        assert!(!StoreError::WriterStopped.is_unavailable());
+    }
 
     #[test]
     fn only_codes_that_mean_the_database_is_down_or_full_are_waited_for() {

@@ -391,7 +391,13 @@ async fn postgres_restarts_and_outages_and_a_frozen_bucket_lose_nothing() {
     moto.resume();
     tokio::time::sleep(steady).await;
     stop_load.send(true).unwrap();
-    let _media = load.await.unwrap();
+    let _media = match load.await {
+        Ok(media) => media,
+        Err(failed) => panic!(
+            "a client failed: {failed}\nthe replicas' last errors:\n{}",
+            last_errors(&dir.path().join("server.log"))
+        ),
+    };
     let loaded_for = started.elapsed();
 
     let tally = std::mem::take(&mut *tally.lock().unwrap());
@@ -468,6 +474,13 @@ async fn postgres_restarts_and_outages_and_a_frozen_bucket_lose_nothing() {
         started.elapsed().as_secs_f64()
     );
     assert_eq!(books.drift, 0);
+}
+
+/// The last error lines of a server log, to say why a request failed.
+fn last_errors(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let errors: Vec<&str> = text.lines().filter(|line| line.contains("ERROR")).collect();
+    errors[errors.len().saturating_sub(20)..].join("\n")
 }
 
 /// A tmpfs mounted on a folder for one test's result files, unmounted when dropped.

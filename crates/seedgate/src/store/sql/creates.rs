@@ -74,7 +74,6 @@ impl CreateQueue {
         seen: Seen,
     ) -> Result<Grouped, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || StoreError::GroupCommit("the writer has stopped".into());
         self.sender
             .send(PendingCreate {
                 task,
@@ -83,8 +82,8 @@ impl CreateQueue {
                 reply,
             })
             .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 }
 
@@ -104,11 +103,11 @@ async fn run(mut receiver: mpsc::Receiver<PendingCreate>, writer: Writer, tasks:
             }
             Err(error) => {
                 tracing::error!(%error, creates = pending.len(), "group commit failed");
-                let message = error.to_string();
+                let error = Arc::new(error);
                 for pending in pending {
                     let _ = pending
                         .reply
-                        .send(Err(StoreError::GroupCommit(message.clone())));
+                        .send(Err(StoreError::GroupCommit(error.clone())));
                 }
             }
         }

@@ -18,7 +18,7 @@ const CAPACITY: u64 = 100_000;
 
 /// A key as last read, and when this replica last recorded its use.
 pub struct CachedKey {
-    pub account: Account,
+    pub account: Arc<Account>,
     last_noted_ms: AtomicI64,
 }
 
@@ -63,7 +63,7 @@ impl KeyCache {
         let key = store.account_by_secret(secret).await?.map(|account| {
             Arc::new(CachedKey {
                 last_noted_ms: AtomicI64::new(account.last_used_at_ms.unwrap_or(i64::MIN / 2)),
-                account,
+                account: Arc::new(account),
             })
         });
         if let Some(entries) = &self.entries {
@@ -89,7 +89,7 @@ mod tests {
     fn cached(last_used_at_ms: Option<i64>) -> CachedKey {
         CachedKey {
             last_noted_ms: AtomicI64::new(last_used_at_ms.unwrap_or(i64::MIN / 2)),
-            account: Account {
+            account: Arc::new(Account {
                 id: AccountId::new("key_1"),
                 organization_id: OrgId::new("org_1"),
                 name: "k".into(),
@@ -105,7 +105,7 @@ mod tests {
                 models: Vec::new(),
                 expires_at_ms: None,
                 last_used_at_ms,
-            },
+            }),
         }
     }
 

@@ -4,7 +4,8 @@
 
 use seedgate_contract::drafts::draft_expires_at_ms;
 use seedgate_contract::{Catalog, OutputFormat, RequestEcho};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::assets::{ResultFiles, ResultLinks};
@@ -48,7 +49,8 @@ pub struct TaskObject {
     #[schema(example = "/v1/tasks/vtask_01JF3Q7Z8X9Y0A1B2C3D4E5F6G")]
     pub poll_url: String,
     /// What was asked for, after defaults.
-    pub request: Option<RequestEcho>,
+    #[schema(value_type = Option<RequestEcho>)]
+    pub request: Option<Box<RawValue>>,
     pub result: Option<TaskResult>,
     pub usage: Option<Usage>,
     /// What was charged; only a completed task costs anything.
@@ -185,7 +187,9 @@ pub fn render_task(
         updated: seconds(task.updated_at_ms),
         completed_at: task.completed_at_ms.map(seconds),
         poll_url: format!("/v1/tasks/{}", task.id),
-        request: serde_json::from_str(&task.request_json).ok(),
+        // Stored as the echo's own JSON, so it goes out as stored: a poll does not decode and
+        // encode it again.
+        request: RawValue::from_string(task.request_json.clone()).ok(),
         result: None,
         usage: None,
         cost: None,
@@ -207,24 +211,30 @@ pub fn render_task(
             message: message.clone(),
         });
     }
-    let format = object
-        .request
-        .as_ref()
-        .map_or(OutputFormat::Mp4, |request| request.output_format);
-    let draft = object.request.as_ref().is_some_and(|request| request.draft);
-    if let (true, TaskState::Succeeded, Some(completed_at_ms)) =
-        (draft, task.state, task.completed_at_ms)
-    {
+    if task.state != TaskState::Succeeded {
+        return object;
+    }
+    let asked: Asked = serde_json::from_str(&task.request_json).unwrap_or_default();
+    if let (true, Some(completed_at_ms)) = (asked.draft, task.completed_at_ms) {
         object.draft_task_id = Some(task.id.to_string());
         object.draft_expires_at = catalog
             .model(&task.model)
             .and_then(|model| draft_expires_at_ms(model, completed_at_ms))
             .map(seconds);
     }
-    if let Some(files) = links.files(task, format, base_url, now_s) {
+    if let Some(files) = links.files(task, asked.output_format, base_url, now_s) {
         add_result(&mut object, task, files);
     }
     object
+}
+
+/// What of the request shapes a completed task's object.
+#[derive(Default, Deserialize)]
+struct Asked {
+    #[serde(default)]
+    output_format: OutputFormat,
+    #[serde(default)]
+    draft: bool,
 }
 
 fn add_result(object: &mut TaskObject, task: &TaskRecord, files: ResultFiles) {

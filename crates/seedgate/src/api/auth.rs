@@ -3,6 +3,8 @@
 //! `Retry-After` and `X-RateLimit-*`. The management API takes an organization's management
 //! token the same way; neither kind of secret opens the other's paths.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
@@ -15,7 +17,7 @@ use crate::limits::Decision;
 use crate::store::{now_ms, Account, Organization};
 
 /// The authenticated caller.
-pub struct Authed(pub Account);
+pub struct Authed(pub Arc<Account>);
 
 /// The organization whose management token came with the request.
 pub struct OrgAuthed(pub Organization);
@@ -58,7 +60,7 @@ impl FromRequestParts<ApiState> for Authed {
         let secret = bearer(parts, "API key").map_err(IntoResponse::into_response)?;
         let accounts = &state.services.accounts;
         let account = accounts
-            .authenticate(&secret)
+            .authenticate(secret)
             .await
             .map_err(|e| HttpError(e).into_response())?;
         let decision = accounts.admit(&account);
@@ -70,7 +72,7 @@ impl FromRequestParts<ApiState> for Authed {
 }
 
 /// The bearer secret of a request.
-fn bearer(parts: &Parts, kind: &str) -> Result<String, HttpError> {
+fn bearer<'a>(parts: &'a Parts, kind: &str) -> Result<&'a str, HttpError> {
     let header = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -85,7 +87,6 @@ fn bearer(parts: &Parts, kind: &str) -> Result<String, HttpError> {
         .or_else(|| header.strip_prefix("bearer "))
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(str::to_owned)
         .ok_or_else(|| unauthorized("Malformed Authorization header. Use `Bearer <secret>`."))
 }
 
@@ -96,7 +97,7 @@ impl FromRequestParts<ApiState> for OrgAuthed {
         let token = bearer(parts, "management token").map_err(IntoResponse::into_response)?;
         let management = &state.services.management;
         let organization = management
-            .authenticate(&token)
+            .authenticate(token)
             .await
             .map_err(|e| HttpError(e).into_response())?;
         let decision = management.admit(&organization);

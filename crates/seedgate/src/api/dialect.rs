@@ -3,6 +3,7 @@
 //! (`Retry-After`, `WWW-Authenticate`), only the body rewritten by the surface's [`Dialect`].
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -56,7 +57,7 @@ impl<D: Dialect> IntoResponse for DialectError<D> {
 
 /// The calling key, as [`Authed`] reads it (rate limit included), refused in the surface's
 /// words.
-pub struct DialectAuthed<D>(pub Account, pub PhantomData<D>);
+pub struct DialectAuthed<D>(pub Arc<Account>, pub PhantomData<D>);
 
 impl<D: Dialect> FromRequestParts<ApiState> for DialectAuthed<D> {
     type Rejection = Response;

@@ -34,7 +34,7 @@ fn unauthorized(message: &str) -> ApiError {
 impl AccountService {
     /// The key a bearer secret belongs to, when it may be used now: an unknown, revoked or
     /// switched-off key is `invalid_api_key`, one past its expiry `expired_api_key`.
-    pub async fn authenticate(&self, secret: &str) -> Result<Account, ApiError> {
+    pub async fn authenticate(&self, secret: &str) -> Result<Arc<Account>, ApiError> {
         let key = self
             .keys
             .key(&self.store, secret)
@@ -68,7 +68,7 @@ impl AccountService {
                 }
             });
         }
-        Ok(account.clone())
+        Ok(Arc::clone(account))
     }
 
     /// Counts one request against the key's rate: its own, or the default.
@@ -84,13 +84,11 @@ impl AccountService {
 
     /// The key as it stands: the authenticated one may come from the key cache, and money is
     /// read as it is now.
-    pub async fn current(&self, key: Account) -> Result<Account, ApiError> {
-        Ok(self
-            .store
-            .account(&key.id)
-            .await
-            .map_err(internal)?
-            .unwrap_or(key))
+    pub async fn current(&self, key: Arc<Account>) -> Result<Account, ApiError> {
+        Ok(match self.store.account(&key.id).await.map_err(internal)? {
+            Some(account) => account,
+            None => Arc::unwrap_or_clone(key),
+        })
     }
 
     /// What the key was charged over the last `days` UTC days, today included, and when the

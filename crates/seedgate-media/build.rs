@@ -1,7 +1,10 @@
 //! Says so when the H.264 encoder is about to be built without its assembly: `openh264-sys2`
 //! falls back to plain C when `nasm` is missing, without a word, and the sandbox then renders
 //! 2–3× slower.
-#![allow(clippy::print_stdout, reason = "a build script speaks to cargo on stdout")]
+#![allow(
+    clippy::print_stdout,
+    reason = "a build script speaks to cargo on stdout"
+)]
 
 fn main() {
     println!("cargo:rerun-if-env-changed=PATH");

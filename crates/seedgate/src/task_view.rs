@@ -230,10 +230,9 @@ pub fn render_task(
 
 /// What of the request shapes a completed task's object.
 #[derive(Default, Deserialize)]
+#[serde(default)]
 struct Asked {
-    #[serde(default)]
     output_format: OutputFormat,
-    #[serde(default)]
     draft: bool,
 }
 

@@ -6,6 +6,10 @@
 //! pool and a rendering server's memory crept up for an hour (BENCHMARKS.md, "Soak"). A fixed
 //! set of long-lived threads holds that memory at one render's worth per thread, and bounds
 //! how many renders run at once.
+//!
+//! A render is background work beside requests that someone is waiting on, so its threads run
+//! at a lower scheduling priority: when both want a core, the request handlers get it, and a
+//! render shows in the API's tail latency far less (BENCHMARKS.md, "Soak").
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc, Mutex};
@@ -36,12 +40,15 @@ impl RenderThreads {
             let queue = Arc::clone(&queue);
             std::thread::Builder::new()
                 .name(format!("seedgate-render-{n}"))
-                .spawn(move || loop {
-                    // The lock is released before the job runs, so idle threads take the next.
-                    let next = queue.lock().map(|queue| queue.recv());
-                    match next {
-                        Ok(Ok(job)) => job(),
-                        _ => return,
+                .spawn(move || {
+                    yield_to_requests();
+                    loop {
+                        // The lock is released before the job runs, so idle threads take the next.
+                        let next = queue.lock().map(|queue| queue.recv());
+                        match next {
+                            Ok(Ok(job)) => job(),
+                            _ => return,
+                        }
                     }
                 })?;
         }
@@ -77,6 +84,24 @@ impl RenderThreads {
     }
 }
 
+/// How far below the request handlers a render thread runs: at 10 more than theirs the
+/// scheduler gives it about a tenth of a contended core's time, and all of an idle one's.
+#[cfg(target_os = "linux")]
+const RENDER_NICENESS: i32 = 10;
+
+/// Lowers the calling thread's priority: on Linux the nice value belongs to the thread, and the
+/// encoder's threads started from it inherit it. Raising one's own nice value needs no
+/// privilege; were it refused, the render would only run at the handlers' priority.
+#[cfg(target_os = "linux")]
+fn yield_to_requests() {
+    if let Err(error) = rustix::process::nice(RENDER_NICENESS) {
+        tracing::debug!(%error, "a render thread kept the handlers' priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn yield_to_requests() {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +119,18 @@ mod tests {
             Err(RenderThreadError::Panicked("bad frame".into()))
         );
         assert_eq!(threads.run(|| 2 + 2).await, Ok(4));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn renders_run_below_the_request_handlers_priority() {
+        let threads = RenderThreads::start(1).unwrap();
+        let niceness = || rustix::process::getpriority_process(None).unwrap();
+        let here = niceness();
+        assert_eq!(
+            threads.run(niceness).await,
+            Ok((here + RENDER_NICENESS).min(19))
+        );
     }
 
     #[tokio::test]

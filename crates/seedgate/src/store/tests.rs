@@ -1674,7 +1674,7 @@ on_both_backends! {
 }
 
 /// SQLite only: writes that never pause, with readers always at work, keep the log within its
-/// bound. Without the TRUNCATE checkpoint this log holds every page written (6.7 GB in the
+/// bound. Without the RESTART checkpoint this log holds every page written (6.7 GB in the
 /// in-flight bench). Here the bound is 1 MiB, checked every 100 ms, against 128 MiB written.
 #[tokio::test]
 async fn the_write_ahead_log_stays_bounded_under_writes_that_never_pause() {

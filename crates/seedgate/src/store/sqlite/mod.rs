@@ -26,12 +26,13 @@ const PRAGMAS: [&str; 4] = [
     "PRAGMA foreign_keys = ON",
 ];
 
-/// The writer's page cache: 8 MiB (a negative size is in KiB). Every page a write creates
-/// enters it, so it grows with the database up to this bound: a bound reached within minutes
-/// keeps a running server's memory level (BENCHMARKS.md, "Soak"). The pages every write walks
+/// The writer's page cache: 2 MiB (a negative size is in KiB). Every page a write creates
+/// enters it, so it grows with the database up to this bound, and only then is the server's
+/// memory level: at 8 MiB that took the first quarter hour of a steady four tasks a second
+/// (BENCHMARKS.md, "Soak"), at 2 MiB it is the first few minutes. The pages every write walks
 /// (the indexes' upper levels and newest leaves) fit many times over; the rest are a read from
 /// the operating system's file cache away.
-const WRITER_CACHE: &str = "PRAGMA cache_size = -8192";
+const WRITER_CACHE: &str = "PRAGMA cache_size = -2048";
 
 /// A reader's page cache: 512 KiB. Every commit empties it (in WAL mode a reader starting after
 /// a write drops all it cached), so under steady writes a larger one is filled and freed again
@@ -120,8 +121,11 @@ const CHECKPOINTS: Checkpoints = Checkpoints {
 /// file's fsync never lands inside a commit that a create is waiting for. PASSIVE never blocks
 /// the writer or a reader; what it cannot copy yet, the next round does. Under writes that
 /// never pause, PASSIVE copies but the log is never found fully copied when a write begins,
-/// so it would grow without end: past the bound it is emptied by a TRUNCATE checkpoint queued on
-/// the writer's own connection, between two transactions.
+/// so it would grow without end: past the bound a RESTART checkpoint, queued on the writer's own
+/// connection between two transactions, copies the rest and has the next write begin the log
+/// again from its start. The file keeps its length and is written over: truncating it instead
+/// (TRUNCATE) held the writer 18–20 ms while the file system freed 64 MiB, every few seconds
+/// under steady creates (BENCHMARKS.md, "The create tail").
 async fn checkpoint_regularly(reader: AnyPool, writer: Writer, checkpoints: Checkpoints) {
     let mut every = tokio::time::interval(checkpoints.every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -140,13 +144,13 @@ async fn checkpoint_regularly(reader: AnyPool, writer: Writer, checkpoints: Chec
         if log_pages > checkpoints.bound_pages {
             let emptied = async {
                 let mut connection = writer.connection().await?;
-                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                sqlx::query("PRAGMA wal_checkpoint(RESTART)")
                     .execute(&mut *connection)
                     .await?;
                 Ok::<_, StoreError>(())
             };
             if let Err(error) = emptied.await {
-                tracing::warn!(%error, "emptying the write-ahead log failed");
+                tracing::warn!(%error, "restarting the write-ahead log failed");
             }
         }
     }

@@ -200,6 +200,7 @@ impl Application {
         let state = ApiState {
             services: services.clone(),
             catalog: CatalogBodies::render(&catalog, store::now_ms() / 1000),
+            polls: Arc::default(),
         };
         let router = api::router(state, config.max_body_bytes);
         let listener = TcpListener::bind(config.listen).await?;

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use seedgate_contract::{ApiError, Catalog, ErrorCode};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::IntoParams;
 
@@ -21,6 +20,7 @@ use super::catalog_view::{
 };
 use super::error::{error_responses, invalid_query, HttpError};
 use super::query::Query;
+use super::view::{json_body, to_bytes};
 use super::ApiState;
 
 /// The platform's model categories (`?category=`).
@@ -73,10 +73,6 @@ pub struct CatalogBodies {
     model_pricing: HashMap<String, Bytes>,
     /// `GET /api/v1/videos/models`.
     video_models: Bytes,
-}
-
-fn to_bytes<T: Serialize>(value: &T) -> Bytes {
-    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
 }
 
 impl CatalogBodies {
@@ -265,10 +261,6 @@ pub struct PricingQuery {
     provider: Option<String>,
     /// Only models with this capability tag: an operation, e.g. `reference-to-video`.
     tag: Option<String>,
-}
-
-fn json_body(body: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn model_not_found(id: &str) -> HttpError {

@@ -14,6 +14,7 @@ mod management;
 mod materials;
 mod openapi;
 mod openrouter;
+mod poll_bodies;
 mod query;
 mod tasks;
 mod telemetry;
@@ -30,6 +31,7 @@ use axum::Router;
 
 pub use catalog::CatalogBodies;
 pub use error::HttpError;
+pub use poll_bodies::PollBodies;
 
 use crate::service::Services;
 
@@ -55,6 +57,7 @@ fn in_the_surfaces_words(
 pub struct ApiState {
     pub services: Arc<Services>,
     pub catalog: Arc<CatalogBodies>,
+    pub polls: Arc<PollBodies>,
 }
 
 pub fn router(state: ApiState, max_body_bytes: usize) -> Router {

@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Authed;
 use super::error::{error_responses, invalid_query, HttpError};
 use super::query::Query;
-use super::view::{task_object, BaseUrl};
+use super::view::{json_body, task_object, BaseUrl};
 use super::ApiState;
 use crate::ids::{AnyTaskId, TaskId};
 use crate::service::CreateContext;
@@ -282,10 +282,13 @@ pub async fn get(
     Authed(account): Authed,
     BaseUrl(base): BaseUrl,
     Path(AnyTaskId(id)): Path<AnyTaskId>,
-) -> Result<Json<TaskObject>, HttpError> {
+) -> Result<Response, HttpError> {
     let tasks = &state.services.tasks;
     let task = tasks.task(&account, &id).await?;
-    Ok(Json(task_object(&task, tasks, &base, now_s())))
+    let body = state
+        .polls
+        .answer(&task, || task_object(&task, tasks, &base, now_s()));
+    Ok(json_body(body))
 }
 
 error_responses! {

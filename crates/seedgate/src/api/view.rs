@@ -1,9 +1,12 @@
 //! What a task answer needs from the request: the base URL absolute download links start
 //! with. The task object itself is `task_view`, shared with webhooks.
 
+use axum::body::Bytes;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 
 use super::error::HttpError;
 use super::ApiState;
@@ -44,4 +47,14 @@ pub fn task_object(
     now_s: u64,
 ) -> TaskObject {
     render_task(task, tasks.links(), tasks.catalog(), base_url, now_s)
+}
+
+/// `value` encoded as JSON (types whose encoding cannot fail).
+pub(super) fn to_bytes<T: Serialize>(value: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// An answer already encoded as JSON.
+pub(super) fn json_body(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

@@ -48,6 +48,8 @@ pub use keys::{
 };
 pub use ledger::{GroupFunds, KeyFunds, LedgerKind};
 pub use taskcache::TaskChange;
+#[cfg(test)]
+pub(crate) use tasks::sample_task;
 pub use tasks::{
     public_status, Created, IdempotencyKey, Lease, NewTask, PollSeen, PublicStatus, ScheduledPoll,
     Settlement, TaskFailure, TaskFilter, TaskRecord, TaskState, Transition, Unpaid, UpstreamPhase,

@@ -168,30 +168,8 @@ impl Drop for Writing<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::AccountId;
-    use crate::store::{NewTask, TaskState};
-
-    fn record(id: &str, state: TaskState) -> TaskRecord {
-        let task = NewTask {
-            id: TaskId::new(id),
-            account_id: AccountId::new("key_1"),
-            model: "seedance-2.0".into(),
-            operation: "text-to-video".into(),
-            provider: "sandbox".into(),
-            job_json: "{}".into(),
-            request_json: "{}".into(),
-            reserved_usd_micros: 1,
-            estimated_tokens: 1,
-            deadline_at_ms: i64::MAX,
-            callback_url: None,
-            request_id: None,
-            not_before_ms: None,
-        };
-        TaskRecord {
-            state,
-            ..task.queued(0)
-        }
-    }
+    use crate::store::sample_task as record;
+    use crate::store::TaskState;
 
     #[test]
     fn a_read_that_raced_a_write_is_not_kept() {

@@ -30,6 +30,30 @@ pub struct NewTask {
     pub not_before_ms: Option<i64>,
 }
 
+/// A queued sandbox task's record with `state`, for tests of what reads records.
+#[cfg(test)]
+pub(crate) fn sample_task(id: &str, state: TaskState) -> TaskRecord {
+    let task = NewTask {
+        id: TaskId::new(id),
+        account_id: AccountId::new("key_1"),
+        model: "seedance-2.0".into(),
+        operation: "text-to-video".into(),
+        provider: "sandbox".into(),
+        job_json: "{}".into(),
+        request_json: "{}".into(),
+        reserved_usd_micros: 1,
+        estimated_tokens: 1,
+        deadline_at_ms: i64::MAX,
+        callback_url: None,
+        request_id: None,
+        not_before_ms: None,
+    };
+    TaskRecord {
+        state,
+        ..task.queued(0)
+    }
+}
+
 impl NewTask {
     /// The row this task is stored as, created at `now_ms`: queued, untried, nothing spent.
     pub fn queued(&self, now_ms: i64) -> TaskRecord {

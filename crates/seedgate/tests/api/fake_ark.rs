@@ -107,6 +107,8 @@ struct Files {
 
 pub struct FakeState {
     tasks: Mutex<HashMap<String, FakeTask>>,
+    /// Task ids in the order they were made (appended under the `tasks` lock).
+    made_order: Mutex<Vec<String>>,
     faults: Mutex<VecDeque<(Endpoint, Fault)>>,
     violations: Mutex<Vec<String>>,
     creates: Mutex<Vec<(Instant, Value)>>,
@@ -138,6 +140,7 @@ impl FakeArk {
         let state = Arc::new(FakeState {
             models: Mutex::new(known_models()),
             tasks: Mutex::default(),
+            made_order: Mutex::default(),
             faults: Mutex::default(),
             violations: Mutex::default(),
             creates: Mutex::default(),
@@ -910,21 +913,25 @@ async fn create(State(state): State<Arc<FakeState>>, headers: HeaderMap, body: S
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    state.tasks.lock().unwrap().insert(
-        id.clone(),
-        FakeTask {
-            id: id.clone(),
-            model: body["model"].as_str().unwrap_or("").to_owned(),
-            created: Instant::now(),
-            created_unix,
-            ending,
-            cancelled: false,
-            expired: false,
-            finish_at: None,
-            callback_url: body["callback_url"].as_str().map(str::to_owned),
-            body: made,
-        },
-    );
+    {
+        let mut tasks = state.tasks.lock().unwrap();
+        state.made_order.lock().unwrap().push(id.clone());
+        tasks.insert(
+            id.clone(),
+            FakeTask {
+                id: id.clone(),
+                model: body["model"].as_str().unwrap_or("").to_owned(),
+                created: Instant::now(),
+                created_unix,
+                ending,
+                cancelled: false,
+                expired: false,
+                finish_at: None,
+                callback_url: body["callback_url"].as_str().map(str::to_owned),
+                body: made,
+            },
+        );
+    }
     after_create(&state, fault, Json(json!({"id": id})).into_response()).await
 }
 
@@ -1115,30 +1122,52 @@ async fn list(
             .push("list paging is not integers from 1 to 500".into());
         return error(StatusCode::BAD_REQUEST, "InvalidParameter", "paging");
     };
-    let ids: Vec<String> = {
+    let (ids, total) = {
         let tasks = state.tasks.lock().unwrap();
         let behaviour = state.behaviour.lock().unwrap();
-        let mut matching: Vec<&FakeTask> = if asked_ids.is_empty() {
-            tasks.values().collect()
-        } else {
-            asked_ids.iter().filter_map(|id| tasks.get(id)).collect()
-        };
-        matching.retain(|t| {
+        let wanted = |t: &&FakeTask| {
             query.get("filter.model").is_none_or(|m| *m == t.model)
                 && query
                     .get("filter.status")
                     .is_none_or(|s| s == status(t, &behaviour))
-        });
-        matching.sort_by_key(|t| std::cmp::Reverse(t.created));
-        matching.iter().map(|t| t.id.clone()).collect()
+        };
+        let skip = (page - 1) * size;
+        if asked_ids.is_empty() {
+            // Newest first, as Ark lists. Walking the order tasks were made in from its end
+            // reads only as far as the page asked for, so a list costs about the same however
+            // many tasks this fake has made (a soak's hour makes tens of thousands; sorting
+            // them all for every list made the fake's own CPU time, which it shares with the
+            // gateways it serves, grow through the hour).
+            let order = state.made_order.lock().unwrap();
+            let page: Vec<String> = order
+                .iter()
+                .rev()
+                .filter_map(|id| tasks.get(id))
+                .filter(wanted)
+                .skip(skip)
+                .take(size)
+                .map(|t| t.id.clone())
+                .collect();
+            (page, tasks.values().filter(wanted).count())
+        } else {
+            let mut matching: Vec<&FakeTask> = asked_ids
+                .iter()
+                .filter_map(|id| tasks.get(id))
+                .filter(wanted)
+                .collect();
+            matching.sort_by_key(|t| std::cmp::Reverse(t.created));
+            let total = matching.len();
+            let page = matching.iter().skip(skip).take(size);
+            (page.map(|t| t.id.clone()).collect(), total)
+        }
     };
     let mut items = Vec::new();
-    for id in ids.iter().skip((page - 1) * size).take(size) {
+    for id in &ids {
         if let Some(json) = task_json(&state, id).await {
             items.push(json);
         }
     }
-    Json(json!({"items": items, "total": ids.len()})).into_response()
+    Json(json!({"items": items, "total": total})).into_response()
 }
 
 async fn delete(

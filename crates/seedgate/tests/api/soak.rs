@@ -156,8 +156,8 @@ impl Gateway {
 /// What the load saw on one gateway.
 #[derive(Default)]
 struct Load {
-    /// Latencies (µs) of the requests sent since the last sample.
-    latencies: Vec<u64>,
+    /// Latencies (µs) of the requests sent since the last sample, by kind.
+    latencies: Vec<(Kind, u64)>,
     accepted: Vec<(String, String)>,
     /// Tasks their clients saw end.
     ended: usize,
@@ -170,13 +170,15 @@ impl Sample {
     /// The sample as a row of the report's table.
     fn row(&self) -> String {
         format!(
-            "| {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.2} | {} | {} | {} |",
+            "| {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
             self.minute,
             self.resident as f64 / 1048576.0,
             self.resident_peak as f64 / 1048576.0,
             self.descriptors,
             self.database as f64 / 1048576.0,
             self.p99_ms,
+            self.create_p99_ms,
+            self.poll_p99_ms,
             self.requests,
             self.accepted,
             self.open
@@ -193,14 +195,26 @@ struct Sample {
     descriptors: usize,
     database: u64,
     p99_ms: f64,
+    /// The same of creates (and their repeats) alone, and of polls alone.
+    create_p99_ms: f64,
+    poll_p99_ms: f64,
     requests: u64,
     accepted: usize,
     /// Accepted and not yet seen to end.
     open: usize,
 }
 
+/// What a client's request was, for the p99 of each.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Create,
+    Poll,
+    Cancel,
+}
+
 async fn timed(
     load: &Mutex<Load>,
+    kind: Kind,
     request: reqwest::RequestBuilder,
 ) -> Result<(u16, Value), reqwest::Error> {
     let sent = Instant::now();
@@ -208,7 +222,8 @@ async fn timed(
     let status = response.status().as_u16();
     let body = response.json::<Value>().await.unwrap_or(Value::Null);
     let mut load = load.lock().unwrap();
-    load.latencies.push(sent.elapsed().as_micros() as u64);
+    load.latencies
+        .push((kind, sent.elapsed().as_micros() as u64));
     load.requests += 1;
     if status >= 500 {
         load.unexpected.push(format!("{status}: {body}"));
@@ -240,7 +255,7 @@ async fn one_client(
             .header("idempotency-key", format!("soak-{n}"))
             .json(&body)
     };
-    let Ok((200, task)) = timed(&load, create()).await else {
+    let Ok((200, task)) = timed(&load, Kind::Create, create()).await else {
         load.lock()
             .unwrap()
             .unexpected
@@ -250,7 +265,7 @@ async fn one_client(
     let id = task["id"].as_str().unwrap().to_owned();
     load.lock().unwrap().accepted.push((who.into(), id.clone()));
     if n % 10 == 3 {
-        let repeat = timed(&load, create()).await;
+        let repeat = timed(&load, Kind::Create, create()).await;
         if !matches!(&repeat, Ok((200, again)) if again["id"] == task["id"]) {
             load.lock()
                 .unwrap()
@@ -261,11 +276,11 @@ async fn one_client(
     let path = format!("{address}/v1/tasks/{id}");
     if n % 20 == 5 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let _ = timed(&load, client.delete(&path).bearer_auth(key)).await;
+        let _ = timed(&load, Kind::Cancel, client.delete(&path).bearer_auth(key)).await;
     }
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if let Ok((200, now)) = timed(&load, client.get(&path).bearer_auth(key)).await {
+        if let Ok((200, now)) = timed(&load, Kind::Poll, client.get(&path).bearer_auth(key)).await {
             if matches!(now["status"].as_str(), Some("completed" | "failed")) {
                 load.lock().unwrap().ended += 1;
                 return;
@@ -274,7 +289,13 @@ async fn one_client(
     }
 }
 
-fn p99_ms(latencies: &mut [u64]) -> f64 {
+/// The p99 of the latencies of `kind` (of all when `None`).
+fn p99_ms(latencies: &[(Kind, u64)], kind: Option<Kind>) -> f64 {
+    let mut latencies: Vec<u64> = latencies
+        .iter()
+        .filter(|(k, _)| kind.is_none_or(|kind| *k == kind))
+        .map(|(_, micros)| *micros)
+        .collect();
     if latencies.is_empty() {
         return 0.0;
     }
@@ -333,7 +354,7 @@ async fn soak(gateway: Gateway, settings: &Settings, hook: Arc<str>) -> (Vec<Sam
         }
         if started.elapsed() >= next_sample {
             next_sample += settings.interval;
-            let (mut latencies, requests, accepted, ended) = {
+            let (latencies, requests, accepted, ended) = {
                 let mut load = load.lock().unwrap();
                 let latencies = std::mem::take(&mut load.latencies);
                 (latencies, load.requests, load.accepted.len(), load.ended)
@@ -348,7 +369,9 @@ async fn soak(gateway: Gateway, settings: &Settings, hook: Arc<str>) -> (Vec<Sam
                 resident_peak: resident.last().copied().unwrap_or_default(),
                 descriptors: gateway.served.open_descriptors(),
                 database: gateway.database_bytes().await,
-                p99_ms: p99_ms(&mut latencies),
+                p99_ms: p99_ms(&latencies, None),
+                create_p99_ms: p99_ms(&latencies, Some(Kind::Create)),
+                poll_p99_ms: p99_ms(&latencies, Some(Kind::Poll)),
                 requests,
                 accepted,
                 open: accepted - ended,
@@ -477,7 +500,7 @@ pub async fn run(settings: Settings) -> bool {
             settings.interval.as_secs(),
         );
         for (name, (samples, findings)) in names.iter().zip(results) {
-            println!("\n{name}\n\n| minute | RSS MiB, median | RSS MiB, peak | open fds | database MiB | p99 ms | requests | tasks | open |\n|---|---|---|---|---|---|---|---|---|");
+            println!("\n{name}\n\n| minute | RSS MiB, median | RSS MiB, peak | open fds | database MiB | p99 ms | creates' p99 ms | polls' p99 ms | requests | tasks | open |\n|---|---|---|---|---|---|---|---|---|---|---|");
             for s in &samples {
                 println!("{}", s.row());
             }

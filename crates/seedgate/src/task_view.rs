@@ -162,6 +162,12 @@ fn seconds(ms: i64) -> i64 {
     ms / 1000
 }
 
+/// Whether the task object follows from the record alone: until a task completes it has no
+/// result links, which are signed for the asking host and the hour.
+pub fn renders_from_record_alone(task: &TaskRecord) -> bool {
+    task.state != TaskState::Succeeded
+}
+
 /// The task object with its result linked by `links`; also the body of webhooks.
 pub fn render_task(
     task: &TaskRecord,
@@ -211,7 +217,7 @@ pub fn render_task(
             message: message.clone(),
         });
     }
-    if task.state != TaskState::Succeeded {
+    if renders_from_record_alone(task) {
         return object;
     }
     let asked: Asked = serde_json::from_str(&task.request_json).unwrap_or_default();

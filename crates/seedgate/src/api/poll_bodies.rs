@@ -17,7 +17,8 @@ use serde::Serialize;
 
 use super::view::to_bytes;
 use crate::ids::TaskId;
-use crate::store::{TaskRecord, TaskState};
+use crate::store::TaskRecord;
+use crate::task_view::renders_from_record_alone;
 
 /// Tasks whose answers are kept; beyond this the least used are encoded again when polled.
 const CAPACITY: u64 = 10_000;
@@ -54,11 +55,11 @@ impl PollBodies {
             }
         }
         let body = to_bytes(&render());
-        if task.state == TaskState::Succeeded {
-            self.answers.invalidate(&task.id);
-        } else {
+        if renders_from_record_alone(task) {
             self.answers
                 .insert(task.id.clone(), (Arc::clone(task), body.clone()));
+        } else {
+            self.answers.invalidate(&task.id);
         }
         body
     }
@@ -67,7 +68,7 @@ impl PollBodies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sample_task;
+    use crate::store::{sample_task, TaskState};
     use serde_json::json;
     use std::cell::Cell;
 

@@ -1,10 +1,10 @@
 //! Soak: an hour of steady mixed load on the real binary, on SQLite and on PostgreSQL at once
-//! (`tests/api/soak.rs` says what it does and measures; the API tests run its three-minute
-//! form). Exits non-zero if a task, a webhook or money was lost.
+//! or on one alone (`tests/api/soak.rs` says what it does and measures; the API tests run its
+//! three-minute form). Exits non-zero if a task, a webhook or money was lost.
 //!
 //! `cargo bench -p seedgate --bench soak`; `SEEDGATE_SOAK_MINUTES`,
 //! `SEEDGATE_SOAK_INTERVAL_SECONDS` and `SEEDGATE_SOAK_RATE` change its length, sampling and
-//! rate.
+//! rate; `SEEDGATE_SOAK_BACKEND=sqlite` (or `postgres`) runs one backend alone.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 

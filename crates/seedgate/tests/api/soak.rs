@@ -20,7 +20,8 @@
 //! The hour is `cargo bench -p seedgate --bench soak` (`benches/soak.rs`); the API tests run a
 //! three-minute form sampled every 30 s. `SEEDGATE_SOAK_MINUTES`,
 //! `SEEDGATE_SOAK_INTERVAL_SECONDS` and `SEEDGATE_SOAK_RATE` (creates a second per backend,
-//! default 4) change them; PostgreSQL is a scratch schema on `SEEDGATE_BENCH_POSTGRES_URL` (by
+//! default 4) change them, and `SEEDGATE_SOAK_BACKEND` (`sqlite` or `postgres`) loads one
+//! backend alone; PostgreSQL is a scratch schema on `SEEDGATE_BENCH_POSTGRES_URL` (by
 //! default the server the tests use).
 
 // The soak's tables are its report, printed as it runs.
@@ -42,6 +43,17 @@ pub struct Settings {
     length: Duration,
     interval: Duration,
     creates_per_second: u32,
+    backends: Backends,
+}
+
+/// Which backends the soak loads: both at once by default, or one alone, as a user runs it
+/// (the two gateways and PostgreSQL otherwise share the machine's cores, and each one's tail
+/// carries the others' work).
+#[derive(Clone, Copy, PartialEq)]
+enum Backends {
+    Both,
+    Sqlite,
+    Postgres,
 }
 
 impl Settings {
@@ -59,6 +71,14 @@ impl Settings {
             length: Duration::from_secs(read("SEEDGATE_SOAK_MINUTES", minutes) * 60),
             interval: Duration::from_secs(read("SEEDGATE_SOAK_INTERVAL_SECONDS", interval)),
             creates_per_second: read("SEEDGATE_SOAK_RATE", 4) as u32,
+            backends: match std::env::var("SEEDGATE_SOAK_BACKEND").as_deref() {
+                Ok("sqlite") => Backends::Sqlite,
+                Ok("postgres") => Backends::Postgres,
+                Ok(other) if !other.is_empty() => {
+                    panic!("SEEDGATE_SOAK_BACKEND is sqlite or postgres (or unset for both), not {other}")
+                }
+                _ => Backends::Both,
+            },
         }
     }
 }
@@ -469,33 +489,49 @@ pub async fn run(settings: Settings) -> bool {
             })
         };
         let hook: Arc<str> = WEBHOOKS.serve().await.into();
-        let schema = seedgate::store::postgres::create_scratch_schema(&postgres_url)
-            .await
-            .expect("a PostgreSQL server (SEEDGATE_BENCH_POSTGRES_URL)");
-        let sqlite = Gateway::start(
-            "SQLite",
-            &dir.path().join("sqlite"),
-            format!(
-                "sqlite://{}",
-                dir.path().join("sqlite/seedgate.db").display()
-            ),
-            &fake,
-        );
-        let postgres = Gateway::start("PostgreSQL", &dir.path().join("postgres"), schema, &fake);
-        let names = [sqlite.name, postgres.name];
-        let results = futures_util::future::join_all([
-            soak(sqlite, &settings, hook.clone()),
-            soak(postgres, &settings, hook),
-        ])
+        let mut gateways = Vec::new();
+        if settings.backends != Backends::Postgres {
+            gateways.push(Gateway::start(
+                "SQLite",
+                &dir.path().join("sqlite"),
+                format!(
+                    "sqlite://{}",
+                    dir.path().join("sqlite/seedgate.db").display()
+                ),
+                &fake,
+            ));
+        }
+        if settings.backends != Backends::Sqlite {
+            let schema = seedgate::store::postgres::create_scratch_schema(&postgres_url)
+                .await
+                .expect("a PostgreSQL server (SEEDGATE_BENCH_POSTGRES_URL)");
+            gateways.push(Gateway::start(
+                "PostgreSQL",
+                &dir.path().join("postgres"),
+                schema,
+                &fake,
+            ));
+        }
+        let names: Vec<&str> = gateways.iter().map(|g| g.name).collect();
+        let results = futures_util::future::join_all(
+            gateways
+                .into_iter()
+                .map(|gateway| soak(gateway, &settings, hook.clone())),
+        )
         .await;
         faults.abort();
 
         let mut failed = false;
         println!(
-            "\nsoak: {} min at {} creates/s per backend, sampled every {} s (`SEEDGATE_SOAK_MINUTES={} SEEDGATE_SOAK_INTERVAL_SECONDS={} cargo bench -p seedgate --bench soak`)",
+            "\nsoak: {} min at {} creates/s per backend, sampled every {} s (`{}SEEDGATE_SOAK_MINUTES={} SEEDGATE_SOAK_INTERVAL_SECONDS={} cargo bench -p seedgate --bench soak`)",
             settings.length.as_secs() / 60,
             settings.creates_per_second,
             settings.interval.as_secs(),
+            match settings.backends {
+                Backends::Both => "",
+                Backends::Sqlite => "SEEDGATE_SOAK_BACKEND=sqlite ",
+                Backends::Postgres => "SEEDGATE_SOAK_BACKEND=postgres ",
+            },
             settings.length.as_secs() / 60,
             settings.interval.as_secs(),
         );

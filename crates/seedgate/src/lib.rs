@@ -197,11 +197,11 @@ impl Application {
             },
             &config,
         ));
-        let state = ApiState {
+        let state = ApiState::new(api::Reachable {
             services: services.clone(),
             catalog: CatalogBodies::render(&catalog, store::now_ms() / 1000),
             polls: Arc::default(),
-        };
+        });
         let router = api::router(state, config.max_body_bytes);
         let listener = TcpListener::bind(config.listen).await?;
         let base_url = config

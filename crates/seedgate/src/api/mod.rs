@@ -52,12 +52,31 @@ fn in_the_surfaces_words(
     }
 }
 
-/// What every handler can reach.
+/// What every handler can reach. Axum clones the state for every request, and again for each
+/// middleware and extractor that takes it: held in one allocation, a clone is one reference
+/// count to raise and lower rather than one per field, counts that the two cores' requests
+/// otherwise pass back and forth between them.
 #[derive(Clone)]
-pub struct ApiState {
+pub struct ApiState(Arc<Reachable>);
+
+pub struct Reachable {
     pub services: Arc<Services>,
     pub catalog: Arc<CatalogBodies>,
     pub polls: Arc<PollBodies>,
+}
+
+impl ApiState {
+    pub fn new(reachable: Reachable) -> Self {
+        Self(Arc::new(reachable))
+    }
+}
+
+impl std::ops::Deref for ApiState {
+    type Target = Reachable;
+
+    fn deref(&self) -> &Reachable {
+        &self.0
+    }
 }
 
 pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
@@ -139,7 +158,6 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/console/", get(web::console))
         .route("/console/{file}", get(web::file))
         .route("/docs", get(web::docs))
-        .route_layer(middleware::from_fn(telemetry::mark_route))
         .fallback(
             |uri: axum::http::Uri| async move { in_the_surfaces_words(&uri, error::not_found()) },
         )

@@ -12,25 +12,9 @@ use tracing::Instrument;
 use super::ApiState;
 use crate::telemetry::{HttpLabels, RequestId};
 
-/// The route pattern a request matched, handed from inside the router to [`track`].
-#[derive(Clone)]
-struct Route(String);
-
-/// Inside the router (where the matched route is known): marks the answer with it.
-pub async fn mark_route(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| Route(path.as_str().to_owned()));
-    let mut response = next.run(request).await;
-    if let Some(route) = route {
-        response.extensions_mut().insert(route);
-    }
-    response
-}
-
-/// Around everything: the request's id and span, then the request counted and timed once
-/// answered.
+/// Around every route and the fallback (axum applies a router's layers to each route, after
+/// routing, so the matched route is known here): the request's id and span, then the request
+/// counted and timed once answered.
 pub async fn track(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = RequestId::from_header(
@@ -41,6 +25,10 @@ pub async fn track(State(state): State<ApiState>, mut request: Request, next: Ne
     );
     let echoed = HeaderValue::from_str(&id.0).ok();
     let method = method_label(request.method());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     // The span's fields are in every line logged while the request is served. Method and path
     // only: query strings hold download signatures.
     let span =
@@ -57,10 +45,6 @@ pub async fn track(State(state): State<ApiState>, mut request: Request, next: Ne
     if let Some(echoed) = echoed {
         response.headers_mut().insert("x-request-id", echoed);
     }
-    let route = response
-        .extensions_mut()
-        .remove::<Route>()
-        .map_or_else(|| "unmatched".to_owned(), |route| route.0);
     state.services.operations.http_request(
         HttpLabels {
             route,

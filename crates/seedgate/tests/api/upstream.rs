@@ -1562,6 +1562,20 @@ async fn the_upstream_callback_finishes_a_task_long_before_its_next_poll() {
     assert!(finished.iter().all(|(_, _, sent)| *sent));
 }
 
+/// Puts a file where the folder is. A write the server has in flight can make the folder again
+/// between its removal and the file's creation (the local store makes missing parents), so the
+/// swap is repeated until it holds.
+async fn replace_with_a_file(folder: &std::path::Path) {
+    for _ in 0..100 {
+        let _ = std::fs::remove_dir_all(folder);
+        if std::fs::write(folder, b"not a folder").is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{} could not be replaced by a file", folder.display());
+}
+
 /// A full disk (or a store that is down) is a wait, not a failure: a render is held and
 /// written again, an upstream result copied again, for as long as the task's time allows, and
 /// `/readyz` answers `503` meanwhile. When the store takes writes again both complete, the
@@ -1579,8 +1593,7 @@ async fn a_result_store_that_refuses_writes_holds_finished_work_until_it_recover
     assert_eq!(app.get_path("/readyz").await.0, 200);
     // The local store's folder becomes a file: every write under it fails, as on a full disk.
     let assets = app.data_dir.path().join("assets");
-    std::fs::remove_dir_all(&assets).ok();
-    std::fs::write(&assets, b"not a folder").unwrap();
+    replace_with_a_file(&assets).await;
     let (status, ready) = app.get_path("/readyz").await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["reason"], "result store cannot be written");
@@ -1637,9 +1650,7 @@ async fn a_result_store_that_refuses_writes_holds_finished_work_until_it_recover
 
     // Out of time while the store is down: the ending says storage, and costs nothing.
     let short = TestApp::spawn_with(|c| c.engine.task_deadline_seconds = 3, true).await;
-    let assets = short.data_dir.path().join("assets");
-    std::fs::remove_dir_all(&assets).ok();
-    std::fs::write(&assets, b"not a folder").unwrap();
+    replace_with_a_file(&short.data_dir.path().join("assets")).await;
     let (status, created) = short
         .create(
             &json!({"model": "seedance-2.0-fast", "prompt": "a kite", "resolution": "480p",

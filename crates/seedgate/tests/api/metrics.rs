@@ -55,6 +55,9 @@ async fn the_metrics_count_what_was_done() {
     assert_eq!(done["status"], "failed", "{done}");
     let (status, _) = app.create(&json!({"model": "seedance-2.0-fast"})).await;
     assert_eq!(status, 400);
+    // A path no route serves is counted under one label, never under the path itself.
+    let (status, _) = app.get_path("/v1/no-such-route/vtask_unrouted").await;
+    assert_eq!(status, 404);
 
     let response = app
         .client
@@ -130,6 +133,14 @@ async fn the_metrics_count_what_was_done() {
         "seedgate_http_request_duration_seconds_count{route=\"/v1/tasks/{id}\",method=\"GET\",status=\"200\"}",
     );
     assert!(polls.is_some_and(|n| n >= 3.0), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "seedgate_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
     assert!(!text.contains("vtask_"), "no series per task");
 
     // The classic format, for `text/plain`, passes Prometheus's own checker.

@@ -240,11 +240,21 @@ fn poll_round_statement(dialect: Dialect) -> String {
     update_then_insert(dialect, &update, "$5", schedule)
 }
 
+/// One way to lease a task: a read that tells whether a task is there to take, and the write
+/// that takes it.
+pub(in crate::store) struct Claim {
+    /// On a reader: any row at all that `lease` would look at. Most claims find nothing (a
+    /// worker tries again after each task it takes, and every wake-up tries), and a write that
+    /// finds nothing still holds SQLite's one writer, which creates wait for.
+    pub probe: &'static str,
+    pub lease: &'static str,
+}
+
 /// The two claims, in the order they are tried. Each leases one row by one statement; on
 /// PostgreSQL the pick skips rows another replica holds locked, and a queued task takes its
 /// key's place under the key's row lock, so a key never exceeds its limit however many
 /// replicas claim at once.
-pub(in crate::store) fn claim_statements(store: &SqlStore) -> [&'static str; 2] {
+pub(in crate::store) fn claim_statements(store: &SqlStore) -> [Claim; 2] {
     let set = || {
         format!(
             "UPDATE tasks SET \
@@ -257,16 +267,33 @@ pub(in crate::store) fn claim_statements(store: &SqlStore) -> [&'static str; 2] 
         )
     };
     [
-        sql!(
-            store.dialect,
-            format!(
-                "{} WHERE id = (SELECT id FROM tasks WHERE {} AND lease_until_ms < @now \
-                 ORDER BY lease_until_ms LIMIT 1@skip_locked) RETURNING {TASK_COLUMNS}, job",
-                set(),
-                states_sql(IN_FLIGHT)
-            )
-        ),
-        sql!(
+        Claim {
+            probe: sql!(
+                store.dialect,
+                format!(
+                    "SELECT 1 FROM tasks WHERE {} AND lease_until_ms < @now LIMIT 1",
+                    states_sql(IN_FLIGHT)
+                )
+            ),
+            lease: sql!(
+                store.dialect,
+                format!(
+                    "{} WHERE id = (SELECT id FROM tasks WHERE {} AND lease_until_ms < @now \
+                     ORDER BY lease_until_ms LIMIT 1@skip_locked) RETURNING {TASK_COLUMNS}, job",
+                    set(),
+                    states_sql(IN_FLIGHT)
+                )
+            ),
+        },
+        Claim {
+            probe: sql!(
+                store.dialect,
+                format!(
+                    "SELECT 1 FROM tasks WHERE {} AND next_attempt_at_ms <= @now LIMIT 1",
+                    guard(Transition::Claim)
+                )
+            ),
+            lease: sql!(
             store.dialect,
             format!(
                 "WITH pick AS (SELECT t.id, t.account_id FROM tasks t WHERE t.{claimable} \
@@ -281,6 +308,7 @@ pub(in crate::store) fn claim_statements(store: &SqlStore) -> [&'static str; 2] 
                 set = set()
             )
         ),
+        },
     ]
 }
 
@@ -334,9 +362,16 @@ impl SqlStore {
         } else {
             &tries[1..]
         };
-        for &(statement, reclaiming) in tries {
+        for (claim, reclaiming) in tries {
+            if sqlx::query(claim.probe)
+                .fetch_optional(&self.reader)
+                .await?
+                .is_none()
+            {
+                continue;
+            }
             // Polls are not attempts: only (re)submissions count towards max_attempts.
-            let row = sqlx::query(statement)
+            let row = sqlx::query(claim.lease)
                 .bind(owner)
                 .bind(lease_ms)
                 .bind(i64::from(max_per_key))
@@ -345,7 +380,7 @@ impl SqlStore {
             if let Some(row) = row {
                 let mut task = task_from_row(&row)?;
                 writing.touches(&task.id);
-                task.reclaimed = reclaiming;
+                task.reclaimed = *reclaiming;
                 return Ok(Some((task, row.try_get("job")?)));
             }
         }
@@ -694,6 +729,18 @@ impl TaskStore for SqlStore {
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<(TaskRecord, String)>, StoreError> {
+        // Pollers look several times a second and mostly find nothing due: a read tells,
+        // sparing SQLite's one writer (which creates wait for) a write that changes nothing.
+        let due = sqlx::query(sql!(
+            self.dialect,
+            "SELECT 1 FROM upstream_polls WHERE channel = $1 AND next_poll_at_ms <= @now LIMIT 1"
+        ))
+        .bind(channel)
+        .fetch_optional(&self.reader)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         // Moving the due time forward is the claim: the tasks are nobody's until then, and a
         // poller that dies leaves them to be polled then.
         let claimed: Vec<(TaskId, i64)> = sqlx::query_as(sql!(

@@ -36,6 +36,7 @@ pub(crate) const SQLITE: Folder = folder!("sqlite":
     "0011_request_id.sql",
     "0012_upstream_polls.sql",
     "0013_vendor_usage.sql",
+    "0014_idempotency_keys_by_task.sql",
 );
 
 pub(crate) const POSTGRES: Folder = folder!("postgres":

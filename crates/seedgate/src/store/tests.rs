@@ -508,14 +508,15 @@ fn a_transition_is_guarded_by_the_states_it_may_start_from() {
     assert_eq!(sql::guards::guard(Transition::Claim), "state = 'queued'");
 }
 
-/// Each claim finds its task through an index. A claim that scanned `tasks` took longer with
+/// Each claim, and the read before it, finds its task through an index. A claim that scanned `tasks` took longer with
 /// every task ever created, and on SQLite held the one writer that creates wait for.
 #[tokio::test]
 async fn claims_search_an_index_rather_than_scan_the_tasks_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("plans.db").display());
     let store = sqlite::connect(&url).await.unwrap();
-    for statement in sql::tasks::claim_statements(&store) {
+    let claims = sql::tasks::claim_statements(&store);
+    for statement in claims.iter().flat_map(|claim| [claim.probe, claim.lease]) {
         let plan: Vec<(i64, i64, i64, String)> =
             sqlx::query_as(&format!("EXPLAIN QUERY PLAN {statement}"))
                 .fetch_all(&store.reader)
@@ -533,6 +534,77 @@ async fn claims_search_an_index_rather_than_scan_the_tasks_on_sqlite() {
             "{statement}\nscans: {scans:?}\nplan: {plan:?}"
         );
     }
+}
+
+/// A create group takes idempotency keys before it inserts their tasks (foreign keys
+/// deferred), and while such a reference is outstanding SQLite checks each inserted task
+/// against every table referencing `tasks`, by that table's index on the reference or else by
+/// reading all of it: without one, every keyed create read every row ever stored there, on the
+/// writer all creates wait for.
+#[tokio::test]
+async fn every_reference_to_a_task_is_indexed_on_sqlite() {
+    let db = Db::sqlite().await;
+    let unindexed: Vec<(String, String)> = sqlx::query_as(
+        "SELECT m.name, f.\"from\" FROM sqlite_master m \
+         JOIN pragma_foreign_key_list(m.name) f ON f.\"table\" = 'tasks' \
+         WHERE m.type = 'table' AND NOT EXISTS (SELECT 1 FROM pragma_index_list(m.name) i \
+           JOIN pragma_index_info(i.name) c ON c.seqno = 0 AND c.name = f.\"from\")",
+    )
+    .fetch_all(&db.raw().await)
+    .await
+    .unwrap();
+    assert!(
+        unindexed.is_empty(),
+        "references to tasks without an index: {unindexed:?}"
+    );
+    let referencing: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f \
+         ON f.\"table\" = 'tasks' WHERE m.type = 'table'",
+    )
+    .fetch_one(&db.raw().await)
+    .await
+    .unwrap();
+    assert!(referencing >= 3, "{referencing} tables reference tasks");
+}
+
+/// A worker claims after every task it takes and on every wake-up, each channel's poller looks
+/// for due polls several times a second, and the notifier for due webhooks: most find nothing. On SQLite such a claim must
+/// not take the one writer, which every create waits for; here another connection holds the
+/// file's write lock, so a claim that wrote would wait for it.
+#[tokio::test]
+async fn claims_that_find_nothing_leave_the_sqlite_writer_alone() {
+    use sqlx::{Connection, Executor};
+
+    let db = Db::sqlite().await;
+    let store = &db.store;
+    let account = test_account(store).await;
+    let mut holder = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    holder.execute("BEGIN IMMEDIATE").await.unwrap();
+    let quickly = std::time::Duration::from_secs(2);
+    let claimed = tokio::time::timeout(quickly, store.claim_task("w", 60_000, 10))
+        .await
+        .expect("an empty claim waited for the writer");
+    assert!(claimed.unwrap().is_none());
+    let polls = tokio::time::timeout(
+        quickly,
+        store.claim_polls(&ChannelId::new("ark"), 60_000, 8),
+    )
+    .await
+    .expect("an empty poll claim waited for the writer");
+    assert!(polls.unwrap().is_empty());
+    let delivery = tokio::time::timeout(quickly, store.claim_delivery("n", 60_000))
+        .await
+        .expect("an empty delivery claim waited for the writer");
+    assert!(delivery.unwrap().is_none());
+    holder.execute("ROLLBACK").await.unwrap();
+
+    let id = create_unique(store, &account, 1).await;
+    let (task, _) = store
+        .claim_queued_task("w", 60_000, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(task.id, id);
 }
 
 #[test]

@@ -141,6 +141,15 @@ impl Drop for SqlStore {
 }
 
 impl SqlStore {
+    /// Whether `probe` finds a row, read on a reader. Claims ask first: most find nothing, and
+    /// a write that finds nothing still holds SQLite's one writer, which creates wait for.
+    async fn finds_any<'q>(
+        &self,
+        probe: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<bool, StoreError> {
+        Ok(probe.fetch_optional(&self.reader).await?.is_some())
+    }
+
     pub(super) fn new(
         reader: AnyPool,
         writer: Writer,

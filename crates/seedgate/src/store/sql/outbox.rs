@@ -55,15 +55,13 @@ impl WebhookOutbox for SqlStore {
         lease_ms: i64,
     ) -> Result<Option<Delivery>, StoreError> {
         // The notifier looks after every delivery and every idle period, mostly finding
-        // nothing due: a read tells, sparing SQLite's one writer a write that changes nothing.
+        // nothing due.
         let due = sqlx::query(sql!(
             self.dialect,
             "SELECT 1 FROM webhook_deliveries WHERE state = 'pending' \
              AND next_attempt_at_ms <= @now LIMIT 1"
-        ))
-        .fetch_optional(&self.reader)
-        .await?;
-        if due.is_none() {
+        ));
+        if !self.finds_any(due).await? {
             return Ok(None);
         }
         let row = sqlx::query(sql!(

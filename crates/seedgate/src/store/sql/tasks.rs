@@ -363,11 +363,7 @@ impl SqlStore {
             &tries[1..]
         };
         for (claim, reclaiming) in tries {
-            if sqlx::query(claim.probe)
-                .fetch_optional(&self.reader)
-                .await?
-                .is_none()
-            {
+            if !self.finds_any(sqlx::query(claim.probe)).await? {
                 continue;
             }
             // Polls are not attempts: only (re)submissions count towards max_attempts.
@@ -729,16 +725,13 @@ impl TaskStore for SqlStore {
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<(TaskRecord, String)>, StoreError> {
-        // Pollers look several times a second and mostly find nothing due: a read tells,
-        // sparing SQLite's one writer (which creates wait for) a write that changes nothing.
+        // Pollers look several times a second and mostly find nothing due.
         let due = sqlx::query(sql!(
             self.dialect,
             "SELECT 1 FROM upstream_polls WHERE channel = $1 AND next_poll_at_ms <= @now LIMIT 1"
         ))
-        .bind(channel)
-        .fetch_optional(&self.reader)
-        .await?;
-        if due.is_none() {
+        .bind(channel);
+        if !self.finds_any(due).await? {
             return Ok(Vec::new());
         }
         // Moving the due time forward is the claim: the tasks are nobody's until then, and a

@@ -15,8 +15,10 @@ use seedgate::ids::{AccountId, OrgId};
 use seedgate::providers::upstream::Upstream;
 use seedgate::service::usd;
 use seedgate::store::{KeyMode, KeySpec, Store};
+use seedgate::telemetry::LogFilter;
 use seedgate::Application;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Parser)]
 #[command(
@@ -329,20 +331,16 @@ fn out(line: &str) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = LogFilter::new(std::env::var("RUST_LOG").ok().as_deref());
+    let logs = tracing_subscriber::registry().with(filter.layer());
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match cli.log_format {
         // Each line carries its spans' fields: the request id, the task id, the provider.
         LogFormat::Json => logs
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
+            .with(lines.json().with_current_span(true).with_span_list(true))
             .init(),
         LogFormat::Pretty => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with(lines.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())))
             .init(),
     }
     match run(cli).await {

@@ -10,7 +10,7 @@ use axum::response::Response;
 use tracing::Instrument;
 
 use super::ApiState;
-use crate::telemetry::{HttpLabels, RequestId};
+use crate::telemetry::RequestId;
 
 /// Around every route and the fallback (axum applies a router's layers to each route, after
 /// routing, so the matched route is known here): the request's id and span, then the request
@@ -45,14 +45,10 @@ pub async fn track(State(state): State<ApiState>, mut request: Request, next: Ne
     if let Some(echoed) = echoed {
         response.headers_mut().insert("x-request-id", echoed);
     }
-    state.services.operations.http_request(
-        HttpLabels {
-            route,
-            method,
-            status: status.as_u16(),
-        },
-        took,
-    );
+    state
+        .services
+        .operations
+        .http_request(&route, method, status.as_u16(), took);
     response
 }
 

@@ -11,7 +11,7 @@ use super::internal;
 use crate::blobs::Blobs;
 use crate::providers::Registry;
 use crate::store::{now_ms, Store};
-use crate::telemetry::{HttpLabels, Telemetry};
+use crate::telemetry::Telemetry;
 
 /// How long a readiness probe waits for each dependency: one that hangs (a frozen endpoint,
 /// a network partition) is down, and `/readyz` answers in time for a balancer.
@@ -76,8 +76,8 @@ impl OperationsService {
             .render(&figures, &self.providers.upstream.breaker_states()))
     }
 
-    /// Counts and times one answer.
-    pub fn http_request(&self, labels: HttpLabels, took: Duration) {
-        self.telemetry.http_request(labels, took);
+    /// Counts and times one answer, by its route's pattern, method and status.
+    pub fn http_request(&self, route: &str, method: &'static str, status: u16, took: Duration) {
+        self.telemetry.http_request(route, method, status, took);
     }
 }

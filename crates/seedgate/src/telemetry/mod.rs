@@ -7,7 +7,7 @@
 //! money — is read when the metrics are scraped, so every replica reports the same figures.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -20,14 +20,11 @@ use prometheus_client::registry::Registry;
 use crate::ids::ChannelId;
 use crate::lifecycle::{Move, TaskRecord};
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HttpLabels {
-    /// The route's pattern (`/v1/tasks/{id}`), never the path itself: ids would make a series
-    /// per task.
-    pub route: String,
-    pub method: &'static str,
-    pub status: u16,
-}
+mod http;
+mod logs;
+
+use http::HttpMetrics;
+pub use logs::LogFilter;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
@@ -90,8 +87,12 @@ struct MoneyLabels {
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// 0.5 ms to about 16 s: the span of a status poll to a slow upstream call.
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.0005, 2.0, 16)
+}
+
 fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+    Histogram::new(latency_buckets())
 }
 
 /// 0.25 s to about 2.3 h: the span of a task's wait in the queue, or of its generation.
@@ -205,8 +206,7 @@ pub struct MoneyFigure {
 
 pub struct Telemetry {
     registry: Registry,
-    http_requests: Family<HttpLabels, Counter>,
-    http_latency: Histograms<HttpLabels>,
+    http: Arc<HttpMetrics>,
     tasks_created: Family<ModelLabels, Counter>,
     tasks_ended: Family<EndedLabels, Counter>,
     queue_wait: Histograms<WorkLabels>,
@@ -237,8 +237,7 @@ impl Default for Telemetry {
 impl Telemetry {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("seedgate");
-        let http_requests = Family::<HttpLabels, Counter>::default();
-        let http_latency = Histograms::<HttpLabels>::new_with_constructor(latency_histogram);
+        let http = Arc::new(HttpMetrics::new(latency_buckets()));
         let tasks_created = Family::<ModelLabels, Counter>::default();
         let tasks_ended = Family::<EndedLabels, Counter>::default();
         let queue_wait = Histograms::<WorkLabels>::new_with_constructor(task_time_histogram);
@@ -264,16 +263,7 @@ impl Telemetry {
             "Outages of a dependency (database, result_store) this server saw begin",
             dependency_outages.clone(),
         );
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by route, method and status",
-            http_requests.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "Time to answer an HTTP request, by route, method and status",
-            http_latency.clone(),
-        );
+        registry.register_collector(Box::new(Arc::clone(&http)));
         registry.register(
             "tasks_created",
             "Tasks created by this server, by model (repeats of an idempotent request not counted)",
@@ -347,8 +337,7 @@ impl Telemetry {
         );
         Self {
             registry,
-            http_requests,
-            http_latency,
+            http,
             tasks_created,
             tasks_ended,
             queue_wait,
@@ -369,11 +358,10 @@ impl Telemetry {
         }
     }
 
-    pub fn http_request(&self, labels: HttpLabels, took: Duration) {
-        self.http_latency
-            .get_or_create(&labels)
-            .observe(took.as_secs_f64());
-        self.http_requests.get_or_create(&labels).inc();
+    /// A request answered: its route's pattern (`/v1/tasks/{id}`, never the path itself, whose
+    /// ids would make a series per task), method and status.
+    pub fn http_request(&self, route: &str, method: &'static str, status: u16, took: Duration) {
+        self.http.observe(route, method, status, took);
     }
 
     pub fn task_created(&self, model: &str) {
@@ -605,14 +593,7 @@ mod tests {
     fn the_exposition_names_every_family_and_drops_stale_series() {
         let telemetry = Telemetry::new();
         telemetry.task_created("seedance-2.0");
-        telemetry.http_request(
-            HttpLabels {
-                route: "/v1/tasks/{id}".into(),
-                method: "GET",
-                status: 200,
-            },
-            Duration::from_millis(2),
-        );
+        telemetry.http_request("/v1/tasks/{id}", "GET", 200, Duration::from_millis(2));
         let figures = StoreFigures {
             open_tasks: vec![("seedance-2.0".into(), "pending".into(), 3)],
             queued: 3,

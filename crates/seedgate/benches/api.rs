@@ -23,8 +23,8 @@
 //! `SEEDGATE_BENCH_SECONDS` sets each run's length (default 8), `SEEDGATE_BENCH_ROUNDS` the
 //! rounds (default 3); PostgreSQL is a scratch schema on `SEEDGATE_BENCH_POSTGRES_URL` (by
 //! default the server the tests use). `SEEDGATE_BENCH_PROFILE=<dir>` adds, after the rounds,
-//! one poll run and one `/healthz` run against the SQLite server with `perf record` attached
-//! to it (needs `linux-perf`), and prints each profile's heaviest functions; the profiles stay
+//! one poll run, one `/healthz` run and one run of creates at one connection against the
+//! SQLite server with `perf record` attached to it (needs `linux-perf`), and prints each profile's heaviest functions; the profiles stay
 //! in `<dir>` for `perf report`.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -218,6 +218,9 @@ fn with_cpu(pid: u32, measure: impl FnOnce() -> Run) -> Run {
     run.kernel_us = (kernel_after - kernel_before) / run.requests as f64;
     run
 }
+
+/// A run of requests, to be made once.
+type MeasuredRun<'a> = Box<dyn FnOnce() -> Run + 'a>;
 
 /// Runs `measure` with `perf record` sampling process `pid` on CPU time (these virtual
 /// machines have no hardware counters), into `file`.
@@ -614,20 +617,33 @@ fn main() {
         std::fs::create_dir_all(&profiles).unwrap();
         let gateway = &gateways[0];
         let script = lua_script(dir.path(), "poll.lua", &gateway.key, None);
-        let targets = [
-            ("status poll", gateway.poll_url(), script),
+        let poll_url = gateway.poll_url();
+        let healthz_url = format!("{}/healthz", gateway.served.address);
+        let create_url = format!("{}/v1/videos/generations", gateway.served.address);
+        let targets: [(&str, u32, MeasuredRun); 3] = [
+            (
+                "status poll",
+                64,
+                Box::new(|| wrk(&poll_url, 64, seconds, &script)),
+            ),
             (
                 "/healthz",
-                format!("{}/healthz", gateway.served.address),
-                bare_script.clone(),
+                64,
+                Box::new(|| wrk(&healthz_url, 64, seconds, &bare_script)),
+            ),
+            (
+                "create (durable)",
+                1,
+                Box::new(|| one_connection(&create_url, seconds, &gateway.key, Some(CREATE_BODY))),
             ),
         ];
-        for (measure, url, script) in targets {
-            let file = profiles.join(format!("{}.perf.data", measure.replace(['/', ' '], "")));
-            let run = profiled(gateway.served.pid(), &file, || {
-                wrk(&url, 64, seconds, &script)
-            });
-            row(0, "SQLite, profiled", measure, 64, &run);
+        for (measure, connections, measure_run) in targets {
+            let file = profiles.join(format!(
+                "{}.perf.data",
+                measure.replace(['/', ' ', '(', ')'], "")
+            ));
+            let run = profiled(gateway.served.pid(), &file, measure_run);
+            row(0, "SQLite, profiled", measure, connections, &run);
             println!(
                 "\n{measure}, `perf report -i {}`:\n```\n{}```\n",
                 file.display(),

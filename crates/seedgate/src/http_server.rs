@@ -133,3 +133,84 @@ impl OpenConnections {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    const REQUEST: &[u8] = b"GET /slow HTTP/1.1\r\nhost: test\r\n\r\n";
+
+    /// Reads one response's head and its two-byte body from a kept-alive connection.
+    async fn read_answer(stream: &mut TcpStream) -> String {
+        let mut answer = Vec::new();
+        let mut buffer = [0; 1024];
+        while !String::from_utf8_lossy(&answer).ends_with("\r\n\r\nok") {
+            let read = stream.read(&mut buffer).await.unwrap();
+            assert!(read > 0, "closed before answering");
+            answer.extend_from_slice(&buffer[..read]);
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_the_open_request_finish_and_closes_idle_connections() {
+        let release = Arc::new(Notify::new());
+        let entered = Arc::new(Notify::new());
+        let router = Router::new().route(
+            "/slow",
+            get({
+                let (release, entered) = (Arc::clone(&release), Arc::clone(&entered));
+                move || async move {
+                    entered.notify_one();
+                    release.notified().await;
+                    "ok"
+                }
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            router,
+            Duration::from_secs(60),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+
+        // A connection that was answered once and now idles, kept alive.
+        let mut idle = TcpStream::connect(address).await.unwrap();
+        idle.write_all(REQUEST).await.unwrap();
+        entered.notified().await;
+        release.notify_one();
+        assert!(read_answer(&mut idle).await.starts_with("HTTP/1.1 200"));
+
+        // A request still being answered when shutdown begins.
+        let mut busy = TcpStream::connect(address).await.unwrap();
+        busy.write_all(REQUEST).await.unwrap();
+        entered.notified().await;
+        stop.send(()).unwrap();
+        // Long enough for the accept loop to see it and tell the connections.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        release.notify_one();
+        let answer = read_answer(&mut busy).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+        // Both connections are closed, and the server is done well before its grace period.
+        let ended = tokio::time::timeout(SHUTDOWN_GRACE / 4, server).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        for mut closed in [idle, busy] {
+            let mut rest = Vec::new();
+            let read = closed.read_to_end(&mut rest).await;
+            assert!(matches!(read, Ok(0)) || read.is_err(), "{read:?}");
+        }
+        assert!(TcpStream::connect(address).await.is_err());
+    }
+}

@@ -1815,9 +1815,13 @@ async fn the_write_ahead_log_stays_bounded_under_writes_that_never_pause() {
         database >= WRITTEN_AT_LEAST,
         "{database} bytes in the database file"
     );
-    // The bound, plus what 100 ms of writes add before the next check looks.
+    // Without the RESTART checkpoint the log would hold every page written, all of it. With
+    // it, the log is begun again once past the bound; the file keeps its largest size, which on
+    // a machine busy with other tests (four writers and two readers sharing two cores with
+    // them) has reached 39 MB when the checkpoint lagged: half of what was written still tells
+    // a log begun again from one that never is.
     assert!(
-        largest_log < WRITTEN_AT_LEAST / 4,
+        largest_log < WRITTEN_AT_LEAST / 2,
         "the log reached {largest_log} bytes with a bound of {} pages",
         checkpoints.bound_pages
     );

@@ -117,41 +117,82 @@ const CHECKPOINTS: Checkpoints = Checkpoints {
     bound_pages: 16_384,
 };
 
+/// Past the bound, further passes from a reader copy what the writes appended during the last
+/// one, until one has copied at most this many pages: about as many are left for the step that
+/// holds the writer.
+const LEFT_FOR_THE_WRITER: i64 = 256;
+const CATCH_UP_PASSES: u32 = 4;
+
 /// Copies the write-ahead log into the database file from a reader's connection, so the
 /// file's fsync never lands inside a commit that a create is waiting for. PASSIVE never blocks
 /// the writer or a reader; what it cannot copy yet, the next round does. Under writes that
 /// never pause, PASSIVE copies but the log is never found fully copied when a write begins,
-/// so it would grow without end: past the bound a RESTART checkpoint, queued on the writer's own
-/// connection between two transactions, copies the rest and has the next write begin the log
-/// again from its start. The file keeps its length and is written over: truncating it instead
-/// (TRUNCATE) held the writer 18–20 ms while the file system freed 64 MiB, every few seconds
-/// under steady creates (BENCHMARKS.md, "The create tail").
+/// so it would grow without end. Past the bound, passes from a reader copy what the writes
+/// appended during the pass before, until little is left; then a PASSIVE on the writer's own
+/// connection, queued between two transactions, copies the rest with nothing written
+/// meanwhile, and the next write begins the log again from its start unless a reader is still
+/// reading from it. That step holds the writer 2.5–4 ms, mostly its two fsyncs; a RESTART
+/// right after the first pass held it 6–10 ms (it copies all the pass left behind and waits,
+/// in SQLite's busy handler, for readers to leave the log), twice a second under one
+/// connection's creates with the engine on (BENCHMARKS.md, "The writer's pause at each new
+/// log"). RESTART is kept for a log that readers never left and that reached four times its
+/// bound. The file keeps its length and is written over: truncating it instead (TRUNCATE)
+/// held the writer 18–20 ms while the file system freed 64 MiB, every few seconds under steady
+/// creates (BENCHMARKS.md, "The create tail").
 async fn checkpoint_regularly(reader: AnyPool, writer: Writer, checkpoints: Checkpoints) {
     let mut every = tokio::time::interval(checkpoints.every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let log_pages = match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&reader)
-            .await
-        {
-            Ok((_, log_pages, _)) => log_pages,
-            Err(error) => {
-                tracing::warn!(%error, "checkpoint failed");
-                continue;
-            }
+        let Some(mut log) = checkpoint(&reader).await else {
+            continue;
         };
-        if log_pages > checkpoints.bound_pages {
-            let emptied = async {
-                let mut connection = writer.connection().await?;
-                sqlx::query("PRAGMA wal_checkpoint(RESTART)")
-                    .execute(&mut *connection)
-                    .await?;
-                Ok::<_, StoreError>(())
+        if log.pages <= checkpoints.bound_pages {
+            continue;
+        }
+        // A pass copies what the writes appended during the one before it.
+        for _ in 0..CATCH_UP_PASSES {
+            let Some(again) = checkpoint(&reader).await else {
+                break;
             };
-            if let Err(error) = emptied.await {
-                tracing::warn!(%error, "restarting the write-ahead log failed");
+            let copied = again.copied - log.copied;
+            log = again;
+            if copied <= LEFT_FOR_THE_WRITER {
+                break;
             }
+        }
+        let mode = if log.pages > checkpoints.bound_pages * 4 {
+            "PRAGMA wal_checkpoint(RESTART)"
+        } else {
+            "PRAGMA wal_checkpoint(PASSIVE)"
+        };
+        let emptied = async {
+            let mut connection = writer.connection().await?;
+            sqlx::query(mode).execute(&mut *connection).await?;
+            Ok::<_, StoreError>(())
+        };
+        if let Err(error) = emptied.await {
+            tracing::warn!(%error, "copying the rest of the write-ahead log failed");
+        }
+    }
+}
+
+/// The log's length in pages, and how many of them are in the database file.
+struct LogPages {
+    pages: i64,
+    copied: i64,
+}
+
+/// A PASSIVE checkpoint from a reader's connection; None when it failed (logged).
+async fn checkpoint(reader: &AnyPool) -> Option<LogPages> {
+    match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(reader)
+        .await
+    {
+        Ok((_, pages, copied)) => Some(LogPages { pages, copied }),
+        Err(error) => {
+            tracing::warn!(%error, "checkpoint failed");
+            None
         }
     }
 }

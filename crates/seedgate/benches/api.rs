@@ -13,7 +13,8 @@
 //!   those servers run no engine workers (`engine.workers = 0`: the API alone);
 //! - gateway overhead: an Ark client's create and poll through the gateway's Ark-compatible
 //!   surface, served by the `ark` provider against the fake upstream of the API tests (engine
-//!   on), against the same requests sent to that fake upstream directly.
+//!   on), against the same requests sent to that fake upstream directly; creates both one
+//!   after another and paced at a fixed rate, each timed from when it was due.
 //!
 //! Each run also reads the measured server's CPU time from `/proc` and reports it per request,
 //! in its own code and in the kernel's: `wrk` shares the cores, so a server's requests a second
@@ -24,8 +25,10 @@
 //! rounds (default 3); PostgreSQL is a scratch schema on `SEEDGATE_BENCH_POSTGRES_URL` (by
 //! default the server the tests use). `SEEDGATE_BENCH_PROFILE=<dir>` adds, after the rounds,
 //! one poll run, one `/healthz` run and one run of creates at one connection against the
-//! SQLite server with `perf record` attached to it (needs `linux-perf`), and prints each profile's heaviest functions; the profiles stay
-//! in `<dir>` for `perf report`.
+//! SQLite server, and one Ark create run through the `ark` channel, each with `perf record`
+//! attached to the server (needs `linux-perf`), and prints each profile's heaviest functions;
+//! the profiles stay in `<dir>` for `perf report`. `SEEDGATE_BENCH_ONLY=ark` runs the gateway
+//! overhead rounds alone.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -51,6 +54,13 @@ const CREATE_BODY: &str = r#"{"model":"seedance-2.0-fast","operation":"text-to-v
 
 /// The same request in Ark's wire format, which the gateway and the fake upstream both take.
 const ARK_CREATE_BODY: &str = r#"{"model":"doubao-seedance-2-0-fast-260128","content":[{"type":"text","text":"A lighthouse at dusk, waves rolling in."}],"ratio":"16:9","duration":4,"resolution":"480p","generate_audio":false,"watermark":false}"#;
+
+const RUNS_TABLE_HEAD: &str = "| round | server | measure | connections | req/s | p50 | p99 | requests | non-2xx | server CPU µs/request, user / kernel |\n|---|---|---|---|---|---|---|---|---|---|";
+
+/// The paced Ark creates' rate: well below what one connection can send through the gateway
+/// with the engine submitting each one (about 2,000 a second), so that run tells what the
+/// gateway adds to a create rather than how creates queue on two busy cores.
+const PACED_CREATES_PER_SECOND: u32 = 200;
 
 const ARK_TASKS: &str = "/api/v3/contents/generations/tasks";
 
@@ -145,6 +155,19 @@ fn lua_script(dir: &Path, name: &str, key: &str, post: Option<&str>) -> PathBuf 
 
 /// One client, one keep-alive connection, one request after another, each timed on its own.
 fn one_connection(url: &str, seconds: u64, key: &str, post: Option<&'static str>) -> Run {
+    paced_connection(url, seconds, key, post, None)
+}
+
+/// As [`one_connection`], with the requests sent at `per_second` when given: the n-th is due
+/// n/`per_second` after the start, and one still waiting on a slow one before it when due is
+/// timed from then, so it counts that wait too.
+fn paced_connection(
+    url: &str,
+    seconds: u64,
+    key: &str,
+    post: Option<&'static str>,
+    per_second: Option<u32>,
+) -> Run {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -165,7 +188,21 @@ fn one_connection(url: &str, seconds: u64, key: &str, post: Option<&'static str>
                     .body(body),
                 None => client.get(url),
             };
-            let sent = Instant::now();
+            // The timer wakes up to a millisecond late, which is not the server's: a request
+            // sent on time is timed from its sending, a late one from when it was due.
+            let sent = match per_second {
+                Some(rate) => {
+                    let due =
+                        started + Duration::from_secs_f64(latencies.len() as f64 / f64::from(rate));
+                    if Instant::now() < due {
+                        tokio::time::sleep_until(due.into()).await;
+                        Instant::now()
+                    } else {
+                        due
+                    }
+                }
+                None => Instant::now(),
+            };
             let response = request.bearer_auth(key).send().await.unwrap();
             let ok = response.status().is_success();
             response.bytes().await.unwrap();
@@ -434,7 +471,7 @@ impl Gateway {
 fn spread(runs: &[Run], of: impl Fn(&Run) -> f64) -> String {
     let values: Vec<f64> = runs.iter().map(of).collect();
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(0.0, f64::max);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let places = if max >= 100.0 { 0 } else { 2 };
     if (max - min).abs() < f64::EPSILON {
         format!("{min:.places$}")
@@ -474,6 +511,28 @@ fn main() {
     let seconds = read("SEEDGATE_BENCH_SECONDS", 8);
     let rounds = read("SEEDGATE_BENCH_ROUNDS", 3) as usize;
     let dir = tempfile::tempdir().unwrap();
+    let profiles = std::env::var_os("SEEDGATE_BENCH_PROFILE").map(PathBuf::from);
+    if let Some(profiles) = &profiles {
+        std::fs::create_dir_all(profiles).unwrap();
+    }
+    let row = |round: usize, server: &str, measure: &str, connections: u32, run: &Run| {
+        println!(
+            "| {round} | {server} | {measure} | {connections} | {:.0} | {:.3} ms | {:.3} ms | {} | {} | {:.1} / {:.1} |",
+            run.requests_per_second,
+            run.p50_ms,
+            run.p99_ms,
+            run.requests,
+            run.non_2xx,
+            run.user_us,
+            run.kernel_us
+        );
+    };
+    if std::env::var("SEEDGATE_BENCH_ONLY").as_deref() == Ok("ark") {
+        println!("{RUNS_TABLE_HEAD}");
+        let overhead = gateway_overhead(dir.path(), seconds, rounds, profiles.as_deref(), &row);
+        println!("\n{overhead}");
+        return;
+    }
     let postgres_url = std::env::var("SEEDGATE_BENCH_POSTGRES_URL")
         .unwrap_or_else(|_| seedgate::store::postgres::test_server_url());
     let schema = || {
@@ -515,19 +574,7 @@ fn main() {
         "task object: {} bytes; {rounds} rounds of {seconds} s, alternating; wrk -t2 on the same 2 cores",
         task_body.len()
     );
-    println!("| round | server | measure | connections | req/s | p50 | p99 | requests | non-2xx | server CPU µs/request, user / kernel |\n|---|---|---|---|---|---|---|---|---|---|");
-    let row = |round: usize, server: &str, measure: &str, connections: u32, run: &Run| {
-        println!(
-            "| {round} | {server} | {measure} | {connections} | {:.0} | {:.3} ms | {:.3} ms | {} | {} | {:.1} / {:.1} |",
-            run.requests_per_second,
-            run.p50_ms,
-            run.p99_ms,
-            run.requests,
-            run.non_2xx,
-            run.user_us,
-            run.kernel_us
-        );
-    };
+    println!("{RUNS_TABLE_HEAD}");
 
     // Polls and health checks, the bare servers and each gateway in turn, round after round.
     struct Measured {
@@ -612,9 +659,7 @@ fn main() {
             gateway.name
         );
     }
-    if let Ok(profiles) = std::env::var("SEEDGATE_BENCH_PROFILE") {
-        let profiles = PathBuf::from(profiles);
-        std::fs::create_dir_all(&profiles).unwrap();
+    if let Some(profiles) = &profiles {
         let gateway = &gateways[0];
         let script = lua_script(dir.path(), "poll.lua", &gateway.key, None);
         let poll_url = gateway.poll_url();
@@ -651,7 +696,7 @@ fn main() {
             );
         }
     }
-    let overhead = gateway_overhead(dir.path(), seconds, &row);
+    let overhead = gateway_overhead(dir.path(), seconds, rounds, profiles.as_deref(), &row);
     drop(gateways);
 
     println!(
@@ -746,11 +791,14 @@ fn create_task(url: &str, key: &str, body: &'static str) -> String {
 }
 
 /// An Ark client's create and poll at one connection, sent to the fake upstream directly and
-/// through a gateway (SQLite, `ark` channel to the same fake upstream, engine running): what
-/// the gateway adds to each.
+/// through a gateway (SQLite, `ark` channel to the same fake upstream, engine running), in
+/// alternating rounds: what the gateway adds to each. With `profiles`, one more create run
+/// through the gateway with `perf` attached.
 fn gateway_overhead(
     dir: &Path,
     seconds: u64,
+    rounds: usize,
+    profiles: Option<&Path>,
     row: &dyn Fn(usize, &str, &str, u32, &Run),
 ) -> String {
     // The fake upstream in this process, on a runtime thread of its own.
@@ -766,12 +814,15 @@ fn gateway_overhead(
         });
     });
     let base_url = fake_rx.recv().unwrap();
+    // Every create is submitted upstream (no concurrency limit in the way); the channel reads
+    // its tasks' statuses within the default budget, as a user's does. Without one, the
+    // engine polled the tens of thousands of tasks the runs leave in flight as fast as the two
+    // cores allowed, through every later run, the direct ones included.
     let config = format!(
         "[engine]\nmax_concurrent_tasks_per_key = 1000000\n\
          [limits]\nrequests_per_second = 100000000\nburst = 100000000\n\n\
          [[channels]]\nid = \"volc\"\nprovider = \"ark\"\nbase_url = \"{base_url}\"\n\
          api_key_env = \"{}\"\nresolutions = [\"480p\"]\nmax_concurrent_tasks = 1000000\n\
-         polls_per_second = 1000000\n\
          models = {{ \"seedance-2.0-fast\" = \"doubao-seedance-2-0-fast-260128\" }}\n",
         fake_ark::FAKE_KEY_ENV
     );
@@ -784,55 +835,80 @@ fn gateway_overhead(
         |base: &str, key: &str| create_task(&format!("{base}{ARK_TASKS}"), key, ARK_CREATE_BODY);
     let direct_task = ark_task(&root, fake_ark::FAKE_KEY);
     let gateway_task = ark_task(&gateway_root, &gateway.key);
-    let runs = [
-        (
-            "fake upstream directly",
-            "Ark create",
-            one_connection(
-                &format!("{root}{ARK_TASKS}"),
-                seconds,
-                fake_ark::FAKE_KEY,
-                Some(ARK_CREATE_BODY),
+    let create = |base: &str, key: &str, per_second: Option<u32>| {
+        paced_connection(
+            &format!("{base}{ARK_TASKS}"),
+            seconds,
+            key,
+            Some(ARK_CREATE_BODY),
+            per_second,
+        )
+    };
+    let poll = |base: &str, key: &str, task: &str| {
+        one_connection(&format!("{base}{ARK_TASKS}/{task}"), seconds, key, None)
+    };
+    let pid = gateway.served.pid();
+    let paced = Some(PACED_CREATES_PER_SECOND);
+    let paced_measure = format!("Ark create, {PACED_CREATES_PER_SECOND}/s");
+    let mut added: [Vec<Run>; 3] = Default::default();
+    for round in 1..=rounds {
+        let runs = [
+            (
+                "fake upstream directly",
+                "Ark create",
+                create(&root, fake_ark::FAKE_KEY, None),
             ),
-        ),
-        (
-            "gateway, ark channel",
-            "Ark create",
-            one_connection(
-                &format!("{gateway_root}{ARK_TASKS}"),
-                seconds,
-                &gateway.key,
-                Some(ARK_CREATE_BODY),
+            (
+                "gateway, ark channel",
+                "Ark create",
+                with_cpu(pid, || create(&gateway_root, &gateway.key, None)),
             ),
-        ),
-        (
-            "fake upstream directly",
-            "Ark poll",
-            one_connection(
-                &format!("{root}{ARK_TASKS}/{direct_task}"),
-                seconds,
-                fake_ark::FAKE_KEY,
-                None,
+            (
+                "fake upstream directly",
+                paced_measure.as_str(),
+                create(&root, fake_ark::FAKE_KEY, paced),
             ),
-        ),
-        (
-            "gateway, ark channel",
-            "Ark poll",
-            one_connection(
-                &format!("{gateway_root}{ARK_TASKS}/{gateway_task}"),
-                seconds,
-                &gateway.key,
-                None,
+            (
+                "gateway, ark channel",
+                paced_measure.as_str(),
+                with_cpu(pid, || create(&gateway_root, &gateway.key, paced)),
             ),
-        ),
-    ];
-    for (server, measure, run) in &runs {
-        assert_eq!(run.non_2xx, 0, "{server}: {measure} must succeed");
-        row(1, server, measure, 1, run);
+            (
+                "fake upstream directly",
+                "Ark poll",
+                poll(&root, fake_ark::FAKE_KEY, &direct_task),
+            ),
+            (
+                "gateway, ark channel",
+                "Ark poll",
+                with_cpu(pid, || poll(&gateway_root, &gateway.key, &gateway_task)),
+            ),
+        ];
+        for (server, measure, run) in &runs {
+            assert_eq!(run.non_2xx, 0, "{server}: {measure} must succeed");
+            row(round, server, measure, 1, run);
+        }
+        for (pair, added) in runs.chunks(2).zip(&mut added) {
+            let (direct, through) = (&pair[0].2, &pair[1].2);
+            added.push(Run {
+                p99_ms: through.p99_ms - direct.p99_ms,
+                ..*through
+            });
+        }
     }
+    if let Some(profiles) = profiles {
+        let file = profiles.join("ark-create.perf.data");
+        let run = profiled(pid, &file, || create(&gateway_root, &gateway.key, None));
+        row(0, "gateway, ark channel, profiled", "Ark create", 1, &run);
+        println!(
+            "\nArk create through the gateway, `perf report -i {}`:\n```\n{}```\n",
+            file.display(),
+            top_functions(&file)
+        );
+    }
+    let [creates, paced_creates, polls] = added.map(|runs| spread(&runs, |r| r.p99_ms));
     format!(
-        "gateway overhead through `ark`, added p99 at 1 connection: create {:.3} ms, poll {:.3} ms",
-        runs[1].2.p99_ms - runs[0].2.p99_ms,
-        runs[3].2.p99_ms - runs[2].2.p99_ms
+        "gateway overhead through `ark`, added p99 at 1 connection: create {creates} ms \
+         ({paced_creates} ms at {PACED_CREATES_PER_SECOND}/s), poll {polls} ms"
     )
 }

@@ -131,8 +131,8 @@ const CATCH_UP_PASSES: u32 = 4;
 /// appended during the pass before, until little is left; then a PASSIVE on the writer's own
 /// connection, queued between two transactions, copies the rest with nothing written
 /// meanwhile, and the next write begins the log again from its start unless a reader is still
-/// reading from it. That step holds the writer 2.5–4 ms, mostly its two fsyncs; a RESTART
-/// right after the first pass held it 6–10 ms (it copies all the pass left behind and waits,
+/// reading from it. That step holds the writer 1.6–4 ms, mostly its two fsyncs; a RESTART
+/// right after the first pass held it 4–10 ms (it copies all the pass left behind and waits,
 /// in SQLite's busy handler, for readers to leave the log), twice a second under one
 /// connection's creates with the engine on (BENCHMARKS.md, "The writer's pause at each new
 /// log"). RESTART is kept for a log that readers never left and that reached four times its

@@ -6,7 +6,7 @@
 //! funds read under the write lock (row locks on PostgreSQL, in one order, so groups on
 //! several replicas cannot deadlock each other), each create decided in arrival order by
 //! [`GroupFunds`] exactly as it would be alone, then the accepted tasks, their ledger entries
-//! and the balance debits written as a few multi-row statements.
+//! and the balance debits written as a few multi-row statements (on PostgreSQL, one).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -156,22 +156,11 @@ async fn commit_group(
         .filter(|(_, decision)| matches!(decision, Ok(true)))
         .map(|(create, _)| &create.task)
         .collect();
-    let runs = power_of_two_runs(&accepted);
-    if let Some((last, earlier)) = runs.split_last() {
-        for run in earlier {
-            let sql = dialect.batch(&run_statements(run.len()));
-            bind_run(sqlx::query(&sql), &funds, run, now)?
-                .execute(&mut *tx)
-                .await?;
+    if !accepted.is_empty() {
+        match dialect {
+            Dialect::Sqlite => store_in_runs(&mut tx, &funds, &accepted, now).await?,
+            Dialect::Postgres => store_in_one_statement(&mut tx, &funds, &accepted, now).await?,
         }
-        // The last run goes with the debits, and on SQLite with the commit: one trip.
-        let mut statements = run_statements(last.len());
-        statements.extend(debit_statements(&funds, run_parameters(last.len()) + 1));
-        let sql = dialect.batch(&statements);
-        let sql = tx.closing(&sql);
-        bind_debits(bind_run(sqlx::query(&sql), &funds, last, now)?, &funds)
-            .execute(&mut *tx)
-            .await?;
     }
     tx.commit().await?;
     Ok(group
@@ -184,6 +173,77 @@ async fn commit_group(
             })
         })
         .collect())
+}
+
+/// On SQLite, where a statement costs a trip to the connection's thread and no more, the rows
+/// go in runs of a few fixed sizes, the last with the debits and the commit.
+async fn store_in_runs(
+    tx: &mut WriteTransaction,
+    funds: &GroupFunds,
+    accepted: &[&NewTask],
+    now: i64,
+) -> Result<(), StoreError> {
+    let runs = power_of_two_runs(accepted);
+    let Some((last, earlier)) = runs.split_last() else {
+        return Ok(());
+    };
+    for run in earlier {
+        let sql = Dialect::Sqlite.batch(&run_statements(run.len()));
+        bind_run(sqlx::query(&sql), funds, run, now)?
+            .execute(&mut **tx)
+            .await?;
+    }
+    let mut statements = run_statements(last.len());
+    statements.extend(debit_statements(funds, run_parameters(last.len()) + 1));
+    let sql = Dialect::Sqlite.batch(&statements);
+    let sql = tx.closing(&sql);
+    bind_debits(bind_run(sqlx::query(&sql), funds, last, now)?, funds)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// On PostgreSQL every statement is a trip to the server and a plan of its own: cut into runs,
+/// a group of 16–32 creates spent three times as long inserting as committing (BENCHMARKS.md,
+/// "PostgreSQL's group in one statement"). So the rows, their reservations and the debits are
+/// one statement. The rows are padded to a power of two by repeating the last, which the insert
+/// skips as a conflict, so the statement still comes in a few fixed sizes; each ledger entry is
+/// made from a row the insert returns, so a repeated row reserves nothing. The count of rows
+/// stored is checked: a row skipped for any other reason fails the group.
+async fn store_in_one_statement(
+    tx: &mut WriteTransaction,
+    funds: &GroupFunds,
+    accepted: &[&NewTask],
+    now: i64,
+) -> Result<(), StoreError> {
+    let padded = padded_to_power_of_two(accepted);
+    let mut statements = vec![
+        format!(
+            "{} ON CONFLICT (id) DO NOTHING RETURNING id, account_id, reserved_usd_micros",
+            task_insert(padded.len())
+        ),
+        format!(
+            "INSERT INTO ledger (created_at, organization_id, account_id, task_id, kind, \
+             usd_micros) SELECT $1, k.organization_id, w0.account_id, w0.id, '{}', \
+             -w0.reserved_usd_micros FROM w0 JOIN api_keys k ON k.id = w0.account_id",
+            LedgerKind::Reserve.as_str()
+        ),
+    ];
+    statements.extend(debit_statements(funds, 2 + padded.len() * TASK_COLUMNS));
+    statements.push("SELECT COUNT(*) FROM w0".to_owned());
+    let sql = Dialect::Postgres.batch(&statements);
+    let query = bind_tasks(sqlx::query(&sql), padded.iter().copied(), now);
+    let stored: i64 = bind_debits(query, funds)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
+    if stored != accepted.len() as i64 {
+        return Err(StoreError::Corrupt(format!(
+            "{stored} of a group's {} new tasks were stored",
+            accepted.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Takes the key for `task`, unless a live record holds it (another request's, committed or
@@ -343,15 +403,6 @@ fn run_parameters(len: usize) -> usize {
 /// equal to the row read from the database.
 fn run_statements(len: usize) -> Vec<String> {
     let first_ledger = 2 + len * TASK_COLUMNS;
-    let tasks: Vec<String> = (0..len)
-        .map(|i| {
-            format!(
-                "({}, '{}', $1, $1)",
-                placeholders(2 + i * TASK_COLUMNS, TASK_COLUMNS),
-                TaskState::Queued.as_str()
-            )
-        })
-        .collect();
     let reservations: Vec<String> = (0..len)
         .map(|i| {
             format!(
@@ -361,12 +412,7 @@ fn run_statements(len: usize) -> Vec<String> {
         })
         .collect();
     vec![
-        format!(
-            "INSERT INTO tasks (id, account_id, model, operation, provider, job, request, \
-             reserved_usd_micros, estimated_tokens, deadline_at_ms, callback_url, request_id, \
-             next_attempt_at_ms, state, created_at_ms, updated_at_ms) VALUES {}",
-            tasks.join(", ")
-        ),
+        task_insert(len),
         format!(
             "INSERT INTO ledger (created_at, organization_id, account_id, task_id, kind, \
              usd_micros) VALUES {}",
@@ -375,14 +421,32 @@ fn run_statements(len: usize) -> Vec<String> {
     ]
 }
 
-fn bind_run<'q>(
+/// The insert of `len` new tasks, bound by [`bind_tasks`] from `$2`; `$1` is the group's time.
+fn task_insert(len: usize) -> String {
+    let tasks: Vec<String> = (0..len)
+        .map(|i| {
+            format!(
+                "({}, '{}', $1, $1)",
+                placeholders(2 + i * TASK_COLUMNS, TASK_COLUMNS),
+                TaskState::Queued.as_str()
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO tasks (id, account_id, model, operation, provider, job, request, \
+         reserved_usd_micros, estimated_tokens, deadline_at_ms, callback_url, request_id, \
+         next_attempt_at_ms, state, created_at_ms, updated_at_ms) VALUES {}",
+        tasks.join(", ")
+    )
+}
+
+fn bind_tasks<'q>(
     query: GroupQuery<'q>,
-    funds: &'q GroupFunds,
-    run: &'q [&NewTask],
+    tasks: impl IntoIterator<Item = &'q &'q NewTask>,
     now: i64,
-) -> Result<GroupQuery<'q>, StoreError> {
+) -> GroupQuery<'q> {
     let mut query = query.bind(now);
-    for task in run {
+    for task in tasks {
         query = query
             .bind(&task.id)
             .bind(&task.account_id)
@@ -398,6 +462,16 @@ fn bind_run<'q>(
             .bind(&task.request_id)
             .bind(task.not_before_ms.unwrap_or(now));
     }
+    query
+}
+
+fn bind_run<'q>(
+    query: GroupQuery<'q>,
+    funds: &'q GroupFunds,
+    run: &'q [&NewTask],
+    now: i64,
+) -> Result<GroupQuery<'q>, StoreError> {
+    let mut query = bind_tasks(query, run, now);
     for task in run {
         let organization = funds
             .organization_of(&task.account_id)

@@ -678,6 +678,24 @@ async fn second_handle(db: &Db) -> Store {
 }
 
 on_both_backends! {
+    async fn a_create_whose_id_is_taken_fails_and_reserves_nothing(db: &Db) {
+        let key = db.store.create_key(&KeySpec::plain("k", KeyMode::Test, 1_000)).await.unwrap();
+        let account = key.account.id;
+        db.store.create_task(new_task(&account, 1, 100), None).await.unwrap();
+        // PostgreSQL's group skips a row that conflicts, so only its count of stored rows
+        // stands between this create and an answer for a task that was never stored.
+        let again = db.store.create_task(new_task(&account, 1, 100), None).await;
+        assert!(again.is_err(), "a second task with a taken id was answered as created");
+        assert_eq!(db.store.count_tasks(&account).await.unwrap(), 1);
+        let entries = db.store.ledger_entries_for_task(&task_id(1)).await.unwrap();
+        assert_eq!(entries, vec![("reserve".to_owned(), -100)]);
+        let balance = db.store.account(&account).await.unwrap().unwrap().balance_usd_micros;
+        assert_eq!(balance, 900);
+        assert_eq!(db.store.ledger_sum(&account).await.unwrap(), balance);
+    }
+}
+
+on_both_backends! {
     async fn creates_committed_together_store_each_task_once_with_one_reservation(db: &Db) {
         let key = db.store.create_key(&KeySpec::plain("k", KeyMode::Test, 100_000)).await.unwrap();
         let account = key.account.id;

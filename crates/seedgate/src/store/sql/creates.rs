@@ -217,6 +217,7 @@ async fn store_in_one_statement(
     now: i64,
 ) -> Result<(), StoreError> {
     let padded = padded_to_power_of_two(accepted);
+    // `Dialect::batch` names the first statement `w0`: the insert, which the rest read back.
     let mut statements = vec![
         format!(
             "{} ON CONFLICT (id) DO NOTHING RETURNING id, account_id, reserved_usd_micros",
